@@ -1,0 +1,356 @@
+/*
+ * nea-demo.c - libnea's demo server and benchmark target.
+ *
+ * Routes:
+ *   GET  /hello      200 "Hello, World!"
+ *   GET  /alloc/N    allocates N KiB from the request arena, fills it with
+ *                    0xAA, answers the byte count; beyond the arena: 500
+ *   POST /svg        CSV lines "x, y" -> an SVG path; a bad number: 400
+ *   GET  /static     a file loaded at start, served without copying
+ *   GET  /sleep/MS   holds its arena MS ms on a libuv timer, then answers
+ *   GET  /stats      the server counters as JSON
+ *
+ * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
+ */
+#include <nea.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *static_body = "libnea demo\n";
+static size_t static_len = 12;
+static nea_server *server;
+
+/* Parses a decimal unsigned number that must fill the whole string. */
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (*s == '\0') {
+        return -1;
+    }
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9' || v > (max - (uint64_t)(*s - '0')) / 10) {
+            return -1;
+        }
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static void bad_request(nea_req *req, const char *why)
+{
+    nea_respond(req, 400, "text/plain", why, strlen(why));
+}
+
+static void hello(nea_req *req, void *data)
+{
+    static const char body[] = "Hello, World!";
+    (void)data;
+    nea_respond_static(req, 200, "text/plain", body, sizeof(body) - 1);
+}
+
+static void alloc(nea_req *req, void *data)
+{
+    uint64_t kib;
+    char *p, *answer;
+    (void)data;
+    if (parse_u64(nea_req_path_tail(req), SIZE_MAX / 1024, &kib) != 0) {
+        bad_request(req, "usage: /alloc/KIB\n");
+        return;
+    }
+    p = nea_alloc(req, (size_t)kib * 1024); /* beyond the arena: unwinds to a 500 */
+    memset(p, 0xAA, (size_t)kib * 1024);
+    answer = nea_printf(req, "%" PRIu64, kib * 1024);
+    nea_respond_static(req, 200, "text/plain", answer, strlen(answer));
+}
+
+/* Reads an optionally signed integer surrounded by blanks; NULL if none. */
+static const char *parse_int(const char *p, const char *end, long *out)
+{
+    bool neg = false;
+    long v = 0;
+    while (p < end && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+    if (p < end && (*p == '-' || *p == '+')) {
+        neg = *p++ == '-';
+    }
+    if (p == end || *p < '0' || *p > '9') {
+        return NULL;
+    }
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (v > 99999999) {
+            return NULL; /* keep coordinates sane and overflow impossible */
+        }
+        v = v * 10 + (*p - '0');
+    }
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) {
+        p++;
+    }
+    *out = neg ? -v : v;
+    return p;
+}
+
+static void svg(nea_req *req, void *data)
+{
+    static const char head[] = "<svg xmlns=\"http://www.w3.org/2000/svg\"><path d=\"M 0 0";
+    static const char tail[] = "\"/></svg>\n";
+    size_t len, line = 0;
+    const char *body = nea_req_body(req, &len), *p = body, *end = body + len;
+    /* Each point "x, y\n" becomes " x y": at most one byte longer per line,
+     * so twice the input bounds the output. */
+    char *out = nea_alloc(req, sizeof(head) + 2 + 2 * len + sizeof(tail));
+    char *o = out;
+    bool first = true;
+    (void)data;
+
+    memcpy(o, head, sizeof(head) - 1);
+    o += sizeof(head) - 1;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        long x, y;
+        line++;
+        if (eol == NULL) {
+            eol = end;
+        }
+        if (p[0] == '\n' || (p[0] == '\r' && eol == p + 1)) {
+            p = eol + 1;
+            continue;
+        }
+        p = parse_int(p, eol, &x);
+        if (p == NULL || p == eol || *p != ',' || (p = parse_int(p + 1, eol, &y)) == NULL ||
+            p != eol) {
+            bad_request(req, nea_printf(req, "bad number on line %zu\n", line));
+            return;
+        }
+        o += sprintf(o, "%s %ld %ld", first ? " L" : "", x, y);
+        first = false;
+        p = eol + 1;
+    }
+    memcpy(o, tail, sizeof(tail) - 1);
+    o += sizeof(tail) - 1;
+    nea_respond_static(req, 200, "image/svg+xml", out, (size_t)(o - out));
+}
+
+static void static_file(nea_req *req, void *data)
+{
+    (void)data;
+    nea_respond_static(req, 200, "text/plain", static_body, static_len);
+}
+
+static void sleep_done(nea_req *req, void *arg)
+{
+    char *msg = nea_printf(req, "slept %s", nea_req_path_tail(req));
+    (void)arg;
+    nea_respond_static(req, 200, "text/plain", msg, strlen(msg));
+}
+
+static void on_sleep_timer(uv_timer_t *t)
+{
+    nea_req_run(t->data, sleep_done, NULL);
+}
+
+static void sleep_route(nea_req *req, void *data)
+{
+    uint64_t ms;
+    uv_timer_t *t;
+    (void)data;
+    if (parse_u64(nea_req_path_tail(req), 600000, &ms) != 0) {
+        bad_request(req, "usage: /sleep/MS (at most 600000)\n");
+        return;
+    }
+    t = nea_req_timer(req); /* tracked: closed with the request */
+    t->data = req;
+    uv_timer_start(t, on_sleep_timer, ms, 0);
+}
+
+static void stats(nea_req *req, void *data)
+{
+    nea_stats st;
+    char *json;
+    (void)data;
+    nea_server_stats(server, &st);
+    json = nea_printf(
+        req,
+        "{\"requests\":%" PRIu64 ",\"responses\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
+        ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},\"oom_500\":%" PRIu64
+        ",\"shed_503\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"rejected_400\":%" PRIu64
+        ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64
+        ",\"connections_open\":%u,\"connections_max\":%u,\"arenas_in_use\":%u,"
+        "\"arenas_high_water\":%u,\"arena_count\":%u,\"queue_length\":%u,"
+        "\"arena_peak_bytes\":%zu,\"reserved\":%zu}\n",
+        st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
+        st.responses[5], st.oom_500, st.shed_503, st.timeouts, st.rejected_400, st.accepted,
+        st.evicted, st.connections_open, st.connections_max, st.arenas_in_use,
+        st.arenas_high_water, st.arena_count, st.queue_length, st.arena_peak_bytes,
+        nea_server_plan(server)->total);
+    nea_respond_static(req, 200, "application/json", json, strlen(json));
+}
+
+static void load_static(const char *path, bool required)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+    if (f == NULL) {
+        if (required) {
+            fprintf(stderr, "nea-demo: --static %s: %s\n", path, strerror(errno));
+            exit(2);
+        }
+        return;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0 ||
+        (buf = malloc((size_t)n + 1)) == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fprintf(stderr, "nea-demo: cannot read %s\n", path);
+        exit(2);
+    }
+    fclose(f);
+    static_body = buf; /* lives as long as the process, loaded before serving */
+    static_len = (size_t)n;
+}
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: nea-demo [options]\n"
+            "  --host ADDR               listen address (default 127.0.0.1)\n"
+            "  --port N                  port, 0 = any free one (default 8080)\n"
+            "  --memory-limit SIZE       ceiling for the reservation (default 64M)\n"
+            "  --arena-size SIZE         bytes per in-flight request (default 64k)\n"
+            "  --arenas N                in-flight requests, 0 = as many as fit (default 0)\n"
+            "  --connections N           connection slots (default 1024)\n"
+            "  --read-buffer SIZE        per connection; the max request head (default 8k)\n"
+            "  --max-body SIZE           largest request body (default 1M)\n"
+            "  --header-timeout-ms MS    first byte to end of head (default 10000)\n"
+            "  --keepalive-timeout-ms MS idle time between requests (default 5000)\n"
+            "  --queue-timeout-ms MS     wait for an arena before 503 (default 100)\n"
+            "  --static FILE             body of GET /static (default ./LICENSE)\n"
+            "  --prefault                make the whole reservation resident at start\n"
+            "  --no-guard-pages          no PROT_NONE page between arenas\n"
+            "  --help                    this text\n"
+            "SIZE takes a k, M or G suffix (powers of 1024).\n");
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    unsigned long long v;
+    unsigned shift = 0;
+    errno = 0;
+    if (*s < '0' || *s > '9') {
+        return -1;
+    }
+    v = strtoull(s, &end, 10);
+    if (errno != 0) {
+        return -1;
+    }
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: break;
+    }
+    if (*end != '\0' || v > (SIZE_MAX >> shift)) {
+        return -1;
+    }
+    *out = (size_t)v << shift;
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+    uint64_t v;
+    if (parse_u64(s, max, &v) != 0) {
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+static void on_ready(nea_server *s, void *data)
+{
+    const nea_plan *plan = nea_server_plan(s);
+    const nea_config *cfg = data;
+    server = s;
+    printf("listening on http://%s:%d reserved=%zu arenas=%u arena_size=%zu connections=%u\n",
+           cfg->host, nea_server_port(s), plan->total, plan->arena_count, plan->arena_size,
+           cfg->max_connections);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    enum { O_HOST = 256, O_PORT, O_MEM, O_ARENA, O_ARENAS, O_CONNS, O_RBUF, O_BODY, O_HTO, O_KTO,
+           O_QTO, O_STATIC, O_PREFAULT, O_NOGUARD, O_HELP };
+    static const struct option opts[] = {
+        {"host", required_argument, NULL, O_HOST},
+        {"port", required_argument, NULL, O_PORT},
+        {"memory-limit", required_argument, NULL, O_MEM},
+        {"arena-size", required_argument, NULL, O_ARENA},
+        {"arenas", required_argument, NULL, O_ARENAS},
+        {"connections", required_argument, NULL, O_CONNS},
+        {"read-buffer", required_argument, NULL, O_RBUF},
+        {"max-body", required_argument, NULL, O_BODY},
+        {"header-timeout-ms", required_argument, NULL, O_HTO},
+        {"keepalive-timeout-ms", required_argument, NULL, O_KTO},
+        {"queue-timeout-ms", required_argument, NULL, O_QTO},
+        {"static", required_argument, NULL, O_STATIC},
+        {"prefault", no_argument, NULL, O_PREFAULT},
+        {"no-guard-pages", no_argument, NULL, O_NOGUARD},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    static const nea_route routes[] = {
+        {"GET", "/hello", hello, NULL},       {"GET", "/alloc/", alloc, NULL},
+        {"POST", "/svg", svg, NULL},          {"GET", "/static", static_file, NULL},
+        {"GET", "/sleep/", sleep_route, NULL}, {"GET", "/stats", stats, NULL},
+    };
+    nea_config cfg;
+    const char *static_path = NULL;
+    unsigned port;
+    int opt, rc = 0;
+
+    nea_config_init(&cfg);
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_HOST: cfg.host = optarg; break;
+        case O_PORT: rc = parse_uint(optarg, 65535, &port); cfg.port = (int)port; break;
+        case O_MEM: rc = parse_size(optarg, &cfg.memory_limit); break;
+        case O_ARENA: rc = parse_size(optarg, &cfg.arena_size); break;
+        case O_ARENAS: rc = parse_uint(optarg, 1u << 24, &cfg.arena_count); break;
+        case O_CONNS: rc = parse_uint(optarg, 1u << 22, &cfg.max_connections); break;
+        case O_RBUF: rc = parse_size(optarg, &cfg.read_buffer_size); break;
+        case O_BODY: rc = parse_size(optarg, &cfg.max_body_size); break;
+        case O_HTO: rc = parse_uint(optarg, 86400000, &cfg.header_timeout_ms); break;
+        case O_KTO: rc = parse_uint(optarg, 86400000, &cfg.keepalive_timeout_ms); break;
+        case O_QTO: rc = parse_uint(optarg, 86400000, &cfg.queue_timeout_ms); break;
+        case O_STATIC: static_path = optarg; break;
+        case O_PREFAULT: cfg.prefault = 1; break;
+        case O_NOGUARD: cfg.guard_pages = 0; break;
+        case O_HELP: usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "nea-demo: bad value for --%s: %s\n", opts[opt - O_HOST].name, optarg);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    load_static(static_path != NULL ? static_path : "LICENSE", static_path != NULL);
+    rc = nea_run(&cfg, routes, sizeof(routes) / sizeof(routes[0]), on_ready, &cfg);
+    if (rc != 0) {
+        fprintf(stderr, "nea-demo: %s\n", nea_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

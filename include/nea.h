@@ -1,0 +1,375 @@
+/*
+ * nea.h - libnea, bounded-memory HTTP/1.1 request handling on libuv.
+ *
+ * libnea reserves all request memory once, at start, in one mapping whose
+ * size is computed exactly from a nea_config (see nea_config_plan). Every
+ * in-flight request owns one fixed-size bump arena from that mapping. A
+ * request that exhausts its arena gets a 500 and nobody else notices; when
+ * arenas or connection slots run out, clients get a pre-built 503 with
+ * Retry-After. Steady-state request handling makes no heap allocation.
+ *
+ * Threading: a server and everything it hands out belong to the thread that
+ * runs its uv_loop_t. No function here is safe to call from another thread.
+ *
+ * Errors: functions return 0 or a negative errno-compatible int (libuv's
+ * UV_E* codes pass through unchanged; libnea's own codes are NEA_E*, in a
+ * range libuv does not use). nea_strerror() names any of them. A function
+ * that takes a callback and returns an error never calls that callback.
+ *
+ * Handler rules (a handler is any function registered with nea_server_route
+ * or passed to nea_req_run):
+ *   1. Allocate request memory only through the request's arena
+ *      (nea_alloc and friends). It is freed, all at once, when the request
+ *      ends. Never free() it.
+ *   2. Register every external resource the request holds (fd, lock, heap
+ *      block from a third-party library) with nea_req_defer, so it is
+ *      released on every path out of the request, including out-of-memory
+ *      unwinding and client disconnect.
+ *   3. libuv handles that belong to the request live in its arena and are
+ *      registered with nea_req_track (or created by nea_req_timer). libnea
+ *      closes them when the request ends; do not uv_close them yourself.
+ *   4. Re-enter handler code from a libuv callback only through
+ *      nea_req_run, so an out-of-memory unwind has a frame to land in.
+ *   5. Never longjmp out of a handler, never call uv_run, never block.
+ *   6. Respond exactly once (nea_respond or nea_respond_static). After the
+ *      response is written, or the request is cancelled, the nea_req pointer
+ *      and all arena memory are invalid.
+ */
+#ifndef NEA_H
+#define NEA_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NEA_WARN_UNUSED __attribute__((warn_unused_result))
+#define NEA_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define NEA_NORETURN_ON_FAIL
+#else
+#define NEA_WARN_UNUSED
+#define NEA_PRINTF(f, a)
+#endif
+
+#define NEA_VERSION_MAJOR 0
+#define NEA_VERSION_MINOR 1
+#define NEA_VERSION_PATCH 0
+
+/* libnea's own error codes. libuv uses -1 .. -4095 (errno range) and a few
+ * values near -3000/-4000; libnea's live at -30000 and below. */
+enum {
+    NEA_EINVAL_CONFIG = -30001, /* a config field is zero, out of range, or inconsistent */
+    NEA_EOVERFLOW = -30002,     /* the plan's arithmetic overflows size_t */
+    NEA_EOVERLIMIT = -30003,    /* the plan exceeds memory_limit */
+    NEA_EARENA_SMALL = -30004,  /* arena_size cannot hold a request head */
+    NEA_ENOMEM = -30005,        /* a request's arena is exhausted */
+    NEA_EMLOCK = -30006,        /* mlock failed: RLIMIT_MEMLOCK too low */
+    NEA_EROUTES = -30007,       /* the route table is full */
+    NEA_ESTATE = -30008,        /* called in the wrong state (e.g. listen twice) */
+    NEA_ERESPONDED = -30009,    /* the request already has a response */
+};
+
+/* Scrub policy applied to the used part of an arena when it is released. */
+enum {
+    NEA_SCRUB_NONE = 0,   /* fastest; the next request may see old bytes */
+    NEA_SCRUB_ZERO = 1,   /* memset 0 */
+    NEA_SCRUB_POISON = 2, /* memset 0xDB, makes use-after-release visible */
+};
+
+/* Log levels passed to nea_config.log. */
+enum { NEA_LOG_ERROR = 0, NEA_LOG_WARN = 1, NEA_LOG_INFO = 2 };
+
+/*
+ * Server configuration. Fill with nea_config_init, change what you need,
+ * pass to nea_server_new, which copies it (the struct and the strings it
+ * points to need not outlive the call). Units are in the names or comments.
+ */
+typedef struct nea_config {
+    const char *host; /* listen address, IPv4 or IPv6 literal. Default "127.0.0.1" */
+    int port;         /* 0 picks a free port (see nea_server_port). Default 8080 */
+    int backlog;      /* listen(2) backlog. Default 511 */
+
+    size_t memory_limit;      /* bytes; the reservation may not exceed it. Default 64 MiB */
+    size_t arena_size;        /* bytes per in-flight request. Default 64 KiB */
+    unsigned arena_count;     /* in-flight requests; 0 = as many as memory_limit allows.
+                                 Default 0 */
+    unsigned max_connections; /* connection slots. Default 1024 */
+    size_t read_buffer_size;  /* bytes per connection; also the max request head.
+                                 Default 8 KiB */
+    size_t max_body_size;     /* bytes; also bounded by what the arena can hold.
+                                 Default 1 MiB */
+    unsigned max_routes;      /* route table capacity. Default 64 */
+    unsigned queue_length;    /* requests that may wait for an arena; 0 = max_connections.
+                                 Default 0 */
+
+    unsigned header_timeout_ms;    /* first byte of a head to its end. Default 10000 */
+    unsigned body_timeout_ms;      /* idle time between body reads. Default 10000 */
+    unsigned keepalive_timeout_ms; /* idle time between requests. Default 5000 */
+    unsigned write_timeout_ms;     /* a response write may stall this long. Default 10000 */
+    unsigned queue_timeout_ms;     /* wait for a free arena before 503. Default 100 */
+    unsigned drain_timeout_ms;     /* nea_server_close waits this long for in-flight
+                                      requests. Default 5000 */
+    unsigned retry_after_s;        /* Retry-After value on 503 (0..99). Default 1 */
+
+    int prefault;    /* make the whole reservation resident at start. Default 0 */
+    int lock_memory; /* mlock the reservation. Default 0 */
+    int guard_pages; /* PROT_NONE page after every arena. Default 1 */
+    int scrub;       /* NEA_SCRUB_*. Default NEA_SCRUB_NONE */
+
+    /* Log sink. NULL: messages go to stderr. msg is valid only during the
+     * call. Called from the loop thread; must not call back into libnea. */
+    void (*log)(void *data, int level, const char *msg);
+    void *log_data;
+} nea_config;
+
+/*
+ * The reservation, term by term, in bytes. Every byte of the one mapping is
+ * accounted for:
+ *
+ *   total = fixed_overhead + connections_bytes + arenas_bytes
+ *   connections_bytes = max_connections * conn_slot_size
+ *   conn_slot_size    = page-free slot struct (libuv handles, llhttp) + read_buffer_size
+ *   arenas_bytes      = arena_count * arena_stride
+ *   arena_stride      = arena_size rounded up to a page + guard page (if enabled)
+ */
+typedef struct nea_plan {
+    size_t page_size;
+    size_t fixed_overhead;    /* server struct, route table, arena and queue tables */
+    size_t conn_slot_size;    /* one connection slot including its read buffer */
+    size_t connections_bytes;
+    size_t arena_size;        /* usable bytes per arena (as configured) */
+    size_t arena_stride;      /* arena_size page-rounded, plus guard page */
+    unsigned arena_count;     /* resolved (never 0) */
+    size_t arenas_bytes;
+    size_t request_overhead;  /* bytes of each arena libnea uses before the handler runs,
+                                 not counting the request head and body */
+    size_t total;             /* the whole reservation */
+} nea_plan;
+
+/* Fills cfg with the documented defaults. */
+void nea_config_init(nea_config *cfg);
+
+/*
+ * Computes the exact reservation for cfg. Returns 0, or NEA_EINVAL_CONFIG,
+ * NEA_EOVERFLOW, NEA_EOVERLIMIT, NEA_EARENA_SMALL. On error, if errbuf is not
+ * NULL, a one-line explanation naming the field is written to it.
+ */
+int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t errlen);
+
+/* Writes a one-line human summary of plan into buf (e.g. for startup logs). */
+void nea_plan_format(const nea_plan *plan, char *buf, size_t len);
+
+typedef struct nea_server nea_server; /* opaque; lives inside its reservation */
+typedef struct nea_req nea_req;       /* opaque; lives inside its arena */
+
+/* A request handler. data is the pointer given to nea_server_route. */
+typedef void (*nea_handler_fn)(nea_req *req, void *data);
+
+/*
+ * Creates a server on the host's loop: validates cfg, makes the one mapping
+ * and carves everything from it. Nothing is listening yet. Returns 0 and
+ * *out, or a NEA_E* config error, NEA_EMLOCK, or a UV_E* error from mmap.
+ * The failure reason is also logged through cfg->log.
+ */
+int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out);
+
+/*
+ * Registers a handler. method: "GET", "POST", ... (exact, case-sensitive).
+ * path: exact match, or, when it ends in '/', a prefix route matching every
+ * path that starts with it (the longest matching prefix wins; exact routes
+ * win over prefixes). A GET route also answers HEAD (without a body).
+ * method and path are referenced, not copied: they must stay valid until the
+ * server is closed (string literals are the usual case). Returns 0,
+ * NEA_EROUTES when max_routes is reached, UV_EINVAL on a NULL or relative path.
+ */
+int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
+                     void *data);
+
+/* Binds and listens on cfg->host:cfg->port. Returns 0 or a UV_E* error. */
+int nea_server_listen(nea_server *s);
+
+/* The bound port (useful after port 0), or -1 when not listening. */
+int nea_server_port(const nea_server *s);
+
+/* The plan the server was created with. */
+const nea_plan *nea_server_plan(const nea_server *s);
+
+/*
+ * Graceful drain: stops accepting, closes idle connections, lets in-flight
+ * requests finish for up to drain_timeout_ms (then cancels them), closes
+ * every handle, unmaps the reservation and calls cb(s, data) from the loop.
+ * After cb, s is invalid. The loop may then be closed with uv_loop_close.
+ */
+void nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data);
+
+/* Server counters since nea_server_new. */
+typedef struct nea_stats {
+    uint64_t requests;        /* request heads fully received */
+    uint64_t responses[6];    /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
+    uint64_t oom_500;         /* 500s from arena exhaustion */
+    uint64_t shed_503;        /* 503s: no arena in time, queue full, or no slot */
+    uint64_t timeouts;        /* header, body, keep-alive-with-partial-data and write */
+    uint64_t rejected_400;    /* malformed or smuggling-shaped requests */
+    uint64_t accepted;        /* connections accepted into a slot */
+    uint64_t evicted;         /* idle keep-alive connections closed to make room */
+    unsigned connections_open;
+    unsigned connections_max;
+    unsigned arenas_in_use;
+    unsigned arenas_high_water;
+    unsigned arena_count;
+    unsigned queue_length;    /* requests waiting for an arena now */
+    size_t arena_peak_bytes;  /* the largest arena use any request reached */
+} nea_stats;
+
+void nea_server_stats(const nea_server *s, nea_stats *out);
+
+/* --- Requests --------------------------------------------------------- */
+
+/*
+ * Arena allocation. All memory returned below belongs to req's arena and is
+ * valid until the request ends. Alignment is alignof(max_align_t).
+ *
+ * nea_alloc never returns NULL: when the arena is exhausted it records an
+ * incident (method, path, bytes asked, arena used and size), logs it, and
+ * unwinds to the innermost protected frame (the handler entry, nea_req_run
+ * or nea_req_protect). Calling it outside such a frame aborts the process:
+ * that is a handler-rule violation.
+ */
+void *nea_alloc(nea_req *req, size_t n);
+void *nea_calloc(nea_req *req, size_t count, size_t size);
+/* align must be a power of two. */
+void *nea_alloc_aligned(nea_req *req, size_t n, size_t align);
+char *nea_strdup(nea_req *req, const char *s);
+char *nea_strndup(nea_req *req, const char *s, size_t n);
+/* Formats straight into the arena (no heap). */
+char *nea_printf(nea_req *req, const char *fmt, ...) NEA_PRINTF(2, 3);
+char *nea_vprintf(nea_req *req, const char *fmt, va_list ap) NEA_PRINTF(2, 0);
+
+/* Like nea_alloc, but returns NULL on exhaustion and never unwinds. */
+NEA_WARN_UNUSED void *nea_try_alloc(nea_req *req, size_t n);
+
+/*
+ * Grows (or shrinks) p, which must be the most recent allocation of req, to
+ * n bytes in place. Returns p, or NULL when the arena cannot hold n bytes
+ * (p is then unchanged). The usual way to build a buffer of unknown size.
+ */
+NEA_WARN_UNUSED void *nea_try_grow(nea_req *req, void *p, size_t n);
+
+/* Bytes the arena can still give (before alignment padding). */
+size_t nea_arena_available(const nea_req *req);
+
+/*
+ * Registers fn(arg) to run when the request ends, on every path: after the
+ * response is written, on out-of-memory unwind, on cancel. Defers run LIFO.
+ * Returns 0 or NEA_ENOMEM (the defer is then not registered: release the
+ * resource yourself).
+ */
+int nea_req_defer(nea_req *req, void (*fn)(void *arg), void *arg);
+
+/*
+ * Tracks a libuv handle that lives in req's arena and was initialised by the
+ * handler. When the request ends libnea stops and closes it (overwriting
+ * handle->data) and returns the arena only after its close callback ran.
+ * Returns 0 or NEA_ENOMEM (the handle was not tracked; nothing was closed).
+ */
+int nea_req_track(nea_req *req, uv_handle_t *handle);
+
+/* Allocates, initialises and tracks a timer in req's arena; unwinds on OOM.
+ * Set timer->data yourself; start it with uv_timer_start as usual. */
+uv_timer_t *nea_req_timer(nea_req *req);
+
+/*
+ * Runs fn(req, arg) inside a protected frame: the way back into handler code
+ * from a libuv callback the handler started. An out-of-memory unwind inside
+ * fn ends the request with a 500 (or closes the connection if response
+ * bytes were already sent). Does nothing if the request was cancelled.
+ */
+void nea_req_run(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg);
+
+/*
+ * Runs fn(req, arg) in a nested protected frame. If fn exhausts the arena,
+ * the defers it registered run, the arena is rolled back to where it was
+ * before the call, and NEA_ENOMEM is returned; the request carries on.
+ * Returns 0 when fn returned normally.
+ */
+int nea_req_protect(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg);
+
+/* The loop the request runs on. */
+uv_loop_t *nea_req_loop(const nea_req *req);
+
+/* Request data: all of it lives in the arena and is valid until the request
+ * ends. Strings are NUL-terminated. */
+const char *nea_req_method(const nea_req *req);
+const char *nea_req_path(const nea_req *req);  /* without the query; not decoded */
+const char *nea_req_query(const nea_req *req); /* after '?', or "" */
+/* The part of the path after a prefix route's prefix ("" for exact routes). */
+const char *nea_req_path_tail(const nea_req *req);
+/* First header with that name, case-insensitive; NULL when absent. */
+const char *nea_req_header(const nea_req *req, const char *name);
+/* Number of header fields, and the i-th one (0-based), for iteration. */
+size_t nea_req_header_count(const nea_req *req);
+int nea_req_header_at(const nea_req *req, size_t i, const char **name, const char **value);
+/* The body (NUL-terminated for convenience, not counted in *len). */
+const char *nea_req_body(const nea_req *req, size_t *len);
+/* HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
+int nea_req_http_minor(const nea_req *req);
+
+/* --- Responses ---------------------------------------------------------- */
+
+/*
+ * Adds a response header (copied into the arena). Call before nea_respond.
+ * Content-Length, Date and Connection are managed by libnea; setting them
+ * returns UV_EINVAL. Returns 0, NEA_ENOMEM, NEA_ERESPONDED, UV_EINVAL (name
+ * or value with CR, LF or NUL).
+ */
+int nea_resp_header(nea_req *req, const char *name, const char *value);
+
+/*
+ * Sends the response: status line, Date, Content-Type (if not NULL),
+ * Content-Length, Connection when needed, added headers, then len bytes of
+ * body, which are copied into the arena (body may be transient). For HEAD the
+ * body is omitted but its length is announced. The request ends when the
+ * write completes. If the arena cannot hold the response, the pre-built 500
+ * is sent instead and NEA_ENOMEM returned. Returns 0, NEA_ENOMEM,
+ * NEA_ERESPONDED, or UV_EINVAL for a status outside 200..599.
+ */
+int nea_respond(nea_req *req, int status, const char *content_type, const void *body,
+                size_t len);
+
+/* Like nea_respond, but body is referenced, not copied: it must stay valid
+ * and unchanged until the request ends (static or server-lifetime data). */
+int nea_respond_static(nea_req *req, int status, const char *content_type, const void *body,
+                       size_t len);
+
+/* --- Convenience ------------------------------------------------------ */
+
+typedef struct nea_route {
+    const char *method;
+    const char *path;
+    nea_handler_fn fn;
+    void *data;
+} nea_route;
+
+/*
+ * Owns a loop: creates a server from cfg, registers routes[0..n), listens,
+ * prints nothing (ready_cb, if not NULL, is called once listening), runs
+ * until SIGINT or SIGTERM, drains gracefully and returns 0, or an error.
+ */
+int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
+            void (*ready_cb)(nea_server *s, void *data), void *data);
+
+/* Static name and description of any error code libnea returns. */
+const char *nea_strerror(int err);
+const char *nea_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NEA_H */

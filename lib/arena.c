@@ -1,0 +1,158 @@
+/*
+ * arena.c - bump allocation inside one fixed-size arena.
+ *
+ * An arena is a contiguous run of `size` bytes inside the reservation.
+ * Allocation advances `used`; nothing is freed individually; reset drops
+ * everything at once and applies the scrub policy to the bytes that were
+ * handed out (peak), so the cost of scrubbing is proportional to use, not to
+ * arena size. The most recent allocation can grow or shrink in place.
+ *
+ * Under AddressSanitizer or Valgrind, bytes not currently handed out are
+ * poisoned, so an overrun from one allocation into padding or unused arena
+ * space is reported even though it stays inside the mapping.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NEA_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define NEA_ASAN 1
+#endif
+
+#ifdef NEA_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#elif defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define POISON(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define UNPOISON(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#endif
+#endif
+#ifndef POISON
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define SCRUB_POISON_BYTE 0xDB
+
+#ifdef NEA_FAULT_INJECTION
+static unsigned long fault_nth;     /* grant number that fails; 0 = disarmed */
+static bool fault_persistent;
+static unsigned long fault_counted; /* grants since arming */
+static unsigned long fault_failed;
+
+void nea__fault_arm(unsigned long nth, bool persistent)
+{
+    fault_nth = nth;
+    fault_persistent = persistent;
+    fault_counted = 0;
+    fault_failed = 0;
+}
+
+unsigned long nea__fault_grants(void)
+{
+    return fault_counted;
+}
+
+unsigned long nea__fault_failures(void)
+{
+    return fault_failed;
+}
+
+static bool fault_injected(void)
+{
+    if (fault_nth == 0) {
+        return false;
+    }
+    fault_counted++;
+    if (fault_counted == fault_nth || (fault_persistent && fault_counted > fault_nth)) {
+        fault_failed++;
+        return true;
+    }
+    return false;
+}
+#else
+#define fault_injected() false
+#endif
+
+void nea__arena_init(nea__arena *a, char *base, size_t size)
+{
+    a->base = base;
+    a->size = size;
+    a->used = 0;
+    a->peak = 0;
+    a->last = 0;
+    a->next_free = NULL;
+    POISON(base, size);
+}
+
+void *nea__arena_alloc(nea__arena *a, size_t n, size_t align)
+{
+    size_t start = NEA__ROUND_UP(a->used, align);
+    /* start may exceed size after alignment: check before subtracting. */
+    if (start > a->size || n > a->size - start || fault_injected()) {
+        return NULL;
+    }
+    a->last = start;
+    a->used = start + n;
+    if (a->used > a->peak) {
+        a->peak = a->used;
+    }
+    UNPOISON(a->base + start, n);
+    return a->base + start;
+}
+
+void *nea__arena_grow(nea__arena *a, void *p, size_t n)
+{
+    size_t off;
+    if (p == NULL) {
+        return NULL;
+    }
+    off = (size_t)((char *)p - a->base);
+    if (off != a->last || n > a->size - off) {
+        return NULL;
+    }
+    if (off + n > a->used) {
+        UNPOISON(a->base + a->used, off + n - a->used);
+    } else {
+        POISON(a->base + off + n, a->used - off - n);
+    }
+    a->used = off + n;
+    if (a->used > a->peak) {
+        a->peak = a->used;
+    }
+    return p;
+}
+
+size_t nea__arena_available(const nea__arena *a)
+{
+    return a->size - a->used;
+}
+
+void nea__arena_rollback(nea__arena *a, size_t mark)
+{
+    if (mark < a->used) {
+        POISON(a->base + mark, a->used - mark);
+        a->used = mark;
+        a->last = mark;
+    }
+}
+
+void nea__arena_reset(nea__arena *a, int scrub)
+{
+    if (scrub != NEA_SCRUB_NONE && a->peak > 0) {
+        UNPOISON(a->base, a->peak);
+        memset(a->base, scrub == NEA_SCRUB_ZERO ? 0 : SCRUB_POISON_BYTE, a->peak);
+    }
+    POISON(a->base, a->size);
+    a->used = 0;
+    a->last = 0;
+    a->peak = 0;
+}

@@ -1,0 +1,406 @@
+/*
+ * http.c - the request head guard and the llhttp glue.
+ *
+ * A head is accepted only when all of it sits in the connection's read
+ * buffer. Two passes, both over bytes already received:
+ *
+ *   1. nea__head_scan (incremental, resumable): byte-level rules that the
+ *      llhttp Debian ships does not enforce in its loose build - bare CR or
+ *      LF, control characters and NUL, obs-fold (a line starting with SP or
+ *      HTAB), field names that are empty or not tokens (which also rejects
+ *      whitespace before the colon), a line without a colon. It also finds
+ *      the end of the head.
+ *   2. nea__head_parse: llhttp over the complete head, pausing at
+ *      on_headers_complete, plus the framing rules that need field values:
+ *      Transfer-Encoding with Content-Length, anything but a final
+ *      `chunked`, TE in HTTP/1.0, conflicting or malformed Content-Length,
+ *      missing or duplicate Host.
+ *
+ * After an arena is granted, nea__head_index copies the head into it and
+ * builds the NUL-terminated views handlers read. llhttp is used again only
+ * to decode chunked bodies.
+ */
+#include "internal.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* RFC 9110 tchar. */
+static bool is_tchar(unsigned char c)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && memchr(extra, c, sizeof(extra) - 1) != NULL);
+}
+
+nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len)
+{
+    for (size_t i = h->scan; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        unsigned char prev = i > 0 ? (unsigned char)buf[i - 1] : 0;
+
+        if (prev == '\r' && c != '\n' && i > h->start) {
+            return NEA__HEAD_BAD; /* bare CR */
+        }
+        if (c == '\n') {
+            if (i == h->line_start || prev != '\r') {
+                return NEA__HEAD_BAD; /* bare LF */
+            }
+            if (i - 1 == h->line_start) { /* empty line */
+                if (!h->line_done) {
+                    /* RFC 9112 2.2: ignore empty lines before the request line. */
+                    h->start = h->line_start = i + 1;
+                    continue;
+                }
+                h->end = i + 1;
+                h->scan = i + 1;
+                return NEA__HEAD_DONE;
+            }
+            if (h->line_done && h->in_name) {
+                return NEA__HEAD_BAD; /* field line without a colon */
+            }
+            if (h->line_done) {
+                h->lines++;
+            }
+            h->line_done = true;
+            h->in_name = true;
+            h->line_start = i + 1;
+            continue;
+        }
+        if (c == '\r') {
+            continue;
+        }
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return NEA__HEAD_BAD;
+        }
+        if (h->line_done && h->in_name) {
+            if (c == ':') {
+                if (i == h->line_start) {
+                    return NEA__HEAD_BAD; /* empty field name */
+                }
+                h->in_name = false;
+            } else if (!is_tchar(c)) {
+                return NEA__HEAD_BAD; /* obs-fold, or whitespace before ':' */
+            }
+        }
+    }
+    h->scan = len;
+    return NEA__HEAD_MORE;
+}
+
+static nea__head *head_of(llhttp_t *p)
+{
+    return &((nea__conn *)p->data)->head;
+}
+
+/* Appends a span: a field seen in two pieces is still contiguous in the buffer. */
+static void span(const char **at_out, size_t *len_out, const char *at, size_t len)
+{
+    if (*at_out == NULL) {
+        *at_out = at;
+        *len_out = len;
+    } else {
+        *len_out = (size_t)(at + len - *at_out);
+    }
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    nea__head *h = head_of(p);
+    span(&h->url, &h->url_len, at, len);
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    nea__head *h = head_of(p);
+    span(&h->name, &h->name_len, at, len);
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    nea__head *h = head_of(p);
+    span(&h->value, &h->value_len, at, len);
+    return 0;
+}
+
+static bool name_is(const nea__head *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+}
+
+static void trim(const char **v, size_t *len)
+{
+    while (*len > 0 && ((*v)[0] == ' ' || (*v)[0] == '\t')) {
+        (*v)++;
+        (*len)--;
+    }
+    while (*len > 0 && ((*v)[*len - 1] == ' ' || (*v)[*len - 1] == '\t')) {
+        (*len)--;
+    }
+}
+
+static bool token_eq(const char *v, size_t len, const char *token)
+{
+    return len == strlen(token) && strncasecmp(v, token, len) == 0;
+}
+
+/* Framing-relevant fields; everything else is only indexed later. */
+static int check_field(nea__head *h)
+{
+    const char *v = h->value != NULL ? h->value : "";
+    size_t len = h->value != NULL ? h->value_len : 0;
+
+    trim(&v, &len);
+    if (name_is(h, "content-length")) {
+        uint64_t n = 0;
+        if (len == 0 || len > 18) {
+            return 400; /* empty, a list, or beyond any body we could hold */
+        }
+        for (size_t i = 0; i < len; i++) {
+            if (v[i] < '0' || v[i] > '9') {
+                return 400;
+            }
+            n = n * 10 + (uint64_t)(v[i] - '0');
+        }
+        if (h->has_cl && n != h->content_length) {
+            return 400;
+        }
+        h->has_cl = true;
+        h->content_length = n;
+    } else if (name_is(h, "transfer-encoding")) {
+        const char *last;
+        size_t last_len;
+        if (h->has_te) {
+            return 400; /* split across fields: refuse rather than merge */
+        }
+        h->has_te = true;
+        last = memrchr(v, ',', len);
+        last = last != NULL ? last + 1 : v;
+        last_len = (size_t)(v + len - last);
+        trim(&last, &last_len);
+        if (!token_eq(last, last_len, "chunked")) {
+            return 400; /* the body length would be undeterminable */
+        }
+        if (last != v) {
+            return 501; /* a coding before chunked, which libnea does not decode */
+        }
+        h->chunked = true;
+    } else if (name_is(h, "host")) {
+        h->hosts++;
+    } else if (name_is(h, "expect")) {
+        h->expect_continue = token_eq(v, len, "100-continue");
+    }
+    return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    nea__head *h = head_of(p);
+    int status = 0;
+    if (!h->headers_done) { /* trailers after a chunked body are ignored */
+        status = check_field(h);
+    }
+    h->name = h->value = NULL;
+    h->name_len = h->value_len = 0;
+    if (status != 0) {
+        h->status = status;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    head_of(p)->headers_done = true;
+    return HPE_PAUSED;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    head_of(p)->message_done = true;
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len);
+
+void nea__http_settings(llhttp_settings_t *s)
+{
+    llhttp_settings_init(s);
+    s->on_url = on_url;
+    s->on_header_field = on_header_field;
+    s->on_header_value = on_header_value;
+    s->on_header_value_complete = on_header_value_complete;
+    s->on_headers_complete = on_headers_complete;
+    s->on_body = on_body;
+    s->on_message_complete = on_message_complete;
+}
+
+int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
+{
+    llhttp_errno_t err = llhttp_execute(parser, buf + h->start, h->end - h->start);
+
+    if (h->status != 0) {
+        return h->status;
+    }
+    if (err != HPE_PAUSED || !h->headers_done) {
+        switch (err) {
+        case HPE_INVALID_VERSION:
+            return 505;
+        case HPE_INVALID_METHOD:
+            return 501;
+        default:
+            return 400;
+        }
+    }
+    if (parser->http_major != 1 || parser->http_minor > 1) {
+        return 505;
+    }
+    if (h->has_te && (h->has_cl || parser->http_minor == 0)) {
+        return 400;
+    }
+    if (h->hosts > 1 || (parser->http_minor == 1 && h->hosts == 0)) {
+        return 400;
+    }
+    if (h->url == NULL || h->url_len == 0) {
+        return 400;
+    }
+    return 0;
+}
+
+/* Chunked body bytes decoded by llhttp go straight into the arena, growing
+ * the body (the arena's most recent allocation) in place. */
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    nea__conn *c = p->data;
+    nea_req *req = c->req;
+    size_t need = req->body_len + len;
+    char *body;
+
+    if (need > c->srv->cfg.max_body_size ||
+        (body = nea__arena_grow(req->arena, req->body, need + 1)) == NULL) {
+        c->head.status = 413;
+        return -1;
+    }
+    memcpy(body + req->body_len, at, len);
+    req->body_len = need;
+    body[need] = '\0';
+    return 0;
+}
+
+int nea__head_index(nea_req *req, const char *head, size_t len, size_t path_prefix_len)
+{
+    char *copy = nea__arena_alloc(req->arena, len + 1, 1);
+    nea__conn *c = req->conn;
+    char *p, *end, *sp, *q;
+    size_t n = 0;
+
+    if (copy == NULL) {
+        return 431;
+    }
+    memcpy(copy, head, len);
+    copy[len] = '\0';
+    end = copy + len;
+
+    /* Request line: METHOD SP target SP version CRLF (validated by llhttp). */
+    req->method = p = copy;
+    sp = memchr(p, ' ', (size_t)(end - p));
+    *sp = '\0';
+    req->path = p = sp + 1;
+    sp = memchr(p, ' ', (size_t)(end - p));
+    *sp = '\0';
+    q = memchr(p, '?', (size_t)(sp - p));
+    if (q != NULL) {
+        *q = '\0';
+        req->query = q + 1;
+    } else {
+        req->query = sp; /* "" */
+    }
+    req->tail = req->path + path_prefix_len;
+    p = (char *)memchr(sp + 1, '\n', (size_t)(end - sp - 1)) + 1;
+
+    req->hdrs = nea__arena_alloc(req->arena, (c->head.lines + 1) * sizeof(nea__hdr), NEA__ALIGN);
+    if (req->hdrs == NULL) {
+        return 431;
+    }
+    /* Field lines: name ':' OWS value OWS CRLF (validated by the scanner). */
+    while (p < end && *p != '\r') {
+        char *colon = memchr(p, ':', (size_t)(end - p));
+        char *eol = (char *)memchr(colon, '\n', (size_t)(end - colon)) - 1; /* at CR */
+        char *v = colon + 1;
+        *colon = '\0';
+        while (v < eol && (*v == ' ' || *v == '\t')) {
+            v++;
+        }
+        while (eol > v && (eol[-1] == ' ' || eol[-1] == '\t')) {
+            eol--;
+        }
+        *eol = '\0';
+        req->hdrs[n].name = p;
+        req->hdrs[n].value = v;
+        n++;
+        p = (char *)memchr(eol + 1, '\n', (size_t)(end - eol - 1)) + 1;
+    }
+    req->nhdrs = n;
+    return 0;
+}
+
+const char *nea_req_method(const nea_req *req)
+{
+    return req->method;
+}
+
+const char *nea_req_path(const nea_req *req)
+{
+    return req->path;
+}
+
+const char *nea_req_query(const nea_req *req)
+{
+    return req->query;
+}
+
+const char *nea_req_path_tail(const nea_req *req)
+{
+    return req->tail;
+}
+
+int nea_req_http_minor(const nea_req *req)
+{
+    return req->http_minor;
+}
+
+const char *nea_req_header(const nea_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->nhdrs; i++) {
+        if (strcasecmp(req->hdrs[i].name, name) == 0) {
+            return req->hdrs[i].value;
+        }
+    }
+    return NULL;
+}
+
+size_t nea_req_header_count(const nea_req *req)
+{
+    return req->nhdrs;
+}
+
+int nea_req_header_at(const nea_req *req, size_t i, const char **name, const char **value)
+{
+    if (i >= req->nhdrs) {
+        return UV_EINVAL;
+    }
+    *name = req->hdrs[i].name;
+    *value = req->hdrs[i].value;
+    return 0;
+}
+
+const char *nea_req_body(const nea_req *req, size_t *len)
+{
+    if (len != NULL) {
+        *len = req->body_len;
+    }
+    return req->body != NULL ? req->body : "";
+}
