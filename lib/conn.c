@@ -373,16 +373,11 @@ static void on_tracked_close(uv_handle_t *h)
     }
 }
 
-void nea__req_end(nea_req *req)
+/* Runs defers and closes tracked handles; the arena returns once the last
+ * handle has closed. */
+static void end_now(nea_req *req)
 {
-    if (req->ended) {
-        return;
-    }
     req->ended = true;
-    if (req->conn != NULL) {
-        req->conn->req = NULL;
-        req->conn = NULL;
-    }
     nea__req_run_defers(req, NULL);
     for (nea__tracked *t = req->tracked; t != NULL; t = t->next) {
         if (!uv_is_closing(t->handle)) {
@@ -396,6 +391,24 @@ void nea__req_end(nea_req *req)
     }
 }
 
+void nea__req_end(nea_req *req)
+{
+    if (req->ended) {
+        return;
+    }
+    if (req->conn != NULL) {
+        req->conn->req = NULL;
+        req->conn = NULL;
+    }
+    if (req->depth > 0) {
+        /* Handler code is on the stack and may still use the arena: the
+         * outermost frame ends the request when it returns (settle). */
+        req->end_pending = true;
+        return;
+    }
+    end_now(req);
+}
+
 void nea__req_oom(nea_req *req)
 {
     if (!req->responded && req->conn != NULL) {
@@ -405,7 +418,12 @@ void nea__req_oom(nea_req *req)
 
 void nea__req_settle(nea_req *req)
 {
-    if (req->depth == 0 && req->written && !req->ended && req->conn != NULL) {
+    if (req->depth > 0 || req->ended) {
+        return;
+    }
+    if (req->end_pending) {
+        end_now(req);
+    } else if (req->written && req->conn != NULL) {
         nea__conn_response_done(req->conn, 0);
     }
 }

@@ -238,6 +238,20 @@ void nea__http_settings(llhttp_settings_t *s)
     s->on_message_complete = on_message_complete;
 }
 
+/* token SP 1*VCHAR SP "HTTP/" */
+static bool request_line_shaped(const char *p, size_t len)
+{
+    const char *end = p + len, *sp = p;
+    while (sp < end && is_tchar((unsigned char)*sp)) {
+        sp++;
+    }
+    if (sp == p || sp == end || *sp != ' ') {
+        return false;
+    }
+    sp = memchr(sp + 1, ' ', (size_t)(end - sp - 1));
+    return sp != NULL && (size_t)(end - sp) > 6 && memcmp(sp + 1, "HTTP/", 5) == 0;
+}
+
 int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
 {
     llhttp_errno_t err = llhttp_execute(parser, buf + h->start, h->end - h->start);
@@ -250,7 +264,9 @@ int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
         case HPE_INVALID_VERSION:
             return 505;
         case HPE_INVALID_METHOD:
-            return 501;
+            /* An unknown method in a well-formed request line is 501; a
+             * line that is no request line at all is 400. */
+            return request_line_shaped(buf + h->start, h->end - h->start) ? 501 : 400;
         default:
             return 400;
         }

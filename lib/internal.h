@@ -209,6 +209,7 @@ struct nea_req {
     bool bytes_sent;    /* some response byte reached the socket */
     bool written;       /* the whole response was written */
     bool cancelled;     /* client gone or server closing */
+    bool end_pending;   /* ended while handler code was on the stack */
     bool ended;         /* defers ran; waiting for handles, then the arena returns */
     unsigned handles_closing;
 

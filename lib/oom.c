@@ -255,17 +255,21 @@ int nea_req_protect(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg
 
 void nea__req_call(nea_req *req, void (*fn)(nea_req *, void *), void *arg)
 {
+    /* depth stays raised until the 500 below is issued too: the request
+     * cannot end (and its arena cannot be reused) under this frame. */
+    req->depth++;
     if (protected_call(req, fn, arg) == NEA_ENOMEM) {
         nea__req_log_oom(req);
         req->srv->stats.oom_500++;
         nea__req_oom(req);
     }
+    req->depth--;
     nea__req_settle(req);
 }
 
 void nea_req_run(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg)
 {
-    if (req->cancelled || req->ended) {
+    if (req->cancelled || req->ended || req->end_pending) {
         return;
     }
     nea__req_call(req, fn, arg);
