@@ -15,31 +15,6 @@
 
 #include <string.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define NEA_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define NEA_ASAN 1
-#endif
-
-#ifdef NEA_ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#elif defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define POISON(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
-#define UNPOISON(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
-#endif
-#endif
-#ifndef POISON
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 #define SCRUB_POISON_BYTE 0xDB
 
 #ifdef NEA_FAULT_INJECTION
@@ -90,7 +65,7 @@ void nea__arena_init(nea__arena *a, char *base, size_t size)
     a->peak = 0;
     a->last = 0;
     a->next_free = NULL;
-    POISON(base, size);
+    NEA__POISON(base, size);
 }
 
 void *nea__arena_alloc(nea__arena *a, size_t n, size_t align)
@@ -105,7 +80,7 @@ void *nea__arena_alloc(nea__arena *a, size_t n, size_t align)
     if (a->used > a->peak) {
         a->peak = a->used;
     }
-    UNPOISON(a->base + start, n);
+    NEA__UNPOISON(a->base + start, n);
     return a->base + start;
 }
 
@@ -120,9 +95,9 @@ void *nea__arena_grow(nea__arena *a, void *p, size_t n)
         return NULL;
     }
     if (off + n > a->used) {
-        UNPOISON(a->base + a->used, off + n - a->used);
+        NEA__UNPOISON(a->base + a->used, off + n - a->used);
     } else {
-        POISON(a->base + off + n, a->used - off - n);
+        NEA__POISON(a->base + off + n, a->used - off - n);
     }
     a->used = off + n;
     if (a->used > a->peak) {
@@ -139,7 +114,7 @@ size_t nea__arena_available(const nea__arena *a)
 void nea__arena_rollback(nea__arena *a, size_t mark)
 {
     if (mark < a->used) {
-        POISON(a->base + mark, a->used - mark);
+        NEA__POISON(a->base + mark, a->used - mark);
         a->used = mark;
         a->last = mark;
     }
@@ -148,10 +123,10 @@ void nea__arena_rollback(nea__arena *a, size_t mark)
 void nea__arena_reset(nea__arena *a, int scrub)
 {
     if (scrub != NEA_SCRUB_NONE && a->peak > 0) {
-        UNPOISON(a->base, a->peak);
+        NEA__UNPOISON(a->base, a->peak);
         memset(a->base, scrub == NEA_SCRUB_ZERO ? 0 : SCRUB_POISON_BYTE, a->peak);
     }
-    POISON(a->base, a->size);
+    NEA__POISON(a->base, a->size);
     a->used = 0;
     a->last = 0;
     a->peak = 0;

@@ -19,6 +19,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Poisoning for AddressSanitizer or Valgrind: bytes of the reservation that
+ * no request currently owns are marked inaccessible (arena.c), so overruns
+ * inside the one mapping are still caught. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NEA_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define NEA_ASAN 1
+#endif
+
+#ifdef NEA_ASAN
+#include <sanitizer/asan_interface.h>
+#define NEA__POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define NEA__UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#elif defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define NEA__POISON(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define NEA__UNPOISON(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#endif
+#endif
+#ifndef NEA__POISON
+#define NEA__POISON(p, n) ((void)(p), (void)(n))
+#define NEA__UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #define NEA__ALIGN ((size_t)alignof(max_align_t))
 #define NEA__ROUND_UP(x, a) (((x) + ((a)-1)) & ~((size_t)(a)-1))
 
@@ -373,7 +401,8 @@ struct nea_server {
 
     uv_tcp_t listener;
     uv_timer_t drain_timer;
-    bool listening;
+    bool listener_open; /* the listener handle exists (until its close callback) */
+    bool listening;     /* bound and accepting */
     bool closing;
     bool accept_pending;
     int port;

@@ -53,6 +53,9 @@ int nea__region_guard(nea__region *r, void *addr, size_t len)
 void nea__region_unmap(nea__region *r)
 {
     if (r->base != NULL) {
+        /* The sanitizer's shadow outlives the mapping: clear it, or the
+         * next mapping at this address starts out poisoned. */
+        NEA__UNPOISON(r->base, r->size);
         munmap(r->base, r->size);
         r->base = NULL;
     }

@@ -286,6 +286,15 @@ static void on_connection(uv_stream_t *listener, int status)
     accept_pending(s);
 }
 
+static void on_listener_closed(uv_handle_t *h)
+{
+    nea_server *s = h->data;
+    s->listening = false;
+    s->listener_open = false;
+    s->handles_open--;
+    nea__server_maybe_finish_close(s);
+}
+
 int nea_server_listen(nea_server *s)
 {
     union {
@@ -296,7 +305,7 @@ int nea_server_listen(nea_server *s)
     } addr;
     int len = sizeof(addr), rc;
 
-    if (s->listening || s->closing) {
+    if (s->listener_open || s->closing) {
         return NEA_ESTATE;
     }
     if (uv_ip4_addr(s->host, s->cfg.port, &addr.in4) != 0 &&
@@ -306,6 +315,7 @@ int nea_server_listen(nea_server *s)
     }
     uv_tcp_init(s->loop, &s->listener);
     s->handles_open++;
+    s->listener_open = true;
     s->listener.data = s;
     rc = uv_tcp_bind(&s->listener, &addr.sa, 0);
     if (rc == 0) {
@@ -317,8 +327,7 @@ int nea_server_listen(nea_server *s)
     if (rc != 0) {
         nea__log(s, NEA_LOG_ERROR, "cannot listen on %s:%d: %s", s->host, s->cfg.port,
                  uv_strerror(rc));
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        s->handles_open--; /* the close callback is not needed to account for it */
+        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
         return rc;
     }
     s->port = ntohs(addr.sa.sa_family == AF_INET6 ? addr.in6.sin6_port : addr.in4.sin_port);
@@ -378,7 +387,7 @@ void nea__server_maybe_finish_close(nea_server *s)
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
         busy += s->rejects[i].in_use;
     }
-    if (busy > 0 || s->live_reqs > 0 || s->listening) {
+    if (busy > 0 || s->live_reqs > 0 || s->listener_open) {
         return;
     }
     /* Only the always-initialised timers remain open. */
@@ -404,14 +413,6 @@ static void on_drain_deadline(uv_timer_t *t)
     }
 }
 
-static void on_listener_closed(uv_handle_t *h)
-{
-    nea_server *s = h->data;
-    s->listening = false;
-    s->handles_open--;
-    nea__server_maybe_finish_close(s);
-}
-
 void nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data)
 {
     if (s->closing) {
@@ -420,7 +421,7 @@ void nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void
     s->closing = true;
     s->close_cb = cb;
     s->close_data = data;
-    if (s->listening) {
+    if (s->listener_open && !uv_is_closing((uv_handle_t *)&s->listener)) {
         uv_close((uv_handle_t *)&s->listener, on_listener_closed);
     }
     for (unsigned i = 0; i < s->cfg.max_connections; i++) {

@@ -171,10 +171,18 @@ static void on_closed(nea_server *s, void *data)
     ((h_fixture *)data)->closed = true;
 }
 
+void h_close(h_fixture *f)
+{
+    f->close_called = true;
+    nea_server_close(f->srv, on_closed, f);
+}
+
 void h_stop(h_fixture *f)
 {
     uint64_t deadline = h_now_ms() + H_DEADLINE_MS;
-    nea_server_close(f->srv, on_closed, f);
+    if (!f->close_called) {
+        h_close(f);
+    }
     while (!f->closed && h_now_ms() < deadline) {
         uv_run(&f->loop, UV_RUN_ONCE);
     }

@@ -22,6 +22,7 @@ typedef struct h_fixture {
     nea_config cfg;
     int port;
     bool closed;
+    bool close_called;
     bool head_request; /* h_read: the next response answers HEAD (no body) */
     char log[8192]; /* everything logged, newline-separated (truncated) */
     size_t log_len;
@@ -38,7 +39,10 @@ typedef struct h_response {
 void h_config(nea_config *cfg);
 /* Creates the server with cfg, registers the test routes, listens. */
 void h_start(h_fixture *f, const nea_config *cfg);
-/* Graceful close, then asserts uv_loop_close() == 0. */
+/* Starts the graceful close (callback sets f->closed). */
+void h_close(h_fixture *f);
+/* Graceful close (unless already started), waits for it, then asserts
+ * uv_loop_close() == 0. */
 void h_stop(h_fixture *f);
 
 /* Runs the loop for up to ms milliseconds (or until *done becomes true). */
