@@ -714,16 +714,18 @@ void nea__conn_init(nea__conn *c, nea_server *s, char *rbuf)
     s->handles_open++;
 }
 
-void nea__conn_accept(nea__conn *c, uv_stream_t *listener)
+int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
 {
     nea_server *s = c->srv;
+    int rc;
     uv_tcp_init(s->loop, &c->tcp);
     s->handles_open++;
     c->tcp.data = c;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    rc = listener != NULL ? uv_accept(listener, (uv_stream_t *)&c->tcp) : uv_tcp_open(&c->tcp, fd);
+    if (rc != 0) {
         c->state = NEA__C_CLOSING;
         uv_close((uv_handle_t *)&c->tcp, on_tcp_close);
-        return;
+        return rc;
     }
     c->rlen = c->rpos = 0;
     c->reading = c->eof = c->must_close = false;
@@ -739,4 +741,5 @@ void nea__conn_accept(nea__conn *c, uv_stream_t *listener)
     set_state(c, NEA__C_IDLE);
     arm(c, s->cfg.keepalive_timeout_ms);
     update_reading(c);
+    return 0;
 }

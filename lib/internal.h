@@ -369,8 +369,10 @@ typedef struct nea__reject {
 } nea__reject;
 
 void nea__conn_init(nea__conn *c, nea_server *s, char *rbuf);
-/* Takes the pending connection from listener into the free slot c. */
-void nea__conn_accept(nea__conn *c, uv_stream_t *listener);
+/* Starts serving the free slot c on the connection pending on listener, or,
+ * when listener is NULL, on the connected socket fd. On failure the slot
+ * returns to the free list through its close callback. */
+int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd);
 void nea__conn_close(nea__conn *c);
 void nea__conn_arena_ready(nea__conn *c, nea__arena *a);
 /* The request's response is fully written (or failed with status < 0). */
@@ -445,5 +447,10 @@ void nea__server_slot_freed(nea_server *s);
 void nea__server_arena_released(nea_server *s);
 void nea__server_maybe_finish_close(nea_server *s);
 void nea__count_response(nea_server *s, int status);
+#ifdef NEA_FAULT_INJECTION
+/* Serves an already-connected stream socket (e.g. one end of a socketpair)
+ * in a free slot, as if accepted. For fuzzing and tests. */
+int nea__server_adopt(nea_server *s, uv_os_sock_t fd);
+#endif
 
 #endif /* NEA_INTERNAL_H */

@@ -259,7 +259,7 @@ static void accept_pending(nea_server *s)
     if (c != NULL) {
         s->free_conns = c->next;
         s->accept_pending = false;
-        nea__conn_accept(c, (uv_stream_t *)&s->listener);
+        (void)nea__conn_accept(c, (uv_stream_t *)&s->listener, -1);
     } else if (s->idle_head != NULL) {
         /* Make room: the slot frees when the close completes, and the
          * waiting connection is accepted then (nea__server_slot_freed). */
@@ -334,6 +334,18 @@ int nea_server_listen(nea_server *s)
     s->listening = true;
     return 0;
 }
+
+#ifdef NEA_FAULT_INJECTION
+int nea__server_adopt(nea_server *s, uv_os_sock_t fd)
+{
+    nea__conn *c = s->free_conns;
+    if (c == NULL) {
+        return UV_EBUSY;
+    }
+    s->free_conns = c->next;
+    return nea__conn_accept(c, NULL, fd);
+}
+#endif
 
 void nea__server_slot_freed(nea_server *s)
 {
