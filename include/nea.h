@@ -51,7 +51,6 @@ extern "C" {
 #if defined(__GNUC__) || defined(__clang__)
 #define NEA_WARN_UNUSED __attribute__((warn_unused_result))
 #define NEA_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define NEA_NORETURN_ON_FAIL
 #else
 #define NEA_WARN_UNUSED
 #define NEA_PRINTF(f, a)
@@ -343,7 +342,8 @@ int nea_respond(nea_req *req, int status, const char *content_type, const void *
                 size_t len);
 
 /* Like nea_respond, but body is referenced, not copied: it must stay valid
- * and unchanged until the request ends (static or server-lifetime data). */
+ * and unchanged until the request ends (static or server-lifetime data, or
+ * memory from this request's own arena). */
 int nea_respond_static(nea_req *req, int status, const char *content_type, const void *body,
                        size_t len);
 
