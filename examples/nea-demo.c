@@ -187,9 +187,8 @@ static void stats(nea_req *req, void *data)
         "\"arena_peak_bytes\":%zu,\"reserved\":%zu}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
         st.responses[5], st.oom_500, st.shed_503, st.timeouts, st.rejected_400, st.accepted,
-        st.evicted, st.connections_open, st.connections_max, st.arenas_in_use,
-        st.arenas_high_water, st.arena_count, st.queue_length, st.arena_peak_bytes,
-        nea_server_plan(server)->total);
+        st.evicted, st.connections_open, st.connections_max, st.arenas_in_use, st.arenas_high_water,
+        st.arena_count, st.queue_length, st.arena_peak_bytes, nea_server_plan(server)->total);
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
@@ -217,24 +216,23 @@ static void load_static(const char *path, bool required)
 
 static void usage(FILE *to)
 {
-    fprintf(to,
-            "usage: nea-demo [options]\n"
-            "  --host ADDR               listen address (default 127.0.0.1)\n"
-            "  --port N                  port, 0 = any free one (default 8080)\n"
-            "  --memory-limit SIZE       ceiling for the reservation (default 64M)\n"
-            "  --arena-size SIZE         bytes per in-flight request (default 64k)\n"
-            "  --arenas N                in-flight requests, 0 = as many as fit (default 0)\n"
-            "  --connections N           connection slots (default 1024)\n"
-            "  --read-buffer SIZE        per connection; the max request head (default 8k)\n"
-            "  --max-body SIZE           largest request body (default 1M)\n"
-            "  --header-timeout-ms MS    first byte to end of head (default 10000)\n"
-            "  --keepalive-timeout-ms MS idle time between requests (default 5000)\n"
-            "  --queue-timeout-ms MS     wait for an arena before 503 (default 100)\n"
-            "  --static FILE             body of GET /static (default ./LICENSE)\n"
-            "  --prefault                make the whole reservation resident at start\n"
-            "  --no-guard-pages          no PROT_NONE page between arenas\n"
-            "  --help                    this text\n"
-            "SIZE takes a k, M or G suffix (powers of 1024).\n");
+    fprintf(to, "usage: nea-demo [options]\n"
+                "  --host ADDR               listen address (default 127.0.0.1)\n"
+                "  --port N                  port, 0 = any free one (default 8080)\n"
+                "  --memory-limit SIZE       ceiling for the reservation (default 64M)\n"
+                "  --arena-size SIZE         bytes per in-flight request (default 64k)\n"
+                "  --arenas N                in-flight requests, 0 = as many as fit (default 0)\n"
+                "  --connections N           connection slots (default 1024)\n"
+                "  --read-buffer SIZE        per connection; the max request head (default 8k)\n"
+                "  --max-body SIZE           largest request body (default 1M)\n"
+                "  --header-timeout-ms MS    first byte to end of head (default 10000)\n"
+                "  --keepalive-timeout-ms MS idle time between requests (default 5000)\n"
+                "  --queue-timeout-ms MS     wait for an arena before 503 (default 100)\n"
+                "  --static FILE             body of GET /static (default ./LICENSE)\n"
+                "  --prefault                make the whole reservation resident at start\n"
+                "  --no-guard-pages          no PROT_NONE page between arenas\n"
+                "  --help                    this text\n"
+                "SIZE takes a k, M or G suffix (powers of 1024).\n");
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -251,10 +249,23 @@ static int parse_size(const char *s, size_t *out)
         return -1;
     }
     switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end != '\0' || v > (SIZE_MAX >> shift)) {
         return -1;
@@ -286,8 +297,23 @@ static void on_ready(nea_server *s, void *data)
 
 int main(int argc, char **argv)
 {
-    enum { O_HOST = 256, O_PORT, O_MEM, O_ARENA, O_ARENAS, O_CONNS, O_RBUF, O_BODY, O_HTO, O_KTO,
-           O_QTO, O_STATIC, O_PREFAULT, O_NOGUARD, O_HELP };
+    enum {
+        O_HOST = 256,
+        O_PORT,
+        O_MEM,
+        O_ARENA,
+        O_ARENAS,
+        O_CONNS,
+        O_RBUF,
+        O_BODY,
+        O_HTO,
+        O_KTO,
+        O_QTO,
+        O_STATIC,
+        O_PREFAULT,
+        O_NOGUARD,
+        O_HELP
+    };
     static const struct option opts[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -307,8 +333,8 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     static const nea_route routes[] = {
-        {"GET", "/hello", hello, NULL},       {"GET", "/alloc/", alloc, NULL},
-        {"POST", "/svg", svg, NULL},          {"GET", "/static", static_file, NULL},
+        {"GET", "/hello", hello, NULL},        {"GET", "/alloc/", alloc, NULL},
+        {"POST", "/svg", svg, NULL},           {"GET", "/static", static_file, NULL},
         {"GET", "/sleep/", sleep_route, NULL}, {"GET", "/stats", stats, NULL},
     };
     nea_config cfg;
@@ -319,22 +345,55 @@ int main(int argc, char **argv)
     nea_config_init(&cfg);
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
-        case O_HOST: cfg.host = optarg; break;
-        case O_PORT: rc = parse_uint(optarg, 65535, &port); cfg.port = (int)port; break;
-        case O_MEM: rc = parse_size(optarg, &cfg.memory_limit); break;
-        case O_ARENA: rc = parse_size(optarg, &cfg.arena_size); break;
-        case O_ARENAS: rc = parse_uint(optarg, 1u << 24, &cfg.arena_count); break;
-        case O_CONNS: rc = parse_uint(optarg, 1u << 22, &cfg.max_connections); break;
-        case O_RBUF: rc = parse_size(optarg, &cfg.read_buffer_size); break;
-        case O_BODY: rc = parse_size(optarg, &cfg.max_body_size); break;
-        case O_HTO: rc = parse_uint(optarg, 86400000, &cfg.header_timeout_ms); break;
-        case O_KTO: rc = parse_uint(optarg, 86400000, &cfg.keepalive_timeout_ms); break;
-        case O_QTO: rc = parse_uint(optarg, 86400000, &cfg.queue_timeout_ms); break;
-        case O_STATIC: static_path = optarg; break;
-        case O_PREFAULT: cfg.prefault = 1; break;
-        case O_NOGUARD: cfg.guard_pages = 0; break;
-        case O_HELP: usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case O_HOST:
+            cfg.host = optarg;
+            break;
+        case O_PORT:
+            rc = parse_uint(optarg, 65535, &port);
+            cfg.port = (int)port;
+            break;
+        case O_MEM:
+            rc = parse_size(optarg, &cfg.memory_limit);
+            break;
+        case O_ARENA:
+            rc = parse_size(optarg, &cfg.arena_size);
+            break;
+        case O_ARENAS:
+            rc = parse_uint(optarg, 1u << 24, &cfg.arena_count);
+            break;
+        case O_CONNS:
+            rc = parse_uint(optarg, 1u << 22, &cfg.max_connections);
+            break;
+        case O_RBUF:
+            rc = parse_size(optarg, &cfg.read_buffer_size);
+            break;
+        case O_BODY:
+            rc = parse_size(optarg, &cfg.max_body_size);
+            break;
+        case O_HTO:
+            rc = parse_uint(optarg, 86400000, &cfg.header_timeout_ms);
+            break;
+        case O_KTO:
+            rc = parse_uint(optarg, 86400000, &cfg.keepalive_timeout_ms);
+            break;
+        case O_QTO:
+            rc = parse_uint(optarg, 86400000, &cfg.queue_timeout_ms);
+            break;
+        case O_STATIC:
+            static_path = optarg;
+            break;
+        case O_PREFAULT:
+            cfg.prefault = 1;
+            break;
+        case O_NOGUARD:
+            cfg.guard_pages = 0;
+            break;
+        case O_HELP:
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
         if (rc != 0) {
             fprintf(stderr, "nea-demo: bad value for --%s: %s\n", opts[opt - O_HOST].name, optarg);

@@ -139,16 +139,16 @@ typedef struct nea_config {
  */
 typedef struct nea_plan {
     size_t page_size;
-    size_t fixed_overhead;    /* server struct, route table, arena and queue tables */
-    size_t conn_slot_size;    /* one connection slot including its read buffer */
+    size_t fixed_overhead; /* server struct, route table, arena and queue tables */
+    size_t conn_slot_size; /* one connection slot including its read buffer */
     size_t connections_bytes;
-    size_t arena_size;        /* usable bytes per arena (as configured) */
-    size_t arena_stride;      /* arena_size page-rounded, plus guard page */
-    unsigned arena_count;     /* resolved (never 0) */
+    size_t arena_size;    /* usable bytes per arena (as configured) */
+    size_t arena_stride;  /* arena_size page-rounded, plus guard page */
+    unsigned arena_count; /* resolved (never 0) */
     size_t arenas_bytes;
-    size_t request_overhead;  /* bytes of each arena libnea uses before the handler runs,
-                                 not counting the request head and body */
-    size_t total;             /* the whole reservation */
+    size_t request_overhead; /* bytes of each arena libnea uses before the handler runs,
+                                not counting the request head and body */
+    size_t total;            /* the whole reservation */
 } nea_plan;
 
 /* Fills cfg with the documented defaults. */
@@ -209,21 +209,21 @@ void nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void
 
 /* Server counters since nea_server_new. */
 typedef struct nea_stats {
-    uint64_t requests;        /* request heads fully received */
-    uint64_t responses[6];    /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
-    uint64_t oom_500;         /* 500s from arena exhaustion */
-    uint64_t shed_503;        /* 503s: no arena in time, queue full, or no slot */
-    uint64_t timeouts;        /* header, body, keep-alive-with-partial-data and write */
-    uint64_t rejected_400;    /* malformed or smuggling-shaped requests */
-    uint64_t accepted;        /* connections accepted into a slot */
-    uint64_t evicted;         /* idle keep-alive connections closed to make room */
+    uint64_t requests;     /* request heads fully received */
+    uint64_t responses[6]; /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
+    uint64_t oom_500;      /* 500s from arena exhaustion */
+    uint64_t shed_503;     /* 503s: no arena in time, queue full, or no slot */
+    uint64_t timeouts;     /* header, body, keep-alive-with-partial-data and write */
+    uint64_t rejected_400; /* malformed or smuggling-shaped requests */
+    uint64_t accepted;     /* connections accepted into a slot */
+    uint64_t evicted;      /* idle keep-alive connections closed to make room */
     unsigned connections_open;
     unsigned connections_max;
     unsigned arenas_in_use;
     unsigned arenas_high_water;
     unsigned arena_count;
-    unsigned queue_length;    /* requests waiting for an arena now */
-    size_t arena_peak_bytes;  /* the largest arena use any request reached */
+    unsigned queue_length;   /* requests waiting for an arena now */
+    size_t arena_peak_bytes; /* the largest arena use any request reached */
 } nea_stats;
 
 void nea_server_stats(const nea_server *s, nea_stats *out);
@@ -338,8 +338,7 @@ int nea_resp_header(nea_req *req, const char *name, const char *value);
  * is sent instead and NEA_ENOMEM returned. Returns 0, NEA_ENOMEM,
  * NEA_ERESPONDED, or UV_EINVAL for a status outside 200..599.
  */
-int nea_respond(nea_req *req, int status, const char *content_type, const void *body,
-                size_t len);
+int nea_respond(nea_req *req, int status, const char *content_type, const void *body, size_t len);
 
 /* Like nea_respond, but body is referenced, not copied: it must stay valid
  * and unchanged until the request ends (static or server-lifetime data, or

@@ -18,7 +18,7 @@
 #define SCRUB_POISON_BYTE 0xDB
 
 #ifdef NEA_FAULT_INJECTION
-static unsigned long fault_nth;     /* grant number that fails; 0 = disarmed */
+static unsigned long fault_nth; /* grant number that fails; 0 = disarmed */
 static bool fault_persistent;
 static unsigned long fault_counted; /* grants since arming */
 static unsigned long fault_failed;

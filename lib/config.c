@@ -120,7 +120,8 @@ int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t 
         return refuse(E, errbuf, errlen, "scrub must be NEA_SCRUB_NONE, _ZERO or _POISON");
     }
     if (cfg->max_connections > (1u << 22) || cfg->max_routes > (1u << 16)) {
-        return refuse(E, errbuf, errlen, "max_connections (<= 4194304) or max_routes (<= 65536) too large");
+        return refuse(E, errbuf, errlen,
+                      "max_connections (<= 4194304) or max_routes (<= 65536) too large");
     }
     /* A request needs its struct and a copy of the largest head it can
      * receive, plus room for the handler. */
@@ -161,10 +162,9 @@ int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t 
         }
         p.arena_count = (unsigned)n;
         /* Page-rounding the descriptor table may push one arena out. */
-        while (p.arena_count > 0 &&
-               fixed_bytes(cfg, p.arena_count, page) + p.connections_bytes +
-                       (size_t)p.arena_count * p.arena_stride >
-                   cfg->memory_limit) {
+        while (p.arena_count > 0 && fixed_bytes(cfg, p.arena_count, page) + p.connections_bytes +
+                                            (size_t)p.arena_count * p.arena_stride >
+                                        cfg->memory_limit) {
             p.arena_count--;
         }
         if (p.arena_count == 0) {

@@ -335,8 +335,7 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     if (c->req != NULL) {
         c->req->responded = true;
     }
-    n = nea__static_bufs(s, e, nea__conn_line(c), allow, allow_len, head_only, c->hdrbuf,
-                         c->ebufs);
+    n = nea__static_bufs(s, e, nea__conn_line(c), allow, allow_len, head_only, c->hdrbuf, c->ebufs);
     nea__count_response(s, s->statics[e].status);
     nea__conn_write_bufs(c, c->ebufs, n);
 }

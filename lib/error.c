@@ -8,12 +8,12 @@
 #include "internal.h"
 
 #define NEA_ERRORS(X)                                                                              \
-    X(NEA_EINVAL_CONFIG, "invalid configuration")                                                 \
+    X(NEA_EINVAL_CONFIG, "invalid configuration")                                                  \
     X(NEA_EOVERFLOW, "memory plan overflows size_t")                                               \
     X(NEA_EOVERLIMIT, "memory plan exceeds memory_limit")                                          \
     X(NEA_EARENA_SMALL, "arena_size too small for a request head")                                 \
     X(NEA_ENOMEM, "request arena exhausted")                                                       \
-    X(NEA_EMLOCK, "cannot lock the reservation in memory (RLIMIT_MEMLOCK too low?)")              \
+    X(NEA_EMLOCK, "cannot lock the reservation in memory (RLIMIT_MEMLOCK too low?)")               \
     X(NEA_EROUTES, "route table full (raise max_routes)")                                          \
     X(NEA_ESTATE, "operation not valid in the current state")                                      \
     X(NEA_ERESPONDED, "request already has a response")

@@ -79,10 +79,10 @@ void nea__region_unmap(nea__region *r);
 
 typedef struct nea__arena {
     char *base;
-    size_t size;  /* usable bytes */
-    size_t used;  /* bump offset */
-    size_t peak;  /* highest `used` since the last reset */
-    size_t last;  /* offset of the most recent allocation (for grow) */
+    size_t size; /* usable bytes */
+    size_t used; /* bump offset */
+    size_t peak; /* highest `used` since the last reset */
+    size_t last; /* offset of the most recent allocation (for grow) */
     struct nea__arena *next_free;
 } nea__arena;
 
@@ -168,9 +168,9 @@ typedef struct nea__head {
 } nea__head;
 
 typedef enum {
-    NEA__HEAD_MORE,     /* need more bytes */
-    NEA__HEAD_DONE,     /* head complete at head->end */
-    NEA__HEAD_BAD,      /* malformed: 400 */
+    NEA__HEAD_MORE, /* need more bytes */
+    NEA__HEAD_DONE, /* head complete at head->end */
+    NEA__HEAD_BAD,  /* malformed: 400 */
 } nea__scan_result;
 
 void nea__http_settings(llhttp_settings_t *settings);
@@ -232,13 +232,13 @@ struct nea_req {
     void *fn_data;
 
     /* Lifecycle */
-    unsigned depth;     /* protected frames of this request on the stack */
-    bool responded;     /* nea_respond was called */
-    bool bytes_sent;    /* some response byte reached the socket */
-    bool written;       /* the whole response was written */
-    bool cancelled;     /* client gone or server closing */
-    bool end_pending;   /* ended while handler code was on the stack */
-    bool ended;         /* defers ran; waiting for handles, then the arena returns */
+    unsigned depth;   /* protected frames of this request on the stack */
+    bool responded;   /* nea_respond was called */
+    bool bytes_sent;  /* some response byte reached the socket */
+    bool written;     /* the whole response was written */
+    bool cancelled;   /* client gone or server closing */
+    bool end_pending; /* ended while handler code was on the stack */
+    bool ended;       /* defers ran; waiting for handles, then the arena returns */
     unsigned handles_closing;
 
     nea__defer *defers;
@@ -426,7 +426,7 @@ struct nea_server {
     nea__reject rejects[NEA__REJECT_SLOTS];
     nea__reject *free_rejects;
 
-    nea__frame *frame; /* innermost protected frame */
+    nea__frame *frame;  /* innermost protected frame */
     unsigned live_reqs; /* requests whose arena is not yet back in the pool */
     llhttp_settings_t settings;
 

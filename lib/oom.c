@@ -29,8 +29,9 @@ static _Noreturn void unwind(nea_req *req, size_t asked)
     nea__frame *f = req->srv->frame;
     req->oom_asked = asked;
     if (f == NULL) {
-        fprintf(stderr, "libnea: nea_alloc(%zu) exhausted the arena outside a protected frame "
-                        "(call handler code through nea_req_run); aborting\n",
+        fprintf(stderr,
+                "libnea: nea_alloc(%zu) exhausted the arena outside a protected frame "
+                "(call handler code through nea_req_run); aborting\n",
                 asked);
         abort();
     }

@@ -18,41 +18,79 @@
 const char *nea__reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return status < 300   ? "OK"
+               : status < 400 ? "Redirect"
+               : status < 500 ? "Client Error"
+                              : "Server Error";
     }
 }
 
@@ -120,10 +158,10 @@ const char *nea__date_line(nea_server *s, size_t *len)
             struct tm tm;
             gmtime_r(&now, &tm);
             s->date_sec = (int64_t)now;
-            s->date_len = (size_t)snprintf(
-                s->date_line, sizeof(s->date_line), "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-                days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-                tm.tm_min, tm.tm_sec);
+            s->date_len = (size_t)snprintf(s->date_line, sizeof(s->date_line),
+                                           "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                                           days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+                                           tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
         }
     }
     *len = s->date_len;
@@ -234,8 +272,8 @@ static int respond(nea_req *req, int status, const char *ctype, const void *body
     }
     date = nea__date_line(req->srv, &date_len);
     conn_line = nea__conn_line(c);
-    head_len = (size_t)sl_len + date_len + (size_t)cl_len + strlen(conn_line) +
-               req->resp_hdrs_len + 2 + (ctype != NULL ? strlen(ctype) + 16 : 0);
+    head_len = (size_t)sl_len + date_len + (size_t)cl_len + strlen(conn_line) + req->resp_hdrs_len +
+               2 + (ctype != NULL ? strlen(ctype) + 16 : 0);
     copy_len = copy && send_body ? len : 0;
 
     buf = nea__arena_alloc(req->arena, head_len + copy_len, 1);

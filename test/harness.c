@@ -159,7 +159,8 @@ void h_start(h_fixture *f, const nea_config *cfg)
     assert_int_equal(nea_server_route(f->srv, "GET", "/alloc/", r_alloc, NULL), 0);
     assert_int_equal(nea_server_route(f->srv, "GET", "/sleep/", r_sleep, NULL), 0);
     assert_int_equal(nea_server_route(f->srv, "GET", "/big", r_big, NULL), 0);
-    assert_int_equal(nea_server_route(f->srv, "GET", "/respond-then-oom", r_respond_then_oom, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/respond-then-oom", r_respond_then_oom, NULL),
+                     0);
     assert_int_equal(nea_server_listen(f->srv), 0);
     f->port = nea_server_port(f->srv);
     assert_true(f->port > 0);

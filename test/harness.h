@@ -24,7 +24,7 @@ typedef struct h_fixture {
     bool closed;
     bool close_called;
     bool head_request; /* h_read: the next response answers HEAD (no body) */
-    char log[8192]; /* everything logged, newline-separated (truncated) */
+    char log[8192];    /* everything logged, newline-separated (truncated) */
     size_t log_len;
 } h_fixture;
 

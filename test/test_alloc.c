@@ -105,15 +105,14 @@ static void workload(h_fixture *f)
     expect(f, ka, "DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n", 405);
     expect(f, ka, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n", 500);
     expect(f, ka, "GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n", 200);
-    h_sends(f, ka,
-            "GET /p/a HTTP/1.1\r\nHost: x\r\n\r\nGET /p/b HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_sends(f, ka, "GET /p/a HTTP/1.1\r\nHost: x\r\n\r\nGET /p/b HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
     close(ka);
 
     fd = h_connect(f);
-    expect(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-           400);
+    expect(f, fd,
+           "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400);
     close(fd);
     fd = h_connect(f);
     expect(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413);

@@ -208,7 +208,8 @@ static void test_smuggling_shapes(void **state)
         /* control characters and NUL in values or names */
         "GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\x01z\r\n\r\n",
         "GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\x7fz\r\n\r\n",
-        "GET /hello HTTP/1.1\r\nHost: x\r\nX\x02" "A: 1\r\n\r\n",
+        "GET /hello HTTP/1.1\r\nHost: x\r\nX\x02"
+        "A: 1\r\n\r\n",
         /* whitespace before the colon, empty name, no colon */
         "GET /hello HTTP/1.1\r\nHost : x\r\n\r\n",
         "GET /hello HTTP/1.1\r\nHost\t: x\r\n\r\n",
@@ -334,8 +335,9 @@ static void test_expect_continue(void **state)
 
     /* Too large: 413 straight away, no 100. */
     fd = h_connect(f);
-    h_sends(f, fd,
-            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\nExpect: 100-continue\r\n\r\n");
+    h_sends(
+        f, fd,
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\nExpect: 100-continue\r\n\r\n");
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 413);
     close(fd);
 }
@@ -344,11 +346,12 @@ static void test_chunked_body(void **state)
 {
     h_fixture *f = *state;
     h_response r;
-    assert_int_equal(h_request(f,
-                               "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                               "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nTrailer: x\r\n\r\n",
-                               &r),
-                     200);
+    assert_int_equal(
+        h_request(f,
+                  "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nTrailer: x\r\n\r\n",
+                  &r),
+        200);
     assert_string_equal(r.body, "hello, world");
 }
 
@@ -371,9 +374,8 @@ static void test_chunked_too_large(void **state)
 static void test_bad_chunk_framing(void **state)
 {
     h_fixture *f = *state;
-    expect_close(f,
-                 "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n",
-                 400);
+    expect_close(
+        f, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n", 400);
 }
 
 /* Every split point of several valid requests gives the same answer. */

@@ -279,7 +279,8 @@ static void short_timeouts(nea_config *c)
 
 static void test_header_deadline_against_dripping_client(void **state)
 {
-    static const char req[] = "GET /hello HTTP/1.1\r\nHost: x\r\nX-Drip: aaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    static const char req[] =
+        "GET /hello HTTP/1.1\r\nHost: x\r\nX-Drip: aaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     h_fixture *f;
     h_response r;
     nea_stats st;
