@@ -339,7 +339,7 @@ int main(int argc, char **argv)
     };
     nea_config cfg;
     const char *static_path = NULL;
-    unsigned port;
+    unsigned port = 0;
     int opt, rc = 0;
 
     nea_config_init(&cfg);

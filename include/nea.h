@@ -209,14 +209,15 @@ void nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void
 
 /* Server counters since nea_server_new. */
 typedef struct nea_stats {
-    uint64_t requests;     /* request heads fully received */
-    uint64_t responses[6]; /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
-    uint64_t oom_500;      /* 500s from arena exhaustion */
-    uint64_t shed_503;     /* 503s: no arena in time, queue full, or no slot */
-    uint64_t timeouts;     /* header, body, keep-alive-with-partial-data and write */
-    uint64_t rejected_400; /* malformed or smuggling-shaped requests */
-    uint64_t accepted;     /* connections accepted into a slot */
-    uint64_t evicted;      /* idle keep-alive connections closed to make room */
+    uint64_t requests;      /* request heads fully received */
+    uint64_t responses[6];  /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
+    uint64_t oom_500;       /* 500s from arena exhaustion */
+    uint64_t shed_503;      /* 503s: no arena in time, queue full, or no slot */
+    uint64_t timeouts;      /* header, body, keep-alive-with-partial-data and write */
+    uint64_t rejected_400;  /* malformed or smuggling-shaped requests */
+    uint64_t accepted;      /* connections accepted into a slot */
+    uint64_t evicted;       /* idle keep-alive connections closed to make room */
+    uint64_t accept_errors; /* failed accepts, e.g. at the process fd limit */
     unsigned connections_open;
     unsigned connections_max;
     unsigned arenas_in_use;

@@ -407,6 +407,8 @@ struct nea_server {
     bool listening;     /* bound and accepting */
     bool closing;
     bool accept_pending;
+    bool granting; /* the arena hand-off loop is running */
+    uint64_t accept_error_logged_ms;
     int port;
     unsigned handles_open; /* server-owned handles not yet closed */
     void (*close_cb)(nea_server *, void *);

@@ -278,8 +278,16 @@ static void on_connection(uv_stream_t *listener, int status)
     nea_server *s = listener->data;
     if (status < 0) {
         /* UV_EMFILE / UV_ENFILE: libuv already accepted and closed the
-         * connection with its reserve fd, so the listener does not spin. */
-        nea__log(s, NEA_LOG_WARN, "accept failed: %s", uv_strerror(status));
+         * connection with its reserve fd, so the listener does not spin. A
+         * flood would repeat this thousands of times a second: log it at
+         * most once a second. */
+        uint64_t now = uv_now(s->loop);
+        s->stats.accept_errors++;
+        if (now - s->accept_error_logged_ms >= 1000 || s->accept_error_logged_ms == 0) {
+            s->accept_error_logged_ms = now;
+            nea__log(s, NEA_LOG_WARN, "accept failed: %s (%llu so far)", uv_strerror(status),
+                     (unsigned long long)s->stats.accept_errors);
+        }
         return;
     }
     s->accept_pending = true;
@@ -353,14 +361,22 @@ void nea__server_slot_freed(nea_server *s)
     nea__server_maybe_finish_close(s);
 }
 
-/* An arena returned to the pool: the first connection waiting gets it. */
+/* An arena returned to the pool: the first connection waiting gets it. A
+ * granted handler may respond at once and return its arena from inside this
+ * loop; the nested call leaves the hand-off to this loop, so the stack stays
+ * flat however long the queue is. */
 void nea__server_arena_released(nea_server *s)
 {
+    if (s->granting) {
+        return;
+    }
+    s->granting = true;
     while (s->wait_head != NULL && s->pool.free != NULL) {
         nea__conn *c = s->wait_head;
         uv_timer_stop(&c->timer);
         nea__conn_arena_ready(c, nea__pool_acquire(&s->pool));
     }
+    s->granting = false;
     nea__server_maybe_finish_close(s);
 }
 

@@ -156,6 +156,37 @@ static void test_queued_request_gets_the_next_arena(void **state)
     close(b);
 }
 
+static void test_long_queue_drains_in_order(void **state)
+{
+    /* Many heads wait for the one arena; each handler answers at once, so
+     * every hand-off happens while the previous request is releasing its
+     * arena. All are served, none is shed. */
+    enum { N = 24 };
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int busy, fds[N];
+    start(state, one_arena_long_queue);
+    f = *state;
+    busy = send_get(f, "/sleep/100");
+    h_pump(f, 10, NULL);
+    for (int i = 0; i < N; i++) {
+        fds[i] = send_get(f, "/hello");
+    }
+    h_pump(f, 20, NULL);
+    h_stats(f, &st);
+    assert_int_equal(st.queue_length, N);
+    assert_int_equal(h_read(f, busy, &r, H_DEADLINE_MS), 200);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(h_read(f, fds[i], &r, H_DEADLINE_MS), 200);
+        close(fds[i]);
+    }
+    h_stats(f, &st);
+    assert_int_equal(st.shed_503, 0);
+    assert_int_equal(st.queue_length, 0);
+    close(busy);
+}
+
 static void one_arena_queue_of_one(nea_config *c)
 {
     c->arena_count = 1;
@@ -523,6 +554,7 @@ int main(void)
         T(test_oom_is_isolated),
         T(test_503_when_arenas_exhausted_then_recovery),
         T(test_queued_request_gets_the_next_arena),
+        T(test_long_queue_drains_in_order),
         T(test_full_queue_sheds_at_once),
         T(test_idle_and_slow_connections_hold_no_arena),
         T(test_idle_connection_evicted_for_new_one),
