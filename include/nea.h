@@ -114,7 +114,7 @@ typedef struct nea_config {
     unsigned queue_timeout_ms;     /* wait for a free arena before 503. Default 100 */
     unsigned drain_timeout_ms;     /* nea_server_close waits this long for in-flight
                                       requests. Default 5000 */
-    unsigned retry_after_s;        /* Retry-After value on 503 (0..99). Default 1 */
+    unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */
 
     int prefault;    /* make the whole reservation resident at start. Default 0 */
     int lock_memory; /* mlock the reservation. Default 0 */

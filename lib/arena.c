@@ -70,7 +70,10 @@ void nea__arena_init(nea__arena *a, char *base, size_t size)
 
 void *nea__arena_alloc(nea__arena *a, size_t n, size_t align)
 {
-    size_t start = NEA__ROUND_UP(a->used, align);
+    /* Align the address, not the offset: an arena ends at its guard page, so
+     * its base has no alignment of its own. */
+    uintptr_t cur = (uintptr_t)(a->base + a->used);
+    size_t start = a->used + (size_t)(NEA__ROUND_UP(cur, align) - cur);
     /* start may exceed size after alignment: check before subtracting. */
     if (start > a->size || n > a->size - start || fault_injected()) {
         return NULL;

@@ -108,10 +108,23 @@ int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t 
         return refuse(E, errbuf, errlen, "read_buffer_size %zu is outside 256 B..1 GiB",
                       cfg->read_buffer_size);
     }
-    if (cfg->header_timeout_ms == 0 || cfg->body_timeout_ms == 0 ||
-        cfg->keepalive_timeout_ms == 0 || cfg->write_timeout_ms == 0 ||
-        cfg->queue_timeout_ms == 0 || cfg->drain_timeout_ms == 0) {
-        return refuse(E, errbuf, errlen, "every *_timeout_ms must be > 0");
+    {
+        const struct {
+            const char *name;
+            unsigned value;
+        } timeouts[] = {
+            {"header_timeout_ms", cfg->header_timeout_ms},
+            {"body_timeout_ms", cfg->body_timeout_ms},
+            {"keepalive_timeout_ms", cfg->keepalive_timeout_ms},
+            {"write_timeout_ms", cfg->write_timeout_ms},
+            {"queue_timeout_ms", cfg->queue_timeout_ms},
+            {"drain_timeout_ms", cfg->drain_timeout_ms},
+        };
+        for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++) {
+            if (timeouts[i].value == 0) {
+                return refuse(E, errbuf, errlen, "%s must be > 0", timeouts[i].name);
+            }
+        }
     }
     if (cfg->retry_after_s > 86400) {
         return refuse(E, errbuf, errlen, "retry_after_s %u is above 86400", cfg->retry_after_s);
@@ -153,8 +166,12 @@ int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t 
     if (cfg->arena_count != 0) {
         p.arena_count = cfg->arena_count;
     } else {
-        /* As many arenas as fit: each costs its stride plus its descriptor. */
-        size_t base = fixed_bytes(cfg, 0, page) + p.connections_bytes;
+        /* As many arenas as fit: each costs its stride plus its descriptor.
+         * Start from the fixed part before page rounding (an upper bound on
+         * the count), then step down to the exact maximum. */
+        size_t base = NEA__ROUND_UP(sizeof(nea_server), 64) +
+                      NEA__ROUND_UP((size_t)cfg->max_routes * sizeof(nea__route), 64) +
+                      p.connections_bytes;
         size_t per = p.arena_stride + sizeof(nea__arena);
         size_t n = cfg->memory_limit > base ? (cfg->memory_limit - base) / per : 0;
         if (n > UINT32_MAX) {

@@ -7,6 +7,8 @@
  */
 #include "internal.h"
 
+#include <string.h>
+
 #define NEA_ERRORS(X)                                                                              \
     X(NEA_EINVAL_CONFIG, "invalid configuration")                                                  \
     X(NEA_EOVERFLOW, "memory plan overflows size_t")                                               \
@@ -17,6 +19,15 @@
     X(NEA_EROUTES, "route table full (raise max_routes)")                                          \
     X(NEA_ESTATE, "operation not valid in the current state")                                      \
     X(NEA_ERESPONDED, "request already has a response")
+
+/* libuv returns static strings for its own codes but allocates (and leaks)
+ * a message for any other number: ask its buffer variant first. */
+static bool known_to_libuv(int err)
+{
+    char buf[64];
+    uv_err_name_r(err, buf, sizeof(buf));
+    return strncmp(buf, "Unknown system error", 20) != 0;
+}
 
 const char *nea_strerror(int err)
 {
@@ -29,7 +40,7 @@ const char *nea_strerror(int err)
     case 0:
         return "success";
     default:
-        return uv_strerror(err);
+        return known_to_libuv(err) ? uv_strerror(err) : "unknown error";
     }
 }
 
@@ -44,6 +55,6 @@ const char *nea_err_name(int err)
     case 0:
         return "OK";
     default:
-        return uv_err_name(err);
+        return known_to_libuv(err) ? uv_err_name(err) : "UNKNOWN";
     }
 }

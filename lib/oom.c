@@ -112,7 +112,6 @@ char *nea_vprintf(nea_req *req, const char *fmt, va_list ap)
     va_end(ap2);
     if (n < 0) {
         nea__arena_rollback(a, (size_t)(p - a->base));
-        a->peak = peak;
         return nea_strdup(req, "");
     }
     /* The whole remainder was claimed only to format into: the peak (what
@@ -122,8 +121,9 @@ char *nea_vprintf(nea_req *req, const char *fmt, va_list ap)
         a->peak = peak > a->used ? peak : a->used;
         return p;
     }
+    /* vsnprintf wrote the whole remainder: the peak stays there so the scrub
+     * policy clears those bytes too. */
     nea__arena_rollback(a, (size_t)(p - a->base));
-    a->peak = peak;
     unwind(req, (size_t)n + 1);
 }
 

@@ -24,7 +24,7 @@ void nea__pool_init(nea__pool *p, nea__arena *table, char *first, unsigned count
     for (unsigned i = count; i-- > 0;) {
         nea__arena *a = &table[i];
         char *end = first + (size_t)i * stride + span;
-        nea__arena_init(a, end - NEA__ROUND_UP(size, NEA__ALIGN), size);
+        nea__arena_init(a, end - size, size);
         a->next_free = p->free;
         p->free = a;
     }
