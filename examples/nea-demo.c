@@ -181,14 +181,15 @@ static void stats(nea_req *req, void *data)
         "{\"requests\":%" PRIu64 ",\"responses\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
         ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},\"oom_500\":%" PRIu64
         ",\"shed_503\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"rejected_400\":%" PRIu64
-        ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64
+        ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"accept_errors\":%" PRIu64
         ",\"connections_open\":%u,\"connections_max\":%u,\"arenas_in_use\":%u,"
         "\"arenas_high_water\":%u,\"arena_count\":%u,\"queue_length\":%u,"
         "\"arena_peak_bytes\":%zu,\"reserved\":%zu}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
         st.responses[5], st.oom_500, st.shed_503, st.timeouts, st.rejected_400, st.accepted,
-        st.evicted, st.connections_open, st.connections_max, st.arenas_in_use, st.arenas_high_water,
-        st.arena_count, st.queue_length, st.arena_peak_bytes, nea_server_plan(server)->total);
+        st.evicted, st.accept_errors, st.connections_open, st.connections_max, st.arenas_in_use,
+        st.arenas_high_water, st.arena_count, st.queue_length, st.arena_peak_bytes,
+        nea_server_plan(server)->total);
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
