@@ -10,6 +10,9 @@
 #   --out DIR    results: results.md, results.csv, bench.svg, raw/, logs/
 #                (default /tmp/nea-bench-out)
 #   --build DIR  where build.sh puts the peers (default /tmp/nea-bench-build)
+#   --ignore-sigpipe  start nea-demo with SIGPIPE ignored (a workaround for a
+#                nea-demo that dies when a client closes with responses
+#                still pending; every peer ignores SIGPIPE itself)
 #
 # Environment: NEA_BENCH_PORT (first port, default 20080; the run uses the
 # next 30), NEA_DEMO_ARGS (replaces nea-demo's sizing flags, see below).
@@ -26,9 +29,11 @@ nea=$repo/build/examples/nea-demo
 out=/tmp/nea-bench-out
 build=/tmp/nea-bench-build
 quick=0
+ignore_sigpipe=0
 while (($#)); do
     case "$1" in
     --quick) quick=1 ;;
+    --ignore-sigpipe) ignore_sigpipe=1 ;;
     --out)
         out=${2:?--out needs a directory}
         shift
@@ -38,7 +43,7 @@ while (($#)); do
         shift
         ;;
     -h | --help)
-        sed -n '2,20p' "$0"
+        sed -n '2,23p' "$0"
         exit 0
         ;;
     -*)
@@ -161,10 +166,35 @@ reset_hwm() { # restart the VmHWM count at the current RSS (Linux >= 4.0)
 }
 clk_tck=$(getconf CLK_TCK)
 
+# A server that dies is reported (with its exit status or signal), recorded
+# in raw/deaths.txt and left out of the rest of the run; the others go on.
+declare -A DEAD
+check_alive() { # server what: 0 when alive, else records the death
+    local s=$1 pid=${PID[$1]} st=0 how
+    kill -0 "$pid" 2>/dev/null && return 0
+    wait "$pid" 2>/dev/null || st=$?
+    if ((st > 128)); then
+        how="killed by SIG$(kill -l $((st - 128)) 2>/dev/null || echo $((st - 128)))"
+    else
+        how="exited with status $st"
+    fi
+    DEAD[$s]="$how during $2"
+    PID[$s]=
+    echo "!! $s $how during $2: left out of the rest of the run (log: $out/logs/$s.log)" >&2
+    echo "$s,$how during $2" >>"$out/raw/deaths.txt"
+    return 1
+}
+
 servers=()
 nea_reserved=
 nea_status=missing
-if [[ -x $nea ]] && ! start_server nea-demo "$port_base" "$nea" --port "$port_base" "${nea_args[@]}"; then
+nea_cmd=("$nea")
+if ((ignore_sigpipe)); then
+    # An ignored signal stays ignored across exec: nea-demo starts with
+    # SIGPIPE set to SIG_IGN, as if it had called signal(SIGPIPE, SIG_IGN).
+    nea_cmd=(bash -c 'trap "" PIPE; exec "$0" "$@"' "$nea")
+fi
+if [[ -x $nea ]] && ! start_server nea-demo "$port_base" "${nea_cmd[@]}" --port "$port_base" "${nea_args[@]}"; then
     echo "== nea-demo at $nea FAILED to start (log above): SKIPPING it, peers only"
     nea_status="failed to start: $(tr '\n' ' ' <"$out/logs/nea-demo.log")"
     stop_server nea-demo
@@ -252,14 +282,12 @@ echo "cell,server,workload,round,requests,rps,p50_ms,p99_ms,non2xx,socket_errors
 run_cell() { # server workload round
     local s=$1 w=$2 r=$3 pid=${PID[$1]} file t0 t1 hwm res cpu_us
     file=$out/raw/wrk-$s-$w-$r.txt
-    if ! kill -0 "$pid" 2>/dev/null; then
-        echo "run.sh: $s (pid $pid) is no longer running" >&2
-        exit 1
-    fi
+    [[ -z ${DEAD[$s]:-} ]] || return 0
     reset_hwm "$pid"
     t0=$(cpu_ticks "$pid")
     set_wrk_args "${PORT[$s]}" "$w"
     run_wrk "$file" "$dur" 64 "${WRK_ARGS[@]}"
+    check_alive "$s" "$w round $r" || return 0
     t1=$(cpu_ticks "$pid")
     hwm=$(hwm_kb "$pid")
     read -r req rps p50 p99 bad err < <(parse_wrk "$file")
@@ -302,11 +330,12 @@ done
 echo "== memory under pressure: 64 concurrent GET /alloc/4096 (4 MiB each) for ${pressure_dur} s"
 echo "server,requests,rps,non2xx,socket_errors,peak_rss_kb,reserved_bytes" >"$out/raw/pressure.csv"
 for s in "${servers[@]}"; do
-    [[ $s == nginx ]] && continue
+    [[ $s == nginx || -n ${DEAD[$s]:-} ]] && continue
     pid=${PID[$s]}
     reset_hwm "$pid"
     file=$out/raw/wrk-$s-pressure.txt
     run_wrk "$file" "$pressure_dur" 64 "http://127.0.0.1:${PORT[$s]}/alloc/4096"
+    check_alive "$s" "the pressure phase" || continue
     hwm=$(hwm_kb "$pid")
     read -r req rps p50 p99 bad err < <(parse_wrk "$file")
     r=
@@ -339,32 +368,40 @@ snapshot() {
 # zero_phase NAME COUNT BIG_KIB CMD...: warm up 1000 mixed requests,
 # snapshot, COUNT mixed requests, snapshot.
 zero_phase() {
-    local name=$1 count=$2 big=$3 port=$((port_base + 10)) pid counts=$tmp/counts-$1
+    local name=$1 count=$2 big=$3 port=$((port_base + 10)) pid counts=$tmp/counts-$1 z=$1-zero
     shift 3
     rm -f "$counts"
-    start_server "$name-zero" "$port" env NEA_ALLOCCOUNT_FILE="$counts" LD_PRELOAD="$build/alloccount.so" \
-        "$@" --port "$port"
-    pid=${PID[$name-zero]}
-    timeout 120 python3 "$here/mixed.py" --port "$port" --count 1000 --big-kib "$big" --deadline 100 \
-        >"$out/raw/zero-$name-warmup.txt"
-    snapshot "$name" "$pid" "$counts" "$out/raw/zero-$name-before.txt"
-    timeout 330 python3 "$here/mixed.py" --port "$port" --count "$count" --big-kib "$big" --deadline 300 \
-        >"$out/raw/zero-$name-run.txt"
-    snapshot "$name" "$pid" "$counts" "$out/raw/zero-$name-after.txt"
-    stop_server "$name-zero"
+    start_server "$z" "$port" env NEA_ALLOCCOUNT_FILE="$counts" LD_PRELOAD="$build/alloccount.so" \
+        "$@" --port "$port" || return 1
+    pid=${PID[$z]}
+    if ! timeout 120 python3 "$here/mixed.py" --port "$port" --count 1000 --big-kib "$big" --deadline 100 \
+        >"$out/raw/zero-$name-warmup.txt"; then
+        check_alive "$z" "the zero-allocation warm-up" || true
+        return 1
+    fi
+    snapshot "$name" "$pid" "$counts" "$out/raw/zero-$name-before.txt" || return 1
+    if ! timeout 330 python3 "$here/mixed.py" --port "$port" --count "$count" --big-kib "$big" --deadline 300 \
+        >"$out/raw/zero-$name-run.txt"; then
+        check_alive "$z" "the zero-allocation run" || true
+        return 1
+    fi
+    snapshot "$name" "$pid" "$counts" "$out/raw/zero-$name-after.txt" || return 1
+    stop_server "$z"
     echo "   $name: $(cat "$out/raw/zero-$name-run.txt")"
 }
 
 if [[ -x $nea ]]; then
     echo "== zero allocations: nea-demo under alloccount.so, 1000 warm-up + $zero_count mixed requests"
-    zero_phase nea-demo "$zero_count" 100000 "$nea" "${nea_args[@]}"
+    zero_phase nea-demo "$zero_count" 100000 "${nea_cmd[@]}" "${nea_args[@]}" ||
+        echo "!! zero allocations: the nea-demo phase FAILED (see above and $out/raw/zero-nea-demo-*.txt)" >&2
 else
     echo "== zero allocations: nea-demo missing, SKIPPED"
 fi
 # The control's "too big" requests ask 1 MiB, not 100 MB: uvmalloc would
 # really allocate and fill 100 MB each time and the phase would take minutes.
 echo "== zero allocations control: uvmalloc under alloccount.so, $control_count mixed requests"
-zero_phase uvmalloc "$control_count" 1024 "$build/uvmalloc"
+zero_phase uvmalloc "$control_count" 1024 "$build/uvmalloc" ||
+    echo "!! zero allocations: the uvmalloc control FAILED" >&2
 
 # ---------------------------------------------------------------- report
 
@@ -375,7 +412,7 @@ zero_phase uvmalloc "$control_count" 1024 "$build/uvmalloc"
     echo "duration_s=$dur"
     echo "pressure_duration_s=$pressure_dur"
     if [[ $nea_status == ok ]]; then
-        echo "nea_demo=$nea ${nea_args[*]}"
+        echo "nea_demo=$nea ${nea_args[*]}$( ((ignore_sigpipe)) && echo " (started with SIGPIPE ignored: --ignore-sigpipe)")"
     else
         echo "nea_demo=$nea_status"
     fi
