@@ -85,7 +85,10 @@ def main():
             if not rows:
                 agg[s, w] = None
                 continue
-            med = lambda k: statistics.median(float(r[k]) for r in rows)
+            def med(k):
+                vals = [float(r[k]) for r in rows if r[k] not in ("", "nan")]
+                vals = [v for v in vals if v == v and (v > 0 or k not in ("p50_ms", "p99_ms"))]  # NaN, wrk 0.00us
+                return statistics.median(vals) if vals else None
             agg[s, w] = {
                 "rounds": len(rows),
                 "rps": med("rps"),
@@ -263,8 +266,8 @@ def main():
                 if not a:
                     wr.writerow(["throughput", w, s] + ["n/a"] * 8 + [""])
                     continue
-                wr.writerow(["throughput", w, s, a["rounds"], f"{a['rps']:.1f}", f"{a['p50']:.3f}",
-                             f"{a['p99']:.3f}", f"{a['cpu']:.3f}", a["rss"], a["non2xx"], a["errors"],
+                wr.writerow(["throughput", w, s, a["rounds"], f"{a['rps']:.1f}", fmt(a["p50"], 3),
+                             fmt(a["p99"], 3), f"{a['cpu']:.3f}", a["rss"], a["non2xx"], a["errors"],
                              reserved if s == NEA else ""])
         for s in servers:
             if s in pressure:

@@ -156,10 +156,12 @@ start_server() {
 }
 
 cpu_ticks() { # utime + stime of the whole process (all threads), in clock ticks
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+    local line
+    line=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' <<<"$line"
 }
 hwm_kb() { # peak resident set size so far, kB
-    awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
+    awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null
 }
 reset_hwm() { # restart the VmHWM count at the current RSS (Linux >= 4.0)
     echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true
@@ -170,8 +172,10 @@ clk_tck=$(getconf CLK_TCK)
 # in raw/deaths.txt and left out of the rest of the run; the others go on.
 declare -A DEAD
 check_alive() { # server what: 0 when alive, else records the death
-    local s=$1 pid=${PID[$1]} st=0 how
-    kill -0 "$pid" 2>/dev/null && return 0
+    local s=$1 pid=${PID[$1]} st=0 how state
+    # Alive: signalable and not a zombie waiting to be reaped.
+    state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$pid/stat" 2>/dev/null || true)
+    [[ -n $state && $state != Z ]] && return 0
     wait "$pid" 2>/dev/null || st=$?
     if ((st > 128)); then
         how="killed by SIG$(kill -l $((st - 128)) 2>/dev/null || echo $((st - 128)))"
@@ -261,7 +265,10 @@ parse_wrk() {
         /Socket errors:/ {
             for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) { gsub(",", "", $i); err += $i }
         }
-        END { printf "%d %s %.3f %.3f %d %d\n", req, rps, p50, p99, bad, err }
+        # wrk 4.1 sometimes prints 0.00us percentiles (wg/wrk#354, often with
+        # pipelining): a zero latency is "not measured", not a number.
+        function lat(v) { return v > 0 ? sprintf("%.3f", v) : "nan" }
+        END { printf "%d %s %s %s %d %d\n", req, rps, lat(p50), lat(p99), bad, err }
     ' "$1"
 }
 
@@ -283,13 +290,17 @@ run_cell() { # server workload round
     local s=$1 w=$2 r=$3 pid=${PID[$1]} file t0 t1 hwm res cpu_us
     file=$out/raw/wrk-$s-$w-$r.txt
     [[ -z ${DEAD[$s]:-} ]] || return 0
+    check_alive "$s" "the previous cell or its connections' close" || return 0
     reset_hwm "$pid"
-    t0=$(cpu_ticks "$pid")
+    t0=$(cpu_ticks "$pid") || { check_alive "$s" "$w round $r" || return 0; }
     set_wrk_args "${PORT[$s]}" "$w"
     run_wrk "$file" "$dur" 64 "${WRK_ARGS[@]}"
-    check_alive "$s" "$w round $r" || return 0
-    t1=$(cpu_ticks "$pid")
-    hwm=$(hwm_kb "$pid")
+    # The server can die at any moment, also between these reads.
+    if ! t1=$(cpu_ticks "$pid") || ! hwm=$(hwm_kb "$pid") || [[ -z $t1 || -z $hwm ]]; then
+        check_alive "$s" "$w round $r" || return 0
+        echo "run.sh: cannot read /proc/$pid of $s" >&2
+        exit 1
+    fi
     read -r req rps p50 p99 bad err < <(parse_wrk "$file")
     cpu_us=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v n="$req" 'BEGIN { printf "%.3f", n ? t * 1e6 / hz / n : 0 }')
     echo "$s:$w:$r,$s,$w,$r,$req,$rps,$p50,$p99,$bad,$err,$((t1 - t0)),$cpu_us,$hwm" >>"$out/raw/cells.csv"
@@ -331,12 +342,15 @@ echo "== memory under pressure: 64 concurrent GET /alloc/4096 (4 MiB each) for $
 echo "server,requests,rps,non2xx,socket_errors,peak_rss_kb,reserved_bytes" >"$out/raw/pressure.csv"
 for s in "${servers[@]}"; do
     [[ $s == nginx || -n ${DEAD[$s]:-} ]] && continue
+    check_alive "$s" "the end of the throughput phase" || continue
     pid=${PID[$s]}
     reset_hwm "$pid"
     file=$out/raw/wrk-$s-pressure.txt
     run_wrk "$file" "$pressure_dur" 64 "http://127.0.0.1:${PORT[$s]}/alloc/4096"
-    check_alive "$s" "the pressure phase" || continue
-    hwm=$(hwm_kb "$pid")
+    if ! hwm=$(hwm_kb "$pid") || [[ -z $hwm ]]; then
+        check_alive "$s" "the pressure phase" || continue
+        exit 1
+    fi
     read -r req rps p50 p99 bad err < <(parse_wrk "$file")
     r=
     [[ $s == nea-demo ]] && r=$nea_reserved
