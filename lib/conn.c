@@ -577,8 +577,15 @@ static void head_done(nea__conn *c)
     if (c->parser.upgrade) {
         c->must_close = true; /* no protocol switch: what follows is not HTTP/1.1 */
     }
+    path_len = nea__target_path(h->url, h->url_len);
+    h->url += path_len;
+    h->url_len -= path_len;
     q = memchr(h->url, '?', h->url_len);
     path_len = q != NULL ? (size_t)(q - h->url) : h->url_len;
+    if (path_len == 0) {
+        h->url = "/"; /* absolute-form without a path */
+        path_len = h->url_len = 1;
+    }
     switch (nea__route_find(s, method, method_len, h->url, path_len, &c->route)) {
     case NEA__ROUTE_FOUND:
         break;

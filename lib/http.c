@@ -306,6 +306,23 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+size_t nea__target_path(const char *url, size_t len)
+{
+    static const char *const schemes[] = {"http://", "https://"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = strlen(schemes[i]);
+        if (len > n && strncasecmp(url, schemes[i], n) == 0) {
+            const char *slash = memchr(url + n, '/', len - n);
+            const char *query = memchr(url + n, '?', len - n);
+            if (slash != NULL && (query == NULL || slash < query)) {
+                return (size_t)(slash - url);
+            }
+            return query != NULL ? (size_t)(query - url) : len;
+        }
+    }
+    return 0;
+}
+
 int nea__head_index(nea_req *req, const char *head, size_t len, size_t path_prefix_len)
 {
     char *copy = nea__arena_alloc(req->arena, len + 1, 1);
@@ -324,15 +341,20 @@ int nea__head_index(nea_req *req, const char *head, size_t len, size_t path_pref
     req->method = p = copy;
     sp = memchr(p, ' ', (size_t)(end - p));
     *sp = '\0';
-    req->path = p = sp + 1;
+    p = sp + 1;
     sp = memchr(p, ' ', (size_t)(end - p));
     *sp = '\0';
+    p += nea__target_path(p, (size_t)(sp - p));
+    req->path = p;
     q = memchr(p, '?', (size_t)(sp - p));
     if (q != NULL) {
         *q = '\0';
         req->query = q + 1;
     } else {
         req->query = sp; /* "" */
+    }
+    if (req->path[0] == '\0') {
+        req->path = "/"; /* absolute-form without a path */
     }
     req->tail = req->path + path_prefix_len;
     p = (char *)memchr(sp + 1, '\n', (size_t)(end - sp - 1)) + 1;

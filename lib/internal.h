@@ -177,6 +177,9 @@ void nea__http_settings(llhttp_settings_t *settings);
 nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len);
 /* Runs llhttp over the complete head; returns 0 or the status to answer. */
 int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf);
+/* Where the path starts in a request target: past "http://authority" for
+ * absolute-form (RFC 9112 3.2.2), else 0. */
+size_t nea__target_path(const char *url, size_t len);
 /* Copies the head into req's arena and indexes it. Returns 0 or 431 when
  * the arena cannot hold the head. */
 int nea__head_index(nea_req *req, const char *head, size_t len, size_t path_prefix_len);

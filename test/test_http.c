@@ -101,6 +101,19 @@ static void test_request_data(void **state)
     assert_int_equal(h_request(f, "GET /p/deep/er HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
     assert_string_equal(r.body, "deep/er");
     assert_int_equal(h_request(f, "GET /p HTTP/1.1\r\nHost: x\r\n\r\n", &r), 404);
+    /* absolute-form targets route by their path */
+    assert_int_equal(
+        h_request(f, "GET http://example.com:80/p/abs?z=9 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                  &r),
+        200);
+    assert_string_equal(r.body, "abs");
+    assert_int_equal(
+        h_request(f, "GET HTTP://example.com/hdr?q=2 HTTP/1.1\r\nHost: example.com\r\n\r\n", &r),
+        200);
+    assert_string_equal(r.body, "(none)|q=2");
+    assert_int_equal(
+        h_request(f, "GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n", &r),
+        404); /* path "/" has no route here */
 }
 
 /* Statuses that are answered and followed by a close. */
