@@ -13,7 +13,14 @@
  *             head waits in the arena queue and is shed with 503 (queue
  *             timeout 1 ms) or cancelled when the client goes away
  *   bits 1-3  how the bytes are cut into writes (enum split_mode)
- *   bits 4-7  ignored
+ *   bit 4     slow reader: the server's end gets the smallest send buffer
+ *             and the client reads nothing until it has sent everything, so
+ *             responses are written partly (uv_write after uv_try_write) and
+ *             a stalled write meets the write timeout
+ *   bits 5-7  N != 0: the Nth arena grant of the input fails (fault
+ *             injection, once), reaching the out-of-memory paths libnea's
+ *             own allocations have: request struct, head copy, header index,
+ *             body, defers, timers, the response buffer
  *
  * After the input: the client half-closes, reads until the server closes
  * its end, then closes; the loop is pumped until the connection is gone.
@@ -25,7 +32,10 @@
  *   - what the client received is a sequence of HTTP/1.1 responses: each
  *     starts with "HTTP/1.1 " and a 3-digit status, bodies framed by
  *     Content-Length (HEAD responses announce one and send nothing), and
- *     nothing follows a response that said "Connection: close".
+ *     nothing follows a response that said "Connection: close". The last
+ *     one may be cut short only by a timeout of a stalled write;
+ *   - handlers see what the guard promises (Host in HTTP/1.1, NUL-terminated
+ *     strings and body) and the API's documented refusals hold.
  *
  * Built two ways: with clang and -fsanitize=fuzzer (test/fuzz/CMakeLists.txt,
  * target fuzz_conn), and with any compiler together with replay.c (target
@@ -34,6 +44,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -74,6 +85,7 @@ enum split_mode {
 #define PUMPS 200            /* NOWAIT iterations waiting for the server's FIN */
 #define SETTLE_LIMIT_MS 5000 /* longest a closed client's slot may take to free */
 #define RX_CAP (256u * 1024u)
+#define SLOW_SNDBUF 1 /* the kernel raises it to its minimum (a few KiB) */
 
 static uv_loop_t loop;
 static nea_server *srv;
@@ -85,6 +97,9 @@ static bool verbose; /* FUZZ_CONN_VERBOSE set: print what each input got back */
 static char rx[RX_CAP];
 static size_t rx_len;
 static bool rx_eof;
+static bool client_reads; /* false while a slow reader is still sending */
+static bool server_fin;   /* the server closed its end (read, or polled by a slow reader) */
+static bool rx_cut_ok;    /* a stalled write timed out: the last response may be cut */
 static unsigned char rx_memo[RX_CAP + 1]; /* responses_from(p): 0 unknown, 1 no, 2 yes */
 
 static void fail(const char *what)
@@ -151,8 +166,16 @@ static void h_hello(nea_req *req, void *d)
     if (fuzz != NULL) {
         (void)nea_resp_header(req, "X-Fuzz", fuzz);
     }
+    if (nea_resp_header(req, "Content-Length", "1") != UV_EINVAL ||
+        nea_resp_header(req, "X-Bad", "a\r\nb") != UV_EINVAL) {
+        fail("nea_resp_header let a managed or unsafe header through");
+    }
     (void)total;
     nea_respond(req, 200, "text/plain", "hello\n", 6);
+    /* The handler is still on the stack, so req is still valid here. */
+    if (nea_respond(req, 200, NULL, NULL, 0) != NEA_ERESPONDED) {
+        fail("a second nea_respond was not refused");
+    }
 }
 
 /* POST /echo: the body back. A body near max_body_size does not fit twice
@@ -173,8 +196,12 @@ static void h_echo(nea_req *req, void *d)
 static void h_alloc(nea_req *req, void *d)
 {
     size_t n = (size_t)strtoul(nea_req_path_tail(req), NULL, 10);
+    char *a = nea_alloc_aligned(req, 1, 64);
     char *p = nea_alloc(req, n);
     (void)d;
+    if (((uintptr_t)a & 63) != 0) {
+        fail("nea_alloc_aligned ignored the alignment");
+    }
     memset(p, 0xA5, n);
     nea_respond(req, 200, "text/plain", p, n < 16 ? n : 16);
 }
@@ -182,8 +209,35 @@ static void h_alloc(nea_req *req, void *d)
 /* GET /p/...: a prefix route answering with its tail and query. */
 static void h_prefix(nea_req *req, void *d)
 {
-    char *s = nea_printf(req, "%s?%s\n", nea_req_path_tail(req), nea_req_query(req));
+    char *tail = nea_strdup(req, nea_req_path_tail(req));
+    char *s = nea_printf(req, "%s?%s\n", tail, nea_req_query(req));
     (void)d;
+    nea_respond(req, 200, "text/plain", s, strlen(s));
+}
+
+static void protected_alloc(nea_req *req, void *arg)
+{
+    size_t n = *(const size_t *)arg;
+    char *p;
+    add_defer(req); /* runs at the unwind if the calloc fails */
+    p = nea_calloc(req, 1, n);
+    if (nea_try_grow(req, p, n + 16) == NULL && nea_arena_available(req) >= 16) {
+        fail("nea_try_grow refused to grow the last allocation in place");
+    }
+}
+
+/* GET /protect/N: N bytes inside nea_req_protect; too many roll back and the
+ * request carries on to a 200. */
+static void h_protect(nea_req *req, void *d)
+{
+    size_t n = (size_t)strtoul(nea_req_path_tail(req), NULL, 10);
+    int rc = nea_req_protect(req, protected_alloc, &n);
+    char *s;
+    (void)d;
+    if (rc != 0 && rc != NEA_ENOMEM) {
+        fail("nea_req_protect returned neither 0 nor NEA_ENOMEM");
+    }
+    s = nea_printf(req, "%s, %zu left\n", rc == 0 ? "ok" : "rolled back", nea_arena_available(req));
     nea_respond(req, 200, "text/plain", s, strlen(s));
 }
 
@@ -270,17 +324,26 @@ static void setup(void)
         nea_server_route(srv, "GET", "/alloc/", h_alloc, NULL) != 0 ||
         nea_server_route(srv, "GET", "/p/", h_prefix, NULL) != 0 ||
         nea_server_route(srv, "GET", "/async", h_async, NULL) != 0 ||
-        nea_server_route(srv, "GET", "/defer", h_defer, NULL) != 0) {
+        nea_server_route(srv, "GET", "/defer", h_defer, NULL) != 0 ||
+        nea_server_route(srv, "GET", "/protect/", h_protect, NULL) != 0) {
         abort();
     }
 }
 
 /* --- the client side -------------------------------------------------------- */
 
-/* Reads everything the server sent so far, without blocking. */
+/* Reads everything the server sent so far, without blocking. A slow reader
+ * only looks whether the server has closed its end. */
 static void drain(int fd)
 {
     char tmp[4096];
+    if (!client_reads) {
+        struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
+        if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+            server_fin = true;
+        }
+        return;
+    }
     for (;;) {
         ssize_t n = recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT);
         if (n > 0) {
@@ -291,13 +354,13 @@ static void drain(int fd)
             memcpy(rx + rx_len, tmp, take);
             rx_len += take;
         } else if (n == 0) {
-            rx_eof = true;
+            rx_eof = server_fin = true;
             return;
         } else if (errno == EINTR) {
             continue;
         } else {
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                rx_eof = true; /* ECONNRESET: the server is gone */
+                rx_eof = server_fin = true; /* ECONNRESET: the server is gone */
             }
             return;
         }
@@ -319,7 +382,7 @@ static void pump(int fd, unsigned n)
 static void pump_wait(int fd, unsigned ms)
 {
     uint64_t now = now_ms(), end = now + ms;
-    while (now < end && !(fd >= 0 && rx_eof)) {
+    while (now < end && !(fd >= 0 && server_fin)) {
         uv_timer_start(&wake, on_wake, end - now, 0);
         uv_run(&loop, UV_RUN_ONCE);
         uv_timer_stop(&wake);
@@ -387,7 +450,7 @@ static bool responses_from(size_t p)
     }
     if (left < 13) {
         /* Too short to judge: a prefix of a status line, if not closed yet. */
-        ok = !rx_eof && memcmp(head, version, left < 9 ? left : 9) == 0;
+        ok = (!rx_eof || rx_cut_ok) && memcmp(head, version, left < 9 ? left : 9) == 0;
         goto out;
     }
     if (memcmp(head, version, 9) != 0 || head[9] < '1' || head[9] > '5' || head[10] < '0' ||
@@ -397,7 +460,7 @@ static bool responses_from(size_t p)
     status = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
     end = find(head, left, "\r\n\r\n");
     if (end == NULL) {
-        ok = !rx_eof; /* head still arriving */
+        ok = !rx_eof || rx_cut_ok; /* head still arriving */
         goto out;
     }
     head_len = (size_t)(end + 4 - head);
@@ -415,7 +478,7 @@ static bool responses_from(size_t p)
     }
     /* With a body of Content-Length bytes... */
     if (head_len + cl > left) {
-        ok = !rx_eof; /* body still arriving */
+        ok = !rx_eof || rx_cut_ok; /* body still arriving */
     } else if (closes) {
         ok = head_len + cl == left; /* nothing may follow Connection: close */
     } else {
@@ -461,10 +524,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *p, *end;
     nea__arena *held = NULL;
     enum split_mode mode;
-    unsigned pause_budget = PAUSE_BUDGET_MS;
-    bool open = true;
+    unsigned pause_budget = PAUSE_BUDGET_MS, fault_nth;
+    bool open = true, slow;
     int sv[2];
     nea_stats st;
+    uint64_t timeouts_before;
 
     uint64_t started;
 
@@ -477,10 +541,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     started = now_ms();
     mode = (enum split_mode)((data[0] >> 1) & 7);
+    slow = (data[0] & 0x10) != 0;
+    fault_nth = (unsigned)(data[0] >> 5);
     p = data + 1;
     end = data + size;
     rx_len = 0;
-    rx_eof = false;
+    rx_eof = server_fin = false;
+    rx_cut_ok = false;
+    client_reads = !slow;
+    nea_server_stats(srv, &st);
+    timeouts_before = st.timeouts;
 
     if (data[0] & 1) {
         held = nea__pool_acquire(&srv->pool);
@@ -492,8 +562,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         perror("fuzz_conn: socketpair");
         abort();
     }
+    if (slow) {
+        int small = SLOW_SNDBUF;
+        (void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    }
     if (nea__server_adopt(srv, sv[0]) != 0) {
         fail("nea__server_adopt refused a connection with every slot free");
+    }
+    if (fault_nth != 0) {
+        nea__fault_arm(fault_nth, false);
     }
 
     /* Send the input, segment by segment, letting the server read each. */
@@ -532,12 +609,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
+    client_reads = true;
     if (mode == SPLIT_FF_ABORT) {
         close(sv[1]);
         sv[1] = -1;
     } else {
         if (mode == SPLIT_FF_IDLE) {
-            /* No FIN: the keep-alive or header timer has to end it. */
+            /* No FIN: the keep-alive or a deadline has to end it. */
             pump_wait(sv[1], 4 * TIMEOUT_MS);
         }
         shutdown(sv[1], SHUT_WR);
@@ -546,6 +624,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         /* Not closed yet: something waits on a timer (queue, linger...). */
         pump_wait(sv[1], 20 * TIMEOUT_MS);
+        nea_server_stats(srv, &st);
+        rx_cut_ok = slow && st.timeouts != timeouts_before;
         check_responses();
         close(sv[1]);
         sv[1] = -1;
@@ -566,6 +646,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nea__pool_release(&srv->pool, held);
         nea__server_arena_released(srv);
     }
+    nea__fault_arm(0, false);
     nea_server_stats(srv, &st);
     if (st.connections_open != 0 || st.arenas_in_use != 0 || st.queue_length != 0 ||
         srv->live_reqs != 0) {
@@ -579,8 +660,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("a registered defer did not run exactly once");
     }
     if (verbose) {
-        fprintf(stderr, "fuzz_conn: %zu bytes, split mode %d%s: %llu ms\n", size - 1, (int)mode,
-                held != NULL ? ", arena held" : "", (unsigned long long)(now_ms() - started));
+        fprintf(stderr, "fuzz_conn: %zu bytes, split mode %d%s%s, fault %u: %llu ms\n", size - 1,
+                (int)mode, held != NULL ? ", arena held" : "", slow ? ", slow reader" : "",
+                fault_nth, (unsigned long long)(now_ms() - started));
     }
     return 0;
 }
