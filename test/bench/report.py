@@ -313,12 +313,10 @@ def chart(out, servers, agg, peak, reserved):
             b, p, _ = peak[s]
             f.write(f"{s} {b / 1024:.2f} {p / 1024 if p is not None else 'NaN'}\n")
     n = len(servers)
-    res_line = ""
+    res_plot = ""
     if reserved:
-        res_line = (f"set arrow from graph 0, first {reserved / 1048576:.2f} to graph 1, first {reserved / 1048576:.2f} "
-                    "nohead dt 2 lc rgb '#444444'\n"
-                    f"set label 'nea-demo reservation' at graph 0.01, first {reserved / 1048576:.2f} offset 0,0.6 "
-                    "font ',9'\n")
+        res_plot = (f", {reserved / 1048576:.2f} with lines dt 2 lw 1.5 lc rgb '#444444' "
+                    "title 'nea-demo reservation'")
     script = f"""
 set terminal svg size 1000,820 dynamic font 'sans,11' background rgb 'white'
 set output '{os.path.join(out, "bench.svg")}'
@@ -327,7 +325,7 @@ set multiplot layout 2,1
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
-set key top right horizontal
+set key outside top center horizontal
 set grid ytics
 set title 'Throughput per workload (req/s, median; log scale; nginx serves /hello only)'
 set logscale y
@@ -339,8 +337,8 @@ set yrange [0:*]
 set format y '%g'
 set title 'Peak RSS per server (MiB)'
 set ylabel 'MiB'
-{res_line}
-plot for [i=2:3] '{os.path.join(raw, "rss.dat")}' using i:xtic(1) title columnheader(i)
+set offsets 0, 0, graph 0.15, 0
+plot for [i=2:3] '{os.path.join(raw, "rss.dat")}' using i:xtic(1) title columnheader(i){res_plot}
 unset multiplot
 """
     with open(os.path.join(raw, "bench.gp"), "w") as f:
