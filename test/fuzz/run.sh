@@ -9,9 +9,13 @@
 # hand. Prints execs, exec/s, coverage (cov: and ft: from libFuzzer's last status
 # line) and the number of failing inputs. Every crash-, leak-, timeout- or oom-
 # input is copied into test/fuzz/regressions/, where fuzz_replay (ctest) replays
-# it from then on. Exits 1 when one was found, 2 when the run itself failed.
+# it from then on (unless the same bytes are already kept there). Exits 1 when a
+# failing input was found, 2 when the run itself failed.
 #
-# Extra libFuzzer flags can be passed in NEA_FUZZ_FLAGS (e.g. "-jobs=2 -workers=2").
+# Extra libFuzzer flags can be passed in NEA_FUZZ_FLAGS, e.g. "-fork=1 -ignore_crashes=1"
+# to keep fuzzing past a known crash (a kept regression that still fails stops a
+# plain run at once); under -fork, libFuzzer's cov: and ft: count features and are
+# not comparable with a plain run's.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -65,21 +69,34 @@ cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
 ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
 corp=$(sed -nE 's/.* corp: ([^ ]+).*/\1/p' <<<"$last")
 
-found=0
+found=0 kept=0
 mkdir -p test/fuzz/regressions
 for f in "$work"/artifacts/*; do
     [[ -e "$f" ]] || continue
     name=$(basename "$f")
     case "$name" in
     crash-* | leak-* | timeout-* | oom-*)
-        cp "$f" "test/fuzz/regressions/$name"
-        echo "fuzz: kept test/fuzz/regressions/$name"
         found=$((found + 1))
+        # An input already kept (same bytes) is a known, still open failure.
+        known=""
+        for r in test/fuzz/regressions/*; do
+            if cmp -s "$f" "$r"; then
+                known=$r
+                break
+            fi
+        done
+        if [[ -n "$known" ]]; then
+            echo "fuzz: $name is the kept regression $known (still failing)"
+        else
+            cp "$f" "test/fuzz/regressions/$name"
+            echo "fuzz: kept test/fuzz/regressions/$name"
+            kept=$((kept + 1))
+        fi
         ;;
     esac
 done
 
-echo "fuzz: execs ${execs:-?} (${rate:-?} exec/s), cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, crashes $found"
+echo "fuzz: execs ${execs:-?} (${rate:-?} exec/s), cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, crashes $found ($kept new)"
 if ((found > 0)); then
     echo "fuzz: failing input(s) found; libFuzzer's report:"
     grep -nE -A40 'ERROR: |runtime error|invariant violated|==[0-9]+==' "$work/log" | head -n 120
