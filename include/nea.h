@@ -172,7 +172,10 @@ typedef void (*nea_handler_fn)(nea_req *req, void *data);
 
 /*
  * Creates a server on the host's loop: validates cfg, makes the one mapping
- * and carves everything from it. Nothing is listening yet. Returns 0 and
+ * and carves everything from it. Nothing is listening yet. If SIGPIPE is at
+ * its default disposition (terminate the process), it is set to ignored and
+ * that is logged: a client closing mid-response must not end the process. A
+ * disposition the host chose is left alone (a handler must then not exit). Returns 0 and
  * *out, or a NEA_E* config error, NEA_EMLOCK, or a UV_E* error from mmap.
  * The failure reason is also logged through cfg->log.
  */

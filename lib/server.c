@@ -16,6 +16,7 @@
  */
 #include "internal.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,19 @@ static void log_cfg(const nea_config *cfg, int level, const char *fmt, ...)
 }
 
 /* --- creation ------------------------------------------------------------ */
+
+/* libuv writes to sockets with write(2): a peer that closes while a
+ * response is queued raises SIGPIPE, whose default action ends the process.
+ * A host that chose a disposition keeps it; the default one is replaced. */
+static void ignore_default_sigpipe(const nea_config *cfg)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+        sa.sa_handler == SIG_DFL) {
+        signal(SIGPIPE, SIG_IGN);
+        log_cfg(cfg, NEA_LOG_INFO, "SIGPIPE was at its default (terminate): now ignored");
+    }
+}
 
 int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
 {
@@ -144,6 +158,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     nea__responses_build(s);
     s->stats.arena_count = plan.arena_count;
 
+    ignore_default_sigpipe(cfg);
     nea_plan_format(&plan, err, sizeof(err));
     nea__log(s, NEA_LOG_INFO, "%s", err);
     *out = s;

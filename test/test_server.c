@@ -475,6 +475,28 @@ static void test_drain_deadline_cancels_stragglers(void **state)
     close(a);
 }
 
+static void test_peer_closing_mid_response_cannot_kill_the_process(void **state)
+{
+    /* SIGPIPE at its default would end this test process on the server's
+     * first write to a closed socket: the server must have ignored it. */
+    h_fixture *f;
+    int fd, small = 4096;
+    struct sigaction sa;
+    signal(SIGPIPE, SIG_DFL);
+    start(state, NULL);
+    f = *state;
+    assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
+    assert_true(sa.sa_handler == SIG_IGN);
+    assert_true(strstr(f->log, "SIGPIPE") != NULL);
+    fd = h_connect(f);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    h_sends(f, fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_pump(f, 30, NULL);
+    close(fd); /* with unread data: the server's next write fails */
+    assert_true(arenas_settle(f));
+    assert_int_equal(arenas_in_use(f), 0);
+}
+
 static void test_listen_errors(void **state)
 {
     h_fixture *f;
@@ -567,6 +589,7 @@ int main(void)
         T(test_client_disconnect_cancels_async_request),
         T(test_graceful_close_finishes_inflight),
         T(test_drain_deadline_cancels_stragglers),
+        T(test_peer_closing_mid_response_cannot_kill_the_process),
         T(test_listen_errors),
         T(test_ipv6),
         cmocka_unit_test_teardown(test_nea_run_drains_on_sigterm, no_teardown),
