@@ -254,7 +254,8 @@ static bool request_line_shaped(const char *p, size_t len)
 
 int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
 {
-    llhttp_errno_t err = llhttp_execute(parser, buf + h->start, h->end - h->start);
+    const char *line = buf + h->start, *sp;
+    llhttp_errno_t err = llhttp_execute(parser, line, h->end - h->start);
 
     if (h->status != 0) {
         return h->status;
@@ -280,7 +281,11 @@ int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
     if (h->hosts > 1 || (parser->http_minor == 1 && h->hosts == 0)) {
         return 400;
     }
-    if (h->url == NULL || h->url_len == 0) {
+    /* Exactly "method SP target SP HTTP/": llhttp's loose build also takes
+     * runs of spaces, and nea__head_index splits the line on single ones. */
+    sp = memchr(line, ' ', h->end - h->start);
+    if (h->url == NULL || h->url_len == 0 || sp == NULL || h->url != sp + 1 ||
+        memcmp(h->url + h->url_len, " HTTP/", 6) != 0) {
         return 400;
     }
     return 0;

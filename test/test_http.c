@@ -228,6 +228,9 @@ static void test_smuggling_shapes(void **state)
         "GET /hello HTTP/1.1\r\nHost\t: x\r\n\r\n",
         "GET /hello HTTP/1.1\r\nHost: x\r\n: empty\r\n\r\n",
         "GET /hello HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n",
+        /* request line not exactly "method SP target SP version" */
+        "GET  /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /hello  HTTP/1.1\r\nHost: x\r\n\r\n",
         /* Host missing or duplicated */
         "GET /hello HTTP/1.1\r\n\r\n",
         "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
