@@ -8,7 +8,7 @@
  *   [ connection slots: max_connections * conn_slot_size ]       page-rounded
  *   [ arena 0 | guard ][ arena 1 | guard ] ...                   arena_count * arena_stride
  *
- *   conn_slot_size = round64(sizeof(nea__conn)) + round64(read_buffer_size)
+ *   conn_slot_size = round64(sizeof(nea__conn)) + round64(read_buffer_size) + NEA__OBUF
  *   arena_stride   = round_page(arena_size) + (guard_pages ? page : 0)
  *
  * Validation refuses instead of clamping: every error names the field.
@@ -157,7 +157,7 @@ int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t 
     span = NEA__ROUND_UP(cfg->arena_size, page);
     p.arena_stride = span + (cfg->guard_pages ? page : 0);
     p.conn_slot_size =
-        NEA__ROUND_UP(sizeof(nea__conn), 64) + NEA__ROUND_UP(cfg->read_buffer_size, 64);
+        NEA__ROUND_UP(sizeof(nea__conn), 64) + NEA__ROUND_UP(cfg->read_buffer_size, 64) + NEA__OBUF;
     if (!mul_add(cfg->max_connections, p.conn_slot_size, page - 1, &p.connections_bytes)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "max_connections * slot size overflows");
     }

@@ -269,12 +269,82 @@ static void on_write(uv_write_t *w, int status)
     write_finished(c, status);
 }
 
+static void on_out_written(uv_write_t *w, int status)
+{
+    nea__conn *c = w->data;
+    c->owrite_pending = false;
+    c->olen = 0;
+    if (status < 0 && c->state != NEA__C_CLOSING) {
+        close_now(c);
+    }
+}
+
+/* Hands the gathered responses to the kernel: one write for the batch.
+ * What it does not take is written from obuf, which stays untouched (no
+ * gathering) until that write completes. */
+static int flush_out(nea__conn *c)
+{
+    uv_buf_t b = uv_buf_init(c->obuf, (unsigned)c->olen);
+    int r;
+
+    if (c->olen == 0 || c->owrite_pending) {
+        return 0;
+    }
+    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == UV_EAGAIN || r == UV_ENOSYS) {
+        r = 0;
+    }
+    if (r < 0 || (size_t)r == c->olen) {
+        c->olen = 0;
+        return r < 0 ? r : 0;
+    }
+    b.base += r;
+    b.len -= (size_t)r;
+    c->wreq_out.data = c;
+    r = uv_write(&c->wreq_out, (uv_stream_t *)&c->tcp, &b, 1, on_out_written);
+    if (r < 0) {
+        c->olen = 0;
+        return r;
+    }
+    c->owrite_pending = true;
+    return 0;
+}
+
+/* A response may join the batch when another pipelined request is already
+ * buffered behind it, it keeps the connection open, and it fits. */
+static bool gather(nea__conn *c, const uv_buf_t *bufs, unsigned n)
+{
+    size_t total = 0;
+    if (!c->in_process || c->rpos >= c->rlen || c->must_close || c->srv->closing ||
+        c->owrite_pending) {
+        return false;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        total += bufs[i].len;
+    }
+    if (total > NEA__OBUF - c->olen) {
+        return false;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(c->obuf + c->olen, bufs[i].base, bufs[i].len);
+        c->olen += bufs[i].len;
+    }
+    return true;
+}
+
 void nea__conn_write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
 {
     int r;
 
     set_state(c, NEA__C_WRITING);
-    r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (gather(c, bufs, n)) {
+        write_finished(c, 0); /* the request ends; its bytes wait in obuf */
+        return;
+    }
+    r = flush_out(c); /* earlier responses go first */
+    if (r == 0) {
+        r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    }
     if (r == UV_EAGAIN || r == UV_ENOSYS) {
         r = 0;
     }
@@ -502,7 +572,10 @@ static void start_body(nea__conn *c)
     req->body[0] = '\0';
     if (h->expect_continue && c->parser.http_minor == 1 && c->rpos == c->rlen) {
         uv_buf_t b = uv_buf_init((char *)continue_line, sizeof(continue_line) - 1);
-        int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        int r = flush_out(c);
+        if (r == 0) {
+            r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        }
         if (r == UV_EAGAIN) {
             r = 0;
         }
@@ -701,6 +774,10 @@ static void conn_process(nea__conn *c)
         }
     }
     c->in_process = false;
+    if (c->state != NEA__C_CLOSING && flush_out(c) < 0) {
+        close_now(c);
+        return;
+    }
     if (c->state == NEA__C_IDLE && c->rpos == c->rlen) {
         c->rpos = c->rlen = 0;
     }
@@ -709,11 +786,12 @@ static void conn_process(nea__conn *c)
 
 /* --- slots ------------------------------------------------------------------- */
 
-void nea__conn_init(nea__conn *c, nea_server *s, char *rbuf)
+void nea__conn_init(nea__conn *c, nea_server *s, char *rbuf, char *obuf)
 {
     memset(c, 0, sizeof(*c));
     c->srv = s;
     c->rbuf = rbuf;
+    c->obuf = obuf;
     c->state = NEA__C_FREE;
     uv_timer_init(s->loop, &c->timer);
     c->timer.data = c;
@@ -734,6 +812,8 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
         return rc;
     }
     c->rlen = c->rpos = 0;
+    c->olen = 0;
+    c->owrite_pending = false;
     c->reading = c->eof = c->must_close = false;
     c->keep_alive = true;
     c->req = NULL;

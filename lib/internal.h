@@ -61,6 +61,9 @@
 /* Room for dynamic header lines of a pre-built response (Allow, Date,
  * Connection). */
 #define NEA__HDRBUF 192
+/* Per-connection output buffer: small responses to pipelined requests are
+ * gathered here and sent with one write (see nea__conn_write_bufs). */
+#define NEA__OBUF 2048
 
 /* --- region.c ------------------------------------------------------------ */
 
@@ -333,6 +336,10 @@ struct nea__conn {
 
     nea__conn_state state;
     char *rbuf;
+    char *obuf;          /* NEA__OBUF bytes after rbuf */
+    size_t olen;         /* bytes gathered in obuf, not yet handed to the kernel */
+    bool owrite_pending; /* obuf is being written by wreq_out */
+    uv_write_t wreq_out;
     size_t rlen; /* bytes in rbuf */
     size_t rpos; /* start of the unprocessed part */
     bool reading;
@@ -371,7 +378,8 @@ typedef struct nea__reject {
     unsigned closing;
 } nea__reject;
 
-void nea__conn_init(nea__conn *c, nea_server *s, char *rbuf);
+/* rbuf: read_buffer_size bytes; obuf: NEA__OBUF bytes (both in the slot). */
+void nea__conn_init(nea__conn *c, nea_server *s, char *rbuf, char *obuf);
 /* Starts serving the free slot c on the connection pending on listener, or,
  * when listener is NULL, on the connected socket fd. On failure the slot
  * returns to the free list through its close callback. */

@@ -61,6 +61,11 @@ static void log_cfg(const nea_config *cfg, int level, const char *fmt, ...)
 
 /* --- creation ------------------------------------------------------------ */
 
+static nea__conn *conn_at(const nea_server *s, unsigned i)
+{
+    return (nea__conn *)((char *)s->conns + (size_t)i * s->plan.conn_slot_size);
+}
+
 /* libuv writes to sockets with write(2): a peer that closes while a
  * response is queued raises SIGPIPE, whose default action ends the process.
  * A host that chose a disposition keeps it; the default one is replaced. */
@@ -134,13 +139,14 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     }
 
     s->free_conns = NULL;
+    s->conns = (nea__conn *)conns;
     for (unsigned i = cfg->max_connections; i-- > 0;) {
-        nea__conn *c = (nea__conn *)(conns + (size_t)i * plan.conn_slot_size);
-        nea__conn_init(c, s, (char *)c + NEA__ROUND_UP(sizeof(nea__conn), 64));
+        nea__conn *c = conn_at(s, i);
+        char *rbuf = (char *)c + NEA__ROUND_UP(sizeof(nea__conn), 64);
+        nea__conn_init(c, s, rbuf, rbuf + NEA__ROUND_UP(cfg->read_buffer_size, 64));
         c->next = s->free_conns;
         s->free_conns = c;
     }
-    s->conns = (nea__conn *)conns;
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
         nea__reject *r = &s->rejects[i];
         r->srv = s;
@@ -424,7 +430,7 @@ void nea__server_maybe_finish_close(nea_server *s)
         return;
     }
     for (unsigned i = 0; i < s->cfg.max_connections; i++) {
-        nea__conn *c = (nea__conn *)((char *)s->conns + (size_t)i * s->plan.conn_slot_size);
+        nea__conn *c = conn_at(s, i);
         busy += c->state != NEA__C_FREE;
     }
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
@@ -439,7 +445,7 @@ void nea__server_maybe_finish_close(nea_server *s)
     }
     close_timer(&s->drain_timer, s);
     for (unsigned i = 0; i < s->cfg.max_connections; i++) {
-        nea__conn *c = (nea__conn *)((char *)s->conns + (size_t)i * s->plan.conn_slot_size);
+        nea__conn *c = conn_at(s, i);
         close_timer(&c->timer, s);
     }
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
@@ -452,7 +458,7 @@ static void on_drain_deadline(uv_timer_t *t)
     nea_server *s = t->data;
     nea__log(s, NEA_LOG_WARN, "drain deadline reached; cancelling %u requests", s->live_reqs);
     for (unsigned i = 0; i < s->cfg.max_connections; i++) {
-        nea__conn_close((nea__conn *)((char *)s->conns + (size_t)i * s->plan.conn_slot_size));
+        nea__conn_close(conn_at(s, i));
     }
 }
 
@@ -468,7 +474,7 @@ void nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void
         uv_close((uv_handle_t *)&s->listener, on_listener_closed);
     }
     for (unsigned i = 0; i < s->cfg.max_connections; i++) {
-        nea__conn *c = (nea__conn *)((char *)s->conns + (size_t)i * s->plan.conn_slot_size);
+        nea__conn *c = conn_at(s, i);
         if (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD) {
             nea__conn_close(c);
         } else if (c->state == NEA__C_QUEUED) {
