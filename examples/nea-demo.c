@@ -97,6 +97,25 @@ static const char *parse_int(const char *p, const char *end, long *out)
     return p;
 }
 
+/* Writes v in decimal at o; returns the end. */
+static char *put_long(char *o, long v)
+{
+    char digits[24];
+    size_t n = 0;
+    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+    if (v < 0) {
+        *o++ = '-';
+    }
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    while (n > 0) {
+        *o++ = digits[--n];
+    }
+    return o;
+}
+
 static void svg(nea_req *req, void *data)
 {
     static const char head[] = "<svg xmlns=\"http://www.w3.org/2000/svg\"><path d=\"M 0 0";
@@ -129,8 +148,15 @@ static void svg(nea_req *req, void *data)
             bad_request(req, nea_printf(req, "bad number on line %zu\n", line));
             return;
         }
-        o += sprintf(o, "%s %ld %ld", first ? " L" : "", x, y);
-        first = false;
+        if (first) {
+            memcpy(o, " L", 2);
+            o += 2;
+            first = false;
+        }
+        *o++ = ' ';
+        o = put_long(o, x);
+        *o++ = ' ';
+        o = put_long(o, y);
         p = eol + 1;
     }
     memcpy(o, tail, sizeof(tail) - 1);
