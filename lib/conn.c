@@ -137,8 +137,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (n < 0) {
         c->eof = true;
         if (c->state == NEA__C_WRITING && n == UV_EOF) {
-            /* Finish the response the peer asked for, then close. */
-            c->must_close = true;
+            /* The peer finished sending: finish this response and answer the
+             * complete requests already buffered, then close (conn_process). */
             update_reading(c);
         } else {
             close_now(c); /* cancels a request in flight */
@@ -776,6 +776,10 @@ static void conn_process(nea__conn *c)
     c->in_process = false;
     if (c->state != NEA__C_CLOSING && flush_out(c) < 0) {
         close_now(c);
+        return;
+    }
+    if (c->eof && (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD)) {
+        close_lingering(c); /* nothing more can arrive */
         return;
     }
     if (c->state == NEA__C_IDLE && c->rpos == c->rlen) {

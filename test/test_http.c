@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -283,6 +284,55 @@ static void test_pipelining_in_order(void **state)
     close(fd);
 }
 
+/* Reads and discards one response whose body is exactly body_len bytes. */
+static void drain_response(h_fixture *f, int fd, size_t body_len)
+{
+    char buf[65536], *hend;
+    size_t have = 0, total = 0;
+    uint64_t end = h_now_ms() + H_DEADLINE_MS;
+    for (;;) {
+        ssize_t n = recv(fd, buf + have, have < 4096 ? 4096 - have : 0, MSG_PEEK);
+        assert_true(n > 0 || (n < 0 && h_now_ms() < end));
+        if (n > 0 && (hend = memmem(buf, (size_t)n, "\r\n\r\n", 4)) != NULL) {
+            total = (size_t)(hend - buf) + 4 + body_len;
+            break;
+        }
+        h_pump(f, 5, NULL);
+    }
+    while (total > 0 && h_now_ms() < end) {
+        ssize_t n = recv(fd, buf, total < sizeof(buf) ? total : sizeof(buf), 0);
+        if (n > 0) {
+            total -= (size_t)n;
+        } else {
+            h_pump(f, 1, NULL);
+        }
+    }
+    assert_int_equal(total, 0);
+}
+
+static void test_half_close_answers_buffered_requests(void **state)
+{
+    /* The first response (8 MiB) is still being written when the client
+     * shuts down its sending side: the requests behind it were received
+     * whole, so they are answered too, then the connection closes. */
+    h_fixture *f = *state;
+    h_response r;
+    int fd = h_connect(f);
+    h_sends(f, fd,
+            "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /p/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /p/3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_pump(f, 20, NULL);
+    shutdown(fd, SHUT_WR);
+    h_pump(f, 20, NULL);
+    drain_response(f, fd, h_big_len);
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "2");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "3");
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+}
+
 static void test_pipeline_flood_is_bounded(void **state)
 {
     /* Far more pipelined requests than the read buffer holds: all answered,
@@ -440,6 +490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_smuggling_shapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leading_empty_line_tolerated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelining_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_answers_buffered_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_flood_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http10_keepalive_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
