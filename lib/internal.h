@@ -74,8 +74,12 @@ typedef struct nea__region {
     bool locked;
 } nea__region;
 
-int nea__region_map(nea__region *r, size_t size, bool prefault, bool lock);
+int nea__region_map(nea__region *r, size_t size, bool commit);
 int nea__region_guard(nea__region *r, void *addr, size_t len);
+/* Faults [addr, addr + len) in, keeping its contents. Returns 0. */
+int nea__region_touch(nea__region *r, void *addr, size_t len);
+/* mlock [addr, addr + len): NEA_EMLOCK when RLIMIT_MEMLOCK is too low. */
+int nea__region_lock(nea__region *r, void *addr, size_t len);
 void nea__region_unmap(nea__region *r);
 
 /* --- arena.c ------------------------------------------------------------- */

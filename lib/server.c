@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 void nea__logv(const nea_config *cfg, int level, const char *fmt, va_list ap)
 {
@@ -79,13 +78,63 @@ static void ignore_default_sigpipe(const nea_config *cfg)
     }
 }
 
+/* Applies fn to every part of the reservation that is not a guard page:
+ * the fixed part with the connection slots, then each arena. */
+static int each_usable_range(nea__region *r, const nea_plan *plan,
+                             int (*fn)(nea__region *, void *, size_t))
+{
+    size_t span = NEA__ROUND_UP(plan->arena_size, plan->page_size);
+    char *arenas = r->base + plan->fixed_overhead + plan->connections_bytes;
+    int rc = fn(r, r->base, plan->fixed_overhead + plan->connections_bytes);
+    for (unsigned i = 0; rc == 0 && i < plan->arena_count; i++) {
+        rc = fn(r, arenas + (size_t)i * plan->arena_stride, span);
+    }
+    return rc;
+}
+
+/* Maps the reservation and applies guard pages, prefault and lock, before
+ * anything is stored in it. mlock over a PROT_NONE page fails, and guard
+ * pages must never become resident: both walk the usable ranges only. */
+static int prepare_region(nea__region *r, const nea_plan *plan, const nea_config *cfg)
+{
+    size_t span = NEA__ROUND_UP(plan->arena_size, plan->page_size);
+    char *arenas;
+    int rc = nea__region_map(r, plan->total, cfg->prefault || cfg->lock_memory);
+
+    if (rc != 0) {
+        log_cfg(cfg, NEA_LOG_ERROR, "cannot reserve %zu bytes: %s", plan->total, nea_strerror(rc));
+        return rc;
+    }
+    arenas = r->base + plan->fixed_overhead + plan->connections_bytes;
+    for (unsigned i = 0; cfg->guard_pages && i < plan->arena_count; i++) {
+        rc = nea__region_guard(r, arenas + (size_t)i * plan->arena_stride + span, plan->page_size);
+        if (rc != 0) {
+            log_cfg(cfg, NEA_LOG_ERROR,
+                    "cannot protect guard page %u: %s (vm.max_map_count too low for %u arenas? "
+                    "set guard_pages = 0)",
+                    i, nea_strerror(rc), plan->arena_count);
+            nea__region_unmap(r);
+            return rc;
+        }
+    }
+    if (cfg->prefault) {
+        (void)each_usable_range(r, plan, nea__region_touch);
+    }
+    if (cfg->lock_memory && (rc = each_usable_range(r, plan, nea__region_lock)) != 0) {
+        log_cfg(cfg, NEA_LOG_ERROR, "cannot lock %zu bytes: %s", plan->total, nea_strerror(rc));
+        nea__region_unmap(r);
+        return rc;
+    }
+    r->locked = cfg->lock_memory != 0;
+    return 0;
+}
+
 int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
 {
     nea_plan plan;
     nea__region region;
     nea_server *s;
     char err[256], *p, *conns, *arenas;
-    size_t span;
     int rc;
 
     rc = nea_config_plan(cfg, &plan, err, sizeof(err));
@@ -93,9 +142,8 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
         log_cfg(cfg, NEA_LOG_ERROR, "config refused: %s", err);
         return rc;
     }
-    rc = nea__region_map(&region, plan.total, cfg->prefault != 0, cfg->lock_memory != 0);
+    rc = prepare_region(&region, &plan, cfg);
     if (rc != 0) {
-        log_cfg(cfg, NEA_LOG_ERROR, "cannot reserve %zu bytes: %s", plan.total, nea_strerror(rc));
         return rc;
     }
 
@@ -118,25 +166,8 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     s->port = -1;
     s->wait_max = cfg->queue_length != 0 ? cfg->queue_length : cfg->max_connections;
 
-    span = NEA__ROUND_UP(plan.arena_size, plan.page_size);
-    nea__pool_init(&s->pool, s->pool.arenas, arenas, plan.arena_count, plan.arena_stride, span,
-                   plan.arena_size, cfg->scrub);
-    if (cfg->guard_pages) {
-        for (unsigned i = 0; i < plan.arena_count; i++) {
-            char *guard = arenas + (size_t)i * plan.arena_stride + span;
-            rc = nea__region_guard(&s->region, guard, plan.page_size);
-            if (rc != 0) {
-                log_cfg(cfg, NEA_LOG_ERROR,
-                        "cannot protect guard page %u: %s (vm.max_map_count too low for %u "
-                        "arenas? set guard_pages = 0)",
-                        i, nea_strerror(rc), plan.arena_count);
-                nea__region_unmap(&region);
-                return rc;
-            }
-            /* A guard page never needs to be resident. */
-            madvise(guard, plan.page_size, MADV_DONTNEED);
-        }
-    }
+    nea__pool_init(&s->pool, s->pool.arenas, arenas, plan.arena_count, plan.arena_stride,
+                   NEA__ROUND_UP(plan.arena_size, plan.page_size), plan.arena_size, cfg->scrub);
 
     s->free_conns = NULL;
     s->conns = (nea__conn *)conns;

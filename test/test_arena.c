@@ -980,7 +980,12 @@ static int mlock_child(rlim_t limit)
         if (rc != 0) {
             _exit(14);
         }
-        if (!srv->region.locked || status_kib("VmLck") * KIB < srv->plan.total) {
+        /* Everything is locked but the PROT_NONE guard pages, which are
+         * never resident. */
+        if (!srv->region.locked ||
+            status_kib("VmLck") * KIB <
+                srv->plan.total -
+                    (f.cfg.guard_pages ? srv->plan.arena_count * srv->plan.page_size : 0)) {
             _exit(15);
         }
         _exit(1);
