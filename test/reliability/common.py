@@ -300,12 +300,14 @@ class LoadgenRun:
     core, and the machine's steal time in % of all cores (a VM whose host is
     busy shows it here; it inflates every latency)."""
 
-    def __init__(self, summary, intervals, client_cpu, server_cpu, steal, srv_core_busy):
+    def __init__(self, summary, intervals, client_cpu, server_cpu, steal, srv_core_busy,
+                 machine_busy=None):
         self.s = summary
         self.intervals = intervals
         self.client_cpu = client_cpu
         self.server_cpu = server_cpu
         self.steal = steal
+        self.machine_busy = machine_busy  # % of all CPUs, any process or softirq
         # CPU the server core spent on anything but the server process
         # (softirq of loopback traffic, other sessions' processes).
         self.srv_core_other = None
@@ -422,7 +424,7 @@ def run_loadgen(lg, port, phases, paths, demo=None, on_tick=None, tick_s=1.0, **
     a, b = m0["cpu"], m1["cpu"]
     steal = (b[2] - a[2]) / (b[0] - a[0]) * 100 if b[0] > a[0] else 0.0
     core = busy_between(m0, m1, f"cpu{SERVER_CPU}") if PIN else None
-    return LoadgenRun(summary, intervals, ccpu, scpu, steal, core)
+    return LoadgenRun(summary, intervals, ccpu, scpu, steal, core, busy_between(m0, m1, "cpu"))
 
 
 def ms(us):
@@ -433,15 +435,20 @@ def ms(us):
 
 
 def bottleneck(run):
-    """Which side ran out of CPU during a loadgen run, from the CPU figures."""
+    """What ran out during a loadgen run, from the CPU figures: "server" (its
+    process >= 85% of its core), "server-core" (its core >= 90% busy counting
+    softirq and other processes), "client" (loadgen >= 85%), "machine" (all
+    CPUs >= 90% busy), "-" (none: the limit was elsewhere, e.g. admission)."""
     tags = []
     if run.server_cpu is not None and run.server_cpu >= 85:
         tags.append("server")
     elif (run.server_cpu is not None and run.srv_core_other is not None
           and run.server_cpu + run.srv_core_other >= 90):
-        tags.append("server-core(shared)")
+        tags.append("server-core")
     if run.client_cpu >= 85:
         tags.append("client")
+    if run.machine_busy is not None and run.machine_busy >= 90:
+        tags.append("machine")
     return "+".join(tags) if tags else "-"
 
 
@@ -450,9 +457,10 @@ def capacity_ramp(lg, demo, path, start, factor, max_rate, step_s, connections,
     """path: one path, or a list of (path, weight) for a mix; good_share is the
     fraction of the mix answered 2xx when all goes well (hogs get 500): C is
     then the highest goodput / good_share."""
-    """Offers start, start*factor, ... for step_s each (separate loadgen runs) until
-    goodput stops tracking the offered rate (goodput < track * offered) twice in a
-    row or max_rate is passed. C = the highest goodput seen. Returns (C, rows)."""
+    """Offers start, start*factor, ... for step_s each (separate loadgen runs)
+    until goodput has stopped tracking the offered rate (goodput < track *
+    offered) without raising the best goodput so far by 5%, twice in a row, or
+    max_rate is passed. C = the highest goodput seen. Returns (C, rows)."""
     rows = []
     best = 0.0
     misses = 0
@@ -462,19 +470,22 @@ def capacity_ramp(lg, demo, path, start, factor, max_rate, step_s, connections,
         r = run_loadgen(lg, demo.port, [(rate, step_s)], paths, demo=demo,
                         connections=connections, timeout_ms=timeout_ms)
         gp = r["goodput"] / good_share
-        best = max(best, gp)
         tracking = gp >= track * rate
+        stalled = not tracking and gp < 1.05 * best
+        best = max(best, gp)
         rows.append({"offered": round(rate), "goodput": round(gp, 1),
                      "rate503": round(r["rate503"], 1), "err": r["err"], "tmo": r["tmo"],
                      "ok_p99_us": r["ok_p99"], "server_cpu": round(r.server_cpu or 0, 1),
                      "client_cpu": round(r.client_cpu, 1), "steal_pct": round(r.steal, 1),
+                     "machine_busy_pct": None if r.machine_busy is None
+                     else round(r.machine_busy, 1),
                      "srv_core_other_pct": None if r.srv_core_other is None
                      else round(r.srv_core_other, 1),
                      "tracking": tracking,
                      "bottleneck": bottleneck(r)})
         note(f"ramp {path if isinstance(path, str) else 'mix'} offered {rate:.0f}/s: goodput {gp:.0f}/s, 503 {r['rate503']:.0f}/s, "
              f"server cpu {r.server_cpu or 0:.0f}%, client cpu {r.client_cpu:.0f}%")
-        misses = 0 if tracking else misses + 1
+        misses = misses + 1 if stalled else 0
         if misses >= 2:
             break
         rate *= factor

@@ -227,6 +227,7 @@ def run(args, rep):
              ["server fds: at start / max during the flood",
               f"{f['fds_at_start']} / {f['server_fds_max']}"],
              ["'accept failed' lines logged", f["accept_failed_logged"]],
+             ["/stats accept_errors after", "-" if not st else st.get("accept_errors", "n/a")],
              ["keep-alive probe: requests ok / failed", f"{f['keepalive_ok']} / "
               f"{f['keepalive_failed']}"],
              ["  p99 / max latency (ms)", f"{f['keepalive_lat_p99_ms']} / "

@@ -13,8 +13,9 @@ Two series, each on its own nea-demo:
           idle one or gets an immediate 503), C taken from sleep5.
 
 Capacity C: loadgen offers start, start*f, ... (separate runs) until goodput
-stops tracking the offered rate (< 95%) twice in a row; C is the highest
-goodput seen. Then each step offers k*C for a fixed time, open loop (loadgen
+stops tracking the offered rate (< 95%) without growing (by 5%) twice in a
+row; C is the highest goodput seen. For /hello (full mode) wrk -t1 -c256, a
+closed-loop client, is run too as a cross-check. Then each step offers k*C for a fixed time, open loop (loadgen
 measures from the intended send time, so queueing is not hidden).
 
 Figures per step: goodput (2xx/s completed in the window), 503/s, p50/p99
@@ -25,6 +26,10 @@ Targets: goodput at 2C >= 0.9C; admitted p99 at 2C <= 2x its 0.5C value;
 503 p99 < 1 ms, compared on 503_svc_p99 (the intended-time 503_p99 includes
 loadgen's ~0.6 ms mean timer lag and is reported next to it).
 """
+import re
+import shutil
+import subprocess
+
 import common as C
 
 SERIES = {
@@ -48,6 +53,19 @@ def add_args(ap):
     ap.add_argument("--step-seconds", type=float, help="seconds per step (default 10, quick 2)")
 
 
+def wrk_rate(port, path):
+    """Closed-loop cross-check of C: wrk -t1 -c256 -d5s on the client CPU."""
+    cmd = (["taskset", "-c", str(C.CLIENT_CPU)] if C.PIN else []) + [
+        "wrk", "-t1", "-c256", "-d5s", f"http://127.0.0.1:{port}{path}"]
+    try:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"Requests/sec:\s*([0-9.]+)", out)
+    return float(m.group(1)) if m else None
+
+
 def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
     quick = args.quick
     step_s = args.step_seconds or (2.0 if quick else 10.0)
@@ -62,6 +80,10 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
         start, f, top = cfg["ramp_quick" if quick else "ramp"]
         cap, ramp_rows = C.capacity_ramp(lg, demo, cfg["path"], start, f, top,
                                          1.0 if quick else 2.0, cfg["conns"])
+    wrk = None
+    if name == "hello" and not quick and shutil.which("wrk"):
+        wrk = wrk_rate(demo.port, cfg["path"])
+        C.note(f"{name}: wrk closed loop: {wrk} req/s")
     C.note(f"{name}: C = {cap:.0f}/s")
     rows = []
     steps = {}
@@ -79,6 +101,7 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
              "bottleneck": C.bottleneck(r), "steal_pct": round(r.steal, 1),
              "srv_core_other_pct": None if r.srv_core_other is None
              else round(r.srv_core_other, 1),
+             "machine_busy_pct": None if r.machine_busy is None else round(r.machine_busy, 1),
              "err_io": r["err_io"], "err_stale": r["err_stale"]}
         steps[k] = d
         C.note(f"{name} {k}C: goodput {d['goodput']:.0f}/s 503 {d['rate503']:.0f}/s "
@@ -90,6 +113,7 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
                      d["other"], f"{d['server_cpu']:.0f}/{d['client_cpu']:.0f}",
                      d["bottleneck"],
                      "-" if d["srv_core_other_pct"] is None else f"{d['srv_core_other_pct']:.0f}",
+                     "-" if d["machine_busy_pct"] is None else f"{d['machine_busy_pct']:.0f}",
                      f"{d['steal_pct']:.0f}"])
     alive = demo.alive()
     st = demo.stats() if alive else None
@@ -103,13 +127,15 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
                   C.ms(x["ok_p99_us"]), f"{x['server_cpu']:.0f}/{x['client_cpu']:.0f}",
                   x["bottleneck"], x["tracking"]] for x in ramp_rows])
     C.table(f"overload_sweep {name}: {cfg['path']}, demo {' '.join(cfg['demo'])}, "
-            f"C = {cap:.0f}/s, {step_s:g} s per step, loadgen --connections {cfg['conns']}; "
+            f"C = {cap:.0f}/s" + (f" (wrk -t1 -c256 closed loop: {wrk:.0f}/s)" if wrk else "")
+            + f", {step_s:g} s per step, loadgen --connections {cfg['conns']}; "
             "latencies in ms",
             ["step", "offered/s", "goodput/s", "503/s", "ok_p50", "ok_p99", "503_p50",
              "503_p99", "503svc_p50", "503svc_p99", "err", "tmo", "other", "cpu srv/cli %",
-             "limit", "cpu0 other%", "steal%"], rows)
+             "limit", "cpu0 other%", "machine%", "steal%"], rows)
     fig = {"path": cfg["path"], "demo_args": cfg["demo"], "capacity": round(cap, 1),
            "capacity_from": "option" if cap_override else "ramp", "ramp": ramp_rows,
+           "wrk_closed_loop_rps": wrk,
            "step_s": step_s, "steps": [steps[k] for k in STEPS], "alive": alive,
            "exit_code": code, "stats_after": st}
     # Verdicts.
@@ -143,8 +169,10 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
     errs = sum(steps[k]["err"] for k in STEPS)
     sent = sum(steps[k]["sent"] for k in STEPS)
     fig["errors"] = errs
+    ev = st.get("evicted") if st else None
     rep.target(f"{name}: requests with no response (connection closed or reset)",
-               errs == 0, f"{errs} of {sent}", "0", by=f"{errs / sent:.2%}" if sent else None)
+               errs == 0, f"{errs} of {sent}" + (f" (server evicted {ev} idle)" if ev else ""),
+               "0", by=f"{errs / sent:.2%}" if sent else None)
     rep.hard(f"{name}: process alive, exit 0 after SIGTERM", alive and code == 0,
              f"alive={alive} exit={code}", "alive, 0")
     rep.hard(f"{name}: idle afterwards (/stats: 1 connection, 1 arena = the /stats request)",
