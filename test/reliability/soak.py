@@ -11,7 +11,9 @@ After the load: the fd count and /stats at idle.
 Figures: RSS samples and their least-squares slope (KiB/min), RSS and VmHWM
 growth over the soak, fds at idle before and after, /stats afterwards
 (arenas_in_use and connections_open: 1/1 is the /stats request itself),
-statuses (hogs must all be 500, the rest 200), goodput and p99 per sample.
+statuses (every hog the server saw answered 500, the rest 200; a request
+lost to the race between the server's keep-alive timer and loadgen reusing
+that idle connection is reported, not failed), goodput and p99 per sample.
 The slope has no target in the issue; the script reports it against "less
 than one page per minute" (4 KiB/min), which is what "flat" means with
 --prefault.
@@ -49,6 +51,7 @@ def run(args, rep):
     # Idle baseline right before the soak (after the ramp, whose connections
     # are closed by now).
     C.wait_for(lambda: C.idle_baseline_ok(demo.stats(tries=5)), 5.0, 0.2)
+    st0 = demo.stats()
     fds0 = C.settled_fds(demo)
     rss0 = demo.status()["VmRSS"]
     reset = C.reset_hwm(demo.pid)
@@ -98,6 +101,8 @@ def run(args, rep):
             [["requests sent", r["sent"]], ["200", r["2xx"]],
              ["500 (hogs expected: %d)" % hogs, r["500"]], ["503", r["503"]],
              ["other / err / tmo", f"{r['4xx'] + r['other']} / {r['err']} / {r['tmo']}"],
+             ["err: connect / io (of which stale keep-alive) / proto",
+              f"{r['err_connect']} / {r['err_io']} ({r['err_stale']}) / {r['err_proto']}"],
              ["ok_p50 / ok_p99 (ms)", f"{C.ms(r['ok_p50'])} / {C.ms(r['ok_p99'])}"],
              ["RSS slope (KiB/min)", None if slope is None else f"{slope:.2f}"],
              ["RSS growth first to last sample (KiB)", growth],
@@ -115,14 +120,29 @@ def run(args, rep):
                    "fds_before": fds0, "fds_after": fds1, "stats_after": st,
                    "sent": r["sent"], "2xx": r["2xx"], "500": r["500"], "503": r["503"],
                    "other": r["4xx"] + r["other"], "err": r["err"], "tmo": r["tmo"],
+                   "err_connect": r["err_connect"], "err_io": r["err_io"],
+                   "err_stale": r["err_stale"], "err_proto": r["err_proto"],
                    "ok_p50_us": r["ok_p50"], "ok_p99_us": r["ok_p99"], "alive": alive,
                    "exit_code": code, "steal_pct": round(r.steal, 1)}
     rep.target("RSS slope over the soak", slope is not None and abs(slope) < 4.0,
                None if slope is None else f"{slope:.2f} KiB/min", "< 4 KiB/min (flat)")
-    rep.hard("hogs answered 500, exactly", r["500"] == hogs, f"{r['500']}/{hogs}", "all")
-    rep.hard("no status but 200/500/503, no error, no timeout",
-             r["4xx"] + r["other"] + r["err"] + r["tmo"] == 0,
-             f"{r['4xx'] + r['other']} other, {r['err']} err, {r['tmo']} tmo", "0")
+    # A stale error (a reused keep-alive connection closed before any byte of
+    # its response) is the race between the server's 5 s keep-alive timer and
+    # loadgen picking that idle connection: benign when the server evicted
+    # nothing (then only that timer closes idle connections). Everything else
+    # is a hard failure.
+    oom = st["oom_500"] - st0["oom_500"] if st and st0 else None
+    stale = r["err_stale"]
+    evicted = (st["evicted"] - st0["evicted"]) if st and st0 else None
+    hard_err = r["err_connect"] + r["err_proto"] + (r["err_io"] - stale) + r["tmo"]
+    rep.hard("every hog that reached the server answered 500 (server oom_500 = 500s seen)",
+             oom == r["500"] and r["500"] + stale >= hogs,
+             f"server {oom}, client {r['500']} of {hogs} (+{stale} stale)", "equal")
+    rep.hard("no status but 200/500/503; no error but keep-alive races; no timeout",
+             r["4xx"] + r["other"] + hard_err == 0 and (stale == 0 or evicted == 0),
+             f"{r['4xx'] + r['other']} other, {hard_err} err, {r['tmo']} tmo", "0")
+    rep.target("requests lost to the keep-alive close race (err_stale)", stale == 0,
+               f"{stale} of {r['sent']}", "0")
     rep.target("good requests answered 200 (no 503 at 0.8C)", r["503"] == 0,
                f"{r['503']} x 503 of {r['sent'] - hogs}", "0")
     rep.hard("fd count at idle back to its value before the soak", fds1 == fds0,
