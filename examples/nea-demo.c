@@ -255,6 +255,8 @@ static void usage(FILE *to)
                 "  --header-timeout-ms MS    first byte to end of head (default 10000)\n"
                 "  --keepalive-timeout-ms MS idle time between requests (default 5000)\n"
                 "  --queue-timeout-ms MS     wait for an arena before 503 (default 100)\n"
+                "  --body-timeout-ms MS      idle time between body reads (default 10000)\n"
+                "  --body-deadline-ms MS     end of head to end of body (default 60000)\n"
                 "  --static FILE             body of GET /static (default ./LICENSE)\n"
                 "  --prefault                make the whole reservation resident at start\n"
                 "  --no-guard-pages          no PROT_NONE page between arenas\n"
@@ -311,6 +313,16 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
     return 0;
 }
 
+static const char *option_name(const struct option *opts, int val)
+{
+    for (; opts->name != NULL; opts++) {
+        if (opts->val == val) {
+            return opts->name;
+        }
+    }
+    return "?";
+}
+
 static void on_ready(nea_server *s, void *data)
 {
     const nea_plan *plan = nea_server_plan(s);
@@ -336,6 +348,8 @@ int main(int argc, char **argv)
         O_HTO,
         O_KTO,
         O_QTO,
+        O_BTO,
+        O_BDL,
         O_STATIC,
         O_PREFAULT,
         O_NOGUARD,
@@ -353,6 +367,8 @@ int main(int argc, char **argv)
         {"header-timeout-ms", required_argument, NULL, O_HTO},
         {"keepalive-timeout-ms", required_argument, NULL, O_KTO},
         {"queue-timeout-ms", required_argument, NULL, O_QTO},
+        {"body-timeout-ms", required_argument, NULL, O_BTO},
+        {"body-deadline-ms", required_argument, NULL, O_BDL},
         {"static", required_argument, NULL, O_STATIC},
         {"prefault", no_argument, NULL, O_PREFAULT},
         {"no-guard-pages", no_argument, NULL, O_NOGUARD},
@@ -406,6 +422,12 @@ int main(int argc, char **argv)
         case O_QTO:
             rc = parse_uint(optarg, 86400000, &cfg.queue_timeout_ms);
             break;
+        case O_BTO:
+            rc = parse_uint(optarg, 86400000, &cfg.body_timeout_ms);
+            break;
+        case O_BDL:
+            rc = parse_uint(optarg, 86400000, &cfg.body_deadline_ms);
+            break;
         case O_STATIC:
             static_path = optarg;
             break;
@@ -423,7 +445,7 @@ int main(int argc, char **argv)
             return 2;
         }
         if (rc != 0) {
-            fprintf(stderr, "nea-demo: bad value for --%s: %s\n", opts[opt - O_HOST].name, optarg);
+            fprintf(stderr, "nea-demo: bad value for --%s: %s\n", option_name(opts, opt), optarg);
             usage(stderr);
             return 2;
         }

@@ -109,8 +109,11 @@ typedef struct nea_config {
 
     unsigned header_timeout_ms;    /* first byte of a head to its end. Default 10000 */
     unsigned body_timeout_ms;      /* idle time between body reads. Default 10000 */
+    unsigned body_deadline_ms;     /* head end to body end, however steady the drip.
+                                      Default 60000 */
     unsigned keepalive_timeout_ms; /* idle time between requests. Default 5000 */
-    unsigned write_timeout_ms;     /* a response write may stall this long. Default 10000 */
+    unsigned write_timeout_ms;     /* a response that cannot be sent at once must be
+                                      written within this long. Default 10000 */
     unsigned queue_timeout_ms;     /* wait for a free arena before 503. Default 100 */
     unsigned drain_timeout_ms;     /* nea_server_close waits this long for in-flight
                                       requests. Default 5000 */

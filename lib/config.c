@@ -38,6 +38,7 @@ void nea_config_init(nea_config *cfg)
     cfg->queue_length = 0;
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 10000;
+    cfg->body_deadline_ms = 60000;
     cfg->keepalive_timeout_ms = 5000;
     cfg->write_timeout_ms = 10000;
     cfg->queue_timeout_ms = 100;
@@ -115,6 +116,7 @@ int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t 
         } timeouts[] = {
             {"header_timeout_ms", cfg->header_timeout_ms},
             {"body_timeout_ms", cfg->body_timeout_ms},
+            {"body_deadline_ms", cfg->body_deadline_ms},
             {"keepalive_timeout_ms", cfg->keepalive_timeout_ms},
             {"write_timeout_ms", cfg->write_timeout_ms},
             {"queue_timeout_ms", cfg->queue_timeout_ms},

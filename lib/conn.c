@@ -23,6 +23,7 @@
 #include "internal.h"
 
 #include <string.h>
+#include <sys/socket.h>
 
 static void conn_process(nea__conn *c);
 static void close_now(nea__conn *c);
@@ -60,19 +61,24 @@ static void list_remove(nea__conn **head, nea__conn **tail, nea__conn *c)
 }
 
 /* Leaves the current state, unlinking the slot from the idle list or the
- * arena wait queue as needed. */
+ * arena wait queue as needed. The idle list (oldest first) holds the
+ * keep-alive connections that may be evicted to make room. */
 static void set_state(nea__conn *c, nea__conn_state st)
 {
     nea_server *s = c->srv;
-    if (c->state == NEA__C_IDLE) {
+    if (c->in_idle_list) {
         list_remove(&s->idle_head, &s->idle_tail, c);
+        c->in_idle_list = false;
     } else if (c->state == NEA__C_QUEUED) {
         list_remove(&s->wait_head, &s->wait_tail, c);
         s->wait_len--;
     }
     c->state = st;
-    if (st == NEA__C_IDLE) {
+    if (st == NEA__C_IDLE && c->served) {
+        /* Only a connection that has been answered can be evicted: a fresh
+         * one may hold a request that was sent but not read yet. */
         list_push(&s->idle_head, &s->idle_tail, c);
+        c->in_idle_list = true;
     } else if (st == NEA__C_QUEUED) {
         list_push(&s->wait_head, &s->wait_tail, c);
         s->wait_len++;
@@ -111,6 +117,16 @@ static void on_timer(uv_timer_t *t)
 static void arm(nea__conn *c, unsigned ms)
 {
     uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* The body may idle body_timeout_ms between reads, and must be complete by
+ * its deadline however steadily it drips. */
+static void arm_body(nea__conn *c)
+{
+    uint64_t now = uv_now(c->srv->loop);
+    uint64_t left = c->body_deadline_ms > now ? c->body_deadline_ms - now : 0;
+    unsigned idle = c->srv->cfg.body_timeout_ms;
+    arm(c, left < idle ? (unsigned)left : idle);
 }
 
 /* --- reading --------------------------------------------------------------- */
@@ -239,6 +255,22 @@ static void close_lingering(nea__conn *c)
 void nea__conn_close(nea__conn *c)
 {
     close_now(c);
+}
+
+nea__conn *nea__conn_evictable(nea_server *s)
+{
+    unsigned looked = 0;
+    for (nea__conn *c = s->idle_head; c != NULL && looked < NEA__EVICT_SCAN;
+         c = c->next, looked++) {
+        uv_os_fd_t fd;
+        char byte;
+        /* Bytes waiting in the kernel are a request on its way: keep it. */
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+            recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
+            return c;
+        }
+    }
+    return NULL;
 }
 
 /* --- writing --------------------------------------------------------------- */
@@ -523,6 +555,7 @@ void nea__conn_response_done(nea__conn *c, int status)
     } else if (c->must_close || s->closing) {
         close_lingering(c);
     } else {
+        c->served = true;
         set_state(c, NEA__C_IDLE);
         arm(c, s->cfg.keepalive_timeout_ms);
         conn_process(c); /* pipelined requests already buffered */
@@ -591,7 +624,8 @@ static void start_body(nea__conn *c)
         }
     }
     set_state(c, NEA__C_BODY);
-    arm(c, c->srv->cfg.body_timeout_ms);
+    c->body_deadline_ms = uv_now(c->srv->loop) + c->srv->cfg.body_deadline_ms;
+    arm_body(c);
 }
 
 /* An arena is available for the head waiting in c. */
@@ -741,7 +775,7 @@ static void process_body(nea__conn *c)
     }
     /* Everything buffered belongs to the body and is now in the arena. */
     c->rpos = c->rlen = 0;
-    arm(c, c->srv->cfg.body_timeout_ms);
+    arm_body(c);
 }
 
 /* Runs the state machine over buffered bytes until it needs more input or
@@ -818,6 +852,7 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     c->rlen = c->rpos = 0;
     c->olen = 0;
     c->owrite_pending = false;
+    c->served = false;
     c->reading = c->eof = c->must_close = false;
     c->keep_alive = true;
     c->req = NULL;

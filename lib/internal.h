@@ -64,6 +64,9 @@
 /* Per-connection output buffer: small responses to pipelined requests are
  * gathered here and sent with one write (see nea__conn_write_bufs). */
 #define NEA__OBUF 2048
+/* How many of the oldest idle connections an accept looks at for one it may
+ * evict (bounded work per accept when slots are full). */
+#define NEA__EVICT_SCAN 8
 
 /* --- region.c ------------------------------------------------------------ */
 
@@ -352,11 +355,14 @@ struct nea__conn {
     bool eof;          /* peer finished sending */
     bool counted_open; /* counted in stats.connections_open */
     bool in_process;   /* conn_process is on the stack */
+    bool served;       /* at least one response completed on this connection */
+    bool in_idle_list; /* linked in the server's idle (evictable) list */
 
     nea__head head;
     const nea__route *route;
-    nea__err route_err; /* 404/405 decided at head time; NEA__ECOUNT if routed */
-    uint64_t body_left; /* Content-Length bytes still to read */
+    nea__err route_err;        /* 404/405 decided at head time; NEA__ECOUNT if routed */
+    uint64_t body_left;        /* Content-Length bytes still to read */
+    uint64_t body_deadline_ms; /* uv_now() by which the body must be complete */
     uint64_t head_started_ms;
 
     nea_req *req;
@@ -389,6 +395,9 @@ void nea__conn_init(nea__conn *c, nea_server *s, char *rbuf, char *obuf);
  * returns to the free list through its close callback. */
 int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd);
 void nea__conn_close(nea__conn *c);
+/* An idle keep-alive connection that may be closed to make room (answered
+ * at least once, no request bytes waiting), oldest first; NULL if none. */
+nea__conn *nea__conn_evictable(nea_server *s);
 void nea__conn_arena_ready(nea__conn *c, nea__arena *a);
 /* The request's response is fully written (or failed with status < 0). */
 void nea__conn_response_done(nea__conn *c, int status);

@@ -302,7 +302,7 @@ static void reject(nea_server *s)
 
 static void accept_pending(nea_server *s)
 {
-    nea__conn *c;
+    nea__conn *c, *victim;
 
     if (!s->accept_pending || s->closing) {
         return;
@@ -312,11 +312,11 @@ static void accept_pending(nea_server *s)
         s->free_conns = c->next;
         s->accept_pending = false;
         (void)nea__conn_accept(c, (uv_stream_t *)&s->listener, -1);
-    } else if (s->idle_head != NULL) {
+    } else if ((victim = nea__conn_evictable(s)) != NULL) {
         /* Make room: the slot frees when the close completes, and the
          * waiting connection is accepted then (nea__server_slot_freed). */
         s->stats.evicted++;
-        nea__conn_close(s->idle_head);
+        nea__conn_close(victim);
     } else if (s->free_rejects != NULL) {
         s->accept_pending = false;
         reject(s);

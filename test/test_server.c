@@ -276,6 +276,54 @@ static void one_slot(nea_config *c)
     c->max_connections = 1;
 }
 
+static void test_fresh_connection_is_never_evicted(void **state)
+{
+    /* B is accepted but has not sent its request yet when C arrives: B has
+     * never been answered, so it is not evicted (its request may be on the
+     * wire); C is told 503 and B is served. */
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int b, c;
+    start(state, one_slot);
+    f = *state;
+    for (int i = 0; i < 5; i++) {
+        b = h_connect(f);
+        h_pump(f, 5, NULL);
+        c = h_connect(f);
+        assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 503);
+        h_sends(f, b, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 200);
+        close(b);
+        close(c);
+        h_pump(f, 5, NULL);
+    }
+    h_stats(f, &st);
+    assert_int_equal(st.evicted, 0);
+}
+
+static void test_idle_connection_with_waiting_request_is_kept(void **state)
+{
+    /* A was answered and is idle: evictable. Once its next request sits in
+     * the kernel (not yet read by the server) it is not, and that request is
+     * answered. */
+    h_fixture *f;
+    h_response r;
+    int a;
+    static const char req[] = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    start(state, one_slot);
+    f = *state;
+    a = send_get(f, "/hello");
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    h_pump(f, 5, NULL);
+    assert_ptr_equal(nea__conn_evictable(f->srv), f->srv->idle_head);
+    assert_non_null(f->srv->idle_head);
+    assert_int_equal(send(a, req, sizeof(req) - 1, 0), (ssize_t)(sizeof(req) - 1));
+    assert_null(nea__conn_evictable(f->srv));
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    close(a);
+}
+
 static void test_no_slot_and_none_idle_gets_503(void **state)
 {
     h_fixture *f;
@@ -346,6 +394,37 @@ static void test_body_timeout(void **state)
     fd = h_connect(f);
     h_sends(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 408);
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    assert_true(arenas_settle(f));
+    close(fd);
+}
+
+static void body_deadline(nea_config *c)
+{
+    c->body_timeout_ms = 200;
+    c->body_deadline_ms = 500;
+}
+
+static void test_body_deadline_against_dripping_client(void **state)
+{
+    /* One body byte every 100 ms never trips the 200 ms idle timer; the
+     * 500 ms deadline cuts it anyway. */
+    h_fixture *f;
+    h_response r;
+    uint64_t t0;
+    int fd, status = -1;
+    start(state, body_deadline);
+    f = *state;
+    fd = h_connect(f);
+    h_sends(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
+    t0 = h_now_ms();
+    for (int i = 0; i < 50 && status < 0; i++) {
+        h_send(f, fd, "z", 1);
+        status = h_read(f, fd, &r, 100);
+    }
+    assert_int_equal(status, 408);
+    assert_true(h_now_ms() - t0 >= 450);
+    assert_true(h_now_ms() - t0 < 2000);
     assert_true(h_closed(f, fd, H_DEADLINE_MS));
     assert_true(arenas_settle(f));
     close(fd);
@@ -581,8 +660,11 @@ int main(void)
         T(test_idle_and_slow_connections_hold_no_arena),
         T(test_idle_connection_evicted_for_new_one),
         T(test_no_slot_and_none_idle_gets_503),
+        T(test_fresh_connection_is_never_evicted),
+        T(test_idle_connection_with_waiting_request_is_kept),
         T(test_header_deadline_against_dripping_client),
         T(test_body_timeout),
+        T(test_body_deadline_against_dripping_client),
         T(test_keepalive_timeout),
         T(test_slow_reader_is_cut),
         T(test_async_handler_completes_from_timer),
