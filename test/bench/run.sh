@@ -10,9 +10,6 @@
 #   --out DIR    results: results.md, results.csv, bench.svg, raw/, logs/
 #                (default /tmp/nea-bench-out)
 #   --build DIR  where build.sh puts the peers (default /tmp/nea-bench-build)
-#   --ignore-sigpipe  start nea-demo with SIGPIPE ignored (a workaround for a
-#                nea-demo that dies when a client closes with responses
-#                still pending; every peer ignores SIGPIPE itself)
 #
 # Environment: NEA_BENCH_PORT (first port, default 20080; the run uses the
 # next 30), NEA_DEMO_ARGS (replaces nea-demo's sizing flags, see below).
@@ -29,11 +26,9 @@ nea=$repo/build/examples/nea-demo
 out=/tmp/nea-bench-out
 build=/tmp/nea-bench-build
 quick=0
-ignore_sigpipe=0
 while (($#)); do
     case "$1" in
     --quick) quick=1 ;;
-    --ignore-sigpipe) ignore_sigpipe=1 ;;
     --out)
         out=${2:?--out needs a directory}
         shift
@@ -193,11 +188,6 @@ servers=()
 nea_reserved=
 nea_status=missing
 nea_cmd=("$nea")
-if ((ignore_sigpipe)); then
-    # An ignored signal stays ignored across exec: nea-demo starts with
-    # SIGPIPE set to SIG_IGN, as if it had called signal(SIGPIPE, SIG_IGN).
-    nea_cmd=(bash -c 'trap "" PIPE; exec "$0" "$@"' "$nea")
-fi
 if [[ -x $nea ]] && ! start_server nea-demo "$port_base" "${nea_cmd[@]}" --port "$port_base" "${nea_args[@]}"; then
     echo "== nea-demo at $nea FAILED to start (log above): SKIPPING it, peers only"
     nea_status="failed to start: $(tr '\n' ' ' <"$out/logs/nea-demo.log")"
@@ -426,7 +416,7 @@ zero_phase uvmalloc "$control_count" 1024 "$build/uvmalloc" ||
     echo "duration_s=$dur"
     echo "pressure_duration_s=$pressure_dur"
     if [[ $nea_status == ok ]]; then
-        echo "nea_demo=$nea ${nea_args[*]}$( ((ignore_sigpipe)) && echo " (started with SIGPIPE ignored: --ignore-sigpipe)")"
+        echo "nea_demo=$nea ${nea_args[*]}"
     else
         echo "nea_demo=$nea_status"
     fi
