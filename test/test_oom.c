@@ -26,50 +26,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#endif
-#ifdef T_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#include <valgrind/valgrind.h>
-#define T_VALGRIND_HEADERS 1
-#endif
-#endif
+#include "checkers.h"
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * 1024)
 #define ARENA ((size_t)16 * KIB)
-
-static bool under_valgrind(void)
-{
-#ifdef T_VALGRIND_HEADERS
-    return RUNNING_ON_VALGRIND != 0;
-#else
-    return false;
-#endif
-}
-
-/* Makes n bytes at p readable to the checkers, whatever libnea poisoned. */
-static void expose(const void *p, size_t n)
-{
-#ifdef T_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(p, n);
-#endif
-#ifdef T_VALGRIND_HEADERS
-    (void)VALGRIND_MAKE_MEM_DEFINED(p, n);
-#endif
-    (void)p;
-    (void)n;
-}
 
 /* --- fixture: a server on its own loop, log captured ------------------------ */
 
