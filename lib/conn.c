@@ -27,6 +27,7 @@
 
 static void conn_process(nea__conn *c);
 static void close_now(nea__conn *c);
+static void close_lingering(nea__conn *c);
 static void update_reading(nea__conn *c);
 
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -152,9 +153,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     if (n < 0) {
         c->eof = true;
-        if (c->state == NEA__C_WRITING && n == UV_EOF) {
-            /* The peer finished sending: finish this response and answer the
-             * complete requests already buffered, then close (conn_process). */
+        if (n == UV_EOF && (c->state == NEA__C_WRITING || c->owrite_pending)) {
+            /* The peer finished sending: finish what is being written and
+             * answer the complete requests already buffered, then close
+             * (conn_process, on_out_written). */
             update_reading(c);
         } else {
             close_now(c); /* cancels a request in flight */
@@ -306,8 +308,13 @@ static void on_out_written(uv_write_t *w, int status)
     nea__conn *c = w->data;
     c->owrite_pending = false;
     c->olen = 0;
-    if (status < 0 && c->state != NEA__C_CLOSING) {
+    if (c->state == NEA__C_CLOSING) {
+        return;
+    }
+    if (status < 0) {
         close_now(c);
+    } else if (c->eof && c->state == NEA__C_IDLE) {
+        close_lingering(c); /* the peer half-closed while the batch drained */
     }
 }
 
