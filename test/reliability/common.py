@@ -454,13 +454,14 @@ def bottleneck(run):
 
 def capacity_ramp(lg, demo, path, start, factor, max_rate, step_s, connections,
                   timeout_ms=2000, track=0.95, good_share=1.0):
-    """path: one path, or a list of (path, weight) for a mix; good_share is the
-    fraction of the mix answered 2xx when all goes well (hogs get 500): C is
-    then the highest goodput / good_share."""
     """Offers start, start*factor, ... for step_s each (separate loadgen runs)
     until goodput has stopped tracking the offered rate (goodput < track *
     offered) without raising the best goodput so far by 5%, twice in a row, or
-    max_rate is passed. C = the highest goodput seen. Returns (C, rows)."""
+    max_rate is passed. C = the highest goodput seen. Returns (C, rows).
+
+    path: one path, or a list of (path, weight) for a mix; good_share is the
+    fraction of the mix answered 2xx when all goes well (hogs get 500): C is
+    then the highest goodput / good_share."""
     rows = []
     best = 0.0
     misses = 0
