@@ -114,7 +114,8 @@ typedef struct nea_config {
     unsigned keepalive_timeout_ms; /* idle time between requests. Default 5000 */
     unsigned write_timeout_ms;     /* a response that cannot be sent at once must be
                                       written within this long. Default 10000 */
-    unsigned queue_timeout_ms;     /* wait for a free arena before 503. Default 100 */
+    unsigned queue_timeout_ms;     /* wait for a free arena before 503; 0 = no wait, 503
+                                      at once. Default 100 */
     unsigned drain_timeout_ms;     /* nea_server_close waits this long for in-flight
                                       requests. Default 5000 */
     unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */

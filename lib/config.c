@@ -119,7 +119,6 @@ int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t 
             {"body_deadline_ms", cfg->body_deadline_ms},
             {"keepalive_timeout_ms", cfg->keepalive_timeout_ms},
             {"write_timeout_ms", cfg->write_timeout_ms},
-            {"queue_timeout_ms", cfg->queue_timeout_ms},
             {"drain_timeout_ms", cfg->drain_timeout_ms},
         };
         for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++) {

@@ -722,7 +722,7 @@ static void head_done(nea__conn *c)
     a = nea__pool_acquire(&s->pool);
     if (a != NULL) {
         nea__conn_arena_ready(c, a);
-    } else if (s->wait_len < s->wait_max && !s->closing) {
+    } else if (s->cfg.queue_timeout_ms > 0 && s->wait_len < s->wait_max && !s->closing) {
         set_state(c, NEA__C_QUEUED);
         arm(c, s->cfg.queue_timeout_ms);
     } else {

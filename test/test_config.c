@@ -333,11 +333,6 @@ static void m_write_timeout(nea_config *c)
     c->write_timeout_ms = 0;
 }
 
-static void m_queue_timeout(nea_config *c)
-{
-    c->queue_timeout_ms = 0;
-}
-
 static void m_drain_timeout(nea_config *c)
 {
     c->drain_timeout_ms = 0;
@@ -441,7 +436,6 @@ static const refusal refusals[] = {
     {"body_timeout_ms 0", m_body_timeout, NEA_EINVAL_CONFIG, "_timeout_ms"},
     {"keepalive_timeout_ms 0", m_keepalive_timeout, NEA_EINVAL_CONFIG, "_timeout_ms"},
     {"write_timeout_ms 0", m_write_timeout, NEA_EINVAL_CONFIG, "_timeout_ms"},
-    {"queue_timeout_ms 0", m_queue_timeout, NEA_EINVAL_CONFIG, "_timeout_ms"},
     {"drain_timeout_ms 0", m_drain_timeout, NEA_EINVAL_CONFIG, "_timeout_ms"},
     {"scrub 3", m_scrub_3, NEA_EINVAL_CONFIG, "scrub"},
     {"scrub -1", m_scrub_neg, NEA_EINVAL_CONFIG, "scrub"},

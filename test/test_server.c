@@ -216,6 +216,34 @@ static void test_full_queue_sheds_at_once(void **state)
     close(c);
 }
 
+static void one_arena_no_wait(nea_config *c)
+{
+    c->arena_count = 1;
+    c->queue_timeout_ms = 0;
+}
+
+static void test_zero_queue_timeout_sheds_at_once(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int a, b;
+    uint64_t t0;
+    start(state, one_arena_no_wait);
+    f = *state;
+    a = send_get(f, "/sleep/300");
+    h_pump(f, 20, NULL);
+    t0 = h_now_ms();
+    b = send_get(f, "/hello");
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 503);
+    assert_true(h_now_ms() - t0 < 100);
+    h_stats(f, &st);
+    assert_int_equal(st.queue_length, 0);
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    close(a);
+    close(b);
+}
+
 static void test_idle_and_slow_connections_hold_no_arena(void **state)
 {
     h_fixture *f;
@@ -657,6 +685,7 @@ int main(void)
         T(test_queued_request_gets_the_next_arena),
         T(test_long_queue_drains_in_order),
         T(test_full_queue_sheds_at_once),
+        T(test_zero_queue_timeout_sheds_at_once),
         T(test_idle_and_slow_connections_hold_no_arena),
         T(test_idle_connection_evicted_for_new_one),
         T(test_no_slot_and_none_idle_gets_503),
