@@ -10,7 +10,7 @@ For each configuration this script:
   3. runs the load with the limit at exactly R+M:
        hogs      --arena-size 64k --prefault: 10% then 50% of GET /alloc/1024
                  among GET /hello at 5000 req/s;
-       overload  --arenas 16 --queue-timeout-ms 1 --prefault: GET /sleep/5 at
+       overload  --arenas 16 --queue-timeout-ms 0 --prefault: GET /sleep/5 at
                  2C and 4C (C = 16 arenas / 5.5 ms unless --capacity), 1000
                  client connections; then 1000 connections opened at once
                  (each sends GET /hello once all are up), so the fd numbers
@@ -31,7 +31,7 @@ PAGE = 4096
 # show up as an unanswered request (it is not what this script tests).
 CONFIGS = {
     "hogs": ["--arena-size", "64k", "--prefault", "--keepalive-timeout-ms", "60000"],
-    "overload": ["--arenas", "16", "--queue-timeout-ms", "1", "--prefault",
+    "overload": ["--arenas", "16", "--queue-timeout-ms", "0", "--prefault",
                  "--keepalive-timeout-ms", "60000"],
 }
 

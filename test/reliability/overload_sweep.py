@@ -3,7 +3,7 @@
 Two series, each on its own nea-demo:
   hello   GET /hello on the default configuration (--prefault): CPU-bound,
           admission (arenas, slots) never runs out.
-  sleep5  GET /sleep/5 with --arenas 16 --queue-timeout-ms 1 --prefault:
+  sleep5  GET /sleep/5 with --arenas 16 --queue-timeout-ms 0 --prefault:
           every request holds an arena ~5 ms, so C ~ 16 / 5 ms and what is
           offered beyond it must be refused with 503.
   sleep5-q100 (full mode only) the same at 0.5C and 2C with the default
@@ -35,11 +35,11 @@ import common as C
 SERIES = {
     "hello": {"path": "/hello", "demo": ["--prefault"], "conns": 512,
               "ramp": (5000, 1.4, 400000), "ramp_quick": (10000, 2.0, 400000)},
-    "sleep5": {"path": "/sleep/5", "demo": ["--arenas", "16", "--queue-timeout-ms", "1",
+    "sleep5": {"path": "/sleep/5", "demo": ["--arenas", "16", "--queue-timeout-ms", "0",
                                             "--prefault"], "conns": 1000,
                "ramp": (800, 1.25, 60000), "ramp_quick": (1500, 1.5, 60000)},
     "sleep5-slots": {"path": "/sleep/5", "demo": ["--arenas", "16", "--connections", "16",
-                                                  "--queue-timeout-ms", "1", "--prefault"],
+                                                  "--queue-timeout-ms", "0", "--prefault"],
                      "conns": 1000},
 }
 STEPS = [0.5, 1.0, 2.0, 4.0]
