@@ -1,6 +1,6 @@
 """recovery_pulse: 0.8C, a 3C pulse, 0.8C again (run through recovery_pulse.sh).
 
-nea-demo with --arenas 16 --queue-timeout-ms 0 --prefault serves GET
+nea-demo with --arenas 16 --queue-timeout-ms 1 --prefault serves GET
 /sleep/5 (each request holds an arena ~5 ms, so C ~ 16 / 5 ms). C is measured
 with a short ramp (or given with --capacity). One open-loop loadgen run then
 offers 0.8C, 3C for 10 s, 0.8C (full: 10 s + 10 s + 15 s; quick: 3 + 2 + 4 s),
@@ -31,7 +31,7 @@ def run(args, rep):
     quick = args.quick
     demo_bin, lg = C.tools()
     C.raise_nofile()
-    demo = C.Demo(demo_bin, ["--arenas", "16", "--queue-timeout-ms", "0", "--prefault"])
+    demo = C.Demo(demo_bin, ["--arenas", "16", "--queue-timeout-ms", "1", "--prefault"])
     C.note(f"demo pid {demo.pid} port {demo.port} arenas={demo.arenas}")
     ramp = []
     if args.capacity:

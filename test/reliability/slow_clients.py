@@ -9,8 +9,10 @@ cut) that opens 200 slow connections at once:
              header byte every 0.5 s, never finishing the head. Cut by the
              header deadline (--header-timeout-ms; 408).
   slowbody   POST /svg with Content-Length: 32768 (fits the 64 KiB arena),
-             then one body byte every 0.5 s. The body timeout (10 s, not a
-             demo flag) is an idle timer between reads.
+             then one body byte every 0.5 s. The body timeout (10 s) is an
+             idle timer between reads that this drip never trips; the body
+             deadline (--body-deadline-ms, set to the header deadline here)
+             cuts it (408).
   slowread   GET /static of an 8 MiB file with SO_RCVBUF 4 KiB, then never
              reads. Cut by the write timeout (10 s, not a demo flag: a
              deadline for the whole write).
@@ -346,7 +348,10 @@ def run_scenario(kind, args, rep, demo_bin, static_path):
         cut_timeout = hto / 1000
         attack_s = 3.0 if quick else (25.0 if persistent else 15.0)
     elif kind == "slowbody":
-        cut_timeout = FIXED_TIMEOUT_S
+        # A steady drip never trips the idle body timer; the body deadline
+        # (set like the header deadline) is what cuts it.
+        demo_args += ["--body-deadline-ms", str(hto)]
+        cut_timeout = hto / 1000
         attack_s = 3.0 if quick else 20.0
     else:
         cut_timeout = FIXED_TIMEOUT_S
