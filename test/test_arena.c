@@ -29,10 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "checkers.h"
-
-#define KIB ((size_t)1024)
-#define MIB (KIB * 1024)
+#include "unit.h"
 
 static char *map_buf(size_t n)
 {
@@ -322,15 +319,6 @@ static int pool_teardown(void **state)
     return 0;
 }
 
-static unsigned free_len(const nea__pool *p)
-{
-    unsigned n = 0;
-    for (nea__arena *a = p->free; a != NULL; a = a->next_free) {
-        n++;
-    }
-    return n;
-}
-
 static void test_pool_layout(void **state)
 {
     rawpool *rp = *state;
@@ -442,45 +430,11 @@ static void test_pool_scrub_poison(void **state)
 
 /* --- through a server -------------------------------------------------------- */
 
-typedef struct fixture {
-    uv_loop_t loop;
-    nea_config cfg;
-    nea_server *srv;
-    int closed;
-    char log[2048];
-} fixture;
-
-static void quiet_log(void *data, int level, const char *msg)
-{
-    fixture *f = data;
-    (void)level;
-    snprintf(f->log, sizeof(f->log), "%s", msg);
-}
-
-static void small_config(nea_config *cfg, void *log_data)
-{
-    nea_config_init(cfg);
-    cfg->port = 0;
-    cfg->memory_limit = 8 * MIB;
-    cfg->arena_size = 16 * KIB;
-    cfg->arena_count = 4;
-    cfg->max_connections = 4;
-    cfg->read_buffer_size = 1 * KIB;
-    cfg->log = quiet_log;
-    cfg->log_data = log_data;
-}
-
-static void on_closed(nea_server *s, void *data)
-{
-    (void)s;
-    ((fixture *)data)->closed++;
-}
-
 static int server_start(void **state, void (*tweak)(nea_config *))
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    small_config(&f->cfg, f);
+    unit_config(&f->cfg, f);
     if (tweak != NULL) {
         tweak(&f->cfg);
     }
@@ -516,32 +470,8 @@ static int server_setup_odd(void **state)
 
 static int server_teardown(void **state)
 {
-    fixture *f = *state;
-    /* Every test hands all arenas back. */
-    assert_int_equal(f->srv->pool.in_use, 0);
-    assert_int_equal(free_len(&f->srv->pool), f->srv->pool.count);
-    nea_server_close(f->srv, on_closed, f);
-    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(f->closed, 1);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    free(f);
+    unit_stop(*state); /* every test hands all arenas back */
     return 0;
-}
-
-static nea_req *open_req(fixture *f)
-{
-    nea__arena *a = nea__pool_acquire(&f->srv->pool);
-    nea_req *req;
-    assert_non_null(a);
-    req = nea__req_open(f->srv, a);
-    assert_non_null(req);
-    return req;
-}
-
-static void end_req(fixture *f, nea_req *req)
-{
-    nea__req_end(req);
-    (void)uv_run(&f->loop, UV_RUN_DEFAULT);
 }
 
 /* Handler code records; the assertions run after it returned (a failed cmocka
@@ -753,7 +683,7 @@ static void overrun_child(int guard_pages, overrun_kind kind, child_result *out)
         if (uv_loop_init(&loop) != 0) {
             _exit(90);
         }
-        small_config(&cfg, NULL);
+        unit_config(&cfg, NULL);
         cfg.log = NULL;
         cfg.guard_pages = guard_pages;
         if (nea_server_new(&loop, &cfg, &srv) != 0) {
@@ -845,7 +775,7 @@ static size_t status_kib(const char *field)
 
 static void big_config(nea_config *cfg, fixture *f)
 {
-    small_config(cfg, f);
+    unit_config(cfg, f);
     cfg->memory_limit = 48 * MIB;
     cfg->arena_size = 256 * KIB;
     cfg->arena_count = 0; /* as many as fit: ~48 MiB of arenas */
@@ -922,11 +852,11 @@ static int mlock_child(rlim_t limit)
         if (uv_loop_init(&loop) != 0) {
             _exit(12);
         }
-        small_config(&f.cfg, &f);
+        unit_config(&f.cfg, &f);
         f.cfg.lock_memory = 1;
         rc = nea_server_new(&loop, &f.cfg, &srv);
         if (rc == NEA_EMLOCK) {
-            _exit(strstr(f.log, "lock") != NULL ? 0 : 13);
+            _exit(strstr(f.log_all, "lock") != NULL ? 0 : 13);
         }
         if (rc != 0) {
             _exit(14);
@@ -955,7 +885,7 @@ static void test_mlock_refused(void **state)
     if (under_valgrind() || under_asan()) {
         skip(); /* ASan's mlock interceptor does nothing and reports success */
     }
-    small_config(&cfg, NULL);
+    unit_config(&cfg, NULL);
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
     assert_int_equal(getrlimit(RLIMIT_MEMLOCK, &rl), 0);
 

@@ -26,55 +26,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "checkers.h"
+#include "unit.h"
 
-#define KIB ((size_t)1024)
-#define MIB (KIB * 1024)
 #define ARENA ((size_t)16 * KIB)
 
 /* --- fixture: a server on its own loop, log captured ------------------------ */
-
-typedef struct fixture {
-    uv_loop_t loop;
-    nea_config cfg;
-    nea_server *srv;
-    int closed;
-    int log_count;
-    int log_level;
-    char log_last[512];
-    char log_all[8192];
-} fixture;
-
-static void capture_log(void *data, int level, const char *msg)
-{
-    fixture *f = data;
-    size_t len = strlen(f->log_all);
-    f->log_count++;
-    f->log_level = level;
-    snprintf(f->log_last, sizeof(f->log_last), "%s", msg);
-    snprintf(f->log_all + len, sizeof(f->log_all) - len, "%s\n", msg);
-}
-
-static void on_closed(nea_server *s, void *data)
-{
-    (void)s;
-    ((fixture *)data)->closed++;
-}
 
 static int start(void **state, int scrub)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    nea_config_init(&f->cfg);
-    f->cfg.port = 0;
-    f->cfg.memory_limit = 8 * MIB;
+    unit_config(&f->cfg, f);
     f->cfg.arena_size = ARENA;
-    f->cfg.arena_count = 4;
-    f->cfg.max_connections = 4;
-    f->cfg.read_buffer_size = 1 * KIB;
     f->cfg.scrub = scrub;
-    f->cfg.log = capture_log;
-    f->cfg.log_data = f;
     assert_int_equal(nea_server_new(&f->loop, &f->cfg, &f->srv), 0);
     f->log_count = 0;
     f->log_all[0] = '\0';
@@ -92,50 +56,11 @@ static int setup_zero(void **state)
     return start(state, NEA_SCRUB_ZERO);
 }
 
-static unsigned free_len(const nea__pool *p)
-{
-    unsigned n = 0;
-    for (nea__arena *a = p->free; a != NULL; a = a->next_free) {
-        n++;
-    }
-    return n;
-}
-
-static void assert_pool_whole(const fixture *f)
-{
-    assert_int_equal(f->srv->pool.in_use, 0);
-    assert_int_equal(free_len(&f->srv->pool), f->srv->pool.count);
-    assert_int_equal(f->srv->live_reqs, 0);
-    assert_null(f->srv->frame);
-}
-
 static int teardown(void **state)
 {
-    fixture *f = *state;
     nea__fault_arm(0, false);
-    assert_pool_whole(f);
-    nea_server_close(f->srv, on_closed, f);
-    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(f->closed, 1);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    free(f);
+    unit_stop(*state);
     return 0;
-}
-
-static nea_req *open_req(fixture *f)
-{
-    nea__arena *a = nea__pool_acquire(&f->srv->pool);
-    nea_req *req;
-    assert_non_null(a);
-    req = nea__req_open(f->srv, a);
-    assert_non_null(req);
-    return req;
-}
-
-static void end_req(fixture *f, nea_req *req)
-{
-    nea__req_end(req);
-    (void)uv_run(&f->loop, UV_RUN_DEFAULT);
 }
 
 /* Opens a request, runs fn in its outermost frame, ends it. */
