@@ -309,7 +309,7 @@ class LoadgenRun:
         self.steal = steal
         self.machine_busy = machine_busy  # % of all CPUs, any process or softirq
         # CPU the server core spent on anything but the server process
-        # (softirq of loopback traffic, other sessions' processes).
+        # (softirq of loopback traffic, other processes).
         self.srv_core_other = None
         if srv_core_busy is not None and server_cpu is not None:
             self.srv_core_other = max(0.0, srv_core_busy - server_cpu)
