@@ -137,6 +137,8 @@ void nea__pool_release(nea__pool *p, nea__arena *a);
 
 typedef struct nea__route {
     const char *method;
+    size_t method_len;
+    bool is_get; /* also answers HEAD */
     const char *path;
     size_t path_len;
     bool prefix;

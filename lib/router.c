@@ -27,6 +27,8 @@ int nea_server_route(nea_server *s, const char *method, const char *path, nea_ha
     len = strlen(path);
     r = &s->routes[s->nroutes++];
     r->method = method;
+    r->method_len = strlen(method);
+    r->is_get = strcmp(method, "GET") == 0;
     r->path = path;
     r->path_len = len;
     r->prefix = path[len - 1] == '/' && len > 1;
@@ -45,11 +47,10 @@ static bool path_matches(const nea__route *r, const char *path, size_t len)
 
 static bool method_matches(const nea__route *r, const char *method, size_t len)
 {
-    size_t rlen = strlen(r->method);
-    if (len == rlen && memcmp(method, r->method, len) == 0) {
+    if (len == r->method_len && memcmp(method, r->method, len) == 0) {
         return true;
     }
-    return len == 4 && memcmp(method, "HEAD", 4) == 0 && strcmp(r->method, "GET") == 0;
+    return r->is_get && len == 4 && memcmp(method, "HEAD", 4) == 0;
 }
 
 /* Longest match wins; an exact route counts as longer than any prefix of
@@ -118,7 +119,7 @@ size_t nea__route_allow(const nea_server *s, const char *path, size_t path_len, 
             n = append(buf, n, cap, ", ");
         }
         n = append(buf, n, cap, r->method);
-        get = get || strcmp(r->method, "GET") == 0;
+        get = get || r->is_get;
         head = head || strcmp(r->method, "HEAD") == 0;
     }
     if (get && !head) {
