@@ -251,7 +251,7 @@ static void usage(FILE *to)
                 "  --arenas N                in-flight requests, 0 = as many as fit (default 0)\n"
                 "  --connections N           connection slots (default 1024)\n"
                 "  --read-buffer SIZE        per connection; the max request head (default 8k)\n"
-                "  --max-body SIZE           largest request body (default 1M)\n"
+                "  --max-body SIZE           largest buffered request body (default: what the arena holds)\n"
                 "  --header-timeout-ms MS    first byte to end of head (default 10000)\n"
                 "  --keepalive-timeout-ms MS idle time between requests (default 5000)\n"
                 "  --queue-timeout-ms MS     wait for an arena before 503 (default 100)\n"

@@ -60,18 +60,28 @@ extern "C" {
 #define NEA_VERSION_MINOR 1
 #define NEA_VERSION_PATCH 0
 
-/* libnea's own error codes. libuv uses -1 .. -4095 (errno range) and a few
- * values near -3000/-4000; libnea's live at -30000 and below. */
+/* libnea's own error codes: one list (like libuv's UV_ERRNO_MAP) from which
+ * the enum below and nea_strerror / nea_err_name are generated. libuv uses
+ * -1 .. -4095 (errno range) and a few values near -3000/-4000; libnea's codes
+ * live at -30000 and below. XX(name, value, description). */
+#define NEA_ERRNO_MAP(XX)                                                                          \
+    XX(EINVAL_CONFIG, -30001, "invalid configuration")                                             \
+    XX(EOVERFLOW, -30002, "memory plan overflows size_t")                                          \
+    XX(EOVERLIMIT, -30003, "memory plan exceeds memory_limit")                                     \
+    XX(EARENA_SMALL, -30004, "arena_size too small for a request head")                            \
+    XX(ENOMEM, -30005, "request arena exhausted")                                                  \
+    XX(EMLOCK, -30006, "cannot lock the reservation in memory (RLIMIT_MEMLOCK too low?)")          \
+    XX(EROUTES, -30007, "route table full (raise max_routes)")                                     \
+    XX(ESTATE, -30008, "operation not valid in the current state")                                 \
+    XX(ERESPONDED, -30009, "request already has a response")                                       \
+    XX(EROUTE_DUP, -30010, "a route with this method and path is already registered")              \
+    XX(EROUTE_METHOD, -30011, "route method is not one libnea can route")                          \
+    XX(EROUTE_PATH, -30012, "route path can never match a request")
+
 enum {
-    NEA_EINVAL_CONFIG = -30001, /* a config field is zero, out of range, or inconsistent */
-    NEA_EOVERFLOW = -30002,     /* the plan's arithmetic overflows size_t */
-    NEA_EOVERLIMIT = -30003,    /* the plan exceeds memory_limit */
-    NEA_EARENA_SMALL = -30004,  /* arena_size cannot hold a request head */
-    NEA_ENOMEM = -30005,        /* a request's arena is exhausted */
-    NEA_EMLOCK = -30006,        /* mlock failed: RLIMIT_MEMLOCK too low */
-    NEA_EROUTES = -30007,       /* the route table is full */
-    NEA_ESTATE = -30008,        /* called in the wrong state (e.g. listen twice) */
-    NEA_ERESPONDED = -30009,    /* the request already has a response */
+#define NEA__ERRNO_ENUM(name, value, text) NEA_##name = (value),
+    NEA_ERRNO_MAP(NEA__ERRNO_ENUM)
+#undef NEA__ERRNO_ENUM
 };
 
 /* Scrub policy applied to the used part of an arena when it is released. */
@@ -101,8 +111,9 @@ typedef struct nea_config {
     unsigned max_connections; /* connection slots. Default 1024 */
     size_t read_buffer_size;  /* bytes per connection; also the max request head.
                                  Default 8 KiB */
-    size_t max_body_size;     /* bytes; also bounded by what the arena can hold.
-                                 Default 1 MiB */
+    size_t max_body_size;     /* bytes of a buffered request body; 0 = as large as the
+                                 arena allows. A value no arena could ever hold is
+                                 refused. Default 0 */
     unsigned max_routes;      /* route table capacity. Default 64 */
     unsigned queue_length;    /* requests that may wait for an arena; 0 = max_connections.
                                  Default 0 */
@@ -152,10 +163,12 @@ typedef struct nea_plan {
     size_t arenas_bytes;
     size_t request_overhead; /* bytes of each arena libnea uses before the handler runs,
                                 not counting the request head and body */
+    size_t max_body_size;    /* the buffered-body limit in force: max_body_size, or when
+                                that is 0 the most an arena can hold */
     size_t total;            /* the whole reservation */
 } nea_plan;
 
-/* Fills cfg with the documented defaults. */
+/* Fills cfg with the documented defaults (always a valid configuration). */
 void nea_config_init(nea_config *cfg);
 
 /*
@@ -165,7 +178,8 @@ void nea_config_init(nea_config *cfg);
  */
 int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t errlen);
 
-/* Writes a one-line human summary of plan into buf (e.g. for startup logs). */
+/* Writes a one-line human summary of plan into buf (e.g. for startup logs),
+ * truncated to len bytes including the NUL. */
 void nea_plan_format(const nea_plan *plan, char *buf, size_t len);
 
 typedef struct nea_server nea_server; /* opaque; lives inside its reservation */
@@ -191,13 +205,20 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out);
  * path that starts with it (the longest matching prefix wins; exact routes
  * win over prefixes). A GET route also answers HEAD (without a body).
  * method and path are referenced, not copied: they must stay valid until the
- * server is closed (string literals are the usual case). Returns 0,
- * NEA_EROUTES when max_routes is reached, UV_EINVAL on a NULL or relative path.
+ * server is closed (string literals are the usual case).
+ *
+ * A route that could never be reached is refused, and the reason logged:
+ * returns 0, or UV_EINVAL (NULL method, path or handler), NEA_EROUTES
+ * (max_routes reached), NEA_EROUTE_DUP (same method and path again),
+ * NEA_EROUTE_METHOD (not an uppercase method name, e.g. "get", or a method
+ * libnea answers 501 before routing), NEA_EROUTE_PATH (no leading '/', or a
+ * path too long for a request head of read_buffer_size).
  */
 int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                      void *data);
 
-/* Binds and listens on cfg->host:cfg->port. Returns 0 or a UV_E* error. */
+/* Binds and listens on cfg->host:cfg->port. Returns 0, NEA_ESTATE (already
+ * listening, or closing), or a UV_E* error from bind/listen (logged). */
 int nea_server_listen(nea_server *s);
 
 /* The bound port (useful after port 0), or -1 when not listening. */
@@ -207,14 +228,20 @@ int nea_server_port(const nea_server *s);
 const nea_plan *nea_server_plan(const nea_server *s);
 
 /*
- * Graceful drain: stops accepting, closes idle connections, lets in-flight
- * requests finish for up to drain_timeout_ms (then cancels them), closes
- * every handle, unmaps the reservation and calls cb(s, data) from the loop.
- * After cb, s is invalid. The loop may then be closed with uv_loop_close.
+ * Graceful drain: stops accepting, closes idle connections, answers 503 to
+ * requests waiting for an arena, lets in-flight requests finish for up to
+ * drain_timeout_ms (then cancels them), closes every handle, unmaps the
+ * reservation and calls cb(s, data) from the loop, exactly once. After cb,
+ * s is invalid. The loop may then be closed with uv_loop_close.
+ *
+ * May be called from inside a handler: the handler's own request is in
+ * flight and finishes normally (its response carries Connection: close).
+ * Returns 0, or NEA_ESTATE when the server is already closing (cb is then
+ * never called; the first call's callback still runs).
  */
-void nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data);
+int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data);
 
-/* Server counters since nea_server_new. */
+/* Server counters since nea_server_new, copied into *out. */
 typedef struct nea_stats {
     uint64_t requests;      /* request heads fully received */
     uint64_t responses[6];  /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
@@ -268,7 +295,7 @@ NEA_WARN_UNUSED void *nea_try_alloc(nea_req *req, size_t n);
  */
 NEA_WARN_UNUSED void *nea_try_grow(nea_req *req, void *p, size_t n);
 
-/* Bytes the arena can still give (before alignment padding). */
+/* Bytes req's arena can still give (before alignment padding). */
 size_t nea_arena_available(const nea_req *req);
 
 /*
@@ -307,7 +334,7 @@ void nea_req_run(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg);
  */
 int nea_req_protect(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg);
 
-/* The loop the request runs on. */
+/* The loop the request runs on (the server's). */
 uv_loop_t *nea_req_loop(const nea_req *req);
 
 /* Request data: all of it lives in the arena and is valid until the request
@@ -319,7 +346,9 @@ const char *nea_req_query(const nea_req *req); /* after '?', or "" */
 const char *nea_req_path_tail(const nea_req *req);
 /* First header with that name, case-insensitive; NULL when absent. */
 const char *nea_req_header(const nea_req *req, const char *name);
-/* Number of header fields, and the i-th one (0-based), for iteration. */
+/* Number of header fields, and the i-th one (0-based), for iteration:
+ * nea_req_header_at sets *name and *value and returns 0, or returns
+ * UV_EINVAL (leaving both unchanged) when i >= nea_req_header_count(req). */
 size_t nea_req_header_count(const nea_req *req);
 int nea_req_header_at(const nea_req *req, size_t i, const char **name, const char **value);
 /* The body (NUL-terminated for convenience, not counted in *len). */

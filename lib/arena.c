@@ -11,53 +11,13 @@
  * poisoned, so an overrun from one allocation into padding or unused arena
  * space is reported even though it stays inside the mapping.
  */
-#include "internal.h"
+#include "arena.h"
 
 #include <string.h>
 
 #define SCRUB_POISON_BYTE 0xDB
 
-#ifdef NEA_FAULT_INJECTION
-static unsigned long fault_nth; /* grant number that fails; 0 = disarmed */
-static bool fault_persistent;
-static unsigned long fault_counted; /* grants since arming */
-static unsigned long fault_failed;
-
-void nea__fault_arm(unsigned long nth, bool persistent)
-{
-    fault_nth = nth;
-    fault_persistent = persistent;
-    fault_counted = 0;
-    fault_failed = 0;
-}
-
-unsigned long nea__fault_grants(void)
-{
-    return fault_counted;
-}
-
-unsigned long nea__fault_failures(void)
-{
-    return fault_failed;
-}
-
-static bool fault_injected(void)
-{
-    if (fault_nth == 0) {
-        return false;
-    }
-    fault_counted++;
-    if (fault_counted == fault_nth || (fault_persistent && fault_counted > fault_nth)) {
-        fault_failed++;
-        return true;
-    }
-    return false;
-}
-#else
-#define fault_injected() false
-#endif
-
-void nea__arena_init(nea__arena *a, char *base, size_t size)
+void nea__arena_init(nea__arena *a, char *base, size_t size, nea__fault *fault)
 {
     a->base = base;
     a->size = size;
@@ -65,6 +25,7 @@ void nea__arena_init(nea__arena *a, char *base, size_t size)
     a->peak = 0;
     a->last = 0;
     a->next_free = NULL;
+    a->fault = fault;
     NEA__POISON(base, size);
 }
 
@@ -75,7 +36,7 @@ void *nea__arena_alloc(nea__arena *a, size_t n, size_t align)
     uintptr_t cur = (uintptr_t)(a->base + a->used);
     size_t start = a->used + (size_t)(NEA__ROUND_UP(cur, align) - cur);
     /* start may exceed size after alignment: check before subtracting. */
-    if (start > a->size || n > a->size - start || fault_injected()) {
+    if (start > a->size || n > a->size - start || nea__fault_hit(a->fault, NEA__FAULT_ARENA)) {
         return NULL;
     }
     a->last = start;

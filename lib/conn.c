@@ -19,8 +19,16 @@
  * read_buffer_size (reading stops when it is full: backpressure for
  * pipelined floods); a request is detached from its slot before it ends, so
  * the slot and the arena are returned independently.
+ *
+ * Which slot is free, which idle one may be evicted and which head gets the
+ * next arena is admission's decision (admission.c): a slot reports every
+ * state change, every routed head and its close through nea__conn_hooks and
+ * never calls up. The request in the slot reports back through the
+ * nea__req_hooks this file implements.
  */
-#include "internal.h"
+#include "conn.h"
+
+#include "stats.h"
 
 #include <string.h>
 #include <sys/socket.h>
@@ -29,61 +37,17 @@ static void conn_process(nea__conn *c);
 static void close_now(nea__conn *c);
 static void close_lingering(nea__conn *c);
 static void update_reading(nea__conn *c);
+static void response_done(nea__conn *c, int status);
 
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-/* --- lists ----------------------------------------------------------------- */
-
-static void list_push(nea__conn **head, nea__conn **tail, nea__conn *c)
-{
-    c->next = NULL;
-    c->prev = *tail;
-    if (*tail != NULL) {
-        (*tail)->next = c;
-    } else {
-        *head = c;
-    }
-    *tail = c;
-}
-
-static void list_remove(nea__conn **head, nea__conn **tail, nea__conn *c)
-{
-    if (c->prev != NULL) {
-        c->prev->next = c->next;
-    } else {
-        *head = c->next;
-    }
-    if (c->next != NULL) {
-        c->next->prev = c->prev;
-    } else {
-        *tail = c->prev;
-    }
-    c->next = c->prev = NULL;
-}
-
-/* Leaves the current state, unlinking the slot from the idle list or the
- * arena wait queue as needed. The idle list (oldest first) holds the
- * keep-alive connections that may be evicted to make room. */
+/* Every state change goes through here, so the owner's lists (idle,
+ * waiting) always match the state. */
 static void set_state(nea__conn *c, nea__conn_state st)
 {
-    nea_server *s = c->srv;
-    if (c->in_idle_list) {
-        list_remove(&s->idle_head, &s->idle_tail, c);
-        c->in_idle_list = false;
-    } else if (c->state == NEA__C_QUEUED) {
-        list_remove(&s->wait_head, &s->wait_tail, c);
-        s->wait_len--;
-    }
+    nea__conn_state from = c->state;
     c->state = st;
-    if (st == NEA__C_IDLE && c->served) {
-        /* Only a connection that has been answered can be evicted: a fresh
-         * one may hold a request that was sent but not read yet. */
-        list_push(&s->idle_head, &s->idle_tail, c);
-        c->in_idle_list = true;
-    } else if (st == NEA__C_QUEUED) {
-        list_push(&s->wait_head, &s->wait_tail, c);
-        s->wait_len++;
-    }
+    c->env->hooks->state(c, from);
 }
 
 /* --- timers ---------------------------------------------------------------- */
@@ -91,22 +55,22 @@ static void set_state(nea__conn *c, nea__conn_state st)
 static void on_timer(uv_timer_t *t)
 {
     nea__conn *c = t->data;
-    nea_server *s = c->srv;
+    nea_stats *st = c->env->stats;
 
     switch (c->state) {
     case NEA__C_HEAD:
     case NEA__C_BODY:
-        s->stats.timeouts++;
+        st->timeouts++;
         c->must_close = true;
         nea__conn_respond_error(c, NEA__E408);
         break;
     case NEA__C_QUEUED:
-        s->stats.shed_503++;
+        st->shed_503++;
         c->must_close = true;
         nea__conn_respond_error(c, NEA__E503);
         break;
     case NEA__C_WRITING:
-        s->stats.timeouts++;
+        st->timeouts++;
         close_now(c);
         break;
     default: /* IDLE (keep-alive expired), LINGER */
@@ -124,9 +88,9 @@ static void arm(nea__conn *c, unsigned ms)
  * its deadline however steadily it drips. */
 static void arm_body(nea__conn *c)
 {
-    uint64_t now = uv_now(c->srv->loop);
+    uint64_t now = uv_now(c->env->loop);
     uint64_t left = c->body_deadline_ms > now ? c->body_deadline_ms - now : 0;
-    unsigned idle = c->srv->cfg.body_timeout_ms;
+    unsigned idle = c->env->cfg->body_timeout_ms;
     arm(c, left < idle ? (unsigned)left : idle);
 }
 
@@ -135,7 +99,7 @@ static void arm_body(nea__conn *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     nea__conn *c = h->data;
-    size_t size = c->srv->cfg.read_buffer_size;
+    size_t size = c->env->cfg->read_buffer_size;
     (void)suggested;
     if (c->state == NEA__C_LINGER) {
         *buf = uv_buf_init(c->rbuf, (unsigned)size); /* discarded */
@@ -176,7 +140,7 @@ static void update_reading(nea__conn *c)
     if (c->state == NEA__C_FREE || c->state == NEA__C_CLOSING || c->eof) {
         want = false;
     } else {
-        want = c->state == NEA__C_LINGER || c->rlen < c->srv->cfg.read_buffer_size;
+        want = c->state == NEA__C_LINGER || c->rlen < c->env->cfg->read_buffer_size;
     }
     if (want && !c->reading) {
         c->reading = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0;
@@ -191,26 +155,32 @@ static void update_reading(nea__conn *c)
 static void on_tcp_close(uv_handle_t *h)
 {
     nea__conn *c = h->data;
-    nea_server *s = c->srv;
+    nea__conn_env *env = c->env;
     c->state = NEA__C_FREE;
     if (c->counted_open) {
-        s->stats.connections_open--;
+        nea__stats_conn_closed(env->stats);
         c->counted_open = false;
     }
-    c->next = s->free_conns;
-    s->free_conns = c;
-    s->handles_open--;
-    nea__server_slot_freed(s);
+    env->handles_open--;
+    env->hooks->closed(c);
+}
+
+/* The request lets go of the slot, then ends (its arena returns on its own
+ * schedule). */
+static void end_request(nea__conn *c)
+{
+    nea_req *req = c->req;
+    if (req != NULL) {
+        c->req = NULL;
+        nea__req_end(req);
+    }
 }
 
 static void cancel_request(nea__conn *c)
 {
-    nea_req *req = c->req;
-    if (req != NULL) {
-        req->cancelled = true;
-        c->req = NULL;
-        req->conn = NULL;
-        nea__req_end(req);
+    if (c->req != NULL) {
+        c->req->cancelled = true;
+        end_request(c);
     }
 }
 
@@ -259,20 +229,12 @@ void nea__conn_close(nea__conn *c)
     close_now(c);
 }
 
-nea__conn *nea__conn_evictable(nea_server *s)
+bool nea__conn_input_waiting(nea__conn *c)
 {
-    unsigned looked = 0;
-    for (nea__conn *c = s->idle_head; c != NULL && looked < NEA__EVICT_SCAN;
-         c = c->next, looked++) {
-        uv_os_fd_t fd;
-        char byte;
-        /* Bytes waiting in the kernel are a request on its way: keep it. */
-        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
-            recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
-            return c;
-        }
-    }
-    return NULL;
+    uv_os_fd_t fd;
+    char byte;
+    return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+           recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 /* --- writing --------------------------------------------------------------- */
@@ -291,7 +253,7 @@ static void write_finished(nea__conn *c, int status)
             return; /* handler code still on the stack: nea__req_settle finishes */
         }
     }
-    nea__conn_response_done(c, status);
+    response_done(c, status);
 }
 
 static void on_write(uv_write_t *w, int status)
@@ -354,7 +316,7 @@ static int flush_out(nea__conn *c)
 static bool gather(nea__conn *c, const uv_buf_t *bufs, unsigned n)
 {
     size_t total = 0;
-    if (!c->in_process || c->rpos >= c->rlen || c->must_close || c->srv->closing ||
+    if (!c->in_process || c->rpos >= c->rlen || c->must_close || c->env->closing ||
         c->owrite_pending) {
         return false;
     }
@@ -371,7 +333,7 @@ static bool gather(nea__conn *c, const uv_buf_t *bufs, unsigned n)
     return true;
 }
 
-void nea__conn_write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
+static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
 {
     int r;
 
@@ -412,12 +374,14 @@ void nea__conn_write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
         write_finished(c, r);
         return;
     }
-    arm(c, c->srv->cfg.write_timeout_ms);
+    arm(c, c->env->cfg->write_timeout_ms);
 }
 
-const char *nea__conn_line(nea__conn *c)
+/* The Connection line for the current response: closes the connection
+ * after it when the peer or the server wants that. */
+static const char *conn_line(nea__conn *c)
 {
-    if (!c->keep_alive || c->must_close || c->srv->closing) {
+    if (!c->keep_alive || c->must_close || c->env->closing) {
         c->must_close = true;
         return "Connection: close\r\n";
     }
@@ -426,7 +390,7 @@ const char *nea__conn_line(nea__conn *c)
 
 void nea__conn_respond_error(nea__conn *c, nea__err e)
 {
-    nea_server *s = c->srv;
+    nea__conn_env *env = c->env;
     char allow[96];
     size_t allow_len = 0;
     bool head_only = c->head.headers_done && c->parser.method == HTTP_HEAD;
@@ -436,135 +400,70 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
         c->must_close = true; /* the connection's framing can't be trusted */
     }
     if (e == NEA__E405) {
-        allow_len = nea__route_allow(s, c->head.url, c->head.url_len, allow, sizeof(allow));
+        allow_len =
+            nea__route_allow(env->router, c->head.url, c->head.url_len, allow, sizeof(allow));
     }
     if (e == NEA__E400) {
-        s->stats.rejected_400++;
+        env->stats->rejected_400++;
     }
     if (c->req != NULL) {
         c->req->responded = true;
     }
-    n = nea__static_bufs(s, e, nea__conn_line(c), allow, allow_len, head_only, c->hdrbuf, c->ebufs);
-    nea__count_response(s, s->statics[e].status);
-    nea__conn_write_bufs(c, c->ebufs, n);
+    n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), e, conn_line(c), allow,
+                         allow_len, head_only, c->hdrbuf, c->ebufs);
+    nea__stats_response(env->stats, nea__err_status(e));
+    write_bufs(c, c->ebufs, n);
 }
 
-/* --- requests ------------------------------------------------------------ */
+/* --- the request's hooks ---------------------------------------------------- */
 
-nea_req *nea__req_open(nea_server *s, nea__arena *a)
+static const char *req_conn_line(nea_req *req)
 {
-    nea_req *req = nea__arena_alloc(a, sizeof(*req), NEA__ALIGN);
-    /* The plan guarantees room for the struct; only fault injection fails. */
-    if (req == NULL) {
-        return NULL;
-    }
-    memset(req, 0, sizeof(*req));
-    req->srv = s;
-    req->arena = a;
-    s->live_reqs++;
-    return req;
+    return conn_line(req->conn);
 }
 
-static void release_arena(nea_req *req)
+static void req_send(nea_req *req, uv_buf_t *bufs, unsigned n)
 {
-    nea_server *s = req->srv;
-    s->live_reqs--;
-    nea__pool_release(&s->pool, req->arena);
-    nea__server_arena_released(s);
+    write_bufs(req->conn, bufs, n);
 }
 
-static void on_tracked_close(uv_handle_t *h)
+static void req_send_error(nea_req *req, nea__err e)
 {
-    nea_req *req = h->data;
-    if (--req->handles_closing == 0) {
-        release_arena(req);
-    }
+    nea__conn_respond_error(req->conn, e);
 }
 
-/* Runs defers and closes tracked handles; the arena returns once the last
- * handle has closed. */
-static void end_now(nea_req *req)
+static void req_written(nea_req *req)
 {
-    req->ended = true;
-    nea__req_run_defers(req, NULL);
-    for (nea__tracked *t = req->tracked; t != NULL; t = t->next) {
-        if (!uv_is_closing(t->handle)) {
-            t->handle->data = req;
-            uv_close(t->handle, on_tracked_close);
-            req->handles_closing++;
-        }
-    }
-    if (req->handles_closing == 0) {
-        release_arena(req);
-    }
+    response_done(req->conn, 0);
 }
 
-void nea__req_end(nea_req *req)
-{
-    if (req->ended) {
-        return;
-    }
-    if (req->conn != NULL) {
-        req->conn->req = NULL;
-        req->conn = NULL;
-    }
-    if (req->depth > 0) {
-        /* Handler code is on the stack and may still use the arena: the
-         * outermost frame ends the request when it returns (settle). */
-        req->end_pending = true;
-        return;
-    }
-    end_now(req);
-}
-
-void nea__req_oom(nea_req *req)
-{
-    if (!req->responded && req->conn != NULL) {
-        nea__conn_respond_error(req->conn, NEA__E500);
-    }
-}
-
-void nea__req_settle(nea_req *req)
-{
-    if (req->depth > 0 || req->ended) {
-        return;
-    }
-    if (req->end_pending) {
-        end_now(req);
-    } else if (req->written && req->conn != NULL) {
-        nea__conn_response_done(req->conn, 0);
-    }
-}
-
-static void call_handler(nea_req *req, void *arg)
-{
-    (void)arg;
-    req->fn(req, req->fn_data);
-}
+static const nea__req_hooks req_hooks = {
+    .conn_line = req_conn_line,
+    .send = req_send,
+    .send_error = req_send_error,
+    .written = req_written,
+};
 
 static void dispatch(nea__conn *c)
 {
     uv_timer_stop(&c->timer);
     set_state(c, NEA__C_HANDLER);
-    nea__req_call(c->req, call_handler, NULL);
+    nea__req_dispatch(c->req);
 }
 
-void nea__conn_response_done(nea__conn *c, int status)
+/* The request's response is fully written (or failed with status < 0). */
+static void response_done(nea__conn *c, int status)
 {
-    nea_server *s = c->srv;
-
     uv_timer_stop(&c->timer);
-    if (c->req != NULL) {
-        nea__req_end(c->req); /* detaches */
-    }
+    end_request(c);
     if (status < 0) {
         close_now(c);
-    } else if (c->must_close || s->closing) {
+    } else if (c->must_close || c->env->closing) {
         close_lingering(c);
     } else {
         c->served = true;
         set_state(c, NEA__C_IDLE);
-        arm(c, s->cfg.keepalive_timeout_ms);
+        arm(c, c->env->cfg->keepalive_timeout_ms);
         conn_process(c); /* pipelined requests already buffered */
     }
 }
@@ -573,19 +472,16 @@ void nea__conn_response_done(nea__conn *c, int status)
 
 static void begin_head(nea__conn *c)
 {
-    nea_server *s = c->srv;
     if (c->rpos > 0) {
         memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
         c->rlen -= c->rpos;
         c->rpos = 0;
     }
-    memset(&c->head, 0, sizeof(c->head));
-    llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
-    c->parser.data = c;
+    nea__head_begin(&c->head, &c->parser);
     c->route = NULL;
     c->must_close = false;
     set_state(c, NEA__C_HEAD);
-    arm(c, s->cfg.header_timeout_ms); /* a deadline: more bytes do not extend it */
+    arm(c, c->env->cfg->header_timeout_ms); /* a deadline: more bytes do not extend it */
 }
 
 static bool body_expected(const nea__conn *c)
@@ -597,19 +493,20 @@ static void start_body(nea__conn *c)
 {
     nea_req *req = c->req;
     nea__head *h = &c->head;
+    int status;
 
-    if (h->chunked) {
-        req->body = nea__arena_alloc(req->arena, 1, 1);
-        llhttp_resume(&c->parser);
-    } else {
-        req->body = nea__arena_alloc(req->arena, (size_t)h->content_length + 1, 1);
-        c->body_left = h->content_length;
-    }
-    if (req->body == NULL) {
+    status = nea__body_start(&req->body, req->arena, h->chunked ? 0 : (size_t)h->content_length,
+                             c->env->max_body);
+    if (status != 0) {
         nea__conn_respond_error(c, NEA__E413);
         return;
     }
-    req->body[0] = '\0';
+    if (h->chunked) {
+        h->sink = &req->body;
+        llhttp_resume(&c->parser);
+    } else {
+        c->body_left = h->content_length;
+    }
     if (h->expect_continue && c->parser.http_minor == 1 && c->rpos == c->rlen) {
         uv_buf_t b = uv_buf_init((char *)continue_line, sizeof(continue_line) - 1);
         int r = flush_out(c);
@@ -631,32 +528,30 @@ static void start_body(nea__conn *c)
         }
     }
     set_state(c, NEA__C_BODY);
-    c->body_deadline_ms = uv_now(c->srv->loop) + c->srv->cfg.body_deadline_ms;
+    c->body_deadline_ms = uv_now(c->env->loop) + c->env->cfg->body_deadline_ms;
     arm_body(c);
 }
 
-/* An arena is available for the head waiting in c. */
 void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
 {
-    nea_server *s = c->srv;
+    nea__conn_env *env = c->env;
     nea__head *h = &c->head;
-    nea_req *req = nea__req_open(s, a);
+    nea_req *req = nea__req_open(&env->reqs, a, c);
     int rc;
 
     if (req == NULL) {
-        nea__pool_release(&s->pool, a);
+        nea__pool_release(env->reqs.pool, a);
         c->must_close = true;
         nea__conn_respond_error(c, NEA__E500);
+        env->reqs.released(env->reqs.released_data);
         return;
     }
     c->req = req;
-    req->conn = c;
     req->fn = c->route->fn;
     req->fn_data = c->route->data;
     req->http_minor = c->parser.http_minor;
     req->is_head = c->parser.method == HTTP_HEAD;
-    rc = nea__head_index(req, c->rbuf + h->start, h->end - h->start,
-                         c->route->prefix ? c->route->path_len : 0);
+    rc = nea__head_index(req->arena, h, c->rbuf, c->route->prefix, c->route->path_len, &req->msg);
     c->rpos = h->end;
     if (rc != 0) {
         nea__conn_respond_error(c, NEA__E431);
@@ -670,18 +565,23 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
     conn_process(c); /* body bytes or pipelined requests already buffered */
 }
 
+void nea__conn_wait(nea__conn *c, unsigned ms)
+{
+    set_state(c, NEA__C_QUEUED);
+    arm(c, ms);
+}
+
 static void head_done(nea__conn *c)
 {
-    nea_server *s = c->srv;
+    nea__conn_env *env = c->env;
     nea__head *h = &c->head;
     const char *method = c->rbuf + h->start;
     size_t method_len = (size_t)((const char *)memchr(method, ' ', h->end - h->start) - method);
     const char *q;
     size_t path_len;
-    nea__arena *a;
     int status;
 
-    s->stats.requests++;
+    env->stats->requests++;
     status = nea__head_parse(h, &c->parser, c->rbuf);
     if (status != 0) {
         nea__conn_respond_error(c, nea__err_for_status(status));
@@ -700,7 +600,7 @@ static void head_done(nea__conn *c)
         h->url = "/"; /* absolute-form without a path */
         path_len = h->url_len = 1;
     }
-    switch (nea__route_find(s, method, method_len, h->url, path_len, &c->route)) {
+    switch (nea__route_find(env->router, method, method_len, h->url, path_len, &c->route)) {
     case NEA__ROUTE_FOUND:
         break;
     case NEA__ROUTE_NO_METHOD:
@@ -715,25 +615,16 @@ static void head_done(nea__conn *c)
         nea__conn_respond_error(c, NEA__E404);
         return;
     }
-    if (h->has_cl && h->content_length > s->cfg.max_body_size) {
+    if (h->has_cl && h->content_length > env->max_body) {
         nea__conn_respond_error(c, NEA__E413); /* decided before reading the body */
         return;
     }
-    a = nea__pool_acquire(&s->pool);
-    if (a != NULL) {
-        nea__conn_arena_ready(c, a);
-    } else if (s->cfg.queue_timeout_ms > 0 && s->wait_len < s->wait_max && !s->closing) {
-        set_state(c, NEA__C_QUEUED);
-        arm(c, s->cfg.queue_timeout_ms);
-    } else {
-        s->stats.shed_503++;
-        nea__conn_respond_error(c, NEA__E503);
-    }
+    env->hooks->routed(c);
 }
 
 static void process_head(nea__conn *c)
 {
-    size_t size = c->srv->cfg.read_buffer_size;
+    size_t size = c->env->cfg->read_buffer_size;
     switch (nea__head_scan(&c->head, c->rbuf, c->rlen)) {
     case NEA__HEAD_BAD:
         nea__conn_respond_error(c, NEA__E400);
@@ -770,9 +661,9 @@ static void process_body(nea__conn *c)
         c->rpos = c->rlen;
     } else {
         size_t take = avail < c->body_left ? avail : (size_t)c->body_left;
-        memcpy(req->body + req->body_len, c->rbuf + c->rpos, take);
-        req->body_len += take;
-        req->body[req->body_len] = '\0';
+        memcpy(req->body.data + req->body.len, c->rbuf + c->rpos, take);
+        req->body.len += take;
+        req->body.data[req->body.len] = '\0';
         c->rpos += take;
         c->body_left -= take;
         if (c->body_left == 0) {
@@ -831,26 +722,49 @@ static void conn_process(nea__conn *c)
 
 /* --- slots ------------------------------------------------------------------- */
 
-void nea__conn_init(nea__conn *c, nea_server *s, char *rbuf, char *obuf)
+void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *cfg,
+                        nea_stats *stats, const nea__router *router, const nea__statics *statics,
+                        nea__pool *pool, size_t max_body)
+{
+    env->loop = loop;
+    env->cfg = cfg;
+    env->stats = stats;
+    env->router = router;
+    env->statics = statics;
+    env->max_body = max_body;
+    env->reqs.loop = loop;
+    env->reqs.cfg = cfg;
+    env->reqs.stats = stats;
+    env->reqs.pool = pool;
+    env->reqs.date = &env->date;
+    env->reqs.hooks = &req_hooks;
+}
+
+void nea__conn_init(nea__conn *c, nea__conn_env *env, char *rbuf, char *obuf)
 {
     memset(c, 0, sizeof(*c));
-    c->srv = s;
+    c->env = env;
     c->rbuf = rbuf;
     c->obuf = obuf;
     c->state = NEA__C_FREE;
-    uv_timer_init(s->loop, &c->timer);
+    uv_timer_init(env->loop, &c->timer);
     c->timer.data = c;
-    s->handles_open++;
+    env->handles_open++;
 }
 
 int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
 {
-    nea_server *s = c->srv;
+    nea__conn_env *env = c->env;
     int rc;
-    uv_tcp_init(s->loop, &c->tcp);
-    s->handles_open++;
+    uv_tcp_init(env->loop, &c->tcp);
+    env->handles_open++;
     c->tcp.data = c;
-    rc = listener != NULL ? uv_accept(listener, (uv_stream_t *)&c->tcp) : uv_tcp_open(&c->tcp, fd);
+    if (nea__fault_hit(env->fault, NEA__FAULT_ACCEPT)) {
+        rc = UV_EMFILE;
+    } else {
+        rc = listener != NULL ? uv_accept(listener, (uv_stream_t *)&c->tcp)
+                              : uv_tcp_open(&c->tcp, fd);
+    }
     if (rc != 0) {
         c->state = NEA__C_CLOSING;
         uv_close((uv_handle_t *)&c->tcp, on_tcp_close);
@@ -864,14 +778,10 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     c->keep_alive = true;
     c->req = NULL;
     c->counted_open = true;
-    s->stats.connections_open++;
-    s->stats.accepted++;
-    if (s->stats.connections_open > s->stats.connections_max) {
-        s->stats.connections_max = s->stats.connections_open;
-    }
+    nea__stats_conn_opened(env->stats);
     uv_tcp_nodelay(&c->tcp, 1);
     set_state(c, NEA__C_IDLE);
-    arm(c, s->cfg.keepalive_timeout_ms);
+    arm(c, env->cfg->keepalive_timeout_ms);
     update_reading(c);
     return 0;
 }

@@ -3,22 +3,13 @@
  *
  * libnea returns libuv's negative errno values unchanged and its own codes
  * (NEA_E*, -30000 and below) for conditions libuv has no word for. Both
- * functions return static strings and never allocate.
+ * functions are generated from NEA_ERRNO_MAP in nea.h, return static strings
+ * and never allocate.
  */
-#include "internal.h"
+#include "nea.h"
 
+#include <stdbool.h>
 #include <string.h>
-
-#define NEA_ERRORS(X)                                                                              \
-    X(NEA_EINVAL_CONFIG, "invalid configuration")                                                  \
-    X(NEA_EOVERFLOW, "memory plan overflows size_t")                                               \
-    X(NEA_EOVERLIMIT, "memory plan exceeds memory_limit")                                          \
-    X(NEA_EARENA_SMALL, "arena_size too small for a request head")                                 \
-    X(NEA_ENOMEM, "request arena exhausted")                                                       \
-    X(NEA_EMLOCK, "cannot lock the reservation in memory (RLIMIT_MEMLOCK too low?)")               \
-    X(NEA_EROUTES, "route table full (raise max_routes)")                                          \
-    X(NEA_ESTATE, "operation not valid in the current state")                                      \
-    X(NEA_ERESPONDED, "request already has a response")
 
 /* libuv returns static strings for its own codes but allocates (and leaks)
  * a message for any other number: ask its buffer variant first. */
@@ -32,11 +23,11 @@ static bool known_to_libuv(int err)
 const char *nea_strerror(int err)
 {
     switch (err) {
-#define X(code, text)                                                                              \
-    case code:                                                                                     \
+#define NEA__ERRNO_TEXT(name, value, text)                                                         \
+    case NEA_##name:                                                                               \
         return text;
-        NEA_ERRORS(X)
-#undef X
+        NEA_ERRNO_MAP(NEA__ERRNO_TEXT)
+#undef NEA__ERRNO_TEXT
     case 0:
         return "success";
     default:
@@ -47,11 +38,11 @@ const char *nea_strerror(int err)
 const char *nea_err_name(int err)
 {
     switch (err) {
-#define X(code, text)                                                                              \
-    case code:                                                                                     \
-        return #code;
-        NEA_ERRORS(X)
-#undef X
+#define NEA__ERRNO_NAME(name, value, text)                                                         \
+    case NEA_##name:                                                                               \
+        return "NEA_" #name;
+        NEA_ERRNO_MAP(NEA__ERRNO_NAME)
+#undef NEA__ERRNO_NAME
     case 0:
         return "OK";
     default:

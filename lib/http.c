@@ -20,7 +20,7 @@
  * builds the NUL-terminated views handlers read. llhttp is used again only
  * to decode chunked bodies.
  */
-#include "internal.h"
+#include "http.h"
 
 #include <string.h>
 #include <strings.h>
@@ -90,7 +90,7 @@ nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len)
 
 static nea__head *head_of(llhttp_t *p)
 {
-    return &((nea__conn *)p->data)->head;
+    return p->data;
 }
 
 /* Appends a span: a field seen in two pieces is still contiguous in the buffer. */
@@ -224,18 +224,33 @@ static int on_message_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
-static int on_body(llhttp_t *p, const char *at, size_t len);
-
-void nea__http_settings(llhttp_settings_t *s)
+static int on_body(llhttp_t *p, const char *at, size_t len)
 {
-    llhttp_settings_init(s);
-    s->on_url = on_url;
-    s->on_header_field = on_header_field;
-    s->on_header_value = on_header_value;
-    s->on_header_value_complete = on_header_value_complete;
-    s->on_headers_complete = on_headers_complete;
-    s->on_body = on_body;
-    s->on_message_complete = on_message_complete;
+    nea__head *h = head_of(p);
+    int status = nea__body_append(h->sink, at, len);
+    if (status != 0) {
+        h->status = status;
+        return -1;
+    }
+    return 0;
+}
+
+/* Shared, read-only: llhttp keeps a pointer to it in every parser. */
+static const llhttp_settings_t settings = {
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void nea__head_begin(nea__head *h, llhttp_t *parser)
+{
+    memset(h, 0, sizeof(*h));
+    llhttp_init(parser, HTTP_REQUEST, &settings);
+    parser->data = h;
 }
 
 /* token SP 1*VCHAR SP "HTTP/" */
@@ -291,23 +306,32 @@ int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
     return 0;
 }
 
-/* Chunked body bytes decoded by llhttp go straight into the arena, growing
- * the body (the arena's most recent allocation) in place. */
-static int on_body(llhttp_t *p, const char *at, size_t len)
+int nea__body_start(nea__body *b, nea__arena *a, size_t len, size_t max)
 {
-    nea__conn *c = p->data;
-    nea_req *req = c->req;
-    size_t need = req->body_len + len;
-    char *body;
-
-    if (need > c->srv->cfg.max_body_size ||
-        (body = nea__arena_grow(req->arena, req->body, need + 1)) == NULL) {
-        c->head.status = 413;
-        return -1;
+    b->arena = a;
+    b->len = 0;
+    b->max = max;
+    b->data = nea__arena_alloc(a, len + 1, 1);
+    if (b->data == NULL) {
+        return 413;
     }
-    memcpy(body + req->body_len, at, len);
-    req->body_len = need;
-    body[need] = '\0';
+    b->data[0] = '\0';
+    return 0;
+}
+
+/* Body bytes go straight into the arena, growing the body (the arena's most
+ * recent allocation) in place. */
+int nea__body_append(nea__body *b, const char *p, size_t n)
+{
+    size_t need = b->len + n;
+    char *data;
+
+    if (need > b->max || (data = nea__arena_grow(b->arena, b->data, need + 1)) == NULL) {
+        return 413;
+    }
+    memcpy(data + b->len, p, n);
+    b->len = need;
+    data[need] = '\0';
     return 0;
 }
 
@@ -328,44 +352,47 @@ size_t nea__target_path(const char *url, size_t len)
     return 0;
 }
 
-int nea__head_index(nea_req *req, const char *head, size_t len, size_t path_prefix_len)
+int nea__head_index(nea__arena *a, const nea__head *h, const char *buf, bool prefix,
+                    size_t prefix_len, nea__msg *m)
 {
-    char *copy = nea__arena_alloc(req->arena, len + 1, 1);
-    nea__conn *c = req->conn;
+    size_t len = h->end - h->start;
+    char *copy = nea__arena_alloc(a, len + 1, 1);
     char *p, *end, *sp, *q;
     size_t n = 0;
 
     if (copy == NULL) {
         return 431;
     }
-    memcpy(copy, head, len);
+    memcpy(copy, buf + h->start, len);
     copy[len] = '\0';
     end = copy + len;
 
     /* Request line: METHOD SP target SP version CRLF (validated by llhttp). */
-    req->method = p = copy;
+    m->method = p = copy;
     sp = memchr(p, ' ', (size_t)(end - p));
     *sp = '\0';
     p = sp + 1;
     sp = memchr(p, ' ', (size_t)(end - p));
     *sp = '\0';
     p += nea__target_path(p, (size_t)(sp - p));
-    req->path = p;
+    m->path = p;
     q = memchr(p, '?', (size_t)(sp - p));
     if (q != NULL) {
         *q = '\0';
-        req->query = q + 1;
+        m->query = q + 1;
     } else {
-        req->query = sp; /* "" */
+        m->query = sp; /* "" */
     }
-    if (req->path[0] == '\0') {
-        req->path = "/"; /* absolute-form without a path */
+    if (m->path[0] == '\0') {
+        m->path = "/"; /* absolute-form without a path */
     }
-    req->tail = req->path + path_prefix_len;
+    /* A prefix route's tail is what follows the prefix; an exact route has
+     * none. */
+    m->tail = prefix ? m->path + prefix_len : m->path + strlen(m->path);
     p = (char *)memchr(sp + 1, '\n', (size_t)(end - sp - 1)) + 1;
 
-    req->hdrs = nea__arena_alloc(req->arena, (c->head.lines + 1) * sizeof(nea__hdr), NEA__ALIGN);
-    if (req->hdrs == NULL) {
+    m->hdrs = nea__arena_alloc(a, (h->lines + 1) * sizeof(nea__hdr), NEA__ALIGN);
+    if (m->hdrs == NULL) {
         return 431;
     }
     /* Field lines: name ':' OWS value OWS CRLF (validated by the scanner). */
@@ -381,69 +408,11 @@ int nea__head_index(nea_req *req, const char *head, size_t len, size_t path_pref
             eol--;
         }
         *eol = '\0';
-        req->hdrs[n].name = p;
-        req->hdrs[n].value = v;
+        m->hdrs[n].name = p;
+        m->hdrs[n].value = v;
         n++;
         p = (char *)memchr(eol + 1, '\n', (size_t)(end - eol - 1)) + 1;
     }
-    req->nhdrs = n;
+    m->nhdrs = n;
     return 0;
-}
-
-const char *nea_req_method(const nea_req *req)
-{
-    return req->method;
-}
-
-const char *nea_req_path(const nea_req *req)
-{
-    return req->path;
-}
-
-const char *nea_req_query(const nea_req *req)
-{
-    return req->query;
-}
-
-const char *nea_req_path_tail(const nea_req *req)
-{
-    return req->tail;
-}
-
-int nea_req_http_minor(const nea_req *req)
-{
-    return req->http_minor;
-}
-
-const char *nea_req_header(const nea_req *req, const char *name)
-{
-    for (size_t i = 0; i < req->nhdrs; i++) {
-        if (strcasecmp(req->hdrs[i].name, name) == 0) {
-            return req->hdrs[i].value;
-        }
-    }
-    return NULL;
-}
-
-size_t nea_req_header_count(const nea_req *req)
-{
-    return req->nhdrs;
-}
-
-int nea_req_header_at(const nea_req *req, size_t i, const char **name, const char **value)
-{
-    if (i >= req->nhdrs) {
-        return UV_EINVAL;
-    }
-    *name = req->hdrs[i].name;
-    *value = req->hdrs[i].value;
-    return 0;
-}
-
-const char *nea_req_body(const nea_req *req, size_t *len)
-{
-    if (len != NULL) {
-        *len = req->body_len;
-    }
-    return req->body != NULL ? req->body : "";
 }

@@ -4,12 +4,12 @@
  * Invariants: every arena is either on the free list or owned by exactly one
  * request; in_use + length(free list) == count. Acquire and release are O(1)
  * (LIFO, so a recently used, cache-warm arena is reused first). Waiting for
- * an arena is the server's business (server.c), not the pool's.
+ * an arena is admission's business (admission.c), not the pool's.
  */
-#include "internal.h"
+#include "pool.h"
 
 void nea__pool_init(nea__pool *p, nea__arena *table, char *first, unsigned count, size_t stride,
-                    size_t span, size_t size, int scrub)
+                    size_t span, size_t size, int scrub, nea__fault *fault)
 {
     p->arenas = table;
     p->free = NULL;
@@ -24,7 +24,7 @@ void nea__pool_init(nea__pool *p, nea__arena *table, char *first, unsigned count
     for (unsigned i = count; i-- > 0;) {
         nea__arena *a = &table[i];
         char *end = first + (size_t)i * stride + span;
-        nea__arena_init(a, end - size, size);
+        nea__arena_init(a, end - size, size, fault);
         a->next_free = p->free;
         p->free = a;
     }

@@ -1,21 +1,25 @@
 /*
  * region.c - the one anonymous mapping a server lives in.
  *
- * nea_server_new maps the whole reservation here, once, in this order: map
- * (committed when prefaulting or locking), protect the guard pages (PROT_NONE
- * holes between arenas, so an overrun faults instead of corrupting a
- * neighbour, and which are never made resident), touch every other page
- * (prefault: nothing can be refused later and the OOM killer has nothing new
- * to find), lock. Nothing else in libnea maps or unmaps memory.
+ * nea_server_new has the whole reservation prepared here, once, in this
+ * order: map (committed when prefaulting or locking), protect the guard pages
+ * (PROT_NONE holes after every arena, so an overrun faults instead of
+ * corrupting a neighbour, and which are never made resident), touch every
+ * other page (prefault: nothing can be refused later and the OOM killer has
+ * nothing new to find), lock. mlock over a PROT_NONE page fails and guard
+ * pages must never become resident: touch and lock walk the usable ranges
+ * only. Nothing else in libnea maps or unmaps memory.
  */
-#include "internal.h"
+#include "region.h"
+
+#include "log.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-int nea__region_map(nea__region *r, size_t size, bool commit)
+static int map(nea__region *r, size_t size, bool commit, nea__fault *fault)
 {
     /* Without commit the kernel may overcommit; with it (prefault or lock)
      * the whole reservation is charged now, so it fails here or never. */
@@ -24,6 +28,9 @@ int nea__region_map(nea__region *r, size_t size, bool commit)
 
     memset(r, 0, sizeof(*r));
     r->page = (size_t)sysconf(_SC_PAGESIZE);
+    if (nea__fault_hit(fault, NEA__FAULT_MAP)) {
+        return UV_ENOMEM;
+    }
     p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (p == MAP_FAILED) {
         return -errno;
@@ -33,14 +40,18 @@ int nea__region_map(nea__region *r, size_t size, bool commit)
     return 0;
 }
 
-int nea__region_guard(nea__region *r, void *addr, size_t len)
+static int guard(nea__region *r, void *addr, size_t len, nea__fault *fault)
 {
     (void)r;
+    if (nea__fault_hit(fault, NEA__FAULT_GUARD)) {
+        return UV_ENOMEM;
+    }
     return mprotect(addr, len, PROT_NONE) == 0 ? 0 : -errno;
 }
 
-int nea__region_touch(nea__region *r, void *addr, size_t len)
+static int touch(nea__region *r, void *addr, size_t len, nea__fault *fault)
 {
+    (void)fault;
     /* Read and write back one byte a page: resident and writable, and
      * whatever was already stored there is kept. */
     for (size_t off = 0; off < len; off += r->page) {
@@ -50,13 +61,63 @@ int nea__region_touch(nea__region *r, void *addr, size_t len)
     return 0;
 }
 
-int nea__region_lock(nea__region *r, void *addr, size_t len)
+static int lock(nea__region *r, void *addr, size_t len, nea__fault *fault)
 {
     (void)r;
+    if (nea__fault_hit(fault, NEA__FAULT_LOCK)) {
+        return NEA_EMLOCK;
+    }
     if (mlock(addr, len) != 0) {
         int err = errno;
         return err == ENOMEM || err == EPERM || err == EAGAIN ? NEA_EMLOCK : -err;
     }
+    return 0;
+}
+
+/* Applies fn to every part of the reservation that is not a guard page:
+ * the fixed part with the connection slots, then each arena's span. */
+static int each_usable_range(nea__region *r, const nea__layout *l, nea__fault *fault,
+                             int (*fn)(nea__region *, void *, size_t, nea__fault *))
+{
+    char *arenas = r->base + l->arenas_off;
+    int rc = fn(r, r->base, l->arenas_off, fault);
+    for (unsigned i = 0; rc == 0 && i < l->arena_count; i++) {
+        rc = fn(r, arenas + (size_t)i * l->arena_stride, l->arena_span, fault);
+    }
+    return rc;
+}
+
+int nea__region_prepare(nea__region *r, const nea__layout *l, const nea_config *cfg,
+                        nea__fault *fault)
+{
+    char *arenas;
+    int rc = map(r, l->total, cfg->prefault || cfg->lock_memory, fault);
+
+    if (rc != 0) {
+        nea__log(cfg, NEA_LOG_ERROR, "cannot reserve %zu bytes: %s", l->total, nea_strerror(rc));
+        return rc;
+    }
+    arenas = r->base + l->arenas_off;
+    for (unsigned i = 0; l->guard_pages && i < l->arena_count; i++) {
+        rc = guard(r, arenas + (size_t)i * l->arena_stride + l->arena_span, l->page, fault);
+        if (rc != 0) {
+            nea__log(cfg, NEA_LOG_ERROR,
+                     "cannot protect guard page %u: %s (vm.max_map_count too low for %u arenas? "
+                     "set guard_pages = 0)",
+                     i, nea_strerror(rc), l->arena_count);
+            nea__region_unmap(r);
+            return rc;
+        }
+    }
+    if (cfg->prefault) {
+        (void)each_usable_range(r, l, fault, touch);
+    }
+    if (cfg->lock_memory && (rc = each_usable_range(r, l, fault, lock)) != 0) {
+        nea__log(cfg, NEA_LOG_ERROR, "cannot lock %zu bytes: %s", l->total, nea_strerror(rc));
+        nea__region_unmap(r);
+        return rc;
+    }
+    r->locked = cfg->lock_memory != 0;
     return 0;
 }
 

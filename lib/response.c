@@ -1,18 +1,21 @@
 /*
- * response.c - status lines, the Date cache, pre-built errors, nea_respond.
+ * response.c - status lines, the Date cache, pre-built errors, and the
+ * serialisation of handler responses. No I/O: the connection writes what
+ * this file lays out.
  *
- * Error responses are built once per server (nea__responses_build) into the
+ * Error responses are built once per server (nea__statics_build) into the
  * reservation, so answering 400, 503 or an out-of-memory 500 never needs an
  * arena or the heap: a write of three buffers (pre-built head, a small line
  * block with Date and Connection kept in the connection slot, the body).
- * Handler responses are serialized into the request's arena: the head and,
- * unless the body is static, the body too, so a response is one or two
+ * Handler responses are serialised into the request's arena: the head and,
+ * unless the body is referenced, the body too, so a response is one or two
  * buffers and one uv_write (libuv only allocates beyond four).
  */
-#include "internal.h"
+#include "response.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 const char *nea__reason(int status)
@@ -110,7 +113,12 @@ nea__err nea__err_for_status(int status)
     return NEA__E400;
 }
 
-void nea__responses_build(nea_server *s)
+int nea__err_status(nea__err e)
+{
+    return error_status[e];
+}
+
+void nea__statics_build(nea__statics *st, unsigned retry_after_s)
 {
     static const char *const bodies[NEA__ECOUNT] = {
         [NEA__E400] = "Bad Request\n",
@@ -126,7 +134,7 @@ void nea__responses_build(nea_server *s)
         [NEA__E505] = "HTTP Version Not Supported\n",
     };
     for (int e = 0; e < NEA__ECOUNT; e++) {
-        nea__static_resp *r = &s->statics[e];
+        nea__static_resp *r = &st->at[e];
         int n;
         r->status = error_status[e];
         r->body = bodies[e];
@@ -136,7 +144,7 @@ void nea__responses_build(nea_server *s)
                      r->status, nea__reason(r->status), r->body_len);
         if (r->status == 503) {
             n += snprintf(r->head + n, sizeof(r->head) - (size_t)n, "Retry-After: %u\r\n",
-                          s->cfg.retry_after_s);
+                          retry_after_s);
         }
         r->head_len = (size_t)n;
     }
@@ -144,41 +152,40 @@ void nea__responses_build(nea_server *s)
 
 /* RFC 9110 IMF-fixdate, written by hand: strftime would follow the host's
  * locale. */
-const char *nea__date_line(nea_server *s, size_t *len)
+const char *nea__date_line(nea__date *d, uint64_t now_ms, size_t *len)
 {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    uint64_t tick = uv_now(s->loop);
 
-    if (tick != s->date_tick || s->date_len == 0) {
+    if (now_ms != d->tick || d->len == 0) {
         time_t now = time(NULL);
-        s->date_tick = tick;
-        if ((int64_t)now != s->date_sec || s->date_len == 0) {
+        d->tick = now_ms;
+        if ((int64_t)now != d->sec || d->len == 0) {
             struct tm tm;
             gmtime_r(&now, &tm);
-            s->date_sec = (int64_t)now;
-            s->date_len = (size_t)snprintf(s->date_line, sizeof(s->date_line),
-                                           "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-                                           days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-                                           tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+            d->sec = (int64_t)now;
+            d->len = (size_t)snprintf(d->line, sizeof(d->line),
+                                      "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                                      days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+                                      tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
         }
     }
-    *len = s->date_len;
-    return s->date_line;
+    *len = d->len;
+    return d->line;
 }
 
-unsigned nea__static_bufs(nea_server *s, nea__err e, const char *conn_line, const char *allow,
-                          size_t allow_len, bool head_only, char *hdrbuf, uv_buf_t *bufs)
+unsigned nea__static_bufs(const nea__statics *st, nea__date *date, uint64_t now_ms, nea__err e,
+                          const char *conn_line, const char *allow, size_t allow_len,
+                          bool head_only, char *hdrbuf, uv_buf_t *bufs)
 {
-    const nea__static_resp *r = &s->statics[e];
+    const nea__static_resp *r = &st->at[e];
     size_t date_len, conn_len = strlen(conn_line), n = 0;
-    const char *date = nea__date_line(s, &date_len);
+    const char *dl = nea__date_line(date, now_ms, &date_len);
 
-    /* Allow (bounded by nea__route_allow), Date (37), Connection (<= 24), CRLF. */
     memcpy(hdrbuf + n, allow, allow_len);
     n += allow_len;
-    memcpy(hdrbuf + n, date, date_len);
+    memcpy(hdrbuf + n, dl, date_len);
     n += date_len;
     memcpy(hdrbuf + n, conn_line, conn_len);
     n += conn_len;
@@ -198,7 +205,20 @@ static bool line_safe(const char *s)
     return strpbrk(s, "\r\n") == NULL;
 }
 
-int nea_resp_header(nea_req *req, const char *name, const char *value)
+static bool is_token(const char *s, size_t n)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              memchr(extra, c, sizeof(extra) - 1) != NULL)) {
+            return false;
+        }
+    }
+    return n > 0;
+}
+
+int nea__resp_hdr_add(nea__resp_hdrs *hs, nea__arena *a, const char *name, const char *value)
 {
     static const char *const managed[] = {"content-length", "date", "connection",
                                           "transfer-encoding"};
@@ -206,10 +226,7 @@ int nea_resp_header(nea_req *req, const char *name, const char *value)
     nea__resp_hdr *h;
     char *line;
 
-    if (req->responded) {
-        return NEA_ERESPONDED;
-    }
-    if (nlen == 0 || !line_safe(name) || !line_safe(value) || memchr(name, ':', nlen) != NULL) {
+    if (!is_token(name, nlen) || !line_safe(value)) {
         return UV_EINVAL;
     }
     for (size_t i = 0; i < sizeof(managed) / sizeof(managed[0]); i++) {
@@ -217,8 +234,8 @@ int nea_resp_header(nea_req *req, const char *name, const char *value)
             return UV_EINVAL;
         }
     }
-    h = nea__arena_alloc(req->arena, sizeof(*h), NEA__ALIGN);
-    line = h != NULL ? nea__arena_alloc(req->arena, nlen + vlen + 4, 1) : NULL;
+    h = nea__arena_alloc(a, sizeof(*h), NEA__ALIGN);
+    line = h != NULL ? nea__arena_alloc(a, nlen + vlen + 4, 1) : NULL;
     if (line == NULL) {
         return NEA_ENOMEM;
     }
@@ -229,12 +246,12 @@ int nea_resp_header(nea_req *req, const char *name, const char *value)
     h->line = line;
     h->len = nlen + vlen + 4;
     h->next = NULL;
-    if (req->resp_tail == NULL) {
-        req->resp_tail = &req->resp_hdrs;
+    if (hs->tail == NULL) {
+        hs->tail = &hs->first;
     }
-    *req->resp_tail = h;
-    req->resp_tail = &h->next;
-    req->resp_hdrs_len += h->len;
+    *hs->tail = h;
+    hs->tail = &h->next;
+    hs->len += h->len;
     return 0;
 }
 
@@ -244,80 +261,50 @@ static char *put(char *p, const char *s, size_t n)
     return p + n;
 }
 
-static int respond(nea_req *req, int status, const char *ctype, const void *body, size_t len,
-                   bool copy)
+unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *bufs, size_t *needed)
 {
-    nea__conn *c = req->conn;
-    const char *reason, *conn_line, *date;
-    size_t date_len, head_len, copy_len;
-    bool no_body = status == 204 || status == 304;
-    bool send_body = !no_body && !req->is_head;
+    bool no_body = r->status == 204 || r->status == 304;
+    bool send_body = !no_body && !r->is_head;
+    size_t ctype_len = r->content_type != NULL ? strlen(r->content_type) : 0;
+    size_t conn_len = strlen(r->conn_line);
+    size_t head_len, copy_len;
     char cl[48], status_line[96], *buf, *p;
     int cl_len = 0, sl_len;
+    unsigned n = 1;
 
-    if (req->responded) {
-        return NEA_ERESPONDED;
-    }
-    if (req->cancelled || req->ended || c == NULL) {
-        return NEA_ESTATE;
-    }
-    if (status < 200 || status > 599 || (ctype != NULL && !line_safe(ctype))) {
-        return UV_EINVAL;
-    }
-    req->responded = true;
-    reason = nea__reason(status);
-    sl_len = snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\n", status, reason);
+    sl_len = snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\n", r->status,
+                      nea__reason(r->status));
     if (!no_body) {
-        cl_len = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", len);
+        cl_len = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", r->len);
     }
-    date = nea__date_line(req->srv, &date_len);
-    conn_line = nea__conn_line(c);
-    head_len = (size_t)sl_len + date_len + (size_t)cl_len + strlen(conn_line) + req->resp_hdrs_len +
-               2 + (ctype != NULL ? strlen(ctype) + 16 : 0);
-    copy_len = copy && send_body ? len : 0;
-
-    buf = nea__arena_alloc(req->arena, head_len + copy_len, 1);
+    head_len = (size_t)sl_len + r->date_len + (size_t)cl_len + conn_len + r->hdrs->len + 2 +
+               (r->content_type != NULL ? ctype_len + 16 : 0);
+    copy_len = r->copy && send_body ? r->len : 0;
+    buf = nea__arena_alloc(a, head_len + copy_len, 1);
     if (buf == NULL) {
-        req->oom_asked = head_len + copy_len;
-        nea__req_log_oom(req);
-        req->srv->stats.oom_500++;
-        nea__conn_respond_error(c, NEA__E500);
-        return NEA_ENOMEM;
+        *needed = head_len + copy_len;
+        return 0;
     }
     p = put(buf, status_line, (size_t)sl_len);
-    p = put(p, date, date_len);
-    if (ctype != NULL) {
+    p = put(p, r->date_line, r->date_len);
+    if (r->content_type != NULL) {
         p = put(p, "Content-Type: ", 14);
-        p = put(p, ctype, strlen(ctype));
+        p = put(p, r->content_type, ctype_len);
         p = put(p, "\r\n", 2);
     }
     p = put(p, cl, (size_t)cl_len);
-    p = put(p, conn_line, strlen(conn_line));
-    for (const nea__resp_hdr *h = req->resp_hdrs; h != NULL; h = h->next) {
+    p = put(p, r->conn_line, conn_len);
+    for (const nea__resp_hdr *h = r->hdrs->first; h != NULL; h = h->next) {
         p = put(p, h->line, h->len);
     }
     p = put(p, "\r\n", 2);
     if (copy_len > 0) {
-        p = put(p, body, copy_len);
+        p = put(p, r->body, copy_len);
     }
-    req->wbufs[0] = uv_buf_init(buf, (unsigned)(p - buf));
-    req->nwbufs = 1;
-    if (!copy && send_body && len > 0) {
-        req->wbufs[1] = uv_buf_init((char *)body, (unsigned)len);
-        req->nwbufs = 2;
+    bufs[0] = uv_buf_init(buf, (unsigned)(p - buf));
+    if (!r->copy && send_body && r->len > 0) {
+        bufs[1] = uv_buf_init((char *)r->body, (unsigned)r->len);
+        n = 2;
     }
-    nea__count_response(req->srv, status);
-    nea__conn_write_bufs(c, req->wbufs, req->nwbufs);
-    return 0;
-}
-
-int nea_respond(nea_req *req, int status, const char *content_type, const void *body, size_t len)
-{
-    return respond(req, status, content_type, body, len, true);
-}
-
-int nea_respond_static(nea_req *req, int status, const char *content_type, const void *body,
-                       size_t len)
-{
-    return respond(req, status, content_type, body, len, false);
+    return n;
 }

@@ -8,32 +8,103 @@
  * route also serves HEAD. No match for the path at all gives 404; a path
  * that exists under other methods gives 405 with Allow.
  */
-#include "internal.h"
+#include "router.h"
 
+#include <llhttp.h>
+#include <stdio.h>
 #include <string.h>
 
-int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
-                     void *data)
+void nea__router_init(nea__router *r, nea__route *table, unsigned cap, size_t head_max)
 {
-    nea__route *r;
-    size_t len;
+    r->routes = table;
+    r->count = 0;
+    r->cap = cap;
+    r->head_max = head_max;
+}
 
-    if (method == NULL || path == NULL || fn == NULL || path[0] != '/' || method[0] == '\0') {
-        return UV_EINVAL;
+/* A method llhttp parses; any other gets 501 before routing. */
+static bool method_known(const char *method)
+{
+    static const char *const known[] = {
+#define NEA__METHOD_NAME(num, name, string) #string,
+        HTTP_METHOD_MAP(NEA__METHOD_NAME)
+#undef NEA__METHOD_NAME
+    };
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (strcmp(method, known[i]) == 0) {
+            return true;
+        }
     }
-    if (s->nroutes == s->cfg.max_routes) {
-        return NEA_EROUTES;
+    return false;
+}
+
+static int refuse(int err, char *why, size_t why_len, const char *fmt, ...) NEA_PRINTF(4, 5);
+
+static int refuse(int err, char *why, size_t why_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, why_len, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+int nea__router_add(nea__router *r, const char *method, const char *path, nea_handler_fn fn,
+                    void *data, char *why, size_t why_len)
+{
+    /* The shortest request line around the path, and the head's final CRLF:
+     * "M SP path SP HTTP/1.0 CRLF CRLF". */
+    static const size_t framing = 1 + sizeof(" HTTP/1.0\r\n") - 1 + 2;
+    nea__route *rt;
+    size_t len, mlen;
+
+    if (method == NULL || path == NULL || fn == NULL) {
+        return refuse(UV_EINVAL, why, why_len, "route needs a method, a path and a handler");
+    }
+    mlen = strlen(method);
+    for (size_t i = 0; i < mlen; i++) {
+        if (method[i] < 'A' || method[i] > 'Z') {
+            if (method[i] != '-') {
+                return refuse(NEA_EROUTE_METHOD, why, why_len,
+                              "method \"%s\" is not an uppercase method name (methods are "
+                              "case-sensitive)",
+                              method);
+            }
+        }
+    }
+    if (mlen == 0 || !method_known(method)) {
+        return refuse(NEA_EROUTE_METHOD, why, why_len,
+                      "method \"%s\" is answered 501 before routing (not a method the parser "
+                      "knows)",
+                      method);
     }
     len = strlen(path);
-    r = &s->routes[s->nroutes++];
-    r->method = method;
-    r->method_len = strlen(method);
-    r->is_get = strcmp(method, "GET") == 0;
-    r->path = path;
-    r->path_len = len;
-    r->prefix = path[len - 1] == '/' && len > 1;
-    r->fn = fn;
-    r->data = data;
+    if (path[0] != '/') {
+        return refuse(NEA_EROUTE_PATH, why, why_len, "path \"%s\" does not start with '/'", path);
+    }
+    if (len + mlen + framing > r->head_max) {
+        return refuse(NEA_EROUTE_PATH, why, why_len,
+                      "path of %zu bytes cannot fit a request head of read_buffer_size %zu", len,
+                      r->head_max);
+    }
+    for (unsigned i = 0; i < r->count; i++) {
+        if (strcmp(r->routes[i].method, method) == 0 && strcmp(r->routes[i].path, path) == 0) {
+            return refuse(NEA_EROUTE_DUP, why, why_len, "%s %s is already registered", method,
+                          path);
+        }
+    }
+    if (r->count == r->cap) {
+        return refuse(NEA_EROUTES, why, why_len, "route table full (max_routes %u)", r->cap);
+    }
+    rt = &r->routes[r->count++];
+    rt->method = method;
+    rt->method_len = mlen;
+    rt->is_get = strcmp(method, "GET") == 0;
+    rt->path = path;
+    rt->path_len = len;
+    rt->prefix = path[len - 1] == '/' && len > 1;
+    rt->fn = fn;
+    rt->data = data;
     return 0;
 }
 
@@ -60,13 +131,13 @@ static size_t route_rank(const nea__route *r)
     return r->path_len * 2 + (r->prefix ? 0 : 1);
 }
 
-nea__route_result nea__route_find(const nea_server *s, const char *method, size_t method_len,
+nea__route_result nea__route_find(const nea__router *s, const char *method, size_t method_len,
                                   const char *path, size_t path_len, const nea__route **out)
 {
     const nea__route *best = NULL;
     bool path_known = false;
 
-    for (unsigned i = 0; i < s->nroutes; i++) {
+    for (unsigned i = 0; i < s->count; i++) {
         const nea__route *r = &s->routes[i];
         if (!path_matches(r, path, path_len)) {
             continue;
@@ -94,14 +165,14 @@ static size_t append(char *buf, size_t at, size_t cap, const char *s)
     return at;
 }
 
-size_t nea__route_allow(const nea_server *s, const char *path, size_t path_len, char *buf,
+size_t nea__route_allow(const nea__router *s, const char *path, size_t path_len, char *buf,
                         size_t cap)
 {
     size_t n = append(buf, 0, cap, "Allow: ");
     size_t first = n;
     bool get = false, head = false;
 
-    for (unsigned i = 0; i < s->nroutes; i++) {
+    for (unsigned i = 0; i < s->count; i++) {
         const nea__route *r = &s->routes[i];
         bool seen = false;
         if (!path_matches(r, path, path_len)) {

@@ -5,7 +5,8 @@
  * and SIGINT/SIGTERM handlers that start a graceful drain. Hosts with their
  * own loop use nea_server_new and friends directly.
  */
-#include "internal.h"
+#include "log.h"
+#include "server.h"
 
 #include <signal.h>
 
@@ -22,10 +23,10 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     st->signum = signum;
-    nea__log(st->srv, NEA_LOG_INFO, "signal %d: draining", signum);
+    nea__log(&st->srv->cfg, NEA_LOG_INFO, "signal %d: draining", signum);
     uv_close((uv_handle_t *)&st->sigint, NULL);
     uv_close((uv_handle_t *)&st->sigterm, NULL);
-    nea_server_close(st->srv, NULL, NULL);
+    (void)nea_server_close(st->srv, NULL, NULL);
 }
 
 int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
@@ -48,7 +49,7 @@ int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
     }
     if (rc != 0) {
         if (st.srv != NULL) {
-            nea_server_close(st.srv, NULL, NULL);
+            (void)nea_server_close(st.srv, NULL, NULL);
             uv_run(&loop, UV_RUN_DEFAULT);
         }
         uv_loop_close(&loop);

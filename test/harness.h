@@ -9,7 +9,7 @@
 #ifndef NEA_TEST_HARNESS_H
 #define NEA_TEST_HARNESS_H
 
-#include "internal.h"
+#include "server.h"
 
 #include <stdbool.h>
 #include <stddef.h>

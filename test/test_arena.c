@@ -12,7 +12,7 @@
  * what a scrub left there) first exposes them with expose(), and a buffer this
  * file mapped is unpoisoned before it is unmapped.
  */
-#include "internal.h"
+#include "server.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,7 +76,7 @@ static int raw_setup(void **state)
     r->len = RAW_SIZE;
     r->buf = map_buf(r->len);
     memset(r->buf, 0x11, r->len); /* what was there before the arena */
-    nea__arena_init(&r->a, r->buf, RAW_SIZE);
+    nea__arena_init(&r->a, r->buf, RAW_SIZE, NULL);
     *state = r;
     return 0;
 }
@@ -296,7 +296,8 @@ static int pool_setup_scrub(void **state, int scrub)
     rp->len = rp->stride * POOL_N;
     rp->buf = map_buf(rp->len);
     memset(rp->buf, 0x11, rp->len);
-    nea__pool_init(&rp->pool, rp->table, rp->buf, POOL_N, rp->stride, rp->span, POOL_SIZE, scrub);
+    nea__pool_init(&rp->pool, rp->table, rp->buf, POOL_N, rp->stride, rp->span, POOL_SIZE, scrub,
+                   NULL);
     *state = rp;
     return 0;
 }

@@ -7,7 +7,7 @@
  * each term is checked against the formula in nea.h rather than against
  * numbers copied from the implementation.
  */
-#include "internal.h"
+#include "server.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,7 +87,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.arena_count, 0);
     assert_int_equal(cfg.max_connections, 1024);
     assert_int_equal(cfg.read_buffer_size, 8 * KIB);
-    assert_int_equal(cfg.max_body_size, 1 * MIB);
+    assert_int_equal(cfg.max_body_size, 0); /* as large as the arena allows */
     assert_int_equal(cfg.max_routes, 64);
     assert_int_equal(cfg.queue_length, 0);
     assert_int_equal(cfg.header_timeout_ms, 10000);

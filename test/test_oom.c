@@ -10,7 +10,7 @@
  * records what it saw in plain structs; the assertions run after it returned,
  * never inside a protected frame.
  */
-#include "internal.h"
+#include "server.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,8 +58,9 @@ static int setup_zero(void **state)
 
 static int teardown(void **state)
 {
-    nea__fault_arm(0, false);
-    unit_stop(*state);
+    fixture *f = *state;
+    nea__fault_arm(&f->srv->fault, NEA__FAULT_ARENA, 0, false);
+    unit_stop(f);
     return 0;
 }
 
@@ -131,7 +132,7 @@ static void test_unwind_skips_rest(void **state)
     assert_int_equal(p.after, 0);
     assert_int_equal(f->srv->stats.oom_500, 1);
     assert_int_equal(req->depth, 0);
-    assert_null(f->srv->frame);
+    assert_null(f->srv->env.reqs.tramp.top);
     /* The incident: method and path ("-" when unset), bytes asked, used and size. */
     assert_int_equal(f->log_level, NEA_LOG_WARN);
     assert_true(contains(f->log_last, "- - asked 100000 bytes"));
@@ -148,8 +149,8 @@ static void test_unwind_logs_method_path(void **state)
     nea_req *req = open_req(f);
     char want[64];
 
-    req->method = "POST";
-    req->path = "/upload";
+    req->msg.method = "POST";
+    req->msg.path = "/upload";
     nea__req_call(req, h_too_big, &p);
     snprintf(want, sizeof(want), "POST /upload asked %zu bytes", ARENA + 1);
     assert_true(contains(f->log_last, want));
@@ -563,7 +564,7 @@ static void test_timer_closed_at_end(void **state)
     /* Closing, not closed: the arena is still out. */
     assert_true(uv_is_closing((uv_handle_t *)tm.t));
     assert_int_equal(f->srv->pool.in_use, 1);
-    assert_int_equal(f->srv->live_reqs, 1);
+    assert_int_equal(f->srv->env.reqs.live, 1);
     t0 = uv_hrtime();
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     assert_true(uv_hrtime() - t0 < 2000000000ull); /* did not wait for the timer */
@@ -705,7 +706,7 @@ static void test_req_run_continuation(void **state)
         assert_string_equal(c.s, "continued");
         assert_int_equal(c.after, oom ? 0 : 1);
         assert_int_equal(f->srv->stats.oom_500, before + (oom ? 1u : 0u));
-        assert_null(f->srv->frame);
+        assert_null(f->srv->env.reqs.tramp.top);
         assert_int_equal(req->depth, 0);
         end_req(f, req);
         assert_pool_whole(f);
@@ -1024,15 +1025,15 @@ static unsigned long sweep_run(fixture *f, unsigned long nth, bool persistent)
     unsigned long failures;
 
     memset(&s, 0, sizeof(s));
-    nea__fault_arm(nth, persistent);
+    nea__fault_arm(&f->srv->fault, NEA__FAULT_ARENA, nth, persistent);
     nea__req_call(req, sw_handler, &s);
-    failures = nea__fault_failures();
+    failures = nea__fault_failed(&f->srv->fault, NEA__FAULT_ARENA);
     if (nth > 0 && failures > 0) {
         /* Once: exactly the nth grant failed. Persistent: it and every later one. */
-        unsigned long grants = nea__fault_grants();
+        unsigned long grants = nea__fault_seen(&f->srv->fault, NEA__FAULT_ARENA);
         assert_int_equal(failures, persistent ? grants - nth + 1 : 1);
     }
-    nea__fault_arm(0, false);
+    nea__fault_arm(&f->srv->fault, NEA__FAULT_ARENA, 0, false);
     nea__req_end(req);
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
 

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "checkers.h"
-#include "internal.h"
+#include "server.h"
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * 1024)
@@ -78,8 +78,8 @@ static inline void assert_pool_whole(const fixture *f)
 {
     assert_int_equal(f->srv->pool.in_use, 0);
     assert_int_equal(free_len(&f->srv->pool), f->srv->pool.count);
-    assert_int_equal(f->srv->live_reqs, 0);
-    assert_null(f->srv->frame);
+    assert_int_equal(f->srv->env.reqs.live, 0);
+    assert_null(f->srv->env.reqs.tramp.top);
 }
 
 /* A request in a fresh arena, as the server makes one for a head. */
@@ -88,7 +88,7 @@ static inline nea_req *open_req(fixture *f)
     nea__arena *a = nea__pool_acquire(&f->srv->pool);
     nea_req *req;
     assert_non_null(a);
-    req = nea__req_open(f->srv, a);
+    req = nea__req_open(&f->srv->env.reqs, a, NULL);
     assert_non_null(req);
     return req;
 }

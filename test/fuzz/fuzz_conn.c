@@ -41,7 +41,7 @@
  * target fuzz_conn), and with any compiler together with replay.c (target
  * fuzz_replay, run by ctest over the corpus and the regressions).
  */
-#include "internal.h"
+#include "server.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -108,9 +108,9 @@ static void fail(const char *what)
     nea_server_stats(srv, &st);
     fprintf(stderr,
             "fuzz_conn: invariant violated: %s\n"
-            "  connections_open=%u arenas_in_use=%u queue_length=%u live_reqs=%u "
+            "  connections_open=%u arenas_in_use=%u queue_length=%u env.reqs.live=%u "
             "requests=%llu rx_len=%zu rx_eof=%d defers %lu/%lu\n",
-            what, st.connections_open, st.arenas_in_use, st.queue_length, srv->live_reqs,
+            what, st.connections_open, st.arenas_in_use, st.queue_length, srv->env.reqs.live,
             (unsigned long long)st.requests, rx_len, (int)rx_eof, defers_run, defers_registered);
     fprintf(stderr, "  received: %.*s\n", (int)(rx_len < 2048 ? rx_len : 2048), rx);
     abort();
@@ -313,7 +313,7 @@ static void setup(void)
         fprintf(stderr, "fuzz_conn: expected NEA_EARENA_SMALL for a 1-byte arena\n");
         abort();
     }
-    cfg.arena_size = nea__request_overhead() + READ_BUFFER + NEA__MIN_HANDLER_BYTES + MAX_BODY;
+    cfg.arena_size = NEA__ROUND_UP(sizeof(nea_req), NEA__ALIGN) + READ_BUFFER + NEA__MIN_HANDLER_BYTES + MAX_BODY;
     rc = nea_server_new(&loop, &cfg, &srv);
     if (rc != 0) {
         fprintf(stderr, "fuzz_conn: nea_server_new: %s\n", nea_strerror(rc));
@@ -515,7 +515,7 @@ static bool settled(bool held)
     nea_stats st;
     nea_server_stats(srv, &st);
     return st.connections_open == 0 && st.arenas_in_use == (held ? 1u : 0u) &&
-           st.queue_length == 0 && srv->live_reqs == 0;
+           st.queue_length == 0 && srv->env.reqs.live == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -570,7 +570,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("nea__server_adopt refused a connection with every slot free");
     }
     if (fault_nth != 0) {
-        nea__fault_arm(fault_nth, false);
+        nea__fault_arm(&srv->fault, NEA__FAULT_ARENA, fault_nth, false);
     }
 
     /* Send the input, segment by segment, letting the server read each. */
@@ -643,17 +643,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     if (held != NULL) {
-        nea__pool_release(&srv->pool, held);
-        nea__server_arena_released(srv);
+        nea__server_give_back(srv, held);
     }
-    nea__fault_arm(0, false);
+    nea__fault_arm(&srv->fault, NEA__FAULT_ARENA, 0, false);
     nea_server_stats(srv, &st);
     if (st.connections_open != 0 || st.arenas_in_use != 0 || st.queue_length != 0 ||
-        srv->live_reqs != 0) {
+        srv->env.reqs.live != 0) {
         fail("server not back to idle after the input");
     }
-    if (srv->frame != NULL || srv->idle_head != NULL || srv->wait_head != NULL ||
-        srv->wait_len != 0) {
+    if (srv->env.reqs.tramp.top != NULL || srv->admission.idle_head != NULL || srv->admission.wait_head != NULL ||
+        srv->admission.wait_len != 0) {
         fail("a protected frame, an idle connection or a waiter is left over");
     }
     if (defers_registered != defers_run) {

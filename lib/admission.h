@@ -1,0 +1,78 @@
+/*
+ * admission.h - who gets a connection slot and who gets an arena (see
+ * admission.c).
+ */
+#ifndef NEA_ADMISSION_H
+#define NEA_ADMISSION_H
+
+#include "conn.h"
+
+/* Connections accepted only to be told 503 when every slot is busy. */
+#define NEA__REJECT_SLOTS 16
+/* How many of the oldest idle connections an accept looks at for one it may
+ * evict (bounded work per accept when slots are full). */
+#define NEA__EVICT_SCAN 8
+
+typedef struct nea__admission nea__admission;
+
+/* A handle used only to tell a connection 503 when every slot is busy. */
+typedef struct nea__reject {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    uv_shutdown_t shut;
+    nea__admission *adm;
+    struct nea__reject *next;
+    char hdrbuf[NEA__HDRBUF];
+    char discard[256];
+    uv_buf_t ebufs[3];
+    bool in_use;
+} nea__reject;
+
+struct nea__admission {
+    nea__conn_env *env;
+    nea__pool *pool;
+    char *slots; /* the first connection slot */
+    size_t stride;
+    unsigned count;
+    nea__conn *free_conns;
+    nea__conn *idle_head, *idle_tail; /* answered keep-alive connections, oldest first */
+    nea__conn *wait_head, *wait_tail; /* FIFO of routed heads waiting for an arena */
+    unsigned wait_len;
+    unsigned wait_max;
+    nea__reject rejects[NEA__REJECT_SLOTS];
+    nea__reject *free_rejects;
+    uv_stream_t *listener;
+    bool accept_pending; /* a connection waits on the listener for a slot */
+    bool granting;       /* the arena hand-off loop is running */
+    /* A slot, a reject handle or an arena came back (the server may finish
+     * closing). */
+    void (*changed)(void *data);
+    void *changed_data;
+};
+
+/* Sets up count slots of `stride` bytes at slots (each with its read buffer
+ * at rbuf_off and output buffer at obuf_off) and the reject handles, and
+ * makes admission the owner of the slots and of the pool's waiters. */
+void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pool, char *slots,
+                         size_t stride, size_t rbuf_off, size_t obuf_off, unsigned count,
+                         void (*changed)(void *data), void *changed_data);
+nea__conn *nea__admission_slot(const nea__admission *adm, unsigned i);
+/* A connection is pending on listener: accept it into a slot, make room by
+ * evicting an idle one, or answer it 503 on a reject handle. */
+void nea__admission_on_connection(nea__admission *adm, uv_stream_t *listener);
+/* Serves an already-connected stream socket in a free slot, as if accepted.
+ * Returns 0, UV_EBUSY (no free slot) or the accept error. */
+int nea__admission_adopt(nea__admission *adm, uv_os_sock_t fd);
+/* Drain: close idle connections and those receiving a head, answer 503 to
+ * queued heads. In-flight requests carry on. */
+void nea__admission_drain(nea__admission *adm);
+/* Closes every connection, cancelling what is in flight. */
+void nea__admission_cancel(nea__admission *adm);
+/* True while any slot or reject handle is in use. */
+bool nea__admission_busy(const nea__admission *adm);
+/* Closes the always-open timers of the slots and reject handles (each
+ * handle's data is set to data). */
+void nea__admission_close_timers(nea__admission *adm, uv_close_cb cb, void *data);
+
+#endif /* NEA_ADMISSION_H */

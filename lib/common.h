@@ -1,0 +1,48 @@
+/*
+ * common.h - what every libnea file shares: alignment arithmetic and the
+ * poisoning hooks for AddressSanitizer and Valgrind. Macros only; no file
+ * owns state here.
+ *
+ * Poisoning: bytes of the reservation that no request currently owns are
+ * marked inaccessible (arena.c), so overruns inside the one mapping are
+ * still caught by the memory checkers.
+ */
+#ifndef NEA_COMMON_H
+#define NEA_COMMON_H
+
+#include "nea.h"
+
+#include <stdalign.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NEA_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define NEA_ASAN 1
+#endif
+
+#ifdef NEA_ASAN
+#include <sanitizer/asan_interface.h>
+#define NEA__POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define NEA__UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#elif defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define NEA__POISON(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define NEA__UNPOISON(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#endif
+#endif
+#ifndef NEA__POISON
+#define NEA__POISON(p, n) ((void)(p), (void)(n))
+#define NEA__UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define NEA__ALIGN ((size_t)alignof(max_align_t))
+#define NEA__ROUND_UP(x, a) (((x) + ((a)-1)) & ~((size_t)(a)-1))
+
+#endif /* NEA_COMMON_H */

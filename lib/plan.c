@@ -1,0 +1,289 @@
+/*
+ * plan.c - defaults, validation, and the memory plan and layout.
+ *
+ * The plan is the single source of truth for the reservation's size and
+ * layout; server.c carves the mapping exactly as nea__plan_layout says, and
+ * no other file computes an offset or a size of the reservation:
+ *
+ *   [ fixed: server struct | route table | arena descriptors ]  page-rounded
+ *   [ connection slots: max_connections * conn_slot_size ]       page-rounded
+ *   [ arena 0 | guard ][ arena 1 | guard ] ...                   arena_count * arena_stride
+ *
+ *   conn_slot_size = round64(sizeof(nea__conn)) + round64(read_buffer_size) + NEA__OBUF
+ *   arena_stride   = round_page(arena_size) + (guard_pages ? page : 0)
+ *
+ * The struct sizes come in as nea__sizes (server.c fills them), so this file
+ * is pure arithmetic over the config. Validation refuses instead of
+ * clamping: every refusal names the field.
+ */
+#include "plan.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KIB ((size_t)1024)
+#define MIB (KIB * 1024)
+
+void nea_config_init(nea_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->host = "127.0.0.1";
+    cfg->port = 8080;
+    cfg->backlog = 511;
+    cfg->memory_limit = 64 * MIB;
+    cfg->arena_size = 64 * KIB;
+    cfg->arena_count = 0;
+    cfg->max_connections = 1024;
+    cfg->read_buffer_size = 8 * KIB;
+    cfg->max_body_size = 0;
+    cfg->max_routes = 64;
+    cfg->queue_length = 0;
+    cfg->header_timeout_ms = 10000;
+    cfg->body_timeout_ms = 10000;
+    cfg->body_deadline_ms = 60000;
+    cfg->keepalive_timeout_ms = 5000;
+    cfg->write_timeout_ms = 10000;
+    cfg->queue_timeout_ms = 100;
+    cfg->drain_timeout_ms = 5000;
+    cfg->retry_after_s = 1;
+    cfg->prefault = 0;
+    cfg->lock_memory = 0;
+    cfg->guard_pages = 1;
+    cfg->scrub = NEA_SCRUB_NONE;
+}
+
+static int refuse(int err, char *errbuf, size_t errlen, const char *fmt, ...) NEA_PRINTF(4, 5);
+
+static int refuse(int err, char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    if (errbuf != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errbuf, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+/* a*b+c with overflow detection. */
+static bool mul_add(size_t a, size_t b, size_t c, size_t *out)
+{
+    size_t m;
+    return !__builtin_mul_overflow(a, b, &m) && !__builtin_add_overflow(m, c, out);
+}
+
+static size_t server_bytes(const nea__sizes *sz)
+{
+    return NEA__ROUND_UP(sz->server, 64);
+}
+
+static size_t routes_bytes(const nea_config *cfg, const nea__sizes *sz)
+{
+    return NEA__ROUND_UP((size_t)cfg->max_routes * sz->route, 64);
+}
+
+static size_t fixed_bytes(const nea_config *cfg, const nea__sizes *sz, unsigned arenas, size_t page)
+{
+    size_t n = server_bytes(sz) + routes_bytes(cfg, sz) + (size_t)arenas * sz->arena;
+    return NEA__ROUND_UP(n, page);
+}
+
+static size_t conn_struct_bytes(const nea__sizes *sz)
+{
+    return NEA__ROUND_UP(sz->conn, 64);
+}
+
+static bool is_ip_literal(const char *host)
+{
+    unsigned char addr[16];
+    return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+}
+
+/* Field checks that need no arithmetic. */
+static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbuf, size_t errlen)
+{
+    const int E = NEA_EINVAL_CONFIG;
+    const struct {
+        const char *name;
+        unsigned value;
+    } timeouts[] = {
+        {"header_timeout_ms", cfg->header_timeout_ms},
+        {"body_timeout_ms", cfg->body_timeout_ms},
+        {"body_deadline_ms", cfg->body_deadline_ms},
+        {"keepalive_timeout_ms", cfg->keepalive_timeout_ms},
+        {"write_timeout_ms", cfg->write_timeout_ms},
+        {"drain_timeout_ms", cfg->drain_timeout_ms},
+    };
+
+    if (cfg->port < 0 || cfg->port > 65535) {
+        return refuse(E, errbuf, errlen, "port %d is outside 0..65535", cfg->port);
+    }
+    if (cfg->host == NULL || strlen(cfg->host) >= sz->host_max || !is_ip_literal(cfg->host)) {
+        return refuse(E, errbuf, errlen, "host \"%s\" is not an IPv4 or IPv6 literal",
+                      cfg->host != NULL ? cfg->host : "(null)");
+    }
+    if (cfg->backlog <= 0) {
+        return refuse(E, errbuf, errlen, "backlog %d must be > 0", cfg->backlog);
+    }
+    if (cfg->memory_limit == 0) {
+        return refuse(E, errbuf, errlen, "memory_limit must be > 0");
+    }
+    if (cfg->arena_size == 0) {
+        return refuse(E, errbuf, errlen, "arena_size must be > 0");
+    }
+    if (cfg->max_connections == 0 || cfg->max_connections > (1u << 22)) {
+        return refuse(E, errbuf, errlen, "max_connections %u is outside 1..4194304",
+                      cfg->max_connections);
+    }
+    if (cfg->max_routes == 0 || cfg->max_routes > (1u << 16)) {
+        return refuse(E, errbuf, errlen, "max_routes %u is outside 1..65536", cfg->max_routes);
+    }
+    if (cfg->read_buffer_size < 256 || cfg->read_buffer_size > (size_t)1 << 30) {
+        return refuse(E, errbuf, errlen, "read_buffer_size %zu is outside 256 B..1 GiB",
+                      cfg->read_buffer_size);
+    }
+    for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++) {
+        if (timeouts[i].value == 0) {
+            return refuse(E, errbuf, errlen, "%s must be > 0", timeouts[i].name);
+        }
+    }
+    if (cfg->retry_after_s > 86400) {
+        return refuse(E, errbuf, errlen, "retry_after_s %u is above 86400", cfg->retry_after_s);
+    }
+    if (cfg->scrub < NEA_SCRUB_NONE || cfg->scrub > NEA_SCRUB_POISON) {
+        return refuse(E, errbuf, errlen, "scrub %d is not NEA_SCRUB_NONE, _ZERO or _POISON",
+                      cfg->scrub);
+    }
+    if (cfg->queue_length > cfg->max_connections) {
+        return refuse(E, errbuf, errlen,
+                      "queue_length %u is above max_connections %u (a queued request holds a "
+                      "connection slot)",
+                      cfg->queue_length, cfg->max_connections);
+    }
+    return 0;
+}
+
+int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char *errbuf,
+              size_t errlen)
+{
+    nea_plan p;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t min_arena, body_room;
+    int rc = check_fields(cfg, sz, errbuf, errlen);
+
+    if (rc != 0) {
+        return rc;
+    }
+    memset(&p, 0, sizeof(p));
+    /* A request needs its struct and a copy of the largest head it can
+     * receive, plus room for the handler. */
+    p.request_overhead = NEA__ROUND_UP(sz->request, NEA__ALIGN);
+    min_arena = p.request_overhead + cfg->read_buffer_size + sz->min_handler;
+    if (cfg->arena_size < min_arena) {
+        return refuse(NEA_EARENA_SMALL, errbuf, errlen,
+                      "arena_size %zu is below %zu (request struct %zu + read_buffer_size %zu + "
+                      "%zu for the handler)",
+                      cfg->arena_size, min_arena, p.request_overhead, cfg->read_buffer_size,
+                      sz->min_handler);
+    }
+    if (cfg->arena_size > ((size_t)1 << 40)) {
+        return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_size %zu is above 1 TiB",
+                      cfg->arena_size);
+    }
+    /* The most body an arena can ever hold: everything after the request
+     * struct but the shortest head and the body's terminating NUL. */
+    body_room = cfg->arena_size - p.request_overhead - sz->min_head - 1;
+    if (cfg->max_body_size > body_room) {
+        return refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
+                      "max_body_size %zu can never fit: an arena of %zu bytes holds at most %zu "
+                      "(0 = as large as the arena allows)",
+                      cfg->max_body_size, cfg->arena_size, body_room);
+    }
+    p.max_body_size = cfg->max_body_size != 0 ? cfg->max_body_size : body_room;
+
+    p.page_size = page;
+    p.arena_size = cfg->arena_size;
+    p.arena_stride = NEA__ROUND_UP(cfg->arena_size, page) + (cfg->guard_pages ? page : 0);
+    p.conn_slot_size =
+        conn_struct_bytes(sz) + NEA__ROUND_UP(cfg->read_buffer_size, 64) + sz->conn_obuf;
+    if (!mul_add(cfg->max_connections, p.conn_slot_size, page - 1, &p.connections_bytes)) {
+        return refuse(NEA_EOVERFLOW, errbuf, errlen, "max_connections * slot size overflows");
+    }
+    p.connections_bytes &= ~(page - 1);
+
+    if (cfg->arena_count != 0) {
+        p.arena_count = cfg->arena_count;
+    } else {
+        /* As many arenas as fit: each costs its stride plus its descriptor.
+         * Start from the fixed part before page rounding (an upper bound on
+         * the count), then step down to the exact maximum. */
+        size_t base = server_bytes(sz) + routes_bytes(cfg, sz) + p.connections_bytes;
+        size_t per = p.arena_stride + sz->arena;
+        size_t n = cfg->memory_limit > base ? (cfg->memory_limit - base) / per : 0;
+        if (n > UINT32_MAX) {
+            n = UINT32_MAX;
+        }
+        p.arena_count = (unsigned)n;
+        /* Page-rounding the descriptor table may push one arena out. */
+        while (p.arena_count > 0 && fixed_bytes(cfg, sz, p.arena_count, page) +
+                                            p.connections_bytes +
+                                            (size_t)p.arena_count * p.arena_stride >
+                                        cfg->memory_limit) {
+            p.arena_count--;
+        }
+        if (p.arena_count == 0) {
+            return refuse(NEA_EOVERLIMIT, errbuf, errlen,
+                          "memory_limit %zu leaves no room for one arena (fixed %zu + "
+                          "connections %zu + one arena %zu)",
+                          cfg->memory_limit, fixed_bytes(cfg, sz, 1, page), p.connections_bytes,
+                          p.arena_stride);
+        }
+    }
+    p.fixed_overhead = fixed_bytes(cfg, sz, p.arena_count, page);
+    if (!mul_add(p.arena_count, p.arena_stride, 0, &p.arenas_bytes) ||
+        !mul_add(1, p.arenas_bytes, p.connections_bytes, &p.total) ||
+        !mul_add(1, p.total, p.fixed_overhead, &p.total)) {
+        return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_count * arena stride overflows");
+    }
+    if (p.total > cfg->memory_limit) {
+        return refuse(NEA_EOVERLIMIT, errbuf, errlen,
+                      "plan needs %zu bytes (fixed %zu + connections %u x %zu + arenas %u x %zu) "
+                      "but memory_limit is %zu",
+                      p.total, p.fixed_overhead, cfg->max_connections, p.conn_slot_size,
+                      p.arena_count, p.arena_stride, cfg->memory_limit);
+    }
+    *plan = p;
+    return 0;
+}
+
+void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_plan *plan,
+                      nea__layout *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->page = plan->page_size;
+    out->routes_off = server_bytes(sz);
+    out->arena_table_off = out->routes_off + routes_bytes(cfg, sz);
+    out->conns_off = plan->fixed_overhead;
+    out->conn_stride = plan->conn_slot_size;
+    out->conn_rbuf_off = conn_struct_bytes(sz);
+    out->conn_obuf_off = out->conn_rbuf_off + NEA__ROUND_UP(cfg->read_buffer_size, 64);
+    out->conn_count = cfg->max_connections;
+    out->arenas_off = plan->fixed_overhead + plan->connections_bytes;
+    out->arena_stride = plan->arena_stride;
+    out->arena_span = NEA__ROUND_UP(plan->arena_size, plan->page_size);
+    out->arena_size = plan->arena_size;
+    out->arena_count = plan->arena_count;
+    out->guard_pages = cfg->guard_pages != 0;
+    out->total = plan->total;
+}
+
+void nea_plan_format(const nea_plan *p, char *buf, size_t len)
+{
+    snprintf(buf, len,
+             "reserved=%zu (fixed %zu + connections %zu + arenas %u x %zu stride = %zu) "
+             "arena_size=%zu",
+             p->total, p->fixed_overhead, p->connections_bytes, p->arena_count, p->arena_stride,
+             p->arenas_bytes, p->arena_size);
+}

@@ -1,0 +1,106 @@
+/*
+ * req.h - a request in its arena: lifecycle, protected calls, defers,
+ * tracked handles, the allocation API and the response entry points (see
+ * req.c).
+ */
+#ifndef NEA_REQ_H
+#define NEA_REQ_H
+
+#include "http.h"
+#include "pool.h"
+#include "response.h"
+#include "trampoline.h"
+
+/* The handler must have at least this much of its arena left after the
+ * request struct and the largest possible head; enforced by the plan. */
+#define NEA__MIN_HANDLER_BYTES ((size_t)1024)
+/* The shortest request head: "GET / HTTP/1.0\r\n\r\n". */
+#define NEA__MIN_HEAD_BYTES ((size_t)18)
+
+/* How a request tells its owner (the connection) what happened. Lower
+ * layers never call up: these are set once per server. */
+typedef struct nea__req_hooks {
+    /* The Connection line for the response ("Connection: close\r\n", ...);
+     * the owner may decide here to close after it. */
+    const char *(*conn_line)(nea_req *req);
+    /* Write the response in bufs (they live in the arena until the request
+     * ends); the owner ends the request once it is written. */
+    void (*send)(nea_req *req, uv_buf_t *bufs, unsigned n);
+    /* Answer with a pre-built error instead (an out-of-memory 500). */
+    void (*send_error)(nea_req *req, nea__err e);
+    /* The response was written while handler code was on the stack, which
+     * has now left: the owner may finish the request. */
+    void (*written)(nea_req *req);
+} nea__req_hooks;
+
+/* What every request of one server shares. */
+typedef struct nea__req_env {
+    uv_loop_t *loop;
+    const nea_config *cfg;
+    nea_stats *stats;
+    nea__pool *pool;
+    nea__date *date;
+    nea__trampoline tramp;
+    const nea__req_hooks *hooks;
+    /* An arena came back to the pool (whoever hands out arenas listens). */
+    void (*released)(void *data);
+    void *released_data;
+    unsigned live; /* requests whose arena is not back in the pool yet */
+} nea__req_env;
+
+typedef struct nea__defer {
+    struct nea__defer *next;
+    void (*fn)(void *);
+    void *arg;
+} nea__defer;
+
+typedef struct nea__tracked {
+    struct nea__tracked *next;
+    uv_handle_t *handle;
+} nea__tracked;
+
+struct nea_req {
+    nea__req_env *env;
+    void *conn; /* the owner; NULL once the request is detached from it */
+    nea__arena *arena;
+
+    nea__msg msg;
+    nea__body body;
+    int http_minor;
+    bool is_head;
+
+    nea_handler_fn fn;
+    void *fn_data;
+
+    /* Lifecycle */
+    unsigned depth;   /* protected frames of this request on the stack */
+    bool responded;   /* a response (or a pre-built error) was issued */
+    bool bytes_sent;  /* some response byte reached the socket */
+    bool written;     /* the whole response was written */
+    bool cancelled;   /* client gone or server closing */
+    bool end_pending; /* ended while handler code was on the stack */
+    bool ended;       /* defers ran; waiting for handles, then the arena returns */
+    unsigned handles_closing;
+
+    nea__defer *defers;
+    nea__tracked *tracked;
+    nea__resp_hdrs resp_hdrs;
+    uv_buf_t wbufs[2];
+
+    size_t oom_asked; /* bytes requested by the allocation that failed */
+};
+
+/* Creates a request in a fresh arena (the request struct is the arena's
+ * first allocation); NULL only under fault injection. */
+nea_req *nea__req_open(nea__req_env *env, nea__arena *a, void *conn);
+/* Runs the request's handler inside its outermost protected frame. */
+void nea__req_dispatch(nea_req *req);
+/* Runs fn inside the request's outermost protected frame and handles an
+ * out-of-memory unwind (500 or close). */
+void nea__req_call(nea_req *req, void (*fn)(nea_req *, void *), void *arg);
+/* Ends the request (the owner has detached it): runs defers (LIFO), closes
+ * tracked handles, and returns the arena once every handle has closed. When
+ * handler code is on the stack the end waits for it to leave. Idempotent. */
+void nea__req_end(nea_req *req);
+
+#endif /* NEA_REQ_H */

@@ -1,0 +1,100 @@
+/*
+ * response.h - serialising responses: reason phrases, the Date cache, the
+ * pre-built error responses and handler responses (see response.c). No I/O.
+ */
+#ifndef NEA_RESPONSE_H
+#define NEA_RESPONSE_H
+
+#include "arena.h"
+
+/* Pre-built error responses: everything but the Date (and Allow) lines. */
+typedef enum {
+    NEA__E400,
+    NEA__E404,
+    NEA__E405,
+    NEA__E408,
+    NEA__E413,
+    NEA__E414,
+    NEA__E431,
+    NEA__E500,
+    NEA__E501,
+    NEA__E503,
+    NEA__E505,
+    NEA__ECOUNT
+} nea__err;
+
+typedef struct nea__static_resp {
+    int status;
+    char head[160]; /* status line, Content-Type, Content-Length, Retry-After */
+    size_t head_len;
+    const char *body;
+    size_t body_len;
+} nea__static_resp;
+
+typedef struct nea__statics {
+    nea__static_resp at[NEA__ECOUNT];
+} nea__statics;
+
+/* The cached "Date: ...\r\n" line, refreshed when the second changes. */
+typedef struct nea__date {
+    uint64_t tick; /* loop time (ms) when the line was last checked */
+    int64_t sec;
+    char line[40];
+    size_t len;
+} nea__date;
+
+/* Dynamic lines of a pre-built response: Allow (<= 96), Date (37),
+ * Connection (<= 24), CRLF. */
+#define NEA__HDRBUF 192
+
+const char *nea__reason(int status);
+void nea__statics_build(nea__statics *st, unsigned retry_after_s);
+nea__err nea__err_for_status(int status);
+int nea__err_status(nea__err e);
+const char *nea__date_line(nea__date *d, uint64_t now_ms, size_t *len);
+
+/* Fills bufs[0..3) with a pre-built response; returns the count (2 for a
+ * HEAD: no body). conn_line is "" or a complete "Connection: ...\r\n" line;
+ * allow (405 only) likewise. hdrbuf (NEA__HDRBUF bytes) must live until the
+ * write completes. */
+unsigned nea__static_bufs(const nea__statics *st, nea__date *date, uint64_t now_ms, nea__err e,
+                          const char *conn_line, const char *allow, size_t allow_len,
+                          bool head_only, char *hdrbuf, uv_buf_t *bufs);
+
+/* Response header lines added by a handler, in the request's arena. */
+typedef struct nea__resp_hdr {
+    struct nea__resp_hdr *next;
+    const char *line; /* "Name: value\r\n" */
+    size_t len;
+} nea__resp_hdr;
+
+typedef struct nea__resp_hdrs {
+    nea__resp_hdr *first, **tail;
+    size_t len; /* bytes of all lines */
+} nea__resp_hdrs;
+
+/* Copies "name: value\r\n" into the arena. Returns 0, NEA_ENOMEM, or
+ * UV_EINVAL for an empty or non-token name, CR/LF/NUL in either, or a field
+ * libnea manages (Content-Length, Date, Connection, Transfer-Encoding). */
+int nea__resp_hdr_add(nea__resp_hdrs *h, nea__arena *a, const char *name, const char *value);
+
+typedef struct nea__resp_spec {
+    int status;
+    const char *content_type; /* NULL: no Content-Type line */
+    const nea__resp_hdrs *hdrs;
+    const char *date_line, *conn_line;
+    size_t date_len;
+    const void *body;
+    size_t len;
+    bool copy;    /* copy the body into the arena (else reference it) */
+    bool is_head; /* announce the length, send no body */
+} nea__resp_spec;
+
+/* Serialises a handler response into the arena: bufs[0] holds the head (and
+ * the copied body), bufs[1] a referenced body. Returns the buffer count (1
+ * or 2), or 0 when the arena cannot hold it (*needed says how much). 204 and
+ * 304 get neither a body nor a Content-Length. */
+unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *spec, uv_buf_t *bufs,
+                             size_t *needed);
+
+#endif /* NEA_RESPONSE_H */

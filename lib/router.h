@@ -1,0 +1,42 @@
+/*
+ * router.h - the route table (see router.c).
+ */
+#ifndef NEA_ROUTER_H
+#define NEA_ROUTER_H
+
+#include "common.h"
+
+typedef struct nea__route {
+    const char *method;
+    size_t method_len;
+    bool is_get; /* also answers HEAD */
+    const char *path;
+    size_t path_len;
+    bool prefix;
+    nea_handler_fn fn;
+    void *data;
+} nea__route;
+
+typedef struct nea__router {
+    nea__route *routes; /* max_routes entries in the reservation */
+    unsigned count;
+    unsigned cap;
+    size_t head_max; /* read_buffer_size: the largest head a request can have */
+} nea__router;
+
+typedef enum { NEA__ROUTE_FOUND, NEA__ROUTE_NO_PATH, NEA__ROUTE_NO_METHOD } nea__route_result;
+
+void nea__router_init(nea__router *r, nea__route *table, unsigned cap, size_t head_max);
+/* Adds a route, refusing one that can never be reached: returns 0, UV_EINVAL
+ * (NULL argument), NEA_EROUTES (table full), NEA_EROUTE_DUP, NEA_EROUTE_METHOD
+ * or NEA_EROUTE_PATH; on refusal a one-line reason is written to why. */
+int nea__router_add(nea__router *r, const char *method, const char *path, nea_handler_fn fn,
+                    void *data, char *why, size_t why_len);
+nea__route_result nea__route_find(const nea__router *r, const char *method, size_t method_len,
+                                  const char *path, size_t path_len, const nea__route **out);
+/* Writes "Allow: GET, HEAD\r\n" for a path into buf (at most cap bytes,
+ * whole method names only); returns its length. */
+size_t nea__route_allow(const nea__router *r, const char *path, size_t path_len, char *buf,
+                        size_t cap);
+
+#endif /* NEA_ROUTER_H */

@@ -1,0 +1,47 @@
+/*
+ * server.h - the server struct at the start of the reservation (see
+ * server.c).
+ */
+#ifndef NEA_SERVER_H
+#define NEA_SERVER_H
+
+#include "admission.h"
+#include "listener.h"
+#include "region.h"
+
+/* Room for the host literal (INET6_ADDRSTRLEN plus a zone suffix). */
+#define NEA__HOST_MAX 64
+
+struct nea_server {
+    nea_config cfg; /* the host's config, copied; cfg.host points at host */
+    char host[NEA__HOST_MAX];
+    nea_plan plan;
+    nea__region region;
+    uv_loop_t *loop;
+
+    nea__router router;
+    nea__pool pool;
+    nea__statics statics;
+    nea__conn_env env; /* what every slot and request shares */
+    nea__admission admission;
+    nea__listener listener;
+    uv_timer_t drain_timer;
+
+    bool closing;
+    void (*close_cb)(nea_server *, void *);
+    void *close_data;
+
+    nea_stats stats;
+    nea__fault fault; /* test builds: this server's failure plan */
+};
+
+#ifdef NEA_FAULT_INJECTION
+/* Serves an already-connected stream socket (e.g. one end of a socketpair)
+ * in a free slot, as if accepted. For fuzzing and tests. */
+int nea__server_adopt(nea_server *s, uv_os_sock_t fd);
+/* Returns an arena a test took straight from the pool, handing it to the
+ * next waiting head as a finished request would. */
+void nea__server_give_back(nea_server *s, nea__arena *a);
+#endif
+
+#endif /* NEA_SERVER_H */
