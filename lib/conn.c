@@ -502,8 +502,9 @@ static void start_body(nea__conn *c)
         return;
     }
     if (h->chunked) {
-        h->sink = &req->body;
-        llhttp_resume(&c->parser);
+        /* Size lines, extensions and trailers together may take no more
+         * than a head may. */
+        nea__chunked_init(&c->chunked, c->env->cfg->read_buffer_size);
     } else {
         c->body_left = h->content_length;
     }
@@ -587,7 +588,7 @@ static void head_done(nea__conn *c)
         nea__conn_respond_error(c, nea__err_for_status(status));
         return;
     }
-    c->keep_alive = llhttp_should_keep_alive(&c->parser) != 0;
+    c->keep_alive = nea__head_keep_alive(h, &c->parser);
     if (c->parser.upgrade) {
         c->must_close = true; /* no protocol switch: what follows is not HTTP/1.1 */
     }
@@ -642,24 +643,53 @@ static void process_head(nea__conn *c)
 
 /* --- the body ------------------------------------------------------------------ */
 
+/* Decodes buffered chunked framing (chunked.c, strict) into the body.
+ * Returns true when the request moved on (dispatched or answered). */
+static bool process_chunked(nea__conn *c)
+{
+    nea_req *req = c->req;
+    for (;;) {
+        const char *data = NULL;
+        size_t used = 0, len = 0;
+        nea__chunked_result r = nea__chunked_feed(&c->chunked, c->rbuf + c->rpos, c->rlen - c->rpos,
+                                                  &used, &data, &len);
+        c->rpos += used;
+        switch (r) {
+        case NEA__CHUNKED_DATA:
+            if (nea__body_append(&req->body, data, len) != 0) {
+                nea__conn_respond_error(c, NEA__E413);
+                return true;
+            }
+            continue;
+        case NEA__CHUNKED_DONE:
+            dispatch(c); /* what follows is the next request, not yet looked at */
+            return true;
+        case NEA__CHUNKED_BAD:
+            nea__conn_respond_error(c, NEA__E400);
+            return true;
+        case NEA__CHUNKED_MORE:
+            break;
+        }
+        /* A chunk announced beyond the limit is refused before its data
+         * arrives. */
+        if (nea__chunked_left(&c->chunked) > req->body.max - req->body.len) {
+            nea__conn_respond_error(c, NEA__E413);
+            return true;
+        }
+        return false;
+    }
+}
+
 static void process_body(nea__conn *c)
 {
     nea_req *req = c->req;
-    size_t avail = c->rlen - c->rpos;
 
     if (c->head.chunked) {
-        llhttp_errno_t err = llhttp_execute(&c->parser, c->rbuf + c->rpos, avail);
-        if (err == HPE_PAUSED && c->head.message_done) {
-            c->rpos = (size_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
-            dispatch(c);
+        if (process_chunked(c)) {
             return;
         }
-        if (err != HPE_OK) {
-            nea__conn_respond_error(c, c->head.status == 413 ? NEA__E413 : NEA__E400);
-            return;
-        }
-        c->rpos = c->rlen;
     } else {
+        size_t avail = c->rlen - c->rpos;
         size_t take = avail < c->body_left ? avail : (size_t)c->body_left;
         memcpy(req->body.data + req->body.len, c->rbuf + c->rpos, take);
         req->body.len += take;

@@ -4,6 +4,7 @@
 #ifndef NEA_CONN_H
 #define NEA_CONN_H
 
+#include "chunked.h"
 #include "fault.h"
 #include "http.h"
 #include "req.h"
@@ -86,6 +87,7 @@ struct nea__conn {
 
     nea__head head;
     const nea__route *route;
+    nea__chunked chunked;      /* framing state of a chunked body */
     uint64_t body_left;        /* Content-Length bytes still to read */
     uint64_t body_deadline_ms; /* uv_now() by which the body must be complete */
 

@@ -10,15 +10,19 @@
  *      HTAB), field names that are empty or not tokens (which also rejects
  *      whitespace before the colon), a line without a colon. It also finds
  *      the end of the head.
- *   2. nea__head_parse: llhttp over the complete head, pausing at
- *      on_headers_complete, plus the framing rules that need field values:
+ *   2. nea__head_parse: the request line checked by hand (one space each,
+ *      an exact HTTP-version, RFC 3986 target bytes, the target form the
+ *      method allows), then llhttp over the complete head, pausing at
+ *      on_headers_complete, plus the rules that need field values:
  *      Transfer-Encoding with Content-Length, anything but a final
  *      `chunked`, TE in HTTP/1.0, conflicting or malformed Content-Length,
- *      missing or duplicate Host.
+ *      missing, duplicate or malformed Host. List-valued fields libnea
+ *      interprets (Connection, Transfer-Encoding, Expect) are parsed as
+ *      comma-separated lists with SP/HTAB around elements.
  *
  * After an arena is granted, nea__head_index copies the head into it and
- * builds the NUL-terminated views handlers read. llhttp is used again only
- * to decode chunked bodies.
+ * builds the NUL-terminated views handlers read. Bodies never go through
+ * llhttp: chunked framing is decoded strictly by chunked.c.
  */
 #include "http.h"
 
@@ -147,51 +151,187 @@ static bool token_eq(const char *v, size_t len, const char *token)
     return len == strlen(token) && strncasecmp(v, token, len) == 0;
 }
 
+/* The next element of a comma-separated list value (RFC 9110 5.6.1): OWS
+ * (SP or HTAB) around elements is dropped and empty elements are skipped.
+ * Returns false when the list is exhausted. */
+static bool list_next(const char **v, size_t *len, const char **el, size_t *el_len)
+{
+    while (*len > 0) {
+        const char *comma = memchr(*v, ',', *len);
+        size_t n = comma != NULL ? (size_t)(comma - *v) : *len;
+        *el = *v;
+        *el_len = n;
+        *v += comma != NULL ? n + 1 : n;
+        *len -= comma != NULL ? n + 1 : n;
+        trim(el, el_len);
+        if (*el_len > 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool all_tchars(const char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (!is_tchar((unsigned char)v[i])) {
+            return false;
+        }
+    }
+    return len > 0;
+}
+
+static bool is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* RFC 3986 unreserved / sub-delims, plus what the caller allows (":@/?" in
+ * a target, ":" in a Host); "%" must start a pct-encoded octet. */
+static bool uri_chars(const char *v, size_t len, const char *also)
+{
+    static const char plain[] = "-._~!$&'()*+,;=";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            (c != '\0' && (memchr(plain, c, sizeof(plain) - 1) != NULL || strchr(also, c)))) {
+            continue;
+        }
+        if (c == '%' && i + 2 < len && is_hex((unsigned char)v[i + 1]) &&
+            is_hex((unsigned char)v[i + 2])) {
+            i += 2;
+            continue;
+        }
+        return false;
+    }
+    return true;
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2): an IP-literal in brackets or
+ * a reg-name, then digits. An empty Host is allowed. */
+static bool host_valid(const char *v, size_t len)
+{
+    const char *colon;
+    if (len > 0 && v[0] == '[') {
+        const char *close = memchr(v, ']', len);
+        if (close == NULL || !uri_chars(v + 1, (size_t)(close - v - 1), ":")) {
+            return false;
+        }
+        len -= (size_t)(close + 1 - v);
+        v = close + 1;
+        if (len == 0) {
+            return true;
+        }
+        if (v[0] != ':') {
+            return false;
+        }
+        colon = v;
+    } else {
+        colon = memchr(v, ':', len);
+        if (!uri_chars(v, colon != NULL ? (size_t)(colon - v) : len, "")) {
+            return false;
+        }
+    }
+    if (colon != NULL) {
+        for (const char *p = colon + 1; p < v + len; p++) {
+            if (*p < '0' || *p > '9') {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+static int check_content_length(nea__head *h, const char *v, size_t len)
+{
+    uint64_t n = 0;
+    if (len == 0) {
+        return 400; /* empty, or a list of lengths */
+    }
+    /* Leading zeros carry nothing; more than 18 significant digits is beyond
+     * any body an arena can hold and would overflow. */
+    while (len > 1 && v[0] == '0') {
+        v++;
+        len--;
+    }
+    if (len > 18) {
+        return 400;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9') {
+            return 400;
+        }
+        n = n * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (h->has_cl && n != h->content_length) {
+        return 400;
+    }
+    h->has_cl = true;
+    h->content_length = n;
+    return 0;
+}
+
+/* Transfer-Encoding: a list whose last coding must be chunked (else the body
+ * length is undeterminable: 400); a coding before it is one libnea does not
+ * decode (501); chunked twice is malformed (400). */
+static int check_transfer_encoding(nea__head *h, const char *v, size_t len)
+{
+    const char *el;
+    size_t el_len;
+    bool last_chunked = false, other = false;
+
+    if (h->has_te) {
+        return 400; /* split across fields: refuse rather than merge */
+    }
+    h->has_te = true;
+    while (list_next(&v, &len, &el, &el_len)) {
+        if (!all_tchars(el, el_len) || last_chunked) {
+            return 400; /* not a coding, or anything after chunked */
+        }
+        if (token_eq(el, el_len, "chunked")) {
+            last_chunked = true;
+        } else {
+            other = true;
+        }
+    }
+    if (!last_chunked) {
+        return 400;
+    }
+    if (other) {
+        return 501;
+    }
+    h->chunked = true;
+    return 0;
+}
+
 /* Framing-relevant fields; everything else is only indexed later. */
 static int check_field(nea__head *h)
 {
     const char *v = h->value != NULL ? h->value : "";
     size_t len = h->value != NULL ? h->value_len : 0;
+    const char *el;
+    size_t el_len;
 
     trim(&v, &len);
     if (name_is(h, "content-length")) {
-        uint64_t n = 0;
-        if (len == 0 || len > 18) {
-            return 400; /* empty, a list, or beyond any body we could hold */
-        }
-        for (size_t i = 0; i < len; i++) {
-            if (v[i] < '0' || v[i] > '9') {
-                return 400;
-            }
-            n = n * 10 + (uint64_t)(v[i] - '0');
-        }
-        if (h->has_cl && n != h->content_length) {
-            return 400;
-        }
-        h->has_cl = true;
-        h->content_length = n;
-    } else if (name_is(h, "transfer-encoding")) {
-        const char *last;
-        size_t last_len;
-        if (h->has_te) {
-            return 400; /* split across fields: refuse rather than merge */
-        }
-        h->has_te = true;
-        last = memrchr(v, ',', len);
-        last = last != NULL ? last + 1 : v;
-        last_len = (size_t)(v + len - last);
-        trim(&last, &last_len);
-        if (!token_eq(last, last_len, "chunked")) {
-            return 400; /* the body length would be undeterminable */
-        }
-        if (last != v) {
-            return 501; /* a coding before chunked, which libnea does not decode */
-        }
-        h->chunked = true;
-    } else if (name_is(h, "host")) {
+        return check_content_length(h, v, len);
+    }
+    if (name_is(h, "transfer-encoding")) {
+        return check_transfer_encoding(h, v, len);
+    }
+    if (name_is(h, "host")) {
         h->hosts++;
+        return host_valid(v, len) ? 0 : 400;
+    }
+    if (name_is(h, "connection")) {
+        while (list_next(&v, &len, &el, &el_len)) {
+            h->conn_close = h->conn_close || token_eq(el, el_len, "close");
+            h->conn_keep_alive = h->conn_keep_alive || token_eq(el, el_len, "keep-alive");
+        }
     } else if (name_is(h, "expect")) {
-        h->expect_continue = token_eq(v, len, "100-continue");
+        while (list_next(&v, &len, &el, &el_len)) {
+            h->expect_continue = h->expect_continue || token_eq(el, el_len, "100-continue");
+        }
     }
     return 0;
 }
@@ -200,7 +340,7 @@ static int on_header_value_complete(llhttp_t *p)
 {
     nea__head *h = head_of(p);
     int status = 0;
-    if (!h->headers_done) { /* trailers after a chunked body are ignored */
+    if (!h->headers_done) {
         status = check_field(h);
     }
     h->name = h->value = NULL;
@@ -218,23 +358,6 @@ static int on_headers_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
-static int on_message_complete(llhttp_t *p)
-{
-    head_of(p)->message_done = true;
-    return HPE_PAUSED;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    nea__head *h = head_of(p);
-    int status = nea__body_append(h->sink, at, len);
-    if (status != 0) {
-        h->status = status;
-        return -1;
-    }
-    return 0;
-}
-
 /* Shared, read-only: llhttp keeps a pointer to it in every parser. */
 static const llhttp_settings_t settings = {
     .on_url = on_url,
@@ -242,8 +365,6 @@ static const llhttp_settings_t settings = {
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
 };
 
 void nea__head_begin(nea__head *h, llhttp_t *parser)
@@ -253,42 +374,71 @@ void nea__head_begin(nea__head *h, llhttp_t *parser)
     parser->data = h;
 }
 
-/* token SP 1*VCHAR SP "HTTP/" */
-static bool request_line_shaped(const char *p, size_t len)
+/* The request line, checked before llhttp sees it (RFC 9112 3):
+ * method SP request-target SP HTTP-version CRLF, with exactly one space
+ * each (llhttp's loose build also takes runs of spaces), the version exactly
+ * "HTTP/" DIGIT "." DIGIT (505 when well-formed but not 1.0 or 1.1), the
+ * target's bytes within RFC 3986 and its form matching the method. */
+static int check_request_line(const char *line, size_t len)
 {
-    const char *end = p + len, *sp = p;
-    while (sp < end && is_tchar((unsigned char)*sp)) {
-        sp++;
+    const char *end = memchr(line, '\r', len), *sp1, *sp2, *t, *ver;
+    size_t tlen;
+
+    sp1 = line;
+    while (sp1 < end && is_tchar((unsigned char)*sp1)) {
+        sp1++;
     }
-    if (sp == p || sp == end || *sp != ' ') {
-        return false;
+    if (sp1 == line || sp1 == end || *sp1 != ' ') {
+        return 400;
     }
-    sp = memchr(sp + 1, ' ', (size_t)(end - sp - 1));
-    return sp != NULL && (size_t)(end - sp) > 6 && memcmp(sp + 1, "HTTP/", 5) == 0;
+    t = sp1 + 1;
+    sp2 = memchr(t, ' ', (size_t)(end - t));
+    if (sp2 == NULL || sp2 == t) {
+        return 400;
+    }
+    tlen = (size_t)(sp2 - t);
+    ver = sp2 + 1;
+    if (end - ver != 8 || memcmp(ver, "HTTP/", 5) != 0 || ver[5] < '0' || ver[5] > '9' ||
+        ver[6] != '.' || ver[7] < '0' || ver[7] > '9') {
+        return 400;
+    }
+    if (ver[5] != '1' || ver[7] > '1') {
+        return 505;
+    }
+    if (!uri_chars(t, tlen, ":@/?[]")) {
+        return 400;
+    }
+    /* Target forms (RFC 9112 3.2): "*" only for OPTIONS; authority-form
+     * only, and always, for CONNECT; else origin-form or absolute-form. */
+    if (sp1 - line == 7 && memcmp(line, "CONNECT", 7) == 0) {
+        return t[0] != '/' && memchr(t, '/', tlen) == NULL && memchr(t, '?', tlen) == NULL ? 0
+                                                                                           : 400;
+    }
+    if (tlen == 1 && t[0] == '*') {
+        return sp1 - line == 7 && memcmp(line, "OPTIONS", 7) == 0 ? 0 : 400;
+    }
+    if (t[0] == '/' || nea__target_path(t, tlen) > 0) {
+        return 0;
+    }
+    return 400;
 }
 
 int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
 {
-    const char *line = buf + h->start, *sp;
-    llhttp_errno_t err = llhttp_execute(parser, line, h->end - h->start);
+    const char *line = buf + h->start;
+    int status = check_request_line(line, h->end - h->start);
+    llhttp_errno_t err;
 
+    if (status != 0) {
+        return status;
+    }
+    err = llhttp_execute(parser, line, h->end - h->start);
     if (h->status != 0) {
         return h->status;
     }
     if (err != HPE_PAUSED || !h->headers_done) {
-        switch (err) {
-        case HPE_INVALID_VERSION:
-            return 505;
-        case HPE_INVALID_METHOD:
-            /* An unknown method in a well-formed request line is 501; a
-             * line that is no request line at all is 400. */
-            return request_line_shaped(buf + h->start, h->end - h->start) ? 501 : 400;
-        default:
-            return 400;
-        }
-    }
-    if (parser->http_major != 1 || parser->http_minor > 1) {
-        return 505;
+        /* The line is well-formed (checked above): an unknown method is 501. */
+        return err == HPE_INVALID_METHOD ? 501 : 400;
     }
     if (h->has_te && (h->has_cl || parser->http_minor == 0)) {
         return 400;
@@ -296,14 +446,18 @@ int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
     if (h->hosts > 1 || (parser->http_minor == 1 && h->hosts == 0)) {
         return 400;
     }
-    /* Exactly "method SP target SP HTTP/": llhttp's loose build also takes
-     * runs of spaces, and nea__head_index splits the line on single ones. */
-    sp = memchr(line, ' ', h->end - h->start);
-    if (h->url == NULL || h->url_len == 0 || sp == NULL || h->url != sp + 1 ||
-        memcmp(h->url + h->url_len, " HTTP/", 6) != 0) {
+    if (h->url == NULL || h->url != (const char *)memchr(line, ' ', h->end - h->start) + 1) {
         return 400;
     }
     return 0;
+}
+
+bool nea__head_keep_alive(const nea__head *h, const llhttp_t *parser)
+{
+    if (h->conn_close || parser->upgrade) {
+        return false;
+    }
+    return parser->http_minor == 1 || h->conn_keep_alive;
 }
 
 int nea__body_start(nea__body *b, nea__arena *a, size_t len, size_t max)

@@ -35,10 +35,10 @@ typedef struct nea__head {
     const char *url;
     size_t url_len;
     uint64_t content_length;
-    bool has_cl, has_te, chunked, expect_continue, headers_done, message_done;
+    bool has_cl, has_te, chunked, expect_continue, headers_done;
+    bool conn_close, conn_keep_alive; /* tokens of the Connection list */
     unsigned hosts;
-    int status;      /* error status decided by a callback, 0 = fine */
-    nea__body *sink; /* where chunked body bytes go (set once an arena is granted) */
+    int status; /* error status decided by a callback, 0 = fine */
 } nea__head;
 
 typedef enum {
@@ -50,14 +50,18 @@ typedef enum {
 /* Starts a new head: clears h and initialises parser to report into it. */
 void nea__head_begin(nea__head *h, llhttp_t *parser);
 nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len);
-/* Runs llhttp over the complete head; returns 0 or the status to answer. */
+/* Checks the request line and runs llhttp over the complete head; returns 0
+ * or the status to answer. */
 int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf);
+/* Whether the connection may stay open after this request (HTTP/1.1 unless
+ * Connection lists close; HTTP/1.0 only when it lists keep-alive). */
+bool nea__head_keep_alive(const nea__head *h, const llhttp_t *parser);
 /* Where the path starts in a request target: past "http://authority" for
  * absolute-form (RFC 9112 3.2.2), else 0. */
 size_t nea__target_path(const char *url, size_t len);
 
-/* Starts a body in a (len bytes known, or 0 for chunked). Returns 0, or 413
- * when the arena cannot hold it. */
+/* Starts a body in a (len bytes known, or 0 for chunked, which grows with
+ * nea__body_append). Returns 0, or 413 when the arena cannot hold it. */
 int nea__body_start(nea__body *b, nea__arena *a, size_t len, size_t max);
 /* Appends n bytes (chunked bodies, growing in place). Returns 0 or 413. */
 int nea__body_append(nea__body *b, const char *p, size_t n);
