@@ -372,9 +372,8 @@ class Bench:
         else:
             if not self._port_free(port):
                 return False
-            srv = T.Server(["env"] + [f"{k}={v}" for k, v in env.items()]
-                           + [peer_path, "--port", str(port)],
-                           os.path.join(self.logs, f"{z}.log"), cpu=SERVER_CPU, tag=z)
+            srv = T.Server([peer_path, "--port", str(port)], os.path.join(self.logs, f"{z}.log"),
+                           cpu=SERVER_CPU, env=env, tag=z)
             if not srv.wait_port(port, 10.0):
                 warn(f"run.py: {z} did not start ({T.describe_exit(srv.exit_code)})")
                 srv.kill()

@@ -20,6 +20,8 @@ Environment:
   NEA_REL_BUILD CMake build directory, configured with NEA_BUILD_TOOLS=ON
                 (default /tmp/nea-rel-<uid>)
   NEA_REL_NOPIN set to 1 to not pin processes to CPUs
+  NEA_REL_PORT_BASE  listen on ports from this one up (default: port 0, the
+                kernel's pick); each demo a script starts takes the next port
 """
 import argparse
 import datetime
@@ -117,13 +119,30 @@ def server_sockets(port):
 # --------------------------------------------------------------------------
 # The demo server
 
+_ports_used = 0
+
+
+def _next_port():
+    """0 (the kernel picks), or with NEA_REL_PORT_BASE=N the next of N..N+99:
+    each demo of a script gets a port of its own within a fixed range."""
+    global _ports_used
+    base = os.environ.get("NEA_REL_PORT_BASE")
+    if not base:
+        return 0
+    if _ports_used >= 100:
+        raise SystemExit(f"{_name}: more than 100 demos started from NEA_REL_PORT_BASE={base}")
+    _ports_used += 1
+    return int(base) + _ports_used - 1
+
+
 def Demo(binary, args, nofile=None, data=None, tag="demo", start_timeout=15.0):
-    """neatools.Demo on 127.0.0.1, port 0, pinned to the server CPU, optionally
-    under prlimit; stdout and stderr go to TAG.out / TAG.err in the temp dir."""
+    """neatools.Demo on 127.0.0.1 (port 0 unless NEA_REL_PORT_BASE is set), pinned
+    to the server CPU, optionally under prlimit; stdout and stderr go to TAG.out /
+    TAG.err in the temp dir."""
     d = tmpdir()
     return T.Demo(binary, args, os.path.join(d, f"{tag}.out"), os.path.join(d, f"{tag}.err"),
-                  cpu=SERVER_CPU if PIN else None, nofile=nofile, data=data, tag=tag,
-                  start_timeout=start_timeout)
+                  port=_next_port(), cpu=SERVER_CPU if PIN else None, nofile=nofile, data=data,
+                  tag=tag, start_timeout=start_timeout)
 
 
 # --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ env:   NEA_REL_BUILD  CMake build dir for nea-demo (Release) and loadgen, config
        NEA_DEMO / NEA_LOADGEN  use these binaries instead of building
        NEA_REL_OUT    where each script's log and JSON line are kept
                       (default $NEA_REL_BUILD/results)
+       NEA_REL_PORT_BASE  fixed port range N..N+99 for the demos (default: port 0)
 About 2.5 minutes on the 2-core VM, build included.
 """
 import json
