@@ -18,10 +18,13 @@
  * from a small static buffer; free() of a pointer into that buffer is a
  * no-op and realloc() of one moves the data to the real heap.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,22 +101,30 @@ static size_t boot_size(const void *p)
     return n;
 }
 
+/* dlsym returns an object pointer; copying its bytes into the function pointer
+ * is the POSIX-sanctioned conversion without an ISO C cast. */
+#define RESOLVE(fn, name)                         \
+    do {                                          \
+        void *sym_ = dlsym(RTLD_NEXT, name);      \
+        memcpy(&(fn), &sym_, sizeof(fn));         \
+    } while (0)
+
 static void resolve(void)
 {
     if (real_malloc || resolving)
         return;
     resolving = 1;
-    real_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
-    real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
-    real_reallocarray = (void *(*)(void *, size_t, size_t))dlsym(RTLD_NEXT, "reallocarray");
-    real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
-    real_posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
-    real_aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
-    real_memalign = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
-    real_valloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "valloc");
-    real_pvalloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "pvalloc");
+    RESOLVE(real_calloc, "calloc");
+    RESOLVE(real_realloc, "realloc");
+    RESOLVE(real_reallocarray, "reallocarray");
+    RESOLVE(real_free, "free");
+    RESOLVE(real_posix_memalign, "posix_memalign");
+    RESOLVE(real_aligned_alloc, "aligned_alloc");
+    RESOLVE(real_memalign, "memalign");
+    RESOLVE(real_valloc, "valloc");
+    RESOLVE(real_pvalloc, "pvalloc");
     /* malloc last: it is the "resolved" flag. */
-    real_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+    RESOLVE(real_malloc, "malloc");
     resolving = 0;
 }
 

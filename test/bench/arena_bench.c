@@ -11,16 +11,11 @@
  * rounds per side (interleaved, after a warm-up), median reported.
  *
  * Build and run (from the repository root; the arena functions are internal, so
- * link the static testing library, which exports them, from a Release build):
+ * it links the static testing library, which NEA_BUILD_TESTS=ON provides):
  *
- *   cmake -S . -B /tmp/nea-arena-bench -DCMAKE_BUILD_TYPE=Release -DNEA_BUILD_TESTS=ON && \
- *     cmake --build /tmp/nea-arena-bench --target nea_testing
- *   cc -O2 -std=gnu11 -I include -I lib -I /usr/share/include/llhttp \
- *     test/bench/arena_bench.c /tmp/nea-arena-bench/libnea_testing.a -luv -o /tmp/arena_bench
- *   /tmp/arena_bench [allocations-per-round]
- *
- * (/usr/share/include/llhttp is where Debian's node-llhttp puts llhttp.h, which
- * lib/internal.h includes; use your llhttp include directory elsewhere.)
+ *   cmake -S . -B build-tools -DCMAKE_BUILD_TYPE=Release -DNEA_BUILD_TOOLS=ON && \
+ *     cmake --build build-tools --target arena_bench
+ *   build-tools/tools/arena_bench [allocations-per-round]
  */
 #include "internal.h"
 

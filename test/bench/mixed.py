@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Sends an exact number of mixed HTTP/1.1 requests to one server.
 
-Used by run.sh for the "zero allocations" phase: wrk cannot stop after a
+Used by run.py for the "zero allocations" phase: wrk cannot stop after a
 given number of requests, this can. The mix, per block of 100 pipelined
 requests on one keep-alive connection:
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns run.sh's raw measurements into results.md, results.csv and bench.svg.
+"""Turns run.py's raw measurements into results.md, results.csv and bench.svg.
 
     report.py OUT_DIR
 
@@ -111,7 +111,7 @@ def main():
 
     md = []
     md.append("# libnea benchmark results\n")
-    md.append(f"Command: `{env.get('command', 'test/bench/run.sh')}` ({env.get('date', '?')}); "
+    md.append(f"Command: `{env.get('command', 'test/bench/run.py')}` ({env.get('date', '?')}); "
               f"{env.get('rounds', '?')} round(s) x {env.get('duration_s', '?')} s per cell, medians over rounds; "
               "server on CPU 0, wrk (`-t 1 -c 64`) on CPU 1.\n")
     md.append(f"Machine: {env.get('cpu', '?')}, Linux {env.get('kernel', '?')}. "

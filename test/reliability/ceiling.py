@@ -1,4 +1,4 @@
-"""ceiling: the hog mix and an overload step under a hard RLIMIT_DATA (run through ceiling.sh).
+"""ceiling: the hog mix and an overload step under a hard RLIMIT_DATA (python3 test/reliability/ceiling.py).
 
 The reservation is one private anonymous mapping, so it counts in
 RLIMIT_DATA, as do the heap and the writable data of libc, libuv and libnea.

@@ -4,8 +4,9 @@ Every script here starts nea-demo on 127.0.0.1 with --port 0 (pinned to CPU 0
 when the machine has two cores or more), drives it from CPU 1 with loadgen or
 a Python client, reads the server's own figures from /proc/PID and /stats,
 and prints a small table plus one JSON line. This module holds what they all
-need: finding or building the binaries, starting and stopping the demo,
-running loadgen, /proc readings, the capacity ramp, tables, and the verdicts.
+need on top of test/tools/neatools.py (building, starting and stopping
+nea-demo, /proc readings, /stats): running loadgen, the capacity ramp,
+tables, and the verdicts.
 
 Verdicts: a *hard invariant* (a good request not 200, a hog not 500, the
 process died, a probe failed, slots or arenas not back to baseline) fails
@@ -15,13 +16,15 @@ because a shared 2-core machine makes millisecond figures noisy.
 
 Environment:
   NEA_DEMO      path of nea-demo (default: built Release in NEA_REL_BUILD)
-  NEA_LOADGEN   path of loadgen (default: built by build.sh in NEA_REL_BUILD)
-  NEA_REL_BUILD build directory (default /tmp/nea-rel-<uid>)
+  NEA_LOADGEN   path of loadgen (default: built in NEA_REL_BUILD)
+  NEA_REL_BUILD CMake build directory, configured with NEA_BUILD_TOOLS=ON
+                (default /tmp/nea-rel-<uid>)
   NEA_REL_NOPIN set to 1 to not pin processes to CPUs
+  NEA_REL_PORT_BASE  listen on ports from this one up (default: port 0, the
+                kernel's pick); each demo a script starts takes the next port
 """
 import argparse
 import datetime
-import http.client
 import json
 import math
 import os
@@ -33,21 +36,23 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-NCPU = os.cpu_count() or 1
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
+import neatools as T  # noqa: E402
+from neatools import (REPO, NCPU, CLK_TCK, proc_status, reset_hwm, cpu_seconds,  # noqa: E402,F401
+                      fd_count, http_get, http_get_json)
+
 PIN = NCPU >= 2 and os.environ.get("NEA_REL_NOPIN", "") != "1"
 SERVER_CPU = 0
 CLIENT_CPU = 1 if NCPU >= 2 else 0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-_children = []  # Popen objects started here, killed by pid on exit
+_children = []  # loadgen Popen objects started here, killed by pid on exit
 _tmpdir = None
 _name = "reliability"
 
 
 def note(msg):
     """Progress message on stderr (stdout carries only tables and the JSON line)."""
-    print(f"[{_name} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    T.note(msg)
 
 
 def tmpdir():
@@ -74,73 +79,25 @@ def raise_nofile(want=65536):
 # --------------------------------------------------------------------------
 # Binaries
 
-def _run_quiet(cmd, what, timeout):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=timeout)
-    if r.returncode != 0:
-        sys.stderr.write(r.stdout)
-        raise SystemExit(f"{_name}: {what} failed (exit {r.returncode})")
-    return r.stdout
-
-
 def tools():
-    """Returns (demo, loadgen) paths, building what NEA_DEMO / NEA_LOADGEN do not name."""
+    """Returns (demo, loadgen) paths, building (neatools.build into
+    NEA_REL_BUILD) what NEA_DEMO / NEA_LOADGEN do not name."""
     build = os.environ.get("NEA_REL_BUILD", f"/tmp/nea-rel-{os.getuid()}")
     demo = os.environ.get("NEA_DEMO")
     lg = os.environ.get("NEA_LOADGEN")
-    if not demo:
-        if not os.path.exists(os.path.join(build, "CMakeCache.txt")):
-            note(f"configuring a Release build of nea-demo in {build}")
-            _run_quiet(["cmake", "-S", REPO, "-B", build, "-DCMAKE_BUILD_TYPE=Release",
-                        "-DNEA_BUILD_TESTS=OFF"], "cmake configure", 300)
-        _run_quiet(["cmake", "--build", build, "--parallel", str(NCPU), "--target", "nea-demo"],
-                   "cmake build nea-demo", 600)
-        demo = os.path.join(build, "examples", "nea-demo")
-    if not lg:
-        out = _run_quiet([os.path.join(HERE, "build.sh"), os.path.join(build, "reliability")],
-                         "build.sh (loadgen)", 300)
-        lg = out.strip().splitlines()[-1]
+    if not demo or not lg:
+        note(f"building nea-demo and loadgen (Release) in {build}")
+        t = T.build(build, ["nea-demo", "loadgen"])
+        demo = demo or t.demo
+        lg = lg or t.loadgen
     for p in (demo, lg):
-        if not os.access(p, os.X_OK):
+        if not p or not os.access(p, os.X_OK):
             raise SystemExit(f"{_name}: {p} is not an executable")
     return demo, lg
 
 
 # --------------------------------------------------------------------------
 # /proc readings
-
-def proc_status(pid):
-    """VmRSS, VmHWM, RssAnon, RssFile, ... in KiB from /proc/PID/status."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            v = v.split()
-            if len(v) == 2 and v[1] == "kB":
-                out[k] = int(v[0])
-    return out
-
-
-def reset_hwm(pid):
-    """Resets VmHWM of a process to its current RSS (echo 5 > clear_refs)."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def cpu_seconds(pid):
-    """utime + stime of a process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rpartition(")")[2].split()
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
 
 def server_sockets(port):
     """Counts of TCP states of sockets whose local port is `port` (IPv4, /proc/net/tcp)."""
@@ -162,133 +119,30 @@ def server_sockets(port):
 # --------------------------------------------------------------------------
 # The demo server
 
-class Demo:
-    """nea-demo on 127.0.0.1, port 0, pinned to the server CPU, optionally under
-    prlimit. Stdout and stderr go to files in the temp dir."""
-
-    def __init__(self, binary, args, nofile=None, data=None, tag="demo", start_timeout=15.0):
-        self.args = list(args)
-        self.tag = tag
-        d = tmpdir()
-        self.out_path = os.path.join(d, f"{tag}.out")
-        self.err_path = os.path.join(d, f"{tag}.err")
-        cmd = []
-        if PIN:
-            cmd += ["taskset", "-c", str(SERVER_CPU)]
-        if nofile is not None or data is not None:
-            cmd += ["prlimit"]
-            if nofile is not None:
-                cmd += [f"--nofile={nofile}:{nofile}"]
-            if data is not None:
-                cmd += [f"--data={data}:{data}"]
-        cmd += [binary, "--host", "127.0.0.1", "--port", "0"] + self.args
-        self.cmd = cmd
-        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                      cwd=REPO)
-        _children.append(self.p)
-        self.pid = self.p.pid
-        self.port = None
-        self.exit_code = None
-        deadline = time.monotonic() + start_timeout
-        while time.monotonic() < deadline:
-            with open(self.out_path) as f:
-                line = f.readline()
-            if line.startswith("listening on ") and line.endswith("\n"):
-                self._parse(line)
-                break
-            if self.p.poll() is not None:
-                self.exit_code = self.p.returncode
-                break
-            time.sleep(0.005)
-        else:
-            self.kill()
-            raise SystemExit(f"{_name}: {tag} did not start within {start_timeout} s")
-        self.started = self.port is not None
-        if self.started:
-            self.status0 = proc_status(self.pid)
-            self.fds0 = fd_count(self.pid)
-
-    def _parse(self, line):
-        # listening on http://HOST:PORT reserved=BYTES arenas=N arena_size=BYTES connections=N
-        words = line.split()
-        self.port = int(words[2].rsplit(":", 1)[1])
-        kv = dict(w.split("=", 1) for w in words[3:])
-        self.reserved = int(kv["reserved"])
-        self.arenas = int(kv["arenas"])
-        self.arena_size = int(kv["arena_size"])
-        self.connections = int(kv["connections"])
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def status(self):
-        return proc_status(self.pid)
-
-    def cpu(self):
-        return cpu_seconds(self.pid)
-
-    def fds(self):
-        return fd_count(self.pid)
-
-    def stats(self, tries=20):
-        """GET /stats on a new connection (retried on 503 / refusal, bounded)."""
-        return http_get_json(self.port, "/stats", tries=tries)
-
-    def stderr_text(self):
-        with open(self.err_path, errors="replace") as f:
-            return f.read()
-
-    def stderr_count(self, needle):
-        n = 0
-        with open(self.err_path, errors="replace") as f:
-            for line in f:
-                n += needle in line
-        return n
-
-    def stop(self, timeout=15.0):
-        """SIGTERM (graceful drain), wait; returns the exit code (negative: signal)."""
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.exit_code = self.p.returncode
-        return self.exit_code
-
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait(5)
-        self.exit_code = self.p.returncode
+_ports_used = 0
 
 
-def http_get(port, path, timeout=3.0, tries=1, retry_sleep=0.05):
-    """(status, body bytes) of GET path on a new connection; retried on 503 or a
-    connection error, at most `tries` times. (None, error text) if all failed."""
-    last = None
-    for i in range(tries):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-            c.request("GET", path, headers={"Connection": "close"})
-            r = c.getresponse()
-            body = r.read()
-            c.close()
-            if r.status != 503 or i == tries - 1:
-                return r.status, body
-            last = (r.status, body)
-        except (OSError, http.client.HTTPException) as e:
-            last = (None, str(e))
-        time.sleep(retry_sleep)
-    return last
+def _next_port():
+    """0 (the kernel picks), or with NEA_REL_PORT_BASE=N the next of N..N+99:
+    each demo of a script gets a port of its own within a fixed range."""
+    global _ports_used
+    base = os.environ.get("NEA_REL_PORT_BASE")
+    if not base:
+        return 0
+    if _ports_used >= 100:
+        raise SystemExit(f"{_name}: more than 100 demos started from NEA_REL_PORT_BASE={base}")
+    _ports_used += 1
+    return int(base) + _ports_used - 1
 
 
-def http_get_json(port, path, tries=20):
-    st, body = http_get(port, path, tries=tries)
-    if st != 200:
-        return None
-    return json.loads(body)
+def Demo(binary, args, nofile=None, data=None, tag="demo", start_timeout=15.0):
+    """neatools.Demo on 127.0.0.1 (port 0 unless NEA_REL_PORT_BASE is set), pinned
+    to the server CPU, optionally under prlimit; stdout and stderr go to TAG.out /
+    TAG.err in the temp dir."""
+    d = tmpdir()
+    return T.Demo(binary, args, os.path.join(d, f"{tag}.out"), os.path.join(d, f"{tag}.err"),
+                  port=_next_port(), cpu=SERVER_CPU if PIN else None, nofile=nofile, data=data,
+                  tag=tag, start_timeout=start_timeout)
 
 
 # --------------------------------------------------------------------------
@@ -566,6 +420,7 @@ def cleanup():
                 p.wait(5)
         except (OSError, subprocess.TimeoutExpired):
             pass
+    T.cleanup()
     if _tmpdir is not None and os.environ.get("NEA_REL_KEEP", "") != "1":
         import shutil
         shutil.rmtree(_tmpdir, ignore_errors=True)
@@ -580,7 +435,8 @@ def main(name, description, run, bound_quick, bound_full, add_args=None):
     wall-clock bound, runs run(args, report), prints the verdicts, cleans up."""
     global _name
     _name = name
-    ap = argparse.ArgumentParser(prog=f"{name}.sh", description=description,
+    T.name = name
+    ap = argparse.ArgumentParser(prog=f"{name}.py", description=description,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short CI run (seconds)")
     if add_args is not None:

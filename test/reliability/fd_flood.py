@@ -1,4 +1,4 @@
-"""fd_flood: a connection flood at the process fd limit (run through fd_flood.sh).
+"""fd_flood: a connection flood at the process fd limit (python3 test/reliability/fd_flood.py).
 
 nea-demo runs under `prlimit --nofile=256:256` with its default 1024
 connection slots, so file descriptors run out long before slots do: accept()

@@ -1,4 +1,4 @@
-"""hog_mix: memory hogs among good requests (run through hog_mix.sh).
+"""hog_mix: memory hogs among good requests (python3 test/reliability/hog_mix.py).
 
 nea-demo (--arena-size 64k --prefault --keepalive-timeout-ms 60000) gets a
 steady sub-capacity stream from loadgen: first only good requests (GET

@@ -29,7 +29,9 @@
  * Only loopback targets are accepted: this tool exists to load-test servers
  * on the same machine.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>

@@ -1,4 +1,4 @@
-"""overload_sweep: capacity, then 0.5C, 1C, 2C and 4C open-loop (run through overload_sweep.sh).
+"""overload_sweep: capacity, then 0.5C, 1C, 2C and 4C open-loop (python3 test/reliability/overload_sweep.py).
 
 Two series, each on its own nea-demo:
   hello   GET /hello on the default configuration (--prefault): CPU-bound,

@@ -1,4 +1,4 @@
-"""recovery_pulse: 0.8C, a 3C pulse, 0.8C again (run through recovery_pulse.sh).
+"""recovery_pulse: 0.8C, a 3C pulse, 0.8C again (python3 test/reliability/recovery_pulse.py).
 
 nea-demo with --arenas 16 --queue-timeout-ms 1 --prefault serves GET
 /sleep/5 (each request holds an arena ~5 ms, so C ~ 16 / 5 ms). C is measured

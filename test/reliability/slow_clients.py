@@ -1,4 +1,4 @@
-"""slow_clients: slowloris, slow body and slow reader against a few slots (run through slow_clients.sh).
+"""slow_clients: slowloris, slow body and slow reader against a few slots (python3 test/reliability/slow_clients.py).
 
 Each scenario gets a fresh nea-demo with --connections 64 (fewer slots than
 attackers) and a Python asyncio client (stdlib; slowhttptest was not used

@@ -1,4 +1,4 @@
-"""soak: mixed load at 0.8C for 10 minutes (run through soak.sh; --quick: 20 s).
+"""soak: mixed load at 0.8C for 10 minutes (python3 test/reliability/soak.py; --quick: 20 s).
 
 nea-demo with --arenas 16 --prefault (default 100 ms queue timeout) gets an
 open-loop mix from loadgen: GET /hello 50%, /sleep/5 30% (holds an arena

@@ -1,3 +1,0 @@
-#!/usr/bin/env bash
-# See soak.py (or --help) for what it measures; --quick is the short CI run.
-exec python3 -B "$(dirname "${BASH_SOURCE[0]}")/soak.py" "$@"
