@@ -31,9 +31,17 @@
  *   4. Re-enter handler code from a libuv callback only through
  *      nea_req_run, so an out-of-memory unwind has a frame to land in.
  *   5. Never longjmp out of a handler, never call uv_run, never block.
- *   6. Respond exactly once (nea_respond or nea_respond_static). After the
- *      response is written, or the request is cancelled, the nea_req pointer
- *      and all arena memory are invalid.
+ *   6. Respond exactly once (nea_respond or nea_respond_static). A handler
+ *      that returns without responding must have something pending: a
+ *      tracked handle, or nea_req_keep; otherwise the request gets a 500.
+ *      No response within response_timeout_ms: 504. After the response is
+ *      written, or the request is cancelled, the nea_req pointer and all
+ *      arena memory are invalid.
+ *
+ * One meaning for 503: libnea answers 503 only before a handler started
+ * (no slot, no arena in time, queue full, draining), so a load balancer may
+ * retry it anywhere, whatever the method. Once a handler ran, failures are
+ * 500 (out of memory, no response) or 504 (response_timeout_ms).
  */
 #ifndef NEA_H
 #define NEA_H
@@ -122,6 +130,13 @@ typedef struct nea_config {
     unsigned body_timeout_ms;      /* idle time between body reads. Default 10000 */
     unsigned body_deadline_ms;     /* head end to body end, however steady the drip.
                                       Default 60000 */
+    unsigned body_min_rate;        /* bytes/s a body must average once body_rate_grace_ms
+                                      have passed (else 408), so a dripping upload
+                                      cannot hold an arena; 0 = no minimum. Default 240 */
+    unsigned body_rate_grace_ms;   /* see body_min_rate. Default 5000 */
+    unsigned response_timeout_ms;  /* handler start to response: after it the request
+                                      gets a 504, its defers run and its handles close.
+                                      Default 30000 */
     unsigned keepalive_timeout_ms; /* idle time between requests. Default 5000 */
     unsigned write_timeout_ms;     /* a response that cannot be sent at once must be
                                       written within this long. Default 10000 */
@@ -247,7 +262,9 @@ typedef struct nea_stats {
     uint64_t responses[6];  /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
     uint64_t oom_500;       /* 500s from arena exhaustion */
     uint64_t shed_503;      /* 503s: no arena in time, queue full, or no slot */
-    uint64_t timeouts;      /* header, body, keep-alive-with-partial-data and write */
+    uint64_t timeouts;      /* header, body (idle, deadline, rate), response and write */
+    uint64_t unanswered;    /* handlers that never responded: 500 when one returned with
+                               nothing pending, 504 at response_timeout_ms */
     uint64_t rejected_400;  /* malformed or smuggling-shaped requests */
     uint64_t accepted;      /* connections accepted into a slot */
     uint64_t evicted;       /* idle keep-alive connections closed to make room */
@@ -317,6 +334,15 @@ int nea_req_track(nea_req *req, uv_handle_t *handle);
 /* Allocates, initialises and tracks a timer in req's arena; unwinds on OOM.
  * Set timer->data yourself; start it with uv_timer_start as usual. */
 uv_timer_t *nea_req_timer(nea_req *req);
+
+/*
+ * Tells libnea the handler will respond later from code libnea cannot see
+ * (another request's handler, a uv_fs or uv_work request, a host callback).
+ * Without it, a handler that returns without responding and without a
+ * tracked handle is a bug: the request gets a 500 at once, logged with its
+ * route. Either way response_timeout_ms bounds the wait.
+ */
+void nea_req_keep(nea_req *req);
 
 /*
  * Runs fn(req, arg) inside a protected frame: the way back into handler code

@@ -1,10 +1,11 @@
 /*
  * admission.c - who gets a connection slot and who gets an arena.
  *
- * Slots: a new connection takes a free slot. With none free, the oldest
- * idle keep-alive connection that has no request on its way is closed to
- * make room (the new one is accepted when that close completes). With no
- * idle connection either, it is accepted on one of a few reject handles,
+ * Slots: a new connection takes a free slot. With none free, a lingering
+ * connection (its last response sent, draining input before the close)
+ * gives way first, then the oldest idle keep-alive connection that has no
+ * request on its way is closed to make room (the new one is accepted when
+ * that close completes). With neither, it is accepted on one of a few reject handles,
  * told 503 with Retry-After and closed: never a silent drop. While a
  * connection waits to be accepted libuv stops polling the listener, so
  * nothing spins; at the process fd limit libuv's own reserve-fd trick sheds
@@ -58,22 +59,39 @@ static void list_remove(nea__conn **head, nea__conn **tail, nea__conn *c)
 
 /* --- the slots' hooks --------------------------------------------------------- */
 
-/* Only a connection that has been answered can be evicted: a fresh one may
- * hold a request that was sent but not read yet. */
+/* The list a slot in state st belongs to, if any. Only a connection that
+ * has been answered can be evicted: a fresh one may hold a request that was
+ * sent but not read yet. */
+static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_state st,
+                           nea__conn ***tail)
+{
+    switch (st) {
+    case NEA__C_IDLE:
+        *tail = &adm->idle_tail;
+        return c->served ? &adm->idle_head : NULL;
+    case NEA__C_QUEUED:
+        *tail = &adm->wait_tail;
+        return &adm->wait_head;
+    case NEA__C_LINGER:
+        *tail = &adm->linger_tail;
+        return &adm->linger_head;
+    default:
+        return NULL;
+    }
+}
+
 static void on_state(nea__conn *c, nea__conn_state from)
 {
     nea__admission *adm = c->env->hooks_data;
-    if (from == NEA__C_IDLE && c->listed) {
-        list_remove(&adm->idle_head, &adm->idle_tail, c);
-    } else if (from == NEA__C_QUEUED) {
-        list_remove(&adm->wait_head, &adm->wait_tail, c);
-        adm->wait_len--;
+    nea__conn **head, **tail;
+
+    if (c->listed && (head = list_of(adm, c, from, &tail)) != NULL) {
+        list_remove(head, tail, c);
+        adm->wait_len -= from == NEA__C_QUEUED;
     }
-    if (c->state == NEA__C_IDLE && c->served) {
-        list_push(&adm->idle_head, &adm->idle_tail, c);
-    } else if (c->state == NEA__C_QUEUED) {
-        list_push(&adm->wait_head, &adm->wait_tail, c);
-        adm->wait_len++;
+    if ((head = list_of(adm, c, c->state, &tail)) != NULL) {
+        list_push(head, tail, c);
+        adm->wait_len += c->state == NEA__C_QUEUED;
     }
 }
 
@@ -237,6 +255,10 @@ static void accept_pending(nea__admission *adm)
         adm->free_conns = c->next;
         adm->accept_pending = false;
         (void)nea__conn_accept(c, adm->listener, -1);
+    } else if (adm->linger_head != NULL) {
+        /* Its last response is sent: the lingering only spares the peer a
+         * reset, and a newcomer needs the slot more. Accepted on close. */
+        nea__conn_close(adm->linger_head);
     } else if ((victim = evictable(adm)) != NULL) {
         /* Make room: the slot frees when the close completes, and the
          * waiting connection is accepted then (on_closed). */

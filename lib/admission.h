@@ -36,8 +36,9 @@ struct nea__admission {
     size_t stride;
     unsigned count;
     nea__conn *free_conns;
-    nea__conn *idle_head, *idle_tail; /* answered keep-alive connections, oldest first */
-    nea__conn *wait_head, *wait_tail; /* FIFO of routed heads waiting for an arena */
+    nea__conn *idle_head, *idle_tail;     /* answered keep-alive connections, oldest first */
+    nea__conn *wait_head, *wait_tail;     /* FIFO of routed heads waiting for an arena */
+    nea__conn *linger_head, *linger_tail; /* closing after their last response, oldest first */
     unsigned wait_len;
     unsigned wait_max;
     nea__reject rejects[NEA__REJECT_SLOTS];

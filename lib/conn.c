@@ -8,8 +8,8 @@
  *   IDLE    --first byte-->   HEAD     keep-alive timer   -> close
  *   HEAD    --head done-->    QUEUED   header deadline    -> 408, close
  *   QUEUED  --arena-->        BODY     queue timeout      -> 503, close
- *   BODY    --body done-->    HANDLER  body idle timer    -> 408, close
- *   HANDLER --respond-->      WRITING  (none: async handlers may take time)
+ *   BODY    --body done-->    HANDLER  idle, rate, deadline -> 408, close
+ *   HANDLER --respond-->      WRITING  response timeout   -> 504
  *   WRITING --written-->      IDLE     write timer        -> close
  *   (any)   --must close-->   LINGER   linger timer       -> close
  *
@@ -28,6 +28,7 @@
  */
 #include "conn.h"
 
+#include "log.h"
 #include "stats.h"
 
 #include <string.h>
@@ -38,6 +39,8 @@ static void close_now(nea__conn *c);
 static void close_lingering(nea__conn *c);
 static void update_reading(nea__conn *c);
 static void response_done(nea__conn *c, int status);
+static bool body_overdue(const nea__conn *c, uint64_t now);
+static void arm_body(nea__conn *c);
 
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -58,11 +61,27 @@ static void on_timer(uv_timer_t *t)
     nea_stats *st = c->env->stats;
 
     switch (c->state) {
-    case NEA__C_HEAD:
     case NEA__C_BODY:
+        if (!body_overdue(c, uv_now(c->env->loop))) {
+            arm_body(c); /* still moving */
+            break;
+        }
+        /* fall through */
+    case NEA__C_HEAD:
         st->timeouts++;
         c->must_close = true;
         nea__conn_respond_error(c, NEA__E408);
+        break;
+    case NEA__C_HANDLER:
+        /* No response in time: the handler's work is abandoned (defers run,
+         * handles close when the 504 is written) and it may not answer. */
+        st->timeouts++;
+        st->unanswered++;
+        nea__log(c->env->cfg, NEA_LOG_WARN,
+                 "no response to %s %s within response_timeout_ms (%u); answering 504",
+                 c->req->msg.method, c->req->msg.path, c->env->cfg->response_timeout_ms);
+        c->req->cancelled = true;
+        nea__conn_respond_error(c, NEA__E504);
         break;
     case NEA__C_QUEUED:
         st->shed_503++;
@@ -84,14 +103,39 @@ static void arm(nea__conn *c, unsigned ms)
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
-/* The body may idle body_timeout_ms between reads, and must be complete by
- * its deadline however steadily it drips. */
+/* When the body being received stops being acceptable (loop time, ms): it
+ * may idle body_timeout_ms between reads, must be complete by its deadline
+ * however steadily it drips, and, once the grace period is over, must
+ * average body_min_rate bytes/s since it started, so an arena is held only
+ * by a body that is moving. */
+static uint64_t body_due(const nea__conn *c)
+{
+    const nea_config *cfg = c->env->cfg;
+    uint64_t due = c->body_last_ms + cfg->body_timeout_ms;
+
+    if (c->body_deadline_ms < due) {
+        due = c->body_deadline_ms;
+    }
+    if (cfg->body_min_rate > 0) {
+        /* The first moment the average drops below the rate. */
+        uint64_t slow = c->body_start_ms + c->body_bytes * 1000u / cfg->body_min_rate + 1;
+        uint64_t grace = c->body_start_ms + cfg->body_rate_grace_ms;
+        slow = slow > grace ? slow : grace;
+        due = slow < due ? slow : due;
+    }
+    return due;
+}
+
+static bool body_overdue(const nea__conn *c, uint64_t now)
+{
+    return now >= body_due(c);
+}
+
 static void arm_body(nea__conn *c)
 {
-    uint64_t now = uv_now(c->env->loop);
-    uint64_t left = c->body_deadline_ms > now ? c->body_deadline_ms - now : 0;
-    unsigned idle = c->env->cfg->body_timeout_ms;
-    arm(c, left < idle ? (unsigned)left : idle);
+    uint64_t now = uv_now(c->env->loop), due = body_due(c);
+    uint64_t left = due > now ? due - now : 0;
+    arm(c, left < UINT32_MAX ? (unsigned)left : UINT32_MAX);
 }
 
 /* --- reading --------------------------------------------------------------- */
@@ -129,6 +173,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     if (c->state == NEA__C_LINGER) {
         return;
+    }
+    if (c->state == NEA__C_BODY) {
+        c->body_last_ms = uv_now(c->env->loop);
+        c->body_bytes += (uint64_t)n;
     }
     c->rlen += (size_t)n;
     conn_process(c);
@@ -396,7 +444,7 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     bool head_only = c->head.headers_done && c->parser.method == HTTP_HEAD;
     unsigned n;
 
-    if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500) {
+    if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500 && e != NEA__E504) {
         c->must_close = true; /* the connection's framing can't be trusted */
     }
     if (e == NEA__E405) {
@@ -446,8 +494,8 @@ static const nea__req_hooks req_hooks = {
 
 static void dispatch(nea__conn *c)
 {
-    uv_timer_stop(&c->timer);
     set_state(c, NEA__C_HANDLER);
+    arm(c, c->env->cfg->response_timeout_ms);
     nea__req_dispatch(c->req);
 }
 
@@ -529,7 +577,9 @@ static void start_body(nea__conn *c)
         }
     }
     set_state(c, NEA__C_BODY);
-    c->body_deadline_ms = uv_now(c->env->loop) + c->env->cfg->body_deadline_ms;
+    c->body_start_ms = c->body_last_ms = uv_now(c->env->loop);
+    c->body_deadline_ms = c->body_start_ms + c->env->cfg->body_deadline_ms;
+    c->body_bytes = c->rlen - c->rpos; /* arrived with the head */
     arm_body(c);
 }
 

@@ -90,6 +90,9 @@ struct nea__conn {
     nea__chunked chunked;      /* framing state of a chunked body */
     uint64_t body_left;        /* Content-Length bytes still to read */
     uint64_t body_deadline_ms; /* uv_now() by which the body must be complete */
+    uint64_t body_start_ms;    /* uv_now() when the body started */
+    uint64_t body_last_ms;     /* uv_now() of the last body read */
+    uint64_t body_bytes;       /* bytes received since the body started */
 
     nea_req *req;
     nea__conn *next, *prev; /* owner's lists: free slots, idle, arena wait queue */

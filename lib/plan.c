@@ -43,6 +43,9 @@ void nea_config_init(nea_config *cfg)
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 10000;
     cfg->body_deadline_ms = 60000;
+    cfg->body_min_rate = 240;
+    cfg->body_rate_grace_ms = 5000;
+    cfg->response_timeout_ms = 30000;
     cfg->keepalive_timeout_ms = 5000;
     cfg->write_timeout_ms = 10000;
     cfg->queue_timeout_ms = 100;
@@ -114,6 +117,7 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
         {"body_deadline_ms", cfg->body_deadline_ms},
         {"keepalive_timeout_ms", cfg->keepalive_timeout_ms},
         {"write_timeout_ms", cfg->write_timeout_ms},
+        {"response_timeout_ms", cfg->response_timeout_ms},
         {"drain_timeout_ms", cfg->drain_timeout_ms},
     };
 

@@ -106,6 +106,14 @@ void nea__req_end(nea_req *req)
     end_now(req);
 }
 
+/* Nothing will ever answer a request whose handler code left without a
+ * response, a tracked handle or nea_req_keep: a host bug, answered 500 at
+ * once rather than left to hang. */
+static bool abandoned(const nea_req *req)
+{
+    return !req->responded && req->tracked == NULL && !req->kept && req->conn != NULL;
+}
+
 /* Handler code left the stack: finish what happened while it ran. */
 static void settle(nea_req *req)
 {
@@ -116,7 +124,21 @@ static void settle(nea_req *req)
         end_now(req);
     } else if (req->written && req->conn != NULL) {
         req->env->hooks->written(req);
+    } else if (abandoned(req)) {
+        nea__log(req->env->cfg, NEA_LOG_ERROR,
+                 "handler for %s %s returned without responding and with nothing pending (no "
+                 "tracked handle, no nea_req_keep); answering 500",
+                 req->msg.method != NULL ? req->msg.method : "-",
+                 req->msg.path != NULL ? req->msg.path : "-");
+        req->env->stats->unanswered++;
+        req->responded = true;
+        req->env->hooks->send_error(req, NEA__E500);
     }
+}
+
+void nea_req_keep(nea_req *req)
+{
+    req->kept = true;
 }
 
 static void log_oom(nea_req *req, const char *outcome)

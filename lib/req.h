@@ -80,6 +80,7 @@ struct nea_req {
     bool cancelled;   /* client gone or server closing */
     bool end_pending; /* ended while handler code was on the stack */
     bool ended;       /* defers ran; waiting for handles, then the arena returns */
+    bool kept;        /* nea_req_keep: a response will come from code libnea cannot see */
     unsigned handles_closing;
 
     nea__defer *defers;

@@ -19,6 +19,7 @@ typedef enum {
     NEA__E500,
     NEA__E501,
     NEA__E503,
+    NEA__E504,
     NEA__E505,
     NEA__ECOUNT
 } nea__err;
