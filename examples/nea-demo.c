@@ -8,7 +8,11 @@
  *   POST /svg        CSV lines "x, y" -> an SVG path; a bad number: 400
  *   GET  /static     a file loaded at start, served without copying
  *   GET  /sleep/MS   holds its arena MS ms on a libuv timer, then answers
- *   GET  /stats      the server counters as JSON
+ *   GET  /spin/US    burns US microseconds of CPU in the handler (at most
+ *                    1 s), then answers: a CPU-bound route for overload tests
+ *   GET  /stats      the server counters as JSON (exempt: answered while
+ *                    the server sheds everything else)
+ *   GET  /health     "ok" (exempt)
  *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */
@@ -196,6 +200,30 @@ static void sleep_route(nea_req *req, void *data)
     uv_timer_start(t, on_sleep_timer, ms, 0);
 }
 
+/* Busy-waits on the monotonic clock: the handler holds the loop, as a
+ * CPU-heavy handler would. */
+static void spin(nea_req *req, void *data)
+{
+    uint64_t us, until;
+    char *answer;
+    (void)data;
+    if (parse_u64(nea_req_path_tail(req), 1000000, &us) != 0) {
+        bad_request(req, "usage: /spin/US (at most 1000000)\n");
+        return;
+    }
+    until = uv_hrtime() + us * 1000u;
+    while (uv_hrtime() < until) {
+    }
+    answer = nea_printf(req, "spun %" PRIu64 " us\n", us);
+    nea_respond_static(req, 200, "text/plain", answer, strlen(answer));
+}
+
+static void health(nea_req *req, void *data)
+{
+    (void)data;
+    nea_respond_static(req, 200, "text/plain", "ok\n", 3);
+}
+
 static void stats(nea_req *req, void *data)
 {
     nea_stats st;
@@ -206,16 +234,20 @@ static void stats(nea_req *req, void *data)
         req,
         "{\"requests\":%" PRIu64 ",\"responses\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
         ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},\"oom_500\":%" PRIu64
-        ",\"shed_503\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"rejected_400\":%" PRIu64
+        ",\"shed_503\":%" PRIu64 ",\"shed_no_slot\":%" PRIu64 ",\"shed_no_arena\":%" PRIu64
+        ",\"shed_cpu\":%" PRIu64 ",\"shed_fair\":%" PRIu64 ",\"shed_draining\":%" PRIu64
+        ",\"shedding\":%u,\"shed_transitions\":%" PRIu64 ",\"loop_lag_us\":%" PRIu64
+        ",\"unanswered\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"rejected_400\":%" PRIu64
         ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"accept_errors\":%" PRIu64
         ",\"connections_open\":%u,\"connections_max\":%u,\"arenas_in_use\":%u,"
         "\"arenas_high_water\":%u,\"arena_count\":%u,\"queue_length\":%u,"
         "\"arena_peak_bytes\":%zu,\"reserved\":%zu}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
-        st.responses[5], st.oom_500, st.shed_503, st.timeouts, st.rejected_400, st.accepted,
-        st.evicted, st.accept_errors, st.connections_open, st.connections_max, st.arenas_in_use,
-        st.arenas_high_water, st.arena_count, st.queue_length, st.arena_peak_bytes,
-        nea_server_plan(server)->total);
+        st.responses[5], st.oom_500, st.shed_503, st.shed_no_slot, st.shed_no_arena, st.shed_cpu,
+        st.shed_fair, st.shed_draining, st.shedding, st.shed_transitions, st.loop_lag_us,
+        st.unanswered, st.timeouts, st.rejected_400, st.accepted, st.evicted, st.accept_errors,
+        st.connections_open, st.connections_max, st.arenas_in_use, st.arenas_high_water,
+        st.arena_count, st.queue_length, st.arena_peak_bytes, nea_server_plan(server)->total);
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
@@ -243,25 +275,34 @@ static void load_static(const char *path, bool required)
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: nea-demo [options]\n"
-                "  --host ADDR               listen address (default 127.0.0.1)\n"
-                "  --port N                  port, 0 = any free one (default 8080)\n"
-                "  --memory-limit SIZE       ceiling for the reservation (default 64M)\n"
-                "  --arena-size SIZE         bytes per in-flight request (default 64k)\n"
-                "  --arenas N                in-flight requests, 0 = as many as fit (default 0)\n"
-                "  --connections N           connection slots (default 1024)\n"
-                "  --read-buffer SIZE        per connection; the max request head (default 8k)\n"
-                "  --max-body SIZE           largest buffered request body (default: what the arena holds)\n"
-                "  --header-timeout-ms MS    first byte to end of head (default 10000)\n"
-                "  --keepalive-timeout-ms MS idle time between requests (default 5000)\n"
-                "  --queue-timeout-ms MS     wait for an arena before 503 (default 100)\n"
-                "  --body-timeout-ms MS      idle time between body reads (default 10000)\n"
-                "  --body-deadline-ms MS     end of head to end of body (default 60000)\n"
-                "  --static FILE             body of GET /static (default ./LICENSE)\n"
-                "  --prefault                make the whole reservation resident at start\n"
-                "  --no-guard-pages          no PROT_NONE page between arenas\n"
-                "  --help                    this text\n"
-                "SIZE takes a k, M or G suffix (powers of 1024).\n");
+    fprintf(to,
+            "usage: nea-demo [options]\n"
+            "  --host ADDR               listen address (default 127.0.0.1)\n"
+            "  --port N                  port, 0 = any free one (default 8080)\n"
+            "  --memory-limit SIZE       ceiling for the reservation (default 64M)\n"
+            "  --arena-size SIZE         bytes per in-flight request (default 64k)\n"
+            "  --arenas N                in-flight requests, 0 = as many as fit (default 0)\n"
+            "  --connections N           connection slots (default 1024)\n"
+            "  --read-buffer SIZE        per connection; the max request head (default 8k)\n"
+            "  --max-body SIZE           largest buffered request body (default: what the arena "
+            "holds)\n"
+            "  --header-timeout-ms MS    first byte to end of head (default 10000)\n"
+            "  --keepalive-timeout-ms MS idle time between requests (default 5000)\n"
+            "  --queue-timeout-ms MS     wait for an arena before 503 (default 100)\n"
+            "  --body-timeout-ms MS      idle time between body reads (default 10000)\n"
+            "  --body-deadline-ms MS     end of head to end of body (default 60000)\n"
+            "  --static FILE             body of GET /static (default ./LICENSE)\n"
+            "  --prefault                make the whole reservation resident at start\n"
+            "  --no-guard-pages          no PROT_NONE page between arenas\n"
+            "  --response-timeout-ms MS  handler start to response, then 504 (default 30000)\n"
+            "  --body-min-rate B         bytes/s a body must average after 5 s (default 240)\n"
+            "  --overload-target-ms MS   loop busy time before CPU shedding, 0 = off (default 5)\n"
+            "  --overload-interval-ms MS busy that long before shedding starts (default 100)\n"
+            "  --overload-hold-ms MS     shedding stops this long after the last shed (1000)\n"
+            "  --reserved-arenas N       arenas only /stats and /health may take (default 1)\n"
+            "  --fair-share-pct P        one address's share under contention, 0 = off (50)\n"
+            "  --help                    this text\n"
+            "SIZE takes a k, M or G suffix (powers of 1024).\n");
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -353,6 +394,13 @@ int main(int argc, char **argv)
         O_STATIC,
         O_PREFAULT,
         O_NOGUARD,
+        O_RTO,
+        O_RATE,
+        O_OTARGET,
+        O_OINTERVAL,
+        O_OHOLD,
+        O_RESERVED,
+        O_FAIR,
         O_HELP
     };
     static const struct option opts[] = {
@@ -372,13 +420,25 @@ int main(int argc, char **argv)
         {"static", required_argument, NULL, O_STATIC},
         {"prefault", no_argument, NULL, O_PREFAULT},
         {"no-guard-pages", no_argument, NULL, O_NOGUARD},
+        {"response-timeout-ms", required_argument, NULL, O_RTO},
+        {"body-min-rate", required_argument, NULL, O_RATE},
+        {"overload-target-ms", required_argument, NULL, O_OTARGET},
+        {"overload-interval-ms", required_argument, NULL, O_OINTERVAL},
+        {"overload-hold-ms", required_argument, NULL, O_OHOLD},
+        {"reserved-arenas", required_argument, NULL, O_RESERVED},
+        {"fair-share-pct", required_argument, NULL, O_FAIR},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
     static const nea_route routes[] = {
-        {"GET", "/hello", hello, NULL},        {"GET", "/alloc/", alloc, NULL},
-        {"POST", "/svg", svg, NULL},           {"GET", "/static", static_file, NULL},
-        {"GET", "/sleep/", sleep_route, NULL}, {"GET", "/stats", stats, NULL},
+        {"GET", "/hello", hello, NULL, 0},
+        {"GET", "/alloc/", alloc, NULL, 0},
+        {"POST", "/svg", svg, NULL, 0},
+        {"GET", "/static", static_file, NULL, 0},
+        {"GET", "/sleep/", sleep_route, NULL, 0},
+        {"GET", "/spin/", spin, NULL, 0},
+        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT},
+        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT},
     };
     nea_config cfg;
     const char *static_path = NULL;
@@ -386,6 +446,7 @@ int main(int argc, char **argv)
     int opt, rc = 0;
 
     nea_config_init(&cfg);
+    cfg.reserved_arenas = 1; /* /stats and /health answer when every other arena is busy */
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case O_HOST:
@@ -436,6 +497,27 @@ int main(int argc, char **argv)
             break;
         case O_NOGUARD:
             cfg.guard_pages = 0;
+            break;
+        case O_RTO:
+            rc = parse_uint(optarg, 86400000, &cfg.response_timeout_ms);
+            break;
+        case O_RATE:
+            rc = parse_uint(optarg, 1u << 30, &cfg.body_min_rate);
+            break;
+        case O_OTARGET:
+            rc = parse_uint(optarg, 86400000, &cfg.overload_target_ms);
+            break;
+        case O_OINTERVAL:
+            rc = parse_uint(optarg, 86400000, &cfg.overload_interval_ms);
+            break;
+        case O_OHOLD:
+            rc = parse_uint(optarg, 86400000, &cfg.overload_hold_ms);
+            break;
+        case O_RESERVED:
+            rc = parse_uint(optarg, 1u << 24, &cfg.reserved_arenas);
+            break;
+        case O_FAIR:
+            rc = parse_uint(optarg, 100, &cfg.fair_share_pct);
             break;
         case O_HELP:
             usage(stdout);

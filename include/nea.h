@@ -146,6 +146,22 @@ typedef struct nea_config {
                                       requests. Default 5000 */
     unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */
 
+    /* Refusal when the CPU is the limit (see README "Overload"): when the
+     * loop has been busy longer than overload_target_ms per iteration for
+     * overload_interval_ms, each iteration serves a target's worth of
+     * requests and answers the rest 503 at once, until overload_hold_ms pass
+     * without a shed. */
+    unsigned overload_target_ms;   /* 0 = never shed for CPU. Default 5 */
+    unsigned overload_interval_ms; /* Default 100 */
+    unsigned overload_hold_ms;     /* Default 1000 */
+    unsigned reserved_arenas;      /* arenas only NEA_ROUTE_EXEMPT routes may take, so
+                                      health and metrics answer when all others are
+                                      busy. Default 0 */
+    unsigned fair_share_pct;       /* under contention (few free slots, or no free arena)
+                                      one client address may hold at most this percent
+                                      of the slots and of the arenas (at least one);
+                                      more gets 503. 0 = off. Default 50 */
+
     int prefault;    /* make the whole reservation resident at start. Default 0 */
     int lock_memory; /* mlock the reservation. Default 0 */
     int guard_pages; /* PROT_NONE page after every arena. Default 1 */
@@ -232,6 +248,19 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out);
 int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                      void *data);
 
+/* Route flags for nea_server_route_flags. */
+enum {
+    /* Health, readiness and metrics routes: never shed for CPU or fairness,
+     * and may take the reserved_arenas no other route can, so they answer
+     * while the server refuses everything else. Keep their handlers small. */
+    NEA_ROUTE_EXEMPT = 1u << 0,
+};
+
+/* nea_server_route with flags (NEA_ROUTE_*); the same errors, and UV_EINVAL
+ * for an unknown flag. */
+int nea_server_route_flags(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
+                           void *data, unsigned flags);
+
 /* Binds and listens on cfg->host:cfg->port. Returns 0, NEA_ESTATE (already
  * listening, or closing), or a UV_E* error from bind/listen (logged). */
 int nea_server_listen(nea_server *s);
@@ -261,7 +290,12 @@ typedef struct nea_stats {
     uint64_t requests;      /* request heads fully received */
     uint64_t responses[6];  /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
     uint64_t oom_500;       /* 500s from arena exhaustion */
-    uint64_t shed_503;      /* 503s: no arena in time, queue full, or no slot */
+    uint64_t shed_503;      /* every 503 (the handler never started); by cause: */
+    uint64_t shed_no_slot;  /*   no connection slot (and none to evict) */
+    uint64_t shed_no_arena; /*   no arena within queue_timeout_ms, or the queue full */
+    uint64_t shed_cpu;      /*   the loop overloaded (overload_target_ms) */
+    uint64_t shed_fair;     /*   the client's address over fair_share_pct */
+    uint64_t shed_draining; /*   waiting for an arena when the server began to drain */
     uint64_t timeouts;      /* header, body (idle, deadline, rate), response and write */
     uint64_t unanswered;    /* handlers that never responded: 500 when one returned with
                                nothing pending, 504 at response_timeout_ms */
@@ -274,8 +308,11 @@ typedef struct nea_stats {
     unsigned arenas_in_use;
     unsigned arenas_high_water;
     unsigned arena_count;
-    unsigned queue_length;   /* requests waiting for an arena now */
-    size_t arena_peak_bytes; /* the largest arena use any request reached */
+    unsigned queue_length;     /* requests waiting for an arena now */
+    unsigned shedding;         /* 1 while shedding for CPU */
+    uint64_t shed_transitions; /* CPU shedding turned on or off */
+    uint64_t loop_lag_us;      /* busy time of the loop's last iteration with I/O */
+    size_t arena_peak_bytes;   /* the largest arena use any request reached */
 } nea_stats;
 
 void nea_server_stats(const nea_server *s, nea_stats *out);
@@ -379,6 +416,10 @@ size_t nea_req_header_count(const nea_req *req);
 int nea_req_header_at(const nea_req *req, size_t i, const char **name, const char **value);
 /* The body (NUL-terminated for convenience, not counted in *len). */
 const char *nea_req_body(const nea_req *req, size_t *len);
+/* The client's address, copied into *addr (sockaddr_in or sockaddr_in6).
+ * Returns 0, or UV_ENOTCONN when it is unknown (e.g. a socket adopted for
+ * tests, or the request was detached from its connection). */
+int nea_req_peer(const nea_req *req, struct sockaddr_storage *addr);
 /* HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
 int nea_req_http_minor(const nea_req *req);
 
@@ -416,6 +457,7 @@ typedef struct nea_route {
     const char *path;
     nea_handler_fn fn;
     void *data;
+    unsigned flags; /* NEA_ROUTE_*; 0 when left out of an initializer */
 } nea_route;
 
 /*

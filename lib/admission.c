@@ -14,7 +14,20 @@
  * Arenas: a routed head takes a free arena at once, or waits in a bounded
  * FIFO for at most queue_timeout_ms, or is told 503 (queue full, no waiting
  * configured, or the server draining). An arena that returns goes to the
- * head that waited longest.
+ * head that waited longest, exempt routes (health, metrics) first; only
+ * they may take the last reserved_arenas.
+ *
+ * Before an arena is taken, two more refusals, both 503 at once and both
+ * skipped for exempt routes: the loop is overloaded (load.c decides), or
+ * the client's address holds more than its fair share while others wait.
+ * Fair share applies only while another address is waiting: a head from an
+ * address that holds fair_share_pct of the arenas is refused while a head
+ * from another address waits in the queue (and a queued one is skipped for
+ * it when an arena returns); a connection from an address that holds that
+ * share of the slots is refused while another address was refused a slot
+ * in the last second. One address alone (a benchmark, a single proxy) is
+ * never limited. Counting holdings scans the slots and the queue, so it
+ * runs only under contention: O(max_connections) then.
  *
  * This is where admission policy lives: the lists here are kept in step
  * with every slot's state through nea__conn_hooks, and nothing below calls
@@ -70,6 +83,10 @@ static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_st
         *tail = &adm->idle_tail;
         return c->served ? &adm->idle_head : NULL;
     case NEA__C_QUEUED:
+        if (c->route != NULL && (c->route->flags & NEA_ROUTE_EXEMPT) != 0) {
+            *tail = &adm->exempt_tail;
+            return &adm->exempt_head;
+        }
         *tail = &adm->wait_tail;
         return &adm->wait_head;
     case NEA__C_LINGER:
@@ -95,19 +112,93 @@ static void on_state(nea__conn *c, nea__conn_state from)
     }
 }
 
+static bool is_exempt(const nea__conn *c)
+{
+    return c->route != NULL && (c->route->flags & NEA_ROUTE_EXEMPT) != 0;
+}
+
+static unsigned free_arenas(const nea__admission *adm)
+{
+    return adm->pool->count - adm->pool->in_use;
+}
+
+/* An arena for c if one is free for it (the reserved ones: exempt only). */
+static nea__arena *take_arena(nea__admission *adm, const nea__conn *c)
+{
+    if (free_arenas(adm) > (is_exempt(c) ? 0 : adm->reserved)) {
+        return nea__pool_acquire(adm->pool);
+    }
+    return NULL;
+}
+
+/* Slots (and of those, slots holding an arena) that c's address holds. */
+static void count_peer(const nea__admission *adm, const nea__conn *c, unsigned *slots,
+                       unsigned *arenas)
+{
+    *slots = *arenas = 0;
+    for (unsigned i = 0; i < adm->count; i++) {
+        const nea__conn *o = nea__admission_slot(adm, i);
+        if (o->state == NEA__C_FREE || o->state == NEA__C_CLOSING ||
+            !nea__conn_same_peer(o, &c->peer)) {
+            continue;
+        }
+        (*slots)++;
+        *arenas += o->req != NULL;
+    }
+}
+
+/* Another address has a head waiting for an arena. */
+static bool other_waiting(const nea__admission *adm, const nea__conn *c)
+{
+    for (const nea__conn *w = adm->wait_head; w != NULL; w = w->next) {
+        if (w != c && !nea__conn_same_peer(w, &c->peer)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* c's address holds its share of the arenas while another address waits. */
+static bool over_arena_share(const nea__admission *adm, const nea__conn *c)
+{
+    unsigned slots, arenas;
+    if (adm->share_arenas == 0 || !other_waiting(adm, c)) {
+        return false;
+    }
+    count_peer(adm, c, &slots, &arenas);
+    return arenas >= adm->share_arenas;
+}
+
 static void on_routed(nea__conn *c)
 {
     nea__admission *adm = c->env->hooks_data;
     const nea_config *cfg = c->env->cfg;
-    nea__arena *a = nea__pool_acquire(adm->pool);
+    nea_stats *st = c->env->stats;
+    nea__arena *a;
 
+    if (!is_exempt(c)) {
+        if (nea__load_shed(adm->load)) {
+            st->shed_cpu++;
+            nea__conn_shed(c);
+            return;
+        }
+        if (free_arenas(adm) <= adm->reserved && over_arena_share(adm, c)) {
+            st->shed_fair++;
+            nea__conn_shed(c);
+            return;
+        }
+    }
+    a = take_arena(adm, c);
     if (a != NULL) {
         nea__conn_arena_ready(c, a);
-    } else if (cfg->queue_timeout_ms > 0 && adm->wait_len < adm->wait_max && !c->env->closing) {
+    } else if (c->env->closing) {
+        st->shed_draining++;
+        nea__conn_shed(c);
+    } else if (cfg->queue_timeout_ms > 0 && adm->wait_len < adm->wait_max) {
         nea__conn_wait(c, cfg->queue_timeout_ms);
     } else {
-        c->env->stats->shed_503++;
-        nea__conn_respond_error(c, NEA__E503);
+        st->shed_no_arena++;
+        nea__conn_shed(c);
     }
 }
 
@@ -139,10 +230,20 @@ static void on_arena_released(void *data)
         return;
     }
     adm->granting = true;
-    while (adm->wait_head != NULL && adm->pool->free != NULL) {
-        nea__conn *c = adm->wait_head;
+    for (;;) {
+        nea__conn *c = adm->exempt_head != NULL ? adm->exempt_head : adm->wait_head;
+        nea__arena *a;
+        if (c == NULL || free_arenas(adm) <= (is_exempt(c) ? 0 : adm->reserved)) {
+            break;
+        }
         uv_timer_stop(&c->timer);
-        nea__conn_arena_ready(c, nea__pool_acquire(adm->pool));
+        if (!is_exempt(c) && over_arena_share(adm, c)) {
+            c->env->stats->shed_fair++;
+            nea__conn_shed(c); /* leaves the queue; the next waiter is looked at */
+            continue;
+        }
+        a = take_arena(adm, c);
+        nea__conn_arena_ready(c, a);
     }
     adm->granting = false;
     adm->changed(adm->changed_data);
@@ -215,6 +316,14 @@ static void reject(nea__admission *adm)
         return;
     }
     env->stats->shed_503++;
+    env->stats->shed_no_slot++;
+    /* Remember who was refused: fair share limits the others now. */
+    {
+        int len = sizeof(adm->refused);
+        if (uv_tcp_getpeername(&r->tcp, (struct sockaddr *)&adm->refused, &len) == 0) {
+            adm->refused_ms = uv_now(env->loop);
+        }
+    }
     nea__stats_response(env->stats, 503);
     n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__E503,
                          "Connection: close\r\n", "", 0, false, r->hdrbuf, r->ebufs);
@@ -243,6 +352,24 @@ static nea__conn *evictable(nea__admission *adm)
     return NULL;
 }
 
+/* While another address was refused a slot in the last second, a
+ * connection from an address that already holds its share of the slots is
+ * told 503 and closed, so the slots it would keep go to the others. */
+static void over_share(nea__admission *adm, nea__conn *c)
+{
+    unsigned slots, arenas;
+    uint64_t now = uv_now(adm->env->loop);
+    if (adm->share_slots == 0 || adm->refused_ms == 0 || now - adm->refused_ms > 1000 ||
+        nea__conn_same_peer(c, &adm->refused)) {
+        return;
+    }
+    count_peer(adm, c, &slots, &arenas);
+    if (slots > adm->share_slots) {
+        adm->env->stats->shed_fair++;
+        nea__conn_shed(c);
+    }
+}
+
 static void accept_pending(nea__admission *adm)
 {
     nea__conn *c, *victim;
@@ -254,7 +381,9 @@ static void accept_pending(nea__admission *adm)
     if (c != NULL) {
         adm->free_conns = c->next;
         adm->accept_pending = false;
-        (void)nea__conn_accept(c, adm->listener, -1);
+        if (nea__conn_accept(c, adm->listener, -1) == 0) {
+            over_share(adm, c);
+        }
     } else if (adm->linger_head != NULL) {
         /* Its last response is sent: the lingering only spares the peer a
          * reset, and a newcomer needs the slot more. Accepted on close. */
@@ -274,6 +403,7 @@ static void accept_pending(nea__admission *adm)
 
 void nea__admission_on_connection(nea__admission *adm, uv_stream_t *listener)
 {
+    nea__load_touch(adm->load);
     adm->listener = listener;
     adm->accept_pending = true;
     accept_pending(adm);
@@ -296,15 +426,26 @@ nea__conn *nea__admission_slot(const nea__admission *adm, unsigned i)
     return (nea__conn *)(adm->slots + (size_t)i * adm->stride);
 }
 
-void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pool, char *slots,
-                         size_t stride, size_t rbuf_off, size_t obuf_off, unsigned count,
-                         void (*changed)(void *data), void *changed_data)
+/* pct of n, at least one (0 when pct is 0: no limit). */
+static unsigned share_of(unsigned n, unsigned pct)
+{
+    unsigned v = (unsigned)((uint64_t)n * pct / 100);
+    return pct == 0 ? 0 : v > 0 ? v : 1;
+}
+
+void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pool, nea__load *load,
+                         char *slots, size_t stride, size_t rbuf_off, size_t obuf_off,
+                         unsigned count, void (*changed)(void *data), void *changed_data)
 {
     const nea_config *cfg = env->cfg;
 
     memset(adm, 0, sizeof(*adm));
     adm->env = env;
     adm->pool = pool;
+    adm->load = load;
+    adm->reserved = cfg->reserved_arenas;
+    adm->share_slots = share_of(count, cfg->fair_share_pct);
+    adm->share_arenas = share_of(pool->count, cfg->fair_share_pct);
     adm->slots = slots;
     adm->stride = stride;
     adm->count = count;
@@ -341,8 +482,8 @@ void nea__admission_drain(nea__admission *adm)
             nea__conn_close(c);
         } else if (c->state == NEA__C_QUEUED) {
             uv_timer_stop(&c->timer);
-            adm->env->stats->shed_503++;
-            nea__conn_respond_error(c, NEA__E503);
+            adm->env->stats->shed_draining++;
+            nea__conn_shed(c);
         }
     }
 }

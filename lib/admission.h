@@ -32,20 +32,27 @@ typedef struct nea__reject {
 struct nea__admission {
     nea__conn_env *env;
     nea__pool *pool;
+    nea__load *load;
+    unsigned reserved;    /* arenas only exempt routes may take */
+    unsigned share_slots; /* most slots one address may hold under contention (0 = no limit) */
+    unsigned share_arenas;
     char *slots; /* the first connection slot */
     size_t stride;
     unsigned count;
     nea__conn *free_conns;
     nea__conn *idle_head, *idle_tail;     /* answered keep-alive connections, oldest first */
     nea__conn *wait_head, *wait_tail;     /* FIFO of routed heads waiting for an arena */
+    nea__conn *exempt_head, *exempt_tail; /* the same for NEA_ROUTE_EXEMPT routes, served first */
     nea__conn *linger_head, *linger_tail; /* closing after their last response, oldest first */
     unsigned wait_len;
     unsigned wait_max;
     nea__reject rejects[NEA__REJECT_SLOTS];
     nea__reject *free_rejects;
     uv_stream_t *listener;
-    bool accept_pending; /* a connection waits on the listener for a slot */
-    bool granting;       /* the arena hand-off loop is running */
+    struct sockaddr_storage refused; /* the last address refused a slot */
+    uint64_t refused_ms;             /* when (loop time); 0 = never */
+    bool accept_pending;             /* a connection waits on the listener for a slot */
+    bool granting;                   /* the arena hand-off loop is running */
     /* A slot, a reject handle or an arena came back (the server may finish
      * closing). */
     void (*changed)(void *data);
@@ -55,9 +62,9 @@ struct nea__admission {
 /* Sets up count slots of `stride` bytes at slots (each with its read buffer
  * at rbuf_off and output buffer at obuf_off) and the reject handles, and
  * makes admission the owner of the slots and of the pool's waiters. */
-void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pool, char *slots,
-                         size_t stride, size_t rbuf_off, size_t obuf_off, unsigned count,
-                         void (*changed)(void *data), void *changed_data);
+void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pool, nea__load *load,
+                         char *slots, size_t stride, size_t rbuf_off, size_t obuf_off,
+                         unsigned count, void (*changed)(void *data), void *changed_data);
 nea__conn *nea__admission_slot(const nea__admission *adm, unsigned i);
 /* A connection is pending on listener: accept it into a slot, make room by
  * evicting an idle one, or answer it 503 on a reject handle. */

@@ -84,9 +84,8 @@ static void on_timer(uv_timer_t *t)
         nea__conn_respond_error(c, NEA__E504);
         break;
     case NEA__C_QUEUED:
-        st->shed_503++;
-        c->must_close = true;
-        nea__conn_respond_error(c, NEA__E503);
+        st->shed_no_arena++;
+        nea__conn_shed(c);
         break;
     case NEA__C_WRITING:
         st->timeouts++;
@@ -156,6 +155,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     nea__conn *c = st->data;
     (void)buf;
+    nea__load_touch(c->env->load);
     if (n == 0) {
         return;
     }
@@ -463,6 +463,28 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     write_bufs(c, c->ebufs, n);
 }
 
+void nea__conn_shed(nea__conn *c)
+{
+    c->env->stats->shed_503++;
+    c->must_close = true;
+    nea__conn_respond_error(c, NEA__E503);
+}
+
+bool nea__conn_same_peer(const nea__conn *c, const struct sockaddr_storage *y)
+{
+    const struct sockaddr_storage *x = &c->peer;
+    if (x->ss_family != y->ss_family) {
+        return false;
+    }
+    if (x->ss_family == AF_INET) {
+        return ((const struct sockaddr_in *)x)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)y)->sin_addr.s_addr;
+    }
+    return x->ss_family == AF_INET6 &&
+           memcmp(&((const struct sockaddr_in6 *)x)->sin6_addr,
+                  &((const struct sockaddr_in6 *)y)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
 /* --- the request's hooks ---------------------------------------------------- */
 
 static const char *req_conn_line(nea_req *req)
@@ -602,6 +624,7 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
     req->fn_data = c->route->data;
     req->http_minor = c->parser.http_minor;
     req->is_head = c->parser.method == HTTP_HEAD;
+    req->peer = &c->peer;
     rc = nea__head_index(req->arena, h, c->rbuf, c->route->prefix, c->route->path_len, &req->msg);
     c->rpos = h->end;
     if (rc != 0) {
@@ -857,6 +880,12 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     c->reading = c->eof = c->must_close = false;
     c->keep_alive = true;
     c->req = NULL;
+    {
+        int len = sizeof(c->peer);
+        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0) {
+            c->peer.ss_family = AF_UNSPEC;
+        }
+    }
     c->counted_open = true;
     nea__stats_conn_opened(env->stats);
     uv_tcp_nodelay(&c->tcp, 1);

@@ -7,6 +7,7 @@
 #include "chunked.h"
 #include "fault.h"
 #include "http.h"
+#include "load.h"
 #include "req.h"
 #include "response.h"
 #include "router.h"
@@ -56,6 +57,7 @@ typedef struct nea__conn_env {
     const nea__conn_hooks *hooks;
     void *hooks_data;
     nea__fault *fault;
+    nea__load *load;       /* touched by every read: the loop's busy time */
     bool closing;          /* the server drains: every response closes its connection */
     unsigned handles_open; /* libuv handles of this server not yet closed */
 } nea__conn_env;
@@ -95,8 +97,9 @@ struct nea__conn {
     uint64_t body_bytes;       /* bytes received since the body started */
 
     nea_req *req;
-    nea__conn *next, *prev; /* owner's lists: free slots, idle, arena wait queue */
-    bool listed;            /* linked in one of the owner's lists */
+    struct sockaddr_storage peer; /* the client's address (family AF_UNSPEC: unknown) */
+    nea__conn *next, *prev;       /* owner's lists: free slots, idle, arena wait queue */
+    bool listed;                  /* linked in one of the owner's lists */
 
     char hdrbuf[NEA__HDRBUF]; /* dynamic lines of a pre-built response */
     uv_buf_t ebufs[3];
@@ -123,5 +126,9 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a);
 void nea__conn_wait(nea__conn *c, unsigned ms);
 /* Answers the current request with a pre-built error. */
 void nea__conn_respond_error(nea__conn *c, nea__err e);
+/* Answers 503 (counted by the caller's cause) and closes after it. */
+void nea__conn_shed(nea__conn *c);
+/* True when c's client has the address peer (ports not compared). */
+bool nea__conn_same_peer(const nea__conn *c, const struct sockaddr_storage *peer);
 
 #endif /* NEA_CONN_H */

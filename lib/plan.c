@@ -51,6 +51,11 @@ void nea_config_init(nea_config *cfg)
     cfg->queue_timeout_ms = 100;
     cfg->drain_timeout_ms = 5000;
     cfg->retry_after_s = 1;
+    cfg->overload_target_ms = 5;
+    cfg->overload_interval_ms = 100;
+    cfg->overload_hold_ms = 1000;
+    cfg->reserved_arenas = 0;
+    cfg->fair_share_pct = 50;
     cfg->prefault = 0;
     cfg->lock_memory = 0;
     cfg->guard_pages = 1;
@@ -118,6 +123,8 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
         {"keepalive_timeout_ms", cfg->keepalive_timeout_ms},
         {"write_timeout_ms", cfg->write_timeout_ms},
         {"response_timeout_ms", cfg->response_timeout_ms},
+        {"overload_interval_ms", cfg->overload_interval_ms},
+        {"overload_hold_ms", cfg->overload_hold_ms},
         {"drain_timeout_ms", cfg->drain_timeout_ms},
     };
 
@@ -159,6 +166,9 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
     if (cfg->scrub < NEA_SCRUB_NONE || cfg->scrub > NEA_SCRUB_POISON) {
         return refuse(E, errbuf, errlen, "scrub %d is not NEA_SCRUB_NONE, _ZERO or _POISON",
                       cfg->scrub);
+    }
+    if (cfg->fair_share_pct > 100) {
+        return refuse(E, errbuf, errlen, "fair_share_pct %u is above 100", cfg->fair_share_pct);
     }
     if (cfg->queue_length > cfg->max_connections) {
         return refuse(E, errbuf, errlen,
@@ -244,6 +254,11 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
                           cfg->memory_limit, fixed_bytes(cfg, sz, 1, page), p.connections_bytes,
                           p.arena_stride);
         }
+    }
+    if (cfg->reserved_arenas >= p.arena_count) {
+        return refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
+                      "reserved_arenas %u leaves none of the %u arenas for ordinary routes",
+                      cfg->reserved_arenas, p.arena_count);
     }
     p.fixed_overhead = fixed_bytes(cfg, sz, p.arena_count, page);
     if (!mul_add(p.arena_count, p.arena_stride, 0, &p.arenas_bytes) ||

@@ -414,6 +414,16 @@ const char *nea_req_path_tail(const nea_req *req)
     return req->msg.tail;
 }
 
+int nea_req_peer(const nea_req *req, struct sockaddr_storage *addr)
+{
+    /* The address lives in the connection's slot: valid while attached. */
+    if (req->conn == NULL || req->peer == NULL || req->peer->ss_family == AF_UNSPEC) {
+        return UV_ENOTCONN;
+    }
+    *addr = *req->peer;
+    return 0;
+}
+
 int nea_req_http_minor(const nea_req *req)
 {
     return req->http_minor;

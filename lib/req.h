@@ -66,6 +66,7 @@ struct nea_req {
 
     nea__msg msg;
     nea__body body;
+    const struct sockaddr_storage *peer; /* the connection's; NULL when unknown */
     int http_minor;
     bool is_head;
 

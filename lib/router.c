@@ -50,7 +50,7 @@ static int refuse(int err, char *why, size_t why_len, const char *fmt, ...)
 }
 
 int nea__router_add(nea__router *r, const char *method, const char *path, nea_handler_fn fn,
-                    void *data, char *why, size_t why_len)
+                    void *data, unsigned flags, char *why, size_t why_len)
 {
     /* The shortest request line around the path, and the head's final CRLF:
      * "M SP path SP HTTP/1.0 CRLF CRLF". */
@@ -60,6 +60,9 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
 
     if (method == NULL || path == NULL || fn == NULL) {
         return refuse(UV_EINVAL, why, why_len, "route needs a method, a path and a handler");
+    }
+    if ((flags & ~(unsigned)NEA_ROUTE_EXEMPT) != 0) {
+        return refuse(UV_EINVAL, why, why_len, "unknown route flags 0x%x", flags);
     }
     mlen = strlen(method);
     for (size_t i = 0; i < mlen; i++) {
@@ -105,6 +108,7 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     rt->prefix = path[len - 1] == '/' && len > 1;
     rt->fn = fn;
     rt->data = data;
+    rt->flags = flags;
     return 0;
 }
 

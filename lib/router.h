@@ -15,6 +15,7 @@ typedef struct nea__route {
     bool prefix;
     nea_handler_fn fn;
     void *data;
+    unsigned flags; /* NEA_ROUTE_* */
 } nea__route;
 
 typedef struct nea__router {
@@ -31,7 +32,7 @@ void nea__router_init(nea__router *r, nea__route *table, unsigned cap, size_t he
  * (NULL argument), NEA_EROUTES (table full), NEA_EROUTE_DUP, NEA_EROUTE_METHOD
  * or NEA_EROUTE_PATH; on refusal a one-line reason is written to why. */
 int nea__router_add(nea__router *r, const char *method, const char *path, nea_handler_fn fn,
-                    void *data, char *why, size_t why_len);
+                    void *data, unsigned flags, char *why, size_t why_len);
 nea__route_result nea__route_find(const nea__router *r, const char *method, size_t method_len,
                                   const char *path, size_t path_len, const nea__route **out);
 /* Writes "Allow: GET, HEAD\r\n" for a path into buf (at most cap bytes,

@@ -98,7 +98,11 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, &s->pool,
                        plan.max_body_size);
     s->env.fault = &s->fault;
-    nea__admission_init(&s->admission, &s->env, &s->pool, region.base + layout.conns_off,
+    s->env.load = &s->load;
+    nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
+                   cfg->overload_hold_ms);
+    s->env.handles_open++;
+    nea__admission_init(&s->admission, &s->env, &s->pool, &s->load, region.base + layout.conns_off,
                         layout.conn_stride, layout.conn_rbuf_off, layout.conn_obuf_off,
                         layout.conn_count, maybe_finish_close, s);
     uv_timer_init(loop, &s->drain_timer);
@@ -113,15 +117,21 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     return 0;
 }
 
-int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
-                     void *data)
+int nea_server_route_flags(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
+                           void *data, unsigned flags)
 {
     char why[160];
-    int rc = nea__router_add(&s->router, method, path, fn, data, why, sizeof(why));
+    int rc = nea__router_add(&s->router, method, path, fn, data, flags, why, sizeof(why));
     if (rc != 0) {
         nea__log(&s->cfg, NEA_LOG_ERROR, "route refused: %s", why);
     }
     return rc;
+}
+
+int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
+                     void *data)
+{
+    return nea_server_route_flags(s, method, path, fn, data, 0);
 }
 
 const nea_plan *nea_server_plan(const nea_server *s)
@@ -142,6 +152,9 @@ void nea_server_stats(const nea_server *s, nea_stats *out)
     out->arena_count = s->pool.count;
     out->queue_length = s->admission.wait_len;
     out->arena_peak_bytes = s->pool.peak_bytes;
+    out->shedding = s->load.shedding;
+    out->shed_transitions = s->load.transitions;
+    out->loop_lag_us = s->load.lag / 1000u;
 }
 
 static void on_connection(void *data, uv_stream_t *listener)
@@ -200,6 +213,7 @@ static void maybe_finish_close(void *data)
         return;
     }
     uv_close((uv_handle_t *)&s->drain_timer, on_handle_closed);
+    nea__load_close(&s->load, on_handle_closed, s);
     nea__admission_close_timers(&s->admission, on_handle_closed, s);
 }
 

@@ -23,6 +23,7 @@ struct nea_server {
     nea__pool pool;
     nea__statics statics;
     nea__conn_env env; /* what every slot and request shares */
+    nea__load load;
     nea__admission admission;
     nea__listener listener;
     uv_timer_t drain_timer;

@@ -659,7 +659,7 @@ static void on_run_ready(nea_server *s, void *data)
 
 static void test_nea_run_drains_on_sigterm(void **state)
 {
-    static const nea_route routes[] = {{"GET", "/x", NULL, NULL}};
+    static const nea_route routes[] = {{"GET", "/x", NULL, NULL, 0}};
     nea_config cfg;
     (void)state;
     h_config(&cfg);

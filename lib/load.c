@@ -1,0 +1,98 @@
+/*
+ * load.c - how long ready work waits for the loop, and when to shed for it.
+ *
+ * A request that became readable waits in the kernel until the loop polls
+ * again, then behind every callback that runs before its own in that
+ * iteration. Both waits are the loop's busy time, so that is what is
+ * measured: an iteration starts at its first I/O callback (libnea's
+ * callbacks call nea__load_touch) and ends at the next prepare phase, just
+ * before the loop polls again; its length is the lag that work arriving
+ * meanwhile had to wait.
+ *
+ * The policy, learned from CoDel (a queue is bad only when its delay stays
+ * above target for a whole interval, so bursts pass) and with hysteresis
+ * against the flip-flop of controllers that switch on the very signal their
+ * action removes:
+ *
+ *   - shedding starts when every iteration for overload_interval_ms was busy
+ *     longer than overload_target_ms;
+ *   - while shedding, a request is shed when the iteration that found it
+ *     has already run for the target: each iteration serves a target's
+ *     worth of requests and answers the rest 503 at once, so what is
+ *     admitted waits about one target, not the whole backlog;
+ *   - shedding stops only after overload_hold_ms without a shed, never
+ *     because the delay it keeps low is low.
+ *
+ * Nothing here allocates; the handle lives in the server struct.
+ */
+#include "load.h"
+
+#include <string.h>
+
+static void on_prepare(uv_prepare_t *h)
+{
+    nea__load *l = h->data;
+    uint64_t now = uv_hrtime();
+
+    if (l->shedding && now - l->last_shed >= l->hold_ns) {
+        l->shedding = false;
+        l->transitions++;
+    }
+    if (l->iter_start == 0) {
+        return; /* an iteration without I/O (timers only): nothing waited */
+    }
+    l->lag = now - l->iter_start;
+    l->iter_start = 0;
+    if (l->target_ns == 0) {
+        return;
+    }
+    if (l->lag <= l->target_ns) {
+        l->above_since = 0;
+    } else if (l->above_since == 0) {
+        l->above_since = now;
+    } else if (!l->shedding && now - l->above_since >= l->interval_ns) {
+        l->shedding = true;
+        l->last_shed = now;
+        l->transitions++;
+    }
+}
+
+void nea__load_init(nea__load *l, uv_loop_t *loop, unsigned target_ms, unsigned interval_ms,
+                    unsigned hold_ms)
+{
+    memset(l, 0, sizeof(*l));
+    l->target_ns = (uint64_t)target_ms * 1000000u;
+    l->interval_ns = (uint64_t)interval_ms * 1000000u;
+    l->hold_ns = (uint64_t)hold_ms * 1000000u;
+    uv_prepare_init(loop, &l->prepare);
+    l->prepare.data = l;
+    uv_prepare_start(&l->prepare, on_prepare);
+    uv_unref((uv_handle_t *)&l->prepare);
+}
+
+void nea__load_touch(nea__load *l)
+{
+    if (l->iter_start == 0) {
+        l->iter_start = uv_hrtime();
+    }
+}
+
+bool nea__load_shed(nea__load *l)
+{
+    uint64_t now;
+    if (!l->shedding) {
+        return false;
+    }
+    now = uv_hrtime();
+    if (l->iter_start == 0 || now - l->iter_start < l->target_ns) {
+        return false;
+    }
+    l->last_shed = now;
+    return true;
+}
+
+void nea__load_close(nea__load *l, uv_close_cb cb, void *data)
+{
+    l->prepare.data = data;
+    uv_close((uv_handle_t *)&l->prepare, cb);
+}
