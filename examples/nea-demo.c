@@ -399,6 +399,7 @@ int main(int argc, char **argv)
         O_OTARGET,
         O_OINTERVAL,
         O_OHOLD,
+        O_OBUDGET,
         O_RESERVED,
         O_FAIR,
         O_HELP
@@ -425,6 +426,7 @@ int main(int argc, char **argv)
         {"overload-target-ms", required_argument, NULL, O_OTARGET},
         {"overload-interval-ms", required_argument, NULL, O_OINTERVAL},
         {"overload-hold-ms", required_argument, NULL, O_OHOLD},
+        {"overload-budget-us", required_argument, NULL, O_OBUDGET},
         {"reserved-arenas", required_argument, NULL, O_RESERVED},
         {"fair-share-pct", required_argument, NULL, O_FAIR},
         {"help", no_argument, NULL, O_HELP},
@@ -512,6 +514,9 @@ int main(int argc, char **argv)
             break;
         case O_OHOLD:
             rc = parse_uint(optarg, 86400000, &cfg.overload_hold_ms);
+            break;
+        case O_OBUDGET:
+            rc = parse_uint(optarg, 86400000, &cfg.overload_budget_us);
             break;
         case O_RESERVED:
             rc = parse_uint(optarg, 1u << 24, &cfg.reserved_arenas);

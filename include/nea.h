@@ -146,13 +146,15 @@ typedef struct nea_config {
                                       requests. Default 5000 */
     unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */
 
-    /* Refusal when the CPU is the limit (see README "Overload"): when the
-     * loop has been busy longer than overload_target_ms per iteration for
-     * overload_interval_ms, each iteration serves a target's worth of
-     * requests and answers the rest 503 at once, until overload_hold_ms pass
-     * without a shed. */
+    /* Refusal when the CPU is the limit (see README "Overload"): when every
+     * loop iteration for overload_interval_ms was busy longer than
+     * overload_target_ms, each iteration admits requests for
+     * overload_budget_us and answers the rest 503 at once, until
+     * overload_hold_ms pass without a shed. */
     unsigned overload_target_ms;   /* 0 = never shed for CPU. Default 5 */
     unsigned overload_interval_ms; /* Default 100 */
+    unsigned overload_budget_us;   /* while shedding, handler time per iteration (the
+                                      first request is always admitted). Default 500 */
     unsigned overload_hold_ms;     /* Default 1000 */
     unsigned reserved_arenas;      /* arenas only NEA_ROUTE_EXEMPT routes may take, so
                                       health and metrics answer when all others are

@@ -17,9 +17,11 @@
  *   - shedding starts when every iteration for overload_interval_ms was busy
  *     longer than overload_target_ms;
  *   - while shedding, a request is shed when the iteration that found it
- *     has already run for the target: each iteration serves a target's
- *     worth of requests and answers the rest 503 at once, so what is
- *     admitted waits about one target, not the whole backlog;
+ *     has already run for overload_budget_us (the first one is always
+ *     admitted): each iteration serves a budget's worth of requests and
+ *     answers the rest 503 at once. Iterations stay short, so both what is
+ *     admitted and what is refused waits about two budgets, not the
+ *     backlog, and the 503 goes out fast;
  *   - shedding stops only after overload_hold_ms without a shed, never
  *     because the delay it keeps low is low.
  *
@@ -58,9 +60,10 @@ static void on_prepare(uv_prepare_t *h)
 }
 
 void nea__load_init(nea__load *l, uv_loop_t *loop, unsigned target_ms, unsigned interval_ms,
-                    unsigned hold_ms)
+                    unsigned budget_us, unsigned hold_ms)
 {
     memset(l, 0, sizeof(*l));
+    l->budget_ns = (uint64_t)budget_us * 1000u;
     l->target_ns = (uint64_t)target_ms * 1000000u;
     l->interval_ns = (uint64_t)interval_ms * 1000000u;
     l->hold_ns = (uint64_t)hold_ms * 1000000u;
@@ -84,7 +87,7 @@ bool nea__load_shed(nea__load *l)
         return false;
     }
     now = uv_hrtime();
-    if (l->iter_start == 0 || now - l->iter_start < l->target_ns) {
+    if (l->iter_start == 0 || now - l->iter_start < l->budget_ns) {
         return false;
     }
     l->last_shed = now;

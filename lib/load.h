@@ -11,6 +11,7 @@ typedef struct nea__load {
     uint64_t target_ns;   /* overload_target_ms: most a request should wait; 0 = off */
     uint64_t interval_ns; /* lag above target this long starts shedding */
     uint64_t hold_ns;     /* shedding stops after this long without a shed */
+    uint64_t budget_ns;   /* while shedding: admitting stops this far into an iteration */
     uint64_t iter_start;  /* first I/O callback of the running iteration; 0 = none yet */
     uint64_t lag;         /* busy time of the last iteration that had I/O */
     uint64_t above_since; /* lag has stayed above target since; 0 = it is not */
@@ -22,11 +23,11 @@ typedef struct nea__load {
 /* Starts measuring on loop (an unreferenced prepare handle: it never keeps
  * the loop alive). target_ms = 0 measures but never sheds. */
 void nea__load_init(nea__load *l, uv_loop_t *loop, unsigned target_ms, unsigned interval_ms,
-                    unsigned hold_ms);
+                    unsigned budget_us, unsigned hold_ms);
 /* An I/O callback runs: the first one of an iteration marks its start. */
 void nea__load_touch(nea__load *l);
 /* Whether a request that is ready now must be shed for CPU: shedding is on
- * and the running iteration has already spent the target on others. */
+ * and the running iteration has already spent its budget on others. */
 bool nea__load_shed(nea__load *l);
 void nea__load_close(nea__load *l, uv_close_cb cb, void *data);
 

@@ -53,6 +53,7 @@ void nea_config_init(nea_config *cfg)
     cfg->retry_after_s = 1;
     cfg->overload_target_ms = 5;
     cfg->overload_interval_ms = 100;
+    cfg->overload_budget_us = 500;
     cfg->overload_hold_ms = 1000;
     cfg->reserved_arenas = 0;
     cfg->fair_share_pct = 50;
@@ -125,6 +126,7 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
         {"response_timeout_ms", cfg->response_timeout_ms},
         {"overload_interval_ms", cfg->overload_interval_ms},
         {"overload_hold_ms", cfg->overload_hold_ms},
+        {"overload_budget_us", cfg->overload_budget_us},
         {"drain_timeout_ms", cfg->drain_timeout_ms},
     };
 

@@ -100,7 +100,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     s->env.fault = &s->fault;
     s->env.load = &s->load;
     nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
-                   cfg->overload_hold_ms);
+                   cfg->overload_budget_us, cfg->overload_hold_ms);
     s->env.handles_open++;
     nea__admission_init(&s->admission, &s->env, &s->pool, &s->load, region.base + layout.conns_off,
                         layout.conn_stride, layout.conn_rbuf_off, layout.conn_obuf_off,

@@ -5,7 +5,9 @@
  * __libc_* entry points) and counts calls while a mixed workload runs after
  * a warm-up: 200s, 404, 405, 400 (smuggling), 413, the OOM 500, 503 from
  * an exhausted arena pool, async handlers, chunked bodies, pipelining, and
- * fresh connections. libuv may grow its fd table when a new fd number first
+ * fresh connections; and a second workload while the loop sheds for CPU,
+ * with exempt routes, handlers that never answer (500, 504) and fair-share
+ * refusals. libuv may grow its fd table when a new fd number first
  * appears; the warm-up uses the same number of connections, so after it no
  * allocation at all is expected. Not built under sanitizers (they own
  * malloc); skipped under Valgrind for the same reason.
@@ -161,6 +163,127 @@ static void test_steady_state_allocates_nothing(void **state)
     }
 }
 
+/* --- while shedding ------------------------------------------------------------ */
+
+static void r_spin(nea_req *req, void *d)
+{
+    uint64_t until = uv_hrtime() + 2000000u;
+    (void)d;
+    while (uv_hrtime() < until) {
+    }
+    nea_respond(req, 200, "text/plain", "spun", 4);
+}
+
+static void r_ok(nea_req *req, void *d)
+{
+    (void)d;
+    nea_respond(req, 200, "text/plain", "ok", 2);
+}
+
+static void r_forgets(nea_req *req, void *d)
+{
+    (void)req;
+    (void)d;
+}
+
+static void r_never(nea_req *req, void *d)
+{
+    (void)d;
+    nea_req_keep(req);
+}
+
+enum { BURST = 20 };
+
+static int spinners[BURST];
+
+/* BURST spinning requests found by one iteration, on kept-alive
+ * connections (a 503 closes its connection: it is replaced). */
+static void burst(h_fixture *f)
+{
+    h_response r;
+    for (int i = 0; i < BURST; i++) {
+        /* Written before the server runs: one iteration finds them all. */
+        static const char req[] = "GET /spin HTTP/1.1\r\nHost: x\r\n\r\n";
+        if (spinners[i] <= 0) {
+            spinners[i] = h_connect(f);
+        }
+        assert_int_equal(write(spinners[i], req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    }
+    for (int i = 0; i < BURST; i++) {
+        int st = h_read(f, spinners[i], &r, H_DEADLINE_MS);
+        assert_true(st == 200 || st == 503);
+        if (st == 503) {
+            close(spinners[i]);
+            spinners[i] = 0;
+        }
+    }
+}
+
+/* Two bursts back to back (sustained load: shedding starts, and stays on
+ * for the hold time), then a health check and handlers that never answer. */
+static void shedding_workload(h_fixture *f)
+{
+    int h;
+    burst(f);
+    burst(f);
+    h = h_connect(f);
+    expect(f, h, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 200);
+    expect(f, h, "GET /forgets HTTP/1.1\r\nHost: x\r\n\r\n", 500);
+    expect(f, h, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n", 504);
+    close(h);
+    h_pump(f, 5, NULL);
+}
+
+static void test_shedding_allocates_nothing(void **state)
+{
+    h_fixture *f = *state;
+    nea_stats st;
+    if (RUNNING_ON_VALGRIND) {
+        skip();
+    }
+    assert_int_equal(nea_server_route(f->srv, "GET", "/spin", r_spin, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/forgets", r_forgets, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/never", r_never, NULL), 0);
+    assert_int_equal(nea_server_route_flags(f->srv, "GET", "/health", r_ok, NULL, NEA_ROUTE_EXEMPT),
+                     0);
+    shedding_workload(f); /* warm-up */
+    shedding_workload(f);
+    heap_calls = 0;
+    counting = 1;
+    for (int i = 0; i < 10; i++) {
+        shedding_workload(f);
+    }
+    counting = 0;
+    h_stats(f, &st);
+    assert_int_equal(st.shedding, 1);
+    assert_true(st.shed_cpu >= 10 * BURST); /* most of 2 x BURST per round */
+    assert_true(st.unanswered >= 20);
+    if (heap_calls != 0) {
+        fail_msg("%lu heap calls during %llu requests", heap_calls,
+                 (unsigned long long)st.requests);
+    }
+    for (int i = 0; i < BURST; i++) {
+        if (spinners[i] > 0) {
+            close(spinners[i]);
+        }
+    }
+}
+
+static int setup_shedding(void **state)
+{
+    static h_fixture f;
+    nea_config cfg;
+    h_config(&cfg);
+    cfg.overload_target_ms = 1;
+    cfg.overload_interval_ms = 1;
+    cfg.overload_hold_ms = 60000; /* once on, stays on for the whole test */
+    cfg.overload_budget_us = 100;
+    cfg.response_timeout_ms = 20;
+    h_start(&f, &cfg);
+    *state = &f;
+    return 0;
+}
+
 static int setup(void **state)
 {
     static h_fixture f;
@@ -182,6 +305,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_steady_state_allocates_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shedding_allocates_nothing, setup_shedding, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,12 @@ Two series, each on its own nea-demo:
   sleep5-slots (full mode only) /sleep/5 with --arenas 16 --connections 16:
           admission by connection slots (a new connection evicts the oldest
           idle one or gets an immediate 503), C taken from sleep5.
+  spin    GET /spin/500: 500 us of CPU in the handler, so the server's core
+          is the limit with the client far from its own; CPU shedding on
+          (the default --overload-target-ms 5).
+  spin-off / hello-off  the same with --overload-target-ms 0 (no CPU
+          shedding: the behaviour before it existed), at the C measured by
+          spin / hello in the same run, for a before/after on one machine.
 
 Capacity C: loadgen offers start, start*f, ... (separate runs) until goodput
 stops tracking the offered rate (< 95%) without growing (by 5%) twice in a
@@ -41,13 +47,20 @@ SERIES = {
     "sleep5-slots": {"path": "/sleep/5", "demo": ["--arenas", "16", "--connections", "16",
                                                   "--queue-timeout-ms", "0", "--prefault"],
                      "conns": 1000},
+    "spin": {"path": "/spin/500", "demo": ["--prefault"], "conns": 512,
+             "ramp": (500, 1.25, 20000), "ramp_quick": (800, 1.5, 20000)},
+    "spin-off": {"path": "/spin/500", "demo": ["--prefault", "--overload-target-ms", "0"],
+                 "conns": 512, "capacity_of": "spin"},
+    "hello-off": {"path": "/hello", "demo": ["--prefault", "--overload-target-ms", "0"],
+                  "conns": 512, "capacity_of": "hello"},
 }
 STEPS = [0.5, 1.0, 2.0, 4.0]
 
 
 def add_args(ap):
     ap.add_argument("--series", default="hello,sleep5",
-                    help="comma-separated series: hello, sleep5 (default both)")
+                    help="comma-separated series: hello, sleep5, spin, spin-off, hello-off "
+                         "(default hello,sleep5; an -off series follows its base)")
     ap.add_argument("--capacity-hello", type=float, help="skip the ramp, use this C for /hello")
     ap.add_argument("--capacity-sleep5", type=float, help="skip the ramp, use this C for /sleep/5")
     ap.add_argument("--step-seconds", type=float, help="seconds per step (default 10, quick 2)")
@@ -88,8 +101,12 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
     rows = []
     steps = {}
     for k in STEPS:
+        st0 = demo.stats() or {}
         r = C.run_loadgen(lg, demo.port, [(k * cap, step_s)], [(cfg["path"], 1)], demo=demo,
                           connections=cfg["conns"])
+        st1 = demo.stats() or {}
+        transitions = st1.get("shed_transitions", 0) - st0.get("shed_transitions", 0)
+        shed_cpu = st1.get("shed_cpu", 0) - st0.get("shed_cpu", 0)
         d = {"k": k, "offered": round(k * cap), "sent": r["sent"],
              "goodput": round(r["goodput"], 1), "rate503": round(r["rate503"], 1),
              "ok_p50_us": r["ok_p50"], "ok_p99_us": r["ok_p99"], "503_p50_us": r["503_p50"],
@@ -102,11 +119,12 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
              "srv_core_other_pct": None if r.srv_core_other is None
              else round(r.srv_core_other, 1),
              "machine_busy_pct": None if r.machine_busy is None else round(r.machine_busy, 1),
-             "err_io": r["err_io"], "err_stale": r["err_stale"]}
+             "err_io": r["err_io"], "err_stale": r["err_stale"],
+             "shed_cpu": shed_cpu, "shed_transitions": transitions}
         steps[k] = d
         C.note(f"{name} {k}C: goodput {d['goodput']:.0f}/s 503 {d['rate503']:.0f}/s "
                f"ok_p99 {C.ms(d['ok_p99_us'])} ms 503_svc_p99 {C.ms(d['503_svc_p99_us'])} ms "
-               f"err {d['err']} tmo {d['tmo']}")
+               f"err {d['err']} tmo {d['tmo']} shed_cpu {shed_cpu} on/off {transitions}")
         rows.append([f"{k:g}C", d["offered"], d["goodput"], d["rate503"], C.ms(d["ok_p50_us"]),
                      C.ms(d["ok_p99_us"]), C.ms(d["503_p50_us"]), C.ms(d["503_p99_us"]),
                      C.ms(d["503_svc_p50_us"]), C.ms(d["503_svc_p99_us"]), d["err"], d["tmo"],
@@ -114,7 +132,7 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
                      d["bottleneck"],
                      "-" if d["srv_core_other_pct"] is None else f"{d['srv_core_other_pct']:.0f}",
                      "-" if d["machine_busy_pct"] is None else f"{d['machine_busy_pct']:.0f}",
-                     f"{d['steal_pct']:.0f}"])
+                     f"{d['steal_pct']:.0f}", d["shed_cpu"], d["shed_transitions"]])
     alive = demo.alive()
     st = demo.stats() if alive else None
     code = demo.stop()
@@ -132,7 +150,7 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
             "latencies in ms",
             ["step", "offered/s", "goodput/s", "503/s", "ok_p50", "ok_p99", "503_p50",
              "503_p99", "503svc_p50", "503svc_p99", "err", "tmo", "other", "cpu srv/cli %",
-             "limit", "cpu0 other%", "machine%", "steal%"], rows)
+             "limit", "cpu0 other%", "machine%", "steal%", "shed_cpu", "on/off"], rows)
     fig = {"path": cfg["path"], "demo_args": cfg["demo"], "capacity": round(cap, 1),
            "capacity_from": "option" if cap_override else "ramp", "ramp": ramp_rows,
            "wrk_closed_loop_rps": wrk,
@@ -161,6 +179,10 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
     else:
         rep.target(f"{name}: 503 p99 from the socket write", None, "no 503 at any step",
                    "< 1 ms")
+    if "--overload-target-ms" not in cfg["demo"]:
+        worst = max(steps[k]["shed_transitions"] / step_s for k in (2.0, 4.0))
+        rep.target(f"{name}: CPU shedding on/off transitions per second at 2C and 4C",
+                   worst <= 1.0, f"{worst:.2f}/s", "<= 1/s", by=f"{worst - 1:+.2f}/s")
     client_limited = [f"{k:g}C" for k in STEPS if "client" in steps[k]["bottleneck"]]
     fig["client_limited_steps"] = client_limited
     # Invariants: the server must survive and answer only 200 or 503.
@@ -217,9 +239,21 @@ def run(args, rep):
     for n in names:
         if n not in SERIES:
             raise SystemExit(f"overload_sweep: unknown series {n}")
+    caps = {}
     for n in names:
-        override = args.capacity_hello if n == "hello" else args.capacity_sleep5
+        base = SERIES[n].get("capacity_of")
+        if base is not None:
+            if base not in caps:
+                raise SystemExit(f"overload_sweep: series {n} needs {base} earlier in --series")
+            override = caps[base]
+        elif n == "hello":
+            override = args.capacity_hello
+        elif n.startswith("sleep5"):
+            override = args.capacity_sleep5
+        else:
+            override = None
         figs[n], cap = run_series(n, SERIES[n], args, rep, demo_bin, lg, override)
+        caps[n] = cap
         if n == "sleep5" and not args.quick:
             figs["sleep5-q100"] = run_q100(args, rep, demo_bin, lg, cap)
             figs["sleep5-slots"], _ = run_series("sleep5-slots", SERIES["sleep5-slots"], args,
