@@ -149,8 +149,10 @@ typedef struct nea_config {
     /* Refusal when the CPU is the limit (see README "Overload"): when every
      * loop iteration for overload_interval_ms was busy longer than
      * overload_target_ms, each iteration admits requests for
-     * overload_budget_us and answers the rest 503 at once, until
-     * overload_hold_ms pass without a shed. */
+     * overload_budget_us and answers the rest 503 at once. Shedding lasts
+     * at least overload_hold_ms, then stops at the first interval in which
+     * the loop was idle a quarter of the time, or once overload_hold_ms
+     * pass without a shed. */
     unsigned overload_target_ms;   /* 0 = never shed for CPU. Default 5 */
     unsigned overload_interval_ms; /* Default 100 */
     unsigned overload_budget_us;   /* while shedding, handler time per iteration (the

@@ -22,8 +22,12 @@
  *     answers the rest 503 at once. Iterations stay short, so both what is
  *     admitted and what is refused waits about two budgets, not the
  *     backlog, and the 503 goes out fast;
- *   - shedding stops only after overload_hold_ms without a shed, never
- *     because the delay it keeps low is low.
+ *   - shedding stops when the loop has room again: an interval in which it
+ *     was busy less than three quarters of the time (below capacity there
+ *     is idle time, in overload there is none, however low shedding keeps
+ *     the delay), but not before overload_hold_ms after it started; or
+ *     after overload_hold_ms without a shed. Never because the delay it
+ *     keeps low is low, which would switch it off in steady overload.
  *
  * Nothing here allocates; the handle lives in the server struct.
  */
@@ -31,30 +35,50 @@
 
 #include <string.h>
 
+static void stop_shedding(nea__load *l)
+{
+    l->shedding = false;
+    l->transitions++;
+}
+
+/* Once per interval: was the loop busy most of the time? */
+static void check_utilisation(nea__load *l, uint64_t now)
+{
+    uint64_t span = now - l->window;
+    if (span < l->interval_ns) {
+        return;
+    }
+    if (l->shedding && l->busy * 4 < span * 3 && now - l->on_since >= l->hold_ns) {
+        stop_shedding(l);
+    }
+    l->window = now;
+    l->busy = 0;
+}
+
 static void on_prepare(uv_prepare_t *h)
 {
     nea__load *l = h->data;
-    uint64_t now = uv_hrtime();
+    uint64_t now = uv_hrtime(), lag = 0;
 
-    if (l->shedding && now - l->last_shed >= l->hold_ns) {
-        l->shedding = false;
-        l->transitions++;
+    if (l->iter_start != 0) {
+        lag = l->lag = now - l->iter_start;
+        l->busy += lag;
+        l->iter_start = 0;
     }
-    if (l->iter_start == 0) {
+    check_utilisation(l, now);
+    if (l->shedding && now - l->last_shed >= l->hold_ns) {
+        stop_shedding(l);
+    }
+    if (lag == 0 || l->target_ns == 0) {
         return; /* an iteration without I/O (timers only): nothing waited */
     }
-    l->lag = now - l->iter_start;
-    l->iter_start = 0;
-    if (l->target_ns == 0) {
-        return;
-    }
-    if (l->lag <= l->target_ns) {
+    if (lag <= l->target_ns) {
         l->above_since = 0;
     } else if (l->above_since == 0) {
         l->above_since = now;
     } else if (!l->shedding && now - l->above_since >= l->interval_ns) {
         l->shedding = true;
-        l->last_shed = now;
+        l->last_shed = l->on_since = now;
         l->transitions++;
     }
 }
@@ -64,6 +88,7 @@ void nea__load_init(nea__load *l, uv_loop_t *loop, unsigned target_ms, unsigned 
 {
     memset(l, 0, sizeof(*l));
     l->budget_ns = (uint64_t)budget_us * 1000u;
+    l->window = uv_hrtime();
     l->target_ns = (uint64_t)target_ms * 1000000u;
     l->interval_ns = (uint64_t)interval_ms * 1000000u;
     l->hold_ns = (uint64_t)hold_ms * 1000000u;
