@@ -52,7 +52,7 @@ void h_start_tweaked(h_fixture *f, void (*tweak)(nea_config *))
     h_start(f, &cfg);
 }
 
-static void on_closed(nea_server *s, void *data)
+void h_on_closed(nea_server *s, void *data)
 {
     h_fixture *f = data;
     (void)s;
@@ -63,7 +63,7 @@ static void on_closed(nea_server *s, void *data)
 void h_close(h_fixture *f)
 {
     f->close_called = true;
-    assert_int_equal(nea_server_close(f->srv, on_closed, f), 0);
+    assert_int_equal(nea_server_close(f->srv, h_on_closed, f), 0);
 }
 
 static bool all_arenas_back(h_fixture *f)

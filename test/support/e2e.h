@@ -30,7 +30,8 @@ typedef struct h_fixture {
     bool closed;
     int closed_calls;
     bool close_called;
-    bool head_request; /* h_read: the next response answers HEAD (no body) */
+    int close_rc, close_rc2; /* for handlers that close the server themselves */
+    bool head_request;       /* h_read: the next response answers HEAD (no body) */
     t_log log;
 } h_fixture;
 
@@ -41,6 +42,9 @@ void h_config(nea_config *cfg);
 void h_start(h_fixture *f, const nea_config *cfg);
 /* h_config, then tweak (if not NULL), then h_start. */
 void h_start_tweaked(h_fixture *f, void (*tweak)(nea_config *));
+/* The close callback the fixture uses (data: the fixture): sets f->closed
+ * and counts f->closed_calls. */
+void h_on_closed(nea_server *s, void *data);
 /* Starts the graceful close (the callback sets f->closed). */
 void h_close(h_fixture *f);
 /* Unless the close already started: waits for every arena to come back
