@@ -863,6 +863,12 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     env->handles_open++;
     c->tcp.data = c;
     if (nea__fault_hit(env->fault, NEA__FAULT_ACCEPT)) {
+        /* Like a failed accept, the connection is taken off the listener
+         * and dropped (closed with the handle below): left pending, libuv
+         * would stop polling the listener for good. */
+        if (listener != NULL) {
+            (void)uv_accept(listener, (uv_stream_t *)&c->tcp);
+        }
         rc = UV_EMFILE;
     } else {
         rc = listener != NULL ? uv_accept(listener, (uv_stream_t *)&c->tcp)

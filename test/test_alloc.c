@@ -12,7 +12,7 @@
  * allocation at all is expected. Not built under sanitizers (they own
  * malloc); skipped under Valgrind for the same reason.
  */
-#include "harness.h"
+#include "e2e.h"
 
 #include <malloc.h>
 #include <stdio.h>
@@ -81,55 +81,48 @@ void *memalign(size_t align, size_t n)
     return __libc_memalign(align, n);
 }
 
-static void expect(h_fixture *f, int fd, const char *req, int status)
-{
-    h_response r;
-    h_sends(f, fd, req);
-    if (h_read(f, fd, &r, H_DEADLINE_MS) != status) {
-        fail_msg("expected %d for %s", status, req);
-    }
-}
-
 /* One round of the mixed workload. */
 static void workload(h_fixture *f)
 {
     h_response r;
     int ka = h_connect(f), fd, busy;
 
-    expect(f, ka, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200);
-    expect(f, ka, "GET /hdr?x=1 HTTP/1.1\r\nHost: x\r\nX-Test: y\r\n\r\n", 200);
-    expect(f, ka, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 200);
-    expect(f, ka,
-           "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-           "3\r\nabc\r\n0\r\n\r\n",
-           200);
-    expect(f, ka, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404);
-    expect(f, ka, "DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n", 405);
-    expect(f, ka, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n", 500);
-    expect(f, ka, "GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n", 200);
+    h_expect(f, ka, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    h_expect(f, ka, "GET /hdr?x=1 HTTP/1.1\r\nHost: x\r\nX-Test: y\r\n\r\n", 200, NULL);
+    h_expect(f, ka, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 200, NULL);
+    h_expect(f, ka,
+             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "3\r\nabc\r\n0\r\n\r\n",
+             200, NULL);
+    h_expect(f, ka, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, NULL);
+    h_expect(f, ka, "DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n", 405, NULL);
+    h_expect(f, ka, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n", 500, NULL);
+    h_expect(f, ka, "GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
     h_sends(f, ka, "GET /p/a HTTP/1.1\r\nHost: x\r\n\r\nGET /p/b HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
     close(ka);
 
     fd = h_connect(f);
-    expect(f, fd,
-           "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400);
+    h_expect(f, fd,
+             "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+             400, NULL);
     close(fd);
     fd = h_connect(f);
-    expect(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413);
+    h_expect(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413,
+             NULL);
     close(fd);
 
     /* The only arena is held by a sleeping request: the next one is shed. */
     busy = h_connect(f);
     h_sends(f, busy, "GET /sleep/100 HTTP/1.1\r\nHost: x\r\n\r\n");
-    h_pump(f, 5, NULL);
+    H_WAIT(f, f->srv->pool.in_use == 1);
     fd = h_connect(f);
-    expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 503);
+    h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 503, NULL);
     close(fd);
     assert_int_equal(h_read(f, busy, &r, H_DEADLINE_MS), 200);
     close(busy);
-    h_pump(f, 5, NULL);
+    H_WAIT(f, f->srv->stats.connections_open == 0);
 }
 
 static void one_arena(nea_config *c)
@@ -227,9 +220,9 @@ static void shedding_workload(h_fixture *f)
     burst(f);
     burst(f);
     h = h_connect(f);
-    expect(f, h, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 200);
-    expect(f, h, "GET /forgets HTTP/1.1\r\nHost: x\r\n\r\n", 500);
-    expect(f, h, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n", 504);
+    h_expect(f, h, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    h_expect(f, h, "GET /forgets HTTP/1.1\r\nHost: x\r\n\r\n", 500, NULL);
+    h_expect(f, h, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n", 504, NULL);
     close(h);
     h_pump(f, 5, NULL);
 }

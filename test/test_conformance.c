@@ -55,7 +55,7 @@
  * 'a' bytes between two literals. A case today's server gets wrong carries a
  * comment saying which change fixes it.
  */
-#include "harness.h"
+#include "e2e.h"
 
 #include <stdarg.h>
 #include <stdio.h>

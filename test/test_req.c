@@ -1,59 +1,56 @@
 /*
- * test_oom.c - the out-of-memory trampoline: unwinding, incident logging,
- * defers, nested protected frames, tracked handles, the arena string helpers,
- * and an SQLite-style fault-injection sweep over a realistic handler.
+ * test_req.c - a request in its arena (req.c): the allocation API
+ * (alignment, exact fit, grow, the string helpers and their unwinds,
+ * nea_printf at the exact end of the arena), defers, tracked handles,
+ * continuations (nea_req_run), the accessors, and an SQLite-style
+ * fault-injection sweep over a realistic handler.
  *
- * Requests are made without sockets: an arena from the server's pool, a
- * request opened in it (req->conn stays NULL, so an unwind answers nothing
- * and only counts stats.oom_500), handler code run through nea__req_call, then
- * nea__req_end and uv_run for tracked handles to finish closing. Handler code
- * records what it saw in plain structs; the assertions run after it returned,
- * never inside a protected frame.
+ * Requests are made without sockets (support/unit.h): an arena from the
+ * server's pool, a request opened in it, handler code run through
+ * nea__req_call, then nea__req_end and uv_run for tracked handles to finish
+ * closing. Handler code records what it saw in plain structs; the
+ * assertions run after it returned, never inside a protected frame.
  */
-#include "server.h"
-
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <fcntl.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "unit.h"
 
 #define ARENA ((size_t)16 * KIB)
 
-/* --- fixture: a server on its own loop, log captured ------------------------ */
-
-static int start(void **state, int scrub)
+static void tweak_zero(nea_config *cfg)
 {
-    fixture *f = calloc(1, sizeof(*f));
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    unit_config(&f->cfg, f);
-    f->cfg.arena_size = ARENA;
-    f->cfg.scrub = scrub;
-    assert_int_equal(nea_server_new(&f->loop, &f->cfg, &f->srv), 0);
-    f->log_count = 0;
-    f->log_all[0] = '\0';
-    *state = f;
-    return 0;
+    cfg->scrub = NEA_SCRUB_ZERO;
+}
+
+static void tweak_odd_arena(nea_config *cfg)
+{
+    cfg->arena_size = 20000; /* not a page multiple */
 }
 
 static int setup(void **state)
 {
-    return start(state, NEA_SCRUB_NONE);
+    *state = unit_start(NULL);
+    return 0;
 }
 
 static int setup_zero(void **state)
 {
-    return start(state, NEA_SCRUB_ZERO);
+    *state = unit_start(tweak_zero);
+    return 0;
+}
+
+static int setup_odd(void **state)
+{
+    *state = unit_start(tweak_odd_arena);
+    return 0;
 }
 
 static int teardown(void **state)
@@ -64,21 +61,9 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Opens a request, runs fn in its outermost frame, ends it. */
-static void run_req(fixture *f, void (*fn)(nea_req *, void *), void *arg)
+static bool aligned(const void *p, size_t a)
 {
-    nea_req *req = open_req(f);
-    nea__req_call(req, fn, arg);
-    end_req(f, req);
-}
-
-static bool contains(const char *hay, const char *needle)
-{
-    if (strstr(hay, needle) == NULL) {
-        print_error("\"%s\" does not contain \"%s\"\n", hay, needle);
-        return false;
-    }
-    return true;
+    return (uintptr_t)p % a == 0;
 }
 
 /* --- defers that record their order ----------------------------------------- */
@@ -103,111 +88,119 @@ static void record(void *arg)
     }
 }
 
-/* --- unwinding ------------------------------------------------------------- */
+/* Handler code records; the assertions run after it returned (a failed cmocka
+ * assertion inside a protected frame would jump over the frame). */
+typedef struct align_probe {
+    int done;
+    int misaligned_default; /* nea_alloc / nea_calloc results not max_align_t aligned */
+    int misaligned_64;
+    int misaligned_4096;
+    int misaligned_small;
+} align_probe;
 
-typedef struct unwind_probe {
-    int before, after;
-    size_t used_at_failure;
-    size_t ask;
-} unwind_probe;
-
-static void h_too_big(nea_req *req, void *arg)
+static void h_alignment(nea_req *req, void *arg)
 {
-    unwind_probe *p = arg;
-    p->before = 1;
-    p->used_at_failure = req->arena->used;
-    (void)nea_alloc(req, p->ask);
-    p->after = 1; /* never reached */
-}
-
-static void test_unwind_skips_rest(void **state)
-{
-    fixture *f = *state;
-    unwind_probe p = {.ask = 100000};
-    nea_req *req = open_req(f);
-    char want[128];
-
-    nea__req_call(req, h_too_big, &p);
-    assert_int_equal(p.before, 1);
-    assert_int_equal(p.after, 0);
-    assert_int_equal(f->srv->stats.oom_500, 1);
-    assert_int_equal(req->depth, 0);
-    assert_null(f->srv->env.reqs.tramp.top);
-    /* The incident: method and path ("-" when unset), bytes asked, used and size. */
-    assert_int_equal(f->log_level, NEA_LOG_WARN);
-    assert_true(contains(f->log_last, "- - asked 100000 bytes"));
-    snprintf(want, sizeof(want), "with %zu of %zu used", p.used_at_failure, ARENA);
-    assert_true(contains(f->log_last, want));
-    end_req(f, req);
-    assert_pool_whole(f);
-}
-
-static void test_unwind_logs_method_path(void **state)
-{
-    fixture *f = *state;
-    unwind_probe p = {.ask = ARENA + 1};
-    nea_req *req = open_req(f);
-    char want[64];
-
-    req->msg.method = "POST";
-    req->msg.path = "/upload";
-    nea__req_call(req, h_too_big, &p);
-    snprintf(want, sizeof(want), "POST /upload asked %zu bytes", ARENA + 1);
-    assert_true(contains(f->log_last, want));
-    assert_int_equal(p.after, 0);
-    end_req(f, req);
-}
-
-/* Just over what is left (not a silly size): the boundary is exact. */
-static void h_fill_then_one(nea_req *req, void *arg)
-{
-    unwind_probe *p = arg;
-    size_t pad = NEA__ROUND_UP(req->arena->used, NEA__ALIGN) - req->arena->used;
-    size_t left = nea_arena_available(req) - pad;
-    (void)nea_alloc(req, left);
-    p->before = 1;
-    p->used_at_failure = req->arena->used;
-    (void)nea_alloc(req, 1);
-    p->after = 1;
-}
-
-static void test_unwind_exact_boundary(void **state)
-{
-    fixture *f = *state;
-    unwind_probe p = {0};
-
-    run_req(f, h_fill_then_one, &p);
-    assert_int_equal(p.before, 1);
-    assert_int_equal(p.used_at_failure, ARENA);
-    assert_int_equal(p.after, 0);
-    assert_int_equal(f->srv->stats.oom_500, 1);
-    assert_true(contains(f->log_last, "asked 1 bytes"));
-}
-
-static void test_alloc_outside_frame_aborts(void **state)
-{
-    fixture *f = *state;
-    pid_t pid;
-    int status;
-
-    if (under_valgrind()) {
-        skip();
+    align_probe *p = arg;
+    for (size_t n = 1; n <= 33; n++) {
+        p->misaligned_default += !aligned(nea_alloc(req, n), alignof(max_align_t));
+        p->misaligned_default += !aligned(nea_calloc(req, 1, n), alignof(max_align_t));
+        (void)nea_strdup(req, "x"); /* leaves the next start unaligned */
     }
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        nea_req *req = open_req(f);
-        int devnull = open("/dev/null", O_WRONLY);
-        signal(SIGABRT, SIG_DFL);
-        if (devnull >= 0) {
-            dup2(devnull, 2);
+    for (int i = 0; i < 3; i++) {
+        (void)nea_strdup(req, "x");
+        p->misaligned_64 += !aligned(nea_alloc_aligned(req, 8, 64), 64);
+        (void)nea_strdup(req, "x");
+        p->misaligned_4096 += !aligned(nea_alloc_aligned(req, 8, 4096), 4096);
+        /* Alignments below the default still give the default. */
+        (void)nea_strdup(req, "x");
+        p->misaligned_small += !aligned(nea_alloc_aligned(req, 8, 2), alignof(max_align_t));
+    }
+    p->done = 1;
+}
+
+static void test_req_alignment(void **state)
+{
+    fixture *f = *state;
+    nea_req *req = open_req(f);
+    align_probe p;
+
+    memset(&p, 0, sizeof(p));
+    assert_true(aligned(req, alignof(max_align_t)));
+    nea__req_call(req, h_alignment, &p);
+    end_req(f, req);
+    assert_int_equal(p.done, 1);
+    assert_int_equal(f->srv->stats.oom_500, 0);
+    assert_int_equal(p.misaligned_default, 0);
+    assert_int_equal(p.misaligned_small, 0);
+    assert_int_equal(p.misaligned_64, 0);
+    assert_int_equal(p.misaligned_4096, 0);
+}
+
+/* Same, in an arena whose size is not a page multiple: its base is then only
+ * 16-byte aligned, and alignment must still hold for the address, not for the
+ * offset inside the arena. */
+static void test_req_alignment_odd_arena(void **state)
+{
+    test_req_alignment(state);
+}
+
+static void test_req_exact_fit(void **state)
+{
+    fixture *f = *state;
+    nea_req *req = open_req(f);
+    nea__arena *a = req->arena;
+    size_t pad = NEA__ROUND_UP(a->used, NEA__ALIGN) - a->used;
+    size_t avail = nea_arena_available(req);
+    char *p;
+
+    /* nea_arena_available counts before alignment padding. */
+    assert_int_equal(avail, f->cfg.arena_size - a->used);
+    assert_null(nea_try_alloc(req, avail - pad + 1));
+    assert_int_equal(nea_arena_available(req), avail);
+    p = nea_try_alloc(req, avail - pad);
+    assert_non_null(p);
+    memset(p, 0x33, avail - pad);
+    assert_int_equal(nea_arena_available(req), 0);
+    assert_null(nea_try_alloc(req, 1));
+    end_req(f, req);
+}
+
+static void test_req_try_grow(void **state)
+{
+    fixture *f = *state;
+    nea_req *req = open_req(f);
+    char *buf = nea_try_alloc(req, 16), *other;
+    size_t cap = 16, len = 0;
+
+    assert_non_null(buf);
+    /* The usual pattern: append, doubling in place until the arena says no. */
+    for (;;) {
+        while (len < cap) {
+            buf[len] = (char)('a' + len % 26);
+            len++;
         }
-        (void)nea_alloc(req, ARENA * 2); /* no protected frame: a rule violation */
-        _exit(0);
+        char *nb = nea_try_grow(req, buf, cap * 2);
+        if (nb == NULL) {
+            break;
+        }
+        assert_ptr_equal(nb, buf);
+        cap *= 2;
     }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status));
-    assert_int_equal(WTERMSIG(status), SIGABRT);
+    assert_true(cap >= 4096);
+    assert_true(cap * 2 > nea_arena_available(req) + cap);
+    for (size_t i = 0; i < len; i++) {
+        assert_int_equal(buf[i], (char)('a' + i % 26));
+    }
+    /* Shrink to what was used; the rest is available again. */
+    assert_ptr_equal(nea_try_grow(req, buf, 100), buf);
+    assert_int_equal(nea_arena_available(req),
+                     f->cfg.arena_size - (size_t)(buf - req->arena->base) - 100);
+    /* Not the most recent allocation any more: refused, p unchanged. */
+    other = nea_try_alloc(req, 8);
+    assert_non_null(other);
+    assert_null(nea_try_grow(req, buf, 200));
+    assert_int_equal(buf[99], (char)('a' + 99 % 26));
+    end_req(f, req);
 }
 
 /* --- defers ---------------------------------------------------------------- */
@@ -218,7 +211,13 @@ typedef struct defer_probe {
     int rc[8];
     int after;
     bool oom;
+    bool keep_alive; /* also start a tracked timer */
 } defer_probe;
+
+static void keep_alive_timer(uv_timer_t *t)
+{
+    (void)t; /* never fires: the request ends first */
+}
 
 static void h_defers(nea_req *req, void *arg)
 {
@@ -232,6 +231,9 @@ static void h_defers(nea_req *req, void *arg)
         p->args[4] = (defer_arg){&p->o, 4};
         p->rc[4] = nea_req_defer(req, record, &p->args[4]);
     }
+    if (p->keep_alive) {
+        uv_timer_start(nea_req_timer(req), keep_alive_timer, 60000, 0);
+    }
     p->after = 1;
 }
 
@@ -242,6 +244,7 @@ static void test_defers_lifo_normal(void **state)
     nea_req *req = open_req(f);
 
     memset(&p, 0, sizeof(p));
+    p.keep_alive = true; /* a tracked timer keeps the request valid after its end */
     nea__req_call(req, h_defers, &p);
     assert_int_equal(p.after, 1);
     assert_int_equal(p.rc[1] | p.rc[2] | p.rc[3], 0);
@@ -251,7 +254,14 @@ static void test_defers_lifo_normal(void **state)
     assert_int_equal(p.o.seq[0], 3);
     assert_int_equal(p.o.seq[1], 2);
     assert_int_equal(p.o.seq[2], 1);
-    /* Ending twice runs nothing twice. */
+    /* Ending twice runs nothing twice: the request is still there (its timer
+     * is closing, so its arena is not back yet), and the second end is a
+     * no-op. */
+    assert_true(req->ended);
+    assert_int_equal(f->srv->env.reqs.live, 1);
+    nea__req_end(req);
+    assert_int_equal(p.o.n, 3);
+    assert_int_equal(f->srv->env.reqs.live, 1);
     (void)uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(p.o.n, 3);
     for (int i = 1; i <= 3; i++) {
@@ -312,218 +322,6 @@ static void test_defer_enomem(void **state)
     assert_int_equal(p.o.ran[1], 1);
     assert_int_equal(p.o.ran[2], 0); /* not registered, so never run */
     assert_int_equal(f->srv->stats.oom_500, 0);
-}
-
-/* --- nested protected frames ------------------------------------------------ */
-
-typedef struct nest {
-    order o;
-    defer_arg args[16];
-    int rc2, rc3;
-    size_t avail_before2, avail_after2;
-    size_t avail_before3, avail_after3;
-    int reached[8];
-    unsigned depth_seen[4];
-    bool inner_oom;     /* level 2 exhausts after level 3 returned */
-    bool level3_oom;    /* level 3 exhausts */
-    char *late;         /* allocated by level 1 after the protect */
-    int ran_at_return2; /* defers that had run when level 2's protect returned */
-} nest;
-
-static void defer_id(nea_req *req, nest *n, int id)
-{
-    n->args[id] = (defer_arg){&n->o, id};
-    if (nea_req_defer(req, record, &n->args[id]) != 0) {
-        n->reached[7] = -1;
-    }
-}
-
-static void level3(nea_req *req, void *arg)
-{
-    nest *n = arg;
-    n->depth_seen[3] = req->depth;
-    defer_id(req, n, 5);
-    (void)nea_alloc(req, 200);
-    if (n->level3_oom) {
-        (void)nea_alloc(req, ARENA);
-    }
-    n->reached[3] = 1;
-}
-
-static void level2(nea_req *req, void *arg)
-{
-    nest *n = arg;
-    n->depth_seen[2] = req->depth;
-    defer_id(req, n, 3);
-    (void)nea_strdup(req, "level two");
-    defer_id(req, n, 4);
-    n->avail_before3 = nea_arena_available(req);
-    n->rc3 = nea_req_protect(req, level3, n);
-    n->avail_after3 = nea_arena_available(req);
-    (void)nea_alloc(req, 100); /* level 2 carries on after level 3's failure */
-    if (n->inner_oom) {
-        (void)nea_alloc(req, ARENA);
-    }
-    n->reached[2] = 1;
-}
-
-static void level1(nea_req *req, void *arg)
-{
-    nest *n = arg;
-    n->depth_seen[1] = req->depth;
-    (void)nea_alloc(req, 64);
-    defer_id(req, n, 1);
-    defer_id(req, n, 2);
-    n->avail_before2 = nea_arena_available(req);
-    n->rc2 = nea_req_protect(req, level2, n);
-    n->ran_at_return2 = n->o.n;
-    n->avail_after2 = nea_arena_available(req);
-    n->late = nea_alloc(req, 1000);
-    memset(n->late, 'L', 1000);
-    n->reached[1] = 1;
-}
-
-static void test_protect_inner_oom(void **state)
-{
-    fixture *f = *state;
-    nest n;
-
-    /* Two levels: level 2 exhausts (level 3 is fine). */
-    memset(&n, 0, sizeof(n));
-    n.inner_oom = true;
-    run_req(f, level1, &n);
-    assert_int_equal(n.rc3, 0);
-    assert_int_equal(n.rc2, NEA_ENOMEM);
-    assert_int_equal(n.reached[2], 0);
-    assert_int_equal(n.reached[1], 1); /* the outer frame continued */
-    assert_non_null(n.late);
-    /* Rolled back to exactly where level 1 was before the call. */
-    assert_int_equal(n.avail_after2, n.avail_before2);
-    /* Defers: 5, 4, 3 (inside level 2, on its unwind, before protect returns),
-     * then 2, 1 at the end. */
-    assert_int_equal(n.ran_at_return2, 3);
-    assert_int_equal(n.o.n, 5);
-    assert_int_equal(n.o.seq[0], 5);
-    assert_int_equal(n.o.seq[1], 4);
-    assert_int_equal(n.o.seq[2], 3);
-    assert_int_equal(n.o.seq[3], 2);
-    assert_int_equal(n.o.seq[4], 1);
-    for (int i = 1; i <= 5; i++) {
-        assert_int_equal(n.o.ran[i], 1);
-    }
-    assert_int_equal(n.reached[7], 0);
-    /* A caught OOM is not a 500, but it is logged. */
-    assert_int_equal(f->srv->stats.oom_500, 0);
-    assert_true(contains(f->log_all, "rolled back"));
-    assert_true(contains(f->log_all, "asked 16384"));
-}
-
-/* The rollback happens while handler code is still on the stack: level 1 sees
- * the defers of level 2 already run when protect returns. */
-typedef struct seen {
-    order o;
-    defer_arg args[4];
-    int ran_at_return;
-    size_t before, after;
-    int rc;
-    char *again;
-    char *first_try;
-    char *next_at_mark; /* where the next aligned allocation goes before the call */
-} seen;
-
-static void inner_reg_and_fail(nea_req *req, void *arg)
-{
-    seen *s = arg;
-    s->args[2] = (defer_arg){&s->o, 2};
-    (void)nea_req_defer(req, record, &s->args[2]);
-    s->first_try = nea_alloc(req, 500);
-    (void)nea_alloc(req, ARENA);
-}
-
-static void outer_checks(nea_req *req, void *arg)
-{
-    seen *s = arg;
-    s->args[1] = (defer_arg){&s->o, 1};
-    (void)nea_req_defer(req, record, &s->args[1]);
-    s->before = nea_arena_available(req);
-    s->next_at_mark = req->arena->base + NEA__ROUND_UP(req->arena->used, NEA__ALIGN);
-    s->rc = nea_req_protect(req, inner_reg_and_fail, s);
-    s->ran_at_return = s->o.n;
-    s->after = nea_arena_available(req);
-    s->again = nea_alloc(req, 500);
-}
-
-static void test_protect_rollback_visible(void **state)
-{
-    fixture *f = *state;
-    seen s;
-
-    memset(&s, 0, sizeof(s));
-    run_req(f, outer_checks, &s);
-    assert_int_equal(s.rc, NEA_ENOMEM);
-    assert_int_equal(s.ran_at_return, 1); /* defer 2 only */
-    assert_int_equal(s.o.seq[0], 2);
-    assert_int_equal(s.after, s.before);
-    /* The bytes the failed frame used are handed out again. */
-    assert_true(s.first_try > s.next_at_mark);
-    assert_ptr_equal(s.again, s.next_at_mark);
-    assert_int_equal(s.o.n, 2);
-    assert_int_equal(s.o.seq[1], 1);
-    assert_int_equal(f->srv->stats.oom_500, 0);
-}
-
-static void test_protect_three_levels(void **state)
-{
-    fixture *f = *state;
-    nest n;
-
-    /* Level 3 exhausts: level 2 gets NEA_ENOMEM and carries on; level 1 gets 0. */
-    memset(&n, 0, sizeof(n));
-    n.level3_oom = true;
-    run_req(f, level1, &n);
-    /* Each nested frame is one more level of protection. */
-    assert_true(n.depth_seen[1] >= 1);
-    assert_int_equal(n.depth_seen[2], n.depth_seen[1] + 1);
-    assert_int_equal(n.depth_seen[3], n.depth_seen[2] + 1);
-    assert_int_equal(n.rc3, NEA_ENOMEM);
-    assert_int_equal(n.avail_after3, n.avail_before3);
-    assert_int_equal(n.reached[3], 0);
-    assert_int_equal(n.reached[2], 1);
-    assert_int_equal(n.rc2, 0);
-    assert_int_equal(n.reached[1], 1);
-    /* Level 2 kept its allocations: level 1 sees less than before. */
-    assert_true(n.avail_after2 < n.avail_before2);
-    /* 5 ran at level 3's unwind; 4, 3, 2, 1 at the end. */
-    assert_int_equal(n.ran_at_return2, 1);
-    assert_int_equal(n.o.n, 5);
-    assert_int_equal(n.o.seq[0], 5);
-    assert_int_equal(n.o.seq[1], 4);
-    assert_int_equal(n.o.seq[2], 3);
-    assert_int_equal(n.o.seq[3], 2);
-    assert_int_equal(n.o.seq[4], 1);
-    for (int i = 1; i <= 5; i++) {
-        assert_int_equal(n.o.ran[i], 1);
-    }
-    assert_int_equal(f->srv->stats.oom_500, 0);
-
-    /* Both inner levels exhaust: each catches its own. */
-    memset(&n, 0, sizeof(n));
-    n.level3_oom = true;
-    n.inner_oom = true;
-    run_req(f, level1, &n);
-    assert_int_equal(n.rc3, NEA_ENOMEM);
-    assert_int_equal(n.rc2, NEA_ENOMEM);
-    assert_int_equal(n.avail_after2, n.avail_before2);
-    assert_int_equal(n.reached[1], 1);
-    assert_int_equal(n.o.n, 5);
-    assert_int_equal(n.ran_at_return2, 3);
-    assert_int_equal(n.o.seq[0], 5); /* level 3's unwind */
-    assert_int_equal(n.o.seq[1], 4); /* level 2's unwind */
-    assert_int_equal(n.o.seq[2], 3);
-    assert_int_equal(n.o.seq[3], 2); /* the end */
-    assert_int_equal(n.o.seq[4], 1);
-    assert_int_equal(f->srv->stats.oom_500, 0);
-    assert_pool_whole(f);
 }
 
 /* --- tracked handles ---------------------------------------------------------- */
@@ -891,7 +689,7 @@ static void test_string_helpers_unwind(void **state)
         nea__req_call(req, h_big, &p);
         assert_int_equal(p.after, 0);
         assert_int_equal(f->srv->stats.oom_500, (uint64_t)which + 1);
-        assert_true(contains(f->log_last, asked[which]));
+        assert_true(contains(f->log.last, asked[which]));
         /* A failed helper leaves nothing claimed. */
         assert_int_equal(req->arena->used, p.used_before);
         end_req(f, req);
@@ -932,6 +730,95 @@ static void test_printf_unwind_is_scrubbed(void **state)
         print_error("%zu bytes of the previous request survived NEA_SCRUB_ZERO\n", dirty);
     }
     assert_int_equal(dirty, 0);
+}
+
+/* --- nea_printf at the exact end of the arena ------------------------------------ */
+
+typedef struct fit_probe {
+    size_t len; /* formatted length, relative to what is available */
+    size_t avail_before, avail_after;
+    char *s;
+    int after;
+} fit_probe;
+
+static char fit_buf[2 * 16 * 1024];
+
+static void h_printf_fit(nea_req *req, void *arg)
+{
+    fit_probe *p = arg;
+    size_t n;
+    p->avail_before = nea_arena_available(req);
+    n = p->avail_before - p->len; /* p->len: 1 = leave room for the NUL, 0 = no room */
+    memset(fit_buf, 'f', n);
+    fit_buf[n] = '\0';
+    p->s = nea_printf(req, "%s", fit_buf);
+    p->avail_after = nea_arena_available(req);
+    p->after = 1;
+}
+
+static void test_printf_exact_fit_boundaries(void **state)
+{
+    fixture *f = *state;
+    fit_probe p;
+    nea_req *req;
+    char want[64];
+
+    /* n == available - 1: the string and its NUL take exactly what is left. */
+    memset(&p, 0, sizeof(p));
+    p.len = 1;
+    req = open_req(f);
+    nea__req_call(req, h_printf_fit, &p);
+    assert_int_equal(p.after, 1);
+    assert_non_null(p.s);
+    assert_int_equal(strlen(p.s), p.avail_before - 1);
+    assert_int_equal(p.avail_after, 0);
+    assert_int_equal(f->srv->stats.oom_500, 0);
+    end_req(f, req);
+
+    /* n == available: one byte short for the NUL, so it unwinds. */
+    memset(&p, 0, sizeof(p));
+    p.len = 0;
+    req = open_req(f);
+    nea__req_call(req, h_printf_fit, &p);
+    assert_int_equal(p.after, 0);
+    assert_int_equal(f->srv->stats.oom_500, 1);
+    snprintf(want, sizeof(want), "asked %zu bytes", p.avail_before + 1);
+    assert_true(contains(f->log.last, want));
+    end_req(f, req);
+}
+
+/* --- accessors ------------------------------------------------------------------------ */
+
+static void test_header_at_bounds(void **state)
+{
+    fixture *f = *state;
+    nea_req *req = open_req(f);
+    nea__hdr hdrs[2] = {{"Host", "x"}, {"X-Test", "v"}};
+    const char *name = "unchanged-name", *value = "unchanged-value";
+
+    req->msg.hdrs = hdrs;
+    req->msg.nhdrs = 2;
+    assert_int_equal(nea_req_header_count(req), 2);
+    /* Past the end: UV_EINVAL, outputs untouched. */
+    assert_int_equal(nea_req_header_at(req, 2, &name, &value), UV_EINVAL);
+    assert_string_equal(name, "unchanged-name");
+    assert_string_equal(value, "unchanged-value");
+    assert_int_equal(nea_req_header_at(req, SIZE_MAX, &name, &value), UV_EINVAL);
+    assert_string_equal(name, "unchanged-name");
+    assert_string_equal(value, "unchanged-value");
+    /* In range: both set. */
+    assert_int_equal(nea_req_header_at(req, 1, &name, &value), 0);
+    assert_string_equal(name, "X-Test");
+    assert_string_equal(value, "v");
+    assert_string_equal(nea_req_header(req, "x-test"), "v");
+    assert_null(nea_req_header(req, "absent"));
+    /* No headers at all: index 0 is already past the end. */
+    req->msg.nhdrs = 0;
+    name = value = NULL;
+    assert_int_equal(nea_req_header_at(req, 0, &name, &value), UV_EINVAL);
+    assert_null(name);
+    assert_null(value);
+    end_req(f, req);
 }
 
 /* --- the fault-injection sweep ---------------------------------------------------- */
@@ -1096,16 +983,13 @@ static void test_oom_sweep_persistent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_unwind_skips_rest, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unwind_logs_method_path, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unwind_exact_boundary, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alloc_outside_frame_aborts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_req_alignment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_req_alignment_odd_arena, setup_odd, teardown),
+        cmocka_unit_test_setup_teardown(test_req_exact_fit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_req_try_grow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defers_lifo_normal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defers_lifo_on_unwind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defer_enomem, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_protect_inner_oom, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_protect_rollback_visible, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_protect_three_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_closed_at_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_track_closes_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_protect_keeps_tracked, setup, teardown),
@@ -1115,6 +999,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_calloc_zeroes_reused_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_string_helpers_unwind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_printf_unwind_is_scrubbed, setup_zero, teardown),
+        cmocka_unit_test_setup_teardown(test_printf_exact_fit_boundaries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_at_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oom_sweep_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oom_sweep_persistent, setup, teardown),
     };

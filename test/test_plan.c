@@ -1,4 +1,30 @@
 /*
+ * test_plan.c - nea_config_init defaults, the memory plan's arithmetic
+ * (plan.c), every refusal of nea_config_plan (code, and a message naming the
+ * field), and nea_server_new refusing the same configs through its log.
+ *
+ * The plan is what an operator reads to "do the math" before deploying, so
+ * each term is checked against the formula in nea.h rather than against
+ * numbers copied from the implementation.
+ */
+#include "server.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define KIB ((size_t)1024)
+#define MIB (KIB * 1024)
+
+/*
  * test_config.c - nea_config_init defaults, the memory plan's arithmetic,
  * every refusal of nea_config_plan (code and message), nea_server_new
  * refusing the same configs through its log, and the error-name tables.
@@ -92,6 +118,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.queue_length, 0);
     assert_int_equal(cfg.header_timeout_ms, 10000);
     assert_int_equal(cfg.body_timeout_ms, 10000);
+    assert_int_equal(cfg.body_deadline_ms, 60000);
     assert_int_equal(cfg.keepalive_timeout_ms, 5000);
     assert_int_equal(cfg.write_timeout_ms, 10000);
     assert_int_equal(cfg.queue_timeout_ms, 100);
@@ -118,6 +145,41 @@ static void test_defaults_plan(void **state)
     /* 1024 slots of at least 8 KiB each, and the rest is arenas. */
     assert_true(p.connections_bytes >= 1024 * 8 * KIB);
     assert_true(p.arena_count > 100);
+}
+
+/* The defaults stay valid whatever the arena size, and max_body_size 0
+ * resolves to everything an arena holds after the request struct, the
+ * shortest head (18 bytes) and the body's NUL. */
+static void test_defaults_any_arena_size(void **state)
+{
+    static const size_t sizes[] = {64 * KIB, 16 * KIB, 1 * MIB};
+    (void)state;
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        nea_config cfg;
+        nea_plan p;
+        char err[256] = "";
+        int rc;
+
+        nea_config_init(&cfg);
+        cfg.arena_size = sizes[i];
+        rc = nea_config_plan(&cfg, &p, err, sizeof(err));
+        if (rc != 0) {
+            print_error("arena_size %zu: %s\n", sizes[i], err);
+        }
+        assert_int_equal(rc, 0);
+        check_plan_identities(&cfg, &p);
+        assert_int_equal(p.max_body_size, sizes[i] - p.request_overhead - 18 - 1);
+
+        /* That largest body is accepted when asked for explicitly; one more
+         * byte is not. */
+        cfg.max_body_size = p.max_body_size;
+        assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+        assert_int_equal(p.max_body_size, cfg.max_body_size);
+        cfg.max_body_size++;
+        err[0] = '\0';
+        assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EINVAL_CONFIG);
+        assert_non_null(strstr(err, "max_body_size"));
+    }
 }
 
 /* --- plan arithmetic ------------------------------------------------------ */
@@ -271,187 +333,108 @@ static void test_arena_count_auto_sweep(void **state)
 
 /* --- refusals ------------------------------------------------------------- */
 
+/* One assignment to a config field, as data: the field's offset and size,
+ * and the number (any integer field: int, unsigned, size_t) or string. */
+typedef struct assign {
+    size_t off, size;
+    uint64_t num;
+    const char *str;
+    bool is_str;
+} assign;
+
+#define SET(field, value)                                                                          \
+    {                                                                                              \
+        offsetof(nea_config, field), sizeof(((nea_config *)0)->field), (uint64_t)(value), NULL,    \
+            false                                                                                  \
+    }
+#define SET_STR(field, value)                                                                      \
+    {                                                                                              \
+        offsetof(nea_config, field), sizeof(const char *), 0, (value), true                        \
+    }
+
 typedef struct refusal {
-    const char *what;
-    void (*mutate)(nea_config *cfg);
+    const char *field; /* the message must name this field */
+    assign set[4];     /* applied to small_config(), in order */
     int code;
-    const char *needle; /* the message must name this */
+    const char *text; /* and contain this */
 } refusal;
 
-static void m_memory_limit_zero(nea_config *c)
+static void apply(nea_config *cfg, const assign *set)
 {
-    c->memory_limit = 0;
+    for (int i = 0; i < 4 && set[i].size != 0; i++) {
+        char *at = (char *)cfg + set[i].off;
+        if (set[i].is_str) {
+            memcpy(at, &set[i].str, sizeof(set[i].str));
+        } else if (set[i].size == sizeof(uint32_t)) {
+            uint32_t v = (uint32_t)set[i].num;
+            memcpy(at, &v, sizeof(v));
+        } else {
+            assert_int_equal(set[i].size, sizeof(uint64_t));
+            memcpy(at, &set[i].num, sizeof(set[i].num));
+        }
+    }
 }
 
-static void m_arena_size_zero(nea_config *c)
-{
-    c->arena_size = 0;
-}
-
-static void m_max_connections_zero(nea_config *c)
-{
-    c->max_connections = 0;
-}
-
-static void m_max_routes_zero(nea_config *c)
-{
-    c->max_routes = 0;
-}
-
-static void m_read_buffer_255(nea_config *c)
-{
-    c->read_buffer_size = 255;
-}
-
-static void m_read_buffer_zero(nea_config *c)
-{
-    c->read_buffer_size = 0;
-}
-
-static void m_read_buffer_huge(nea_config *c)
-{
-    c->read_buffer_size = ((size_t)1 << 30) + 1;
-}
-
-static void m_header_timeout(nea_config *c)
-{
-    c->header_timeout_ms = 0;
-}
-
-static void m_body_timeout(nea_config *c)
-{
-    c->body_timeout_ms = 0;
-}
-
-static void m_keepalive_timeout(nea_config *c)
-{
-    c->keepalive_timeout_ms = 0;
-}
-
-static void m_write_timeout(nea_config *c)
-{
-    c->write_timeout_ms = 0;
-}
-
-static void m_drain_timeout(nea_config *c)
-{
-    c->drain_timeout_ms = 0;
-}
-
-static void m_scrub_3(nea_config *c)
-{
-    c->scrub = 3;
-}
-
-static void m_scrub_neg(nea_config *c)
-{
-    c->scrub = -1;
-}
-
-static void m_port_neg(nea_config *c)
-{
-    c->port = -1;
-}
-
-static void m_port_big(nea_config *c)
-{
-    c->port = 65536;
-}
-
-static void m_backlog_zero(nea_config *c)
-{
-    c->backlog = 0;
-}
-
-static void m_host_null(nea_config *c)
-{
-    c->host = NULL;
-}
-
-static void m_host_long(nea_config *c)
-{
-    c->host = "0000:0000:0000:0000:0000:0000:0000:0001%an-interface-name-that-is-too-long";
-}
-
-static void m_retry_after(nea_config *c)
-{
-    c->retry_after_s = 86401;
-}
-
-static void m_conns_too_many(nea_config *c)
-{
-    c->max_connections = (1u << 22) + 1;
-}
-
-static void m_routes_too_many(nea_config *c)
-{
-    c->max_routes = (1u << 16) + 1;
-}
-
-static void m_arena_huge(nea_config *c)
-{
-    c->arena_size = ((size_t)1 << 40) + 1;
-}
-
-static void m_count_times_stride(nea_config *c)
-{
-    c->memory_limit = SIZE_MAX;
-    c->arena_size = (size_t)1 << 40;
-    c->arena_count = UINT_MAX;
-}
-
-static void m_over_limit_count(nea_config *c)
-{
-    c->memory_limit = 1 * MIB;
-    c->arena_count = 64; /* 64 x 32 KiB + guards > 1 MiB */
-}
-
-static void m_over_limit_auto(nea_config *c)
-{
-    c->arena_count = 0;
-    c->memory_limit = 64 * KIB; /* connections alone need more */
-}
-
-static void m_conns_times_buffer(nea_config *c)
-{
-    /* The largest product the caps allow (2^22 slots x 1 GiB): 4 PiB, refused
-     * rather than wrapped. On 64-bit it does not overflow size_t (the caps keep it
-     * below 2^53), so the refusal is the limit check. */
-    c->max_connections = 1u << 22;
-    c->read_buffer_size = (size_t)1 << 30;
-    c->arena_size = ((size_t)1 << 30) + 64 * KIB;
-    c->memory_limit = (size_t)64 << 30;
-}
+#define EINV NEA_EINVAL_CONFIG
+#define HOST_LONG "0000:0000:0000:0000:0000:0000:0000:0001%an-interface-name-that-is-too-long"
 
 static const refusal refusals[] = {
-    {"memory_limit 0", m_memory_limit_zero, NEA_EINVAL_CONFIG, "memory_limit"},
-    {"arena_size 0", m_arena_size_zero, NEA_EINVAL_CONFIG, "arena_size"},
-    {"max_connections 0", m_max_connections_zero, NEA_EINVAL_CONFIG, "max_connections"},
-    {"max_routes 0", m_max_routes_zero, NEA_EINVAL_CONFIG, "max_routes"},
-    {"read_buffer_size 255", m_read_buffer_255, NEA_EINVAL_CONFIG, "read_buffer_size"},
-    {"read_buffer_size 0", m_read_buffer_zero, NEA_EINVAL_CONFIG, "read_buffer_size"},
-    {"read_buffer_size 1 GiB + 1", m_read_buffer_huge, NEA_EINVAL_CONFIG, "read_buffer_size"},
-    /* One message covers the six timeouts; it names them by their common suffix. */
-    {"header_timeout_ms 0", m_header_timeout, NEA_EINVAL_CONFIG, "_timeout_ms"},
-    {"body_timeout_ms 0", m_body_timeout, NEA_EINVAL_CONFIG, "_timeout_ms"},
-    {"keepalive_timeout_ms 0", m_keepalive_timeout, NEA_EINVAL_CONFIG, "_timeout_ms"},
-    {"write_timeout_ms 0", m_write_timeout, NEA_EINVAL_CONFIG, "_timeout_ms"},
-    {"drain_timeout_ms 0", m_drain_timeout, NEA_EINVAL_CONFIG, "_timeout_ms"},
-    {"scrub 3", m_scrub_3, NEA_EINVAL_CONFIG, "scrub"},
-    {"scrub -1", m_scrub_neg, NEA_EINVAL_CONFIG, "scrub"},
-    {"port -1", m_port_neg, NEA_EINVAL_CONFIG, "port"},
-    {"port 65536", m_port_big, NEA_EINVAL_CONFIG, "port"},
-    {"backlog 0", m_backlog_zero, NEA_EINVAL_CONFIG, "backlog"},
-    {"host NULL", m_host_null, NEA_EINVAL_CONFIG, "host"},
-    {"host too long", m_host_long, NEA_EINVAL_CONFIG, "host"},
-    {"retry_after_s 86401", m_retry_after, NEA_EINVAL_CONFIG, "retry_after_s"},
-    {"max_connections 2^22+1", m_conns_too_many, NEA_EINVAL_CONFIG, "max_connections"},
-    {"max_routes 2^16+1", m_routes_too_many, NEA_EINVAL_CONFIG, "max_routes"},
-    {"arena_size > 1 TiB", m_arena_huge, NEA_EOVERFLOW, "arena_size"},
-    {"arena_count x stride", m_count_times_stride, NEA_EOVERFLOW, "arena_count"},
-    {"explicit count over limit", m_over_limit_count, NEA_EOVERLIMIT, "memory_limit"},
-    {"no room for one arena", m_over_limit_auto, NEA_EOVERLIMIT, "memory_limit"},
-    {"2^22 slots x 1 GiB", m_conns_times_buffer, NEA_EOVERLIMIT, "memory_limit"},
+    /* Fields that must be > 0. */
+    {"memory_limit", {SET(memory_limit, 0)}, EINV, "must be > 0"},
+    {"arena_size", {SET(arena_size, 0)}, EINV, "must be > 0"},
+    {"max_connections", {SET(max_connections, 0)}, EINV, "outside 1..4194304"},
+    {"max_routes", {SET(max_routes, 0)}, EINV, "outside 1..65536"},
+    {"backlog", {SET(backlog, 0)}, EINV, "must be > 0"},
+    {"backlog", {SET(backlog, -1)}, EINV, "must be > 0"},
+    {"header_timeout_ms", {SET(header_timeout_ms, 0)}, EINV, "must be > 0"},
+    {"body_timeout_ms", {SET(body_timeout_ms, 0)}, EINV, "must be > 0"},
+    {"body_deadline_ms", {SET(body_deadline_ms, 0)}, EINV, "must be > 0"},
+    {"keepalive_timeout_ms", {SET(keepalive_timeout_ms, 0)}, EINV, "must be > 0"},
+    {"write_timeout_ms", {SET(write_timeout_ms, 0)}, EINV, "must be > 0"},
+    {"drain_timeout_ms", {SET(drain_timeout_ms, 0)}, EINV, "must be > 0"},
+    /* Ranges. */
+    {"read_buffer_size", {SET(read_buffer_size, 0)}, EINV, "outside 256 B..1 GiB"},
+    {"read_buffer_size", {SET(read_buffer_size, 255)}, EINV, "outside 256 B..1 GiB"},
+    {"read_buffer_size", {SET(read_buffer_size, ((size_t)1 << 30) + 1)}, EINV, "outside"},
+    {"scrub", {SET(scrub, 3)}, EINV, "NEA_SCRUB_NONE"},
+    {"scrub", {SET(scrub, -1)}, EINV, "NEA_SCRUB_NONE"},
+    {"port", {SET(port, -1)}, EINV, "outside 0..65535"},
+    {"port", {SET(port, 65536)}, EINV, "outside 0..65535"},
+    {"retry_after_s", {SET(retry_after_s, 86401)}, EINV, "above 86400"},
+    {"max_connections", {SET(max_connections, (1u << 22) + 1)}, EINV, "outside 1..4194304"},
+    {"max_routes", {SET(max_routes, (1u << 16) + 1)}, EINV, "outside 1..65536"},
+    {"queue_length", {SET(queue_length, 17)}, EINV, "above max_connections"},
+    /* host: an IP literal, nothing else. */
+    {"host", {SET_STR(host, NULL)}, EINV, "not an IPv4 or IPv6 literal"},
+    {"host", {SET_STR(host, HOST_LONG)}, EINV, "not an IPv4 or IPv6 literal"},
+    {"host", {SET_STR(host, "localhost")}, EINV, "not an IPv4 or IPv6 literal"},
+    {"host", {SET_STR(host, "1.2.3")}, EINV, "not an IPv4 or IPv6 literal"},
+    {"host", {SET_STR(host, "::zz")}, EINV, "not an IPv4 or IPv6 literal"},
+    {"host", {SET_STR(host, "")}, EINV, "not an IPv4 or IPv6 literal"},
+    /* A body no arena could ever hold (32 KiB arenas). */
+    {"max_body_size", {SET(max_body_size, 32 * KIB)}, EINV, "can never fit"},
+    {"max_body_size", {SET(max_body_size, SIZE_MAX)}, EINV, "can never fit"},
+    /* Arithmetic. */
+    {"arena_size", {SET(arena_size, ((size_t)1 << 40) + 1)}, NEA_EOVERFLOW, "above 1 TiB"},
+    {"arena_count",
+     {SET(memory_limit, SIZE_MAX), SET(arena_size, (size_t)1 << 40), SET(arena_count, UINT_MAX)},
+     NEA_EOVERFLOW,
+     "overflows"},
+    /* 64 x 32 KiB + guards > 1 MiB */
+    {"memory_limit", {SET(memory_limit, 1 * MIB), SET(arena_count, 64)}, NEA_EOVERLIMIT, "needs"},
+    /* connections alone need more */
+    {"memory_limit",
+     {SET(arena_count, 0), SET(memory_limit, 64 * KIB)},
+     NEA_EOVERLIMIT,
+     "no room for one arena"},
+    /* The largest product the caps allow (2^22 slots x 1 GiB): 4 PiB, refused
+     * rather than wrapped. On 64-bit it does not overflow size_t (the caps
+     * keep it below 2^53), so the refusal is the limit check. */
+    {"memory_limit",
+     {SET(max_connections, 1u << 22), SET(read_buffer_size, (size_t)1 << 30),
+      SET(arena_size, ((size_t)1 << 30) + 64 * KIB), SET(memory_limit, (size_t)64 << 30)},
+     NEA_EOVERLIMIT,
+     "needs"},
 };
 
 static void test_refusals(void **state)
@@ -465,18 +448,19 @@ static void test_refusals(void **state)
         int rc;
 
         small_config(&cfg);
-        r->mutate(&cfg);
+        apply(&cfg, r->set);
         memset(err, 0, sizeof(err));
         memset(&p, 0xa5, sizeof(p));
         before = p;
         rc = nea_config_plan(&cfg, &p, err, sizeof(err));
-        if (rc != r->code || strstr(err, r->needle) == NULL) {
-            print_error("%s: got %d (%s) \"%s\", want %d naming \"%s\"\n", r->what, rc,
-                        nea_err_name(rc), err, r->code, r->needle);
+        if (rc != r->code || strstr(err, r->field) == NULL || strstr(err, r->text) == NULL) {
+            print_error("row %zu: got %d (%s) \"%s\", want %d naming \"%s\" with \"%s\"\n", i, rc,
+                        nea_err_name(rc), err, r->code, r->field, r->text);
         }
         assert_int_equal(rc, r->code);
         assert_true(strlen(err) > 0);
-        assert_non_null(strstr(err, r->needle));
+        assert_non_null(strstr(err, r->field));
+        assert_non_null(strstr(err, r->text));
         /* A refused plan is not written. */
         assert_memory_equal(&p, &before, sizeof(p));
         /* NULL errbuf is allowed and gives the same answer. */
@@ -578,20 +562,6 @@ static void test_plan_format(void **state)
 
 /* --- nea_server_new refuses the same configs ------------------------------- */
 
-typedef struct log_capture {
-    int count;
-    int level;
-    char last[512];
-} log_capture;
-
-static void capture_log(void *data, int level, const char *msg)
-{
-    log_capture *lc = data;
-    lc->count++;
-    lc->level = level;
-    snprintf(lc->last, sizeof(lc->last), "%s", msg);
-}
-
 static void on_closed(nea_server *s, void *data)
 {
     (void)s;
@@ -607,19 +577,18 @@ static void test_server_new_refuses(void **state)
     for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
         const refusal *r = &refusals[i];
         nea_config cfg;
-        log_capture lc;
+        t_log lc;
         nea_server *srv = (nea_server *)&lc; /* sentinel: must not be overwritten */
 
-        memset(&lc, 0, sizeof(lc));
         small_config(&cfg);
-        r->mutate(&cfg);
-        cfg.log = capture_log;
-        cfg.log_data = &lc;
+        apply(&cfg, r->set);
+        t_log_attach(&lc, &cfg);
         assert_int_equal(nea_server_new(&loop, &cfg, &srv), r->code);
         assert_ptr_equal(srv, (nea_server *)&lc);
         assert_int_equal(lc.count, 1);
         assert_int_equal(lc.level, NEA_LOG_ERROR);
-        assert_non_null(strstr(lc.last, r->needle));
+        assert_non_null(strstr(lc.last, r->field));
+        assert_non_null(strstr(lc.last, r->text));
     }
     /* Nothing was left on the loop. */
     assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 0);
@@ -633,15 +602,13 @@ static void test_server_new_uses_plan(void **state)
     nea_plan p;
     nea_server *srv = NULL;
     nea_stats st;
-    log_capture lc;
+    t_log lc;
     char num[32];
     int closed = 0;
     (void)state;
 
-    memset(&lc, 0, sizeof(lc));
     small_config(&cfg);
-    cfg.log = capture_log;
-    cfg.log_data = &lc;
+    t_log_attach(&lc, &cfg);
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(nea_server_new(&loop, &cfg, &srv), 0);
@@ -663,59 +630,12 @@ static void test_server_new_uses_plan(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-/* --- error names ---------------------------------------------------------- */
-
-static void test_error_names(void **state)
-{
-    static const struct {
-        int code;
-        const char *name;
-    } codes[] = {
-        {NEA_EINVAL_CONFIG, "NEA_EINVAL_CONFIG"},
-        {NEA_EOVERFLOW, "NEA_EOVERFLOW"},
-        {NEA_EOVERLIMIT, "NEA_EOVERLIMIT"},
-        {NEA_EARENA_SMALL, "NEA_EARENA_SMALL"},
-        {NEA_ENOMEM, "NEA_ENOMEM"},
-        {NEA_EMLOCK, "NEA_EMLOCK"},
-        {NEA_EROUTES, "NEA_EROUTES"},
-        {NEA_ESTATE, "NEA_ESTATE"},
-        {NEA_ERESPONDED, "NEA_ERESPONDED"},
-    };
-    const size_t n = sizeof(codes) / sizeof(codes[0]);
-    (void)state;
-
-    for (size_t i = 0; i < n; i++) {
-        const char *msg = nea_strerror(codes[i].code);
-        assert_string_equal(nea_err_name(codes[i].code), codes[i].name);
-        assert_non_null(msg);
-        assert_true(strlen(msg) > 0);
-        /* Not libuv's fallback ("Unknown system error -30001", which libuv
-         * allocates): libnea's codes are outside libuv's range and named here. */
-        assert_true(codes[i].code <= -30000);
-        assert_null(strstr(msg, "nknown"));
-        /* Descriptions are distinct. */
-        for (size_t j = 0; j < i; j++) {
-            assert_string_not_equal(msg, nea_strerror(codes[j].code));
-        }
-        /* Static strings: the same pointer every time. */
-        assert_ptr_equal(msg, nea_strerror(codes[i].code));
-    }
-    assert_string_equal(nea_strerror(NEA_EMLOCK),
-                        "cannot lock the reservation in memory (RLIMIT_MEMLOCK too low?)");
-    /* libuv codes pass through unchanged. */
-    assert_string_equal(nea_strerror(UV_EINVAL), uv_strerror(UV_EINVAL));
-    assert_string_equal(nea_err_name(UV_EINVAL), "EINVAL");
-    assert_string_equal(nea_err_name(UV_ENOMEM), "ENOMEM");
-    assert_string_equal(nea_strerror(UV_EADDRINUSE), uv_strerror(UV_EADDRINUSE));
-    assert_string_equal(nea_err_name(0), "OK");
-    assert_true(strlen(nea_strerror(0)) > 0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_defaults_plan),
+        cmocka_unit_test(test_defaults_any_arena_size),
         cmocka_unit_test(test_plan_terms_guard),
         cmocka_unit_test(test_plan_terms_no_guard),
         cmocka_unit_test(test_plan_unaligned_sizes),
@@ -729,7 +649,6 @@ int main(void)
         cmocka_unit_test(test_plan_format),
         cmocka_unit_test(test_server_new_refuses),
         cmocka_unit_test(test_server_new_uses_plan),
-        cmocka_unit_test(test_error_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

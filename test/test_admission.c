@@ -1,0 +1,628 @@
+/*
+ * test_admission.c - who gets a connection slot and who gets an arena
+ * (admission.c): 503 when arenas run out and the recovery, the bounded
+ * arena wait queue, eviction of idle keep-alive connections through the
+ * accept path (and the ones never evicted), 503 when no slot is left.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include "e2e.h"
+
+static h_fixture fx;
+
+/* Starts the shared fixture with h_config, changed by tweak (may be NULL). */
+static void start(void **state, void (*tweak)(nea_config *))
+{
+    h_start_tweaked(&fx, tweak);
+    *state = &fx;
+}
+
+static int teardown(void **state)
+{
+    h_stop(*state);
+    return 0;
+}
+
+static unsigned arenas_in_use(h_fixture *f)
+{
+    return h_st(f).arenas_in_use;
+}
+
+/* Waits until no arena is in use or the deadline passes. */
+static bool arenas_settle(h_fixture *f)
+{
+    uint64_t end = h_now_ms() + H_DEADLINE_MS;
+    while (arenas_in_use(f) != 0 && h_now_ms() < end) {
+        h_step(f, 10);
+    }
+    return arenas_in_use(f) == 0;
+}
+
+/* --- isolation ------------------------------------------------------------- */
+
+static void test_oom_is_isolated(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int a, b, c;
+    start(state, NULL);
+    f = *state;
+    a = h_get(f, "/sleep/200");
+    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    b = h_get(f, "/alloc/999999999");
+    c = h_get(f, "/hello");
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 500);
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "slept");
+    h_stats(f, &st);
+    assert_int_equal(st.oom_500, 1);
+    assert_int_equal(st.responses[2], 2);
+    close(a);
+    close(b);
+    close(c);
+    assert_true(arenas_settle(f));
+}
+
+/* --- arena admission ------------------------------------------------------- */
+
+static void two_arenas(nea_config *c)
+{
+    c->arena_count = 2;
+    c->queue_timeout_ms = 100;
+}
+
+static void test_503_when_arenas_exhausted_then_recovery(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    char v[32];
+    int a, b, c, d;
+    uint64_t t0;
+    start(state, two_arenas);
+    f = *state;
+    a = h_get(f, "/sleep/400");
+    b = h_get(f, "/sleep/400");
+    H_WAIT(f, arenas_in_use(f) == 2);
+    assert_int_equal(arenas_in_use(f), 2);
+    t0 = h_now_ms();
+    c = h_get(f, "/hello");
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 503);
+    assert_true(h_now_ms() - t0 >= 90); /* it waited its queue_timeout_ms first */
+    assert_string_equal(h_header(&r, "retry-after", v, sizeof(v)), "1");
+    assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "close");
+    assert_true(h_closed(f, c, H_DEADLINE_MS));
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 200);
+    d = h_get(f, "/hello");
+    assert_int_equal(h_read(f, d, &r, H_DEADLINE_MS), 200);
+    h_stats(f, &st);
+    assert_int_equal(st.shed_503, 1);
+    assert_int_equal(st.arenas_high_water, 2);
+    close(a);
+    close(b);
+    close(c);
+    close(d);
+}
+
+static void one_arena_long_queue(nea_config *c)
+{
+    c->arena_count = 1;
+    c->queue_timeout_ms = 3000;
+}
+
+static void test_queued_request_gets_the_next_arena(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int a, b;
+    start(state, one_arena_long_queue);
+    f = *state;
+    a = h_get(f, "/sleep/50");
+    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    b = h_get(f, "/hello");
+    H_WAIT(f, h_st(f).queue_length == 1);
+    {
+        nea_stats st;
+        h_stats(f, &st);
+        assert_int_equal(st.queue_length, 1);
+    }
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    close(a);
+    close(b);
+}
+
+static void test_long_queue_drains_in_order(void **state)
+{
+    /* Many heads wait for the one arena; each handler answers at once, so
+     * every hand-off happens while the previous request is releasing its
+     * arena. All are served, none is shed. */
+    enum { N = 24 };
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int busy, fds[N];
+    start(state, one_arena_long_queue);
+    f = *state;
+    busy = h_get(f, "/sleep/100");
+    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    for (int i = 0; i < N; i++) {
+        fds[i] = h_get(f, "/hello");
+    }
+    H_WAIT(f, h_st(f).queue_length == N);
+    h_stats(f, &st);
+    assert_int_equal(st.queue_length, N);
+    assert_int_equal(h_read(f, busy, &r, H_DEADLINE_MS), 200);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(h_read(f, fds[i], &r, H_DEADLINE_MS), 200);
+        close(fds[i]);
+    }
+    h_stats(f, &st);
+    assert_int_equal(st.shed_503, 0);
+    assert_int_equal(st.queue_length, 0);
+    close(busy);
+}
+
+static void one_arena_queue_of_one(nea_config *c)
+{
+    c->arena_count = 1;
+    c->queue_length = 1;
+    c->queue_timeout_ms = 3000;
+}
+
+static void test_full_queue_sheds_at_once(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int a, b, c;
+    uint64_t t0;
+    start(state, one_arena_queue_of_one);
+    f = *state;
+    a = h_get(f, "/sleep/300");
+    H_WAIT(f, arenas_in_use(f) == 1);
+    b = h_get(f, "/hello");
+    H_WAIT(f, h_st(f).queue_length == 1);
+    t0 = h_now_ms();
+    c = h_get(f, "/hello");
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 503);
+    assert_true(h_now_ms() - t0 < 250); /* not after the queue timeout */
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 200);
+    close(a);
+    close(b);
+    close(c);
+}
+
+static void one_arena_no_wait(nea_config *c)
+{
+    c->arena_count = 1;
+    c->queue_timeout_ms = 0;
+}
+
+static void test_zero_queue_timeout_sheds_at_once(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int a, b;
+    uint64_t t0;
+    start(state, one_arena_no_wait);
+    f = *state;
+    a = h_get(f, "/sleep/300");
+    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    t0 = h_now_ms();
+    b = h_get(f, "/hello");
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 503);
+    assert_true(h_now_ms() - t0 < 100);
+    h_stats(f, &st);
+    assert_int_equal(st.queue_length, 0);
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    close(a);
+    close(b);
+}
+
+/* --- connection slots -------------------------------------------------------- */
+
+static void two_slots(nea_config *c)
+{
+    c->max_connections = 2;
+}
+
+static void test_idle_connection_evicted_for_new_one(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int a, b, c;
+    start(state, two_slots);
+    f = *state;
+    a = h_get(f, "/hello");
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    b = h_get(f, "/hello");
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 200);
+    c = h_get(f, "/hello");
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 200);
+    assert_true(h_closed(f, a, H_DEADLINE_MS)); /* the oldest idle one */
+    h_sends(f, b, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 200);
+    h_stats(f, &st);
+    assert_int_equal(st.evicted, 1);
+    assert_int_equal(st.connections_open, 2);
+    close(a);
+    close(b);
+    close(c);
+}
+
+static void one_slot(nea_config *c)
+{
+    c->max_connections = 1;
+}
+
+static void test_fresh_connection_is_never_evicted(void **state)
+{
+    /* B is accepted but has not sent its request yet when C arrives: B has
+     * never been answered, so it is not evicted (its request may be on the
+     * wire); C is told 503 and B is served. */
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int b, c;
+    start(state, one_slot);
+    f = *state;
+    for (int i = 0; i < 5; i++) {
+        b = h_connect(f);
+        H_WAIT(f, h_st(f).connections_open == 1); /* B holds the slot */
+        c = h_connect(f);
+        assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 503);
+        h_sends(f, b, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 200);
+        close(b);
+        close(c);
+        H_WAIT(f, h_st(f).connections_open == 0);
+    }
+    h_stats(f, &st);
+    assert_int_equal(st.evicted, 0);
+}
+
+static void test_idle_connection_with_waiting_request_is_kept(void **state)
+{
+    /* A was answered and is idle: evictable. Once its next request sits in
+     * the kernel (not yet read by the server) it is not, and that request is
+     * answered. */
+    h_fixture *f;
+    h_response r;
+    int a;
+    static const char req[] = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    start(state, one_slot);
+    f = *state;
+    a = h_get(f, "/hello");
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    H_WAIT(f, f->srv->admission.idle_head != NULL);
+    assert_non_null(f->srv->admission.idle_head);
+    assert_false(nea__conn_input_waiting(f->srv->admission.idle_head));
+    assert_int_equal(send(a, req, sizeof(req) - 1, 0), (ssize_t)(sizeof(req) - 1));
+    assert_true(nea__conn_input_waiting(f->srv->admission.idle_head));
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    close(a);
+}
+
+static void test_no_slot_and_none_idle_gets_503(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    char v[32];
+    int a, b;
+    start(state, one_slot);
+    f = *state;
+    a = h_get(f, "/sleep/200");
+    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    b = h_get(f, "/hello");
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 503);
+    assert_string_equal(h_header(&r, "retry-after", v, sizeof(v)), "1");
+    assert_true(h_closed(f, b, H_DEADLINE_MS));
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    h_stats(f, &st);
+    assert_int_equal(st.shed_503, 1);
+    close(a);
+    close(b);
+}
+
+/* --- eviction through the accept path ---------------------------------------------------- */
+
+/* A connect() the server's loop has not seen yet. */
+static int raw_connect(int port)
+{
+    struct sockaddr_in a = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
+
+static void test_accept_keeps_idle_with_request_waiting(void **state)
+{
+    /* One slot, held by A: answered, idle. The newcomer C is pending on the
+     * listener before A's next request lands in the kernel, so the accept
+     * sees C first and A with input waiting: A is kept (C gets 503) and A's
+     * request is answered. */
+    static const char req[] = "GET /p/again HTTP/1.1\r\nHost: x\r\n\r\n";
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int a, c;
+    start(state, one_slot);
+    f = *state;
+    a = h_get(f, "/hello");
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    H_WAIT(f, f->srv->admission.idle_head != NULL);
+    c = raw_connect(f->port);
+    assert_int_equal(send(a, req, sizeof(req) - 1, 0), (ssize_t)(sizeof(req) - 1));
+    assert_true(nea__conn_input_waiting(f->srv->admission.idle_head));
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 503);
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "again");
+    h_stats(f, &st);
+    assert_int_equal(st.evicted, 0);
+    assert_int_equal(st.shed_503, 1);
+    close(a);
+    close(c);
+}
+
+static void test_accept_evicts_idle_with_nothing_waiting(void **state)
+{
+    /* One slot, held by an answered idle A with nothing on its way: the
+     * newcomer C takes its slot and is served; A is closed. */
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int a, c;
+    start(state, one_slot);
+    f = *state;
+    a = h_get(f, "/hello");
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    H_WAIT(f, f->srv->admission.idle_head != NULL);
+    c = h_get(f, "/p/newcomer");
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "newcomer");
+    assert_true(h_closed(f, a, H_DEADLINE_MS));
+    h_stats(f, &st);
+    assert_int_equal(st.evicted, 1);
+    assert_int_equal(st.shed_503, 0);
+    close(a);
+    close(c);
+}
+
+/* Runs the loop until cond(f) holds or ms pass; returns whether it held. */
+static bool pump_until(h_fixture *f, unsigned ms, bool (*cond)(h_fixture *))
+{
+    uint64_t end = h_now_ms() + ms;
+    while (!cond(f) && h_now_ms() < end) {
+        h_step(f, 5);
+    }
+    return cond(f);
+}
+
+static bool no_arena_in_use(h_fixture *f)
+{
+    return h_st(f).arenas_in_use == 0;
+}
+
+/* --- lingering connections give way ---------------------------------------- */
+
+static void two_slots_short_heads(nea_config *cfg)
+{
+    cfg->max_connections = 2;
+    cfg->header_timeout_ms = 150;
+}
+
+static void test_lingering_gives_slot_to_newcomer(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int a, b, c;
+    uint64_t cut, served;
+
+    start(state, two_slots_short_heads);
+    f = *state;
+    /* Two slowloris peers take both slots and never finish a head, nor
+     * close after their 408: the server lingers on them. */
+    a = h_connect(f);
+    b = h_connect(f);
+    h_sends(f, a, "GET /hello HTTP/1.1\r\n");
+    h_sends(f, b, "GET /hello HTTP/1.1\r\n");
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 408);
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 408);
+    cut = h_now_ms();
+    /* A newcomer is served, not told 503 while the linger runs out. */
+    c = h_connect(f);
+    h_sends(f, c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 200);
+    served = h_now_ms();
+    print_message("newcomer served %llu ms after the attackers were cut\n",
+                  (unsigned long long)(served - cut));
+    assert_true(served - cut < 500);
+    close(a);
+    close(b);
+    close(c);
+}
+
+static void r_health(nea_req *req, void *d)
+{
+    (void)d;
+    nea_respond(req, 200, "text/plain", "ok", 2);
+}
+
+/* --- reserved arenas ------------------------------------------------------------ */
+
+static void one_reserved(nea_config *cfg)
+{
+    cfg->arena_count = 3;
+    cfg->reserved_arenas = 1;
+    cfg->queue_timeout_ms = 0;
+}
+
+static void test_exempt_route_uses_reserved_arena(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int a, b, c, hc;
+
+    start(state, one_reserved);
+    f = *state;
+    assert_int_equal(
+        nea_server_route_flags(f->srv, "GET", "/health", r_health, NULL, NEA_ROUTE_EXEMPT), 0);
+    /* Two ordinary requests hold the two ordinary arenas... */
+    a = h_connect(f);
+    b = h_connect(f);
+    h_sends(f, a, "GET /sleep/2000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_sends(f, b, "GET /sleep/2000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_pump(f, 20, NULL);
+    /* ... a third gets 503 (the last arena is reserved), the health check
+     * gets it. */
+    c = h_connect(f);
+    h_sends(f, c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 503);
+    hc = h_connect(f);
+    h_sends(f, hc, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, hc, &r, H_DEADLINE_MS), 200);
+    close(a);
+    close(b);
+    close(c);
+    close(hc);
+    assert_true(pump_until(f, H_DEADLINE_MS, no_arena_in_use));
+}
+
+/* --- fair share --------------------------------------------------------------- */
+
+/* A client socket bound to a source address in 127.0.0.0/8. */
+static int connect_from(h_fixture *f, const char *src)
+{
+    struct sockaddr_in a = {0}, b = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    assert_true(fd >= 0);
+    b.sin_family = AF_INET;
+    assert_int_equal(inet_pton(AF_INET, src, &b.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&b, sizeof(b)), 0);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)f->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    return fd;
+}
+
+static void two_arenas_fair(nea_config *cfg)
+{
+    cfg->arena_count = 2;
+    cfg->queue_timeout_ms = 3000;
+    cfg->fair_share_pct = 50; /* one arena per address while another waits */
+}
+
+static void r_peer(nea_req *req, void *d)
+{
+    struct sockaddr_storage ss;
+    char ip[64] = "?";
+    (void)d;
+    if (nea_req_peer(req, &ss) == 0 && ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
+    }
+    nea_respond(req, 200, "text/plain", ip, strlen(ip));
+}
+
+static void test_fair_share_only_under_contention(void **state)
+{
+    static const char slow[] = "GET /sleep/200 HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char slower[] = "GET /sleep/1500 HTTP/1.1\r\nHost: x\r\n\r\n";
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int a1, a2, a3, a4, b1, p;
+
+    start(state, two_arenas_fair);
+    f = *state;
+    assert_int_equal(nea_server_route(f->srv, "GET", "/peer", r_peer, NULL), 0);
+    /* The peer address reaches handlers. */
+    p = connect_from(f, "127.0.0.3");
+    h_sends(f, p, "GET /peer HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, p, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "127.0.0.3");
+    close(p);
+
+    /* Alone, address A may hold every arena and queue for more. */
+    a1 = connect_from(f, "127.0.0.2");
+    a2 = connect_from(f, "127.0.0.2");
+    a3 = connect_from(f, "127.0.0.2");
+    h_sends(f, a1, slow);
+    h_sends(f, a2, slower);
+    h_pump(f, 20, NULL);
+    h_sends(f, a3, slow); /* queued: nobody else is waiting */
+    h_pump(f, 20, NULL);
+    h_stats(f, &st);
+    assert_int_equal(st.queue_length, 1);
+    /* B arrives and waits; now A is over its share while B waits: A's next
+     * head is refused, and when a1's arena returns (A still holding a2's),
+     * A's queued head gives way to B's. */
+    b1 = connect_from(f, "127.0.0.5");
+    h_sends(f, b1, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_pump(f, 20, NULL);
+    a4 = connect_from(f, "127.0.0.2");
+    h_sends(f, a4, slow);
+    assert_int_equal(h_read(f, a4, &r, H_DEADLINE_MS), 503);
+    assert_int_equal(h_read(f, a1, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(h_read(f, b1, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(h_read(f, a3, &r, H_DEADLINE_MS), 503);
+    assert_int_equal(h_read(f, a2, &r, H_DEADLINE_MS), 200);
+    h_stats(f, &st);
+    assert_int_equal(st.shed_fair, 2);
+    close(a1);
+    close(a2);
+    close(a3);
+    close(a4);
+    close(b1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_lingering_gives_slot_to_newcomer, teardown),
+        cmocka_unit_test_teardown(test_exempt_route_uses_reserved_arena, teardown),
+        cmocka_unit_test_teardown(test_fair_share_only_under_contention, teardown),
+        cmocka_unit_test_teardown(test_oom_is_isolated, teardown),
+        cmocka_unit_test_teardown(test_503_when_arenas_exhausted_then_recovery, teardown),
+        cmocka_unit_test_teardown(test_queued_request_gets_the_next_arena, teardown),
+        cmocka_unit_test_teardown(test_long_queue_drains_in_order, teardown),
+        cmocka_unit_test_teardown(test_full_queue_sheds_at_once, teardown),
+        cmocka_unit_test_teardown(test_zero_queue_timeout_sheds_at_once, teardown),
+        cmocka_unit_test_teardown(test_idle_connection_evicted_for_new_one, teardown),
+        cmocka_unit_test_teardown(test_no_slot_and_none_idle_gets_503, teardown),
+        cmocka_unit_test_teardown(test_fresh_connection_is_never_evicted, teardown),
+        cmocka_unit_test_teardown(test_idle_connection_with_waiting_request_is_kept, teardown),
+        cmocka_unit_test_teardown(test_accept_keeps_idle_with_request_waiting, teardown),
+        cmocka_unit_test_teardown(test_accept_evicts_idle_with_nothing_waiting, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,709 @@
+/*
+ * test_conn.c - one connection slot's state machine (conn.c) over real
+ * sockets: keep-alive and close, pipelining and its read-buffer bound,
+ * half-close, 100-continue, request bodies, requests split at every byte,
+ * every timeout, asynchronous handlers and client disconnects.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "e2e.h"
+
+static h_fixture fx;
+
+/* Starts the shared fixture with h_config, changed by tweak (may be NULL). */
+static void start(void **state, void (*tweak)(nea_config *))
+{
+    h_start_tweaked(&fx, tweak);
+    *state = &fx;
+}
+
+static int setup(void **state)
+{
+    start(state, NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    h_stop(*state);
+    return 0;
+}
+
+static unsigned arenas_in_use(h_fixture *f)
+{
+    return h_st(f).arenas_in_use;
+}
+
+/* Waits until no arena is in use or the deadline passes. */
+static bool arenas_settle(h_fixture *f)
+{
+    uint64_t end = h_now_ms() + H_DEADLINE_MS;
+    while (arenas_in_use(f) != 0 && h_now_ms() < end) {
+        h_step(f, 10);
+    }
+    return arenas_in_use(f) == 0;
+}
+
+/* The slot of the only open connection. */
+static nea__conn *open_slot(h_fixture *f)
+{
+    for (unsigned i = 0; i < f->srv->admission.count; i++) {
+        nea__conn *c = h_slot(f, i);
+        if (c->state != NEA__C_FREE && c->state != NEA__C_CLOSING) {
+            return c;
+        }
+    }
+    fail_msg("no open connection");
+    return NULL;
+}
+
+/* Bytes clients sent that no open slot has read from its socket yet. */
+static size_t unread(h_fixture *f)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < f->srv->admission.count; i++) {
+        nea__conn *c = h_slot(f, i);
+        uv_os_fd_t fd;
+        int n = 0;
+        if (c->state != NEA__C_FREE && c->state != NEA__C_CLOSING &&
+            uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0) {
+            total += (size_t)n;
+        }
+    }
+    return total;
+}
+
+static void test_404_with_body_closes(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    int fd = h_connect(f);
+    h_sends(f, fd, "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 404);
+    assert_true(strstr(r.head, "Connection: close") != NULL);
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+}
+
+static void test_oom_500_keeps_connection(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    nea_stats st;
+    int fd = h_connect(f);
+    h_sends(f, fd, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 500);
+    h_sends(f, fd, "GET /alloc/1000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    close(fd);
+    h_stats(f, &st);
+    assert_int_equal(st.oom_500, 1);
+    assert_true(strstr(f->log.all, "GET /alloc/100000000 asked 100000000 bytes") != NULL);
+}
+
+static void test_pipelining_in_order(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    int fd = h_connect(f);
+    h_sends(f, fd,
+            "GET /p/one HTTP/1.1\r\nHost: x\r\n\r\n"
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntwo"
+            "GET /sleep/30 HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /p/four HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "one");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "two");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "slept");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "four");
+    close(fd);
+}
+
+static void test_half_close_answers_buffered_requests(void **state)
+{
+    /* The first response (8 MiB) is still being written when the client
+     * shuts down its sending side: the requests behind it were received
+     * whole, so they are answered too, then the connection closes. */
+    h_fixture *f = *state;
+    h_response r;
+    int fd = h_connect(f);
+    h_sends(f, fd,
+            "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /p/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /p/3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* The big response is being written and the two requests behind it
+     * were read. */
+    H_WAIT(f, h_slots_in(f, NEA__C_WRITING) == 1 && unread(f) == 0);
+    shutdown(fd, SHUT_WR);
+    H_WAIT(f, open_slot(f)->eof);
+    assert_true(s_drain(&f->loop, fd, t_big_len, H_DEADLINE_MS));
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "2");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "3");
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+}
+
+static void test_pipeline_flood_is_bounded(void **state)
+{
+    /* Far more pipelined requests than the read buffer holds, behind a
+     * response the client does not read yet: the server fills its read
+     * buffer, stops reading and leaves the rest in the kernel (it never
+     * holds more than read_buffer_size of unprocessed bytes). Then all are
+     * answered, in order. */
+    h_fixture *f = *state;
+    static char reqs[400 * 40];
+    h_response r;
+    nea__conn *c;
+    size_t n = 0;
+    int fd = h_connect(f);
+    for (int i = 0; i < 400; i++) {
+        n += (size_t)snprintf(reqs + n, sizeof(reqs) - n, "GET /p/%03d HTTP/1.1\r\nHost: x\r\n\r\n",
+                              i);
+    }
+    assert_true(n > 2 * f->cfg.read_buffer_size);
+    h_sends(f, fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    H_WAIT(f, h_slots_in(f, NEA__C_WRITING) == 1);
+    c = open_slot(f);
+    h_send(f, fd, reqs, n);
+    /* Backpressure: the buffer is full, reading stopped, the rest waits in
+     * the kernel. */
+    H_WAIT(f, !c->reading);
+    assert_int_equal(c->rlen, f->cfg.read_buffer_size);
+    assert_true(unread(f) > 0);
+    assert_true(unread(f) + f->cfg.read_buffer_size >= n); /* everything else is still there */
+    assert_true(s_drain(&f->loop, fd, t_big_len, H_DEADLINE_MS));
+    for (int i = 0; i < 400; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "%03d", i);
+        assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+        assert_string_equal(r.body, want);
+        /* Never more than the read buffer of unprocessed bytes. */
+        assert_true(c->rlen - c->rpos <= f->cfg.read_buffer_size);
+    }
+    close(fd);
+}
+
+static void test_http10_keepalive_rules(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    char v[64];
+    int fd;
+
+    fd = h_connect(f);
+    h_sends(f, fd, "GET /hello HTTP/1.0\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "close");
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+
+    fd = h_connect(f);
+    h_sends(f, fd, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "keep-alive");
+    h_sends(f, fd, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    close(fd);
+
+    fd = h_connect(f);
+    h_sends(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "close");
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+}
+
+static void test_expect_continue(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    int fd = h_connect(f);
+    h_sends(f, fd,
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 100);
+    h_sends(f, fd, "hello");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "hello");
+    close(fd);
+
+    /* Too large: 413 straight away, no 100. */
+    fd = h_connect(f);
+    h_sends(
+        f, fd,
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\nExpect: 100-continue\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 413);
+    close(fd);
+}
+
+static void test_chunked_body(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    assert_int_equal(
+        h_request(f,
+                  "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nTrailer: x\r\n\r\n",
+                  &r),
+        200);
+    assert_string_equal(r.body, "hello, world");
+}
+
+static void test_chunked_too_large(void **state)
+{
+    h_fixture *f = *state;
+    static char body[40000];
+    size_t n;
+    int fd = h_connect(f);
+    h_response r;
+    h_sends(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    n = (size_t)snprintf(body, sizeof(body), "%x\r\n", 36000);
+    memset(body + n, 'z', 36000);
+    h_send(f, fd, body, n + 36000);
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 413);
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+}
+
+static void test_bad_chunk_framing(void **state)
+{
+    h_fixture *f = *state;
+    h_expect_close(
+        f, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n", 400);
+}
+
+/* Every split point of several valid requests gives the same answer. */
+static void test_split_at_every_offset(void **state)
+{
+    static const struct {
+        const char *req;
+        const char *body;
+    } cases[] = {
+        {"GET /hdr?q=1 HTTP/1.1\r\nHost: example\r\nX-Test: split\r\nAccept: */*\r\n\r\n",
+         "split|q=1"},
+        {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", "hello world"},
+        {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+         "abcde"},
+    };
+    h_fixture *f = *state;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        const char *req = cases[c].req;
+        size_t len = strlen(req);
+        int fd = h_connect(f);
+        for (size_t i = 1; i < len; i++) {
+            h_response r;
+            h_send(f, fd, req, i);
+            H_WAIT(f, unread(f) == 0); /* the first part was read on its own */
+            h_send(f, fd, req + i, len - i);
+            if (h_read(f, fd, &r, H_DEADLINE_MS) != 200 || strcmp(r.body, cases[c].body) != 0) {
+                fail_msg("case %zu split at %zu: status %d body '%s'", c, i, r.status, r.body);
+            }
+        }
+        close(fd);
+    }
+}
+
+static void test_idle_and_slow_connections_hold_no_arena(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int fds[8];
+    start(state, NULL);
+    f = *state;
+    for (int i = 0; i < 8; i++) {
+        fds[i] = h_connect(f);
+        if (i % 2 == 0) {
+            h_sends(f, fds[i], "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_int_equal(h_read(f, fds[i], &r, H_DEADLINE_MS), 200); /* now idle */
+        } else {
+            h_sends(f, fds[i], "GET /hello HTTP/1.1\r\nHo"); /* partial head */
+        }
+    }
+    H_WAIT(f, h_slots_in(f, NEA__C_IDLE) == 4 && h_slots_in(f, NEA__C_HEAD) == 4 && unread(f) == 0);
+    assert_int_equal(arenas_in_use(f), 0);
+    for (int i = 0; i < 8; i++) {
+        close(fds[i]);
+    }
+}
+
+/* --- timeouts -------------------------------------------------------------------- */
+
+static void short_timeouts(nea_config *c)
+{
+    c->header_timeout_ms = 300;
+    c->body_timeout_ms = 200;
+    c->keepalive_timeout_ms = 200;
+    c->write_timeout_ms = 300;
+}
+
+static void test_header_deadline_against_dripping_client(void **state)
+{
+    static const char req[] =
+        "GET /hello HTTP/1.1\r\nHost: x\r\nX-Drip: aaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    uint64_t t0;
+    int fd, status = -1;
+    start(state, short_timeouts);
+    f = *state;
+    fd = h_connect(f);
+    t0 = h_now_ms();
+    /* One byte every 40 ms: each is well inside any idle timeout, but the
+     * whole head would take 2.6 s; the deadline counts from the first byte. */
+    for (size_t i = 0; i < sizeof(req) - 1 && status < 0; i++) {
+        h_send(f, fd, req + i, 1);
+        status = h_read(f, fd, &r, 40);
+    }
+    assert_int_equal(status, 408);
+    assert_true(h_now_ms() - t0 >= 280);
+    assert_true(h_now_ms() - t0 < 1500);
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    h_stats(f, &st);
+    assert_int_equal(st.timeouts, 1);
+    close(fd);
+}
+
+static void test_body_timeout(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int fd;
+    start(state, short_timeouts);
+    f = *state;
+    fd = h_connect(f);
+    h_sends(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 408);
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    assert_true(arenas_settle(f));
+    close(fd);
+}
+
+static void body_deadline(nea_config *c)
+{
+    c->body_timeout_ms = 200;
+    c->body_deadline_ms = 500;
+}
+
+static void test_body_deadline_against_dripping_client(void **state)
+{
+    /* One body byte every 100 ms never trips the 200 ms idle timer; the
+     * 500 ms deadline cuts it anyway. */
+    h_fixture *f;
+    h_response r;
+    uint64_t t0;
+    int fd, status = -1;
+    start(state, body_deadline);
+    f = *state;
+    fd = h_connect(f);
+    h_sends(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
+    t0 = h_now_ms();
+    for (int i = 0; i < 50 && status < 0; i++) {
+        h_send(f, fd, "z", 1);
+        status = h_read(f, fd, &r, 100);
+    }
+    assert_int_equal(status, 408);
+    assert_true(h_now_ms() - t0 >= 450);
+    assert_true(h_now_ms() - t0 < 2000);
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    assert_true(arenas_settle(f));
+    close(fd);
+}
+
+static void test_keepalive_timeout(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int fd;
+    start(state, short_timeouts);
+    f = *state;
+    fd = h_get(f, "/hello");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_true(h_quiet(f, fd, 100));
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+}
+
+static void test_slow_reader_is_cut(void **state)
+{
+    h_fixture *f;
+    nea_stats st;
+    int fd, small = 4096;
+    start(state, short_timeouts);
+    f = *state;
+    fd = h_connect(f);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    h_sends(f, fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* Never read: the 8 MiB response cannot drain, the write timer fires. */
+    H_WAIT(f, h_slots_in(f, NEA__C_WRITING) == 1);
+    assert_int_equal(arenas_in_use(f), 1);
+    assert_true(arenas_settle(f));
+    h_stats(f, &st);
+    assert_int_equal(st.timeouts, 1);
+    assert_int_equal(st.connections_open, 0);
+    close(fd);
+}
+
+/* --- asynchronous handlers ------------------------------------------------- */
+
+static void test_async_handler_completes_from_timer(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int fd;
+    uint64_t t0;
+    start(state, NULL);
+    f = *state;
+    t0 = h_now_ms();
+    fd = h_get(f, "/sleep/60");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "slept");
+    assert_true(h_now_ms() - t0 >= 55);
+    assert_true(arenas_settle(f));
+    assert_int_equal(t_defers_run, 1);
+    close(fd);
+}
+
+static void test_client_disconnect_cancels_async_request(void **state)
+{
+    h_fixture *f;
+    nea_stats st;
+    int fd;
+    start(state, NULL);
+    f = *state;
+    fd = h_get(f, "/sleep/10000");
+    H_WAIT(f, arenas_in_use(f) == 1);
+    assert_int_equal(arenas_in_use(f), 1);
+    assert_int_equal(t_defers_run, 0);
+    close(fd);
+    assert_true(arenas_settle(f)); /* long before the 10 s timer */
+    assert_int_equal(t_defers_run, 1);
+    h_stats(f, &st);
+    assert_int_equal(st.responses[2], 0);
+    assert_int_equal(st.connections_open, 0);
+}
+
+/* Runs the loop until cond(f) holds or ms pass; returns whether it held. */
+static bool pump_until(h_fixture *f, unsigned ms, bool (*cond)(h_fixture *))
+{
+    uint64_t end = h_now_ms() + ms;
+    while (!cond(f) && h_now_ms() < end) {
+        h_step(f, 5);
+    }
+    return cond(f);
+}
+
+static bool no_arena_in_use(h_fixture *f)
+{
+    return h_st(f).arenas_in_use == 0;
+}
+
+/* --- minimum body data rate --------------------------------------------------- */
+
+static void two_arenas_min_rate(nea_config *cfg)
+{
+    cfg->arena_count = 2;
+    cfg->body_min_rate = 1000;
+    cfg->body_rate_grace_ms = 300;
+    cfg->queue_timeout_ms = 3000;
+}
+
+static void test_dripping_uploads_lose_their_arenas(void **state)
+{
+    enum { DRIPPERS = 4 };
+    static const char head[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n";
+    h_fixture *f;
+    h_response r;
+    int d[DRIPPERS], probe;
+    nea_stats st;
+    uint64_t t0;
+    int probe_status = 0;
+
+    start(state, two_arenas_min_rate);
+    f = *state;
+    t0 = h_now_ms();
+    for (int i = 0; i < DRIPPERS; i++) {
+        d[i] = h_connect(f);
+        h_sends(f, d[i], head);
+    }
+    /* Both arenas are held by drippers now; the probe waits in the queue. */
+    probe = h_connect(f);
+    h_sends(f, probe, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* Drip 5 bytes every 50 ms (100 B/s, below the 1000 B/s minimum) until
+     * the probe is answered, at most 3 s. */
+    while (probe_status == 0 && h_now_ms() - t0 < 3000) {
+        for (int i = 0; i < DRIPPERS; i++) {
+            (void)write(d[i], "aaaaa", 5);
+        }
+        h_pump(f, 50, NULL);
+        if (h_quiet(f, probe, 1) == false) {
+            probe_status = h_read(f, probe, &r, H_DEADLINE_MS);
+        }
+    }
+    assert_int_equal(probe_status, 200);
+    print_message("probe served %llu ms after %d dripping uploads started (2 arenas)\n",
+                  (unsigned long long)(h_now_ms() - t0), DRIPPERS);
+    h_stats(f, &st);
+    assert_true(st.timeouts >= 2); /* the drippers that held arenas were cut (408) */
+    for (int i = 0; i < DRIPPERS; i++) {
+        close(d[i]);
+    }
+    close(probe);
+    assert_true(pump_until(f, H_DEADLINE_MS, no_arena_in_use));
+}
+
+static void slow_but_steady(nea_config *cfg)
+{
+    cfg->body_min_rate = 100;
+    cfg->body_rate_grace_ms = 200;
+}
+
+static void test_body_above_min_rate_completes(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int c;
+
+    start(state, slow_but_steady);
+    f = *state;
+    c = h_connect(f);
+    h_sends(f, c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 120\r\n\r\n");
+    /* 20 bytes every 50 ms: 400 B/s, four times the 100 B/s minimum. */
+    for (int i = 0; i < 6; i++) {
+        h_pump(f, 50, NULL);
+        h_sends(f, c, "01234567890123456789");
+    }
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(r.body_len, 120);
+    close(c);
+}
+
+/* --- handlers that never answer --------------------------------------------- */
+
+static unsigned defers_here;
+
+static void count_defer(void *arg)
+{
+    (void)arg;
+    defers_here++;
+}
+
+static void r_forgets(nea_req *req, void *d)
+{
+    (void)d;
+    (void)nea_req_defer(req, count_defer, NULL);
+}
+
+static void r_never(nea_req *req, void *d)
+{
+    (void)d;
+    (void)nea_req_defer(req, count_defer, NULL);
+    nea_req_keep(req); /* promises an answer that never comes */
+}
+
+static void short_response_timeout(nea_config *cfg)
+{
+    cfg->response_timeout_ms = 200;
+}
+
+static void test_handler_with_nothing_pending_gets_500(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int c;
+
+    start(state, NULL);
+    f = *state;
+    assert_int_equal(nea_server_route(f->srv, "GET", "/forgets", r_forgets, NULL), 0);
+    defers_here = 0;
+    c = h_connect(f);
+    h_sends(f, c, "GET /forgets HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, c, &r, 1000), 500);
+    assert_int_equal(h_read(f, c, &r, 1000), 200); /* the connection carries on */
+    assert_true(t_log_has(&f->log, "GET /forgets returned without responding"));
+    assert_int_equal(defers_here, 1);
+    h_stats(f, &st);
+    assert_int_equal(st.unanswered, 1);
+    assert_int_equal(st.oom_500, 0);
+    close(c);
+}
+
+static void test_response_timeout_gives_504_and_cleans_up(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int c;
+    uint64_t t0;
+
+    start(state, short_response_timeout);
+    f = *state;
+    assert_int_equal(nea_server_route(f->srv, "GET", "/never", r_never, NULL), 0);
+    defers_here = 0;
+    t_defers_run = 0;
+    c = h_connect(f);
+    t0 = h_now_ms();
+    h_sends(f, c, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, c, &r, 2000), 504);
+    assert_true(h_now_ms() - t0 >= 190);
+    assert_int_equal(defers_here, 1);
+    /* A handler waiting on a tracked timer past the deadline: 504 too, its
+     * timer is closed and its defers run. */
+    h_sends(f, c, "GET /sleep/5000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, c, &r, 2000), 504);
+    assert_int_equal(t_defers_run, 1);
+    assert_true(pump_until(f, H_DEADLINE_MS, no_arena_in_use));
+    h_sends(f, c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, c, &r, 1000), 200);
+    assert_true(t_log_has(&f->log, "no response to GET /never within response_timeout_ms"));
+    h_stats(f, &st);
+    assert_int_equal(st.unanswered, 2);
+    assert_int_equal(st.shed_503, 0); /* a handler ran: never a 503 */
+    close(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_dripping_uploads_lose_their_arenas, teardown),
+        cmocka_unit_test_teardown(test_body_above_min_rate_completes, teardown),
+        cmocka_unit_test_teardown(test_handler_with_nothing_pending_gets_500, teardown),
+        cmocka_unit_test_teardown(test_response_timeout_gives_504_and_cleans_up, teardown),
+        cmocka_unit_test_setup_teardown(test_404_with_body_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oom_500_keeps_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelining_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_answers_buffered_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_flood_is_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http10_keepalive_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_chunk_framing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_split_at_every_offset, setup, teardown),
+        cmocka_unit_test_teardown(test_idle_and_slow_connections_hold_no_arena, teardown),
+        cmocka_unit_test_teardown(test_header_deadline_against_dripping_client, teardown),
+        cmocka_unit_test_teardown(test_body_timeout, teardown),
+        cmocka_unit_test_teardown(test_body_deadline_against_dripping_client, teardown),
+        cmocka_unit_test_teardown(test_keepalive_timeout, teardown),
+        cmocka_unit_test_teardown(test_slow_reader_is_cut, teardown),
+        cmocka_unit_test_teardown(test_async_handler_completes_from_timer, teardown),
+        cmocka_unit_test_teardown(test_client_disconnect_cancels_async_request, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,205 @@
+/*
+ * test_load.c - CPU shedding (load.c, decided in admission.c) over real
+ * sockets: a loop that stays busier than overload_target_ms starts to shed
+ * with 503 within a per-iteration budget, never sheds an exempt route, and
+ * stops once the load is gone; with the target at 0 it never sheds.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "e2e.h"
+
+static h_fixture fx;
+
+static void start(void **state, void (*tweak)(nea_config *))
+{
+    h_start_tweaked(&fx, tweak);
+    *state = &fx;
+}
+
+static int teardown(void **state)
+{
+    h_stop(*state);
+    return 0;
+}
+
+/* Runs the loop until cond(f) holds or ms pass; returns whether it held. */
+static bool pump_until(h_fixture *f, unsigned ms, bool (*cond)(h_fixture *))
+{
+    uint64_t end = h_now_ms() + ms;
+    while (!cond(f) && h_now_ms() < end) {
+        h_step(f, 5);
+    }
+    return cond(f);
+}
+
+/* --- CPU shedding ------------------------------------------------------------ */
+
+static void busy_ms(unsigned ms)
+{
+    uint64_t until = uv_hrtime() + (uint64_t)ms * 1000000u;
+    while (uv_hrtime() < until) {
+    }
+}
+
+static void r_spin2(nea_req *req, void *d)
+{
+    (void)d;
+    busy_ms(2);
+    nea_respond(req, 200, "text/plain", "spun", 4);
+}
+
+static void r_health(nea_req *req, void *d)
+{
+    (void)d;
+    nea_respond(req, 200, "text/plain", "ok", 2);
+}
+
+static void fast_overload(nea_config *cfg)
+{
+    cfg->max_connections = 64;
+    cfg->arena_count = 40;
+    cfg->overload_target_ms = 5;
+    cfg->overload_interval_ms = 50;
+    cfg->overload_hold_ms = 300;
+}
+
+enum { BURST = 30 };
+
+/* Writes one request on each of the first n sockets before the server runs,
+ * so one loop iteration finds them all ready; then reads every answer.
+ * Returns how many were 200 and 503 (other statuses fail the test). */
+static void burst(h_fixture *f, int *fd, int n, const char *const *paths, unsigned *ok,
+                  unsigned *shed)
+{
+    h_response r;
+    *ok = *shed = 0;
+    for (int i = 0; i < n; i++) {
+        char req[128];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+        assert_int_equal(write(fd[i], req, strlen(req)), (ssize_t)strlen(req));
+    }
+    for (int i = 0; i < n; i++) {
+        int st = h_read(f, fd[i], &r, H_DEADLINE_MS);
+        if (st == 200) {
+            (*ok)++;
+        } else {
+            assert_int_equal(st, 503);
+            assert_non_null(strstr(r.head, "Retry-After: 1"));
+            assert_non_null(strstr(r.head, "Connection: close"));
+            (*shed)++;
+            close(fd[i]); /* a 503 closes its connection: take a new one */
+            fd[i] = h_connect(f);
+        }
+    }
+}
+
+static bool not_shedding(h_fixture *f)
+{
+    nea_stats st;
+    h_stats(f, &st);
+    return st.shedding == 0;
+}
+
+static void test_cpu_shedding_starts_spares_exempt_and_stops(void **state)
+{
+    const char *paths[BURST + 1];
+    int fd[BURST + 1];
+    unsigned ok, shed, health_ok = 0;
+    nea_stats st;
+    h_fixture *f;
+    h_response r;
+
+    start(state, fast_overload);
+    f = *state;
+    assert_int_equal(nea_server_route(f->srv, "GET", "/spin2", r_spin2, NULL), 0);
+    assert_int_equal(
+        nea_server_route_flags(f->srv, "GET", "/health", r_health, NULL, NEA_ROUTE_EXEMPT), 0);
+    for (int i = 0; i <= BURST; i++) {
+        fd[i] = h_connect(f);
+        paths[i] = i == BURST ? "/health" : "/spin2";
+    }
+    /* Two bursts keep every iteration busier than the target for longer
+     * than the interval (each is BURST x 2 ms = 60 ms): shedding starts. */
+    for (int round = 0; round < 4; round++) {
+        burst(f, fd, BURST + 1, paths, &ok, &shed);
+        h_stats(f, &st);
+        if (st.shedding) {
+            break;
+        }
+    }
+    assert_int_equal(st.shedding, 1);
+    /* Shedding: an iteration serves about a target's worth and answers the
+     * rest 503 at once; the exempt route is never shed. */
+    for (int round = 0; round < 3; round++) {
+        burst(f, fd, BURST + 1, paths, &ok, &shed);
+        print_message("shedding round %d: %u x 200, %u x 503\n", round, ok, shed);
+        assert_true(ok >= 2);    /* the health check and the first request */
+        assert_true(shed >= 10); /* most of the 60 ms of work */
+        assert_true(ok + shed == BURST + 1);
+        health_ok++;
+    }
+    h_stats(f, &st);
+    assert_true(st.shed_cpu >= 30);
+    assert_int_equal(st.shed_cpu + st.shed_no_arena + st.shed_no_slot + st.shed_fair +
+                         st.shed_draining,
+                     st.shed_503);
+    assert_int_equal(health_ok, 3);
+    /* The load is gone: shedding stops after the hold time, once. */
+    assert_true(pump_until(f, H_DEADLINE_MS, not_shedding));
+    h_stats(f, &st);
+    assert_int_equal(st.shed_transitions, 2);
+    h_sends(f, fd[0], "GET /spin2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd[0], &r, H_DEADLINE_MS), 200);
+    for (int i = 0; i <= BURST; i++) {
+        close(fd[i]);
+    }
+}
+
+static void no_cpu_shedding(nea_config *cfg)
+{
+    fast_overload(cfg);
+    cfg->overload_target_ms = 0;
+}
+
+static void test_cpu_shedding_off(void **state)
+{
+    const char *paths[BURST];
+    int fd[BURST];
+    unsigned ok, shed;
+    nea_stats st;
+    h_fixture *f;
+
+    start(state, no_cpu_shedding);
+    f = *state;
+    assert_int_equal(nea_server_route(f->srv, "GET", "/spin2", r_spin2, NULL), 0);
+    for (int i = 0; i < BURST; i++) {
+        fd[i] = h_connect(f);
+        paths[i] = "/spin2";
+    }
+    for (int round = 0; round < 4; round++) {
+        burst(f, fd, BURST, paths, &ok, &shed);
+        assert_int_equal(shed, 0);
+    }
+    h_stats(f, &st);
+    assert_int_equal(st.shedding, 0);
+    assert_int_equal(st.shed_cpu, 0);
+    for (int i = 0; i < BURST; i++) {
+        close(fd[i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_cpu_shedding_starts_spares_exempt_and_stops, teardown),
+        cmocka_unit_test_teardown(test_cpu_shedding_off, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,137 @@
+/*
+ * test_response.c - what goes on the wire for a response (response.c):
+ * standard headers, HEAD, 404/405 with Allow, the pre-built 500 after a
+ * response was issued, and 204/304 without a body or Content-Length.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "e2e.h"
+
+static h_fixture fx;
+
+/* Starts the shared fixture with h_config, changed by tweak (may be NULL). */
+static void start(void **state, void (*tweak)(nea_config *))
+{
+    h_start_tweaked(&fx, tweak);
+    *state = &fx;
+}
+
+static int setup(void **state)
+{
+    start(state, NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    h_stop(*state);
+    return 0;
+}
+
+static void test_hello(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    char v[64];
+    assert_int_equal(h_request(f, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+    assert_string_equal(r.body, "Hello, World!");
+    assert_non_null(h_header(&r, "date", v, sizeof(v)));
+    assert_true(strstr(v, " GMT") != NULL);
+    assert_string_equal(h_header(&r, "content-length", v, sizeof(v)), "13");
+    assert_string_equal(h_header(&r, "content-type", v, sizeof(v)), "text/plain");
+    assert_null(h_header(&r, "connection", v, sizeof(v)));
+}
+
+static void test_404_405_keep_connection(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    char v[64];
+    int fd = h_connect(f);
+    h_sends(f, fd, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 404);
+    h_sends(f, fd, "DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 405);
+    assert_string_equal(h_header(&r, "allow", v, sizeof(v)), "GET, POST, HEAD");
+    /* Neither error needed the connection closed. */
+    h_sends(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    close(fd);
+}
+
+static void test_head(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    char v[64];
+    int fd = h_connect(f);
+    f->head_request = true;
+    h_sends(f, fd, "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(h_header(&r, "content-length", v, sizeof(v)), "13");
+    f->head_request = false;
+    /* No body bytes followed: the next response starts right away. */
+    h_sends(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "Hello, World!");
+    close(fd);
+}
+
+static void test_oom_after_response_keeps_response(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    assert_int_equal(h_request(f, "GET /respond-then-oom HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+    assert_string_equal(r.body, "early");
+}
+
+/* --- bodyless statuses ------------------------------------------------------------ */
+
+static void test_204_304_have_no_body(void **state)
+{
+    static const int statuses[] = {204, 304};
+    h_fixture *f = *state;
+    h_response r;
+    char v[64];
+    int fd = h_connect(f);
+    for (size_t i = 0; i < 2; i++) {
+        char req[64];
+        snprintf(req, sizeof(req), "GET /status/%d HTTP/1.1\r\nHost: x\r\n\r\n", statuses[i]);
+        /* The handler passes a 4-byte body to nea_respond. */
+        h_expect(f, fd, req, statuses[i], &r);
+        assert_null(h_header(&r, "content-length", v, sizeof(v)));
+        assert_null(h_header(&r, "transfer-encoding", v, sizeof(v)));
+        assert_int_equal(r.body_len, 0);
+        /* No body bytes followed: the next response starts right away. */
+        h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, &r);
+        assert_string_equal(r.body, "Hello, World!");
+    }
+    /* Control: another status carries the body and its length. */
+    h_expect(f, fd, "GET /status/202 HTTP/1.1\r\nHost: x\r\n\r\n", 202, &r);
+    assert_string_equal(h_header(&r, "content-length", v, sizeof(v)), "4");
+    assert_string_equal(r.body, "body");
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_hello, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_404_405_keep_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oom_after_response_keeps_response, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_204_304_have_no_body, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
