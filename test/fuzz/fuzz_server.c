@@ -628,7 +628,7 @@ static void probe(void)
     client_send(c, req, sizeof(req) - 1);
     deadline = now_ms() + SETTLE_LIMIT_MS;
     while (!all_clients_done() && now_ms() < deadline) {
-        pump_wait(5, NULL);
+        pump_wait(5, all_clients_done);
     }
     if (c->rx_len < 13 || memcmp(c->rx, "HTTP/1.1 200 ", 13) != 0 || !c->eof) {
         fail("a fresh connection was not answered 200 after the input", c);
@@ -747,7 +747,7 @@ static void run_script(const uint8_t *p, const uint8_t *end)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bool ready;
-    uint64_t started, deadline;
+    uint64_t started, deadline, t_script, t_finish, t_settle, t_probe;
 
     if (!ready) {
         setup();
@@ -755,6 +755,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     started = now_ms();
     run_script(data, data + size);
+    t_script = now_ms();
 
     /* Back to a server nobody else uses. */
     for (unsigned i = 0; i < ARENAS; i++) {
@@ -779,6 +780,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned i = 0; i < CLIENTS; i++) {
         client_close(&clients[i], true);
     }
+    t_finish = now_ms();
 
     /* The clients are gone: every slot and arena must come back. */
     deadline = now_ms() + SETTLE_LIMIT_MS;
@@ -789,12 +791,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("the server was not quiescent 3 s after its clients left", NULL);
     }
     check_idle();
+    t_settle = now_ms();
     probe();
+    t_probe = now_ms();
     deadline = now_ms() + SETTLE_LIMIT_MS;
     while (!settled() && now_ms() < deadline) {
         pump_wait(1, NULL);
     }
     check_idle();
+    if (now_ms() - started > 1000) {
+        fprintf(stderr,
+                "fuzz_server: slow input (%zu bytes): script %llu ms, finish %llu, settle %llu, "
+                "probe %llu, settle again %llu\n",
+                size, (unsigned long long)(t_script - started),
+                (unsigned long long)(t_finish - t_script),
+                (unsigned long long)(t_settle - t_finish), (unsigned long long)(t_probe - t_settle),
+                (unsigned long long)(now_ms() - t_probe));
+    }
     if (verbose) {
         nea_stats st;
         nea_server_stats(srv, &st);
