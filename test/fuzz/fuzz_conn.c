@@ -1,6 +1,9 @@
 /*
  * fuzz_conn.c - libFuzzer target for the request reader and the connection
- * state machine (lib/http.c, lib/conn.c, lib/server.c, lib/oom.c).
+ * state machine (lib/http.c, lib/chunked.c, lib/conn.c, and the request's
+ * arena, defers and out-of-memory unwind in lib/req.c and lib/trampoline.c).
+ * The slot logic (lib/admission.c) is reached only through one adopted
+ * connection at a time; fuzz_server.c drives it through a real listener.
  *
  * One server lives for the whole process on its own loop, with a small
  * configuration: one arena, four connection slots, 1 KiB read buffer, short
@@ -39,7 +42,7 @@
  *
  * Built two ways: with clang and -fsanitize=fuzzer (test/fuzz/CMakeLists.txt,
  * target fuzz_conn), and with any compiler together with replay.c (target
- * fuzz_replay, run by ctest over the corpus and the regressions).
+ * fuzz_replay_conn, run by ctest over corpus/ and regressions/).
  */
 #include "server.h"
 
