@@ -316,7 +316,8 @@ static void setup(void)
         fprintf(stderr, "fuzz_conn: expected NEA_EARENA_SMALL for a 1-byte arena\n");
         abort();
     }
-    cfg.arena_size = NEA__ROUND_UP(sizeof(nea_req), NEA__ALIGN) + READ_BUFFER + NEA__MIN_HANDLER_BYTES + MAX_BODY;
+    cfg.arena_size = NEA__ROUND_UP(sizeof(nea_req), NEA__ALIGN) + READ_BUFFER +
+                     NEA__MIN_HANDLER_BYTES + MAX_BODY;
     rc = nea_server_new(&loop, &cfg, &srv);
     if (rc != 0) {
         fprintf(stderr, "fuzz_conn: nea_server_new: %s\n", nea_strerror(rc));
@@ -654,8 +655,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         srv->env.reqs.live != 0) {
         fail("server not back to idle after the input");
     }
-    if (srv->env.reqs.tramp.top != NULL || srv->admission.idle_head != NULL || srv->admission.wait_head != NULL ||
-        srv->admission.wait_len != 0) {
+    if (srv->env.reqs.tramp.top != NULL || srv->admission.idle_head != NULL ||
+        srv->admission.wait_head != NULL || srv->admission.wait_len != 0) {
         fail("a protected frame, an idle connection or a waiter is left over");
     }
     if (defers_registered != defers_run) {

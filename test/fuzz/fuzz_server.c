@@ -101,8 +101,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define WAIT_BUDGET_MS 120   /* real time the WAIT ops of one input may take */
 #define FINISH_MS 60         /* after the script: how long clients wait for the server's FIN */
 #define SETTLE_LIMIT_MS 3000 /* longest the server may take to become quiescent */
+#define SLOW_MS 500          /* a phase taking longer is described on stderr */
 #define LATER_MAX_MS 60
 #define RX_CAP (64u * 1024u)
+#define CLIENT_PORT_BASE 20000 /* source ports 20000-31999: below the ephemeral range */
+#define CLIENT_PORTS 12000
+#define CONNECT_MS 3500 /* a lost SYN is sent again after 1 s, then 2 s */
 
 typedef struct client {
     int fd;
@@ -139,6 +143,33 @@ static void fail(const char *what, const client *cl)
                 (int)(cl->rx_len < 4096 ? cl->rx_len : 4096), cl->rx);
     }
     abort();
+}
+
+/* What the server holds, for a report of an input that takes too long. */
+static void dump_server(const char *when)
+{
+    const nea__admission *adm = &srv->admission;
+    unsigned rejects = 0;
+    nea_stats st;
+    nea_server_stats(srv, &st);
+    for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
+        rejects += adm->rejects[i].in_use ? 1u : 0u;
+    }
+    fprintf(stderr,
+            "fuzz_server: %s: connections_open=%u arenas_in_use=%u queue_length=%u live=%u "
+            "accept_pending=%d rejects_in_use=%u\n",
+            when, st.connections_open, st.arenas_in_use, st.queue_length, srv->env.reqs.live,
+            (int)adm->accept_pending, rejects);
+    for (unsigned i = 0; i < adm->count; i++) {
+        const nea__conn *c = nea__admission_slot(adm, i);
+        fprintf(stderr, "  slot %u: state %d eof %d reading %d rlen %zu req %p\n", i, (int)c->state,
+                (int)c->eof, (int)c->reading, c->rlen, (void *)c->req);
+    }
+    for (unsigned i = 0; i < CLIENTS; i++) {
+        fprintf(stderr, "  client %u: fd %d rx %zu eof %d reset %d shut %d\n", i, clients[i].fd,
+                clients[i].rx_len, (int)clients[i].eof, (int)clients[i].reset,
+                (int)clients[i].shut);
+    }
 }
 
 static uint64_t now_ms(void)
@@ -367,6 +398,32 @@ static void client_read(client *c)
     }
 }
 
+/* Binds fd to the next source port of a range below the kernel's ephemeral
+ * one, taken in turn. The server closes first often (Connection: close,
+ * errors, timeouts), leaving its end in TIME_WAIT for a minute; a port the
+ * kernel picked again within that minute can meet that TIME_WAIT, and the
+ * handshake then waits for a SYN retransmission (1 s and more). Taking the
+ * ports in turn reuses one only after CLIENT_PORTS connections. */
+static void bind_source_port(int fd)
+{
+    static unsigned next;
+    struct sockaddr_in sin;
+
+    if (next == 0) {
+        next = (unsigned)getpid() * 7919u; /* replays in a row start elsewhere */
+    }
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (unsigned tries = 0; tries < 64; tries++) {
+        sin.sin_port = htons((uint16_t)(CLIENT_PORT_BASE + next++ % CLIENT_PORTS));
+        if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+            return;
+        }
+    }
+    /* All taken: let connect() pick one. */
+}
+
 static void client_open(client *c)
 {
     struct sockaddr_in sin;
@@ -382,6 +439,7 @@ static void client_open(client *c)
         perror("fuzz_server: socket");
         abort();
     }
+    bind_source_port(fd);
     if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 && errno != EINPROGRESS) {
         perror("fuzz_server: connect");
         abort();
@@ -390,8 +448,9 @@ static void client_open(client *c)
      * backlog takes it whether or not the server accepts). */
     pfd.fd = fd;
     pfd.events = POLLOUT;
-    if (poll(&pfd, 1, 1000) != 1) {
-        fprintf(stderr, "fuzz_server: connect to 127.0.0.1:%d did not complete\n", port);
+    if (poll(&pfd, 1, CONNECT_MS) != 1) {
+        fprintf(stderr, "fuzz_server: connect to 127.0.0.1:%d did not complete in %d ms\n", port,
+                CONNECT_MS);
         abort();
     }
     c->fd = fd;
@@ -594,6 +653,22 @@ static bool settled(void)
     return quiescent();
 }
 
+/* Runs the loop until cond() holds, for at most SETTLE_LIMIT_MS; describes
+ * the server if that takes longer than SLOW_MS. Returns cond(). */
+static bool wait_until(bool (*cond)(void), const char *what)
+{
+    uint64_t start = now_ms(), deadline = start + SETTLE_LIMIT_MS;
+    bool reported = false;
+    while (!cond() && now_ms() < deadline) {
+        pump_wait(1, cond);
+        if (!reported && now_ms() - start > SLOW_MS) {
+            dump_server(what);
+            reported = true;
+        }
+    }
+    return cond();
+}
+
 static void check_idle(void)
 {
     const nea__admission *adm = &srv->admission;
@@ -622,14 +697,10 @@ static void probe(void)
 {
     static const char req[] = "GET /now HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n";
     client *c = &clients[0];
-    uint64_t deadline;
 
     client_open(c);
     client_send(c, req, sizeof(req) - 1);
-    deadline = now_ms() + SETTLE_LIMIT_MS;
-    while (!all_clients_done() && now_ms() < deadline) {
-        pump_wait(5, all_clients_done);
-    }
+    (void)wait_until(all_clients_done, "slow probe");
     if (c->rx_len < 13 || memcmp(c->rx, "HTTP/1.1 200 ", 13) != 0 || !c->eof) {
         fail("a fresh connection was not answered 200 after the input", c);
     }
@@ -747,7 +818,7 @@ static void run_script(const uint8_t *p, const uint8_t *end)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bool ready;
-    uint64_t started, deadline, t_script, t_finish, t_settle, t_probe;
+    uint64_t started, t_script, t_finish, t_settle, t_probe;
 
     if (!ready) {
         setup();
@@ -783,20 +854,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     t_finish = now_ms();
 
     /* The clients are gone: every slot and arena must come back. */
-    deadline = now_ms() + SETTLE_LIMIT_MS;
-    while (!settled() && now_ms() < deadline) {
-        pump_wait(1, NULL);
-    }
-    if (!settled()) {
+    if (!wait_until(settled, "slow to settle")) {
         fail("the server was not quiescent 3 s after its clients left", NULL);
     }
     check_idle();
     t_settle = now_ms();
     probe();
     t_probe = now_ms();
-    deadline = now_ms() + SETTLE_LIMIT_MS;
-    while (!settled() && now_ms() < deadline) {
-        pump_wait(1, NULL);
+    if (!wait_until(settled, "slow to settle after the probe")) {
+        fail("the server was not quiescent 3 s after the probe", NULL);
     }
     check_idle();
     if (now_ms() - started > 1000) {
