@@ -16,7 +16,8 @@
 # (Debian: apt-get install gcovr).
 #
 # COVERAGE_LABEL=fuzz runs only the tests with that ctest label (here: the fuzz
-# replays), to see what the fuzz corpora alone reach.
+# replays), to see what the fuzz corpora alone reach; COVERAGE_TESTS=REGEX only the
+# tests whose names match (e.g. fuzz_replay_server).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -46,7 +47,10 @@ cmake --build "$build" --parallel "$(nproc)" >/dev/null
 find "$build" -name '*.gcda' -delete
 label=()
 if [[ -n "${COVERAGE_LABEL:-}" ]]; then
-    label=(-L "$COVERAGE_LABEL")
+    label+=(-L "$COVERAGE_LABEL")
+fi
+if [[ -n "${COVERAGE_TESTS:-}" ]]; then
+    label+=(-R "$COVERAGE_TESTS")
 fi
 ctest --test-dir "$build" -E '^install$' "${label[@]}" --output-on-failure >"$build/coverage-ctest.log" 2>&1 || {
     echo "coverage: some tests failed (see $build/coverage-ctest.log); coverage is still reported" >&2
