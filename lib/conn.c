@@ -862,17 +862,16 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     uv_tcp_init(env->loop, &c->tcp);
     env->handles_open++;
     c->tcp.data = c;
-    if (nea__fault_hit(env->fault, NEA__FAULT_ACCEPT)) {
-        /* Like a failed accept, the connection is taken off the listener
-         * and dropped (closed with the handle below): left pending, libuv
-         * would stop polling the listener for good. */
-        if (listener != NULL) {
-            (void)uv_accept(listener, (uv_stream_t *)&c->tcp);
+    if (listener != NULL) {
+        /* An injected failure drops the connection after taking it off the
+         * listener: libuv polls the listener again only once the pending
+         * connection has been accepted. */
+        rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
+        if (rc == 0 && nea__fault_hit(env->fault, NEA__FAULT_ACCEPT)) {
+            rc = UV_EMFILE;
         }
-        rc = UV_EMFILE;
     } else {
-        rc = listener != NULL ? uv_accept(listener, (uv_stream_t *)&c->tcp)
-                              : uv_tcp_open(&c->tcp, fd);
+        rc = nea__fault_hit(env->fault, NEA__FAULT_ACCEPT) ? UV_EMFILE : uv_tcp_open(&c->tcp, fd);
     }
     if (rc != 0) {
         c->state = NEA__C_CLOSING;

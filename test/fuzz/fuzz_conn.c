@@ -1,6 +1,9 @@
 /*
  * fuzz_conn.c - libFuzzer target for the request reader and the connection
- * state machine (lib/http.c, lib/conn.c, lib/server.c, lib/oom.c).
+ * state machine (lib/http.c, lib/chunked.c, lib/conn.c, and the request's
+ * arena, defers and out-of-memory unwind in lib/req.c and lib/trampoline.c).
+ * The slot logic (lib/admission.c) is reached only through one adopted
+ * connection at a time; fuzz_server.c drives it through a real listener.
  *
  * One server lives for the whole process on its own loop, with a small
  * configuration: one arena, four connection slots, 1 KiB read buffer, short
@@ -39,7 +42,7 @@
  *
  * Built two ways: with clang and -fsanitize=fuzzer (test/fuzz/CMakeLists.txt,
  * target fuzz_conn), and with any compiler together with replay.c (target
- * fuzz_replay, run by ctest over the corpus and the regressions).
+ * fuzz_replay_conn, run by ctest over corpus/ and regressions/).
  */
 #include "server.h"
 
@@ -313,7 +316,8 @@ static void setup(void)
         fprintf(stderr, "fuzz_conn: expected NEA_EARENA_SMALL for a 1-byte arena\n");
         abort();
     }
-    cfg.arena_size = NEA__ROUND_UP(sizeof(nea_req), NEA__ALIGN) + READ_BUFFER + NEA__MIN_HANDLER_BYTES + MAX_BODY;
+    cfg.arena_size = NEA__ROUND_UP(sizeof(nea_req), NEA__ALIGN) + READ_BUFFER +
+                     NEA__MIN_HANDLER_BYTES + MAX_BODY;
     rc = nea_server_new(&loop, &cfg, &srv);
     if (rc != 0) {
         fprintf(stderr, "fuzz_conn: nea_server_new: %s\n", nea_strerror(rc));
@@ -651,8 +655,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         srv->env.reqs.live != 0) {
         fail("server not back to idle after the input");
     }
-    if (srv->env.reqs.tramp.top != NULL || srv->admission.idle_head != NULL || srv->admission.wait_head != NULL ||
-        srv->admission.wait_len != 0) {
+    if (srv->env.reqs.tramp.top != NULL || srv->admission.idle_head != NULL ||
+        srv->admission.wait_head != NULL || srv->admission.wait_len != 0) {
         fail("a protected frame, an idle connection or a waiter is left over");
     }
     if (defers_registered != defers_run) {

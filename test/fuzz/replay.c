@@ -1,11 +1,13 @@
 /*
  * replay.c - runs LLVMFuzzerTestOneInput over every file in the directories
- * given as arguments, without libFuzzer. Built by every build as fuzz_replay
- * (test/CMakeLists.txt) and run by ctest over test/fuzz/corpus and
- * test/fuzz/regressions, so the seeds and every input that ever crashed stay
- * tested by the normal test run, under whatever sanitizers that build uses.
+ * given as arguments, without libFuzzer. Linked with each fuzz target by
+ * every build as fuzz_replay_<target> (test/CMakeLists.txt) and run by ctest
+ * over that target's corpus and regressions (fuzz_replay_conn: corpus/ and
+ * regressions/; fuzz_replay_server: corpus_server/ and regressions_server/),
+ * so the seeds and every input that ever crashed stay tested by the normal
+ * test run, under whatever sanitizers that build uses.
  *
- *   fuzz_replay DIR... -> "N inputs replayed", exit 0
+ *   fuzz_replay_<target> DIR... -> "N inputs replayed", exit 0
  *
  * Files are taken in name order; names starting with '.' or "README" are
  * skipped. An input that breaks an invariant aborts (as under the fuzzer).

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target fuzz_conn (clang, ASan + UBSan) and fuzzes for a while.
+# Builds the libFuzzer targets (clang, ASan + UBSan) and fuzzes for a while.
 #
-#   test/fuzz/run.sh [SECONDS]      default 600
+#   test/fuzz/run.sh [SECONDS] [TARGET]     SECONDS default 600; TARGET conn, server
+#                                           or all (default: both, SECONDS split evenly)
+#
+#   conn    fuzz_conn: the request reader and connection state machine, one
+#           socketpair per input (corpus/, regressions/)
+#   server  fuzz_server: the whole server behind its listener, driven by a script
+#           of client ops (corpus_server/, regressions_server/)
 #
 # Build directory: build-fuzz/ at the top of the checkout (NEA_FUZZ_BUILD_DIR
-# overrides). The fuzzer works on a copy of test/fuzz/corpus (plus the
+# overrides). Each fuzzer works on a copy of its target's corpus (plus its
 # regressions) in a temporary directory, so the committed corpus only changes by
-# hand. Prints execs, exec/s, coverage (cov: and ft: from libFuzzer's last status
-# line) and the number of failing inputs. Every crash-, leak-, timeout- or oom-
-# input is copied into test/fuzz/regressions/, where fuzz_replay (ctest) replays
-# it from then on (unless the same bytes are already kept there). Exits 1 when a
-# failing input was found, 2 when the run itself failed.
+# hand. Prints, per target, execs, exec/s, coverage (cov: and ft: from libFuzzer's
+# last status line) and the number of failing inputs. Every crash-, leak-, timeout-
+# or oom- input is copied into the target's regressions directory, where its
+# fuzz_replay_<target> ctest replays it from then on (unless the same bytes are
+# already kept there). Exits 1 when a failing input was found, 2 when a run itself
+# failed.
 #
 # Extra libFuzzer flags can be passed in NEA_FUZZ_FLAGS, e.g. "-fork=1 -ignore_crashes=1"
 # to keep fuzzing past a known crash (a kept regression that still fails stops a
@@ -20,11 +27,22 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 seconds=${1:-600}
+which=${2:-all}
 build=${NEA_FUZZ_BUILD_DIR:-build-fuzz}
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds == 0)); then
-    echo "usage: $0 [SECONDS]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|all]" >&2
     exit 2
 fi
+case "$which" in
+conn | server) targets=("$which") ;;
+all) targets=(conn server) ;;
+*)
+    echo "usage: $0 [SECONDS] [conn|server|all]" >&2
+    exit 2
+    ;;
+esac
+share=$((seconds / ${#targets[@]}))
+((share > 0)) || share=1
 
 if ! command -v clang >/dev/null 2>&1; then
     ./scripts/install-deps.sh </dev/null
@@ -35,75 +53,92 @@ cmake -S . -B "$build" \
     -DNEA_FUZZ=ON \
     -DNEA_BUILD_TESTS=ON \
     -DNEA_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target fuzz_conn --parallel "$(nproc)"
-fuzzer="$build/test/fuzz/fuzz_conn"
+cmake --build "$build" --target "${targets[@]/#/fuzz_}" --parallel "$(nproc)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/nea-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/corpus" "$work/artifacts"
-cp test/fuzz/corpus/* "$work/corpus/"
-find test/fuzz/regressions -maxdepth 1 -type f ! -name 'README*' -exec cp {} "$work/corpus/" \;
-seeds=$(find "$work/corpus" -type f | wc -l)
 
 # ASan aborts (and libFuzzer records the input) on the first error; UBSan too,
 # the code being built with -fno-sanitize-recover=all.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-cmd=("$fuzzer" -max_len=4096 -timeout=10 -max_total_time="$seconds" -print_final_stats=1
-    -artifact_prefix="$work/artifacts/")
-# shellcheck disable=SC2206 # word splitting of the extra flags is intended
-cmd+=(${NEA_FUZZ_FLAGS:-} "$work/corpus")
-echo "fuzz: ${cmd[*]}"
-echo "fuzz: $seeds seed inputs, ${seconds} s"
-rc=0
-"${cmd[@]}" >"$work/log" 2>&1 || rc=$?
 
-# The last status line, e.g. "#123456 DONE cov: 812 ft: 3001 corp: 290/41Kb ...".
-last=$(grep -E '^#[0-9]+' "$work/log" | tail -n 1 || true)
-execs=$(grep -E '^stat::number_of_executed_units:' "$work/log" | awk '{print $2}' || true)
-rate=$(grep -E '^stat::average_exec_per_sec:' "$work/log" | awk '{print $2}' || true)
-# -fork=N runs print no stat:: lines: take the count from the status line.
-execs=${execs:-$(sed -nE 's/^#([0-9]+).*/\1/p' <<<"$last")}
-rate=${rate:-$(sed -nE 's/.* exec\/s:? ([0-9]+).*/\1/p' <<<"$last")}
-cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
-ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
-corp=$(sed -nE 's/.* corp: ([^ ]+).*/\1/p' <<<"$last")
+status=0
 
-found=0 kept=0
-mkdir -p test/fuzz/regressions
-for f in "$work"/artifacts/*; do
-    [[ -e "$f" ]] || continue
-    name=$(basename "$f")
-    case "$name" in
-    crash-* | leak-* | timeout-* | oom-*)
-        found=$((found + 1))
-        # An input already kept (same bytes) is a known, still open failure.
-        known=""
-        for r in test/fuzz/regressions/*; do
-            if cmp -s "$f" "$r"; then
-                known=$r
-                break
+# fuzz TARGET SECONDS: one libFuzzer run of fuzz_TARGET over a copy of its corpus.
+fuzz() {
+    local target=$1 secs=$2 corpus regressions dir fuzzer seeds rc=0
+    if [[ "$target" == conn ]]; then
+        corpus=test/fuzz/corpus regressions=test/fuzz/regressions
+    else
+        corpus=test/fuzz/corpus_$target regressions=test/fuzz/regressions_$target
+    fi
+    dir="$work/$target"
+    fuzzer="$build/test/fuzz/fuzz_$target"
+    mkdir -p "$dir/corpus" "$dir/artifacts" "$regressions"
+    cp "$corpus"/* "$dir/corpus/"
+    find "$regressions" -maxdepth 1 -type f ! -name 'README*' -exec cp {} "$dir/corpus/" \;
+    seeds=$(find "$dir/corpus" -type f | wc -l)
+
+    local cmd=("$fuzzer" -max_len=4096 -timeout=10 -max_total_time="$secs" -print_final_stats=1
+        -artifact_prefix="$dir/artifacts/")
+    # shellcheck disable=SC2206 # word splitting of the extra flags is intended
+    cmd+=(${NEA_FUZZ_FLAGS:-} "$dir/corpus")
+    echo "fuzz $target: ${cmd[*]}"
+    echo "fuzz $target: $seeds seed inputs, ${secs} s"
+    "${cmd[@]}" >"$dir/log" 2>&1 || rc=$?
+
+    # The last status line, e.g. "#123456 DONE cov: 812 ft: 3001 corp: 290/41Kb ...".
+    local last execs rate cov ft corp
+    last=$(grep -E '^#[0-9]+' "$dir/log" | tail -n 1 || true)
+    execs=$(grep -E '^stat::number_of_executed_units:' "$dir/log" | awk '{print $2}' || true)
+    rate=$(grep -E '^stat::average_exec_per_sec:' "$dir/log" | awk '{print $2}' || true)
+    # -fork=N runs print no stat:: lines: take the count from the status line.
+    execs=${execs:-$(sed -nE 's/^#([0-9]+).*/\1/p' <<<"$last")}
+    rate=${rate:-$(sed -nE 's/.* exec\/s:? ([0-9]+).*/\1/p' <<<"$last")}
+    cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
+    ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
+    corp=$(sed -nE 's/.* corp: ([^ ]+).*/\1/p' <<<"$last")
+
+    local found=0 kept=0 f name known r
+    for f in "$dir"/artifacts/*; do
+        [[ -e "$f" ]] || continue
+        name=$(basename "$f")
+        case "$name" in
+        crash-* | leak-* | timeout-* | oom-*)
+            found=$((found + 1))
+            # An input already kept (same bytes) is a known, still open failure.
+            known=""
+            for r in "$regressions"/*; do
+                if cmp -s "$f" "$r"; then
+                    known=$r
+                    break
+                fi
+            done
+            if [[ -n "$known" ]]; then
+                echo "fuzz $target: $name is the kept regression $known (still failing)"
+            else
+                cp "$f" "$regressions/$name"
+                echo "fuzz $target: kept $regressions/$name"
+                kept=$((kept + 1))
             fi
-        done
-        if [[ -n "$known" ]]; then
-            echo "fuzz: $name is the kept regression $known (still failing)"
-        else
-            cp "$f" "test/fuzz/regressions/$name"
-            echo "fuzz: kept test/fuzz/regressions/$name"
-            kept=$((kept + 1))
-        fi
-        ;;
-    esac
-done
+            ;;
+        esac
+    done
 
-echo "fuzz: execs ${execs:-?} (${rate:-?} exec/s), cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, crashes $found ($kept new)"
-if ((found > 0)); then
-    echo "fuzz: failing input(s) found; libFuzzer's report:"
-    grep -nE -A40 'ERROR: |runtime error|invariant violated|==[0-9]+==' "$work/log" | head -n 120
-    exit 1
-fi
-if ((rc != 0)); then
-    echo "fuzz: the fuzzer exited with status $rc and no failing input; its log ends:"
-    tail -n 40 "$work/log"
-    exit 2
-fi
+    echo "fuzz $target: execs ${execs:-?} (${rate:-?} exec/s), cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, crashes $found ($kept new)"
+    if ((found > 0)); then
+        echo "fuzz $target: failing input(s) found; libFuzzer's report:"
+        grep -nE -A40 'ERROR: |runtime error|invariant violated|==[0-9]+==' "$dir/log" | head -n 120
+        status=1
+    elif ((rc != 0)); then
+        echo "fuzz $target: the fuzzer exited with status $rc and no failing input; its log ends:"
+        tail -n 40 "$dir/log"
+        ((status == 1)) || status=2
+    fi
+}
+
+for t in "${targets[@]}"; do
+    fuzz "$t" "$share"
+done
+exit "$status"
