@@ -146,10 +146,10 @@ typedef struct nea_config {
                                       requests. Default 5000 */
     unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */
 
-    /* Refusal when the CPU is the limit (see README "Overload"): when every
-     * loop iteration for overload_interval_ms was busy longer than
-     * overload_target_ms, each iteration admits requests for
-     * overload_budget_us and answers the rest 503 at once. Shedding lasts
+    /* Refusal when the CPU is the limit (see README "Overload"): when in
+     * every loop iteration for overload_interval_ms handlers ran longer than
+     * overload_target_ms, each iteration admits requests until handlers have
+     * run overload_budget_us and answers the rest 503 at once. Shedding lasts
      * at least overload_hold_ms, then stops at the first interval in which
      * the loop was idle a quarter of the time, or once overload_hold_ms
      * pass without a shed. */

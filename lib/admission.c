@@ -179,7 +179,7 @@ static void on_routed(nea__conn *c)
     if (!is_exempt(c)) {
         if (nea__load_shed(adm->load)) {
             st->shed_cpu++;
-            nea__conn_shed(c);
+            nea__conn_shed_keep(c);
             return;
         }
         if (free_arenas(adm) <= adm->reserved && over_arena_share(adm, c)) {

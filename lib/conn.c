@@ -40,6 +40,7 @@ static void close_lingering(nea__conn *c);
 static void update_reading(nea__conn *c);
 static void response_done(nea__conn *c, int status);
 static bool body_overdue(const nea__conn *c, uint64_t now);
+static bool body_expected(const nea__conn *c);
 static void arm_body(nea__conn *c);
 
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -444,7 +445,8 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     bool head_only = c->head.headers_done && c->parser.method == HTTP_HEAD;
     unsigned n;
 
-    if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500 && e != NEA__E504) {
+    if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500 && e != NEA__E503 &&
+        e != NEA__E504) {
         c->must_close = true; /* the connection's framing can't be trusted */
     }
     if (e == NEA__E405) {
@@ -467,6 +469,13 @@ void nea__conn_shed(nea__conn *c)
 {
     c->env->stats->shed_503++;
     c->must_close = true;
+    nea__conn_respond_error(c, NEA__E503);
+}
+
+void nea__conn_shed_keep(nea__conn *c)
+{
+    c->env->stats->shed_503++;
+    c->must_close = c->must_close || body_expected(c);
     nea__conn_respond_error(c, NEA__E503);
 }
 
@@ -516,9 +525,13 @@ static const nea__req_hooks req_hooks = {
 
 static void dispatch(nea__conn *c)
 {
+    nea__load *load = c->env->load;
+    uint64_t t0;
     set_state(c, NEA__C_HANDLER);
     arm(c, c->env->cfg->response_timeout_ms);
+    t0 = uv_hrtime();
     nea__req_dispatch(c->req);
+    nea__load_handler_ran(load, uv_hrtime() - t0); /* c may be closed by now: load is not */
 }
 
 /* The request's response is fully written (or failed with status < 0). */

@@ -128,6 +128,10 @@ void nea__conn_wait(nea__conn *c, unsigned ms);
 void nea__conn_respond_error(nea__conn *c, nea__err e);
 /* Answers 503 (counted by the caller's cause) and closes after it. */
 void nea__conn_shed(nea__conn *c);
+/* Answers 503 for CPU overload: the connection stays open when no request
+ * body follows (its framing is intact, and a reconnect would cost the
+ * server more than the refusal saved). */
+void nea__conn_shed_keep(nea__conn *c);
 /* True when c's client has the address peer (ports not compared). */
 bool nea__conn_same_peer(const nea__conn *c, const struct sockaddr_storage *peer);
 

@@ -1,26 +1,29 @@
 /*
- * load.c - how long ready work waits for the loop, and when to shed for it.
+ * load.c - how long ready work waits for handlers, and when to shed for it.
  *
  * A request that became readable waits in the kernel until the loop polls
  * again, then behind every callback that runs before its own in that
- * iteration. Both waits are the loop's busy time, so that is what is
- * measured: an iteration starts at its first I/O callback (libnea's
- * callbacks call nea__load_touch) and ends at the next prepare phase, just
- * before the loop polls again; its length is the lag that work arriving
- * meanwhile had to wait.
+ * iteration. Two times are measured per iteration: the loop's busy time
+ * (from its first I/O callback, nea__load_touch, to the next prepare phase,
+ * just before the loop polls again), reported as the lag and used to see
+ * whether the loop has idle time; and the time spent inside handlers,
+ * nea__load_handler_ran. Shedding is decided on the second: refusing a
+ * request saves its handler's time and nothing else (reading, parsing and
+ * writing a 503 cost about what a small response costs), so when handlers
+ * are cheap a busy loop is not helped by shedding and does not shed.
  *
  * The policy, learned from CoDel (a queue is bad only when its delay stays
  * above target for a whole interval, so bursts pass) and with hysteresis
  * against the flip-flop of controllers that switch on the very signal their
  * action removes:
  *
- *   - shedding starts when every iteration for overload_interval_ms was busy
- *     longer than overload_target_ms;
- *   - while shedding, a request is shed when the iteration that found it
- *     has already run for overload_budget_us (the first one is always
- *     admitted): each iteration serves a budget's worth of requests and
- *     answers the rest 503 at once. Iterations stay short, so both what is
- *     admitted and what is refused waits about two budgets, not the
+ *   - shedding starts when in every iteration for overload_interval_ms
+ *     handlers ran longer than overload_target_ms;
+ *   - while shedding, a request is shed when handlers have already run for
+ *     overload_budget_us in the iteration that found it (the first one is
+ *     always admitted): each iteration serves a budget's worth of requests
+ *     and answers the rest 503 at once. Iterations stay short, so both what
+ *     is admitted and what is refused waits about two budgets, not the
  *     backlog, and the 503 goes out fast;
  *   - shedding stops when the loop has room again: an interval in which it
  *     was busy less than three quarters of the time (below capacity there
@@ -58,21 +61,23 @@ static void check_utilisation(nea__load *l, uint64_t now)
 static void on_prepare(uv_prepare_t *h)
 {
     nea__load *l = h->data;
-    uint64_t now = uv_hrtime(), lag = 0;
+    uint64_t now = uv_hrtime(), handlers = l->iter_handler;
+    bool io = l->iter_start != 0;
 
-    if (l->iter_start != 0) {
-        lag = l->lag = now - l->iter_start;
-        l->busy += lag;
+    if (io) {
+        l->lag = now - l->iter_start;
+        l->busy += l->lag;
         l->iter_start = 0;
     }
+    l->iter_handler = 0;
     check_utilisation(l, now);
     if (l->shedding && now - l->last_shed >= l->hold_ns) {
         stop_shedding(l);
     }
-    if (lag == 0 || l->target_ns == 0) {
+    if (!io || l->target_ns == 0) {
         return; /* an iteration without I/O (timers only): nothing waited */
     }
-    if (lag <= l->target_ns) {
+    if (handlers <= l->target_ns) {
         l->above_since = 0;
     } else if (l->above_since == 0) {
         l->above_since = now;
@@ -105,17 +110,17 @@ void nea__load_touch(nea__load *l)
     }
 }
 
+void nea__load_handler_ran(nea__load *l, uint64_t ns)
+{
+    l->iter_handler += ns;
+}
+
 bool nea__load_shed(nea__load *l)
 {
-    uint64_t now;
-    if (!l->shedding) {
+    if (!l->shedding || l->iter_handler < l->budget_ns) {
         return false;
     }
-    now = uv_hrtime();
-    if (l->iter_start == 0 || now - l->iter_start < l->budget_ns) {
-        return false;
-    }
-    l->last_shed = now;
+    l->last_shed = uv_hrtime();
     return true;
 }
 

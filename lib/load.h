@@ -12,8 +12,9 @@ typedef struct nea__load {
     uint64_t interval_ns; /* lag above target this long starts shedding */
     uint64_t hold_ns;     /* shedding stops after this long without a shed */
     uint64_t budget_ns;   /* while shedding: admitting stops this far into an iteration */
-    uint64_t iter_start;  /* first I/O callback of the running iteration; 0 = none yet */
-    uint64_t lag;         /* busy time of the last iteration that had I/O */
+    uint64_t iter_start;   /* first I/O callback of the running iteration; 0 = none yet */
+    uint64_t iter_handler; /* handler time spent in the running iteration */
+    uint64_t lag;          /* busy time of the last iteration that had I/O */
     uint64_t above_since; /* lag has stayed above target since; 0 = it is not */
     uint64_t last_shed;   /* when the last request was shed for CPU */
     uint64_t on_since;    /* when shedding started */
@@ -29,8 +30,10 @@ void nea__load_init(nea__load *l, uv_loop_t *loop, unsigned target_ms, unsigned 
                     unsigned budget_us, unsigned hold_ms);
 /* An I/O callback runs: the first one of an iteration marks its start. */
 void nea__load_touch(nea__load *l);
+/* A handler entry took ns (the time shedding could have saved). */
+void nea__load_handler_ran(nea__load *l, uint64_t ns);
 /* Whether a request that is ready now must be shed for CPU: shedding is on
- * and the running iteration has already spent its budget on others. */
+ * and handlers have already spent the iteration's budget on others. */
 bool nea__load_shed(nea__load *l);
 void nea__load_close(nea__load *l, uv_close_cb cb, void *data);
 

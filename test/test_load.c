@@ -92,10 +92,10 @@ static void burst(h_fixture *f, int *fd, int n, const char *const *paths, unsign
         } else {
             assert_int_equal(st, 503);
             assert_non_null(strstr(r.head, "Retry-After: 1"));
-            assert_non_null(strstr(r.head, "Connection: close"));
+            /* A CPU shed of a request without a body keeps the connection:
+             * a reconnect would cost more than the refusal saved. */
+            assert_null(strstr(r.head, "Connection: close"));
             (*shed)++;
-            close(fd[i]); /* a 503 closes its connection: take a new one */
-            fd[i] = h_connect(f);
         }
     }
 }

@@ -218,6 +218,8 @@ static struct {
     char host[64];
     int port;
     struct sockaddr_storage addr;
+    int has_source;
+    struct sockaddr_in source; /* --source: every connection's local address */
     int nphases;
     double ph_rate[MAX_PHASES];
     double ph_secs[MAX_PHASES];
@@ -852,6 +854,10 @@ static void conn_open(conn *c)
     if (g.n_open > g.n_open_max) {
         g.n_open_max = g.n_open;
     }
+    if (g.has_source) {
+        /* Port 0: the kernel picks one; only the address is chosen. */
+        (void)uv_tcp_bind(&c->tcp, (const struct sockaddr *)&g.source, 0);
+    }
     int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&g.addr, on_connect);
     if (rc < 0) {
         conn_fail(c, E_CONN); /* e.g. EMFILE: no socket could be made */
@@ -1298,6 +1304,8 @@ static void usage(FILE *f)
             "Open-loop HTTP/1.1 GET load: request i of a phase is intended at\n"
             "phase_start + i/RATE; latency is measured from that intended time.\n"
             "  --host IP           loopback address only (127.0.0.0/8, ::1, localhost)\n"
+            "  --source IP         connect from this 127.0.0.0/8 address (many clients\n"
+            "                      on one machine, e.g. for fair-share tests)\n"
             "  --port N            target port (required)\n"
             "  --rate R            requests per second (with --duration)\n"
             "  --duration S        seconds (with --rate)\n"
@@ -1554,6 +1562,11 @@ static int parse_args(int argc, char **argv)
             g.interval_ms = v;
         } else if (!strcmp(a, "--seed")) {
             bad = parse_u64(val, &g.seed);
+        } else if (!strcmp(a, "--source")) {
+            /* Loopback only, like the target: one machine plays many clients. */
+            bad = uv_ip4_addr(val, 0, &g.source) != 0 ||
+                  (ntohl(g.source.sin_addr.s_addr) >> 24) != 127;
+            g.has_source = !bad;
         } else {
             fprintf(stderr, "loadgen: unknown option %s\n", a);
             return -1;

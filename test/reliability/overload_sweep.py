@@ -3,7 +3,9 @@
 Two series, each on its own nea-demo:
   hello   GET /hello on the default configuration (--prefault): CPU-bound,
           admission (arenas, slots) never runs out.
-  sleep5  GET /sleep/5 with --arenas 16 --queue-timeout-ms 0 --prefault:
+  sleep5  GET /sleep/5 with --arenas 16 --queue-timeout-ms 0 --prefault
+          --reserved-arenas 0 (all 16 for the route, as before arenas could be
+          reserved):
           every request holds an arena ~5 ms, so C ~ 16 / 5 ms and what is
           offered beyond it must be refused with 503.
   sleep5-q100 (full mode only) the same at 0.5C and 2C with the default
@@ -42,10 +44,12 @@ SERIES = {
     "hello": {"path": "/hello", "demo": ["--prefault"], "conns": 512,
               "ramp": (5000, 1.4, 400000), "ramp_quick": (10000, 2.0, 400000)},
     "sleep5": {"path": "/sleep/5", "demo": ["--arenas", "16", "--queue-timeout-ms", "0",
-                                            "--prefault"], "conns": 1000,
+                                            "--prefault", "--reserved-arenas", "0"],
+               "conns": 1000,
                "ramp": (800, 1.25, 60000), "ramp_quick": (1500, 1.5, 60000)},
     "sleep5-slots": {"path": "/sleep/5", "demo": ["--arenas", "16", "--connections", "16",
-                                                  "--queue-timeout-ms", "0", "--prefault"],
+                                                  "--queue-timeout-ms", "0", "--prefault",
+                                                  "--reserved-arenas", "0"],
                      "conns": 1000},
     "spin": {"path": "/spin/500", "demo": ["--prefault"], "conns": 512,
              "ramp": (500, 1.25, 20000), "ramp_quick": (800, 1.5, 20000)},
@@ -58,9 +62,9 @@ STEPS = [0.5, 1.0, 2.0, 4.0]
 
 
 def add_args(ap):
-    ap.add_argument("--series", default="hello,sleep5",
+    ap.add_argument("--series", default="hello,sleep5,spin",
                     help="comma-separated series: hello, sleep5, spin, spin-off, hello-off "
-                         "(default hello,sleep5; an -off series follows its base)")
+                         "(default hello,sleep5,spin; an -off series follows its base)")
     ap.add_argument("--capacity-hello", type=float, help="skip the ramp, use this C for /hello")
     ap.add_argument("--capacity-sleep5", type=float, help="skip the ramp, use this C for /sleep/5")
     ap.add_argument("--step-seconds", type=float, help="seconds per step (default 10, quick 2)")
@@ -207,7 +211,8 @@ def run_series(name, cfg, args, rep, demo_bin, lg, cap_override):
 def run_q100(args, rep, demo_bin, lg, cap):
     """/sleep/5 at 0.5C and 2C with the default 100 ms queue timeout."""
     step_s = args.step_seconds or 10.0
-    demo = C.Demo(demo_bin, ["--arenas", "16", "--prefault"], tag="sleep5-q100")
+    demo = C.Demo(demo_bin, ["--arenas", "16", "--prefault", "--reserved-arenas", "0"],
+                  tag="sleep5-q100")
     rows, steps = [], {}
     for k in (0.5, 2.0):
         r = C.run_loadgen(lg, demo.port, [(k * cap, step_s)], [("/sleep/5", 1)], demo=demo,

@@ -5,7 +5,7 @@ not 200, a hog not 500, the server died, a probe failed, slots / arenas / fds
 not back to baseline) or does not finish. Timing targets are only reported
 (WARN): a shared 2-core machine makes them noisy.
 
-usage: python3 -B test/reliability/run_quick.py [SCRIPT...]   (default: all seven)
+usage: python3 -B test/reliability/run_quick.py [SCRIPT...]   (default: all of them)
        (test/reliability/run_quick.sh is the same, as CI's entry point)
 env:   NEA_REL_BUILD  CMake build dir for nea-demo (Release) and loadgen, configured
                       with NEA_BUILD_TOOLS=ON (default /tmp/nea-rel-<uid>)
@@ -30,7 +30,7 @@ import neatools as T  # noqa: E402
 
 # Script -> its --quick wall-clock bound in seconds. Each script bounds itself;
 # run_quick kills it (and what it started) 30 s after this, as the backstop.
-BOUNDS = {"hog_mix": 120, "overload_sweep": 150, "recovery_pulse": 90, "slow_clients": 120,
+BOUNDS = {"hog_mix": 120, "fair_share": 60, "overload_sweep": 150, "recovery_pulse": 90, "slow_clients": 120,
           "fd_flood": 60, "ceiling": 90, "soak": 90}
 
 
