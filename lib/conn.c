@@ -476,6 +476,7 @@ void nea__conn_shed_keep(nea__conn *c)
 {
     c->env->stats->shed_503++;
     c->must_close = c->must_close || body_expected(c);
+    c->rpos = c->head.end; /* the next request starts after this head */
     nea__conn_respond_error(c, NEA__E503);
 }
 
