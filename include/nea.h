@@ -151,12 +151,14 @@ typedef struct nea_config {
      * overload_target_ms, each iteration admits requests until handlers have
      * run overload_budget_us and answers the rest 503 at once. Shedding lasts
      * at least overload_hold_ms, then stops at the first interval in which
-     * the loop was idle a quarter of the time, or once overload_hold_ms
-     * pass without a shed. */
+     * handlers (counting what the shed requests would have run) asked for
+     * less than 90% of the time, or once overload_hold_ms pass without a
+     * shed. */
     unsigned overload_target_ms;   /* 0 = never shed for CPU. Default 5 */
     unsigned overload_interval_ms; /* Default 100 */
-    unsigned overload_budget_us;   /* while shedding, handler time per iteration (the
-                                      first request is always admitted). Default 500 */
+    unsigned overload_budget_us;   /* while shedding, handler time per loop iteration
+                                      (the first request is always admitted).
+                                      Default 1000 */
     unsigned overload_hold_ms;     /* Default 1000 */
     unsigned reserved_arenas;      /* arenas only NEA_ROUTE_EXEMPT routes may take, so
                                       health and metrics answer when all others are

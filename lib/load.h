@@ -18,8 +18,10 @@ typedef struct nea__load {
     uint64_t above_since; /* lag has stayed above target since; 0 = it is not */
     uint64_t last_shed;   /* when the last request was shed for CPU */
     uint64_t on_since;    /* when shedding started */
-    uint64_t window;      /* start of the utilisation window (one interval) */
-    uint64_t busy;        /* busy time within the window */
+    uint64_t window;      /* start of the demand window (one interval) */
+    uint64_t win_handler; /* handler time within the window */
+    uint64_t win_ran;     /* handler entries within the window */
+    uint64_t win_shed;    /* requests shed within the window */
     bool shedding;
     uint64_t transitions; /* shedding turned on or off */
 } nea__load;
