@@ -297,7 +297,7 @@ static void usage(FILE *to)
             "  --response-timeout-ms MS  handler start to response, then 504 (default 30000)\n"
             "  --body-min-rate B         bytes/s a body must average after 5 s (default 240)\n"
             "  --overload-target-ms MS   loop busy time before CPU shedding, 0 = off (default 5)\n"
-            "  --overload-interval-ms MS busy that long before shedding starts (default 100)\n"
+            "  --overload-interval-ms MS busy that long before shedding starts (default 25)\n"
             "  --overload-hold-ms MS     shedding lasts at least this long (default 1000)\n"
             "  --reserved-arenas N       arenas only /stats and /health may take (default 1)\n"
             "  --fair-share-pct P        one address's share under contention, 0 = off (50)\n"

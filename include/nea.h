@@ -155,7 +155,7 @@ typedef struct nea_config {
      * less than 90% of the time, or once overload_hold_ms pass without a
      * shed. */
     unsigned overload_target_ms;   /* 0 = never shed for CPU. Default 5 */
-    unsigned overload_interval_ms; /* Default 100 */
+    unsigned overload_interval_ms; /* Default 25 */
     unsigned overload_budget_us;   /* while shedding, handler time per loop iteration
                                       (the first request is always admitted).
                                       Default 1000 */

@@ -445,8 +445,7 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     bool head_only = c->head.headers_done && c->parser.method == HTTP_HEAD;
     unsigned n;
 
-    if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500 && e != NEA__E503 &&
-        e != NEA__E504) {
+    if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500 && e != NEA__E503 && e != NEA__E504) {
         c->must_close = true; /* the connection's framing can't be trusted */
     }
     if (e == NEA__E405) {

@@ -13,7 +13,9 @@
  * are cheap a busy loop is not helped by shedding and does not shed.
  *
  * The policy, learned from CoDel (a queue is bad only when its delay stays
- * above target for a whole interval, so bursts pass) and with hysteresis
+ * above target for a whole interval, so bursts pass; the interval is 25 ms
+ * rather than CoDel's 100, since it also bounds the backlog that builds
+ * before shedding starts) and with hysteresis
  * against the flip-flop of controllers that switch on the very signal their
  * action removes:
  *

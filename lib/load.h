@@ -8,20 +8,20 @@
 
 typedef struct nea__load {
     uv_prepare_t prepare;
-    uint64_t target_ns;   /* overload_target_ms: most a request should wait; 0 = off */
-    uint64_t interval_ns; /* lag above target this long starts shedding */
-    uint64_t hold_ns;     /* shedding stops after this long without a shed */
-    uint64_t budget_ns;   /* while shedding: admitting stops this far into an iteration */
+    uint64_t target_ns;    /* overload_target_ms: most a request should wait; 0 = off */
+    uint64_t interval_ns;  /* lag above target this long starts shedding */
+    uint64_t hold_ns;      /* shedding stops after this long without a shed */
+    uint64_t budget_ns;    /* while shedding: admitting stops this far into an iteration */
     uint64_t iter_start;   /* first I/O callback of the running iteration; 0 = none yet */
     uint64_t iter_handler; /* handler time spent in the running iteration */
     uint64_t lag;          /* busy time of the last iteration that had I/O */
-    uint64_t above_since; /* lag has stayed above target since; 0 = it is not */
-    uint64_t last_shed;   /* when the last request was shed for CPU */
-    uint64_t on_since;    /* when shedding started */
-    uint64_t window;      /* start of the demand window (one interval) */
-    uint64_t win_handler; /* handler time within the window */
-    uint64_t win_ran;     /* handler entries within the window */
-    uint64_t win_shed;    /* requests shed within the window */
+    uint64_t above_since;  /* lag has stayed above target since; 0 = it is not */
+    uint64_t last_shed;    /* when the last request was shed for CPU */
+    uint64_t on_since;     /* when shedding started */
+    uint64_t window;       /* start of the demand window (one interval) */
+    uint64_t win_handler;  /* handler time within the window */
+    uint64_t win_ran;      /* handler entries within the window */
+    uint64_t win_shed;     /* requests shed within the window */
     bool shedding;
     uint64_t transitions; /* shedding turned on or off */
 } nea__load;

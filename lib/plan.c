@@ -52,7 +52,7 @@ void nea_config_init(nea_config *cfg)
     cfg->drain_timeout_ms = 5000;
     cfg->retry_after_s = 1;
     cfg->overload_target_ms = 5;
-    cfg->overload_interval_ms = 100;
+    cfg->overload_interval_ms = 25;
     cfg->overload_budget_us = 1000;
     cfg->overload_hold_ms = 1000;
     cfg->reserved_arenas = 0;
