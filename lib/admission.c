@@ -203,6 +203,7 @@ static void on_routed(nea__conn *c)
 }
 
 static void accept_pending(nea__admission *adm);
+static void on_regrant(uv_idle_t *h);
 
 static void on_closed(nea__conn *c)
 {
@@ -222,10 +223,13 @@ static const nea__conn_hooks conn_hooks = {
 /* An arena returned to the pool: the first head waiting gets it. A granted
  * handler may respond at once and return its arena from inside this loop;
  * the nested call leaves the hand-off to this loop, so the stack stays flat
- * however long the queue is. */
-static void on_arena_released(void *data)
+ * however long the queue is. Once handlers have spent the iteration's
+ * budget the loop stops (a long queue of CPU-heavy requests must not hold
+ * the loop, and the health checks behind it, for the whole queue): while
+ * shedding, the waiting heads are answered 503 at once; otherwise the rest
+ * is handed out from the next iteration on (regrant). */
+static void grant(nea__admission *adm)
 {
-    nea__admission *adm = data;
     if (adm->granting) {
         return;
     }
@@ -234,6 +238,16 @@ static void on_arena_released(void *data)
         nea__conn *c = adm->exempt_head != NULL ? adm->exempt_head : adm->wait_head;
         nea__arena *a;
         if (c == NULL || free_arenas(adm) <= (is_exempt(c) ? 0 : adm->reserved)) {
+            break;
+        }
+        if (!is_exempt(c) && nea__load_spent(adm->load)) {
+            if (nea__load_shed(adm->load)) {
+                uv_timer_stop(&c->timer);
+                c->env->stats->shed_cpu++;
+                nea__conn_shed_keep(c);
+                continue;
+            }
+            uv_idle_start(&adm->regrant, on_regrant);
             break;
         }
         uv_timer_stop(&c->timer);
@@ -246,6 +260,19 @@ static void on_arena_released(void *data)
         nea__conn_arena_ready(c, a);
     }
     adm->granting = false;
+}
+
+static void on_regrant(uv_idle_t *h)
+{
+    nea__admission *adm = h->data;
+    uv_idle_stop(h);
+    grant(adm);
+}
+
+static void on_arena_released(void *data)
+{
+    nea__admission *adm = data;
+    grant(adm);
     adm->changed(adm->changed_data);
 }
 
@@ -463,6 +490,9 @@ void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *poo
         c->next = adm->free_conns;
         adm->free_conns = c;
     }
+    uv_idle_init(env->loop, &adm->regrant);
+    adm->regrant.data = adm;
+    env->handles_open++;
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
         nea__reject *r = &adm->rejects[i];
         r->adm = adm;
@@ -512,6 +542,8 @@ bool nea__admission_busy(const nea__admission *adm)
 
 void nea__admission_close_timers(nea__admission *adm, uv_close_cb cb, void *data)
 {
+    adm->regrant.data = data;
+    uv_close((uv_handle_t *)&adm->regrant, cb);
     for (unsigned i = 0; i < adm->count; i++) {
         nea__conn *c = nea__admission_slot(adm, i);
         c->timer.data = data;

@@ -51,8 +51,9 @@ struct nea__admission {
     uv_stream_t *listener;
     struct sockaddr_storage refused; /* the last address refused a slot */
     uint64_t refused_ms;             /* when (loop time); 0 = never */
-    bool accept_pending;             /* a connection waits on the listener for a slot */
-    bool granting;                   /* the arena hand-off loop is running */
+    uv_idle_t regrant;   /* hands out arenas in the next iteration (admission.c: grant) */
+    bool accept_pending; /* a connection waits on the listener for a slot */
+    bool granting;       /* the arena hand-off loop is running */
     /* A slot, a reject handle or an arena came back (the server may finish
      * closing). */
     void (*changed)(void *data);

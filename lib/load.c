@@ -128,9 +128,14 @@ void nea__load_handler_ran(nea__load *l, uint64_t ns)
     l->win_ran++;
 }
 
+bool nea__load_spent(const nea__load *l)
+{
+    return l->iter_handler >= l->budget_ns;
+}
+
 bool nea__load_shed(nea__load *l)
 {
-    if (!l->shedding || l->iter_handler < l->budget_ns) {
+    if (!l->shedding || !nea__load_spent(l)) {
         return false;
     }
     l->last_shed = uv_hrtime();

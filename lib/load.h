@@ -34,8 +34,11 @@ void nea__load_init(nea__load *l, uv_loop_t *loop, unsigned target_ms, unsigned 
 void nea__load_touch(nea__load *l);
 /* A handler entry took ns (the time shedding could have saved). */
 void nea__load_handler_ran(nea__load *l, uint64_t ns);
+/* Handlers have spent this iteration's budget: more handler work now makes
+ * everything else on the loop (health checks, reads, timers) wait. */
+bool nea__load_spent(const nea__load *l);
 /* Whether a request that is ready now must be shed for CPU: shedding is on
- * and handlers have already spent the iteration's budget on others. */
+ * and the iteration's budget is spent (the shed is counted). */
 bool nea__load_shed(nea__load *l);
 void nea__load_close(nea__load *l, uv_close_cb cb, void *data);
 
