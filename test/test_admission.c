@@ -22,36 +22,6 @@
 #include <netinet/tcp.h>
 #include "e2e.h"
 
-static h_fixture fx;
-
-/* Starts the shared fixture with h_config, changed by tweak (may be NULL). */
-static void start(void **state, void (*tweak)(nea_config *))
-{
-    h_start_tweaked(&fx, tweak);
-    *state = &fx;
-}
-
-static int teardown(void **state)
-{
-    h_stop(*state);
-    return 0;
-}
-
-static unsigned arenas_in_use(h_fixture *f)
-{
-    return h_st(f).arenas_in_use;
-}
-
-/* Waits until no arena is in use or the deadline passes. */
-static bool arenas_settle(h_fixture *f)
-{
-    uint64_t end = h_now_ms() + H_DEADLINE_MS;
-    while (arenas_in_use(f) != 0 && h_now_ms() < end) {
-        h_step(f, 10);
-    }
-    return arenas_in_use(f) == 0;
-}
-
 /* --- isolation ------------------------------------------------------------- */
 
 static void test_oom_is_isolated(void **state)
@@ -60,10 +30,10 @@ static void test_oom_is_isolated(void **state)
     h_response r;
     nea_stats st;
     int a, b, c;
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     a = h_get(f, "/sleep/200");
-    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    H_WAIT(f, h_arenas_in_use(f) == 1); /* in its handler */
     b = h_get(f, "/alloc/999999999");
     c = h_get(f, "/hello");
     assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 500);
@@ -76,7 +46,7 @@ static void test_oom_is_isolated(void **state)
     close(a);
     close(b);
     close(c);
-    assert_true(arenas_settle(f));
+    assert_true(h_arenas_settle(f));
 }
 
 /* --- arena admission ------------------------------------------------------- */
@@ -95,12 +65,12 @@ static void test_503_when_arenas_exhausted_then_recovery(void **state)
     char v[32];
     int a, b, c, d;
     uint64_t t0;
-    start(state, two_arenas);
+    h_test_start(state, two_arenas);
     f = *state;
     a = h_get(f, "/sleep/400");
     b = h_get(f, "/sleep/400");
-    H_WAIT(f, arenas_in_use(f) == 2);
-    assert_int_equal(arenas_in_use(f), 2);
+    H_WAIT(f, h_arenas_in_use(f) == 2);
+    assert_int_equal(h_arenas_in_use(f), 2);
     t0 = h_now_ms();
     c = h_get(f, "/hello");
     assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 503);
@@ -132,10 +102,10 @@ static void test_queued_request_gets_the_next_arena(void **state)
     h_fixture *f;
     h_response r;
     int a, b;
-    start(state, one_arena_long_queue);
+    h_test_start(state, one_arena_long_queue);
     f = *state;
     a = h_get(f, "/sleep/50");
-    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    H_WAIT(f, h_arenas_in_use(f) == 1); /* in its handler */
     b = h_get(f, "/hello");
     H_WAIT(f, h_st(f).queue_length == 1);
     {
@@ -159,10 +129,10 @@ static void test_long_queue_drains_in_order(void **state)
     h_response r;
     nea_stats st;
     int busy, fds[N];
-    start(state, one_arena_long_queue);
+    h_test_start(state, one_arena_long_queue);
     f = *state;
     busy = h_get(f, "/sleep/100");
-    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    H_WAIT(f, h_arenas_in_use(f) == 1); /* in its handler */
     for (int i = 0; i < N; i++) {
         fds[i] = h_get(f, "/hello");
     }
@@ -193,10 +163,10 @@ static void test_full_queue_sheds_at_once(void **state)
     h_response r;
     int a, b, c;
     uint64_t t0;
-    start(state, one_arena_queue_of_one);
+    h_test_start(state, one_arena_queue_of_one);
     f = *state;
     a = h_get(f, "/sleep/300");
-    H_WAIT(f, arenas_in_use(f) == 1);
+    H_WAIT(f, h_arenas_in_use(f) == 1);
     b = h_get(f, "/hello");
     H_WAIT(f, h_st(f).queue_length == 1);
     t0 = h_now_ms();
@@ -223,10 +193,10 @@ static void test_zero_queue_timeout_sheds_at_once(void **state)
     nea_stats st;
     int a, b;
     uint64_t t0;
-    start(state, one_arena_no_wait);
+    h_test_start(state, one_arena_no_wait);
     f = *state;
     a = h_get(f, "/sleep/300");
-    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    H_WAIT(f, h_arenas_in_use(f) == 1); /* in its handler */
     t0 = h_now_ms();
     b = h_get(f, "/hello");
     assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 503);
@@ -251,7 +221,7 @@ static void test_idle_connection_evicted_for_new_one(void **state)
     h_response r;
     nea_stats st;
     int a, b, c;
-    start(state, two_slots);
+    h_test_start(state, two_slots);
     f = *state;
     a = h_get(f, "/hello");
     assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
@@ -284,7 +254,7 @@ static void test_fresh_connection_is_never_evicted(void **state)
     h_response r;
     nea_stats st;
     int b, c;
-    start(state, one_slot);
+    h_test_start(state, one_slot);
     f = *state;
     for (int i = 0; i < 5; i++) {
         b = h_connect(f);
@@ -310,7 +280,7 @@ static void test_idle_connection_with_waiting_request_is_kept(void **state)
     h_response r;
     int a;
     static const char req[] = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
-    start(state, one_slot);
+    h_test_start(state, one_slot);
     f = *state;
     a = h_get(f, "/hello");
     assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
@@ -330,10 +300,10 @@ static void test_no_slot_and_none_idle_gets_503(void **state)
     nea_stats st;
     char v[32];
     int a, b;
-    start(state, one_slot);
+    h_test_start(state, one_slot);
     f = *state;
     a = h_get(f, "/sleep/200");
-    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    H_WAIT(f, h_arenas_in_use(f) == 1); /* in its handler */
     b = h_get(f, "/hello");
     assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 503);
     assert_string_equal(h_header(&r, "retry-after", v, sizeof(v)), "1");
@@ -372,7 +342,7 @@ static void test_accept_keeps_idle_with_request_waiting(void **state)
     h_response r;
     nea_stats st;
     int a, c;
-    start(state, one_slot);
+    h_test_start(state, one_slot);
     f = *state;
     a = h_get(f, "/hello");
     assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
@@ -398,7 +368,7 @@ static void test_accept_evicts_idle_with_nothing_waiting(void **state)
     h_response r;
     nea_stats st;
     int a, c;
-    start(state, one_slot);
+    h_test_start(state, one_slot);
     f = *state;
     a = h_get(f, "/hello");
     assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
@@ -412,21 +382,6 @@ static void test_accept_evicts_idle_with_nothing_waiting(void **state)
     assert_int_equal(st.shed_503, 0);
     close(a);
     close(c);
-}
-
-/* Runs the loop until cond(f) holds or ms pass; returns whether it held. */
-static bool pump_until(h_fixture *f, unsigned ms, bool (*cond)(h_fixture *))
-{
-    uint64_t end = h_now_ms() + ms;
-    while (!cond(f) && h_now_ms() < end) {
-        h_step(f, 5);
-    }
-    return cond(f);
-}
-
-static bool no_arena_in_use(h_fixture *f)
-{
-    return h_st(f).arenas_in_use == 0;
 }
 
 /* --- lingering connections give way ---------------------------------------- */
@@ -444,7 +399,7 @@ static void test_lingering_gives_slot_to_newcomer(void **state)
     int a, b, c;
     uint64_t cut, served;
 
-    start(state, two_slots_short_heads);
+    h_test_start(state, two_slots_short_heads);
     f = *state;
     /* Two slowloris peers take both slots and never finish a head, nor
      * close after their 408: the server lingers on them. */
@@ -489,7 +444,7 @@ static void test_exempt_route_uses_reserved_arena(void **state)
     h_response r;
     int a, b, c, hc;
 
-    start(state, one_reserved);
+    h_test_start(state, one_reserved);
     f = *state;
     assert_int_equal(
         nea_server_route_flags(f->srv, "GET", "/health", r_health, NULL, NEA_ROUTE_EXEMPT), 0);
@@ -511,7 +466,7 @@ static void test_exempt_route_uses_reserved_arena(void **state)
     close(b);
     close(c);
     close(hc);
-    assert_true(pump_until(f, H_DEADLINE_MS, no_arena_in_use));
+    assert_true(h_arenas_settle(f));
 }
 
 /* --- fair share --------------------------------------------------------------- */
@@ -562,7 +517,7 @@ static void test_fair_share_only_under_contention(void **state)
     nea_stats st;
     int a1, a2, a3, a4, b1, p;
 
-    start(state, two_arenas_fair);
+    h_test_start(state, two_arenas_fair);
     f = *state;
     assert_int_equal(nea_server_route(f->srv, "GET", "/peer", r_peer, NULL), 0);
     /* The peer address reaches handlers. */
@@ -608,21 +563,22 @@ static void test_fair_share_only_under_contention(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_lingering_gives_slot_to_newcomer, teardown),
-        cmocka_unit_test_teardown(test_exempt_route_uses_reserved_arena, teardown),
-        cmocka_unit_test_teardown(test_fair_share_only_under_contention, teardown),
-        cmocka_unit_test_teardown(test_oom_is_isolated, teardown),
-        cmocka_unit_test_teardown(test_503_when_arenas_exhausted_then_recovery, teardown),
-        cmocka_unit_test_teardown(test_queued_request_gets_the_next_arena, teardown),
-        cmocka_unit_test_teardown(test_long_queue_drains_in_order, teardown),
-        cmocka_unit_test_teardown(test_full_queue_sheds_at_once, teardown),
-        cmocka_unit_test_teardown(test_zero_queue_timeout_sheds_at_once, teardown),
-        cmocka_unit_test_teardown(test_idle_connection_evicted_for_new_one, teardown),
-        cmocka_unit_test_teardown(test_no_slot_and_none_idle_gets_503, teardown),
-        cmocka_unit_test_teardown(test_fresh_connection_is_never_evicted, teardown),
-        cmocka_unit_test_teardown(test_idle_connection_with_waiting_request_is_kept, teardown),
-        cmocka_unit_test_teardown(test_accept_keeps_idle_with_request_waiting, teardown),
-        cmocka_unit_test_teardown(test_accept_evicts_idle_with_nothing_waiting, teardown),
+        cmocka_unit_test_teardown(test_lingering_gives_slot_to_newcomer, h_test_teardown),
+        cmocka_unit_test_teardown(test_exempt_route_uses_reserved_arena, h_test_teardown),
+        cmocka_unit_test_teardown(test_fair_share_only_under_contention, h_test_teardown),
+        cmocka_unit_test_teardown(test_oom_is_isolated, h_test_teardown),
+        cmocka_unit_test_teardown(test_503_when_arenas_exhausted_then_recovery, h_test_teardown),
+        cmocka_unit_test_teardown(test_queued_request_gets_the_next_arena, h_test_teardown),
+        cmocka_unit_test_teardown(test_long_queue_drains_in_order, h_test_teardown),
+        cmocka_unit_test_teardown(test_full_queue_sheds_at_once, h_test_teardown),
+        cmocka_unit_test_teardown(test_zero_queue_timeout_sheds_at_once, h_test_teardown),
+        cmocka_unit_test_teardown(test_idle_connection_evicted_for_new_one, h_test_teardown),
+        cmocka_unit_test_teardown(test_no_slot_and_none_idle_gets_503, h_test_teardown),
+        cmocka_unit_test_teardown(test_fresh_connection_is_never_evicted, h_test_teardown),
+        cmocka_unit_test_teardown(test_idle_connection_with_waiting_request_is_kept,
+                                  h_test_teardown),
+        cmocka_unit_test_teardown(test_accept_keeps_idle_with_request_waiting, h_test_teardown),
+        cmocka_unit_test_teardown(test_accept_evicts_idle_with_nothing_waiting, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,42 +19,6 @@
 
 #include "e2e.h"
 
-static h_fixture fx;
-
-/* Starts the shared fixture with h_config, changed by tweak (may be NULL). */
-static void start(void **state, void (*tweak)(nea_config *))
-{
-    h_start_tweaked(&fx, tweak);
-    *state = &fx;
-}
-
-static int setup(void **state)
-{
-    start(state, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h_stop(*state);
-    return 0;
-}
-
-static unsigned arenas_in_use(h_fixture *f)
-{
-    return h_st(f).arenas_in_use;
-}
-
-/* Waits until no arena is in use or the deadline passes. */
-static bool arenas_settle(h_fixture *f)
-{
-    uint64_t end = h_now_ms() + H_DEADLINE_MS;
-    while (arenas_in_use(f) != 0 && h_now_ms() < end) {
-        h_step(f, 10);
-    }
-    return arenas_in_use(f) == 0;
-}
-
 /* The slot of the only open connection. */
 static nea__conn *open_slot(h_fixture *f)
 {
@@ -323,7 +287,7 @@ static void test_idle_and_slow_connections_hold_no_arena(void **state)
     h_fixture *f;
     h_response r;
     int fds[8];
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     for (int i = 0; i < 8; i++) {
         fds[i] = h_connect(f);
@@ -335,7 +299,7 @@ static void test_idle_and_slow_connections_hold_no_arena(void **state)
         }
     }
     H_WAIT(f, h_slots_in(f, NEA__C_IDLE) == 4 && h_slots_in(f, NEA__C_HEAD) == 4 && unread(f) == 0);
-    assert_int_equal(arenas_in_use(f), 0);
+    assert_int_equal(h_arenas_in_use(f), 0);
     for (int i = 0; i < 8; i++) {
         close(fds[i]);
     }
@@ -360,7 +324,7 @@ static void test_header_deadline_against_dripping_client(void **state)
     nea_stats st;
     uint64_t t0;
     int fd, status = -1;
-    start(state, short_timeouts);
+    h_test_start(state, short_timeouts);
     f = *state;
     fd = h_connect(f);
     t0 = h_now_ms();
@@ -384,13 +348,13 @@ static void test_body_timeout(void **state)
     h_fixture *f;
     h_response r;
     int fd;
-    start(state, short_timeouts);
+    h_test_start(state, short_timeouts);
     f = *state;
     fd = h_connect(f);
     h_sends(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 408);
     assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    assert_true(arenas_settle(f));
+    assert_true(h_arenas_settle(f));
     close(fd);
 }
 
@@ -408,7 +372,7 @@ static void test_body_deadline_against_dripping_client(void **state)
     h_response r;
     uint64_t t0;
     int fd, status = -1;
-    start(state, body_deadline);
+    h_test_start(state, body_deadline);
     f = *state;
     fd = h_connect(f);
     h_sends(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
@@ -421,7 +385,7 @@ static void test_body_deadline_against_dripping_client(void **state)
     assert_true(h_now_ms() - t0 >= 450);
     assert_true(h_now_ms() - t0 < 2000);
     assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    assert_true(arenas_settle(f));
+    assert_true(h_arenas_settle(f));
     close(fd);
 }
 
@@ -430,7 +394,7 @@ static void test_keepalive_timeout(void **state)
     h_fixture *f;
     h_response r;
     int fd;
-    start(state, short_timeouts);
+    h_test_start(state, short_timeouts);
     f = *state;
     fd = h_get(f, "/hello");
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
@@ -444,15 +408,15 @@ static void test_slow_reader_is_cut(void **state)
     h_fixture *f;
     nea_stats st;
     int fd, small = 4096;
-    start(state, short_timeouts);
+    h_test_start(state, short_timeouts);
     f = *state;
     fd = h_connect(f);
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     h_sends(f, fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
     /* Never read: the 8 MiB response cannot drain, the write timer fires. */
     H_WAIT(f, h_slots_in(f, NEA__C_WRITING) == 1);
-    assert_int_equal(arenas_in_use(f), 1);
-    assert_true(arenas_settle(f));
+    assert_int_equal(h_arenas_in_use(f), 1);
+    assert_true(h_arenas_settle(f));
     h_stats(f, &st);
     assert_int_equal(st.timeouts, 1);
     assert_int_equal(st.connections_open, 0);
@@ -467,14 +431,14 @@ static void test_async_handler_completes_from_timer(void **state)
     h_response r;
     int fd;
     uint64_t t0;
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     t0 = h_now_ms();
     fd = h_get(f, "/sleep/60");
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
     assert_string_equal(r.body, "slept");
     assert_true(h_now_ms() - t0 >= 55);
-    assert_true(arenas_settle(f));
+    assert_true(h_arenas_settle(f));
     assert_int_equal(t_defers_run, 1);
     close(fd);
 }
@@ -484,33 +448,18 @@ static void test_client_disconnect_cancels_async_request(void **state)
     h_fixture *f;
     nea_stats st;
     int fd;
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     fd = h_get(f, "/sleep/10000");
-    H_WAIT(f, arenas_in_use(f) == 1);
-    assert_int_equal(arenas_in_use(f), 1);
+    H_WAIT(f, h_arenas_in_use(f) == 1);
+    assert_int_equal(h_arenas_in_use(f), 1);
     assert_int_equal(t_defers_run, 0);
     close(fd);
-    assert_true(arenas_settle(f)); /* long before the 10 s timer */
+    assert_true(h_arenas_settle(f)); /* long before the 10 s timer */
     assert_int_equal(t_defers_run, 1);
     h_stats(f, &st);
     assert_int_equal(st.responses[2], 0);
     assert_int_equal(st.connections_open, 0);
-}
-
-/* Runs the loop until cond(f) holds or ms pass; returns whether it held. */
-static bool pump_until(h_fixture *f, unsigned ms, bool (*cond)(h_fixture *))
-{
-    uint64_t end = h_now_ms() + ms;
-    while (!cond(f) && h_now_ms() < end) {
-        h_step(f, 5);
-    }
-    return cond(f);
-}
-
-static bool no_arena_in_use(h_fixture *f)
-{
-    return h_st(f).arenas_in_use == 0;
 }
 
 /* --- minimum body data rate --------------------------------------------------- */
@@ -534,7 +483,7 @@ static void test_dripping_uploads_lose_their_arenas(void **state)
     uint64_t t0;
     int probe_status = 0;
 
-    start(state, two_arenas_min_rate);
+    h_test_start(state, two_arenas_min_rate);
     f = *state;
     t0 = h_now_ms();
     for (int i = 0; i < DRIPPERS; i++) {
@@ -564,7 +513,7 @@ static void test_dripping_uploads_lose_their_arenas(void **state)
         close(d[i]);
     }
     close(probe);
-    assert_true(pump_until(f, H_DEADLINE_MS, no_arena_in_use));
+    assert_true(h_arenas_settle(f));
 }
 
 static void slow_but_steady(nea_config *cfg)
@@ -579,7 +528,7 @@ static void test_body_above_min_rate_completes(void **state)
     h_response r;
     int c;
 
-    start(state, slow_but_steady);
+    h_test_start(state, slow_but_steady);
     f = *state;
     c = h_connect(f);
     h_sends(f, c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 120\r\n\r\n");
@@ -628,7 +577,7 @@ static void test_handler_with_nothing_pending_gets_500(void **state)
     nea_stats st;
     int c;
 
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     assert_int_equal(nea_server_route(f->srv, "GET", "/forgets", r_forgets, NULL), 0);
     defers_here = 0;
@@ -652,7 +601,7 @@ static void test_response_timeout_gives_504_and_cleans_up(void **state)
     int c;
     uint64_t t0;
 
-    start(state, short_response_timeout);
+    h_test_start(state, short_response_timeout);
     f = *state;
     assert_int_equal(nea_server_route(f->srv, "GET", "/never", r_never, NULL), 0);
     defers_here = 0;
@@ -668,7 +617,7 @@ static void test_response_timeout_gives_504_and_cleans_up(void **state)
     h_sends(f, c, "GET /sleep/5000 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(h_read(f, c, &r, 2000), 504);
     assert_int_equal(t_defers_run, 1);
-    assert_true(pump_until(f, H_DEADLINE_MS, no_arena_in_use));
+    assert_true(h_arenas_settle(f));
     h_sends(f, c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(h_read(f, c, &r, 1000), 200);
     assert_true(t_log_has(&f->log, "no response to GET /never within response_timeout_ms"));
@@ -681,29 +630,32 @@ static void test_response_timeout_gives_504_and_cleans_up(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_dripping_uploads_lose_their_arenas, teardown),
-        cmocka_unit_test_teardown(test_body_above_min_rate_completes, teardown),
-        cmocka_unit_test_teardown(test_handler_with_nothing_pending_gets_500, teardown),
-        cmocka_unit_test_teardown(test_response_timeout_gives_504_and_cleans_up, teardown),
-        cmocka_unit_test_setup_teardown(test_404_with_body_closes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_oom_500_keeps_connection, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipelining_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_half_close_answers_buffered_requests, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_flood_is_bounded, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_http10_keepalive_rules, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_chunked_body, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_chunked_too_large, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_chunk_framing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_split_at_every_offset, setup, teardown),
-        cmocka_unit_test_teardown(test_idle_and_slow_connections_hold_no_arena, teardown),
-        cmocka_unit_test_teardown(test_header_deadline_against_dripping_client, teardown),
-        cmocka_unit_test_teardown(test_body_timeout, teardown),
-        cmocka_unit_test_teardown(test_body_deadline_against_dripping_client, teardown),
-        cmocka_unit_test_teardown(test_keepalive_timeout, teardown),
-        cmocka_unit_test_teardown(test_slow_reader_is_cut, teardown),
-        cmocka_unit_test_teardown(test_async_handler_completes_from_timer, teardown),
-        cmocka_unit_test_teardown(test_client_disconnect_cancels_async_request, teardown),
+        cmocka_unit_test_teardown(test_dripping_uploads_lose_their_arenas, h_test_teardown),
+        cmocka_unit_test_teardown(test_body_above_min_rate_completes, h_test_teardown),
+        cmocka_unit_test_teardown(test_handler_with_nothing_pending_gets_500, h_test_teardown),
+        cmocka_unit_test_teardown(test_response_timeout_gives_504_and_cleans_up, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_404_with_body_closes, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_oom_500_keeps_connection, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelining_in_order, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_answers_buffered_requests, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_flood_is_bounded, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_http10_keepalive_rules, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_expect_continue, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_body, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_too_large, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_chunk_framing, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_split_at_every_offset, h_test_setup, h_test_teardown),
+        cmocka_unit_test_teardown(test_idle_and_slow_connections_hold_no_arena, h_test_teardown),
+        cmocka_unit_test_teardown(test_header_deadline_against_dripping_client, h_test_teardown),
+        cmocka_unit_test_teardown(test_body_timeout, h_test_teardown),
+        cmocka_unit_test_teardown(test_body_deadline_against_dripping_client, h_test_teardown),
+        cmocka_unit_test_teardown(test_keepalive_timeout, h_test_teardown),
+        cmocka_unit_test_teardown(test_slow_reader_is_cut, h_test_teardown),
+        cmocka_unit_test_teardown(test_async_handler_completes_from_timer, h_test_teardown),
+        cmocka_unit_test_teardown(test_client_disconnect_cancels_async_request, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,27 +19,6 @@
 
 #include "e2e.h"
 
-static h_fixture fx;
-
-/* Starts the shared fixture with h_config, changed by tweak (may be NULL). */
-static void start(void **state, void (*tweak)(nea_config *))
-{
-    h_start_tweaked(&fx, tweak);
-    *state = &fx;
-}
-
-static int setup(void **state)
-{
-    start(state, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h_stop(*state);
-    return 0;
-}
-
 /* --- the head guard, driven directly --------------------------------------------- */
 
 typedef struct parsed {
@@ -259,10 +238,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_te_with_cl_refused_by_libnea),
         cmocka_unit_test(test_head_guard_accepts_and_refuses),
-        cmocka_unit_test_setup_teardown(test_te_with_cl_end_to_end, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_error_statuses, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_smuggling_shapes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_leading_empty_line_tolerated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_te_with_cl_end_to_end, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_error_statuses, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_smuggling_shapes, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_leading_empty_line_tolerated, h_test_setup,
+                                        h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

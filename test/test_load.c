@@ -15,30 +15,6 @@
 
 #include "e2e.h"
 
-static h_fixture fx;
-
-static void start(void **state, void (*tweak)(nea_config *))
-{
-    h_start_tweaked(&fx, tweak);
-    *state = &fx;
-}
-
-static int teardown(void **state)
-{
-    h_stop(*state);
-    return 0;
-}
-
-/* Runs the loop until cond(f) holds or ms pass; returns whether it held. */
-static bool pump_until(h_fixture *f, unsigned ms, bool (*cond)(h_fixture *))
-{
-    uint64_t end = h_now_ms() + ms;
-    while (!cond(f) && h_now_ms() < end) {
-        h_step(f, 5);
-    }
-    return cond(f);
-}
-
 /* --- CPU shedding ------------------------------------------------------------ */
 
 static void busy_ms(unsigned ms)
@@ -116,7 +92,7 @@ static void test_cpu_shedding_starts_spares_exempt_and_stops(void **state)
     h_fixture *f;
     h_response r;
 
-    start(state, fast_overload);
+    h_test_start(state, fast_overload);
     f = *state;
     assert_int_equal(nea_server_route(f->srv, "GET", "/spin2", r_spin2, NULL), 0);
     assert_int_equal(
@@ -157,7 +133,7 @@ static void test_cpu_shedding_starts_spares_exempt_and_stops(void **state)
                      st.shed_503);
     assert_int_equal(health_ok, 3);
     /* The load is gone: shedding stops after the hold time, once. */
-    assert_true(pump_until(f, H_DEADLINE_MS, not_shedding));
+    H_WAIT(f, not_shedding(f));
     h_stats(f, &st);
     assert_int_equal(st.shed_transitions, 2);
     h_sends(f, fd[0], "GET /spin2 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -181,7 +157,7 @@ static void test_cpu_shedding_off(void **state)
     nea_stats st;
     h_fixture *f;
 
-    start(state, no_cpu_shedding);
+    h_test_start(state, no_cpu_shedding);
     f = *state;
     assert_int_equal(nea_server_route(f->srv, "GET", "/spin2", r_spin2, NULL), 0);
     for (int i = 0; i < BURST; i++) {
@@ -231,7 +207,7 @@ static void test_queue_of_cpu_work_yields_to_the_loop(void **state)
     uv_timer_t tick;
     int a, fd[N];
 
-    start(state, one_arena_long_queue);
+    h_test_start(state, one_arena_long_queue);
     f = *state;
     assert_int_equal(nea_server_route(f->srv, "GET", "/spin2", r_spin2, NULL), 0);
     a = h_get(f, "/sleep/100");
@@ -267,9 +243,10 @@ static void test_queue_of_cpu_work_yields_to_the_loop(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_cpu_shedding_starts_spares_exempt_and_stops, teardown),
-        cmocka_unit_test_teardown(test_cpu_shedding_off, teardown),
-        cmocka_unit_test_teardown(test_queue_of_cpu_work_yields_to_the_loop, teardown),
+        cmocka_unit_test_teardown(test_cpu_shedding_starts_spares_exempt_and_stops,
+                                  h_test_teardown),
+        cmocka_unit_test_teardown(test_cpu_shedding_off, h_test_teardown),
+        cmocka_unit_test_teardown(test_queue_of_cpu_work_yields_to_the_loop, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

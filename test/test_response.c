@@ -18,27 +18,6 @@
 
 #include "e2e.h"
 
-static h_fixture fx;
-
-/* Starts the shared fixture with h_config, changed by tweak (may be NULL). */
-static void start(void **state, void (*tweak)(nea_config *))
-{
-    h_start_tweaked(&fx, tweak);
-    *state = &fx;
-}
-
-static int setup(void **state)
-{
-    start(state, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h_stop(*state);
-    return 0;
-}
-
 static void test_hello(void **state)
 {
     h_fixture *f = *state;
@@ -127,11 +106,13 @@ static void test_204_304_have_no_body(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_hello, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_404_405_keep_connection, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_head, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_oom_after_response_keeps_response, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_204_304_have_no_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_404_405_keep_connection, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_head, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_oom_after_response_keeps_response, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_204_304_have_no_body, h_test_setup, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,27 +18,6 @@
 
 #include "e2e.h"
 
-static h_fixture fx;
-
-/* Starts the shared fixture with h_config, changed by tweak (may be NULL). */
-static void start(void **state, void (*tweak)(nea_config *))
-{
-    h_start_tweaked(&fx, tweak);
-    *state = &fx;
-}
-
-static int setup(void **state)
-{
-    start(state, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h_stop(*state);
-    return 0;
-}
-
 /* --- registration --------------------------------------------------------- */
 
 static void r_tail(nea_req *req, void *d)
@@ -78,7 +57,7 @@ static void test_route_refusals(void **state)
 {
     h_fixture *f;
     size_t max;
-    start(state, sixteen_routes);
+    h_test_start(state, sixteen_routes);
     f = *state;
     max = f->cfg.read_buffer_size - strlen("GET  HTTP/1.0\r\n\r\n");
 
@@ -120,7 +99,7 @@ static void test_accepted_routes_are_reachable(void **state)
     h_response r;
     char req[4200];
     size_t max, n;
-    start(state, sixteen_routes);
+    h_test_start(state, sixteen_routes);
     f = *state;
     max = f->cfg.read_buffer_size - strlen("GET  HTTP/1.0\r\n\r\n");
     memset(longest, 'b', max);
@@ -157,7 +136,7 @@ static void test_overlapping_prefixes(void **state)
     h_fixture *f;
     h_response r;
     char req[128];
-    start(state, sixteen_routes);
+    h_test_start(state, sixteen_routes);
     f = *state;
     /* Shorter first here, longer first below: order must not matter. */
     assert_int_equal(nea_server_route(f->srv, "GET", "/a/", r_tail, "a/"), 0);
@@ -178,7 +157,7 @@ static void test_path_tail_exact_is_empty(void **state)
 {
     h_fixture *f;
     h_response r;
-    start(state, sixteen_routes);
+    h_test_start(state, sixteen_routes);
     f = *state;
     assert_int_equal(nea_server_route(f->srv, "GET", "/exact", r_tail, "exact"), 0);
     assert_int_equal(nea_server_route(f->srv, "GET", "/pre/", r_tail, "pre"), 0);
@@ -221,11 +200,11 @@ static void test_request_data(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_route_refusals, teardown),
-        cmocka_unit_test_teardown(test_accepted_routes_are_reachable, teardown),
-        cmocka_unit_test_teardown(test_overlapping_prefixes, teardown),
-        cmocka_unit_test_teardown(test_path_tail_exact_is_empty, teardown),
-        cmocka_unit_test_setup_teardown(test_request_data, setup, teardown),
+        cmocka_unit_test_teardown(test_route_refusals, h_test_teardown),
+        cmocka_unit_test_teardown(test_accepted_routes_are_reachable, h_test_teardown),
+        cmocka_unit_test_teardown(test_overlapping_prefixes, h_test_teardown),
+        cmocka_unit_test_teardown(test_path_tail_exact_is_empty, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_request_data, h_test_setup, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,36 +19,6 @@
 
 #include "e2e.h"
 
-static h_fixture fx;
-
-/* Starts the shared fixture with h_config, changed by tweak (may be NULL). */
-static void start(void **state, void (*tweak)(nea_config *))
-{
-    h_start_tweaked(&fx, tweak);
-    *state = &fx;
-}
-
-static int teardown(void **state)
-{
-    h_stop(*state);
-    return 0;
-}
-
-static unsigned arenas_in_use(h_fixture *f)
-{
-    return h_st(f).arenas_in_use;
-}
-
-/* Waits until no arena is in use or the deadline passes. */
-static bool arenas_settle(h_fixture *f)
-{
-    uint64_t end = h_now_ms() + H_DEADLINE_MS;
-    while (arenas_in_use(f) != 0 && h_now_ms() < end) {
-        h_step(f, 10);
-    }
-    return arenas_in_use(f) == 0;
-}
-
 /* --- lifecycle ---------------------------------------------------------------- */
 
 static void test_graceful_close_finishes_inflight(void **state)
@@ -57,12 +27,12 @@ static void test_graceful_close_finishes_inflight(void **state)
     h_response r;
     char v[32];
     int a, idle;
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     idle = h_get(f, "/hello");
     assert_int_equal(h_read(f, idle, &r, H_DEADLINE_MS), 200);
     a = h_get(f, "/sleep/150");
-    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    H_WAIT(f, h_arenas_in_use(f) == 1); /* in its handler */
     h_close(f);
     assert_true(h_closed(f, idle, H_DEADLINE_MS)); /* idle ones go at once */
     assert_false(f->closed);
@@ -86,10 +56,10 @@ static void test_drain_deadline_cancels_stragglers(void **state)
     h_fixture *f;
     uint64_t t0;
     int a;
-    start(state, short_drain);
+    h_test_start(state, short_drain);
     f = *state;
     a = h_get(f, "/sleep/20000");
-    H_WAIT(f, arenas_in_use(f) == 1); /* in its handler */
+    H_WAIT(f, h_arenas_in_use(f) == 1); /* in its handler */
     t0 = h_now_ms();
     h_close(f);
     h_pump(f, H_DEADLINE_MS, &f->closed);
@@ -108,7 +78,7 @@ static void test_peer_closing_mid_response_cannot_kill_the_process(void **state)
     int fd, small = 4096;
     struct sigaction sa;
     signal(SIGPIPE, SIG_DFL);
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
     assert_true(sa.sa_handler == SIG_IGN);
@@ -118,8 +88,8 @@ static void test_peer_closing_mid_response_cannot_kill_the_process(void **state)
     h_sends(f, fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /big HTTP/1.1\r\nHost: x\r\n\r\n");
     H_WAIT(f, h_slots_in(f, NEA__C_WRITING) == 1); /* the first response is stuck */
     close(fd); /* with unread data: the server's next write fails */
-    assert_true(arenas_settle(f));
-    assert_int_equal(arenas_in_use(f), 0);
+    assert_true(h_arenas_settle(f));
+    assert_int_equal(h_arenas_in_use(f), 0);
 }
 
 static void on_other_closed(nea_server *s, void *data)
@@ -134,7 +104,7 @@ static void test_listen_errors(void **state)
     h_fixture *f;
     nea_server *other;
     nea_config cfg;
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     assert_int_equal(nea_server_listen(f->srv), NEA_ESTATE);
     h_config(&cfg);
@@ -158,7 +128,7 @@ static void test_ipv6(void **state)
     h_response r;
     struct sockaddr_in6 a = {0};
     int fd;
-    start(state, ipv6);
+    h_test_start(state, ipv6);
     f = *state;
     fd = socket(AF_INET6, SOCK_STREAM, 0);
     a.sin6_family = AF_INET6;
@@ -215,7 +185,7 @@ static void second_cb(nea_server *s, void *data)
 static void test_close_twice(void **state)
 {
     h_fixture *f;
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     second_cb_runs = 0;
     h_close(f);
@@ -243,7 +213,7 @@ static void test_close_from_handler(void **state)
     h_response r;
     char v[32];
     int fd;
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     second_cb_runs = 0;
     assert_int_equal(nea_server_route(f->srv, "GET", "/close-self", r_close_self, f), 0);
@@ -272,7 +242,7 @@ static void test_fault_plans_are_per_server(void **state)
     nea_config cfg;
     t_log log;
     int fd, closed = 0, other_port;
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     h_config(&cfg);
     t_log_attach(&log, &cfg);
@@ -308,7 +278,7 @@ static void test_listen_fault(void **state)
     nea_config cfg;
     t_log log;
     int closed = 0;
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     h_config(&cfg);
     t_log_attach(&log, &cfg);
@@ -330,7 +300,7 @@ static void test_accept_fault_drops_one(void **state)
     h_fixture *f;
     h_response r;
     int a, b;
-    start(state, NULL);
+    h_test_start(state, NULL);
     f = *state;
     nea__fault_arm(&f->srv->fault, NEA__FAULT_ACCEPT, 1, false);
     a = h_get(f, "/hello");
@@ -349,17 +319,18 @@ static void test_accept_fault_drops_one(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_graceful_close_finishes_inflight, teardown),
-        cmocka_unit_test_teardown(test_drain_deadline_cancels_stragglers, teardown),
-        cmocka_unit_test_teardown(test_peer_closing_mid_response_cannot_kill_the_process, teardown),
-        cmocka_unit_test_teardown(test_listen_errors, teardown),
-        cmocka_unit_test_teardown(test_ipv6, teardown),
+        cmocka_unit_test_teardown(test_graceful_close_finishes_inflight, h_test_teardown),
+        cmocka_unit_test_teardown(test_drain_deadline_cancels_stragglers, h_test_teardown),
+        cmocka_unit_test_teardown(test_peer_closing_mid_response_cannot_kill_the_process,
+                                  h_test_teardown),
+        cmocka_unit_test_teardown(test_listen_errors, h_test_teardown),
+        cmocka_unit_test_teardown(test_ipv6, h_test_teardown),
         cmocka_unit_test_teardown(test_nea_run_drains_on_sigterm, no_teardown),
-        cmocka_unit_test_teardown(test_close_twice, teardown),
-        cmocka_unit_test_teardown(test_close_from_handler, teardown),
-        cmocka_unit_test_teardown(test_fault_plans_are_per_server, teardown),
-        cmocka_unit_test_teardown(test_listen_fault, teardown),
-        cmocka_unit_test_teardown(test_accept_fault_drops_one, teardown),
+        cmocka_unit_test_teardown(test_close_twice, h_test_teardown),
+        cmocka_unit_test_teardown(test_close_from_handler, h_test_teardown),
+        cmocka_unit_test_teardown(test_fault_plans_are_per_server, h_test_teardown),
+        cmocka_unit_test_teardown(test_listen_fault, h_test_teardown),
+        cmocka_unit_test_teardown(test_accept_fault_drops_one, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

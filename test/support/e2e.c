@@ -206,3 +206,37 @@ void h_expect_close(h_fixture *f, const char *raw, int status)
     }
     close(fd);
 }
+
+static h_fixture shared_fixture;
+
+void h_test_start(void **state, void (*tweak)(nea_config *))
+{
+    h_start_tweaked(&shared_fixture, tweak);
+    *state = &shared_fixture;
+}
+
+int h_test_setup(void **state)
+{
+    h_test_start(state, NULL);
+    return 0;
+}
+
+int h_test_teardown(void **state)
+{
+    h_stop(*state);
+    return 0;
+}
+
+unsigned h_arenas_in_use(h_fixture *f)
+{
+    return h_st(f).arenas_in_use;
+}
+
+bool h_arenas_settle(h_fixture *f)
+{
+    uint64_t end = h_now_ms() + H_DEADLINE_MS;
+    while (h_arenas_in_use(f) != 0 && h_now_ms() < end) {
+        h_step(f, 10);
+    }
+    return h_arenas_in_use(f) == 0;
+}

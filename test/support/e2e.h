@@ -52,6 +52,20 @@ void h_close(h_fixture *f);
  * close, waited for, and uv_loop_close() == 0. */
 void h_stop(h_fixture *f);
 
+/* The fixture an end-to-end test program shares (cmocka runs one test at a
+ * time): h_test_start starts it with h_config changed by tweak (may be
+ * NULL) and hands it to the test as *state; h_test_setup is the cmocka
+ * setup without a tweak; h_test_teardown stops it (h_stop). */
+void h_test_start(void **state, void (*tweak)(nea_config *));
+int h_test_setup(void **state);
+int h_test_teardown(void **state);
+
+/* Arenas in use now (the request reading /stats-like figures counts). */
+unsigned h_arenas_in_use(h_fixture *f);
+/* Runs the loop until no arena is in use, at most H_DEADLINE_MS; returns
+ * whether that happened. */
+bool h_arenas_settle(h_fixture *f);
+
 /* Runs the loop for up to ms milliseconds (or until *done becomes true). */
 void h_pump(h_fixture *f, unsigned ms, const bool *done);
 /* Runs the loop once, waiting at most ms. */
