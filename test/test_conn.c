@@ -627,9 +627,47 @@ static void test_response_timeout_gives_504_and_cleans_up(void **state)
     close(c);
 }
 
+/* Content-Length equal to the limit is read; a chunk announced beyond the
+ * limit is refused at its size line, before any of its data arrives. */
+static void test_body_limit_edges(void **state)
+{
+    static char body[32u << 10];
+    char head[128];
+    h_fixture *f = *state;
+    h_response r;
+    int fd = h_connect(f);
+    memset(body, 'b', sizeof(body));
+    snprintf(head, sizeof(head), "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+             sizeof(body));
+    h_sends(f, fd, head);
+    h_send(f, fd, body, sizeof(body));
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    h_sends(f, fd,
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "ffffff\r\nabc");
+    assert_int_equal(h_read(f, fd, &r, 1000), 413);
+    close(fd);
+}
+
+/* Drain closes a connection caught mid-head at once, not at its header
+ * deadline. */
+static void test_drain_closes_connection_mid_head(void **state)
+{
+    h_fixture *f = *state;
+    int fd = h_connect(f);
+    h_sends(f, fd, "GET /hello HTTP/1.1\r\nHo");
+    H_WAIT(f, h_slots_in(f, NEA__C_HEAD) == 1);
+    h_close(f);
+    assert_true(h_closed(f, fd, 1000));
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_body_limit_edges, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_drain_closes_connection_mid_head, h_test_setup,
+                                        h_test_teardown),
         cmocka_unit_test_teardown(test_dripping_uploads_lose_their_arenas, h_test_teardown),
         cmocka_unit_test_teardown(test_body_above_min_rate_completes, h_test_teardown),
         cmocka_unit_test_teardown(test_handler_with_nothing_pending_gets_500, h_test_teardown),

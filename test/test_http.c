@@ -233,9 +233,48 @@ static void test_leading_empty_line_tolerated(void **state)
     assert_int_equal(h_request(f, "\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
 }
 
+/* The byte rules the scanner enforces before llhttp sees anything: a bare
+ * LF inside a line and DEL are refused at the scan. */
+static void test_scanner_refuses_bare_lf_and_del(void **state)
+{
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\nHost: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\nY: z\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\x7f\r\n\r\n",
+        "GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        nea__head h;
+        llhttp_t parser;
+        nea__head_begin(&h, &parser);
+        if (nea__head_scan(&h, bad[i], strlen(bad[i])) != NEA__HEAD_BAD) {
+            fail_msg("case %zu was not refused by the scanner", i);
+        }
+    }
+}
+
+/* A buffered body may be exactly max bytes, not one more. */
+static void test_body_limit_exact(void **state)
+{
+    static char mem[4096];
+    nea__arena a;
+    nea__body b;
+    (void)state;
+    nea__arena_init(&a, mem, sizeof(mem), NULL);
+    assert_int_equal(nea__body_start(&b, &a, 0, 10), 0);
+    assert_int_equal(nea__body_append(&b, "0123456789", 10), 0);
+    assert_int_equal(b.len, 10);
+    assert_string_equal(b.data, "0123456789");
+    assert_int_equal(nea__body_append(&b, "x", 1), 413);
+    assert_int_equal(b.len, 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scanner_refuses_bare_lf_and_del),
+        cmocka_unit_test(test_body_limit_exact),
         cmocka_unit_test(test_te_with_cl_refused_by_libnea),
         cmocka_unit_test(test_head_guard_accepts_and_refuses),
         cmocka_unit_test_setup_teardown(test_te_with_cl_end_to_end, h_test_setup, h_test_teardown),

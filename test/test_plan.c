@@ -490,6 +490,9 @@ static void test_boundaries_accepted(void **state)
     small_config(&cfg);
     cfg.retry_after_s = 0;
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    small_config(&cfg);
+    cfg.queue_length = cfg.max_connections; /* every slot may wait */
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
 }
 
 static void test_arena_small_boundary(void **state)

@@ -103,9 +103,51 @@ static void test_204_304_have_no_body(void **state)
     close(fd);
 }
 
+/* A pre-built error answering HEAD announces its length and sends no
+ * body (the next response on the connection starts right after the head);
+ * an unknown error status maps to 400. */
+static void test_error_for_head_has_no_body(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    int fd = h_connect(f);
+    f->head_request = true;
+    h_sends(
+        f, fd,
+        "HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 404);
+    assert_int_equal(r.body_len, 0);
+    f->head_request = false;
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "Hello, World!");
+    assert_int_equal(nea__err_for_status(999), NEA__E400);
+    assert_int_equal(nea__err_status(nea__err_for_status(413)), 413);
+    close(fd);
+}
+
+/* nea_respond refuses an informational status; the handler, left with no
+ * response and nothing pending, gets the 500 of an unanswered request. */
+static void test_informational_status_refused(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    nea_stats st;
+    int fd = h_connect(f);
+    h_sends(f, fd, "GET /status/100 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 500);
+    h_stats(f, &st);
+    assert_int_equal(st.unanswered, 1);
+    assert_true(st.responses[5] >= 1);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_error_for_head_has_no_body, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_informational_status_refused, h_test_setup,
+                                        h_test_teardown),
         cmocka_unit_test_setup_teardown(test_hello, h_test_setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_404_405_keep_connection, h_test_setup,
                                         h_test_teardown),

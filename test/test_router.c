@@ -197,9 +197,36 @@ static void test_request_data(void **state)
         404); /* path "/" has no route here */
 }
 
+static void r_none(nea_req *req, void *d)
+{
+    (void)req;
+    (void)d;
+}
+
+/* "/" is an exact route, not a catch-all; Allow names each method once. */
+static void test_root_is_exact_and_allow_lists_once(void **state)
+{
+    nea__route table[4];
+    nea__router r;
+    const nea__route *found;
+    char why[128], allow[96];
+    size_t n;
+    (void)state;
+    nea__router_init(&r, table, 4, 4096);
+    assert_int_equal(nea__router_add(&r, "GET", "/", r_none, NULL, 0, why, sizeof(why)), 0);
+    assert_int_equal(nea__route_find(&r, "GET", 3, "/", 1, &found), NEA__ROUTE_FOUND);
+    assert_int_equal(nea__route_find(&r, "GET", 3, "/x", 2, &found), NEA__ROUTE_NO_PATH);
+    assert_int_equal(nea__router_add(&r, "GET", "/a", r_none, NULL, 0, why, sizeof(why)), 0);
+    assert_int_equal(nea__router_add(&r, "HEAD", "/a", r_none, NULL, 0, why, sizeof(why)), 0);
+    n = nea__route_allow(&r, "/a", 2, allow, sizeof(allow));
+    allow[n] = '\0';
+    assert_string_equal(allow, "Allow: GET, HEAD\r\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_root_is_exact_and_allow_lists_once),
         cmocka_unit_test_teardown(test_route_refusals, h_test_teardown),
         cmocka_unit_test_teardown(test_accepted_routes_are_reachable, h_test_teardown),
         cmocka_unit_test_teardown(test_overlapping_prefixes, h_test_teardown),

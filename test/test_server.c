@@ -316,9 +316,36 @@ static void test_accept_fault_drops_one(void **state)
     close(b);
 }
 
+static void r_never_called(nea_req *req, void *d)
+{
+    (void)req;
+    (void)d;
+}
+
+/* nea_run stops at a refused route and returns its error (nothing listens). */
+static void test_run_refuses_bad_route(void **state)
+{
+    nea_config cfg;
+    static const nea_route routes[] = {{"GET", "/ok", r_never_called, NULL, 0},
+                                       {"get", "/lower", r_never_called, NULL, 0}};
+    (void)state;
+    nea_config_init(&cfg);
+    cfg.port = 0;
+    cfg.memory_limit = 8u << 20;
+    cfg.max_connections = 8;
+    cfg.log = t_log_sink;
+    {
+        t_log log;
+        t_log_attach(&log, &cfg);
+        assert_int_equal(nea_run(&cfg, routes, 2, NULL, NULL), NEA_EROUTE_METHOD);
+        assert_true(t_log_has(&log, "route refused"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_run_refuses_bad_route),
         cmocka_unit_test_teardown(test_graceful_close_finishes_inflight, h_test_teardown),
         cmocka_unit_test_teardown(test_drain_deadline_cancels_stragglers, h_test_teardown),
         cmocka_unit_test_teardown(test_peer_closing_mid_response_cannot_kill_the_process,
