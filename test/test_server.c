@@ -322,12 +322,25 @@ static void r_never_called(nea_req *req, void *d)
     (void)d;
 }
 
-/* nea_run stops at a refused route and returns its error (nothing listens). */
+static int run_ready_calls;
+
+/* Should the server listen after all, stop it the way an operator would. */
+static void on_refused_run_ready(nea_server *s, void *data)
+{
+    (void)s;
+    (void)data;
+    run_ready_calls++;
+    raise(SIGINT);
+}
+
+/* nea_run stops at a refused route, even with good routes after it, and
+ * returns its error: nothing listens. */
 static void test_run_refuses_bad_route(void **state)
 {
     nea_config cfg;
     static const nea_route routes[] = {{"GET", "/ok", r_never_called, NULL, 0},
-                                       {"get", "/lower", r_never_called, NULL, 0}};
+                                       {"get", "/lower", r_never_called, NULL, 0},
+                                       {"GET", "/after", r_never_called, NULL, 0}};
     (void)state;
     nea_config_init(&cfg);
     cfg.port = 0;
@@ -337,8 +350,10 @@ static void test_run_refuses_bad_route(void **state)
     {
         t_log log;
         t_log_attach(&log, &cfg);
-        assert_int_equal(nea_run(&cfg, routes, 2, NULL, NULL), NEA_EROUTE_METHOD);
+        run_ready_calls = 0;
+        assert_int_equal(nea_run(&cfg, routes, 3, on_refused_run_ready, NULL), NEA_EROUTE_METHOD);
         assert_true(t_log_has(&log, "route refused"));
+        assert_int_equal(run_ready_calls, 0);
     }
 }
 
