@@ -180,6 +180,14 @@ static void test_cpu_shedding_off(void **state)
 
 static uint64_t last_tick, max_gap;
 static unsigned ticks;
+static bool tick_closed;
+static uv_timer_t tick; /* outlives the test function until its close callback */
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    (void)h;
+    tick_closed = true;
+}
 
 static void on_tick(uv_timer_t *t)
 {
@@ -204,7 +212,6 @@ static void test_queue_of_cpu_work_yields_to_the_loop(void **state)
     enum { N = 10 };
     h_fixture *f;
     h_response r;
-    uv_timer_t tick;
     int a, fd[N];
 
     h_test_start(state, one_arena_long_queue);
@@ -229,7 +236,9 @@ static void test_queue_of_cpu_work_yields_to_the_loop(void **state)
         unsigned seen = ticks; /* the answers may all be read before the loop ran again */
         H_WAIT(f, ticks >= seen + 2);
     }
-    uv_close((uv_handle_t *)&tick, NULL);
+    tick_closed = false;
+    uv_close((uv_handle_t *)&tick, on_tick_closed);
+    H_WAIT(f, tick_closed);
     print_message("longest the loop stayed away while the queue drained: %.1f ms\n",
                   (double)max_gap / 1e6);
     /* One handler (2 ms) per iteration, not the whole queue (20 ms). */
