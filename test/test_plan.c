@@ -25,7 +25,7 @@
 #define MIB (KIB * 1024)
 
 /*
- * test_config.c - nea_config_init defaults, the memory plan's arithmetic,
+ * test_plan.c - nea_config_init defaults, the memory plan's arithmetic,
  * every refusal of nea_config_plan (code and message), nea_server_new
  * refusing the same configs through its log, and the error-name tables.
  *
