@@ -132,14 +132,13 @@ static nea__arena *take_arena(nea__admission *adm, const nea__conn *c)
 }
 
 /* Slots (and of those, slots holding an arena) that c's address holds. */
-static void count_peer(const nea__admission *adm, const nea__conn *c, unsigned *slots,
-                       unsigned *arenas)
+static void count_peer(const nea__admission *adm, nea__conn *c, unsigned *slots, unsigned *arenas)
 {
     *slots = *arenas = 0;
     for (unsigned i = 0; i < adm->count; i++) {
-        const nea__conn *o = nea__admission_slot(adm, i);
+        nea__conn *o = nea__admission_slot(adm, i);
         if (o->state == NEA__C_FREE || o->state == NEA__C_CLOSING ||
-            !nea__conn_same_peer(o, &c->peer)) {
+            !nea__conn_same_peer(o, nea__conn_peer(c))) {
             continue;
         }
         (*slots)++;
@@ -148,10 +147,10 @@ static void count_peer(const nea__admission *adm, const nea__conn *c, unsigned *
 }
 
 /* Another address has a head waiting for an arena. */
-static bool other_waiting(const nea__admission *adm, const nea__conn *c)
+static bool other_waiting(const nea__admission *adm, nea__conn *c)
 {
-    for (const nea__conn *w = adm->wait_head; w != NULL; w = w->next) {
-        if (w != c && !nea__conn_same_peer(w, &c->peer)) {
+    for (nea__conn *w = adm->wait_head; w != NULL; w = w->next) {
+        if (w != c && !nea__conn_same_peer(w, nea__conn_peer(c))) {
             return true;
         }
     }
@@ -159,7 +158,7 @@ static bool other_waiting(const nea__admission *adm, const nea__conn *c)
 }
 
 /* c's address holds its share of the arenas while another address waits. */
-static bool over_arena_share(const nea__admission *adm, const nea__conn *c)
+static bool over_arena_share(const nea__admission *adm, nea__conn *c)
 {
     unsigned slots, arenas;
     if (adm->share_arenas == 0 || !other_waiting(adm, c)) {
@@ -179,12 +178,12 @@ static void on_routed(nea__conn *c)
     if (!is_exempt(c)) {
         if (nea__load_shed(adm->load)) {
             st->shed_cpu++;
-            nea__conn_shed_keep(c);
+            nea__conn_shed(c, true);
             return;
         }
         if (free_arenas(adm) <= adm->reserved && over_arena_share(adm, c)) {
             st->shed_fair++;
-            nea__conn_shed(c);
+            nea__conn_shed(c, false);
             return;
         }
     }
@@ -193,12 +192,12 @@ static void on_routed(nea__conn *c)
         nea__conn_arena_ready(c, a);
     } else if (c->env->closing) {
         st->shed_draining++;
-        nea__conn_shed(c);
+        nea__conn_shed(c, false);
     } else if (cfg->queue_timeout_ms > 0 && adm->wait_len < adm->wait_max) {
         nea__conn_wait(c, cfg->queue_timeout_ms);
     } else {
         st->shed_no_arena++;
-        nea__conn_shed(c);
+        nea__conn_shed(c, false);
     }
 }
 
@@ -244,7 +243,7 @@ static void grant(nea__admission *adm)
             if (nea__load_shed(adm->load)) {
                 uv_timer_stop(&c->timer);
                 c->env->stats->shed_cpu++;
-                nea__conn_shed_keep(c);
+                nea__conn_shed(c, true);
                 continue;
             }
             uv_idle_start(&adm->regrant, on_regrant);
@@ -253,7 +252,7 @@ static void grant(nea__admission *adm)
         uv_timer_stop(&c->timer);
         if (!is_exempt(c) && over_arena_share(adm, c)) {
             c->env->stats->shed_fair++;
-            nea__conn_shed(c); /* leaves the queue; the next waiter is looked at */
+            nea__conn_shed(c, false); /* leaves the queue; the next waiter is looked at */
             continue;
         }
         a = take_arena(adm, c);
@@ -393,7 +392,7 @@ static void over_share(nea__admission *adm, nea__conn *c)
     count_peer(adm, c, &slots, &arenas);
     if (slots > adm->share_slots) {
         adm->env->stats->shed_fair++;
-        nea__conn_shed(c);
+        nea__conn_shed(c, false);
     }
 }
 
@@ -513,7 +512,7 @@ void nea__admission_drain(nea__admission *adm)
         } else if (c->state == NEA__C_QUEUED) {
             uv_timer_stop(&c->timer);
             adm->env->stats->shed_draining++;
-            nea__conn_shed(c);
+            nea__conn_shed(c, false);
         }
     }
 }

@@ -86,7 +86,7 @@ static void on_timer(uv_timer_t *t)
         break;
     case NEA__C_QUEUED:
         st->shed_no_arena++;
-        nea__conn_shed(c);
+        nea__conn_shed(c, false);
         break;
     case NEA__C_WRITING:
         st->timeouts++;
@@ -447,6 +447,8 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
 
     if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500 && e != NEA__E503 && e != NEA__E504) {
         c->must_close = true; /* the connection's framing can't be trusted */
+    } else if (c->req == NULL && body_expected(c)) {
+        c->must_close = true; /* answered from the head: the unread body follows */
     }
     if (e == NEA__E405) {
         allow_len =
@@ -464,24 +466,28 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     write_bufs(c, c->ebufs, n);
 }
 
-void nea__conn_shed(nea__conn *c)
+void nea__conn_shed(nea__conn *c, bool keep)
 {
     c->env->stats->shed_503++;
-    c->must_close = true;
+    c->must_close = c->must_close || !keep;
     nea__conn_respond_error(c, NEA__E503);
 }
 
-void nea__conn_shed_keep(nea__conn *c)
+const struct sockaddr_storage *nea__conn_peer(nea__conn *c)
 {
-    c->env->stats->shed_503++;
-    c->must_close = c->must_close || body_expected(c);
-    c->rpos = c->head.end; /* the next request starts after this head */
-    nea__conn_respond_error(c, NEA__E503);
+    if (!c->peer_known) {
+        int len = sizeof(c->peer);
+        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0) {
+            c->peer.ss_family = AF_UNSPEC;
+        }
+        c->peer_known = true;
+    }
+    return &c->peer;
 }
 
-bool nea__conn_same_peer(const nea__conn *c, const struct sockaddr_storage *y)
+bool nea__conn_same_peer(nea__conn *c, const struct sockaddr_storage *y)
 {
-    const struct sockaddr_storage *x = &c->peer;
+    const struct sockaddr_storage *x = nea__conn_peer(c);
     if (x->ss_family != y->ss_family) {
         return false;
     }
@@ -516,11 +522,22 @@ static void req_written(nea_req *req)
     response_done(req->conn, 0);
 }
 
+static int req_peer(nea_req *req, struct sockaddr_storage *addr)
+{
+    const struct sockaddr_storage *p = nea__conn_peer(req->conn);
+    if (p->ss_family != AF_INET && p->ss_family != AF_INET6) {
+        return UV_ENOTCONN;
+    }
+    *addr = *p;
+    return 0;
+}
+
 static const nea__req_hooks req_hooks = {
     .conn_line = req_conn_line,
     .send = req_send,
     .send_error = req_send_error,
     .written = req_written,
+    .peer = req_peer,
 };
 
 static void dispatch(nea__conn *c)
@@ -637,9 +654,7 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
     req->fn_data = c->route->data;
     req->http_minor = c->parser.http_minor;
     req->is_head = c->parser.method == HTTP_HEAD;
-    req->peer = &c->peer;
     rc = nea__head_index(req->arena, h, c->rbuf, c->route->prefix, c->route->path_len, &req->msg);
-    c->rpos = h->end;
     if (rc != 0) {
         nea__conn_respond_error(c, NEA__E431);
         return;
@@ -674,6 +689,7 @@ static void head_done(nea__conn *c)
         nea__conn_respond_error(c, nea__err_for_status(status));
         return;
     }
+    c->rpos = h->end; /* whatever answers this head, the next request starts after it */
     c->keep_alive = nea__head_keep_alive(h, &c->parser);
     if (c->parser.upgrade) {
         c->must_close = true; /* no protocol switch: what follows is not HTTP/1.1 */
@@ -692,13 +708,9 @@ static void head_done(nea__conn *c)
         break;
     case NEA__ROUTE_NO_METHOD:
         h->url_len = path_len;
-        c->rpos = h->end;
-        c->must_close = c->must_close || body_expected(c);
         nea__conn_respond_error(c, NEA__E405);
         return;
     default:
-        c->rpos = h->end;
-        c->must_close = c->must_close || body_expected(c);
         nea__conn_respond_error(c, NEA__E404);
         return;
     }
@@ -898,12 +910,7 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     c->reading = c->eof = c->must_close = false;
     c->keep_alive = true;
     c->req = NULL;
-    {
-        int len = sizeof(c->peer);
-        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0) {
-            c->peer.ss_family = AF_UNSPEC;
-        }
-    }
+    c->peer_known = false;
     c->counted_open = true;
     nea__stats_conn_opened(env->stats);
     uv_tcp_nodelay(&c->tcp, 1);

@@ -97,9 +97,10 @@ struct nea__conn {
     uint64_t body_bytes;       /* bytes received since the body started */
 
     nea_req *req;
-    struct sockaddr_storage peer; /* the client's address (family AF_UNSPEC: unknown) */
-    nea__conn *next, *prev;       /* owner's lists: free slots, idle, arena wait queue */
-    bool listed;                  /* linked in one of the owner's lists */
+    struct sockaddr_storage peer; /* the client's address, read on first use (nea__conn_peer) */
+    bool peer_known;
+    nea__conn *next, *prev; /* owner's lists: free slots, idle, arena wait queue */
+    bool listed;            /* linked in one of the owner's lists */
 
     char hdrbuf[NEA__HDRBUF]; /* dynamic lines of a pre-built response */
     uv_buf_t ebufs[3];
@@ -126,13 +127,15 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a);
 void nea__conn_wait(nea__conn *c, unsigned ms);
 /* Answers the current request with a pre-built error. */
 void nea__conn_respond_error(nea__conn *c, nea__err e);
-/* Answers 503 (counted by the caller's cause) and closes after it. */
-void nea__conn_shed(nea__conn *c);
-/* Answers 503 for CPU overload: the connection stays open when no request
- * body follows (its framing is intact, and a reconnect would cost the
- * server more than the refusal saved). */
-void nea__conn_shed_keep(nea__conn *c);
+/* Answers 503 (counted by the caller's cause); closes after it unless keep,
+ * and then still when an unread body follows. keep is for CPU refusals,
+ * where a reconnect would cost the server more than the refusal saved. */
+void nea__conn_shed(nea__conn *c, bool keep);
+/* The client's address (family AF_UNSPEC when unknown). Asked of the kernel
+ * on first use only: most connections never need it, and accepting stays
+ * one system call shorter. */
+const struct sockaddr_storage *nea__conn_peer(nea__conn *c);
 /* True when c's client has the address peer (ports not compared). */
-bool nea__conn_same_peer(const nea__conn *c, const struct sockaddr_storage *peer);
+bool nea__conn_same_peer(nea__conn *c, const struct sockaddr_storage *peer);
 
 #endif /* NEA_CONN_H */

@@ -416,12 +416,11 @@ const char *nea_req_path_tail(const nea_req *req)
 
 int nea_req_peer(const nea_req *req, struct sockaddr_storage *addr)
 {
-    /* The address lives in the connection's slot: valid while attached. */
-    if (req->conn == NULL || req->peer == NULL || req->peer->ss_family == AF_UNSPEC) {
+    /* The connection knows the address: only while the request is attached. */
+    if (req->conn == NULL) {
         return UV_ENOTCONN;
     }
-    *addr = *req->peer;
-    return 0;
+    return req->env->hooks->peer((nea_req *)req, addr);
 }
 
 int nea_req_http_minor(const nea_req *req)

@@ -31,6 +31,8 @@ typedef struct nea__req_hooks {
     /* The response was written while handler code was on the stack, which
      * has now left: the owner may finish the request. */
     void (*written)(nea_req *req);
+    /* The client's address (nea_req_peer); UV_ENOTCONN when unknown. */
+    int (*peer)(nea_req *req, struct sockaddr_storage *addr);
 } nea__req_hooks;
 
 /* What every request of one server shares. */
@@ -66,7 +68,6 @@ struct nea_req {
 
     nea__msg msg;
     nea__body body;
-    const struct sockaddr_storage *peer; /* the connection's; NULL when unknown */
     int http_minor;
     bool is_head;
 
