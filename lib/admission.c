@@ -122,13 +122,10 @@ static unsigned free_arenas(const nea__admission *adm)
     return adm->pool->count - adm->pool->in_use;
 }
 
-/* An arena for c if one is free for it (the reserved ones: exempt only). */
-static nea__arena *take_arena(nea__admission *adm, const nea__conn *c)
+/* An arena is free for c (the reserved ones: exempt routes only). */
+static bool arena_free_for(const nea__admission *adm, const nea__conn *c)
 {
-    if (free_arenas(adm) > (is_exempt(c) ? 0 : adm->reserved)) {
-        return nea__pool_acquire(adm->pool);
-    }
-    return NULL;
+    return free_arenas(adm) > (is_exempt(c) ? 0 : adm->reserved);
 }
 
 /* Slots (and of those, slots holding an arena) that c's address holds. */
@@ -168,35 +165,45 @@ static bool over_arena_share(const nea__admission *adm, nea__conn *c)
     return arenas >= adm->share_arenas;
 }
 
+/* The refusals before an arena, for ordinary routes: the loop is
+ * overloaded (the connection stays), or c's address is over its share
+ * while another waits. Returns true when c was answered 503. */
+static bool refused(nea__admission *adm, nea__conn *c)
+{
+    nea_stats *st = c->env->stats;
+    if (is_exempt(c)) {
+        return false;
+    }
+    if (nea__load_shed(adm->load)) {
+        st->shed_cpu++;
+        nea__conn_shed(c, true);
+        return true;
+    }
+    if (over_arena_share(adm, c)) {
+        st->shed_fair++;
+        nea__conn_shed(c, false);
+        return true;
+    }
+    return false;
+}
+
 static void on_routed(nea__conn *c)
 {
     nea__admission *adm = c->env->hooks_data;
     const nea_config *cfg = c->env->cfg;
-    nea_stats *st = c->env->stats;
-    nea__arena *a;
 
-    if (!is_exempt(c)) {
-        if (nea__load_shed(adm->load)) {
-            st->shed_cpu++;
-            nea__conn_shed(c, true);
-            return;
-        }
-        if (free_arenas(adm) <= adm->reserved && over_arena_share(adm, c)) {
-            st->shed_fair++;
-            nea__conn_shed(c, false);
-            return;
-        }
+    if (refused(adm, c)) {
+        return;
     }
-    a = take_arena(adm, c);
-    if (a != NULL) {
-        nea__conn_arena_ready(c, a);
+    if (arena_free_for(adm, c)) {
+        nea__conn_arena_ready(c, nea__pool_acquire(adm->pool));
     } else if (c->env->closing) {
-        st->shed_draining++;
+        c->env->stats->shed_draining++;
         nea__conn_shed(c, false);
     } else if (cfg->queue_timeout_ms > 0 && adm->wait_len < adm->wait_max) {
         nea__conn_wait(c, cfg->queue_timeout_ms);
     } else {
-        st->shed_no_arena++;
+        c->env->stats->shed_no_arena++;
         nea__conn_shed(c, false);
     }
 }
@@ -235,28 +242,18 @@ static void grant(nea__admission *adm)
     adm->granting = true;
     for (;;) {
         nea__conn *c = adm->exempt_head != NULL ? adm->exempt_head : adm->wait_head;
-        nea__arena *a;
-        if (c == NULL || free_arenas(adm) <= (is_exempt(c) ? 0 : adm->reserved)) {
+        if (c == NULL || !arena_free_for(adm, c)) {
             break;
         }
-        if (!is_exempt(c) && nea__load_spent(adm->load)) {
-            if (nea__load_shed(adm->load)) {
-                uv_timer_stop(&c->timer);
-                c->env->stats->shed_cpu++;
-                nea__conn_shed(c, true);
-                continue;
-            }
+        if (!is_exempt(c) && nea__load_spent(adm->load) && !adm->load->shedding) {
             uv_idle_start(&adm->regrant, on_regrant);
             break;
         }
         uv_timer_stop(&c->timer);
-        if (!is_exempt(c) && over_arena_share(adm, c)) {
-            c->env->stats->shed_fair++;
-            nea__conn_shed(c, false); /* leaves the queue; the next waiter is looked at */
-            continue;
+        if (refused(adm, c)) {
+            continue; /* it left the queue; the next waiter is looked at */
         }
-        a = take_arena(adm, c);
-        nea__conn_arena_ready(c, a);
+        nea__conn_arena_ready(c, nea__pool_acquire(adm->pool));
     }
     adm->granting = false;
 }
