@@ -134,6 +134,27 @@ static void go(nea__chunked *ck, int state)
     ck->state = (unsigned char)state;
 }
 
+/* After a chunk-size, a chunk-ext name or a chunk-ext value: another
+ * extension, whitespace (then ws_state), or the end of the line. invalid
+ * names the element for any other byte. */
+static const char *after_element(nea__chunked *ck, unsigned char c, int ws_state,
+                                 const char *invalid)
+{
+    if (c == ';') {
+        go(ck, S_EXT_NAME_FIRST);
+        return NULL;
+    }
+    if (is_ws(c)) {
+        go(ck, ws_state);
+        return NULL;
+    }
+    if (c == '\r') {
+        go(ck, S_SIZE_LF);
+        return NULL;
+    }
+    return c == '\n' ? "chunk-size line ended by a bare LF" : invalid;
+}
+
 /* Advances over one framing byte. Returns NULL, or why the framing is
  * malformed. Never called in S_DATA, S_DONE or S_BAD. */
 static const char *frame_byte(nea__chunked *ck, unsigned char c)
@@ -155,19 +176,7 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
         if (ck->state == S_SIZE_FIRST) {
             return "chunk-size line does not start with a hex digit";
         }
-        if (c == ';') {
-            go(ck, S_EXT_NAME_FIRST);
-            return NULL;
-        }
-        if (is_ws(c)) {
-            go(ck, S_BWS_SEMI);
-            return NULL;
-        }
-        if (c == '\r') {
-            go(ck, S_SIZE_LF);
-            return NULL;
-        }
-        return c == '\n' ? "chunk-size line ended by a bare LF" : "invalid byte in chunk-size";
+        return after_element(ck, c, S_BWS_SEMI, "invalid byte in chunk-size");
     }
     case S_BWS_SEMI:
         if (is_ws(c)) {
@@ -191,23 +200,11 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
         if (is_tchar(c)) {
             return NULL;
         }
-        if (c == ';') {
-            go(ck, S_EXT_NAME_FIRST);
-            return NULL;
-        }
         if (c == '=') {
             go(ck, S_EXT_VAL_FIRST);
             return NULL;
         }
-        if (is_ws(c)) {
-            go(ck, S_EXT_NAME_BWS);
-            return NULL;
-        }
-        if (c == '\r') {
-            go(ck, S_SIZE_LF);
-            return NULL;
-        }
-        return c == '\n' ? "chunk-size line ended by a bare LF" : "invalid byte in chunk-ext name";
+        return after_element(ck, c, S_EXT_NAME_BWS, "invalid byte in chunk-ext name");
     case S_EXT_NAME_BWS:
         if (is_ws(c)) {
             return NULL;
@@ -238,19 +235,7 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
         if (is_tchar(c)) {
             return NULL;
         }
-        if (c == ';') {
-            go(ck, S_EXT_NAME_FIRST);
-            return NULL;
-        }
-        if (is_ws(c)) {
-            go(ck, S_BWS_SEMI);
-            return NULL;
-        }
-        if (c == '\r') {
-            go(ck, S_SIZE_LF);
-            return NULL;
-        }
-        return c == '\n' ? "chunk-size line ended by a bare LF" : "invalid byte in chunk-ext value";
+        return after_element(ck, c, S_BWS_SEMI, "invalid byte in chunk-ext value");
     case S_EXT_QUOTED:
         if (c == '"') {
             go(ck, S_EXT_QUOTED_END);
@@ -268,19 +253,7 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
         }
         return "invalid quoted-pair in chunk-ext value";
     case S_EXT_QUOTED_END:
-        if (c == ';') {
-            go(ck, S_EXT_NAME_FIRST);
-            return NULL;
-        }
-        if (is_ws(c)) {
-            go(ck, S_BWS_SEMI);
-            return NULL;
-        }
-        if (c == '\r') {
-            go(ck, S_SIZE_LF);
-            return NULL;
-        }
-        return "invalid byte after quoted chunk-ext value";
+        return after_element(ck, c, S_BWS_SEMI, "invalid byte after quoted chunk-ext value");
     case S_SIZE_LF:
         if (c != '\n') {
             return "chunk-size line not ended by CRLF";
