@@ -46,6 +46,8 @@
  */
 #include "server.h"
 
+#include "responses.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -103,7 +105,7 @@ static bool rx_eof;
 static bool client_reads; /* false while a slow reader is still sending */
 static bool server_fin;   /* the server closed its end (read, or polled by a slow reader) */
 static bool rx_cut_ok;    /* a stalled write timed out: the last response may be cut */
-static unsigned char rx_memo[RX_CAP + 1]; /* responses_from(p): 0 unknown, 1 no, 2 yes */
+static unsigned char rx_memo[RX_CAP + 1]; /* scratch for fz_responses_valid */
 
 static void fail(const char *what)
 {
@@ -424,90 +426,17 @@ static bool send_all(int fd, const uint8_t *p, size_t n)
 
 /* --- checking what the client received ------------------------------------- */
 
-static const char *find(const char *hay, size_t hay_len, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (size_t i = 0; i + n <= hay_len; i++) {
-        if (memcmp(hay + i, needle, n) == 0) {
-            return hay + i;
-        }
-    }
-    return NULL;
-}
-
-/* True when rx[p..) is a sequence of responses (a truncated last one is
- * allowed while the server has not closed). Memoised on p, so linear even
- * with the HEAD ambiguity (a body announced but not sent). */
-static bool responses_from(size_t p)
-{
-    static const char version[] = "HTTP/1.1 ";
-    size_t left = rx_len - p, head_len, cl = 0;
-    const char *head = rx + p, *end, *line;
-    int status;
-    bool closes, ok = false;
-
-    if (left == 0) {
-        return true;
-    }
-    if (rx_memo[p] != 0) {
-        return rx_memo[p] == 2;
-    }
-    if (left < 13) {
-        /* Too short to judge: a prefix of a status line, if not closed yet. */
-        ok = (!rx_eof || rx_cut_ok) && memcmp(head, version, left < 9 ? left : 9) == 0;
-        goto out;
-    }
-    if (memcmp(head, version, 9) != 0 || head[9] < '1' || head[9] > '5' || head[10] < '0' ||
-        head[10] > '9' || head[11] < '0' || head[11] > '9' || head[12] != ' ') {
-        goto out;
-    }
-    status = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
-    end = find(head, left, "\r\n\r\n");
-    if (end == NULL) {
-        ok = !rx_eof || rx_cut_ok; /* head still arriving */
-        goto out;
-    }
-    head_len = (size_t)(end + 4 - head);
-    line = find(head, head_len, "\r\nContent-Length: ");
-    if (line != NULL) {
-        for (line += 18; *line >= '0' && *line <= '9'; line++) {
-            cl = cl * 10 + (size_t)(*line - '0');
-        }
-    }
-    closes = find(head, head_len, "\r\nConnection: close\r\n") != NULL;
-    if (status < 200) {
-        /* Only 100 Continue, bare, and never the last word. */
-        ok = status == 100 && line == NULL && !closes && responses_from(p + head_len);
-        goto out;
-    }
-    /* With a body of Content-Length bytes... */
-    if (head_len + cl > left) {
-        ok = !rx_eof || rx_cut_ok; /* body still arriving */
-    } else if (closes) {
-        ok = head_len + cl == left; /* nothing may follow Connection: close */
-    } else {
-        ok = responses_from(p + head_len + cl);
-    }
-    /* ...or, answering HEAD, with the length announced and no body. */
-    if (!ok && cl > 0) {
-        ok = closes ? head_len == left : responses_from(p + head_len);
-    }
-out:
-    rx_memo[p] = ok ? 2 : 1;
-    return ok;
-}
-
 static void check_responses(void)
 {
     if (verbose) {
         fprintf(stderr, "fuzz_conn: received %zu bytes%s:\n%.*s\n", rx_len,
                 rx_eof ? " then EOF" : " (no EOF)", (int)rx_len, rx);
     }
-    memset(rx_memo, 0, rx_len + 1);
     if (rx_len == RX_CAP) {
         rx_eof = false; /* cut by our buffer: judge only what fits */
     }
-    if (!responses_from(0)) {
+    fz_stream st = {rx, rx_len, !rx_eof || rx_cut_ok, false, rx_memo};
+    if (!fz_responses_valid(&st)) {
         fail("the client received something that is not a sequence of HTTP/1.1 responses");
     }
 }

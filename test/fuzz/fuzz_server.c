@@ -67,6 +67,8 @@
  */
 #include "server.h"
 
+#include "responses.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -125,7 +127,7 @@ static client clients[CLIENTS];
 static nea__arena *held[ARENAS];
 static unsigned long defers_registered, defers_run;
 static bool verbose;
-static unsigned char rx_memo[RX_CAP + 1]; /* responses_from(p): 0 unknown, 1 no, 2 yes */
+static unsigned char rx_memo[RX_CAP + 1]; /* scratch for fz_responses_valid */
 
 static void fail(const char *what, const client *cl)
 {
@@ -482,84 +484,6 @@ static void client_send(client *c, const void *p, size_t n)
 
 /* --- checking what a client received -------------------------------------- */
 
-static const char *find(const char *hay, size_t hay_len, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (size_t i = 0; i + n <= hay_len; i++) {
-        if (memcmp(hay + i, needle, n) == 0) {
-            return hay + i;
-        }
-    }
-    return NULL;
-}
-
-/* True when c->rx[p..) is a sequence of responses. A truncated last one is
- * allowed unless the server closed in order (EOF without reset). Memoised on
- * p, so linear even with the HEAD ambiguity (a body announced, not sent). */
-static bool responses_from(const client *c, size_t p)
-{
-    static const char version[] = "HTTP/1.1 ";
-    size_t left = c->rx_len - p, head_len, cl = 0;
-    const char *head = c->rx + p, *end, *line;
-    bool cut_ok = !c->eof || c->reset || c->rx_len == RX_CAP;
-    int status;
-    bool closes, ok = false;
-
-    if (left == 0) {
-        return true;
-    }
-    if (rx_memo[p] != 0) {
-        return rx_memo[p] == 2;
-    }
-    if (left < 13) {
-        ok = cut_ok && memcmp(head, version, left < 9 ? left : 9) == 0;
-        goto out;
-    }
-    if (memcmp(head, version, 9) != 0 || head[9] < '1' || head[9] > '5' || head[10] < '0' ||
-        head[10] > '9' || head[11] < '0' || head[11] > '9' || head[12] != ' ') {
-        goto out;
-    }
-    status = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
-    end = find(head, left, "\r\n\r\n");
-    if (end == NULL) {
-        ok = cut_ok; /* head still arriving */
-        goto out;
-    }
-    head_len = (size_t)(end + 4 - head);
-    if (status == 503 && find(head, head_len, "\r\nRetry-After: ") == NULL) {
-        goto out;
-    }
-    line = find(head, head_len, "\r\nContent-Length: ");
-    if (line != NULL) {
-        for (line += 18; *line >= '0' && *line <= '9'; line++) {
-            cl = cl * 10 + (size_t)(*line - '0');
-        }
-    }
-    closes = find(head, head_len, "\r\nConnection: close\r\n") != NULL;
-    if (status < 200) {
-        /* Only 100 Continue, bare, and never the last word. */
-        ok = status == 100 && line == NULL && !closes && responses_from(c, p + head_len);
-        goto out;
-    }
-    if (line == NULL) {
-        goto out; /* every response libnea sends announces its length */
-    }
-    if (head_len + cl > left) {
-        ok = cut_ok; /* body still arriving */
-    } else if (closes) {
-        ok = head_len + cl == left; /* nothing may follow Connection: close */
-    } else {
-        ok = responses_from(c, p + head_len + cl);
-    }
-    /* ...or, answering HEAD, with the length announced and no body. */
-    if (!ok && cl > 0) {
-        ok = closes ? head_len == left : responses_from(c, p + head_len);
-    }
-out:
-    rx_memo[p] = ok ? 2 : 1;
-    return ok;
-}
-
 static void check_client(const client *c)
 {
     if (verbose) {
@@ -567,8 +491,8 @@ static void check_client(const client *c)
                 (int)(c - clients), c->rx_len, c->eof ? ", then EOF" : "",
                 c->reset ? ", then a reset" : "", (int)c->rx_len, c->rx);
     }
-    memset(rx_memo, 0, c->rx_len + 1);
-    if (!responses_from(c, 0)) {
+    fz_stream st = {c->rx, c->rx_len, !c->eof || c->reset || c->rx_len == RX_CAP, true, rx_memo};
+    if (!fz_responses_valid(&st)) {
         fail("a client received something that is not a sequence of HTTP/1.1 responses", c);
     }
 }
