@@ -51,7 +51,6 @@ static void list_push(nea__conn **head, nea__conn **tail, nea__conn *c)
         *head = c;
     }
     *tail = c;
-    c->listed = true;
 }
 
 static void list_remove(nea__conn **head, nea__conn **tail, nea__conn *c)
@@ -67,14 +66,15 @@ static void list_remove(nea__conn **head, nea__conn **tail, nea__conn *c)
         *tail = c->prev;
     }
     c->next = c->prev = NULL;
-    c->listed = false;
 }
 
 /* --- the slots' hooks --------------------------------------------------------- */
 
-/* The list a slot in state st belongs to, if any. Only a connection that
- * has been answered can be evicted: a fresh one may hold a request that was
- * sent but not read yet. */
+/* The list a slot in state st belongs to, if any. Membership is derived
+ * from the state, never stored: every state change goes through on_state,
+ * which moves the slot between lists. Only a connection that has been
+ * answered can be evicted: a fresh one may hold a request that was sent but
+ * not read yet (served only changes while a slot is not idle). */
 static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_state st,
                            nea__conn ***tail)
 {
@@ -102,7 +102,7 @@ static void on_state(nea__conn *c, nea__conn_state from)
     nea__admission *adm = c->env->hooks_data;
     nea__conn **head, **tail;
 
-    if (c->listed && (head = list_of(adm, c, from, &tail)) != NULL) {
+    if ((head = list_of(adm, c, from, &tail)) != NULL) {
         list_remove(head, tail, c);
         adm->wait_len -= from == NEA__C_QUEUED;
     }

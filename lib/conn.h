@@ -100,7 +100,6 @@ struct nea__conn {
     struct sockaddr_storage peer; /* the client's address, read on first use (nea__conn_peer) */
     bool peer_known;
     nea__conn *next, *prev; /* owner's lists: free slots, idle, arena wait queue */
-    bool listed;            /* linked in one of the owner's lists */
 
     char hdrbuf[NEA__HDRBUF]; /* dynamic lines of a pre-built response */
     uv_buf_t ebufs[3];
