@@ -35,12 +35,6 @@ static void tweak_odd_arena(nea_config *cfg)
     cfg->arena_size = 20000; /* not a page multiple */
 }
 
-static int setup(void **state)
-{
-    *state = unit_start(NULL);
-    return 0;
-}
-
 static int setup_zero(void **state)
 {
     *state = unit_start(tweak_zero);
@@ -53,39 +47,9 @@ static int setup_odd(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    nea__fault_arm(&f->srv->fault, NEA__FAULT_ARENA, 0, false);
-    unit_stop(f);
-    return 0;
-}
-
 static bool aligned(const void *p, size_t a)
 {
     return (uintptr_t)p % a == 0;
-}
-
-/* --- defers that record their order ----------------------------------------- */
-
-typedef struct order {
-    int seq[16];
-    int n;
-    int ran[16]; /* per id */
-} order;
-
-typedef struct defer_arg {
-    order *o;
-    int id;
-} defer_arg;
-
-static void record(void *arg)
-{
-    defer_arg *d = arg;
-    d->o->ran[d->id]++;
-    if (d->o->n < 16) {
-        d->o->seq[d->o->n++] = d->id;
-    }
 }
 
 /* Handler code records; the assertions run after it returned (a failed cmocka
@@ -206,8 +170,8 @@ static void test_req_try_grow(void **state)
 /* --- defers ---------------------------------------------------------------- */
 
 typedef struct defer_probe {
-    order o;
-    defer_arg args[8];
+    t_order o;
+    t_defer_arg args[8];
     int rc[8];
     int after;
     bool oom;
@@ -223,13 +187,13 @@ static void h_defers(nea_req *req, void *arg)
 {
     defer_probe *p = arg;
     for (int i = 1; i <= 3; i++) {
-        p->args[i] = (defer_arg){&p->o, i};
-        p->rc[i] = nea_req_defer(req, record, &p->args[i]);
+        p->args[i] = (t_defer_arg){&p->o, i};
+        p->rc[i] = nea_req_defer(req, t_record, &p->args[i]);
     }
     if (p->oom) {
         (void)nea_alloc(req, ARENA);
-        p->args[4] = (defer_arg){&p->o, 4};
-        p->rc[4] = nea_req_defer(req, record, &p->args[4]);
+        p->args[4] = (t_defer_arg){&p->o, 4};
+        p->rc[4] = nea_req_defer(req, t_record, &p->args[4]);
     }
     if (p->keep_alive) {
         uv_timer_start(nea_req_timer(req), keep_alive_timer, 60000, 0);
@@ -294,16 +258,16 @@ static void test_defers_lifo_on_unwind(void **state)
 static void h_defer_when_full(nea_req *req, void *arg)
 {
     defer_probe *p = arg;
-    p->args[1] = (defer_arg){&p->o, 1};
-    p->rc[1] = nea_req_defer(req, record, &p->args[1]);
+    p->args[1] = (t_defer_arg){&p->o, 1};
+    p->rc[1] = nea_req_defer(req, t_record, &p->args[1]);
     /* Take everything that is left (after the alignment padding). */
     {
         size_t pad = NEA__ROUND_UP(req->arena->used, NEA__ALIGN) - req->arena->used;
         p->rc[3] = nea_try_alloc(req, nea_arena_available(req) - pad) != NULL;
         p->rc[4] = (int)nea_arena_available(req);
     }
-    p->args[2] = (defer_arg){&p->o, 2};
-    p->rc[2] = nea_req_defer(req, record, &p->args[2]);
+    p->args[2] = (t_defer_arg){&p->o, 2};
+    p->rc[2] = nea_req_defer(req, t_record, &p->args[2]);
     p->after = 1; /* nea_req_defer does not unwind */
 }
 
@@ -983,26 +947,28 @@ static void test_oom_sweep_persistent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_req_alignment, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_req_alignment_odd_arena, setup_odd, teardown),
-        cmocka_unit_test_setup_teardown(test_req_exact_fit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_req_try_grow, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_defers_lifo_normal, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_defers_lifo_on_unwind, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_defer_enomem, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timer_closed_at_end, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_track_closes_handle, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_protect_keeps_tracked, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_req_run_continuation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_req_run_cancelled_or_ended, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_strings_contents, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_calloc_zeroes_reused_memory, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_string_helpers_unwind, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_printf_unwind_is_scrubbed, setup_zero, teardown),
-        cmocka_unit_test_setup_teardown(test_printf_exact_fit_boundaries, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_header_at_bounds, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_oom_sweep_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_oom_sweep_persistent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_req_alignment, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_req_alignment_odd_arena, setup_odd, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_req_exact_fit, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_req_try_grow, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_defers_lifo_normal, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_defers_lifo_on_unwind, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_defer_enomem, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_timer_closed_at_end, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_track_closes_handle, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_protect_keeps_tracked, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_req_run_continuation, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_req_run_cancelled_or_ended, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_strings_contents, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_calloc_zeroes_reused_memory, unit_setup,
+                                        unit_teardown),
+        cmocka_unit_test_setup_teardown(test_string_helpers_unwind, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_printf_unwind_is_scrubbed, setup_zero, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_printf_exact_fit_boundaries, unit_setup,
+                                        unit_teardown),
+        cmocka_unit_test_setup_teardown(test_header_at_bounds, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_oom_sweep_once, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_oom_sweep_persistent, unit_setup, unit_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

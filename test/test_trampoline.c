@@ -28,40 +28,6 @@
 
 #define ARENA ((size_t)16 * KIB)
 
-static int setup(void **state)
-{
-    *state = unit_start(NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    unit_stop(*state);
-    return 0;
-}
-
-/* --- defers that record their order ----------------------------------------- */
-
-typedef struct order {
-    int seq[16];
-    int n;
-    int ran[16]; /* per id */
-} order;
-
-typedef struct defer_arg {
-    order *o;
-    int id;
-} defer_arg;
-
-static void record(void *arg)
-{
-    defer_arg *d = arg;
-    d->o->ran[d->id]++;
-    if (d->o->n < 16) {
-        d->o->seq[d->o->n++] = d->id;
-    }
-}
-
 /* --- unwinding ------------------------------------------------------------- */
 
 typedef struct unwind_probe {
@@ -172,8 +138,8 @@ static void test_alloc_outside_frame_aborts(void **state)
 /* --- nested protected frames ------------------------------------------------ */
 
 typedef struct nest {
-    order o;
-    defer_arg args[16];
+    t_order o;
+    t_defer_arg args[16];
     int rc2, rc3;
     size_t avail_before2, avail_after2;
     size_t avail_before3, avail_after3;
@@ -187,8 +153,8 @@ typedef struct nest {
 
 static void defer_id(nea_req *req, nest *n, int id)
 {
-    n->args[id] = (defer_arg){&n->o, id};
-    if (nea_req_defer(req, record, &n->args[id]) != 0) {
+    n->args[id] = (t_defer_arg){&n->o, id};
+    if (nea_req_defer(req, t_record, &n->args[id]) != 0) {
         n->reached[7] = -1;
     }
 }
@@ -276,8 +242,8 @@ static void test_protect_inner_oom(void **state)
 /* The rollback happens while handler code is still on the stack: level 1 sees
  * the defers of level 2 already run when protect returns. */
 typedef struct seen {
-    order o;
-    defer_arg args[4];
+    t_order o;
+    t_defer_arg args[4];
     int ran_at_return;
     size_t before, after;
     int rc;
@@ -289,8 +255,8 @@ typedef struct seen {
 static void inner_reg_and_fail(nea_req *req, void *arg)
 {
     seen *s = arg;
-    s->args[2] = (defer_arg){&s->o, 2};
-    (void)nea_req_defer(req, record, &s->args[2]);
+    s->args[2] = (t_defer_arg){&s->o, 2};
+    (void)nea_req_defer(req, t_record, &s->args[2]);
     s->first_try = nea_alloc(req, 500);
     (void)nea_alloc(req, ARENA);
 }
@@ -298,8 +264,8 @@ static void inner_reg_and_fail(nea_req *req, void *arg)
 static void outer_checks(nea_req *req, void *arg)
 {
     seen *s = arg;
-    s->args[1] = (defer_arg){&s->o, 1};
-    (void)nea_req_defer(req, record, &s->args[1]);
+    s->args[1] = (t_defer_arg){&s->o, 1};
+    (void)nea_req_defer(req, t_record, &s->args[1]);
     s->before = nea_arena_available(req);
     s->next_at_mark = req->arena->base + NEA__ROUND_UP(req->arena->used, NEA__ALIGN);
     s->rc = nea_req_protect(req, inner_reg_and_fail, s);
@@ -548,16 +514,19 @@ static void test_unwind_lands_in_its_own_request(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_unwind_skips_rest, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unwind_logs_method_path, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unwind_exact_boundary, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alloc_outside_frame_aborts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_protect_inner_oom, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_protect_rollback_visible, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_protect_three_levels, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alloc_from_another_request_aborts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alloc_outside_frame_aborts_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unwind_lands_in_its_own_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unwind_skips_rest, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_unwind_logs_method_path, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_unwind_exact_boundary, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_outside_frame_aborts, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_protect_inner_oom, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_protect_rollback_visible, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_protect_three_levels, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_from_another_request_aborts, unit_setup,
+                                        unit_teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_outside_frame_aborts_at_once, unit_setup,
+                                        unit_teardown),
+        cmocka_unit_test_setup_teardown(test_unwind_lands_in_its_own_request, unit_setup,
+                                        unit_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

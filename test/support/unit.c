@@ -95,8 +95,30 @@ bool contains(const char *hay, const char *needle)
     return true;
 }
 
+int unit_setup(void **state)
+{
+    *state = unit_start(NULL);
+    return 0;
+}
+
+int unit_teardown(void **state)
+{
+    unit_stop(*state);
+    return 0;
+}
+
+void t_record(void *arg)
+{
+    t_defer_arg *d = arg;
+    d->o->ran[d->id]++;
+    if (d->o->n < 16) {
+        d->o->seq[d->o->n++] = d->id;
+    }
+}
+
 void unit_stop(fixture *f)
 {
+    nea__fault_arm(&f->srv->fault, NEA__FAULT_ARENA, 0, false);
     assert_pool_whole(f);
     assert_int_equal(nea_server_close(f->srv, unit_on_closed, f), 0);
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);

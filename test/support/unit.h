@@ -31,9 +31,13 @@ void unit_config(nea_config *cfg, fixture *f);
 /* A heap fixture with unit_config, then tweak (if not NULL), and its
  * server; the log is cleared after the server's startup line. */
 fixture *unit_start(void (*tweak)(nea_config *));
-/* Checks every arena came back, closes the server (its callback exactly
- * once), asserts uv_loop_close() == 0 and frees f. */
+/* Disarms the server's arena faults, checks every arena came back, closes
+ * the server (its callback exactly once), asserts uv_loop_close() == 0 and
+ * frees f. */
 void unit_stop(fixture *f);
+/* cmocka setup / teardown: unit_start(NULL) into *state; unit_stop. */
+int unit_setup(void **state);
+int unit_teardown(void **state);
 /* The close callback the fixture uses (data: a fixture). */
 void unit_on_closed(nea_server *s, void *data);
 
@@ -48,6 +52,21 @@ nea_req *open_req(fixture *f);
 void end_req(fixture *f, nea_req *req);
 /* Opens a request, runs fn in its outermost frame, ends it. */
 void run_req(fixture *f, void (*fn)(nea_req *, void *), void *arg);
+
+/* Defers that record the order they ran in: register t_record with a
+ * t_defer_arg naming the order and an id (0..15). */
+typedef struct t_order {
+    int seq[16];
+    int n;
+    int ran[16]; /* per id */
+} t_order;
+
+typedef struct t_defer_arg {
+    t_order *o;
+    int id;
+} t_defer_arg;
+
+void t_record(void *arg);
 
 /* True when hay contains needle (printed when not). */
 bool contains(const char *hay, const char *needle);
