@@ -13,10 +13,17 @@
  *   GET  /stats      the server counters as JSON (exempt: answered while
  *                    the server sheds everything else)
  *   GET  /health     "ok" (exempt)
+ *   GET  /json/N     N objects encoded by jansson, allocating from the arena
+ *   GET  /gzip/N     N KiB of text deflated by zlib from the arena
+ *                    (Content-Encoding: gzip; needs --arena-size 512k)
+ *   GET  /json-libc/N, /gzip-libc/N   the same with libc malloc, for the
+ *                    benchmark (only with --libc-routes)
  *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */
 #include <nea.h>
+
+#include "clib-routes.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -301,6 +308,7 @@ static void usage(FILE *to)
             "  --overload-hold-ms MS     shedding lasts at least this long (default 1000)\n"
             "  --reserved-arenas N       arenas only /stats and /health may take (default 1)\n"
             "  --fair-share-pct P        one address's share under contention, 0 = off (50)\n"
+            "  --libc-routes             also serve /json-libc/N and /gzip-libc/N (libc malloc)\n"
             "  --help                    this text\n"
             "SIZE takes a k, M or G suffix (powers of 1024).\n");
 }
@@ -402,6 +410,7 @@ int main(int argc, char **argv)
         O_OBUDGET,
         O_RESERVED,
         O_FAIR,
+        O_LIBC,
         O_HELP
     };
     static const struct option opts[] = {
@@ -429,10 +438,11 @@ int main(int argc, char **argv)
         {"overload-budget-us", required_argument, NULL, O_OBUDGET},
         {"reserved-arenas", required_argument, NULL, O_RESERVED},
         {"fair-share-pct", required_argument, NULL, O_FAIR},
+        {"libc-routes", no_argument, NULL, O_LIBC},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
-    static const nea_route routes[] = {
+    nea_route routes[] = {
         {"GET", "/hello", hello, NULL, 0},
         {"GET", "/alloc/", alloc, NULL, 0},
         {"POST", "/svg", svg, NULL, 0},
@@ -441,7 +451,13 @@ int main(int argc, char **argv)
         {"GET", "/spin/", spin, NULL, 0},
         {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT},
         {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT},
+        {"GET", "/json/", clib_json, NULL, 0},
+        {"GET", "/gzip/", clib_gzip, NULL, 0},
+        /* the last two only with --libc-routes */
+        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0},
+        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0},
     };
+    size_t nroutes = sizeof(routes) / sizeof(routes[0]) - 2;
     nea_config cfg;
     const char *static_path = NULL;
     unsigned port = 0;
@@ -524,6 +540,9 @@ int main(int argc, char **argv)
         case O_FAIR:
             rc = parse_uint(optarg, 100, &cfg.fair_share_pct);
             break;
+        case O_LIBC:
+            nroutes = sizeof(routes) / sizeof(routes[0]);
+            break;
         case O_HELP:
             usage(stdout);
             return 0;
@@ -542,7 +561,8 @@ int main(int argc, char **argv)
         return 2;
     }
     load_static(static_path != NULL ? static_path : "LICENSE", static_path != NULL);
-    rc = nea_run(&cfg, routes, sizeof(routes) / sizeof(routes[0]), on_ready, &cfg);
+    clib_routes_init();
+    rc = nea_run(&cfg, routes, nroutes, on_ready, &cfg);
     if (rc != 0) {
         fprintf(stderr, "nea-demo: %s\n", nea_strerror(rc));
         return 1;

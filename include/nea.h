@@ -456,6 +456,71 @@ int nea_respond(nea_req *req, int status, const char *content_type, const void *
 int nea_respond_static(nea_req *req, int status, const char *content_type, const void *body,
                        size_t len);
 
+/* --- Using C libraries inside handlers --------------------------------------
+ *
+ * Adapters that make a library's allocations come from the request's arena
+ * (see README "Using C libraries inside handlers" for each recipe). Every
+ * block carries a small header, so these functions free and reallocate only
+ * what they allocated themselves. A block lives until its request ends:
+ * nea_arena_free (and the libraries' free hooks) reclaims a block only when
+ * it is the most recent allocation of its arena, and is otherwise a no-op.
+ * Like all arena memory, nothing from a request may outlive it.
+ *
+ * Two tiers, as nea_alloc / nea_try_alloc: the plain adapters unwind on
+ * exhaustion (the request gets the out-of-memory 500, or nea_req_protect
+ * returns NEA_ENOMEM), for libraries that crash on NULL or whose failure
+ * paths are never tested; the try adapters return NULL, for libraries that
+ * check every allocation and report failure to the handler. Unwinding
+ * through a library is safe as long as the library holds nothing but arena
+ * memory at that moment (no lock, fd or global state half-updated): true
+ * for jansson, cJSON, zlib and protobuf-c.
+ */
+
+/* The request whose handler code is running on this thread (the innermost
+ * protected frame: handler entry, nea_req_run, nea_req_protect), or NULL
+ * outside handler code (including defers, which run after the handler). */
+nea_req *nea_req_current(void);
+
+/*
+ * malloc-shaped adapters over the current request's arena, for libraries
+ * with process-global hooks (jansson's json_set_alloc_funcs, cJSON's
+ * cJSON_InitHooks). Outside handler code (nea_req_current() == NULL) they
+ * allocate from libc instead, so the same hooks serve a library used at
+ * startup; nea_arena_free returns such blocks to libc wherever it is called,
+ * and nea_arena_realloc keeps them in libc. The plain forms return NULL
+ * outside a request only when libc does.
+ *
+ * nea_arena_realloc grows in place when p is its arena's most recent block
+ * (and shrinks in place always); otherwise it copies into a new block of the
+ * same request's arena (the old one stays until the request ends).
+ * realloc(NULL, n) is malloc(n); realloc(p, 0) keeps p as a zero-size block.
+ */
+void *nea_arena_malloc(size_t n);
+void *nea_arena_calloc(size_t count, size_t size);
+void *nea_arena_realloc(void *p, size_t n);
+void *nea_arena_try_malloc(size_t n);
+void *nea_arena_try_calloc(size_t count, size_t size);
+void *nea_arena_try_realloc(void *p, size_t n);
+/* Frees p (NULL is fine) from any nea_arena_* or per-object adapter. */
+void nea_arena_free(void *p);
+
+/*
+ * Per-object adapters: the library passes the request back as its opaque
+ * pointer, so they work wherever the request is alive (the free hooks also
+ * from its defers). The allocating ones need the request's frame innermost
+ * only in their unwinding form.
+ *
+ * zlib:       strm.zalloc = nea_zalloc (or nea_try_zalloc);
+ *             strm.zfree = nea_zfree; strm.opaque = req;
+ * protobuf-c: ProtobufCAllocator a = {nea_pbc_alloc, nea_pbc_free, req};
+ */
+void *nea_zalloc(void *req, unsigned items, unsigned size);
+void *nea_try_zalloc(void *req, unsigned items, unsigned size);
+void nea_zfree(void *req, void *p);
+void *nea_pbc_alloc(void *req, size_t n);
+void *nea_try_pbc_alloc(void *req, size_t n);
+void nea_pbc_free(void *req, void *p);
+
 /* --- Convenience ------------------------------------------------------ */
 
 typedef struct nea_route {

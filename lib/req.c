@@ -223,7 +223,7 @@ int nea_req_protect(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg
 
 /* --- allocation ----------------------------------------------------------- */
 
-static _Noreturn void unwind(nea_req *req, size_t asked)
+_Noreturn void nea__req_unwind(nea_req *req, size_t asked)
 {
     req->oom_asked = asked;
     nea__tramp_unwind(&req->env->tramp, req);
@@ -231,7 +231,7 @@ static _Noreturn void unwind(nea_req *req, size_t asked)
 
 /* Every allocation that may unwind starts here: the unwind must have a
  * frame of this very request to land in. */
-static void check_frame(const nea_req *req, const char *what)
+void nea__req_check_frame(const nea_req *req, const char *what)
 {
     nea__tramp_check(&req->env->tramp, req, what, req->msg.path);
 }
@@ -239,10 +239,10 @@ static void check_frame(const nea_req *req, const char *what)
 static void *alloc_or_unwind(nea_req *req, size_t n, size_t align, const char *what)
 {
     void *p;
-    check_frame(req, what);
+    nea__req_check_frame(req, what);
     p = nea__arena_alloc(req->arena, n, align);
     if (p == NULL) {
-        unwind(req, n);
+        nea__req_unwind(req, n);
     }
     return p;
 }
@@ -270,9 +270,9 @@ void *nea_calloc(nea_req *req, size_t count, size_t size)
 {
     size_t n;
     void *p;
-    check_frame(req, "nea_calloc");
+    nea__req_check_frame(req, "nea_calloc");
     if (__builtin_mul_overflow(count, size, &n)) {
-        unwind(req, SIZE_MAX);
+        nea__req_unwind(req, SIZE_MAX);
     }
     p = alloc_or_unwind(req, n, NEA__ALIGN, "nea_calloc");
     memset(p, 0, n);
@@ -304,10 +304,10 @@ char *nea_vprintf(nea_req *req, const char *fmt, va_list ap)
     va_list ap2;
     int n;
 
-    check_frame(req, "nea_vprintf");
+    nea__req_check_frame(req, "nea_vprintf");
     p = nea__arena_alloc(a, avail, 1);
     if (p == NULL) {
-        unwind(req, 1);
+        nea__req_unwind(req, 1);
     }
     va_copy(ap2, ap);
     n = vsnprintf(p, avail, fmt, ap2);
@@ -326,7 +326,7 @@ char *nea_vprintf(nea_req *req, const char *fmt, va_list ap)
     /* vsnprintf wrote the whole remainder: the peak stays there so the scrub
      * policy clears those bytes too. */
     nea__arena_rollback(a, (size_t)(p - a->base));
-    unwind(req, (size_t)n + 1);
+    nea__req_unwind(req, (size_t)n + 1);
 }
 
 char *nea_printf(nea_req *req, const char *fmt, ...)

@@ -106,4 +106,12 @@ void nea__req_call(nea_req *req, void (*fn)(nea_req *, void *), void *arg);
  * handler code is on the stack the end waits for it to leave. Idempotent. */
 void nea__req_end(nea_req *req);
 
+/* Every allocation that may unwind calls this first: aborts, naming the
+ * broken handler rule, unless req's own frame is innermost (`what` names the
+ * allocating call). */
+void nea__req_check_frame(const nea_req *req, const char *what);
+/* Records `asked` as the failed request's size and unwinds to req's
+ * innermost frame (checked by nea__req_check_frame beforehand). */
+_Noreturn void nea__req_unwind(nea_req *req, size_t asked);
+
 #endif /* NEA_REQ_H */

@@ -13,6 +13,12 @@
  * different request's frame is innermost fails at once, with a message that
  * names the rule, instead of blaming the wrong request later.
  *
+ * Besides each server's chain, one thread-local pointer names the innermost
+ * frame on the thread, so code that gets no request argument (a library's
+ * global allocation hooks) can find the request whose handler is running.
+ * It is saved and restored by nea__tramp_call on both of its exits, so it
+ * is right again after an unwind.
+ *
  * _setjmp/_longjmp do not save the signal mask, so there is no syscall on
  * the hot path. The frame lives in nea__tramp_call's stack frame, which is
  * still valid when the unwind lands there.
@@ -22,18 +28,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+static _Thread_local nea__frame *current;
+
+nea__frame *nea__tramp_current(void)
+{
+    return current;
+}
+
 int nea__tramp_call(nea__trampoline *t, nea_req *req, void (*fn)(nea_req *, void *), void *arg)
 {
     nea__frame f;
+    /* Not modified after _setjmp: no volatile needed. */
+    nea__frame *const outer = current;
 
     f.prev = t->top;
     f.req = req;
     t->top = &f;
+    current = &f;
     if (_setjmp(f.jb) == 0) {
         fn(req, arg);
         t->top = f.prev;
+        current = outer;
         return 0;
     }
+    current = outer;
     t->top = f.prev;
     return NEA_ENOMEM;
 }

@@ -28,6 +28,11 @@ int nea__tramp_call(nea__trampoline *t, nea_req *req, void (*fn)(nea_req *, void
  * nea__tramp_check before any allocation that may unwind). */
 _Noreturn void nea__tramp_unwind(nea__trampoline *t, nea_req *req);
 
+/* The innermost protected frame on the calling thread, whichever server it
+ * belongs to; NULL when no handler code is running. Global-hook allocators
+ * (adapt.c) find their request through it. */
+nea__frame *nea__tramp_current(void);
+
 /* Aborts with a message naming the broken handler rule unless the innermost
  * frame belongs to req: `what` names the call (e.g. "nea_alloc"), `path`
  * identifies req in the message. An unwinding allocation may only happen

@@ -12,6 +12,7 @@ packages=(
     build-essential cmake pkg-config
     libuv1-dev node-llhttp libcmocka-dev
     clang libclang-rt-14-dev valgrind curl
+    libjansson-dev zlib1g-dev libprotobuf-c-dev
 )
 bench_packages=(
     wrk nginx libmicrohttpd-dev libh2o-dev gnuplot-nox
