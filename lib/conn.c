@@ -854,6 +854,7 @@ void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *c
                         nea_stats *stats, const nea__router *router, const nea__statics *statics,
                         nea__pool *pool, size_t max_body)
 {
+    size_t date_len;
     env->loop = loop;
     env->cfg = cfg;
     env->stats = stats;
@@ -866,6 +867,9 @@ void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *c
     env->reqs.pool = pool;
     env->reqs.date = &env->date;
     env->reqs.hooks = &req_hooks;
+    /* glibc loads the time zone (heap) on the first gmtime_r: let that
+     * happen now, not inside the first handler's frame. */
+    (void)nea__date_line(&env->date, uv_now(loop), &date_len);
 }
 
 void nea__conn_init(nea__conn *c, nea__conn_env *env, char *rbuf, char *obuf)
