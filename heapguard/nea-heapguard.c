@@ -74,7 +74,7 @@ static void write_all(const char *s, size_t n)
 static void check(const char *fn, size_t n)
 {
     void *frames[48];
-    const char *mode;
+    const char *mode, *method, *path;
     nea_req *req;
     int depth, len;
 
@@ -83,11 +83,13 @@ static void check(const char *fn, size_t n)
     }
     reporting = 1;
     __atomic_add_fetch(&hits, 1, __ATOMIC_RELAXED);
+    method = nea_req_method(req);
+    path = nea_req_path(req);
     len = snprintf(report, sizeof(report),
                    "libnea heap guard: %s(%zu) called inside handler code of %s %s "
                    "(handlers allocate from their arena; see README \"Using C libraries "
                    "inside handlers\")\n",
-                   fn, n, nea_req_method(req), nea_req_path(req));
+                   fn, n, method != NULL ? method : "-", path != NULL ? path : "-");
     write_all(report, len > 0 && (size_t)len < sizeof(report) ? (size_t)len : strlen(report));
     depth = backtrace(frames, (int)(sizeof(frames) / sizeof(frames[0])));
     backtrace_symbols_fd(frames, depth, STDERR_FILENO);

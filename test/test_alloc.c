@@ -7,11 +7,14 @@
  * an exhausted arena pool, async handlers, chunked bodies, pipelining, and
  * fresh connections; and a second workload while the loop sheds for CPU,
  * with exempt routes, handlers that never answer (500, 504) and fair-share
- * refusals. libuv may grow its fd table when a new fd number first
+ * refusals; and a third with the demo's /json and /gzip routes, where
+ * jansson and zlib allocate through the arena adapters (their out-of-memory
+ * 500s included). libuv may grow its fd table when a new fd number first
  * appears; the warm-up uses the same number of connections, so after it no
  * allocation at all is expected. Not built under sanitizers (they own
  * malloc); skipped under Valgrind for the same reason.
  */
+#include "clib-routes.h"
 #include "e2e.h"
 
 #include <malloc.h>
@@ -262,6 +265,60 @@ static void test_shedding_allocates_nothing(void **state)
     }
 }
 
+/* --- C libraries on the arena adapters ------------------------------------------- */
+
+static void clib_workload(h_fixture *f)
+{
+    int fd = h_connect(f);
+    h_expect(f, fd, "GET /json/40 HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    h_expect(f, fd, "GET /gzip/24 HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    h_expect(f, fd, "GET /json/65536 HTTP/1.1\r\nHost: x\r\n\r\n", 500, NULL);
+    h_expect(f, fd, "GET /gzip/3000 HTTP/1.1\r\nHost: x\r\n\r\n", 500, NULL);
+    h_expect(f, fd, "GET /json/1 HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    close(fd);
+    H_WAIT(f, f->srv->stats.connections_open == 0);
+}
+
+static void test_clibs_allocate_nothing(void **state)
+{
+    h_fixture *f = *state;
+    nea_stats st;
+    if (RUNNING_ON_VALGRIND) {
+        skip();
+    }
+    clib_routes_init();
+    assert_int_equal(nea_server_route(f->srv, "GET", "/json/", clib_json, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/gzip/", clib_gzip, NULL), 0);
+    clib_workload(f); /* warm-up: jansson seeds its hash function on first use */
+    clib_workload(f);
+    heap_calls = 0;
+    counting = 1;
+    for (int i = 0; i < 20; i++) {
+        clib_workload(f);
+    }
+    counting = 0;
+    h_stats(f, &st);
+    assert_true(st.oom_500 >= 2 * 20);
+    if (heap_calls != 0) {
+        fail_msg("%lu heap calls during %llu requests", heap_calls,
+                 (unsigned long long)st.requests);
+    }
+}
+
+static int setup_clibs(void **state)
+{
+    static h_fixture f;
+    nea_config cfg;
+    h_config(&cfg);
+    cfg.arena_size = 512 * 1024; /* zlib's deflate state needs about 270 KiB */
+    cfg.arena_count = 2;
+    cfg.memory_limit = 16 * 1024 * 1024;
+    h_start(&f, &cfg);
+    *state = &f;
+    return 0;
+}
+
 static int setup_shedding(void **state)
 {
     static h_fixture f;
@@ -299,6 +356,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_steady_state_allocates_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shedding_allocates_nothing, setup_shedding, teardown),
+        cmocka_unit_test_setup_teardown(test_clibs_allocate_nothing, setup_clibs, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
