@@ -24,7 +24,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "clib-routes.h"
+#include "clib.h"
 #include "e2e.h"
 #include "unit.h"
 
@@ -362,13 +362,6 @@ static void test_outside_request_uses_libc(void **state)
 
 /* --- zlib --------------------------------------------------------------------------------- */
 
-static void big_arena(nea_config *c)
-{
-    c->arena_size = 512 * KIB;
-    c->arena_count = 2;
-    c->memory_limit = 16 * MIB;
-}
-
 typedef struct zprobe {
     bool try_form;
     int init_rc, rc;
@@ -609,24 +602,10 @@ static void test_protobuf_c_exhausted(void **state)
 
 /* --- end to end: the demo's /json and /gzip -------------------------------------------------- */
 
-static void e2e_routes(h_fixture *f)
-{
-    clib_routes_init();
-    assert_int_equal(nea_server_route(f->srv, "GET", "/json/", clib_json, NULL), 0);
-    assert_int_equal(nea_server_route(f->srv, "GET", "/gzip/", clib_gzip, NULL), 0);
-}
-
-static void e2e_big(nea_config *c)
-{
-    c->arena_size = 512 * KIB;
-    c->arena_count = 2;
-    c->memory_limit = 16 * MIB;
-}
-
 static int e2e_setup(void **state)
 {
-    h_test_start(state, e2e_big);
-    e2e_routes(*state);
+    h_test_start(state, t_clib_config);
+    t_clib_routes(((h_fixture *)*state)->srv);
     return 0;
 }
 
@@ -734,7 +713,7 @@ static void test_e2e_fault_sweep(void **state)
 
 static int big_setup(void **state)
 {
-    *state = unit_start(big_arena);
+    *state = unit_start(t_clib_config);
     return 0;
 }
 

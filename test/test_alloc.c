@@ -14,7 +14,7 @@
  * allocation at all is expected. Not built under sanitizers (they own
  * malloc); skipped under Valgrind for the same reason.
  */
-#include "clib-routes.h"
+#include "clib.h"
 #include "e2e.h"
 
 #include <malloc.h>
@@ -287,9 +287,7 @@ static void test_clibs_allocate_nothing(void **state)
     if (RUNNING_ON_VALGRIND) {
         skip();
     }
-    clib_routes_init();
-    assert_int_equal(nea_server_route(f->srv, "GET", "/json/", clib_json, NULL), 0);
-    assert_int_equal(nea_server_route(f->srv, "GET", "/gzip/", clib_gzip, NULL), 0);
+    t_clib_routes(f->srv);
     clib_workload(f); /* warm-up: jansson seeds its hash function on first use */
     clib_workload(f);
     heap_calls = 0;
@@ -311,9 +309,7 @@ static int setup_clibs(void **state)
     static h_fixture f;
     nea_config cfg;
     h_config(&cfg);
-    cfg.arena_size = 512 * 1024; /* zlib's deflate state needs about 270 KiB */
-    cfg.arena_count = 2;
-    cfg.memory_limit = 16 * 1024 * 1024;
+    t_clib_config(&cfg);
     h_start(&f, &cfg);
     *state = &f;
     return 0;

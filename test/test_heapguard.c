@@ -9,7 +9,7 @@
  * tests that need the guard to see calls are skipped.
  */
 #include "child.h"
-#include "clib-routes.h"
+#include "clib.h"
 #include "e2e.h"
 #include "unit.h"
 
@@ -135,9 +135,7 @@ static void test_demo_handlers_never_touch_heap(void **state)
         skip();
     }
     unsetenv("NEA_HEAPGUARD"); /* abort at once on a heap call */
-    clib_routes_init();
-    assert_int_equal(nea_server_route(f->srv, "GET", "/json/", clib_json, NULL), 0);
-    assert_int_equal(nea_server_route(f->srv, "GET", "/gzip/", clib_gzip, NULL), 0);
+    t_clib_routes(f->srv);
     before = nea_heapguard_hits();
     for (int round = 0; round < 3; round++) {
         for (size_t i = 0; i < sizeof(raws) / sizeof(raws[0]); i++) {
@@ -149,16 +147,9 @@ static void test_demo_handlers_never_touch_heap(void **state)
     assert_int_equal(nea_heapguard_hits(), before);
 }
 
-static void big_arena(nea_config *c)
-{
-    c->arena_size = 512 * KIB;
-    c->arena_count = 2;
-    c->memory_limit = 16 * MIB;
-}
-
 static int setup(void **state)
 {
-    h_test_start(state, big_arena);
+    h_test_start(state, t_clib_config);
     return 0;
 }
 
