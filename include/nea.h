@@ -19,8 +19,9 @@
  * Handler rules (a handler is any function registered with nea_server_route
  * or passed to nea_req_run):
  *   1. Allocate request memory only through the request's arena
- *      (nea_alloc and friends). It is freed, all at once, when the request
- *      ends. Never free() it.
+ *      (nea_alloc and friends; a C library through the adapters of "Using
+ *      C libraries inside handlers" below). It is freed, all at once, when
+ *      the request ends. Never free() it.
  *   2. Register every external resource the request holds (fd, lock, heap
  *      block from a third-party library) with nea_req_defer, so it is
  *      released on every path out of the request, including out-of-memory
