@@ -106,9 +106,9 @@ void clib_json(nea_req *req, void *data)
  * output is neither trivial to compress nor random. */
 static void text_kib(char *buf, unsigned kib)
 {
-    static const char *const words[] = {"arena",  "bound", "request", "memory", "handler",
-                                        "deflate", "json",  "refusal", "slot",   "unwind",
-                                        "libuv",  "llhttp", "pool",    "guard",  "page"};
+    static const char *const words[] = {"arena",   "bound",  "request", "memory", "handler",
+                                        "deflate", "json",   "refusal", "slot",   "unwind",
+                                        "libuv",   "llhttp", "pool",    "guard",  "page"};
     uint32_t seed = kib * 2654435761u + 1;
     size_t o = (size_t)snprintf(buf, 1024, "%08u", kib);
     while (o < 1023) {

@@ -277,8 +277,8 @@ static void unwind_pbc(nea_req *req, void *arg)
 static void test_plain_unwinds(void **state)
 {
     fixture *f = *state;
-    void (*const fns[])(nea_req *, void *) = {exhaust, unwind_calloc, unwind_realloc,
-                                              unwind_zalloc, unwind_pbc};
+    void (*const fns[])(nea_req *, void *) = {exhaust, unwind_calloc, unwind_realloc, unwind_zalloc,
+                                              unwind_pbc};
     for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
         tiers t = {0};
         run_req(f, fns[i], &t);
@@ -385,8 +385,8 @@ static void z_handler(nea_req *req, void *arg)
     zs->zalloc = z->try_form ? nea_try_zalloc : nea_zalloc;
     zs->zfree = nea_zfree;
     zs->opaque = req;
-    z->init_rc = deflateInit2(zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
-                              Z_DEFAULT_STRATEGY);
+    z->init_rc =
+        deflateInit2(zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
     if (z->init_rc != Z_OK) {
         return;
     }
@@ -721,16 +721,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_current, unit_setup, unit_teardown),
-        cmocka_unit_test_setup_teardown(test_current_cleared_by_unwind, unit_setup,
-                                        unit_teardown),
+        cmocka_unit_test_setup_teardown(test_current_cleared_by_unwind, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_realloc_in_place, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_realloc_by_copy, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_calloc_zeroes, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_try_returns_null, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_plain_unwinds, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_unwind_inside_protect, unit_setup, unit_teardown),
-        cmocka_unit_test_setup_teardown(test_outside_request_uses_libc, unit_setup,
-                                        unit_teardown),
+        cmocka_unit_test_setup_teardown(test_outside_request_uses_libc, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_zlib_deflate_in_arena, big_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_zlib_small_arena, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_jansson_global_hooks, unit_setup, unit_teardown),
@@ -739,8 +737,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_protobuf_c_exhausted, unit_setup, unit_teardown),
 #endif
         cmocka_unit_test_setup_teardown(test_e2e_json_gzip, e2e_setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_e2e_oom_inside_libraries, e2e_setup,
-                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_oom_inside_libraries, e2e_setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_e2e_fault_sweep, e2e_setup, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
