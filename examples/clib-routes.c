@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +29,17 @@ static void answer(nea_req *req, int status, const char *text)
     nea_respond_static(req, status, "text/plain", text, strlen(text));
 }
 
-/* The route's N: decimal digits only, 1..CLIB_MAX_N; 0 when invalid. */
-static unsigned route_n(nea_req *req)
+/* The route's N: decimal digits only, 1..max; 0 when invalid. */
+static unsigned route_n(nea_req *req, bool libc)
 {
+    const unsigned long max = libc ? CLIB_LIBC_MAX_N : UINT32_MAX;
     const char *s = nea_req_path_tail(req);
     unsigned long v = 0;
     size_t i;
-    for (i = 0; s[i] >= '0' && s[i] <= '9' && v <= CLIB_MAX_N; i++) {
+    for (i = 0; s[i] >= '0' && s[i] <= '9' && v <= max; i++) {
         v = v * 10 + (unsigned long)(s[i] - '0');
     }
-    return s[i] == '\0' && v >= 1 && v <= CLIB_MAX_N ? (unsigned)v : 0;
+    return s[i] == '\0' && v >= 1 && v <= max ? (unsigned)v : 0;
 }
 
 /* The libc siblings own the heap block that holds the body until the
@@ -75,12 +77,12 @@ static json_t *json_items(unsigned n)
 void clib_json(nea_req *req, void *data)
 {
     const bool libc = data == CLIB_LIBC;
-    unsigned n = route_n(req);
+    unsigned n = route_n(req, libc);
     json_t *root;
     char *text;
 
     if (n == 0) {
-        answer(req, 400, "usage: /json/N (1..65536)\n");
+        answer(req, 400, "usage: /json/N (N >= 1)\n");
         return;
     }
     if (libc) {
@@ -174,13 +176,13 @@ static bool gz_deflate(z_stream *zs, gz_out *out, unsigned n)
 void clib_gzip(nea_req *req, void *data)
 {
     const bool libc = data == CLIB_LIBC;
-    unsigned n = route_n(req);
+    unsigned n = route_n(req, libc);
     z_stream zs;
     gz_out out = {NULL, 0, libc ? realloc : nea_arena_realloc};
     bool ok;
 
     if (n == 0) {
-        answer(req, 400, "usage: /gzip/N (1..65536)\n");
+        answer(req, 400, "usage: /gzip/N (N >= 1)\n");
         return;
     }
     memset(&zs, 0, sizeof(zs));

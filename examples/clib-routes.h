@@ -22,8 +22,10 @@
 extern char clib_libc[];
 #define CLIB_LIBC ((void *)clib_libc)
 
-/* Largest N either route accepts (400 above it). */
-#define CLIB_MAX_N 65536u
+/* Largest N the libc siblings accept (400 above it): nothing else bounds
+ * their heap. The arena routes take any N below 2^32; the arena bounds
+ * them (a too-large N stops at the arena's end with the 500). */
+#define CLIB_LIBC_MAX_N 65536u
 
 /* Points jansson's global allocation hooks at the arena adapters; call once
  * before serving. */

@@ -16,8 +16,9 @@
  *   GET  /json/N     N objects encoded by jansson, allocating from the arena
  *   GET  /gzip/N     N KiB of text deflated by zlib from the arena
  *                    (Content-Encoding: gzip; needs --arena-size 512k)
+ *                    (a too-large N: the out-of-memory 500)
  *   GET  /json-libc/N, /gzip-libc/N   the same with libc malloc, for the
- *                    benchmark (only with --libc-routes)
+ *                    benchmark (only with --libc-routes; N at most 65536)
  *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */

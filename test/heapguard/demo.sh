@@ -60,6 +60,8 @@ for round in 1 2; do
     expect 200 /gzip/64 --compressed
     expect 500 /json/65536
     expect 500 /gzip/5000
+    expect 500 /json/4000000000
+    expect 500 /gzip/4000000000
     expect 400 /json/0
     expect 200 /alloc/4
     expect 500 /alloc/100000
