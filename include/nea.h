@@ -40,9 +40,11 @@
  *      arena memory are invalid.
  *
  * One meaning for 503: libnea answers 503 only before a handler started
- * (no slot, no arena in time, queue full, draining), so a load balancer may
- * retry it anywhere, whatever the method. Once a handler ran, failures are
- * 500 (out of memory, no response) or 504 (response_timeout_ms).
+ * (no slot, no arena in time, queue full, CPU or fair-share shedding, a
+ * readiness check while draining), so a load balancer may retry it
+ * anywhere, whatever the method. Once a handler ran, failures are 500 (out
+ * of memory, no response) or 504 (response_timeout_ms): not retryable, the
+ * handler's side effects may have happened.
  */
 #ifndef NEA_H
 #define NEA_H
@@ -143,8 +145,15 @@ typedef struct nea_config {
                                       written within this long. Default 10000 */
     unsigned queue_timeout_ms;     /* wait for a free arena before 503; 0 = no wait, 503
                                       at once. Default 100 */
-    unsigned drain_timeout_ms;     /* nea_server_close waits this long for in-flight
-                                      requests. Default 5000 */
+    unsigned drain_timeout_ms;     /* once accepting stops, nea_server_close waits this
+                                      long for in-flight requests. Default 5000 */
+    unsigned drain_delay_ms;       /* nea_server_close first announces the drain (the
+                                      agent answers "drain", NEA_ROUTE_READY routes 503)
+                                      and goes on accepting and serving this long, every
+                                      response with Connection: close, so that a load
+                                      balancer stops sending before any connection is
+                                      refused. Set it above the balancer's check interval.
+                                      0 = stop accepting at once. Default 0 */
     unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */
 
     /* Refusal when the CPU is the limit (see README "Overload"): when in
@@ -168,6 +177,15 @@ typedef struct nea_config {
                                       one client address may hold at most this percent
                                       of the slots and of the arenas (at least one);
                                       more gets 503. 0 = off. Default 50 */
+
+    /* Load-balancer agent (HAProxy's agent-check): a TCP port on which every
+     * connection is answered one line and closed: "up ready N%\n", N the
+     * share of arenas and connection slots free (at most 10 while shedding
+     * for CPU, at least 1), or "drain\n" once nea_server_close was called.
+     * Costs no arena and no allocation; started by nea_server_listen. */
+    int agent_port;         /* -1 = no agent; 0 = any free port (see
+                               nea_server_agent_port). Default -1 */
+    const char *agent_host; /* IP literal; NULL = host. Default NULL */
 
     int prefault;    /* make the whole reservation resident at start. Default 0 */
     int lock_memory; /* mlock the reservation. Default 0 */
@@ -261,6 +279,12 @@ enum {
      * and may take the reserved_arenas no other route can, so they answer
      * while the server refuses everything else. Keep their handlers small. */
     NEA_ROUTE_EXEMPT = 1u << 0,
+    /* A readiness check for balancers that speak only HTTP: answered by
+     * libnea itself before any arena is taken (no handler: pass fn NULL),
+     * never shed for CPU or fairness: 200 "ready" while the server serves,
+     * the 503 with Retry-After once nea_server_close was called (counted in
+     * shed_draining). Register it for GET (HEAD then works too). */
+    NEA_ROUTE_READY = 1u << 1,
 };
 
 /* nea_server_route with flags (NEA_ROUTE_*); the same errors, and UV_EINVAL
@@ -268,22 +292,31 @@ enum {
 int nea_server_route_flags(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                            void *data, unsigned flags);
 
-/* Binds and listens on cfg->host:cfg->port. Returns 0, NEA_ESTATE (already
- * listening, or closing), or a UV_E* error from bind/listen (logged). */
+/* Binds and listens on cfg->host:cfg->port, and on the agent port when
+ * cfg->agent_port >= 0. Returns 0, NEA_ESTATE (already listening, or
+ * closing), or a UV_E* error from bind/listen (logged; nothing listens then,
+ * close the server). */
 int nea_server_listen(nea_server *s);
 
 /* The bound port (useful after port 0), or -1 when not listening. */
 int nea_server_port(const nea_server *s);
 
+/* The bound agent port, or -1 when there is no agent or it is not listening. */
+int nea_server_agent_port(const nea_server *s);
+
 /* The plan the server was created with. */
 const nea_plan *nea_server_plan(const nea_server *s);
 
 /*
- * Graceful drain: stops accepting, closes idle connections, answers 503 to
- * requests waiting for an arena, lets in-flight requests finish for up to
- * drain_timeout_ms (then cancels them), closes every handle, unmaps the
- * reservation and calls cb(s, data) from the loop, exactly once. After cb,
- * s is invalid. The loop may then be closed with uv_loop_close.
+ * Graceful drain. First the announcement: the agent answers "drain",
+ * NEA_ROUTE_READY routes answer 503, and every response carries
+ * Connection: close (a keep-alive client's next request is still served);
+ * new connections are still accepted for drain_delay_ms. Then it stops
+ * accepting, closes idle connections and those caught mid-head, lets
+ * in-flight and queued requests finish for up to drain_timeout_ms (then
+ * cancels them), closes every handle, unmaps the reservation and calls
+ * cb(s, data) from the loop, exactly once. After cb, s is invalid. The loop
+ * may then be closed with uv_loop_close.
  *
  * May be called from inside a handler: the handler's own request is in
  * flight and finishes normally (its response carries Connection: close).
@@ -302,7 +335,7 @@ typedef struct nea_stats {
     uint64_t shed_no_arena; /*   no arena within queue_timeout_ms, or the queue full */
     uint64_t shed_cpu;      /*   the loop overloaded (overload_target_ms) */
     uint64_t shed_fair;     /*   the client's address over fair_share_pct */
-    uint64_t shed_draining; /*   waiting for an arena when the server began to drain */
+    uint64_t shed_draining; /*   a NEA_ROUTE_READY check while the server drains */
     uint64_t timeouts;      /* header, body (idle, deadline, rate), response and write */
     uint64_t unanswered;    /* handlers that never responded: 500 when one returned with
                                nothing pending, 504 at response_timeout_ms */

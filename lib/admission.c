@@ -13,9 +13,11 @@
  *
  * Arenas: a routed head takes a free arena at once, or waits in a bounded
  * FIFO for at most queue_timeout_ms, or is told 503 (queue full, no waiting
- * configured, or the server draining). An arena that returns goes to the
- * head that waited longest, exempt routes (health, metrics) first; only
- * they may take the last reserved_arenas.
+ * configured). A drain leaves queued heads their place. An arena that
+ * returns goes to the head that waited longest, exempt routes (health,
+ * metrics) first; only they may take the last reserved_arenas. Readiness
+ * routes (NEA_ROUTE_READY) take none: they are answered from a pre-built
+ * response before any of this, 503 once the drain is announced.
  *
  * Before an arena is taken, two more refusals, both 503 at once and both
  * skipped for exempt routes: the loop is overloaded (load.c decides), or
@@ -187,19 +189,32 @@ static bool refused(nea__admission *adm, nea__conn *c)
     return false;
 }
 
+/* A readiness check is answered here, before any refusal and without an
+ * arena: ready while serving, 503 once the drain is announced. */
+static bool answered_ready(nea__conn *c)
+{
+    if (c->route == NULL || (c->route->flags & NEA_ROUTE_READY) == 0) {
+        return false;
+    }
+    if (c->env->closing) {
+        c->env->stats->shed_draining++;
+        nea__conn_shed(c, false);
+    } else {
+        nea__conn_respond_error(c, NEA__READY);
+    }
+    return true;
+}
+
 static void on_routed(nea__conn *c)
 {
     nea__admission *adm = c->env->hooks_data;
     const nea_config *cfg = c->env->cfg;
 
-    if (refused(adm, c)) {
+    if (answered_ready(c) || refused(adm, c)) {
         return;
     }
     if (arena_free_for(adm, c)) {
         nea__conn_arena_ready(c, nea__pool_acquire(adm->pool));
-    } else if (c->env->closing) {
-        c->env->stats->shed_draining++;
-        nea__conn_shed(c, false);
     } else if (cfg->queue_timeout_ms > 0 && adm->wait_len < adm->wait_max) {
         nea__conn_wait(c, cfg->queue_timeout_ms);
     } else {
@@ -397,7 +412,7 @@ static void accept_pending(nea__admission *adm)
 {
     nea__conn *c, *victim;
 
-    if (!adm->accept_pending || adm->env->closing) {
+    if (!adm->accept_pending || adm->stopped) {
         return;
     }
     c = adm->free_conns;
@@ -502,16 +517,23 @@ void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *poo
 
 void nea__admission_drain(nea__admission *adm)
 {
+    adm->stopped = true;
     for (unsigned i = 0; i < adm->count; i++) {
         nea__conn *c = nea__admission_slot(adm, i);
         if (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD) {
             nea__conn_close(c);
-        } else if (c->state == NEA__C_QUEUED) {
-            uv_timer_stop(&c->timer);
-            adm->env->stats->shed_draining++;
-            nea__conn_shed(c, false);
         }
     }
+}
+
+unsigned nea__admission_slots_busy(const nea__admission *adm)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < adm->count; i++) {
+        nea__conn_state st = nea__admission_slot(adm, i)->state;
+        n += st != NEA__C_FREE && st != NEA__C_IDLE && st != NEA__C_LINGER;
+    }
+    return n;
 }
 
 void nea__admission_cancel(nea__admission *adm)

@@ -54,6 +54,7 @@ struct nea__admission {
     uv_idle_t regrant;   /* hands out arenas in the next iteration (admission.c: grant) */
     bool accept_pending; /* a connection waits on the listener for a slot */
     bool granting;       /* the arena hand-off loop is running */
+    bool stopped;        /* draining: no connection is accepted any more */
     /* A slot, a reject handle or an arena came back (the server may finish
      * closing). */
     void (*changed)(void *data);
@@ -73,9 +74,13 @@ void nea__admission_on_connection(nea__admission *adm, uv_stream_t *listener);
 /* Serves an already-connected stream socket in a free slot, as if accepted.
  * Returns 0, UV_EBUSY (no free slot) or the accept error. */
 int nea__admission_adopt(nea__admission *adm, uv_os_sock_t fd);
-/* Drain: close idle connections and those receiving a head, answer 503 to
- * queued heads. In-flight requests carry on. */
+/* Drain: accept no more, close idle connections and those receiving a
+ * head. Queued heads keep their place; in-flight requests carry on. */
 void nea__admission_drain(nea__admission *adm);
+/* Slots holding a request or a connection on its way to one (idle
+ * keep-alive and lingering slots give way to newcomers, so they count as
+ * free). O(max_connections). */
+unsigned nea__admission_slots_busy(const nea__admission *adm);
 /* Closes every connection, cancelling what is in flight. */
 void nea__admission_cancel(nea__admission *adm);
 /* True while any slot or reject handle is in use. */

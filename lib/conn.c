@@ -445,7 +445,8 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     bool head_only = c->head.headers_done && c->parser.method == HTTP_HEAD;
     unsigned n;
 
-    if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500 && e != NEA__E503 && e != NEA__E504) {
+    if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500 && e != NEA__E503 && e != NEA__E504 &&
+        e != NEA__READY) {
         c->must_close = true; /* the connection's framing can't be trusted */
     } else if (c->req == NULL && body_expected(c)) {
         c->must_close = true; /* answered from the head: the unread body follows */

@@ -39,7 +39,8 @@ static void on_close(uv_handle_t *h)
     l->on_closed(l->data);
 }
 
-int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg, nea_stats *stats,
+int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg,
+                        const char *host, int port, nea_stats *stats,
                         unsigned *handles_open, nea__fault *fault,
                         void (*on_conn)(void *data, uv_stream_t *listener),
                         void (*on_closed)(void *data), void *data)
@@ -61,8 +62,8 @@ int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg
     l->data = data;
     l->port = -1;
     /* The plan accepted host as an IP literal. */
-    if (uv_ip4_addr(cfg->host, cfg->port, &addr.in4) != 0) {
-        (void)uv_ip6_addr(cfg->host, cfg->port, &addr.in6);
+    if (uv_ip4_addr(host, port, &addr.in4) != 0) {
+        (void)uv_ip6_addr(host, port, &addr.in6);
     }
     uv_tcp_init(loop, &l->tcp);
     (*handles_open)++;
@@ -77,8 +78,7 @@ int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg
         rc = uv_tcp_getsockname(&l->tcp, &addr.sa, &len);
     }
     if (rc != 0) {
-        nea__log(cfg, NEA_LOG_ERROR, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
-                 uv_strerror(rc));
+        nea__log(cfg, NEA_LOG_ERROR, "cannot listen on %s:%d: %s", host, port, uv_strerror(rc));
         uv_close((uv_handle_t *)&l->tcp, on_close);
         return rc;
     }

@@ -21,9 +21,10 @@ typedef struct nea__listener {
     void *data;
 } nea__listener;
 
-/* Binds cfg->host:cfg->port and listens. Returns 0 or a UV_E* error (logged;
- * the handle is then closing and on_closed will be called). */
-int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg, nea_stats *stats,
+/* Binds host:port and listens (cfg: the log sink). Returns 0 or a UV_E*
+ * error (logged; the handle is then closing and on_closed will be called). */
+int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg,
+                        const char *host, int port, nea_stats *stats,
                         unsigned *handles_open, nea__fault *fault,
                         void (*on_connection)(void *data, uv_stream_t *listener),
                         void (*on_closed)(void *data), void *data);

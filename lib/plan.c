@@ -50,6 +50,7 @@ void nea_config_init(nea_config *cfg)
     cfg->write_timeout_ms = 10000;
     cfg->queue_timeout_ms = 100;
     cfg->drain_timeout_ms = 5000;
+    cfg->drain_delay_ms = 0;
     cfg->retry_after_s = 1;
     cfg->overload_target_ms = 5;
     cfg->overload_interval_ms = 25;
@@ -57,6 +58,8 @@ void nea_config_init(nea_config *cfg)
     cfg->overload_hold_ms = 1000;
     cfg->reserved_arenas = 0;
     cfg->fair_share_pct = 50;
+    cfg->agent_port = -1;
+    cfg->agent_host = NULL;
     cfg->prefault = 0;
     cfg->lock_memory = 0;
     cfg->guard_pages = 1;
@@ -136,6 +139,14 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
     if (cfg->host == NULL || strlen(cfg->host) >= sz->host_max || !is_ip_literal(cfg->host)) {
         return refuse(E, errbuf, errlen, "host \"%s\" is not an IPv4 or IPv6 literal",
                       cfg->host != NULL ? cfg->host : "(null)");
+    }
+    if (cfg->agent_port < -1 || cfg->agent_port > 65535) {
+        return refuse(E, errbuf, errlen, "agent_port %d is outside -1..65535", cfg->agent_port);
+    }
+    if (cfg->agent_host != NULL &&
+        (strlen(cfg->agent_host) >= sz->host_max || !is_ip_literal(cfg->agent_host))) {
+        return refuse(E, errbuf, errlen, "agent_host \"%s\" is not an IPv4 or IPv6 literal",
+                      cfg->agent_host);
     }
     if (cfg->backlog <= 0) {
         return refuse(E, errbuf, errlen, "backlog %d must be > 0", cfg->backlog);

@@ -101,6 +101,7 @@ static const int error_status[NEA__ECOUNT] = {
     [NEA__E400] = 400, [NEA__E404] = 404, [NEA__E405] = 405, [NEA__E408] = 408,
     [NEA__E413] = 413, [NEA__E414] = 414, [NEA__E431] = 431, [NEA__E500] = 500,
     [NEA__E501] = 501, [NEA__E503] = 503, [NEA__E504] = 504, [NEA__E505] = 505,
+    [NEA__READY] = 200,
 };
 
 nea__err nea__err_for_status(int status)
@@ -133,6 +134,7 @@ void nea__statics_build(nea__statics *st, unsigned retry_after_s)
         [NEA__E503] = "Service Unavailable: server at capacity, try again\n",
         [NEA__E504] = "Gateway Timeout: the handler did not respond in time\n",
         [NEA__E505] = "HTTP Version Not Supported\n",
+        [NEA__READY] = "ready\n",
     };
     for (int e = 0; e < NEA__ECOUNT; e++) {
         nea__static_resp *r = &st->at[e];

@@ -7,7 +7,8 @@
 
 #include "arena.h"
 
-/* Pre-built error responses: everything but the Date (and Allow) lines. */
+/* Pre-built responses (errors, and the readiness answer): everything but
+ * the Date (and Allow) lines. */
 typedef enum {
     NEA__E400,
     NEA__E404,
@@ -21,6 +22,7 @@ typedef enum {
     NEA__E503,
     NEA__E504,
     NEA__E505,
+    NEA__READY, /* 200 "ready": the answer of a NEA_ROUTE_READY route */
     NEA__ECOUNT
 } nea__err;
 

@@ -58,11 +58,13 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     nea__route *rt;
     size_t len, mlen;
 
-    if (method == NULL || path == NULL || fn == NULL) {
-        return refuse(UV_EINVAL, why, why_len, "route needs a method, a path and a handler");
-    }
-    if ((flags & ~(unsigned)NEA_ROUTE_EXEMPT) != 0) {
+    if ((flags & ~(unsigned)(NEA_ROUTE_EXEMPT | NEA_ROUTE_READY)) != 0) {
         return refuse(UV_EINVAL, why, why_len, "unknown route flags 0x%x", flags);
+    }
+    /* A readiness route is answered by libnea itself: it takes no handler. */
+    if (method == NULL || path == NULL || (fn == NULL) != ((flags & NEA_ROUTE_READY) != 0)) {
+        return refuse(UV_EINVAL, why, why_len,
+                      "route needs a method, a path and a handler (none for NEA_ROUTE_READY)");
     }
     mlen = strlen(method);
     for (size_t i = 0; i < mlen; i++) {

@@ -7,10 +7,16 @@
  * the listener reports pending connections to admission. After that this
  * file only starts and stops things.
  *
- * Close: stop accepting, close idle connections, let requests in flight
- * finish for drain_timeout_ms, then cancel what is left; once every handle
- * has closed the reservation is unmapped and the user's callback runs,
- * exactly once.
+ * Close: announce the drain (the agent says "drain", every response closes
+ * its connection) and go on serving for drain_delay_ms, so that a balancer
+ * stops sending before a connection is refused; then stop accepting, close
+ * idle connections, let requests in flight and queued finish for
+ * drain_timeout_ms, then cancel what is left; once every handle has closed
+ * (the agent's last) the reservation is unmapped and the user's callback
+ * runs, exactly once.
+ *
+ * The agent learns the server's capacity through read_capacity, the one
+ * read of everything a balancer is told.
  */
 #include "server.h"
 
@@ -82,6 +88,8 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     s->cfg = *cfg;
     strcpy(s->host, cfg->host);
     s->cfg.host = s->host;
+    strcpy(s->agent_host, cfg->agent_host != NULL ? cfg->agent_host : cfg->host);
+    s->cfg.agent_host = s->agent_host;
     s->plan = plan;
     s->region = region;
     s->loop = loop;
@@ -163,13 +171,43 @@ static void on_connection(void *data, uv_stream_t *listener)
     nea__admission_on_connection(&s->admission, listener);
 }
 
+int nea_server_agent_port(const nea_server *s)
+{
+    return s->agent.listener.listening ? s->agent.listener.port : -1;
+}
+
+/* What a balancer is told, read over the whole server at once. */
+static void read_capacity(void *data, nea__capacity *out)
+{
+    const nea_server *s = data;
+    unsigned reserved = s->admission.reserved, free = s->pool.count - s->pool.in_use;
+    out->arenas = s->pool.count > reserved ? s->pool.count - reserved : 0;
+    out->arenas_free = free > reserved ? free - reserved : 0;
+    out->queued = s->admission.wait_len;
+    out->slots = s->admission.count;
+    out->slots_busy = nea__admission_slots_busy(&s->admission);
+    out->shedding = s->load.shedding;
+    out->draining = s->closing;
+}
+
 int nea_server_listen(nea_server *s)
 {
+    int rc;
     if (s->listener.open || s->closing) {
         return NEA_ESTATE;
     }
-    return nea__listener_start(&s->listener, s->loop, &s->cfg, &s->stats, &s->env.handles_open,
-                               &s->fault, on_connection, maybe_finish_close, s);
+    rc = nea__listener_start(&s->listener, s->loop, &s->cfg, s->cfg.host, s->cfg.port, &s->stats,
+                             &s->env.handles_open, &s->fault, on_connection, maybe_finish_close,
+                             s);
+    if (rc == 0 && s->cfg.agent_port >= 0) {
+        rc = nea__agent_start(&s->agent, s->loop, &s->cfg, s->cfg.agent_host, s->cfg.agent_port,
+                              &s->stats, &s->env.handles_open, read_capacity, maybe_finish_close,
+                              s);
+        if (rc != 0) {
+            nea__listener_close(&s->listener);
+        }
+    }
+    return rc;
 }
 
 #ifdef NEA_FAULT_INJECTION
@@ -212,6 +250,10 @@ static void maybe_finish_close(void *data)
     if (nea__admission_busy(&s->admission) || s->env.reqs.live > 0 || s->listener.open) {
         return;
     }
+    if (nea__agent_open(&s->agent)) {
+        nea__agent_close(&s->agent); /* its closed hook comes back here */
+        return;
+    }
     uv_close((uv_handle_t *)&s->drain_timer, on_handle_closed);
     nea__load_close(&s->load, on_handle_closed, s);
     nea__admission_close_timers(&s->admission, on_handle_closed, s);
@@ -225,6 +267,21 @@ static void on_drain_deadline(uv_timer_t *t)
     nea__admission_cancel(&s->admission);
 }
 
+/* The announcement is over: stop accepting and let what is in flight
+ * finish. */
+static void stop_accepting(nea_server *s)
+{
+    nea__listener_close(&s->listener);
+    nea__admission_drain(&s->admission);
+    uv_timer_start(&s->drain_timer, on_drain_deadline, s->cfg.drain_timeout_ms, 0);
+    maybe_finish_close(s);
+}
+
+static void on_drain_delay(uv_timer_t *t)
+{
+    stop_accepting(t->data);
+}
+
 int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data)
 {
     if (s->closing) {
@@ -234,9 +291,12 @@ int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void 
     s->env.closing = true;
     s->close_cb = cb;
     s->close_data = data;
-    nea__listener_close(&s->listener);
-    nea__admission_drain(&s->admission);
-    uv_timer_start(&s->drain_timer, on_drain_deadline, s->cfg.drain_timeout_ms, 0);
-    maybe_finish_close(s);
+    if (s->cfg.drain_delay_ms > 0 && s->listener.listening) {
+        nea__log(&s->cfg, NEA_LOG_INFO, "draining: still accepting for %u ms",
+                 s->cfg.drain_delay_ms);
+        uv_timer_start(&s->drain_timer, on_drain_delay, s->cfg.drain_delay_ms, 0);
+    } else {
+        stop_accepting(s);
+    }
     return 0;
 }

@@ -6,6 +6,7 @@
 #define NEA_SERVER_H
 
 #include "admission.h"
+#include "agent.h"
 #include "listener.h"
 #include "region.h"
 
@@ -15,6 +16,7 @@
 struct nea_server {
     nea_config cfg; /* the host's config, copied; cfg.host points at host */
     char host[NEA__HOST_MAX];
+    char agent_host[NEA__HOST_MAX]; /* cfg.agent_host, or host when that was NULL */
     nea_plan plan;
     nea__region region;
     uv_loop_t *loop;
@@ -26,9 +28,10 @@ struct nea_server {
     nea__load load;
     nea__admission admission;
     nea__listener listener;
-    uv_timer_t drain_timer;
+    nea__agent agent;
+    uv_timer_t drain_timer; /* drain_delay_ms, then drain_timeout_ms */
 
-    bool closing;
+    bool closing; /* the drain is announced (accepting stops drain_delay_ms later) */
     void (*close_cb)(nea_server *, void *);
     void *close_data;
 

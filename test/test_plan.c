@@ -123,6 +123,9 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.write_timeout_ms, 10000);
     assert_int_equal(cfg.queue_timeout_ms, 100);
     assert_int_equal(cfg.drain_timeout_ms, 5000);
+    assert_int_equal(cfg.drain_delay_ms, 0);
+    assert_int_equal(cfg.agent_port, -1); /* no agent unless asked for */
+    assert_null(cfg.agent_host);
     assert_int_equal(cfg.retry_after_s, 1);
     assert_int_equal(cfg.prefault, 0);
     assert_int_equal(cfg.lock_memory, 0);
@@ -400,6 +403,10 @@ static const refusal refusals[] = {
     {"scrub", {SET(scrub, -1)}, EINV, "NEA_SCRUB_NONE"},
     {"port", {SET(port, -1)}, EINV, "outside 0..65535"},
     {"port", {SET(port, 65536)}, EINV, "outside 0..65535"},
+    {"agent_port", {SET(agent_port, -2)}, EINV, "outside -1..65535"},
+    {"agent_port", {SET(agent_port, 65536)}, EINV, "outside -1..65535"},
+    {"agent_host", {SET_STR(agent_host, "localhost")}, EINV, "not an IPv4 or IPv6 literal"},
+    {"agent_host", {SET_STR(agent_host, HOST_LONG)}, EINV, "not an IPv4 or IPv6 literal"},
     {"retry_after_s", {SET(retry_after_s, 86401)}, EINV, "above 86400"},
     {"max_connections", {SET(max_connections, (1u << 22) + 1)}, EINV, "outside 1..4194304"},
     {"max_routes", {SET(max_routes, (1u << 16) + 1)}, EINV, "outside 1..65536"},

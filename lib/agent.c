@@ -1,0 +1,187 @@
+/*
+ * agent.c - the load-balancer agent: a tiny TCP responder on the server's
+ * loop that tells a balancer (HAProxy's agent-check) how full the server is
+ * before it has to say 503, and that it drains before connections fail.
+ *
+ * Every connection is answered one line at once and closed: "up ready N%\n"
+ * with N the weight nea__capacity_weight derives from what is free, or
+ * "drain\n" once the server began to close. "up" lifts a down state the
+ * agent did not cause only when health checks agree; "ready" lifts a drain
+ * left from this address's previous process (a rolling restart). The
+ * capacity is read through the owner's hook when the balancer asks: one
+ * read over the whole server, so per-worker servers sum into one answer.
+ *
+ * No arena, no allocation: the listener and NEA__AGENT_CLIENTS client
+ * handles live in this struct. A connection that finds them all busy stays
+ * pending on the listener (libuv stops polling it) until one closes. Bytes
+ * the balancer sends (agent-send) are read and dropped, so the close is a
+ * FIN and never a reset that could discard the answer.
+ */
+#include "agent.h"
+
+#include <stdio.h>
+#include <string.h>
+
+unsigned nea__capacity_weight(const nea__capacity *cap)
+{
+    unsigned free_arenas = cap->arenas_free > cap->queued ? cap->arenas_free - cap->queued : 0;
+    unsigned free_slots = cap->slots > cap->slots_busy ? cap->slots - cap->slots_busy : 0;
+    uint64_t w = 100, ws;
+
+    if (cap->arenas > 0) {
+        w = (uint64_t)free_arenas * 100 / cap->arenas;
+    }
+    if (cap->slots > 0) {
+        ws = (uint64_t)free_slots * 100 / cap->slots;
+        w = ws < w ? ws : w;
+    }
+    if (cap->shedding && w > 10) {
+        w = 10;
+    }
+    return w < 1 ? 1 : (unsigned)w;
+}
+
+size_t nea__capacity_line(const nea__capacity *cap, char *buf)
+{
+    if (cap->draining) {
+        memcpy(buf, "drain\n", 7);
+        return 6;
+    }
+    return (size_t)snprintf(buf, NEA__AGENT_LINE, "up ready %u%%\n", nea__capacity_weight(cap));
+}
+
+static void accept_pending(nea__agent *a);
+
+static void maybe_closed(nea__agent *a)
+{
+    if (!a->listener.open && a->clients_open == 0) {
+        a->closed(a->data);
+    }
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+    nea__agent_client *cl = h->data;
+    nea__agent *a = cl->agent;
+    cl->in_use = false;
+    a->clients_open--;
+    if (a->closing) {
+        maybe_closed(a);
+    } else {
+        accept_pending(a);
+    }
+}
+
+static void client_close(nea__agent_client *cl)
+{
+    if (!uv_is_closing((uv_handle_t *)&cl->tcp)) {
+        uv_close((uv_handle_t *)&cl->tcp, on_client_closed);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    nea__agent_client *cl = h->data;
+    (void)suggested;
+    *buf = uv_buf_init(cl->discard, sizeof(cl->discard));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (n < 0) { /* EOF or error: nothing more to say */
+        client_close(s->data);
+    }
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    (void)status;
+    client_close(w->data);
+}
+
+static void answer(nea__agent *a, nea__agent_client *cl)
+{
+    nea__capacity cap;
+    uv_buf_t buf;
+
+    memset(&cap, 0, sizeof(cap));
+    a->read(a->data, &cap);
+    buf = uv_buf_init(cl->line, (unsigned)nea__capacity_line(&cap, cl->line));
+    cl->wreq.data = cl;
+    a->answered++;
+    if (uv_read_start((uv_stream_t *)&cl->tcp, on_alloc, on_read) != 0 ||
+        uv_write(&cl->wreq, (uv_stream_t *)&cl->tcp, &buf, 1, on_written) != 0) {
+        client_close(cl);
+    }
+}
+
+static void accept_pending(nea__agent *a)
+{
+    nea__agent_client *cl = NULL;
+
+    if (a->pending == NULL || a->closing) {
+        return;
+    }
+    for (unsigned i = 0; i < NEA__AGENT_CLIENTS && cl == NULL; i++) {
+        cl = a->clients[i].in_use ? NULL : &a->clients[i];
+    }
+    if (cl == NULL) {
+        return; /* a client handle closes soon and calls back */
+    }
+    uv_tcp_init(a->pending->loop, &cl->tcp);
+    cl->tcp.data = cl;
+    cl->agent = a;
+    cl->in_use = true;
+    a->clients_open++;
+    if (uv_accept(a->pending, (uv_stream_t *)&cl->tcp) == 0) {
+        answer(a, cl);
+    } else {
+        client_close(cl);
+    }
+    a->pending = NULL;
+}
+
+static void on_connection(void *data, uv_stream_t *listener)
+{
+    nea__agent *a = data;
+    a->pending = listener;
+    accept_pending(a);
+}
+
+static void on_listener_closed(void *data)
+{
+    maybe_closed(data);
+}
+
+int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, const char *host,
+                     int port, nea_stats *stats, unsigned *handles_open,
+                     void (*read)(void *data, nea__capacity *out), void (*closed)(void *data),
+                     void *data)
+{
+    memset(a, 0, sizeof(*a));
+    a->read = read;
+    a->closed = closed;
+    a->data = data;
+    return nea__listener_start(&a->listener, loop, cfg, host, port, stats, handles_open, NULL,
+                               on_connection, on_listener_closed, a);
+}
+
+bool nea__agent_open(const nea__agent *a)
+{
+    return a->listener.open || a->clients_open > 0;
+}
+
+void nea__agent_close(nea__agent *a)
+{
+    if (a->closing || !nea__agent_open(a)) {
+        return;
+    }
+    a->closing = true;
+    nea__listener_close(&a->listener);
+    for (unsigned i = 0; i < NEA__AGENT_CLIENTS; i++) {
+        if (a->clients[i].in_use) {
+            client_close(&a->clients[i]);
+        }
+    }
+}

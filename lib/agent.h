@@ -1,0 +1,73 @@
+/*
+ * agent.h - the load-balancer agent: how full the server is, told to a
+ * balancer on its own TCP port (see agent.c).
+ */
+#ifndef NEA_AGENT_H
+#define NEA_AGENT_H
+
+#include "listener.h"
+
+/* Agent connections served at once; more wait on the listener. */
+#define NEA__AGENT_CLIENTS 4
+/* The longest answer: "up ready 100%\n". */
+#define NEA__AGENT_LINE 24
+
+/* What the balancer is told about, read over the whole server at the
+ * moment it asks. Every count is additive, so several per-worker servers
+ * of one process sum into one answer. */
+typedef struct nea__capacity {
+    unsigned arenas;      /* arenas an ordinary request may take (reserved ones excluded) */
+    unsigned arenas_free; /* of those, free now */
+    unsigned queued;      /* routed heads waiting for an arena */
+    unsigned slots;       /* connection slots */
+    unsigned slots_busy;  /* slots holding a request (idle keep-alive ones can be evicted) */
+    bool shedding;        /* shedding for CPU */
+    bool draining;        /* nea_server_close was called */
+} nea__capacity;
+
+/* The weight in percent (1..100) for cap: the smaller of the free share of
+ * arenas (less the queued heads) and of slots; at most 10 while shedding
+ * for CPU; never 0, so a full server still gets a trickle and the balancer
+ * does not run out of servers. */
+unsigned nea__capacity_weight(const nea__capacity *cap);
+/* The agent-check line for cap ("drain\n" or "up ready N%\n") into buf
+ * (NEA__AGENT_LINE bytes); returns its length. */
+size_t nea__capacity_line(const nea__capacity *cap, char *buf);
+
+typedef struct nea__agent nea__agent;
+
+typedef struct nea__agent_client {
+    uv_tcp_t tcp;
+    uv_write_t wreq;
+    nea__agent *agent;
+    char line[NEA__AGENT_LINE];
+    char discard[64]; /* whatever the balancer sends (agent-send) is read and dropped */
+    bool in_use;
+} nea__agent_client;
+
+struct nea__agent {
+    nea__listener listener;
+    nea__agent_client clients[NEA__AGENT_CLIENTS];
+    unsigned clients_open;
+    uv_stream_t *pending; /* a connection waits for a free client handle */
+    bool closing;
+    uint64_t answered;
+    void (*read)(void *data, nea__capacity *out); /* the owner's read of its capacity */
+    void (*closed)(void *data);                   /* every handle closed after nea__agent_close */
+    void *data;
+};
+
+/* Listens on host:port and answers every connection with the line for the
+ * capacity read() returns at that moment. Returns 0 or a UV_E* error
+ * (logged; closed() is then called once the listener handle has closed). */
+int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, const char *host,
+                     int port, nea_stats *stats, unsigned *handles_open,
+                     void (*read)(void *data, nea__capacity *out), void (*closed)(void *data),
+                     void *data);
+/* True while any of its handles is open. */
+bool nea__agent_open(const nea__agent *a);
+/* Stops listening and closes open answers; closed() follows once all are
+ * closed. Does nothing when already closing or never started. */
+void nea__agent_close(nea__agent *a);
+
+#endif /* NEA_AGENT_H */
