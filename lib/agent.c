@@ -4,8 +4,22 @@
  * before it has to say 503, and that it drains before connections fail.
  *
  * Every connection is answered one line at once and closed: "up ready N%\n"
- * with N the weight nea__capacity_weight derives from what is free, or
- * "drain\n" once the server began to close. "up" lifts a down state the
+ * with N the share of capacity free, or "drain\n" once the server began to
+ * close.
+ *
+ * N is an average, not a snapshot. The arenas a balanced stream holds
+ * jump from one instant to the next; weights taken from snapshots send one
+ * check interval's traffic to whichever instance happened to look empty,
+ * which then looks full: the traffic sloshes between instances and queues
+ * up. Worse, the free share reacts to the balancer's own traffic with a
+ * gain of load / free (3 at 75% busy), so weights followed at once
+ * overshoot and oscillate. The free share is sampled every
+ * NEA__AGENT_SAMPLE_MS and averaged with a time constant of
+ * NEA__AGENT_SMOOTH_MS, four times a typical agent-inter of 250 ms: the
+ * feedback is damped (no overshoot below a gain of 3), sampling noise
+ * averages out, and what holds arenas for seconds (slow requests, hogs)
+ * still lowers the weight within about a second. Draining and CPU shedding
+ * act at once. "up" lifts a down state the
  * agent did not cause only when health checks agree; "ready" lifts a drain
  * left from this address's previous process (a rolling restart). The
  * capacity is read through the owner's hook when the balancer asks: one
@@ -22,7 +36,7 @@
 #include <stdio.h>
 #include <string.h>
 
-unsigned nea__capacity_weight(const nea__capacity *cap)
+unsigned nea__capacity_free(const nea__capacity *cap)
 {
     unsigned free_arenas = cap->arenas_free > cap->queued ? cap->arenas_free - cap->queued : 0;
     unsigned free_slots = cap->slots > cap->slots_busy ? cap->slots - cap->slots_busy : 0;
@@ -35,26 +49,43 @@ unsigned nea__capacity_weight(const nea__capacity *cap)
         ws = (uint64_t)free_slots * 100 / cap->slots;
         w = ws < w ? ws : w;
     }
-    if (cap->shedding && w > 10) {
-        w = 10;
-    }
-    return w < 1 ? 1 : (unsigned)w;
+    return (unsigned)w;
 }
 
-size_t nea__capacity_line(const nea__capacity *cap, char *buf)
+size_t nea__agent_line(const nea__capacity *cap, unsigned free_avg, char *buf)
 {
+    unsigned w = free_avg > 100 ? 100 : free_avg;
     if (cap->draining) {
         memcpy(buf, "drain\n", 7);
         return 6;
     }
-    return (size_t)snprintf(buf, NEA__AGENT_LINE, "up ready %u%%\n", nea__capacity_weight(cap));
+    if (cap->shedding && w > 10) {
+        w = 10;
+    }
+    return (size_t)snprintf(buf, NEA__AGENT_LINE, "up ready %u%%\n", w < 1 ? 1 : w);
+}
+
+/* Exponential average, one step per sample: avg += (x - avg) * dt / tau. */
+static void sample_free(nea__agent *a)
+{
+    nea__capacity cap;
+    int64_t x, avg = a->free_avg;
+    memset(&cap, 0, sizeof(cap));
+    a->read(a->data, &cap);
+    x = (int64_t)nea__capacity_free(&cap) << 10;
+    a->free_avg = (uint32_t)(avg + (x - avg) * NEA__AGENT_SAMPLE_MS / NEA__AGENT_SMOOTH_MS);
+}
+
+static void on_sample(uv_timer_t *t)
+{
+    sample_free(t->data);
 }
 
 static void accept_pending(nea__agent *a);
 
 static void maybe_closed(nea__agent *a)
 {
-    if (!a->listener.open && a->clients_open == 0) {
+    if (!a->listener.open && a->clients_open == 0 && !a->sample_open) {
         a->closed(a->data);
     }
 }
@@ -107,7 +138,8 @@ static void answer(nea__agent *a, nea__agent_client *cl)
 
     memset(&cap, 0, sizeof(cap));
     a->read(a->data, &cap);
-    buf = uv_buf_init(cl->line, (unsigned)nea__capacity_line(&cap, cl->line));
+    buf = uv_buf_init(cl->line, (unsigned)nea__agent_line(&cap, (a->free_avg + 512) >> 10,
+                                                          cl->line));
     cl->wreq.data = cl;
     a->answered++;
     if (uv_read_start((uv_stream_t *)&cl->tcp, on_alloc, on_read) != 0 ||
@@ -154,22 +186,42 @@ static void on_listener_closed(void *data)
     maybe_closed(data);
 }
 
+static void on_sample_closed(uv_handle_t *h)
+{
+    nea__agent *a = h->data;
+    a->sample_open = false;
+    maybe_closed(a);
+}
+
 int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, const char *host,
                      int port, nea_stats *stats, unsigned *handles_open,
                      void (*read)(void *data, nea__capacity *out), void (*closed)(void *data),
                      void *data)
 {
+    nea__capacity cap;
+    int rc;
     memset(a, 0, sizeof(*a));
+    memset(&cap, 0, sizeof(cap));
     a->read = read;
     a->closed = closed;
     a->data = data;
-    return nea__listener_start(&a->listener, loop, cfg, host, port, stats, handles_open, NULL,
-                               on_connection, on_listener_closed, a);
+    read(data, &cap); /* the average starts from what is free now */
+    a->free_avg = (uint32_t)nea__capacity_free(&cap) << 10;
+    rc = nea__listener_start(&a->listener, loop, cfg, host, port, stats, handles_open, NULL,
+                             on_connection, on_listener_closed, a);
+    if (rc == 0) {
+        uv_timer_init(loop, &a->sample);
+        a->sample.data = a;
+        a->sample_open = true;
+        uv_timer_start(&a->sample, on_sample, NEA__AGENT_SAMPLE_MS, NEA__AGENT_SAMPLE_MS);
+        uv_unref((uv_handle_t *)&a->sample); /* never keeps the loop alive */
+    }
+    return rc;
 }
 
 bool nea__agent_open(const nea__agent *a)
 {
-    return a->listener.open || a->clients_open > 0;
+    return a->listener.open || a->clients_open > 0 || a->sample_open;
 }
 
 void nea__agent_close(nea__agent *a)
@@ -179,6 +231,9 @@ void nea__agent_close(nea__agent *a)
     }
     a->closing = true;
     nea__listener_close(&a->listener);
+    if (a->sample_open && !uv_is_closing((uv_handle_t *)&a->sample)) {
+        uv_close((uv_handle_t *)&a->sample, on_sample_closed);
+    }
     for (unsigned i = 0; i < NEA__AGENT_CLIENTS; i++) {
         if (a->clients[i].in_use) {
             client_close(&a->clients[i]);

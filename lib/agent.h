@@ -9,6 +9,10 @@
 
 /* Agent connections served at once; more wait on the listener. */
 #define NEA__AGENT_CLIENTS 4
+/* The weight is the free share averaged over about NEA__AGENT_SMOOTH_MS,
+ * sampled every NEA__AGENT_SAMPLE_MS (see agent.c). */
+#define NEA__AGENT_SAMPLE_MS 50
+#define NEA__AGENT_SMOOTH_MS 1000
 /* The longest answer: "up ready 100%\n". */
 #define NEA__AGENT_LINE 24
 
@@ -25,14 +29,15 @@ typedef struct nea__capacity {
     bool draining;        /* nea_server_close was called */
 } nea__capacity;
 
-/* The weight in percent (1..100) for cap: the smaller of the free share of
- * arenas (less the queued heads) and of slots; at most 10 while shedding
- * for CPU; never 0, so a full server still gets a trickle and the balancer
- * does not run out of servers. */
-unsigned nea__capacity_weight(const nea__capacity *cap);
-/* The agent-check line for cap ("drain\n" or "up ready N%\n") into buf
- * (NEA__AGENT_LINE bytes); returns its length. */
-size_t nea__capacity_line(const nea__capacity *cap, char *buf);
+/* The free share of cap in percent (0..100): the smaller of the free share
+ * of arenas (less the queued heads) and of slots. */
+unsigned nea__capacity_free(const nea__capacity *cap);
+/* The agent-check line into buf (NEA__AGENT_LINE bytes); returns its
+ * length. "drain\n" when cap is draining, else "up ready N%\n" with N the
+ * averaged free share free_avg, at most 10 while shedding for CPU, and at
+ * least 1: a full server still gets a trickle, and a balancer whose servers
+ * are all full does not run out of servers. */
+size_t nea__agent_line(const nea__capacity *cap, unsigned free_avg, char *buf);
 
 typedef struct nea__agent nea__agent;
 
@@ -47,6 +52,9 @@ typedef struct nea__agent_client {
 
 struct nea__agent {
     nea__listener listener;
+    uv_timer_t sample;  /* every NEA__AGENT_SAMPLE_MS: the average below */
+    bool sample_open;
+    uint32_t free_avg;  /* free share, percent << 10, averaged */
     nea__agent_client clients[NEA__AGENT_CLIENTS];
     unsigned clients_open;
     uv_stream_t *pending; /* a connection waits for a free client handle */
