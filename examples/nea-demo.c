@@ -19,6 +19,12 @@
  *                    (a too-large N: the out-of-memory 500)
  *   GET  /json-libc/N, /gzip-libc/N   the same with libc malloc, for the
  *                    benchmark (only with --libc-routes; N at most 65536)
+ *   GET  /ready      readiness for HTTP-only balancers: 200 "ready", 503 once
+ *                    draining (NEA_ROUTE_READY: answered without an arena)
+ *
+ * With --agent-port N, HAProxy's agent-check on port N gets "up ready N%"
+ * (the share of capacity free) or "drain"; --drain-delay-ms keeps serving
+ * that long after SIGTERM so the balancer notices the drain first.
  *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */
@@ -310,6 +316,10 @@ static void usage(FILE *to)
             "  --reserved-arenas N       arenas only /stats and /health may take (default 1)\n"
             "  --fair-share-pct P        one address's share under contention, 0 = off (50)\n"
             "  --libc-routes             also serve /json-libc/N and /gzip-libc/N (libc malloc)\n"
+            "  --agent-port N            answer HAProxy agent-check on port N (0 = any free)\n"
+            "  --drain-delay-ms MS       after SIGTERM, keep accepting this long while the\n"
+            "                            agent says drain (default 0)\n"
+            "  --drain-timeout-ms MS     then wait this long for in-flight requests (5000)\n"
             "  --help                    this text\n"
             "SIZE takes a k, M or G suffix (powers of 1024).\n");
 }
@@ -378,9 +388,13 @@ static void on_ready(nea_server *s, void *data)
     const nea_plan *plan = nea_server_plan(s);
     const nea_config *cfg = data;
     server = s;
-    printf("listening on http://%s:%d reserved=%zu arenas=%u arena_size=%zu connections=%u\n",
+    printf("listening on http://%s:%d reserved=%zu arenas=%u arena_size=%zu connections=%u",
            cfg->host, nea_server_port(s), plan->total, plan->arena_count, plan->arena_size,
            cfg->max_connections);
+    if (nea_server_agent_port(s) >= 0) {
+        printf(" agent=%d", nea_server_agent_port(s));
+    }
+    printf("\n");
     fflush(stdout);
 }
 
@@ -412,6 +426,9 @@ int main(int argc, char **argv)
         O_RESERVED,
         O_FAIR,
         O_LIBC,
+        O_AGENT,
+        O_DDELAY,
+        O_DTIMEOUT,
         O_HELP
     };
     static const struct option opts[] = {
@@ -440,6 +457,9 @@ int main(int argc, char **argv)
         {"reserved-arenas", required_argument, NULL, O_RESERVED},
         {"fair-share-pct", required_argument, NULL, O_FAIR},
         {"libc-routes", no_argument, NULL, O_LIBC},
+        {"agent-port", required_argument, NULL, O_AGENT},
+        {"drain-delay-ms", required_argument, NULL, O_DDELAY},
+        {"drain-timeout-ms", required_argument, NULL, O_DTIMEOUT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -452,6 +472,7 @@ int main(int argc, char **argv)
         {"GET", "/spin/", spin, NULL, 0},
         {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT},
         {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT},
+        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY},
         {"GET", "/json/", clib_json, NULL, 0},
         {"GET", "/gzip/", clib_gzip, NULL, 0},
         /* the last two only with --libc-routes */
@@ -543,6 +564,16 @@ int main(int argc, char **argv)
             break;
         case O_LIBC:
             nroutes = sizeof(routes) / sizeof(routes[0]);
+            break;
+        case O_AGENT:
+            rc = parse_uint(optarg, 65535, &port);
+            cfg.agent_port = (int)port;
+            break;
+        case O_DDELAY:
+            rc = parse_uint(optarg, 86400000, &cfg.drain_delay_ms);
+            break;
+        case O_DTIMEOUT:
+            rc = parse_uint(optarg, 86400000, &cfg.drain_timeout_ms);
             break;
         case O_HELP:
             usage(stdout);

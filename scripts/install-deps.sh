@@ -11,7 +11,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config
     libuv1-dev node-llhttp libcmocka-dev
-    clang libclang-rt-14-dev valgrind curl
+    clang libclang-rt-14-dev valgrind curl haproxy
     libjansson-dev zlib1g-dev libprotobuf-c-dev
 )
 bench_packages=(
