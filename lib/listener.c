@@ -89,6 +89,7 @@ int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg
 
 void nea__listener_close(nea__listener *l)
 {
+    l->listening = false; /* at once: the port is being given up */
     if (l->open && !uv_is_closing((uv_handle_t *)&l->tcp)) {
         uv_close((uv_handle_t *)&l->tcp, on_close);
     }

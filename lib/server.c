@@ -282,6 +282,14 @@ static void on_drain_delay(uv_timer_t *t)
     stop_accepting(t->data);
 }
 
+#ifdef NEA_FAULT_INJECTION
+void nea__server_end_announcement(nea_server *s)
+{
+    uv_timer_stop(&s->drain_timer);
+    stop_accepting(s);
+}
+#endif
+
 int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data)
 {
     if (s->closing) {

@@ -46,6 +46,8 @@ int nea__server_adopt(nea_server *s, uv_os_sock_t fd);
 /* Returns an arena a test took straight from the pool, handing it to the
  * next waiting head as a finished request would. */
 void nea__server_give_back(nea_server *s, nea__arena *a);
+/* Ends a drain's announcement now, as if drain_delay_ms had passed. */
+void nea__server_end_announcement(nea_server *s);
 #endif
 
 #endif /* NEA_SERVER_H */

@@ -7,9 +7,11 @@
  * an exhausted arena pool, async handlers, chunked bodies, pipelining, and
  * fresh connections; and a second workload while the loop sheds for CPU,
  * with exempt routes, handlers that never answer (500, 504) and fair-share
- * refusals; and a third with the demo's /json and /gzip routes, where
- * jansson and zlib allocate through the arena adapters (their out-of-memory
- * 500s included). libuv may grow its fd table when a new fd number first
+ * refusals; a third with the demo's /json and /gzip routes, where jansson
+ * and zlib allocate through the arena adapters (their out-of-memory 500s
+ * included); and a fourth that asks the agent and the readiness route and
+ * then drains the server through its announcement to the end. libuv may
+ * grow its fd table when a new fd number first
  * appears; the warm-up uses the same number of connections, so after it no
  * allocation at all is expected. Not built under sanitizers (they own
  * malloc); skipped under Valgrind for the same reason.
@@ -330,6 +332,72 @@ static int setup_shedding(void **state)
     return 0;
 }
 
+/* --- the balancer's view: agent, readiness, the announced drain --------------- */
+
+static void agent_expect(h_fixture *f, const char *line)
+{
+    char buf[64];
+    int fd = s_connect(&f->loop, nea_server_agent_port(f->srv));
+    assert_true(s_read_all(&f->loop, fd, buf, sizeof(buf), H_DEADLINE_MS) > 0);
+    close(fd);
+    assert_true(strncmp(buf, line, strlen(line)) == 0);
+}
+
+static void balancer_workload(h_fixture *f, const char *agent, int ready)
+{
+    int fd = h_connect(f);
+    agent_expect(f, agent);
+    h_expect(f, fd, "GET /ready HTTP/1.1\r\nHost: x\r\n\r\n", ready, NULL);
+    if (ready == 200) {
+        h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    }
+    close(fd);
+    H_WAIT(f, f->srv->stats.connections_open == 0);
+}
+
+static void test_agent_and_drain_allocate_nothing(void **state)
+{
+    h_fixture *f = *state;
+    if (RUNNING_ON_VALGRIND) {
+        skip();
+    }
+    balancer_workload(f, "up ready ", 200); /* warm-up */
+    heap_calls = 0;
+    counting = 1;
+    for (int i = 0; i < 50; i++) {
+        balancer_workload(f, "up ready ", 200);
+    }
+    h_close(f); /* announced: still serving, the agent says drain */
+    for (int i = 0; i < 20; i++) {
+        int fd = h_connect(f);
+        agent_expect(f, "drain\n");
+        h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+        close(fd);
+        balancer_workload(f, "drain\n", 503);
+    }
+    nea__server_end_announcement(f->srv);
+    h_pump(f, H_DEADLINE_MS, &f->closed);
+    counting = 0;
+    assert_true(f->closed);
+    if (heap_calls != 0) {
+        fail_msg("%lu heap calls while answering the balancer and draining", heap_calls);
+    }
+}
+
+static int setup_balancer(void **state)
+{
+    static h_fixture f;
+    nea_config cfg;
+    h_config(&cfg);
+    cfg.agent_port = 0;
+    cfg.drain_delay_ms = 60000; /* ended by the test */
+    h_start(&f, &cfg);
+    assert_int_equal(nea_server_route_flags(f.srv, "GET", "/ready", NULL, NULL, NEA_ROUTE_READY),
+                     0);
+    *state = &f;
+    return 0;
+}
+
 static int setup(void **state)
 {
     static h_fixture f;
@@ -351,6 +419,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_steady_state_allocates_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_and_drain_allocate_nothing, setup_balancer,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_shedding_allocates_nothing, setup_shedding, teardown),
         cmocka_unit_test_setup_teardown(test_clibs_allocate_nothing, setup_clibs, teardown),
     };

@@ -175,6 +175,28 @@ bool s_closed(uv_loop_t *loop, int fd, unsigned timeout_ms)
     }
 }
 
+int s_read_all(uv_loop_t *loop, int fd, char *buf, size_t len, unsigned timeout_ms)
+{
+    size_t have = 0;
+    uint64_t end = s_now_ms() + timeout_ms;
+    for (;;) {
+        ssize_t n = recv(fd, buf + have, len - 1 - have, 0);
+        if (n > 0) {
+            have += (size_t)n;
+            continue;
+        }
+        if (n == 0 || have == len - 1) {
+            buf[have] = '\0';
+            return (int)have;
+        }
+        if (errno != EAGAIN || s_now_ms() >= end) {
+            return -1;
+        }
+        uv_run(loop, UV_RUN_NOWAIT);
+        wait_some(loop, fd, 10);
+    }
+}
+
 bool s_quiet(uv_loop_t *loop, int fd, unsigned ms)
 {
     char c;

@@ -38,6 +38,9 @@ void s_send(uv_loop_t *loop, int fd, const void *data, size_t len);
 int s_read(uv_loop_t *loop, int fd, s_response *r, bool head_only, unsigned timeout_ms);
 /* True if the peer closed (EOF or reset) within timeout_ms, discarding data. */
 bool s_closed(uv_loop_t *loop, int fd, unsigned timeout_ms);
+/* Reads until the peer closes (at most len - 1 bytes, NUL-terminated into
+ * buf); returns the byte count, or -1 on reset or timeout. */
+int s_read_all(uv_loop_t *loop, int fd, char *buf, size_t len, unsigned timeout_ms);
 /* True if nothing arrives and the socket stays open for ms. */
 bool s_quiet(uv_loop_t *loop, int fd, unsigned ms);
 /* Reads and discards one response whose body is exactly body_len bytes. */
