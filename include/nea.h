@@ -180,9 +180,11 @@ typedef struct nea_config {
 
     /* Load-balancer agent (HAProxy's agent-check): a TCP port on which every
      * connection is answered one line and closed: "up ready N%\n", N the
-     * share of arenas and connection slots free (at most 10 while shedding
-     * for CPU, at least 1), or "drain\n" once nea_server_close was called.
-     * Costs no arena and no allocation; started by nea_server_listen. */
+     * share of arenas and connection slots free, averaged over about a
+     * second (at most 10 while shedding for CPU, at least 1; rising from 1
+     * over the first seconds: a slow start), or "drain\n" once
+     * nea_server_close was called. Costs no arena and no allocation;
+     * started by nea_server_listen. */
     int agent_port;         /* -1 = no agent; 0 = any free port (see
                                nea_server_agent_port). Default -1 */
     const char *agent_host; /* IP literal; NULL = host. Default NULL */

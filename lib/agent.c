@@ -19,7 +19,12 @@
  * feedback is damped (no overshoot below a gain of 3), sampling noise
  * averages out, and what holds arenas for seconds (slow requests, hogs)
  * still lowers the weight within about a second. Draining and CPU shedding
- * act at once. "up" lifts a down state the
+ * act at once.
+ *
+ * The average starts at 0, so a fresh process reports 1% and rises to its
+ * free share over two or three seconds: a slow start. A balancer that put a
+ * restarted instance in at 100% next to instances that carried its share
+ * meanwhile (and report 25%) would send it most of the traffic at once. "up" lifts a down state the
  * agent did not cause only when health checks agree; "ready" lifts a drain
  * left from this address's previous process (a rolling restart). The
  * capacity is read through the owner's hook when the balancer asks: one
@@ -198,15 +203,12 @@ int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, cons
                      void (*read)(void *data, nea__capacity *out), void (*closed)(void *data),
                      void *data)
 {
-    nea__capacity cap;
     int rc;
     memset(a, 0, sizeof(*a));
-    memset(&cap, 0, sizeof(cap));
     a->read = read;
     a->closed = closed;
     a->data = data;
-    read(data, &cap); /* the average starts from what is free now */
-    a->free_avg = (uint32_t)nea__capacity_free(&cap) << 10;
+    a->free_avg = 0; /* slow start: see the top of this file */
     rc = nea__listener_start(&a->listener, loop, cfg, host, port, stats, handles_open, NULL,
                              on_connection, on_listener_closed, a);
     if (rc == 0) {

@@ -129,7 +129,9 @@ static void test_weight_follows_free_arenas(void **state)
     h_test_start(state, with_agent);
     f = *state;
     assert_true(nea_server_agent_port(f->srv) > 0);
-    assert_int_equal(agent_weight(f), 100);
+    /* A fresh server starts low and rises to its free share (slow start). */
+    assert_true(agent_weight(f) <= 10);
+    H_WAIT(f, weight_at_least(f, 95));
     for (int i = 0; i < 4; i++) { /* half of the 8 arenas, held for a while */
         fd[i] = h_get(f, "/sleep/3000");
     }
@@ -259,7 +261,7 @@ static void test_more_agent_connections_than_handles(void **state)
     }
     for (int i = 0; i < N; i++) {
         assert_true(s_read_all(&f->loop, fd[i], line, sizeof(line), H_DEADLINE_MS) > 0);
-        assert_string_equal(line, "up ready 100%\n");
+        assert_true(strncmp(line, "up ready ", 9) == 0);
         close(fd[i]);
     }
     assert_int_equal(f->srv->agent.answered, N);

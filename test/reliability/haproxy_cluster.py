@@ -200,7 +200,8 @@ class Cluster:
         self.starts += 1
         d = T.Demo(self.bin, ["--arenas", str(ARENAS), "--agent-port", str(self.ports.agent[i]),
                               "--drain-delay-ms", str(DRAIN_DELAY_MS),
-                              "--keepalive-timeout-ms", "30000"],
+                              "--keepalive-timeout-ms", "30000",
+                              "--response-timeout-ms", "120000"],
                    os.path.join(C.tmpdir(), f"nea{i + 1}-{self.starts}.out"),
                    os.path.join(C.tmpdir(), f"nea{i + 1}-{self.starts}.err"),
                    port=self.ports.http[i], cpu=C.SERVER_CPU if C.PIN else None,

@@ -13,7 +13,8 @@ env:   NEA_REL_BUILD  CMake build dir for nea-demo (Release) and loadgen, config
        NEA_REL_OUT    where each script's log and JSON line are kept
                       (default $NEA_REL_BUILD/results)
        NEA_REL_PORT_BASE  fixed port range N..N+99 for the demos (default: port 0)
-About 2.5 minutes on the 2-core VM, build included.
+About 3.5 minutes on the 2-core VM, build included (haproxy_cluster needs
+HAProxy and ports 20500-20530; without haproxy it reports n/a).
 """
 import json
 import os
@@ -31,7 +32,7 @@ import neatools as T  # noqa: E402
 # Script -> its --quick wall-clock bound in seconds. Each script bounds itself;
 # run_quick kills it (and what it started) 30 s after this, as the backstop.
 BOUNDS = {"hog_mix": 120, "fair_share": 60, "overload_sweep": 150, "recovery_pulse": 90, "slow_clients": 120,
-          "fd_flood": 60, "ceiling": 90, "soak": 90}
+          "fd_flood": 60, "ceiling": 90, "soak": 90, "haproxy_cluster": 90}
 
 
 def say(msg):
