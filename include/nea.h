@@ -290,7 +290,8 @@ enum {
 };
 
 /* nea_server_route with flags (NEA_ROUTE_*); the same errors, and UV_EINVAL
- * for an unknown flag. */
+ * for an unknown flag, or for a handler given with NEA_ROUTE_READY (fn must
+ * be NULL then, and only then). */
 int nea_server_route_flags(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                            void *data, unsigned flags);
 

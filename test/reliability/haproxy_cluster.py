@@ -224,6 +224,13 @@ def wait_up(hap, backend, i, timeout=10.0):
     return C.wait_for(up, timeout, step=0.05)
 
 
+def busy(run):
+    """How busy the whole machine was during a run (% of all CPUs): this test's
+    processes use a fraction of it, so a high figure means other work competed
+    and the instances' real capacity was below C."""
+    return None if run.machine_busy is None else round(run.machine_busy)
+
+
 def client_failed(run):
     return run["sent"] - run["2xx"]
 
@@ -291,11 +298,13 @@ def rolling_restart(cl, hap, lg, rate, rep):
                         for k in ("resp", "hrsp_5xx", "econ", "eresp", "wretr", "wredis")]
              for i in range(N)])
     C.table("(a) totals", ["offered/s", "seconds", "sent", "2xx", "failed", "haproxy retries",
-                           "redispatches"],
-            [[round(rate), round(seconds, 1), run["sent"], run["2xx"], failed, retries, redis]])
+                           "redispatches", "machine busy %"],
+            [[round(rate), round(seconds, 1), run["sent"], run["2xx"], failed, retries, redis,
+              busy(run)]])
     rep.figures["rolling_restart"] = {"rate": rate, "seconds": seconds, "sent": run["sent"],
                                       "ok": run["2xx"], "failed": failed, "retries": retries,
-                                      "redispatches": redis, "restarts": log}
+                                      "redispatches": redis, "restarts": log,
+                                      "machine_busy_pct": busy(run)}
     rep.hard("(a) every instance exited 0 on SIGTERM and came back UP",
              not cl.bad_exits and len(log) == N and all(e["back_up"] for e in log),
              "; ".join(cl.bad_exits) or f"{sum(e['back_up'] for e in log)}/{N} back", "all")
@@ -330,12 +339,13 @@ def sigkill(cl, hap, lg, rate, seconds, rep):
     down = out.get("down_s")
     C.table("(b) SIGKILL of one instance under load",
             ["offered/s", "sent", "failed", "in flight at kill", "haproxy retries",
-             "redispatches", "kill to DOWN s"],
+             "redispatches", "kill to DOWN s", "machine busy %"],
             [[round(rate), run["sent"], failed, inflight, retries, redis,
-              None if down is None else round(down, 3)]])
+              None if down is None else round(down, 3), busy(run)]])
     rep.figures["sigkill"] = {"rate": rate, "seconds": seconds, "sent": run["sent"],
                               "failed": failed, "inflight": inflight, "retries": retries,
-                              "redispatches": redis, "down_s": down}
+                              "redispatches": redis, "down_s": down,
+                              "machine_busy_pct": busy(run)}
     rep.target("(b) failed requests <= in flight at the kill",
                None if inflight is None else failed <= inflight, failed, f"<= {inflight}")
     rep.target("(b) kill to DOWN (stops sending)", down is not None and down <= 2.0,
@@ -418,14 +428,15 @@ def overloaded(cl, hap, lg, rate, seconds, rep):
         mean_w = sum(weight_seen) / len(weight_seen) if weight_seen else None
         res[backend] = {"share": share, "retries": retries, "shed_503": s1 - s0,
                         "failed": client_failed(run), "sent": run["sent"],
-                        "weight_mean": mean_w, "responses": resp}
+                        "weight_mean": mean_w, "responses": resp,
+                        "machine_busy_pct": busy(run)}
         rows.append([backend, round(rate), run["sent"], client_failed(run),
                      f"{100 * share:.1f}%", s1 - s0, retries,
-                     "-" if mean_w is None else round(mean_w, 1)])
+                     "-" if mean_w is None else round(mean_w, 1), busy(run)])
     ok = hogs.finish()
     C.table("(c) the same load with nea1's arenas held: agent weights vs equal weights",
             ["backend", "offered/s", "sent", "failed", "nea1 share", "nea1 503s",
-             "haproxy retries", "nea1 weight (mean)"], rows)
+             "haproxy retries", "nea1 weight (mean)", "machine busy %"], rows)
     rep.figures["overloaded"] = {"rate": rate, "seconds": seconds, "hogs": HOGS,
                                  "agent_steps": steps, "agent": res["nea"],
                                  "equal": res["nea_equal"], "hogs_ok": ok}
