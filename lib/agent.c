@@ -70,20 +70,22 @@ size_t nea__agent_line(const nea__capacity *cap, unsigned free_avg, char *buf)
     return (size_t)snprintf(buf, NEA__AGENT_LINE, "up ready %u%%\n", w < 1 ? 1 : w);
 }
 
-/* Exponential average, one step per sample: avg += (x - avg) * dt / tau. */
-static void sample_free(nea__agent *a)
+/* Exponential average over time: avg += (x - avg) * dt / tau, dt the time
+ * since the last sample (a busy loop that runs the timer late still
+ * averages over the right time). */
+static void on_sample(uv_timer_t *t)
 {
+    nea__agent *a = t->data;
     nea__capacity cap;
+    uint64_t now = uv_now(t->loop), dt = now - a->sampled_ms;
     int64_t x, avg = a->free_avg;
+
     memset(&cap, 0, sizeof(cap));
     a->read(a->data, &cap);
     x = (int64_t)nea__capacity_free(&cap) << 10;
-    a->free_avg = (uint32_t)(avg + (x - avg) * NEA__AGENT_SAMPLE_MS / NEA__AGENT_SMOOTH_MS);
-}
-
-static void on_sample(uv_timer_t *t)
-{
-    sample_free(t->data);
+    dt = dt < NEA__AGENT_SMOOTH_MS ? dt : NEA__AGENT_SMOOTH_MS;
+    a->free_avg = (uint32_t)(avg + (x - avg) * (int64_t)dt / NEA__AGENT_SMOOTH_MS);
+    a->sampled_ms = now;
 }
 
 static void accept_pending(nea__agent *a);
@@ -214,6 +216,7 @@ int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, cons
     if (rc == 0) {
         uv_timer_init(loop, &a->sample);
         a->sample.data = a;
+        a->sampled_ms = uv_now(loop);
         a->sample_open = true;
         uv_timer_start(&a->sample, on_sample, NEA__AGENT_SAMPLE_MS, NEA__AGENT_SAMPLE_MS);
         uv_unref((uv_handle_t *)&a->sample); /* never keeps the loop alive */

@@ -121,6 +121,17 @@ static bool weight_at_least(h_fixture *f, unsigned w)
     return agent_weight(f) >= w;
 }
 
+/* Requests that hold their arena until the test answers them. */
+static nea_req *held[8];
+static unsigned held_count;
+
+static void r_hold(nea_req *req, void *data)
+{
+    (void)data;
+    nea_req_keep(req);
+    held[held_count++] = req;
+}
+
 static void test_weight_follows_free_arenas(void **state)
 {
     h_fixture *f;
@@ -128,18 +139,21 @@ static void test_weight_follows_free_arenas(void **state)
     h_response r;
     h_test_start(state, with_agent);
     f = *state;
+    held_count = 0;
+    assert_int_equal(nea_server_route(f->srv, "GET", "/hold", r_hold, NULL), 0);
     assert_true(nea_server_agent_port(f->srv) > 0);
     /* A fresh server starts low and rises to its free share (slow start). */
     assert_true(agent_weight(f) <= 10);
-    H_WAIT(f, weight_at_least(f, 95));
-    for (int i = 0; i < 4; i++) { /* half of the 8 arenas, held for a while */
-        fd[i] = h_get(f, "/sleep/3000");
+    H_WAIT(f, weight_at_least(f, 90));
+    for (int i = 0; i < 4; i++) { /* half of the 8 arenas */
+        fd[i] = h_get(f, "/hold");
     }
-    H_WAIT(f, h_arenas_in_use(f) == 4);
+    H_WAIT(f, held_count == 4);
     /* The average falls towards 50 and never below it. */
     H_WAIT(f, weight_at_most(f, 70));
     assert_true(agent_weight(f) >= 50);
     for (int i = 0; i < 4; i++) {
+        assert_int_equal(nea_respond(held[i], 200, "text/plain", "done", 4), 0);
         assert_int_equal(h_read(f, fd[i], &r, H_DEADLINE_MS), 200);
         close(fd[i]);
     }
