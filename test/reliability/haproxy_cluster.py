@@ -61,6 +61,9 @@ def add_args(ap):
     ap.add_argument("--duration", type=float,
                     help="seconds of load per measured run of (b) and (c) (default 10, quick 5)")
     ap.add_argument("--only", default="abc", help="scenarios to run, e.g. 'a' or 'bc' (abc)")
+    ap.add_argument("--drain-delay-ms", type=int, default=1500,
+                    help="the instances' --drain-delay-ms (1500; 0 shows a drain the balancer "
+                    "learns of only from failed connections)")
     ap.add_argument("--load", type=float, default=0.5,
                     help="offered load as a fraction of the cluster capacity (0.5)")
 
@@ -460,6 +463,8 @@ def run(args, rep):
         C.note("haproxy is not installed (scripts/install-deps.sh installs it): skipped")
         rep.target("haproxy installed", None, "no", "yes")
         return
+    global DRAIN_DELAY_MS
+    DRAIN_DELAY_MS = args.drain_delay_ms
     seconds = args.duration or (5.0 if args.quick else 10.0)
     rate = args.load * CAPACITY
     demo_bin, lg = C.tools()
