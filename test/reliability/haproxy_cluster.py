@@ -228,9 +228,10 @@ def wait_up(hap, backend, i, timeout=10.0):
 
 
 def busy(run):
-    """How busy the whole machine was during a run (% of all CPUs): this test's
-    processes use a fraction of it, so a high figure means other work competed
-    and the instances' real capacity was below C."""
+    """How busy the whole machine was during a run (% of all CPUs), this test's
+    own processes (loadgen, HAProxy, the instances) included: other work on
+    the machine lowers the instances' real capacity below C, and their 503s
+    are then the machine's, not the drain's."""
     return None if run.machine_busy is None else round(run.machine_busy)
 
 
