@@ -145,8 +145,8 @@ static void answer(nea__agent *a, nea__agent_client *cl)
 
     memset(&cap, 0, sizeof(cap));
     a->read(a->data, &cap);
-    buf = uv_buf_init(cl->line, (unsigned)nea__agent_line(&cap, (a->free_avg + 512) >> 10,
-                                                          cl->line));
+    buf =
+        uv_buf_init(cl->line, (unsigned)nea__agent_line(&cap, (a->free_avg + 512) >> 10, cl->line));
     cl->wreq.data = cl;
     a->answered++;
     if (uv_read_start((uv_stream_t *)&cl->tcp, on_alloc, on_read) != 0 ||

@@ -52,9 +52,9 @@ typedef struct nea__agent_client {
 
 struct nea__agent {
     nea__listener listener;
-    uv_timer_t sample;  /* every NEA__AGENT_SAMPLE_MS: the average below */
+    uv_timer_t sample; /* every NEA__AGENT_SAMPLE_MS: the average below */
     bool sample_open;
-    uint32_t free_avg;  /* free share, percent << 10, averaged; starts at 0 */
+    uint32_t free_avg;   /* free share, percent << 10, averaged; starts at 0 */
     uint64_t sampled_ms; /* loop time of the last sample */
     nea__agent_client clients[NEA__AGENT_CLIENTS];
     unsigned clients_open;

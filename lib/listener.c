@@ -39,9 +39,8 @@ static void on_close(uv_handle_t *h)
     l->on_closed(l->data);
 }
 
-int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg,
-                        const char *host, int port, nea_stats *stats,
-                        unsigned *handles_open, nea__fault *fault,
+int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg, const char *host,
+                        int port, nea_stats *stats, unsigned *handles_open, nea__fault *fault,
                         void (*on_conn)(void *data, uv_stream_t *listener),
                         void (*on_closed)(void *data), void *data)
 {

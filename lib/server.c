@@ -197,12 +197,11 @@ int nea_server_listen(nea_server *s)
         return NEA_ESTATE;
     }
     rc = nea__listener_start(&s->listener, s->loop, &s->cfg, s->cfg.host, s->cfg.port, &s->stats,
-                             &s->env.handles_open, &s->fault, on_connection, maybe_finish_close,
-                             s);
+                             &s->env.handles_open, &s->fault, on_connection, maybe_finish_close, s);
     if (rc == 0 && s->cfg.agent_port >= 0) {
-        rc = nea__agent_start(&s->agent, s->loop, &s->cfg, s->cfg.agent_host, s->cfg.agent_port,
-                              &s->stats, &s->env.handles_open, read_capacity, maybe_finish_close,
-                              s);
+        rc =
+            nea__agent_start(&s->agent, s->loop, &s->cfg, s->cfg.agent_host, s->cfg.agent_port,
+                             &s->stats, &s->env.handles_open, read_capacity, maybe_finish_close, s);
         if (rc != 0) {
             nea__listener_close(&s->listener);
         }
