@@ -17,7 +17,7 @@
  *     cmake --build build-tools --target arena_bench
  *   build-tools/tools/arena_bench [allocations-per-round]
  */
-#include "internal.h"
+#include "arena.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
         return 1;
     }
     memset(mem, 0, ARENA_BYTES); /* resident, like a prefaulted reservation */
-    nea__arena_init(&arena, mem, ARENA_BYTES);
+    nea__arena_init(&arena, mem, ARENA_BYTES, NULL);
 
     (void)run_arena(&arena, requests / 10 + 1); /* warm-up: page faults, caches, */
     (void)run_malloc(requests / 10 + 1);        /* and malloc's free lists */
