@@ -997,6 +997,8 @@ typedef struct {
     int first;
 } out;
 
+static void out_raw(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void out_raw(out *o, const char *fmt, ...)
 {
     va_list ap;
