@@ -105,6 +105,21 @@ enum {
 /* Log levels passed to nea_config.log. */
 enum { NEA_LOG_ERROR = 0, NEA_LOG_WARN = 1, NEA_LOG_INFO = 2 };
 
+/* How a request ended. */
+typedef enum nea_outcome {
+    NEA_OUTCOME_COMPLETED = 0, /* a response was written (any status but those below) */
+    NEA_OUTCOME_OOM,           /* the request's arena ran out: 500 (or a close) */
+    NEA_OUTCOME_SHED,          /* 503: the handler never started */
+    NEA_OUTCOME_TIMEOUT,       /* 408, 504, or a response that could not be written in time */
+    NEA_OUTCOME_CANCELLED,     /* the client went away (or the drain deadline passed) */
+    NEA_OUTCOME_COUNT
+} nea_outcome;
+
+/* "completed", "oom", "shed", "timeout", "cancelled"; "unknown" otherwise. */
+const char *nea_outcome_name(int outcome);
+
+struct nea_completion; /* below: what the completion hook is told */
+
 /*
  * Server configuration. Fill with nea_config_init, change what you need,
  * pass to nea_server_new, which copies it (the struct and the strings it
@@ -198,7 +213,36 @@ typedef struct nea_config {
      * call. Called from the loop thread; must not call back into libnea. */
     void (*log)(void *data, int level, const char *msg);
     void *log_data;
+
+    /* Completion hook (access logs, custom metrics). NULL: none. Called
+     * once per request whose head was complete, when it ends: after its
+     * response was written, or when it was cancelled, timed out or shed.
+     * Called on the loop thread, after libnea counted the request; c and
+     * everything it points to are valid only during the call. It must not
+     * allocate from the request nor call back into libnea, except the
+     * read-only nea_server_stats / nea_server_route_stats. */
+    void (*on_complete)(void *data, const struct nea_completion *c);
+    void *on_complete_data;
 } nea_config;
+
+/* What the completion hook is told about one request. Strings are not
+ * NUL-terminated: use the lengths (printf "%.*s"). */
+typedef struct nea_completion {
+    const char *method; /* as received; "" (length 0) when the head was malformed */
+    size_t method_len;
+    const char *path; /* without the query; "" when the head was malformed */
+    size_t path_len;
+    const char *route;  /* the registered path of the route, or NULL (unrouted) */
+    int status;         /* status sent; 0 when no response was (cancelled) */
+    nea_outcome outcome;
+    uint64_t bytes_in;  /* head and body bytes */
+    uint64_t bytes_out; /* response bytes handed to the socket */
+    uint64_t queue_ns;  /* routed head to arena granted (0 when none was waited for) */
+    uint64_t handler_ns; /* handler start to response issued (0: no handler ran) */
+    uint64_t total_ns;   /* head complete to the end */
+    size_t arena_peak_bytes; /* the most arena the request used; 0 when it took none */
+    const struct sockaddr_storage *peer; /* the client; ss_family AF_UNSPEC when unknown */
+} nea_completion;
 
 /*
  * The reservation, term by term, in bytes. Every byte of the one mapping is
@@ -212,7 +256,10 @@ typedef struct nea_config {
  */
 typedef struct nea_plan {
     size_t page_size;
-    size_t fixed_overhead; /* server struct, route table, arena and queue tables */
+    size_t fixed_overhead; /* server struct, route table, per-route metrics, arena and
+                              queue tables */
+    size_t metrics_bytes;  /* of fixed_overhead: (max_routes + 1) per-route metrics
+                              records (see nea_route_stats) */
     size_t conn_slot_size; /* one connection slot including its read buffer */
     size_t connections_bytes;
     size_t arena_size;    /* usable bytes per arena (as configured) */
@@ -359,6 +406,87 @@ typedef struct nea_stats {
 } nea_stats;
 
 void nea_server_stats(const nea_server *s, nea_stats *out);
+
+/* --- Per-route metrics ------------------------------------------------------
+ *
+ * Every server keeps, in its reservation, one record per registered route
+ * and one "unrouted" record (requests answered before a route was found:
+ * 400, 404, 405, 413 from the head, 431, 503 for want of a slot, ...).
+ * A finished request is counted once, in O(1), without allocation, on the
+ * loop thread. Reading copies the counters out.
+ *
+ * Histograms have fixed log-linear buckets: the lowest upper edge is
+ * 2^min_log2, then every octave [2^p, 2^(p+1)] is split into
+ * NEA_HIST_STEPS equal steps, for NEA_HIST_OCTAVES octaves; the last bucket
+ * counts everything above the highest edge. Byte histograms start at 1 KiB
+ * (NEA_HIST_BYTES_LOG2), time histograms, in nanoseconds, at 4.096 us
+ * (NEA_HIST_NS_LOG2), so bytes reach 4 GiB and times 17.2 s before the
+ * overflow bucket. Values are never off by more than one step: 25% of the
+ * octave's lower edge.
+ */
+#define NEA_HIST_OCTAVES 22
+#define NEA_HIST_STEPS 4
+/* Buckets: one up to the lowest edge, the steps, and one above the highest. */
+#define NEA_HIST_BUCKETS (NEA_HIST_OCTAVES * NEA_HIST_STEPS + 2)
+#define NEA_HIST_BYTES_LOG2 10
+#define NEA_HIST_NS_LOG2 12
+
+typedef struct nea_histogram {
+    uint64_t count;
+    uint64_t sum; /* of the values recorded: bytes or nanoseconds */
+    /* Not cumulative: buckets[i] counts values v with
+     * nea_histogram_edge(min_log2, i - 1) < v <= nea_histogram_edge(min_log2, i). */
+    uint64_t buckets[NEA_HIST_BUCKETS];
+} nea_histogram;
+
+/* Upper edge of bucket i of a histogram whose lowest edge is 2^min_log2
+ * (min_log2 >= 2); UINT64_MAX for the last bucket (and beyond). */
+uint64_t nea_histogram_edge(unsigned min_log2, unsigned i);
+
+/* The upper edge of the bucket holding quantile q (0 < q <= 1) of h: a
+ * value at least as large as that fraction of the values recorded. 0 when h
+ * is empty; UINT64_MAX when the quantile lies in the overflow bucket. */
+uint64_t nea_histogram_quantile(const nea_histogram *h, unsigned min_log2, double q);
+
+
+typedef struct nea_route_stats {
+    const char *method; /* the route's method, or "" for the unrouted record */
+    const char *path;   /* the route's registered path, or "unrouted" */
+    uint64_t requests;  /* = the sum of outcomes[] */
+    uint64_t responses[6];                   /* by status class, [1]=1xx .. [5]=5xx */
+    uint64_t outcomes[NEA_OUTCOME_COUNT];    /* by nea_outcome */
+    uint64_t bytes_in;                       /* request heads and bodies */
+    uint64_t bytes_out;                      /* responses handed to the socket */
+    uint64_t arena_peak_max;                 /* the largest arena peak seen */
+    nea_histogram arena_peak_bytes;          /* requests that took an arena */
+    nea_histogram queue_ns;                  /* routed head to arena granted */
+    nea_histogram handler_ns;                /* handler start to response issued */
+    nea_histogram total_ns;                  /* head complete to response written */
+} nea_route_stats;
+
+/* Records a server keeps: the routes registered so far, plus one (the
+ * unrouted record, index 0). */
+unsigned nea_server_route_stats_count(const nea_server *s);
+
+/* Copies record i (0: unrouted; i: the route registered i-th) into *out.
+ * Returns 0, or UV_EINVAL when i >= nea_server_route_stats_count(s). */
+int nea_server_route_stats(const nea_server *s, unsigned i, nea_route_stats *out);
+
+/* Adds every counter and histogram of from into into (method and path of
+ * into are kept): how records of several servers (e.g. one per worker
+ * thread) serving the same routes are summed. */
+void nea_route_stats_add(nea_route_stats *into, const nea_route_stats *from);
+
+/*
+ * Writes the server's metrics as Prometheus text exposition (format
+ * 0.0.4) into buf: at most cap bytes, NUL-terminated when cap > 0. Returns
+ * the length the whole text needs (without the NUL), like snprintf: when it
+ * is >= cap the text was cut. Allocates nothing; call it with the arena
+ * memory of a request (nea_try_alloc) to answer a scrape. Names: nea_
+ * prefix, base units (_bytes, _seconds), counters end in _total, every
+ * per-route series carries route="<registered path>" and method labels.
+ */
+size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap);
 
 /* --- Requests --------------------------------------------------------- */
 

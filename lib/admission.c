@@ -39,6 +39,7 @@
 
 #include "stats.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 /* --- lists ----------------------------------------------------------------- */
@@ -301,6 +302,25 @@ static void on_reject_closed(uv_handle_t *h)
     adm->changed(adm->changed_data);
 }
 
+/* A connection refused a slot is counted in the unrouted record (no
+ * request was read) and logged at most once a second. */
+static void note_no_slot(nea__admission *adm)
+{
+    nea__conn_env *env = adm->env;
+    nea__sample sample = {.status = 503, .outcome = NEA_OUTCOME_SHED};
+    uint64_t skipped;
+    char addr[64];
+
+    nea__metrics_record(env->metrics, &sample);
+    if (nea__log_limit_pass(&env->log_503, uv_now(env->loop), &skipped)) {
+        nea__addr_name(&adm->refused, addr, sizeof(addr));
+        nea__log(env->cfg, NEA_LOG_WARN,
+                 "503 for a connection from %s (no free connection slot); %" PRIu64
+                 " more 503s since the last such line",
+                 adm->refused_ms == uv_now(env->loop) ? addr : "-", skipped);
+    }
+}
+
 static void reject_close(nea__reject *r)
 {
     if (!uv_is_closing((uv_handle_t *)&r->tcp)) {
@@ -363,6 +383,7 @@ static void reject(nea__admission *adm)
         }
     }
     nea__stats_response(env->stats, 503);
+    note_no_slot(adm);
     n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__E503,
                          "Connection: close\r\n", "", 0, false, r->hdrbuf, r->ebufs);
     r->wreq.data = r;

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "stats.h"
 
+#include <inttypes.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -42,6 +43,8 @@ static void response_done(nea__conn *c, int status);
 static bool body_overdue(const nea__conn *c, uint64_t now);
 static bool body_expected(const nea__conn *c);
 static void arm_body(nea__conn *c);
+static void begin_sample(nea__conn *c);
+static void finish_sample(nea__conn *c, nea_outcome fallback);
 
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -90,6 +93,7 @@ static void on_timer(uv_timer_t *t)
         break;
     case NEA__C_WRITING:
         st->timeouts++;
+        c->sample.outcome = NEA_OUTCOME_TIMEOUT;
         close_now(c);
         break;
     default: /* IDLE (keep-alive expired), LINGER */
@@ -239,6 +243,7 @@ static void close_now(nea__conn *c)
         return;
     }
     set_state(c, NEA__C_CLOSING);
+    finish_sample(c, NEA_OUTCOME_CANCELLED);
     cancel_request(c);
     uv_timer_stop(&c->timer);
     update_reading(c);
@@ -386,6 +391,12 @@ static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
 {
     int r;
 
+    for (unsigned i = 0; i < n; i++) {
+        c->sample.bytes_out += bufs[i].len;
+    }
+    if (c->sample.handled && c->sample.handler_ns == 0) {
+        c->sample.handler_ns = uv_hrtime() - c->t_handler;
+    }
     set_state(c, NEA__C_WRITING);
     if (gather(c, bufs, n)) {
         write_finished(c, 0); /* the request ends; its bytes wait in obuf */
@@ -461,6 +472,15 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     if (c->req != NULL) {
         c->req->responded = true;
     }
+    if (!c->sampling) {
+        begin_sample(c); /* answered before the head was complete: unrouted */
+    }
+    c->sample.status = nea__err_status(e);
+    if (e == NEA__E503) {
+        c->sample.outcome = NEA_OUTCOME_SHED;
+    } else if (e == NEA__E408 || e == NEA__E504) {
+        c->sample.outcome = NEA_OUTCOME_TIMEOUT;
+    }
     n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), e, conn_line(c), allow,
                          allow_len, head_only, c->hdrbuf, c->ebufs);
     nea__stats_response(env->stats, nea__err_status(e));
@@ -484,6 +504,20 @@ const struct sockaddr_storage *nea__conn_peer(nea__conn *c)
         c->peer_known = true;
     }
     return &c->peer;
+}
+
+void nea__addr_name(const struct sockaddr_storage *a, char *buf, size_t len)
+{
+    int rc = UV_EINVAL;
+    if (a->ss_family == AF_INET) {
+        rc = uv_ip4_name((const struct sockaddr_in *)a, buf, len);
+    } else if (a->ss_family == AF_INET6) {
+        rc = uv_ip6_name((const struct sockaddr_in6 *)a, buf, len);
+    }
+    if (rc != 0 && len > 1) {
+        buf[0] = '-';
+        buf[1] = '\0';
+    }
 }
 
 bool nea__conn_same_peer(nea__conn *c, const struct sockaddr_storage *y)
@@ -510,7 +544,9 @@ static const char *req_conn_line(nea_req *req)
 
 static void req_send(nea_req *req, uv_buf_t *bufs, unsigned n)
 {
-    write_bufs(req->conn, bufs, n);
+    nea__conn *c = req->conn;
+    c->sample.status = req->status;
+    write_bufs(c, bufs, n);
 }
 
 static void req_send_error(nea_req *req, nea__err e)
@@ -548,6 +584,8 @@ static void dispatch(nea__conn *c)
     set_state(c, NEA__C_HANDLER);
     arm(c, c->env->cfg->response_timeout_ms);
     t0 = uv_hrtime();
+    c->t_handler = t0;
+    c->sample.handled = true;
     nea__req_dispatch(c->req);
     nea__load_handler_ran(load, uv_hrtime() - t0); /* c may be closed by now: load is not */
 }
@@ -555,6 +593,7 @@ static void dispatch(nea__conn *c)
 /* The request's response is fully written (or failed with status < 0). */
 static void response_done(nea__conn *c, int status)
 {
+    finish_sample(c, status < 0 ? NEA_OUTCOME_CANCELLED : NEA_OUTCOME_COMPLETED);
     uv_timer_stop(&c->timer);
     end_request(c);
     if (status < 0) {
@@ -651,6 +690,7 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
         return;
     }
     c->req = req;
+    c->sample.queue_ns = uv_hrtime() - c->t_head;
     req->fn = c->route->fn;
     req->fn_data = c->route->data;
     req->http_minor = c->parser.http_minor;
@@ -685,6 +725,7 @@ static void head_done(nea__conn *c)
     int status;
 
     env->stats->requests++;
+    begin_sample(c);
     status = nea__head_parse(h, &c->parser, c->rbuf);
     if (status != 0) {
         nea__conn_respond_error(c, nea__err_for_status(status));
@@ -704,8 +745,13 @@ static void head_done(nea__conn *c)
         h->url = "/"; /* absolute-form without a path */
         path_len = h->url_len = 1;
     }
+    c->s_method = method;
+    c->s_method_len = method_len;
+    c->s_path = h->url;
+    c->s_path_len = path_len;
     switch (nea__route_find(env->router, method, method_len, h->url, path_len, &c->route)) {
     case NEA__ROUTE_FOUND:
+        c->sample.route = (unsigned)(c->route - env->router->routes) + 1;
         break;
     case NEA__ROUTE_NO_METHOD:
         h->url_len = path_len;
@@ -719,6 +765,7 @@ static void head_done(nea__conn *c)
         nea__conn_respond_error(c, NEA__E413); /* decided before reading the body */
         return;
     }
+    c->sample.waited = true;
     env->hooks->routed(c);
 }
 
@@ -847,6 +894,93 @@ static void conn_process(nea__conn *c)
         c->rpos = c->rlen = 0;
     }
     update_reading(c);
+}
+
+/* --- counting: per-route metrics, the completion hook, refusal logs ------------ */
+
+/* A request begins in the slot: a complete head, or an error answered
+ * before one was. */
+static void begin_sample(nea__conn *c)
+{
+    memset(&c->sample, 0, sizeof(c->sample));
+    c->sampling = true;
+    c->s_method = c->s_path = "";
+    c->s_method_len = c->s_path_len = 0;
+    c->t_head = uv_hrtime();
+    c->sample.bytes_in = c->head.end > c->head.start ? c->head.end - c->head.start : 0;
+}
+
+static void log_refusal(nea__conn *c, const nea_completion *done)
+{
+    nea__conn_env *env = c->env;
+    nea__log_limit *limit = done->status == 503 ? &env->log_503 : &env->log_400;
+    char addr[64] = "-";
+    uint64_t skipped;
+
+    if (!nea__log_limit_pass(limit, uv_now(env->loop), &skipped)) {
+        return;
+    }
+    nea__addr_name(nea__conn_peer(c), addr, sizeof(addr));
+    nea__log(env->cfg, NEA_LOG_WARN, "%d for %.*s %.*s from %s (%s); %" PRIu64 " more since the last such line",
+             done->status, (int)done->method_len, done->method, (int)done->path_len, done->path,
+             addr, nea_outcome_name(done->outcome), skipped);
+}
+
+/* The request in the slot ended: count it once, tell the completion hook,
+ * and log a refusal (rate-limited). outcome: how it ended unless a timeout,
+ * a shed or an out-of-memory answer already said otherwise. */
+static void finish_sample(nea__conn *c, nea_outcome fallback)
+{
+    nea__conn_env *env = c->env;
+    nea__sample *s = &c->sample;
+    nea_req *req = c->req;
+    nea_completion done;
+
+    if (!c->sampling) {
+        return;
+    }
+    c->sampling = false;
+    done.method = c->s_method;
+    done.method_len = c->s_method_len;
+    done.path = c->s_path;
+    done.path_len = c->s_path_len;
+    if (req != NULL) {
+        /* The head in rbuf may be gone (body bytes overwrite it): the
+         * arena has the copy. */
+        done.method = req->msg.method != NULL ? req->msg.method : "";
+        done.method_len = strlen(done.method);
+        done.path = req->msg.path != NULL ? req->msg.path : "";
+        done.path_len = strlen(done.path);
+        s->arena_peak = req->arena->peak;
+        s->bytes_in += req->body.len;
+        if (req->oom && s->outcome == NEA_OUTCOME_COMPLETED) {
+            s->outcome = NEA_OUTCOME_OOM;
+        }
+    }
+    if (s->outcome == NEA_OUTCOME_COMPLETED) {
+        s->outcome = fallback;
+    }
+    s->total_ns = uv_hrtime() - c->t_head;
+    nea__metrics_record(env->metrics, s);
+    if (env->cfg->on_complete == NULL && s->status != 503 && s->status != 400) {
+        return;
+    }
+    done.route = s->route > 0 ? env->metrics->routes[s->route].path : NULL;
+    done.status = s->status;
+    done.outcome = s->outcome;
+    done.bytes_in = s->bytes_in;
+    done.bytes_out = s->bytes_out;
+    done.queue_ns = s->queue_ns;
+    done.handler_ns = s->handler_ns;
+    done.total_ns = s->total_ns;
+    done.arena_peak_bytes = s->arena_peak;
+    if (s->status == 503 || s->status == 400) {
+        log_refusal(c, &done);
+    }
+    if (env->cfg->on_complete != NULL) {
+        done.peer = nea__conn_peer(c);
+        env->cfg->on_complete(env->cfg->on_complete_data, &done);
+    }
 }
 
 /* --- slots ------------------------------------------------------------------- */

@@ -8,6 +8,8 @@
 #include "fault.h"
 #include "http.h"
 #include "load.h"
+#include "log.h"
+#include "metrics.h"
 #include "req.h"
 #include "response.h"
 #include "router.h"
@@ -58,6 +60,8 @@ typedef struct nea__conn_env {
     void *hooks_data;
     nea__fault *fault;
     nea__load *load;       /* touched by every read: the loop's busy time */
+    nea__metrics *metrics; /* per-route records: every finished request is counted */
+    nea__log_limit log_503, log_400; /* refusals are logged at most once a second */
     bool closing;          /* the server drains: every response closes its connection */
     unsigned handles_open; /* libuv handles of this server not yet closed */
 } nea__conn_env;
@@ -95,6 +99,15 @@ struct nea__conn {
     uint64_t body_start_ms;    /* uv_now() when the body started */
     uint64_t body_last_ms;     /* uv_now() of the last body read */
     uint64_t body_bytes;       /* bytes received since the body started */
+
+    /* The request in this slot, counted when it ends (finish_sample). */
+    nea__sample sample;
+    bool sampling;          /* a request is in the slot and not counted yet */
+    const char *s_method;   /* in rbuf, until the request has an arena */
+    const char *s_path;
+    size_t s_method_len, s_path_len;
+    uint64_t t_head;        /* uv_hrtime() when the head was complete */
+    uint64_t t_handler;     /* uv_hrtime() when the handler started */
 
     nea_req *req;
     struct sockaddr_storage peer; /* the client's address, read on first use (nea__conn_peer) */
@@ -134,6 +147,8 @@ void nea__conn_shed(nea__conn *c, bool keep);
  * on first use only: most connections never need it, and accepting stays
  * one system call shorter. */
 const struct sockaddr_storage *nea__conn_peer(nea__conn *c);
+/* The address (no port) as text into buf, or "-" when unknown. */
+void nea__addr_name(const struct sockaddr_storage *a, char *buf, size_t len);
 /* True when c's client has the address peer (ports not compared). */
 bool nea__conn_same_peer(nea__conn *c, const struct sockaddr_storage *peer);
 

@@ -25,3 +25,15 @@ void nea__log(const nea_config *cfg, int level, const char *fmt, ...)
     nea__logv(cfg, level, fmt, ap);
     va_end(ap);
 }
+
+bool nea__log_limit_pass(nea__log_limit *l, uint64_t now_ms, uint64_t *suppressed)
+{
+    if (now_ms < l->next_ms) {
+        l->suppressed++;
+        return false;
+    }
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    l->next_ms = now_ms + 1000;
+    return true;
+}

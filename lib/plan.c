@@ -5,10 +5,11 @@
  * layout; server.c carves the mapping exactly as nea__plan_layout says, and
  * no other file computes an offset or a size of the reservation:
  *
- *   [ fixed: server struct | route table | arena descriptors ]  page-rounded
+ *   [ fixed: server struct | route table | route metrics | arena descriptors ]  page-rounded
  *   [ connection slots: max_connections * conn_slot_size ]       page-rounded
  *   [ arena 0 | guard ][ arena 1 | guard ] ...                   arena_count * arena_stride
  *
+ *   metrics_bytes  = round64((max_routes + 1) * sizeof(nea_route_stats))
  *   conn_slot_size = round64(sizeof(nea__conn)) + round64(read_buffer_size) + NEA__OBUF
  *   arena_stride   = round_page(arena_size) + (guard_pages ? page : 0)
  *
@@ -96,9 +97,16 @@ static size_t routes_bytes(const nea_config *cfg, const nea__sizes *sz)
     return NEA__ROUND_UP((size_t)cfg->max_routes * sz->route, 64);
 }
 
+/* The per-route metrics: one record per route and one for unrouted requests. */
+static size_t metrics_bytes(const nea_config *cfg, const nea__sizes *sz)
+{
+    return NEA__ROUND_UP(((size_t)cfg->max_routes + 1) * sz->route_stats, 64);
+}
+
 static size_t fixed_bytes(const nea_config *cfg, const nea__sizes *sz, unsigned arenas, size_t page)
 {
-    size_t n = server_bytes(sz) + routes_bytes(cfg, sz) + (size_t)arenas * sz->arena;
+    size_t n = server_bytes(sz) + routes_bytes(cfg, sz) + metrics_bytes(cfg, sz) +
+               (size_t)arenas * sz->arena;
     return NEA__ROUND_UP(n, page);
 }
 
@@ -246,7 +254,8 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         /* As many arenas as fit: each costs its stride plus its descriptor.
          * Start from the fixed part before page rounding (an upper bound on
          * the count), then step down to the exact maximum. */
-        size_t base = server_bytes(sz) + routes_bytes(cfg, sz) + p.connections_bytes;
+        size_t base =
+            server_bytes(sz) + routes_bytes(cfg, sz) + metrics_bytes(cfg, sz) + p.connections_bytes;
         size_t per = p.arena_stride + sz->arena;
         size_t n = cfg->memory_limit > base ? (cfg->memory_limit - base) / per : 0;
         if (n > UINT32_MAX) {
@@ -274,6 +283,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
                       cfg->reserved_arenas, p.arena_count);
     }
     p.fixed_overhead = fixed_bytes(cfg, sz, p.arena_count, page);
+    p.metrics_bytes = metrics_bytes(cfg, sz);
     if (!mul_add(p.arena_count, p.arena_stride, 0, &p.arenas_bytes) ||
         !mul_add(1, p.arenas_bytes, p.connections_bytes, &p.total) ||
         !mul_add(1, p.total, p.fixed_overhead, &p.total)) {
@@ -296,7 +306,8 @@ void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_pla
     memset(out, 0, sizeof(*out));
     out->page = plan->page_size;
     out->routes_off = server_bytes(sz);
-    out->arena_table_off = out->routes_off + routes_bytes(cfg, sz);
+    out->metrics_off = out->routes_off + routes_bytes(cfg, sz);
+    out->arena_table_off = out->metrics_off + metrics_bytes(cfg, sz);
     out->conns_off = plan->fixed_overhead;
     out->conn_stride = plan->conn_slot_size;
     out->conn_rbuf_off = conn_struct_bytes(sz);
@@ -314,8 +325,8 @@ void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_pla
 void nea_plan_format(const nea_plan *p, char *buf, size_t len)
 {
     snprintf(buf, len,
-             "reserved=%zu (fixed %zu + connections %zu + arenas %u x %zu stride = %zu) "
-             "arena_size=%zu",
-             p->total, p->fixed_overhead, p->connections_bytes, p->arena_count, p->arena_stride,
-             p->arenas_bytes, p->arena_size);
+             "reserved=%zu (fixed %zu incl. metrics %zu + connections %zu + arenas %u x %zu "
+             "stride = %zu) arena_size=%zu",
+             p->total, p->fixed_overhead, p->metrics_bytes, p->connections_bytes, p->arena_count,
+             p->arena_stride, p->arenas_bytes, p->arena_size);
 }

@@ -11,6 +11,7 @@
 typedef struct nea__layout {
     size_t page;
     size_t routes_off;      /* the route table, after the server struct */
+    size_t metrics_off;     /* the per-route metrics records, after the route table */
     size_t arena_table_off; /* the arena descriptors */
     size_t conns_off;       /* the first connection slot (== plan.fixed_overhead) */
     size_t conn_stride;     /* one slot (== plan.conn_slot_size) */
@@ -31,6 +32,7 @@ typedef struct nea__layout {
 typedef struct nea__sizes {
     size_t server;      /* sizeof(nea_server) */
     size_t route;       /* one route table entry */
+    size_t route_stats; /* one per-route metrics record (max_routes + 1 of them) */
     size_t arena;       /* one arena descriptor */
     size_t conn;        /* one connection slot's struct */
     size_t conn_obuf;   /* a slot's output buffer */

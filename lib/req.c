@@ -155,6 +155,7 @@ static void answer_oom(nea_req *req)
 {
     log_oom(req, "answering 500");
     req->env->stats->oom_500++;
+    req->oom = true;
     if (!req->responded && req->conn != NULL) {
         req->responded = true;
         req->env->hooks->send_error(req, NEA__E500);
@@ -508,10 +509,12 @@ static int respond(nea_req *req, int status, const char *ctype, const void *body
         req->oom_asked = needed;
         log_oom(req, "answering 500");
         env->stats->oom_500++;
+        req->oom = true;
         env->hooks->send_error(req, NEA__E500);
         return NEA_ENOMEM;
     }
     nea__stats_response(env->stats, status);
+    req->status = status;
     env->hooks->send(req, req->wbufs, n);
     return 0;
 }

@@ -91,6 +91,8 @@ struct nea_req {
     uv_buf_t wbufs[2];
 
     size_t oom_asked; /* bytes requested by the allocation that failed */
+    int status;       /* of the response issued (metrics) */
+    bool oom;         /* answered 500 because its arena ran out */
 };
 
 /* Creates a request in a fresh arena (the request struct is the arena's

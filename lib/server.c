@@ -45,6 +45,7 @@ static void maybe_finish_close(void *data);
 static const nea__sizes sizes = {
     .server = sizeof(nea_server),
     .route = sizeof(nea__route),
+    .route_stats = sizeof(nea_route_stats),
     .arena = sizeof(nea__arena),
     .conn = sizeof(nea__conn),
     .conn_obuf = NEA__OBUF,
@@ -99,6 +100,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
 #endif
     nea__router_init(&s->router, (nea__route *)(region.base + layout.routes_off), cfg->max_routes,
                      cfg->read_buffer_size);
+    nea__metrics_init(&s->metrics, region.base + layout.metrics_off, cfg->max_routes);
     nea__pool_init(&s->pool, (nea__arena *)(region.base + layout.arena_table_off),
                    region.base + layout.arenas_off, layout.arena_count, layout.arena_stride,
                    layout.arena_span, layout.arena_size, cfg->scrub, &s->fault);
@@ -106,6 +108,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, &s->pool,
                        plan.max_body_size);
     s->env.fault = &s->fault;
+    s->env.metrics = &s->metrics;
     s->env.load = &s->load;
     nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
                    cfg->overload_budget_us, cfg->overload_hold_ms);
@@ -132,8 +135,10 @@ int nea_server_route_flags(nea_server *s, const char *method, const char *path, 
     int rc = nea__router_add(&s->router, method, path, fn, data, flags, why, sizeof(why));
     if (rc != 0) {
         nea__log(&s->cfg, NEA_LOG_ERROR, "route refused: %s", why);
+        return rc;
     }
-    return rc;
+    nea__metrics_route_added(&s->metrics, method, path);
+    return 0;
 }
 
 int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
@@ -163,6 +168,27 @@ void nea_server_stats(const nea_server *s, nea_stats *out)
     out->shedding = s->load.shedding;
     out->shed_transitions = s->load.transitions;
     out->loop_lag_us = s->load.lag / 1000u;
+}
+
+unsigned nea_server_route_stats_count(const nea_server *s)
+{
+    return s->metrics.count;
+}
+
+int nea_server_route_stats(const nea_server *s, unsigned i, nea_route_stats *out)
+{
+    if (i >= s->metrics.count) {
+        return UV_EINVAL;
+    }
+    *out = s->metrics.routes[i];
+    return 0;
+}
+
+size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap)
+{
+    nea_stats st;
+    nea_server_stats(s, &st);
+    return nea__metrics_write(s->metrics.routes, s->metrics.count, &st, buf, cap);
 }
 
 static void on_connection(void *data, uv_stream_t *listener)

@@ -36,6 +36,7 @@ struct nea_server {
     void *close_data;
 
     nea_stats stats;
+    nea__metrics metrics; /* per-route records (metrics.c) */
     nea__fault fault; /* test builds: this server's failure plan */
 };
 

@@ -1,0 +1,352 @@
+/*
+ * metrics.c - per-route counters and fixed-bucket histograms, and their
+ * Prometheus text exposition.
+ *
+ * The block is an array of nea_route_stats in the reservation (plan.c
+ * counts it): record 0 for requests answered before routing, then one per
+ * route in registration order, so a finished request finds its record by
+ * index. Recording is a few increments and, per histogram, one
+ * count-leading-zeros to find the bucket: O(1), no allocation, loop thread
+ * only. Nothing here knows about servers or workers: readers copy records
+ * out and may sum several blocks (nea__route_stats_add) before writing.
+ *
+ * Buckets are log-linear (see nea.h): for v above the lowest edge 2^m, with
+ * u = v - 1 and p the position of u's top bit, the bucket is
+ * 4 (p - m) + 1 + (the two bits below the top one), whose upper edge is
+ * 2^p + (step + 1) 2^(p-2). The exposition prints one edge per octave
+ * (cumulative counts make any subset of edges exact), keeping a scrape to
+ * about 25 lines per histogram.
+ */
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+_Static_assert(NEA_HIST_STEPS == 4, "bucket index takes two bits below the top one");
+
+size_t nea__metrics_bytes(unsigned max_routes)
+{
+    return ((size_t)max_routes + 1) * sizeof(nea_route_stats);
+}
+
+void nea__metrics_init(nea__metrics *m, void *mem, unsigned max_routes)
+{
+    m->routes = mem;
+    m->cap = max_routes + 1;
+    m->count = 1;
+    memset(m->routes, 0, nea__metrics_bytes(max_routes));
+    m->routes[0].method = "";
+    m->routes[0].path = "unrouted";
+}
+
+void nea__metrics_route_added(nea__metrics *m, const char *method, const char *path)
+{
+    nea_route_stats *r = &m->routes[m->count++];
+    r->method = method;
+    r->path = path;
+}
+
+unsigned nea__hist_index(unsigned min_log2, uint64_t v)
+{
+    uint64_t u;
+    unsigned p;
+
+    if (v <= (uint64_t)1 << min_log2) {
+        return 0;
+    }
+    u = v - 1;
+    p = 63u - (unsigned)__builtin_clzll(u);
+    if (p >= min_log2 + NEA_HIST_OCTAVES) {
+        return NEA_HIST_BUCKETS - 1;
+    }
+    return (p - min_log2) * NEA_HIST_STEPS + 1 + (unsigned)((u >> (p - 2)) & 3);
+}
+
+uint64_t nea_histogram_edge(unsigned min_log2, unsigned i)
+{
+    unsigned p;
+    if (i == 0) {
+        return (uint64_t)1 << min_log2;
+    }
+    if (i >= NEA_HIST_BUCKETS - 1 || min_log2 < 2 || min_log2 + NEA_HIST_OCTAVES > 63) {
+        return UINT64_MAX;
+    }
+    p = min_log2 + (i - 1) / NEA_HIST_STEPS;
+    return ((uint64_t)1 << p) + ((uint64_t)((i - 1) % NEA_HIST_STEPS + 1) << (p - 2));
+}
+
+uint64_t nea_histogram_quantile(const nea_histogram *h, unsigned min_log2, double q)
+{
+    uint64_t rank, seen = 0;
+    if (h->count == 0) {
+        return 0;
+    }
+    rank = (uint64_t)(q * (double)h->count);
+    if ((double)rank < q * (double)h->count) {
+        rank++; /* ceil */
+    }
+    if (rank == 0) {
+        rank = 1;
+    }
+    for (unsigned i = 0; i < NEA_HIST_BUCKETS; i++) {
+        seen += h->buckets[i];
+        if (seen >= rank) {
+            return nea_histogram_edge(min_log2, i);
+        }
+    }
+    return UINT64_MAX;
+}
+
+void nea__hist_add(nea_histogram *h, unsigned min_log2, uint64_t v)
+{
+    h->count++;
+    h->sum += v;
+    h->buckets[nea__hist_index(min_log2, v)]++;
+}
+
+const char *nea_outcome_name(int outcome)
+{
+    static const char *const names[NEA_OUTCOME_COUNT] = {
+        [NEA_OUTCOME_COMPLETED] = "completed", [NEA_OUTCOME_OOM] = "oom",
+        [NEA_OUTCOME_SHED] = "shed",           [NEA_OUTCOME_TIMEOUT] = "timeout",
+        [NEA_OUTCOME_CANCELLED] = "cancelled",
+    };
+    return outcome >= 0 && outcome < NEA_OUTCOME_COUNT ? names[outcome] : "unknown";
+}
+
+void nea__metrics_record(nea__metrics *m, const nea__sample *s)
+{
+    nea_route_stats *r = &m->routes[s->route];
+    unsigned cls = (unsigned)s->status / 100;
+
+    r->requests++;
+    r->outcomes[s->outcome]++;
+    if (cls >= 1 && cls <= 5) {
+        r->responses[cls]++;
+    }
+    r->bytes_in += s->bytes_in;
+    r->bytes_out += s->bytes_out;
+    if (s->arena_peak > 0) {
+        nea__hist_add(&r->arena_peak_bytes, NEA_HIST_BYTES_LOG2, s->arena_peak);
+        if (s->arena_peak > r->arena_peak_max) {
+            r->arena_peak_max = s->arena_peak;
+        }
+    }
+    if (s->waited) {
+        nea__hist_add(&r->queue_ns, NEA_HIST_NS_LOG2, s->queue_ns);
+    }
+    if (s->handled) {
+        nea__hist_add(&r->handler_ns, NEA_HIST_NS_LOG2, s->handler_ns);
+    }
+    nea__hist_add(&r->total_ns, NEA_HIST_NS_LOG2, s->total_ns);
+}
+
+static void hist_sum(nea_histogram *into, const nea_histogram *from)
+{
+    into->count += from->count;
+    into->sum += from->sum;
+    for (unsigned i = 0; i < NEA_HIST_BUCKETS; i++) {
+        into->buckets[i] += from->buckets[i];
+    }
+}
+
+void nea__route_stats_add(nea_route_stats *into, const nea_route_stats *from)
+{
+    into->requests += from->requests;
+    for (unsigned i = 0; i < 6; i++) {
+        into->responses[i] += from->responses[i];
+    }
+    for (unsigned i = 0; i < NEA_OUTCOME_COUNT; i++) {
+        into->outcomes[i] += from->outcomes[i];
+    }
+    into->bytes_in += from->bytes_in;
+    into->bytes_out += from->bytes_out;
+    if (from->arena_peak_max > into->arena_peak_max) {
+        into->arena_peak_max = from->arena_peak_max;
+    }
+    hist_sum(&into->arena_peak_bytes, &from->arena_peak_bytes);
+    hist_sum(&into->queue_ns, &from->queue_ns);
+    hist_sum(&into->handler_ns, &from->handler_ns);
+    hist_sum(&into->total_ns, &from->total_ns);
+}
+
+void nea_route_stats_add(nea_route_stats *into, const nea_route_stats *from)
+{
+    nea__route_stats_add(into, from);
+}
+
+/* --- the Prometheus text exposition ------------------------------------------ */
+
+/* snprintf-style appending: keeps counting past cap so the caller learns the
+ * length it needs. */
+typedef struct out {
+    char *buf;
+    size_t cap, len;
+} out;
+
+static void put(out *o, const char *fmt, ...) NEA_PRINTF(2, 3);
+
+static void put(out *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(o->len < o->cap ? o->buf + o->len : NULL, o->len < o->cap ? o->cap - o->len : 0,
+                  fmt, ap);
+    va_end(ap);
+    o->len += n > 0 ? (size_t)n : 0;
+}
+
+/* A label value, escaped as the format asks (backslash, quote, newline). */
+static void put_label(out *o, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '\\' || *s == '"') {
+            put(o, "\\%c", *s);
+        } else if (*s == '\n') {
+            put(o, "\\n");
+        } else {
+            put(o, "%c", *s);
+        }
+    }
+}
+
+static void put_family(out *o, const char *name, const char *type, const char *help)
+{
+    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{route="...",method="..."  (the caller closes the braces). */
+static void put_route(out *o, const char *name, const nea_route_stats *r)
+{
+    put(o, "%s{route=\"", name);
+    put_label(o, r->path);
+    put(o, "\",method=\"");
+    put_label(o, r->method);
+    put(o, "\"");
+}
+
+/* Prints v, in nanoseconds when `seconds`, in the metric's base unit. */
+static void put_value(out *o, uint64_t v, bool seconds)
+{
+    if (seconds) {
+        put(o, "%.9g", (double)v / 1e9);
+    } else {
+        put(o, "%" PRIu64, v);
+    }
+}
+
+typedef struct hist_family {
+    const char *name;
+    const char *help;
+    size_t offset; /* of the histogram in nea_route_stats */
+    unsigned min_log2;
+    bool seconds;
+} hist_family;
+
+static void put_histogram(out *o, const hist_family *f, const nea_route_stats *routes, unsigned n)
+{
+    char series[96];
+
+    put_family(o, f->name, "histogram", f->help);
+    for (unsigned r = 0; r < n; r++) {
+        const nea_histogram *h = (const nea_histogram *)((const char *)&routes[r] + f->offset);
+        uint64_t cum = 0;
+        snprintf(series, sizeof(series), "%s_bucket", f->name);
+        /* One edge per octave: buckets 0, 4, 8, ... end exactly on them. */
+        for (unsigned i = 0; i < NEA_HIST_BUCKETS - 1; i++) {
+            cum += h->buckets[i];
+            if (i % NEA_HIST_STEPS == 0) {
+                put_route(o, series, &routes[r]);
+                put(o, ",le=\"");
+                put_value(o, nea_histogram_edge(f->min_log2, i), f->seconds);
+                put(o, "\"} %" PRIu64 "\n", cum);
+            }
+        }
+        put_route(o, series, &routes[r]);
+        put(o, ",le=\"+Inf\"} %" PRIu64 "\n", h->count);
+        snprintf(series, sizeof(series), "%s_sum", f->name);
+        put_route(o, series, &routes[r]);
+        put(o, "} ");
+        put_value(o, h->sum, f->seconds);
+        snprintf(series, sizeof(series), "%s_count", f->name);
+        put(o, "\n");
+        put_route(o, series, &routes[r]);
+        put(o, "} %" PRIu64 "\n", h->count);
+    }
+}
+
+static void put_global(out *o, const char *name, const char *type, const char *help, uint64_t v)
+{
+    put_family(o, name, type, help);
+    put(o, "%s %" PRIu64 "\n", name, v);
+}
+
+size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_stats *st, char *buf,
+                          size_t cap)
+{
+    static const hist_family hists[] = {
+        {"nea_route_arena_peak_bytes", "Most arena bytes a request used.",
+         offsetof(nea_route_stats, arena_peak_bytes), NEA_HIST_BYTES_LOG2, false},
+        {"nea_route_queue_seconds", "Wait from a routed head to its arena.",
+         offsetof(nea_route_stats, queue_ns), NEA_HIST_NS_LOG2, true},
+        {"nea_route_handler_seconds", "Handler start to response issued.",
+         offsetof(nea_route_stats, handler_ns), NEA_HIST_NS_LOG2, true},
+        {"nea_route_duration_seconds", "Head complete to response written.",
+         offsetof(nea_route_stats, total_ns), NEA_HIST_NS_LOG2, true},
+    };
+    static const char *const causes[] = {"no_slot", "no_arena", "cpu", "fair", "draining"};
+    const uint64_t shed[] = {st->shed_no_slot, st->shed_no_arena, st->shed_cpu, st->shed_fair,
+                             st->shed_draining};
+    out o = {buf, cap, 0};
+
+    if (cap > 0) {
+        buf[0] = '\0';
+    }
+    put_global(&o, "nea_requests_total", "counter", "Request heads fully received.",
+               st->requests);
+    put_global(&o, "nea_connections_accepted_total", "counter",
+               "Connections accepted into a slot.", st->accepted);
+    put_global(&o, "nea_connections_open", "gauge", "Connections in a slot now.",
+               st->connections_open);
+    put_global(&o, "nea_arenas", "gauge", "Arenas in the reservation.", st->arena_count);
+    put_global(&o, "nea_arenas_in_use", "gauge", "Arenas held by requests now.",
+               st->arenas_in_use);
+    put_global(&o, "nea_arena_queue_length", "gauge", "Routed heads waiting for an arena now.",
+               st->queue_length);
+    put_global(&o, "nea_shedding", "gauge", "1 while shedding for CPU.", st->shedding);
+    put_family(&o, "nea_shed_total", "counter", "503 answers by cause (no handler ran).");
+    for (unsigned i = 0; i < sizeof(causes) / sizeof(causes[0]); i++) {
+        put(&o, "nea_shed_total{cause=\"%s\"} %" PRIu64 "\n", causes[i], shed[i]);
+    }
+
+    put_family(&o, "nea_route_requests_total", "counter", "Finished requests by outcome.");
+    for (unsigned r = 0; r < n; r++) {
+        for (int k = 0; k < NEA_OUTCOME_COUNT; k++) {
+            put_route(&o, "nea_route_requests_total", &routes[r]);
+            put(&o, ",outcome=\"%s\"} %" PRIu64 "\n", nea_outcome_name(k), routes[r].outcomes[k]);
+        }
+    }
+    put_family(&o, "nea_route_responses_total", "counter", "Responses by status class.");
+    for (unsigned r = 0; r < n; r++) {
+        for (unsigned c = 1; c <= 5; c++) {
+            put_route(&o, "nea_route_responses_total", &routes[r]);
+            put(&o, ",code=\"%uxx\"} %" PRIu64 "\n", c, routes[r].responses[c]);
+        }
+    }
+    put_family(&o, "nea_route_received_bytes_total", "counter", "Request head and body bytes.");
+    for (unsigned r = 0; r < n; r++) {
+        put_route(&o, "nea_route_received_bytes_total", &routes[r]);
+        put(&o, "} %" PRIu64 "\n", routes[r].bytes_in);
+    }
+    put_family(&o, "nea_route_sent_bytes_total", "counter", "Response bytes sent.");
+    for (unsigned r = 0; r < n; r++) {
+        put_route(&o, "nea_route_sent_bytes_total", &routes[r]);
+        put(&o, "} %" PRIu64 "\n", routes[r].bytes_out);
+    }
+    for (unsigned i = 0; i < sizeof(hists) / sizeof(hists[0]); i++) {
+        put_histogram(&o, &hists[i], routes, n);
+    }
+    return o.len;
+}

@@ -1,0 +1,54 @@
+/*
+ * metrics.h - per-route counters and histograms in the reservation, the
+ * Prometheus text writer, and the sizing advisor's arithmetic (see
+ * metrics.c).
+ */
+#ifndef NEA_METRICS_H
+#define NEA_METRICS_H
+
+#include "common.h"
+
+/* One server's metrics block: route_cap + 1 records in the reservation,
+ * record 0 the "unrouted" bucket (requests answered before routing), record
+ * i the route registered i-th. */
+typedef struct nea__metrics {
+    nea_route_stats *routes;
+    unsigned cap;   /* records (max_routes + 1) */
+    unsigned count; /* records in use (routes registered + 1) */
+} nea__metrics;
+
+/* What one finished request contributes (filled by its connection). */
+typedef struct nea__sample {
+    unsigned route; /* record index: 0 unrouted */
+    int status;     /* 0: no response was sent */
+    nea_outcome outcome;
+    uint64_t bytes_in, bytes_out;
+    size_t arena_peak; /* 0: no arena was taken */
+    bool waited;       /* asked for an arena (queue_ns counts) */
+    bool handled;      /* a handler ran (handler_ns counts) */
+    uint64_t queue_ns, handler_ns, total_ns;
+} nea__sample;
+
+/* Bytes of the block for max_routes routes (for the plan). */
+size_t nea__metrics_bytes(unsigned max_routes);
+/* Zeroes the block at mem and names record 0 "unrouted". */
+void nea__metrics_init(nea__metrics *m, void *mem, unsigned max_routes);
+/* Names the next record after a route that was just registered. */
+void nea__metrics_route_added(nea__metrics *m, const char *method, const char *path);
+/* Counts one finished request: O(1), no allocation. */
+void nea__metrics_record(nea__metrics *m, const nea__sample *s);
+/* Counts a value into a histogram whose lowest edge is 2^min_log2. */
+void nea__hist_add(nea_histogram *h, unsigned min_log2, uint64_t v);
+/* The bucket v falls in. */
+unsigned nea__hist_index(unsigned min_log2, uint64_t v);
+/* Adds every counter of `from` into `into` (the routes' names are kept);
+ * how several per-server blocks are summed at read time. */
+void nea__route_stats_add(nea_route_stats *into, const nea_route_stats *from);
+
+/* Writes the Prometheus text exposition (format 0.0.4) of the n records
+ * and the server counters into buf (at most cap bytes, NUL-terminated when
+ * cap > 0); returns the length the whole text needs, like snprintf. */
+size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_stats *st, char *buf,
+                          size_t cap);
+
+#endif /* NEA_METRICS_H */
