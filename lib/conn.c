@@ -719,13 +719,16 @@ static void head_done(nea__conn *c)
     nea__conn_env *env = c->env;
     nea__head *h = &c->head;
     const char *method = c->rbuf + h->start;
-    size_t method_len = (size_t)((const char *)memchr(method, ' ', h->end - h->start) - method);
+    const char *space = memchr(method, ' ', h->end - h->start);
+    size_t method_len = space != NULL ? (size_t)(space - method) : 0;
     const char *q;
     size_t path_len;
     int status;
 
     env->stats->requests++;
     begin_sample(c);
+    c->s_method = method; /* named in the refusal log even when the head is bad */
+    c->s_method_len = method_len;
     status = nea__head_parse(h, &c->parser, c->rbuf);
     if (status != 0) {
         nea__conn_respond_error(c, nea__err_for_status(status));
@@ -745,8 +748,6 @@ static void head_done(nea__conn *c)
         h->url = "/"; /* absolute-form without a path */
         path_len = h->url_len = 1;
     }
-    c->s_method = method;
-    c->s_method_len = method_len;
     c->s_path = h->url;
     c->s_path_len = path_len;
     switch (nea__route_find(env->router, method, method_len, h->url, path_len, &c->route)) {

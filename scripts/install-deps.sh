@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages libnea needs to build and test.
+# Installs the Debian 12 packages libnea needs to build and test
+# (prometheus: its promtool validates the metrics exposition in test_metrics).
 #
 #   scripts/install-deps.sh          build + test toolchain
 #   scripts/install-deps.sh bench    also the benchmark peers and load tools
@@ -13,6 +14,7 @@ packages=(
     libuv1-dev node-llhttp libcmocka-dev
     clang libclang-rt-14-dev valgrind curl haproxy
     libjansson-dev zlib1g-dev libprotobuf-c-dev
+    prometheus
 )
 bench_packages=(
     wrk nginx libmicrohttpd-dev libh2o-dev gnuplot-nox

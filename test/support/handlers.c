@@ -80,6 +80,19 @@ static void r_sleep(nea_req *req, void *d)
     uv_timer_start(t, on_sleep, strtoull(nea_req_path_tail(req), NULL, 10), 0);
 }
 
+/* The server's Prometheus text, formatted into the arena (data: the server). */
+static void r_metrics(nea_req *req, void *d)
+{
+    size_t cap = nea_arena_available(req) / 2;
+    char *buf = nea_alloc(req, cap);
+    size_t len = nea_server_metrics_text(d, buf, cap);
+    if (len >= cap) {
+        nea_respond_static(req, 507, "text/plain", "too big", 7);
+        return;
+    }
+    nea_respond_static(req, 200, "text/plain; version=0.0.4", buf, len);
+}
+
 static void r_big(nea_req *req, void *d)
 {
     (void)d;
@@ -121,4 +134,6 @@ void t_routes_add(nea_server *s)
     assert_int_equal(nea_server_route(s, "GET", "/big", r_big, NULL), 0);
     assert_int_equal(nea_server_route(s, "GET", "/respond-then-oom", r_respond_then_oom, NULL), 0);
     assert_int_equal(nea_server_route(s, "GET", "/status/", r_status, NULL), 0);
+    assert_int_equal(nea_server_route_flags(s, "GET", "/metrics", r_metrics, s, NEA_ROUTE_EXEMPT),
+                     0);
 }
