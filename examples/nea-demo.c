@@ -13,6 +13,7 @@
  *   GET  /stats      the server counters as JSON (exempt: answered while
  *                    the server sheds everything else)
  *   GET  /health     "ok" (exempt)
+ *   GET  /metrics    per-route metrics, Prometheus text format 0.0.4 (exempt)
  *   GET  /json/N     N objects encoded by jansson, allocating from the arena
  *   GET  /gzip/N     N KiB of text deflated by zlib from the arena
  *                    (Content-Encoding: gzip; needs --arena-size 512k)
@@ -25,6 +26,10 @@
  * With --agent-port N, HAProxy's agent-check on port N gets "up ready N%"
  * (the share of capacity free) or "drain"; --drain-delay-ms keeps serving
  * that long after SIGTERM so the balancer notices the drain first.
+ *
+ * --access-log prints one line per finished request to stdout (the
+ * completion hook); refused requests (503, 400) are logged by libnea to
+ * stderr at most once a second.
  *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */
@@ -265,6 +270,44 @@ static void stats(nea_req *req, void *data)
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
+/* Formats straight into the arena: everything the request has left, then
+ * gives back what the text did not use. */
+static void metrics(nea_req *req, void *data)
+{
+    static const char too_big[] = "metrics do not fit the arena: raise --arena-size\n";
+    size_t head_room = 512, cap = nea_arena_available(req);
+    char *buf;
+    size_t len;
+    (void)data;
+    cap = cap > head_room ? cap - head_room : 0;
+    buf = nea_alloc(req, cap);
+    len = nea_server_metrics_text(server, buf, cap);
+    if (len >= cap) {
+        nea_respond_static(req, 500, "text/plain", too_big, sizeof(too_big) - 1);
+        return;
+    }
+    buf = nea_try_grow(req, buf, len + 1); /* shrinks in place: cannot fail */
+    nea_respond_static(req, 200, "text/plain; version=0.0.4", buf, len);
+}
+
+/* --access-log: one line per request, after it ended. */
+static void access_log(void *data, const nea_completion *c)
+{
+    char addr[64] = "-";
+    (void)data;
+    if (c->peer->ss_family == AF_INET) {
+        uv_ip4_name((const struct sockaddr_in *)c->peer, addr, sizeof(addr));
+    } else if (c->peer->ss_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)c->peer, addr, sizeof(addr));
+    }
+    printf("%s \"%.*s %.*s\" %d %" PRIu64 " route=%s outcome=%s in=%" PRIu64 " queue_us=%" PRIu64
+           " handler_us=%" PRIu64 " total_us=%" PRIu64 " arena_peak=%zu\n",
+           addr, (int)c->method_len, c->method, (int)c->path_len, c->path, c->status,
+           c->bytes_out, c->route != NULL ? c->route : "-", nea_outcome_name(c->outcome),
+           c->bytes_in, c->queue_ns / 1000, c->handler_ns / 1000, c->total_ns / 1000,
+           c->arena_peak_bytes);
+}
+
 static void load_static(const char *path, bool required)
 {
     FILE *f = fopen(path, "rb");
@@ -313,13 +356,14 @@ static void usage(FILE *to)
             "  --overload-target-ms MS   loop busy time before CPU shedding, 0 = off (default 5)\n"
             "  --overload-interval-ms MS busy that long before shedding starts (default 25)\n"
             "  --overload-hold-ms MS     shedding lasts at least this long (default 1000)\n"
-            "  --reserved-arenas N       arenas only /stats and /health may take (default 1)\n"
+            "  --reserved-arenas N       arenas only /stats, /health, /metrics take (default 1)\n"
             "  --fair-share-pct P        one address's share under contention, 0 = off (50)\n"
             "  --libc-routes             also serve /json-libc/N and /gzip-libc/N (libc malloc)\n"
             "  --agent-port N            answer HAProxy agent-check on port N (0 = any free)\n"
             "  --drain-delay-ms MS       after SIGTERM, keep accepting this long while the\n"
             "                            agent says drain (default 0)\n"
             "  --drain-timeout-ms MS     then wait this long for in-flight requests (5000)\n"
+            "  --access-log              one line per finished request on stdout\n"
             "  --help                    this text\n"
             "SIZE takes a k, M or G suffix (powers of 1024).\n");
 }
@@ -429,6 +473,7 @@ int main(int argc, char **argv)
         O_AGENT,
         O_DDELAY,
         O_DTIMEOUT,
+        O_ACCESS,
         O_HELP
     };
     static const struct option opts[] = {
@@ -460,6 +505,7 @@ int main(int argc, char **argv)
         {"agent-port", required_argument, NULL, O_AGENT},
         {"drain-delay-ms", required_argument, NULL, O_DDELAY},
         {"drain-timeout-ms", required_argument, NULL, O_DTIMEOUT},
+        {"access-log", no_argument, NULL, O_ACCESS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -473,6 +519,7 @@ int main(int argc, char **argv)
         {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT},
         {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT},
         {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY},
+        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT},
         {"GET", "/json/", clib_json, NULL, 0},
         {"GET", "/gzip/", clib_gzip, NULL, 0},
         /* the last two only with --libc-routes */
@@ -574,6 +621,9 @@ int main(int argc, char **argv)
             break;
         case O_DTIMEOUT:
             rc = parse_uint(optarg, 86400000, &cfg.drain_timeout_ms);
+            break;
+        case O_ACCESS:
+            cfg.on_complete = access_log;
             break;
         case O_HELP:
             usage(stdout);
