@@ -10,8 +10,11 @@
  * refusals; a third with the demo's /json and /gzip routes, where jansson
  * and zlib allocate through the arena adapters (their out-of-memory 500s
  * included); and a fourth that asks the agent and the readiness route and
- * then drains the server through its announcement to the end. libuv may
- * grow its fd table when a new fd number first
+ * then drains the server through its announcement to the end. Every request
+ * is counted in the per-route metrics and passed to a completion hook, and
+ * each round of the first workload scrapes the Prometheus text (GET
+ * /metrics) and logs rate-limited refusals. libuv may grow its fd table
+ * when a new fd number first
  * appears; the warm-up uses the same number of connections, so after it no
  * allocation at all is expected. Not built under sanitizers (they own
  * malloc); skipped under Valgrind for the same reason.
@@ -103,6 +106,8 @@ static void workload(h_fixture *f)
     h_expect(f, ka, "DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n", 405, NULL);
     h_expect(f, ka, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n", 500, NULL);
     h_expect(f, ka, "GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    h_expect(f, ka, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 200, &r);
+    assert_non_null(strstr(r.body, "nea_route_arena_peak_bytes_bucket{route=\"/hello\""));
     h_sends(f, ka, "GET /p/a HTTP/1.1\r\nHost: x\r\n\r\nGET /p/b HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
@@ -130,8 +135,17 @@ static void workload(h_fixture *f)
     H_WAIT(f, f->srv->stats.connections_open == 0);
 }
 
+static unsigned long completions;
+
+static void on_complete(void *data, const nea_completion *c)
+{
+    (void)data;
+    completions += c->peer->ss_family == AF_INET;
+}
+
 static void one_arena(nea_config *c)
 {
+    c->on_complete = on_complete;
     c->arena_count = 1;
     c->queue_timeout_ms = 10;
 }
@@ -155,6 +169,7 @@ static void test_steady_state_allocates_nothing(void **state)
     assert_true(st.requests > 50 * 14);
     assert_true(st.oom_500 >= 50);
     assert_true(st.shed_503 >= 50);
+    assert_true(completions >= st.requests); /* and the 503s for want of a slot */
     if (heap_calls != 0) {
         fail_msg("%lu heap calls during %llu requests", heap_calls,
                  (unsigned long long)st.requests);

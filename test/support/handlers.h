@@ -14,7 +14,7 @@
  *   GET  /respond-then-oom  responds, then exhausts the arena (response stands)
  *   GET  /status/N     responds N with the body "body" (nea_respond)
  *   GET  /metrics      the server's Prometheus text (exempt), 507 when it does not
- *                      fit half the arena
+ *                      fit the arena
  */
 #ifndef NEA_TEST_HANDLERS_H
 #define NEA_TEST_HANDLERS_H
