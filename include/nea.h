@@ -237,9 +237,11 @@ typedef struct nea_completion {
     nea_outcome outcome;
     uint64_t bytes_in;  /* head and body bytes */
     uint64_t bytes_out; /* response bytes handed to the socket */
-    uint64_t queue_ns;  /* routed head to arena granted (0 when none was waited for) */
+    uint64_t queue_ns;  /* routed head to arena granted (0 when granted at once) */
     uint64_t handler_ns; /* handler start to response issued (0: no handler ran) */
-    uint64_t total_ns;   /* head complete to the end */
+    uint64_t total_ns;   /* the request's start to its end; it starts when it first waits
+                            (for an arena or its body), is answered by libnea, or
+                            its handler starts, whichever comes first */
     size_t arena_peak_bytes; /* the most arena the request used; 0 when it took none */
     const struct sockaddr_storage *peer; /* the client; ss_family AF_UNSPEC when unknown */
 } nea_completion;
@@ -461,7 +463,7 @@ typedef struct nea_route_stats {
     nea_histogram arena_peak_bytes;          /* requests that took an arena */
     nea_histogram queue_ns;                  /* routed head to arena granted */
     nea_histogram handler_ns;                /* handler start to response issued */
-    nea_histogram total_ns;                  /* head complete to response written */
+    nea_histogram total_ns;                  /* start to end (see nea_completion) */
 } nea_route_stats;
 
 /* Records a server keeps: the routes registered so far, plus one (the

@@ -395,7 +395,11 @@ static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
         c->sample.bytes_out += bufs[i].len;
     }
     if (c->sample.handled && c->sample.handler_ns == 0) {
-        c->sample.handler_ns = uv_hrtime() - c->t_handler;
+        if (c->in_dispatch) {
+            c->handler_sync = true; /* the clock is read when the handler returns */
+        } else {
+            c->sample.handler_ns = uv_hrtime() - c->t_handler;
+        }
     }
     set_state(c, NEA__C_WRITING);
     if (gather(c, bufs, n)) {
@@ -474,6 +478,9 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     }
     if (!c->sampling) {
         begin_sample(c); /* answered before the head was complete: unrouted */
+    }
+    if (c->t_head == 0) {
+        c->t_head = uv_hrtime();
     }
     c->sample.status = nea__err_status(e);
     if (e == NEA__E503) {
@@ -577,17 +584,34 @@ static const nea__req_hooks req_hooks = {
     .peer = req_peer,
 };
 
+/* Runs the handler. The clock is read once before and once after (for the
+ * load and the metrics both): a request that is granted an arena at once
+ * and answered by its handler costs the metrics one more read, at its end. */
 static void dispatch(nea__conn *c)
 {
     nea__load *load = c->env->load;
-    uint64_t t0;
+    uint64_t t0, t1;
+    unsigned seq = c->sample_seq;
     set_state(c, NEA__C_HANDLER);
     arm(c, c->env->cfg->response_timeout_ms);
     t0 = uv_hrtime();
+    if (c->t_head == 0) {
+        c->t_head = t0; /* routed and granted at once: its first clock read */
+    }
     c->t_handler = t0;
     c->sample.handled = true;
+    c->in_dispatch = true;
     nea__req_dispatch(c->req);
-    nea__load_handler_ran(load, uv_hrtime() - t0); /* c may be closed by now: load is not */
+    t1 = uv_hrtime();
+    /* c may be closed by now, or serving a pipelined request (another
+     * sample): only this request's own sample is finished here. */
+    if (c->sample_seq == seq) {
+        c->in_dispatch = false;
+        if (c->sampling && c->handler_sync && c->sample.handler_ns == 0) {
+            c->sample.handler_ns = t1 - t0;
+        }
+    }
+    nea__load_handler_ran(load, t1 - t0);
 }
 
 /* The request's response is fully written (or failed with status < 0). */
@@ -668,6 +692,9 @@ static void start_body(nea__conn *c)
             return;
         }
     }
+    if (c->t_head == 0) {
+        c->t_head = uv_hrtime();
+    }
     set_state(c, NEA__C_BODY);
     c->body_start_ms = c->body_last_ms = uv_now(c->env->loop);
     c->body_deadline_ms = c->body_start_ms + c->env->cfg->body_deadline_ms;
@@ -690,7 +717,7 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
         return;
     }
     c->req = req;
-    c->sample.queue_ns = uv_hrtime() - c->t_head;
+    c->sample.queue_ns = c->t_head != 0 ? uv_hrtime() - c->t_head : 0; /* 0: granted at once */
     req->fn = c->route->fn;
     req->fn_data = c->route->data;
     req->http_minor = c->parser.http_minor;
@@ -710,6 +737,9 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
 
 void nea__conn_wait(nea__conn *c, unsigned ms)
 {
+    if (c->t_head == 0) {
+        c->t_head = uv_hrtime();
+    }
     set_state(c, NEA__C_QUEUED);
     arm(c, ms);
 }
@@ -905,9 +935,11 @@ static void begin_sample(nea__conn *c)
 {
     memset(&c->sample, 0, sizeof(c->sample));
     c->sampling = true;
+    c->sample_seq++;
+    c->in_dispatch = c->handler_sync = false;
     c->s_method = c->s_path = "";
     c->s_method_len = c->s_path_len = 0;
-    c->t_head = uv_hrtime();
+    c->t_head = 0; /* read lazily: the first event that needs the time sets it */
     c->sample.bytes_in = c->head.end > c->head.start ? c->head.end - c->head.start : 0;
 }
 
@@ -936,6 +968,7 @@ static void finish_sample(nea__conn *c, nea_outcome fallback)
     nea__sample *s = &c->sample;
     nea_req *req = c->req;
     nea_completion done;
+    uint64_t end;
 
     if (!c->sampling) {
         return;
@@ -961,7 +994,11 @@ static void finish_sample(nea__conn *c, nea_outcome fallback)
     if (s->outcome == NEA_OUTCOME_COMPLETED) {
         s->outcome = fallback;
     }
-    s->total_ns = uv_hrtime() - c->t_head;
+    end = uv_hrtime();
+    if (c->handler_sync && s->handler_ns == 0) {
+        s->handler_ns = end - c->t_handler; /* answered in the handler, written before it left */
+    }
+    s->total_ns = c->t_head != 0 ? end - c->t_head : 0;
     nea__metrics_record(env->metrics, s);
     if (env->cfg->on_complete == NULL && s->status != 503 && s->status != 400) {
         return;

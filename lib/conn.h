@@ -106,8 +106,15 @@ struct nea__conn {
     const char *s_method;   /* in rbuf, until the request has an arena */
     const char *s_path;
     size_t s_method_len, s_path_len;
-    uint64_t t_head;        /* uv_hrtime() when the head was complete */
+    /* uv_hrtime() of the request's start: read lazily, by the first event
+     * that needs a time (a wait for an arena, a body, a pre-built answer, or
+     * the handler's start), so the common path reads the clock only twice,
+     * around the handler, plus once at its end. 0: not read yet. */
+    uint64_t t_head;
     uint64_t t_handler;     /* uv_hrtime() when the handler started */
+    unsigned sample_seq;    /* bumped per sample: dispatch knows its own */
+    bool in_dispatch;       /* the handler's first call is on the stack */
+    bool handler_sync;      /* it responded there: handler_ns is read at its return */
 
     nea_req *req;
     struct sockaddr_storage peer; /* the client's address, read on first use (nea__conn_peer) */

@@ -300,7 +300,7 @@ size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_s
          offsetof(nea_route_stats, queue_ns), NEA_HIST_NS_LOG2, true},
         {"nea_route_handler_seconds", "Handler start to response issued.",
          offsetof(nea_route_stats, handler_ns), NEA_HIST_NS_LOG2, true},
-        {"nea_route_duration_seconds", "Head complete to response written.",
+        {"nea_route_duration_seconds", "Request start to end (response written).",
          offsetof(nea_route_stats, total_ns), NEA_HIST_NS_LOG2, true},
     };
     static const char *const causes[] = {"no_slot", "no_arena", "cpu", "fair", "draining"};
