@@ -120,6 +120,16 @@ const char *nea_outcome_name(int outcome);
 
 struct nea_completion; /* below: what the completion hook is told */
 
+/* Arena size classes: the default class 0 (arena_size x arena_count) and
+ * up to NEA_ARENA_CLASSES - 1 more, so a route that needs 1 MiB does not
+ * force 1 MiB arenas on routes that need 4 KiB. */
+#define NEA_ARENA_CLASSES 8
+
+typedef struct nea_arena_class {
+    size_t size;    /* usable bytes per arena of the class */
+    unsigned count; /* arenas of the class (>= 1) */
+} nea_arena_class;
+
 /*
  * Server configuration. Fill with nea_config_init, change what you need,
  * pass to nea_server_new, which copies it (the struct and the strings it
@@ -140,6 +150,15 @@ typedef struct nea_config {
     size_t max_body_size;     /* bytes of a buffered request body; 0 = as large as the
                                  arena allows. A value no arena could ever hold is
                                  refused. Default 0 */
+    /* Arena classes beyond the default one: class i (1 .. arena_class_count)
+     * is arena_classes[i - 1]. A route names its class when registered
+     * (nea_server_route_class, nea_route.arena_class); the others use
+     * class 0. Each class has its own arenas and its own wait queue: a
+     * request waits only for an arena of its route's class, and runs out of
+     * memory (500) at its class's size. arena_count = 0 gives class 0 what
+     * memory_limit leaves after every other class. Default: no more classes. */
+    nea_arena_class arena_classes[NEA_ARENA_CLASSES - 1];
+    unsigned arena_class_count;
     unsigned max_routes;      /* route table capacity. Default 64 */
     unsigned queue_length;    /* requests that may wait for an arena; 0 = max_connections.
                                  Default 0 */
@@ -253,9 +272,20 @@ typedef struct nea_completion {
  *   total = fixed_overhead + connections_bytes + arenas_bytes
  *   connections_bytes = max_connections * conn_slot_size
  *   conn_slot_size    = page-free slot struct (libuv handles, llhttp) + read_buffer_size
- *   arenas_bytes      = arena_count * arena_stride
- *   arena_stride      = arena_size rounded up to a page + guard page (if enabled)
+ *   arenas_bytes      = the sum over the classes of count * stride
+ *   stride            = size rounded up to a page + guard page (if enabled)
+ *
+ * arena_size, arena_stride and arena_count describe class 0, the default;
+ * classes[] lists every class, class 0 first.
  */
+typedef struct nea_plan_class {
+    size_t size;          /* usable bytes per arena */
+    size_t stride;        /* size page-rounded, plus the guard page */
+    unsigned count;       /* arenas (resolved: never 0) */
+    size_t bytes;         /* count * stride */
+    size_t max_body_size; /* the buffered-body limit in force for its routes */
+} nea_plan_class;
+
 typedef struct nea_plan {
     size_t page_size;
     size_t fixed_overhead; /* server struct, route table, per-route metrics, arena and
@@ -273,6 +303,9 @@ typedef struct nea_plan {
     size_t max_body_size;    /* the buffered-body limit in force: max_body_size, or when
                                 that is 0 the most an arena can hold */
     size_t total;            /* the whole reservation */
+    unsigned class_count;    /* 1 + arena_class_count */
+    unsigned arena_total;    /* arenas of every class */
+    nea_plan_class classes[NEA_ARENA_CLASSES];
 } nea_plan;
 
 /* Fills cfg with the documented defaults (always a valid configuration). */
@@ -344,6 +377,12 @@ enum {
 int nea_server_route_flags(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                            void *data, unsigned flags);
 
+/* nea_server_route_flags for a route whose requests take arenas of class
+ * arena_class (0: the default; see nea_config.arena_classes). The same
+ * errors, and UV_EINVAL for a class the config does not declare. */
+int nea_server_route_class(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
+                           void *data, unsigned flags, unsigned arena_class);
+
 /* Binds and listens on cfg->host:cfg->port, and on the agent port when
  * cfg->agent_port >= 0. Returns 0, NEA_ESTATE (already listening, or
  * closing), or a UV_E* error from bind/listen (logged; nothing listens then,
@@ -377,6 +416,15 @@ const nea_plan *nea_server_plan(const nea_server *s);
  */
 int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data);
 
+/* One arena class's figures (nea_stats.classes). */
+typedef struct nea_stats_class {
+    size_t size;         /* usable bytes per arena */
+    unsigned count;      /* arenas */
+    unsigned in_use;     /* held by requests now */
+    unsigned high_water; /* the most ever held at once */
+    size_t peak_bytes;   /* the largest use any of its requests reached */
+} nea_stats_class;
+
 /* Server counters since nea_server_new, copied into *out. */
 typedef struct nea_stats {
     uint64_t requests;      /* request heads fully received */
@@ -397,14 +445,16 @@ typedef struct nea_stats {
     uint64_t accept_errors; /* failed accepts, e.g. at the process fd limit */
     unsigned connections_open;
     unsigned connections_max;
-    unsigned arenas_in_use;
-    unsigned arenas_high_water;
-    unsigned arena_count;
+    unsigned arenas_in_use;     /* of every class */
+    unsigned arenas_high_water; /* the sum of each class's high-water mark */
+    unsigned arena_count;       /* of every class */
     unsigned queue_length;     /* requests waiting for an arena now */
     unsigned shedding;         /* 1 while shedding for CPU */
     uint64_t shed_transitions; /* CPU shedding turned on or off */
     uint64_t loop_lag_us;      /* busy time of the loop's last iteration with I/O */
     size_t arena_peak_bytes;   /* the largest arena use any request reached */
+    unsigned arena_class_count;
+    nea_stats_class classes[NEA_ARENA_CLASSES]; /* per arena class, class 0 first */
 } nea_stats;
 
 void nea_server_stats(const nea_server *s, nea_stats *out);
@@ -454,6 +504,7 @@ uint64_t nea_histogram_quantile(const nea_histogram *h, unsigned min_log2, doubl
 typedef struct nea_route_stats {
     const char *method; /* the route's method, or "" for the unrouted record */
     const char *path;   /* the route's registered path, or "unrouted" */
+    unsigned arena_class; /* the route's arena class */
     uint64_t requests;  /* = the sum of outcomes[] */
     uint64_t responses[6];                   /* by status class, [1]=1xx .. [5]=5xx */
     uint64_t outcomes[NEA_OUTCOME_COUNT];    /* by nea_outcome */
@@ -695,7 +746,8 @@ typedef struct nea_route {
     const char *path;
     nea_handler_fn fn;
     void *data;
-    unsigned flags; /* NEA_ROUTE_*; 0 when left out of an initializer */
+    unsigned flags;       /* NEA_ROUTE_*; 0 when left out of an initializer */
+    unsigned arena_class; /* see nea_server_route_class; 0 when left out */
 } nea_route;
 
 /*

@@ -13,9 +13,11 @@
  *
  * Arenas: a routed head takes a free arena at once, or waits in a bounded
  * FIFO for at most queue_timeout_ms, or is told 503 (queue full, no waiting
- * configured). A drain leaves queued heads their place. An arena that
- * returns goes to the head that waited longest, exempt routes (health,
- * metrics) first; only they may take the last reserved_arenas. Readiness
+ * configured). A drain leaves queued heads their place. Every arena size
+ * class has its own arenas and its own FIFOs: a head waits only for an
+ * arena of its route's class. An arena that returns goes to the head of its
+ * class that waited longest, exempt routes (health, metrics) first; only
+ * they may take the last reserved_arenas of class 0. Readiness
  * routes (NEA_ROUTE_READY) take none: they are answered from a pre-built
  * response before any of this, 503 once the drain is announced.
  *
@@ -85,13 +87,15 @@ static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_st
     case NEA__C_IDLE:
         *tail = &adm->idle_tail;
         return c->served ? &adm->idle_head : NULL;
-    case NEA__C_QUEUED:
-        if (c->route != NULL && (c->route->flags & NEA_ROUTE_EXEMPT) != 0) {
-            *tail = &adm->exempt_tail;
-            return &adm->exempt_head;
+    case NEA__C_QUEUED: {
+        unsigned k = c->route->arena_class;
+        if ((c->route->flags & NEA_ROUTE_EXEMPT) != 0) {
+            *tail = &adm->exempt_tail[k];
+            return &adm->exempt_head[k];
         }
-        *tail = &adm->wait_tail;
-        return &adm->wait_head;
+        *tail = &adm->wait_tail[k];
+        return &adm->wait_head[k];
+    }
     case NEA__C_LINGER:
         *tail = &adm->linger_tail;
         return &adm->linger_head;
@@ -120,15 +124,18 @@ static bool is_exempt(const nea__conn *c)
     return c->route != NULL && (c->route->flags & NEA_ROUTE_EXEMPT) != 0;
 }
 
-static unsigned free_arenas(const nea__admission *adm)
+static nea__pool *pool_of(const nea__admission *adm, const nea__conn *c)
 {
-    return adm->pool->count - adm->pool->in_use;
+    return &adm->pools[c->route->arena_class];
 }
 
-/* An arena is free for c (the reserved ones: exempt routes only). */
+/* An arena of c's class is free for c (the reserved ones of class 0:
+ * exempt routes only). */
 static bool arena_free_for(const nea__admission *adm, const nea__conn *c)
 {
-    return free_arenas(adm) > (is_exempt(c) ? 0 : adm->reserved);
+    const nea__pool *p = pool_of(adm, c);
+    unsigned keep = is_exempt(c) || c->route->arena_class != 0 ? 0 : adm->reserved;
+    return p->count - p->in_use > keep;
 }
 
 /* Slots (and of those, slots holding an arena) that c's address holds. */
@@ -146,10 +153,10 @@ static void count_peer(const nea__admission *adm, nea__conn *c, unsigned *slots,
     }
 }
 
-/* Another address has a head waiting for an arena. */
+/* Another address has a head waiting for an arena of c's class. */
 static bool other_waiting(const nea__admission *adm, nea__conn *c)
 {
-    for (nea__conn *w = adm->wait_head; w != NULL; w = w->next) {
+    for (nea__conn *w = adm->wait_head[c->route->arena_class]; w != NULL; w = w->next) {
         if (w != c && !nea__conn_same_peer(w, nea__conn_peer(c))) {
             return true;
         }
@@ -215,7 +222,7 @@ static void on_routed(nea__conn *c)
         return;
     }
     if (arena_free_for(adm, c)) {
-        nea__conn_arena_ready(c, nea__pool_acquire(adm->pool));
+        nea__conn_arena_ready(c, nea__pool_acquire(pool_of(adm, c)));
     } else if (cfg->queue_timeout_ms > 0 && adm->wait_len < adm->wait_max) {
         nea__conn_wait(c, cfg->queue_timeout_ms);
     } else {
@@ -252,14 +259,16 @@ static const nea__conn_hooks conn_hooks = {
  * is handed out from the next iteration on (regrant). */
 static void grant(nea__admission *adm)
 {
+    unsigned k = 0;
     if (adm->granting) {
         return;
     }
     adm->granting = true;
-    for (;;) {
-        nea__conn *c = adm->exempt_head != NULL ? adm->exempt_head : adm->wait_head;
+    while (k < adm->classes) { /* each class's queue waits for its own arenas */
+        nea__conn *c = adm->exempt_head[k] != NULL ? adm->exempt_head[k] : adm->wait_head[k];
         if (c == NULL || !arena_free_for(adm, c)) {
-            break;
+            k++;
+            continue;
         }
         if (!is_exempt(c) && nea__load_spent(adm->load) && !adm->load->shedding) {
             uv_idle_start(&adm->regrant, on_regrant);
@@ -269,7 +278,7 @@ static void grant(nea__admission *adm)
         if (refused(adm, c)) {
             continue; /* it left the queue; the next waiter is looked at */
         }
-        nea__conn_arena_ready(c, nea__pool_acquire(adm->pool));
+        nea__conn_arena_ready(c, nea__pool_acquire(pool_of(adm, c)));
     }
     adm->granting = false;
 }
@@ -492,19 +501,25 @@ static unsigned share_of(unsigned n, unsigned pct)
     return pct == 0 ? 0 : v > 0 ? v : 1;
 }
 
-void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pool, nea__load *load,
-                         char *slots, size_t stride, size_t rbuf_off, size_t obuf_off,
-                         unsigned count, void (*changed)(void *data), void *changed_data)
+void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pools,
+                         unsigned classes, nea__load *load, char *slots, size_t stride,
+                         size_t rbuf_off, size_t obuf_off, unsigned count,
+                         void (*changed)(void *data), void *changed_data)
 {
     const nea_config *cfg = env->cfg;
+    unsigned arenas = 0;
 
     memset(adm, 0, sizeof(*adm));
     adm->env = env;
-    adm->pool = pool;
+    adm->pools = pools;
+    adm->classes = classes;
+    for (unsigned k = 0; k < classes; k++) {
+        arenas += pools[k].count;
+    }
     adm->load = load;
     adm->reserved = cfg->reserved_arenas;
     adm->share_slots = share_of(count, cfg->fair_share_pct);
-    adm->share_arenas = share_of(pool->count, cfg->fair_share_pct);
+    adm->share_arenas = share_of(arenas, cfg->fair_share_pct); /* of every class together */
     adm->slots = slots;
     adm->stride = stride;
     adm->count = count;

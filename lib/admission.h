@@ -31,9 +31,10 @@ typedef struct nea__reject {
 
 struct nea__admission {
     nea__conn_env *env;
-    nea__pool *pool;
+    nea__pool *pools; /* one per arena class */
+    unsigned classes;
     nea__load *load;
-    unsigned reserved;    /* arenas only exempt routes may take */
+    unsigned reserved;    /* arenas of class 0 only exempt routes may take */
     unsigned share_slots; /* most slots one address may hold under contention (0 = no limit) */
     unsigned share_arenas;
     char *slots; /* the first connection slot */
@@ -41,10 +42,12 @@ struct nea__admission {
     unsigned count;
     nea__conn *free_conns;
     nea__conn *idle_head, *idle_tail;     /* answered keep-alive connections, oldest first */
-    nea__conn *wait_head, *wait_tail;     /* FIFO of routed heads waiting for an arena */
-    nea__conn *exempt_head, *exempt_tail; /* the same for NEA_ROUTE_EXEMPT routes, served first */
+    /* Per arena class: FIFO of routed heads waiting for an arena of that
+     * class, and the same for NEA_ROUTE_EXEMPT routes, served first. */
+    nea__conn *wait_head[NEA_ARENA_CLASSES], *wait_tail[NEA_ARENA_CLASSES];
+    nea__conn *exempt_head[NEA_ARENA_CLASSES], *exempt_tail[NEA_ARENA_CLASSES];
     nea__conn *linger_head, *linger_tail; /* closing after their last response, oldest first */
-    unsigned wait_len;
+    unsigned wait_len; /* over every class */
     unsigned wait_max;
     nea__reject rejects[NEA__REJECT_SLOTS];
     nea__reject *free_rejects;
@@ -63,9 +66,10 @@ struct nea__admission {
 
 /* Sets up count slots of `stride` bytes at slots (each with its read buffer
  * at rbuf_off and output buffer at obuf_off) and the reject handles, and
- * makes admission the owner of the slots and of the pool's waiters. */
-void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pool, nea__load *load,
-                         char *slots, size_t stride, size_t rbuf_off, size_t obuf_off,
+ * makes admission the owner of the slots and of the waiters of the pools
+ * (pools[0 .. classes), one per arena class). */
+void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pools,
+                         unsigned classes, nea__load *load, char *slots, size_t stride, size_t rbuf_off, size_t obuf_off,
                          unsigned count, void (*changed)(void *data), void *changed_data);
 nea__conn *nea__admission_slot(const nea__admission *adm, unsigned i);
 /* A connection is pending on listener: accept it into a slot, make room by

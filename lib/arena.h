@@ -14,6 +14,7 @@ typedef struct nea__arena {
     size_t peak; /* highest `used` since the last reset */
     size_t last; /* offset of the most recent allocation (for grow) */
     struct nea__arena *next_free;
+    unsigned cls;      /* its size class: the server's pool it returns to */
     nea__fault *fault; /* test builds: the owning server's plan; else unused */
 } nea__arena;
 

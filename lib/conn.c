@@ -660,7 +660,7 @@ static void start_body(nea__conn *c)
     int status;
 
     status = nea__body_start(&req->body, req->arena, h->chunked ? 0 : (size_t)h->content_length,
-                             c->env->max_body);
+                             c->env->max_body[c->route->arena_class]);
     if (status != 0) {
         nea__conn_respond_error(c, NEA__E413);
         return;
@@ -710,7 +710,7 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
     int rc;
 
     if (req == NULL) {
-        nea__pool_release(env->reqs.pool, a);
+        nea__pool_release(&env->reqs.pools[a->cls], a);
         c->must_close = true;
         nea__conn_respond_error(c, NEA__E500);
         env->reqs.released(env->reqs.released_data);
@@ -792,7 +792,7 @@ static void head_done(nea__conn *c)
         nea__conn_respond_error(c, NEA__E404);
         return;
     }
-    if (h->has_cl && h->content_length > env->max_body) {
+    if (h->has_cl && h->content_length > env->max_body[c->route->arena_class]) {
         nea__conn_respond_error(c, NEA__E413); /* decided before reading the body */
         return;
     }
@@ -1025,7 +1025,7 @@ static void finish_sample(nea__conn *c, nea_outcome fallback)
 
 void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *cfg,
                         nea_stats *stats, const nea__router *router, const nea__statics *statics,
-                        nea__pool *pool, size_t max_body)
+                        nea__pool *pools, const nea_plan *plan)
 {
     size_t date_len;
     env->loop = loop;
@@ -1033,11 +1033,13 @@ void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *c
     env->stats = stats;
     env->router = router;
     env->statics = statics;
-    env->max_body = max_body;
+    for (unsigned i = 0; i < plan->class_count; i++) {
+        env->max_body[i] = plan->classes[i].max_body_size;
+    }
     env->reqs.loop = loop;
     env->reqs.cfg = cfg;
     env->reqs.stats = stats;
-    env->reqs.pool = pool;
+    env->reqs.pools = pools;
     env->reqs.date = &env->date;
     env->reqs.hooks = &req_hooks;
     /* glibc loads the time zone (heap) on the first gmtime_r: let that

@@ -55,7 +55,7 @@ typedef struct nea__conn_env {
     const nea__statics *statics;
     nea__date date;
     nea__req_env reqs;
-    size_t max_body; /* the buffered-body limit in force (plan) */
+    size_t max_body[NEA_ARENA_CLASSES]; /* the buffered-body limit in force, by class (plan) */
     const nea__conn_hooks *hooks;
     void *hooks_data;
     nea__fault *fault;
@@ -128,7 +128,7 @@ struct nea__conn {
 /* Fills env; the request hooks are the connection's own. */
 void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *cfg,
                         nea_stats *stats, const nea__router *router, const nea__statics *statics,
-                        nea__pool *pool, size_t max_body);
+                        nea__pool *pools, const nea_plan *plan);
 /* rbuf: read_buffer_size bytes; obuf: NEA__OBUF bytes (both in the slot). */
 void nea__conn_init(nea__conn *c, nea__conn_env *env, char *rbuf, char *obuf);
 /* Starts serving the free slot c on the connection pending on listener, or,

@@ -45,11 +45,13 @@ void nea__metrics_init(nea__metrics *m, void *mem, unsigned max_routes)
     m->routes[0].path = "unrouted";
 }
 
-void nea__metrics_route_added(nea__metrics *m, const char *method, const char *path)
+void nea__metrics_route_added(nea__metrics *m, const char *method, const char *path,
+                              unsigned arena_class)
 {
     nea_route_stats *r = &m->routes[m->count++];
     r->method = method;
     r->path = path;
+    r->arena_class = arena_class;
 }
 
 unsigned nea__hist_index(unsigned min_log2, uint64_t v)

@@ -34,7 +34,8 @@ size_t nea__metrics_bytes(unsigned max_routes);
 /* Zeroes the block at mem and names record 0 "unrouted". */
 void nea__metrics_init(nea__metrics *m, void *mem, unsigned max_routes);
 /* Names the next record after a route that was just registered. */
-void nea__metrics_route_added(nea__metrics *m, const char *method, const char *path);
+void nea__metrics_route_added(nea__metrics *m, const char *method, const char *path,
+                              unsigned arena_class);
 /* Counts one finished request: O(1), no allocation. */
 void nea__metrics_record(nea__metrics *m, const nea__sample *s);
 /* Counts a value into a histogram whose lowest edge is 2^min_log2. */

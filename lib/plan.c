@@ -7,11 +7,12 @@
  *
  *   [ fixed: server struct | route table | route metrics | arena descriptors ]  page-rounded
  *   [ connection slots: max_connections * conn_slot_size ]       page-rounded
- *   [ arena 0 | guard ][ arena 1 | guard ] ...                   arena_count * arena_stride
+ *   [ arena 0 | guard ][ arena 1 | guard ] ...                   class 0: arena_count * stride
+ *   [ arena | guard ] ...                                        class 1, 2, ...: count * stride
  *
  *   metrics_bytes  = round64((max_routes + 1) * sizeof(nea_route_stats))
  *   conn_slot_size = round64(sizeof(nea__conn)) + round64(read_buffer_size) + NEA__OBUF
- *   arena_stride   = round_page(arena_size) + (guard_pages ? page : 0)
+ *   stride         = round_page(size) + (guard_pages ? page : 0), per class
  *
  * The struct sizes come in as nea__sizes (server.c fills them), so this file
  * is pure arithmetic over the config. Validation refuses instead of
@@ -205,7 +206,8 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
 {
     nea_plan p;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t min_arena, body_room;
+    size_t min_arena, body_room, more_bytes = 0;
+    unsigned more_count = 0; /* arenas of the classes besides the default one */
     int rc = check_fields(cfg, sz, errbuf, errlen);
 
     if (rc != 0) {
@@ -227,20 +229,65 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_size %zu is above 1 TiB",
                       cfg->arena_size);
     }
+    if (cfg->arena_class_count > NEA_ARENA_CLASSES - 1) {
+        return refuse(NEA_EINVAL_CONFIG, errbuf, errlen, "arena_class_count %u is above %d",
+                      cfg->arena_class_count, NEA_ARENA_CLASSES - 1);
+    }
+    for (unsigned i = 0; i < cfg->arena_class_count; i++) {
+        const nea_arena_class *k = &cfg->arena_classes[i];
+        if (k->size < min_arena) {
+            return refuse(NEA_EARENA_SMALL, errbuf, errlen,
+                          "arena_classes[%u].size %zu is below %zu (as arena_size)", i, k->size,
+                          min_arena);
+        }
+        if (k->size > ((size_t)1 << 40)) {
+            return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_classes[%u].size %zu is above 1 TiB",
+                          i, k->size);
+        }
+        if (k->count == 0) {
+            return refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
+                          "arena_classes[%u].count must be > 0 (only the default class sizes "
+                          "itself from memory_limit)",
+                          i);
+        }
+    }
     /* The most body an arena can ever hold: everything after the request
-     * struct but the shortest head and the body's terminating NUL. */
-    body_room = cfg->arena_size - p.request_overhead - sz->min_head - 1;
+     * struct but the shortest head and the body's terminating NUL. A limit
+     * no class could hold is refused; each class holds what it can. */
+    body_room = 0;
+    p.class_count = 1 + cfg->arena_class_count;
+    for (unsigned i = 0; i < p.class_count; i++) {
+        size_t size = i == 0 ? cfg->arena_size : cfg->arena_classes[i - 1].size;
+        size_t room = size - p.request_overhead - sz->min_head - 1;
+        p.classes[i].size = size;
+        p.classes[i].max_body_size =
+            cfg->max_body_size != 0 && cfg->max_body_size < room ? cfg->max_body_size : room;
+        body_room = room > body_room ? room : body_room;
+    }
     if (cfg->max_body_size > body_room) {
         return refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
-                      "max_body_size %zu can never fit: an arena of %zu bytes holds at most %zu "
+                      "max_body_size %zu can never fit: the largest arena holds at most %zu "
                       "(0 = as large as the arena allows)",
-                      cfg->max_body_size, cfg->arena_size, body_room);
+                      cfg->max_body_size, body_room);
     }
-    p.max_body_size = cfg->max_body_size != 0 ? cfg->max_body_size : body_room;
+    p.max_body_size = p.classes[0].max_body_size;
 
     p.page_size = page;
     p.arena_size = cfg->arena_size;
-    p.arena_stride = NEA__ROUND_UP(cfg->arena_size, page) + (cfg->guard_pages ? page : 0);
+    for (unsigned i = 0; i < p.class_count; i++) {
+        p.classes[i].stride =
+            NEA__ROUND_UP(p.classes[i].size, page) + (cfg->guard_pages ? page : 0);
+    }
+    p.arena_stride = p.classes[0].stride;
+    /* The classes besides the default one: their count is given. */
+    for (unsigned i = 1; i < p.class_count; i++) {
+        p.classes[i].count = cfg->arena_classes[i - 1].count;
+        if (!mul_add(p.classes[i].count, p.classes[i].stride, 0, &p.classes[i].bytes) ||
+            !mul_add(1, p.classes[i].bytes, more_bytes, &more_bytes) ||
+            __builtin_add_overflow(more_count, p.classes[i].count, &more_count)) {
+            return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_classes[%u] overflow", i - 1);
+        }
+    }
     p.conn_slot_size =
         conn_struct_bytes(sz) + NEA__ROUND_UP(cfg->read_buffer_size, 64) + sz->conn_obuf;
     if (!mul_add(cfg->max_connections, p.conn_slot_size, page - 1, &p.connections_bytes)) {
@@ -254,27 +301,27 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         /* As many arenas as fit: each costs its stride plus its descriptor.
          * Start from the fixed part before page rounding (an upper bound on
          * the count), then step down to the exact maximum. */
-        size_t base =
-            server_bytes(sz) + routes_bytes(cfg, sz) + metrics_bytes(cfg, sz) + p.connections_bytes;
+        size_t base = server_bytes(sz) + routes_bytes(cfg, sz) + metrics_bytes(cfg, sz) +
+                      p.connections_bytes + more_bytes + (size_t)more_count * sz->arena;
         size_t per = p.arena_stride + sz->arena;
         size_t n = cfg->memory_limit > base ? (cfg->memory_limit - base) / per : 0;
-        if (n > UINT32_MAX) {
-            n = UINT32_MAX;
+        if (n > UINT32_MAX - more_count) {
+            n = UINT32_MAX - more_count;
         }
         p.arena_count = (unsigned)n;
         /* Page-rounding the descriptor table may push one arena out. */
-        while (p.arena_count > 0 && fixed_bytes(cfg, sz, p.arena_count, page) +
-                                            p.connections_bytes +
-                                            (size_t)p.arena_count * p.arena_stride >
-                                        cfg->memory_limit) {
+        while (p.arena_count > 0 &&
+               fixed_bytes(cfg, sz, p.arena_count + more_count, page) + p.connections_bytes +
+                       more_bytes + (size_t)p.arena_count * p.arena_stride >
+                   cfg->memory_limit) {
             p.arena_count--;
         }
         if (p.arena_count == 0) {
             return refuse(NEA_EOVERLIMIT, errbuf, errlen,
                           "memory_limit %zu leaves no room for one arena (fixed %zu + "
-                          "connections %zu + one arena %zu)",
-                          cfg->memory_limit, fixed_bytes(cfg, sz, 1, page), p.connections_bytes,
-                          p.arena_stride);
+                          "connections %zu + other classes %zu + one arena %zu)",
+                          cfg->memory_limit, fixed_bytes(cfg, sz, 1 + more_count, page),
+                          p.connections_bytes, more_bytes, p.arena_stride);
         }
     }
     if (cfg->reserved_arenas >= p.arena_count) {
@@ -282,19 +329,24 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
                       "reserved_arenas %u leaves none of the %u arenas for ordinary routes",
                       cfg->reserved_arenas, p.arena_count);
     }
-    p.fixed_overhead = fixed_bytes(cfg, sz, p.arena_count, page);
+    if (__builtin_add_overflow(p.arena_count, more_count, &p.arena_total)) {
+        return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena count overflows");
+    }
+    p.classes[0].count = p.arena_count;
+    p.fixed_overhead = fixed_bytes(cfg, sz, p.arena_total, page);
     p.metrics_bytes = metrics_bytes(cfg, sz);
-    if (!mul_add(p.arena_count, p.arena_stride, 0, &p.arenas_bytes) ||
+    if (!mul_add(p.arena_count, p.arena_stride, 0, &p.classes[0].bytes) ||
+        !mul_add(1, p.classes[0].bytes, more_bytes, &p.arenas_bytes) ||
         !mul_add(1, p.arenas_bytes, p.connections_bytes, &p.total) ||
         !mul_add(1, p.total, p.fixed_overhead, &p.total)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_count * arena stride overflows");
     }
     if (p.total > cfg->memory_limit) {
         return refuse(NEA_EOVERLIMIT, errbuf, errlen,
-                      "plan needs %zu bytes (fixed %zu + connections %u x %zu + arenas %u x %zu) "
-                      "but memory_limit is %zu",
+                      "plan needs %zu bytes (fixed %zu + connections %u x %zu + arenas %u x %zu "
+                      "+ other classes %zu) but memory_limit is %zu",
                       p.total, p.fixed_overhead, cfg->max_connections, p.conn_slot_size,
-                      p.arena_count, p.arena_stride, cfg->memory_limit);
+                      p.arena_count, p.arena_stride, more_bytes, cfg->memory_limit);
     }
     *plan = p;
     return 0;
@@ -313,20 +365,37 @@ void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_pla
     out->conn_rbuf_off = conn_struct_bytes(sz);
     out->conn_obuf_off = out->conn_rbuf_off + NEA__ROUND_UP(cfg->read_buffer_size, 64);
     out->conn_count = cfg->max_connections;
-    out->arenas_off = plan->fixed_overhead + plan->connections_bytes;
-    out->arena_stride = plan->arena_stride;
-    out->arena_span = NEA__ROUND_UP(plan->arena_size, plan->page_size);
-    out->arena_size = plan->arena_size;
-    out->arena_count = plan->arena_count;
+    {
+        size_t off = plan->fixed_overhead + plan->connections_bytes;
+        unsigned first = 0;
+        for (unsigned i = 0; i < plan->class_count; i++) {
+            struct nea__layout_class *k = &out->classes[i];
+            k->off = off;
+            k->stride = plan->classes[i].stride;
+            k->span = NEA__ROUND_UP(plan->classes[i].size, plan->page_size);
+            k->size = plan->classes[i].size;
+            k->count = plan->classes[i].count;
+            k->first = first;
+            off += plan->classes[i].bytes;
+            first += k->count;
+        }
+    }
+    out->class_count = plan->class_count;
+    out->arena_total = plan->arena_total;
     out->guard_pages = cfg->guard_pages != 0;
     out->total = plan->total;
 }
 
 void nea_plan_format(const nea_plan *p, char *buf, size_t len)
 {
-    snprintf(buf, len,
-             "reserved=%zu (fixed %zu incl. metrics %zu + connections %zu + arenas %u x %zu "
-             "stride = %zu) arena_size=%zu",
-             p->total, p->fixed_overhead, p->metrics_bytes, p->connections_bytes, p->arena_count,
-             p->arena_stride, p->arenas_bytes, p->arena_size);
+    int n = snprintf(buf, len,
+                     "reserved=%zu (fixed %zu incl. metrics %zu + connections %zu + arenas %zu) "
+                     "arena_size=%zu",
+                     p->total, p->fixed_overhead, p->metrics_bytes, p->connections_bytes,
+                     p->arenas_bytes, p->arena_size);
+    /* Every class: count x stride (size). */
+    for (unsigned i = 0; i < p->class_count && n > 0 && (size_t)n < len; i++) {
+        n += snprintf(buf + n, len - (size_t)n, " class%u=%ux%zu(%zu)", i, p->classes[i].count,
+                      p->classes[i].stride, p->classes[i].size);
+    }
 }

@@ -79,10 +79,12 @@ static int lock(nea__region *r, void *addr, size_t len, nea__fault *fault)
 static int each_usable_range(nea__region *r, const nea__layout *l, nea__fault *fault,
                              int (*fn)(nea__region *, void *, size_t, nea__fault *))
 {
-    char *arenas = r->base + l->arenas_off;
-    int rc = fn(r, r->base, l->arenas_off, fault);
-    for (unsigned i = 0; rc == 0 && i < l->arena_count; i++) {
-        rc = fn(r, arenas + (size_t)i * l->arena_stride, l->arena_span, fault);
+    int rc = fn(r, r->base, l->classes[0].off, fault);
+    for (unsigned k = 0; k < l->class_count; k++) {
+        const struct nea__layout_class *c = &l->classes[k];
+        for (unsigned i = 0; rc == 0 && i < c->count; i++) {
+            rc = fn(r, r->base + c->off + (size_t)i * c->stride, c->span, fault);
+        }
     }
     return rc;
 }
@@ -90,23 +92,24 @@ static int each_usable_range(nea__region *r, const nea__layout *l, nea__fault *f
 int nea__region_prepare(nea__region *r, const nea__layout *l, const nea_config *cfg,
                         nea__fault *fault)
 {
-    char *arenas;
     int rc = map(r, l->total, cfg->prefault || cfg->lock_memory, fault);
 
     if (rc != 0) {
         nea__log(cfg, NEA_LOG_ERROR, "cannot reserve %zu bytes: %s", l->total, nea_strerror(rc));
         return rc;
     }
-    arenas = r->base + l->arenas_off;
-    for (unsigned i = 0; l->guard_pages && i < l->arena_count; i++) {
-        rc = guard(r, arenas + (size_t)i * l->arena_stride + l->arena_span, l->page, fault);
-        if (rc != 0) {
-            nea__log(cfg, NEA_LOG_ERROR,
-                     "cannot protect guard page %u: %s (vm.max_map_count too low for %u arenas? "
-                     "set guard_pages = 0)",
-                     i, nea_strerror(rc), l->arena_count);
-            nea__region_unmap(r);
-            return rc;
+    for (unsigned k = 0; l->guard_pages && k < l->class_count; k++) {
+        const struct nea__layout_class *c = &l->classes[k];
+        for (unsigned i = 0; i < c->count; i++) {
+            rc = guard(r, r->base + c->off + (size_t)i * c->stride + c->span, l->page, fault);
+            if (rc != 0) {
+                nea__log(cfg, NEA_LOG_ERROR,
+                         "cannot protect guard page %u of class %u: %s (vm.max_map_count too "
+                         "low for %u arenas? set guard_pages = 0)",
+                         i, k, nea_strerror(rc), l->arena_total);
+                nea__region_unmap(r);
+                return rc;
+            }
         }
     }
     if (cfg->prefault) {

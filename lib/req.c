@@ -52,7 +52,7 @@ static void release_arena(nea_req *req)
 {
     nea__req_env *env = req->env;
     env->live--;
-    nea__pool_release(env->pool, req->arena);
+    nea__pool_release(&env->pools[req->arena->cls], req->arena);
     env->released(env->released_data);
 }
 

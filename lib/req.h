@@ -40,7 +40,7 @@ typedef struct nea__req_env {
     uv_loop_t *loop;
     const nea_config *cfg;
     nea_stats *stats;
-    nea__pool *pool;
+    nea__pool *pools; /* one per arena class, indexed by class */
     nea__date *date;
     nea__trampoline tramp;
     const nea__req_hooks *hooks;

@@ -16,6 +16,7 @@ typedef struct nea__route {
     nea_handler_fn fn;
     void *data;
     unsigned flags; /* NEA_ROUTE_* */
+    unsigned arena_class; /* its requests take arenas of this class (server.c sets it) */
 } nea__route;
 
 typedef struct nea__router {

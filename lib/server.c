@@ -101,21 +101,27 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     nea__router_init(&s->router, (nea__route *)(region.base + layout.routes_off), cfg->max_routes,
                      cfg->read_buffer_size);
     nea__metrics_init(&s->metrics, region.base + layout.metrics_off, cfg->max_routes);
-    nea__pool_init(&s->pool, (nea__arena *)(region.base + layout.arena_table_off),
-                   region.base + layout.arenas_off, layout.arena_count, layout.arena_stride,
-                   layout.arena_span, layout.arena_size, cfg->scrub, &s->fault);
+    for (unsigned k = 0; k < layout.class_count; k++) {
+        const struct nea__layout_class *c = &layout.classes[k];
+        nea__arena *table = (nea__arena *)(region.base + layout.arena_table_off) + c->first;
+        nea__pool_init(&s->pools[k], table, region.base + c->off, c->count, c->stride, c->span,
+                       c->size, cfg->scrub, &s->fault);
+        for (unsigned i = 0; i < c->count; i++) {
+            table[i].cls = k;
+        }
+    }
     nea__statics_build(&s->statics, cfg->retry_after_s);
-    nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, &s->pool,
-                       plan.max_body_size);
+    nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools,
+                       &plan);
     s->env.fault = &s->fault;
     s->env.metrics = &s->metrics;
     s->env.load = &s->load;
     nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
                    cfg->overload_budget_us, cfg->overload_hold_ms);
     s->env.handles_open++;
-    nea__admission_init(&s->admission, &s->env, &s->pool, &s->load, region.base + layout.conns_off,
-                        layout.conn_stride, layout.conn_rbuf_off, layout.conn_obuf_off,
-                        layout.conn_count, maybe_finish_close, s);
+    nea__admission_init(&s->admission, &s->env, s->pools, layout.class_count, &s->load,
+                        region.base + layout.conns_off, layout.conn_stride, layout.conn_rbuf_off,
+                        layout.conn_obuf_off, layout.conn_count, maybe_finish_close, s);
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
     s->env.handles_open++;
@@ -128,17 +134,30 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     return 0;
 }
 
-int nea_server_route_flags(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
-                           void *data, unsigned flags)
+int nea_server_route_class(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
+                           void *data, unsigned flags, unsigned arena_class)
 {
     char why[160];
-    int rc = nea__router_add(&s->router, method, path, fn, data, flags, why, sizeof(why));
+    int rc;
+    if (arena_class >= s->plan.class_count) {
+        nea__log(&s->cfg, NEA_LOG_ERROR, "route refused: arena class %u is not declared (%u classes)",
+                 arena_class, s->plan.class_count);
+        return UV_EINVAL;
+    }
+    rc = nea__router_add(&s->router, method, path, fn, data, flags, why, sizeof(why));
     if (rc != 0) {
         nea__log(&s->cfg, NEA_LOG_ERROR, "route refused: %s", why);
         return rc;
     }
-    nea__metrics_route_added(&s->metrics, method, path);
+    s->router.routes[s->router.count - 1].arena_class = arena_class;
+    nea__metrics_route_added(&s->metrics, method, path, arena_class);
     return 0;
+}
+
+int nea_server_route_flags(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
+                           void *data, unsigned flags)
+{
+    return nea_server_route_class(s, method, path, fn, data, flags, 0);
 }
 
 int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
@@ -160,11 +179,24 @@ int nea_server_port(const nea_server *s)
 void nea_server_stats(const nea_server *s, nea_stats *out)
 {
     *out = s->stats;
-    out->arenas_in_use = s->pool.in_use;
-    out->arenas_high_water = s->pool.high_water;
-    out->arena_count = s->pool.count;
+    out->arenas_in_use = out->arenas_high_water = out->arena_count = 0;
+    out->arena_peak_bytes = 0;
+    out->arena_class_count = s->plan.class_count;
+    for (unsigned k = 0; k < s->plan.class_count; k++) {
+        const nea__pool *p = &s->pools[k];
+        nea_stats_class *c = &out->classes[k];
+        c->size = s->plan.classes[k].size;
+        c->count = p->count;
+        c->in_use = p->in_use;
+        c->high_water = p->high_water;
+        c->peak_bytes = p->peak_bytes;
+        out->arenas_in_use += p->in_use;
+        out->arenas_high_water += p->high_water;
+        out->arena_count += p->count;
+        out->arena_peak_bytes = p->peak_bytes > out->arena_peak_bytes ? p->peak_bytes
+                                                                       : out->arena_peak_bytes;
+    }
     out->queue_length = s->admission.wait_len;
-    out->arena_peak_bytes = s->pool.peak_bytes;
     out->shedding = s->load.shedding;
     out->shed_transitions = s->load.transitions;
     out->loop_lag_us = s->load.lag / 1000u;
@@ -243,7 +275,7 @@ int nea__server_adopt(nea_server *s, uv_os_sock_t fd)
 
 void nea__server_give_back(nea_server *s, nea__arena *a)
 {
-    nea__pool_release(&s->pool, a);
+    nea__pool_release(&s->pools[a->cls], a);
     s->env.reqs.released(s->env.reqs.released_data);
 }
 #endif

@@ -22,7 +22,7 @@ struct nea_server {
     uv_loop_t *loop;
 
     nea__router router;
-    nea__pool pool;
+    nea__pool pools[NEA_ARENA_CLASSES]; /* one per arena class, class 0 first */
     nea__statics statics;
     nea__conn_env env; /* what every slot and request shares */
     nea__load load;

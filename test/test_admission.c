@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -47,6 +48,120 @@ static void test_oom_is_isolated(void **state)
     close(b);
     close(c);
     assert_true(h_arenas_settle(f));
+}
+
+/* --- arena size classes ------------------------------------------------------ */
+
+/* Class 1: one 256 KiB arena, for /big/ routes; class 0 stays 8 x 64 KiB. */
+static void big_class(nea_config *c)
+{
+    c->memory_limit = 32u << 20;
+    c->arena_class_count = 1;
+    c->arena_classes[0] = (nea_arena_class){.size = 256u << 10, .count = 1};
+    c->queue_timeout_ms = 2000;
+}
+
+/* GET /big/alloc/N: allocates N bytes; GET /big/sleep/MS: holds the arena. */
+static void on_big_slept(uv_timer_t *t)
+{
+    nea_req *req = t->data;
+    nea_respond(req, 200, "text/plain", "slept", 5);
+}
+
+static void r_big(nea_req *req, void *d)
+{
+    const char *tail = nea_req_path_tail(req);
+    (void)d;
+    if (strncmp(tail, "sleep/", 6) == 0) {
+        uv_timer_t *t = nea_req_timer(req);
+        t->data = req;
+        uv_timer_start(t, on_big_slept, strtoull(tail + 6, NULL, 10), 0);
+        return;
+    }
+    memset(nea_alloc(req, strtoull(tail + 6, NULL, 10)), 1, strtoull(tail + 6, NULL, 10));
+    nea_respond(req, 200, "text/plain", "ok", 2);
+}
+
+static void test_class_admission_and_oom(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    nea_route_stats rs;
+    int hold, queued, small;
+
+    h_test_start(state, big_class);
+    f = *state;
+    assert_int_equal(nea_server_route_class(f->srv, "GET", "/big/", r_big, NULL, 0, 1), 0);
+    assert_int_equal(nea_server_route_class(f->srv, "GET", "/nope", r_big, NULL, 0, 2),
+                     UV_EINVAL);
+    /* 200 KiB: beyond a class 0 arena (500), within class 1's (200). */
+    assert_int_equal(h_request(f, "GET /alloc/204800 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 500);
+    assert_int_equal(h_request(f, "GET /big/alloc/204800 HTTP/1.1\r\nHost: x\r\n\r\n", &r),
+                     200);
+    /* And class 1's own limit still gives a 500. */
+    assert_int_equal(h_request(f, "GET /big/alloc/300000 HTTP/1.1\r\nHost: x\r\n\r\n", &r),
+                     500);
+
+    /* The only class 1 arena is held: another class 1 request waits while
+     * class 0 requests are served at once, then gets the arena. */
+    hold = h_get(f, "/big/sleep/150");
+    H_WAIT(f, f->srv->pools[1].in_use == 1);
+    queued = h_get(f, "/big/alloc/1000");
+    H_WAIT(f, f->srv->admission.wait_len == 1);
+    assert_non_null(f->srv->admission.wait_head[1]);
+    assert_null(f->srv->admission.wait_head[0]);
+    small = h_get(f, "/hello");
+    assert_int_equal(h_read(f, small, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(f->srv->admission.wait_len, 1); /* still waiting for its class */
+    assert_int_equal(h_read(f, hold, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(h_read(f, queued, &r, H_DEADLINE_MS), 200);
+    close(hold);
+    close(queued);
+    close(small);
+
+    h_stats(f, &st);
+    assert_int_equal(st.arena_class_count, 2);
+    assert_int_equal(st.classes[1].size, 256u << 10);
+    assert_int_equal(st.classes[1].count, 1);
+    assert_int_equal(st.classes[1].high_water, 1);
+    assert_true(st.classes[1].peak_bytes > 200u << 10);
+    assert_true(st.classes[0].peak_bytes < 64u << 10);
+    assert_int_equal(st.arena_count, st.classes[0].count + 1);
+    assert_int_equal(st.oom_500, 2);
+    /* The route's metrics name its class. */
+    assert_int_equal(nea_server_route_stats(f->srv, nea_server_route_stats_count(f->srv) - 1, &rs),
+                     0);
+    assert_string_equal(rs.path, "/big/");
+    assert_int_equal(rs.arena_class, 1);
+    assert_int_equal(rs.outcomes[NEA_OUTCOME_OOM], 1);
+    assert_true(h_arenas_settle(f));
+}
+
+/* With no waiting, a class with no free arena answers 503 while the
+ * default class still has arenas. */
+static void big_class_no_wait(nea_config *c)
+{
+    big_class(c);
+    c->queue_timeout_ms = 0;
+}
+
+static void test_class_full_sheds_alone(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int hold;
+
+    h_test_start(state, big_class_no_wait);
+    f = *state;
+    assert_int_equal(nea_server_route_class(f->srv, "GET", "/big/", r_big, NULL, 0, 1), 0);
+    hold = h_get(f, "/big/sleep/100");
+    H_WAIT(f, f->srv->pools[1].in_use == 1);
+    assert_int_equal(h_request(f, "GET /big/alloc/10 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 503);
+    assert_int_equal(h_request(f, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+    assert_int_equal(h_read(f, hold, &r, H_DEADLINE_MS), 200);
+    close(hold);
+    assert_int_equal(h_st(f).shed_no_arena, 1);
 }
 
 /* --- arena admission ------------------------------------------------------- */
@@ -567,6 +682,8 @@ int main(void)
         cmocka_unit_test_teardown(test_exempt_route_uses_reserved_arena, h_test_teardown),
         cmocka_unit_test_teardown(test_fair_share_only_under_contention, h_test_teardown),
         cmocka_unit_test_teardown(test_oom_is_isolated, h_test_teardown),
+        cmocka_unit_test_teardown(test_class_admission_and_oom, h_test_teardown),
+        cmocka_unit_test_teardown(test_class_full_sheds_alone, h_test_teardown),
         cmocka_unit_test_teardown(test_503_when_arenas_exhausted_then_recovery, h_test_teardown),
         cmocka_unit_test_teardown(test_queued_request_gets_the_next_arena, h_test_teardown),
         cmocka_unit_test_teardown(test_long_queue_drains_in_order, h_test_teardown),

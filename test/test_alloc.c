@@ -126,7 +126,7 @@ static void workload(h_fixture *f)
     /* The only arena is held by a sleeping request: the next one is shed. */
     busy = h_connect(f);
     h_sends(f, busy, "GET /sleep/100 HTTP/1.1\r\nHost: x\r\n\r\n");
-    H_WAIT(f, f->srv->pool.in_use == 1);
+    H_WAIT(f, f->srv->pools[0].in_use == 1);
     fd = h_connect(f);
     h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 503, NULL);
     close(fd);

@@ -570,6 +570,103 @@ static void test_plan_format(void **state)
     assert_non_null(strstr(buf, num));
 }
 
+/* --- arena size classes ------------------------------------------------------- */
+
+static void two_classes(nea_config *cfg)
+{
+    small_config(cfg);
+    cfg->arena_class_count = 2;
+    cfg->arena_classes[0] = (nea_arena_class){.size = 256 * KIB, .count = 2};
+    cfg->arena_classes[1] = (nea_arena_class){.size = 20000, .count = 3};
+}
+
+static void test_classes_sum_in_the_plan(void **state)
+{
+    nea_config cfg;
+    nea_plan p, one;
+    size_t page = page_size();
+    char buf[512];
+    (void)state;
+
+    two_classes(&cfg);
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    assert_int_equal(p.class_count, 3);
+    assert_int_equal(p.arena_total, 8 + 2 + 3);
+    assert_int_equal(p.classes[0].count, 8);
+    assert_int_equal(p.classes[0].stride, 32 * KIB + page);
+    assert_int_equal(p.classes[1].size, 256 * KIB);
+    assert_int_equal(p.classes[1].stride, 256 * KIB + page);
+    assert_int_equal(p.classes[2].stride, round_up(20000, page) + page);
+    assert_int_equal(p.classes[2].bytes, 3 * (round_up(20000, page) + page));
+    assert_int_equal(p.arenas_bytes, p.classes[0].bytes + p.classes[1].bytes + p.classes[2].bytes);
+    assert_int_equal(p.total, p.fixed_overhead + p.connections_bytes + p.arenas_bytes);
+    /* Each class's body limit is what its arena holds. */
+    assert_true(p.classes[1].max_body_size > 200 * KIB);
+    assert_true(p.classes[2].max_body_size < 20000);
+    assert_int_equal(p.max_body_size, p.classes[0].max_body_size);
+    /* Descriptors of every arena are in the fixed part. */
+    small_config(&cfg);
+    assert_int_equal(nea_config_plan(&cfg, &one, NULL, 0), 0);
+    assert_true(p.fixed_overhead >= one.fixed_overhead);
+    /* The summary names every class. */
+    two_classes(&cfg);
+    nea_plan_format(&p, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "class0=8x"));
+    assert_non_null(strstr(buf, "class1=2x"));
+    assert_non_null(strstr(buf, "class2=3x"));
+}
+
+/* arena_count = 0: class 0 takes what memory_limit leaves after the other
+ * classes, to the arena. */
+static void test_classes_auto_default_class(void **state)
+{
+    nea_config cfg;
+    nea_plan p, base;
+    (void)state;
+
+    two_classes(&cfg);
+    cfg.arena_count = 0;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    assert_true(p.total <= cfg.memory_limit);
+    assert_true(p.total + p.arena_stride > cfg.memory_limit); /* one more would not fit */
+    cfg.arena_class_count = 0;
+    assert_int_equal(nea_config_plan(&cfg, &base, NULL, 0), 0);
+    assert_true(p.arena_count < base.arena_count);
+    assert_true((base.arena_count - p.arena_count) * p.arena_stride >=
+                p.classes[1].bytes + p.classes[2].bytes);
+}
+
+static void test_classes_refused(void **state)
+{
+    nea_config cfg;
+    nea_plan p;
+    char err[256];
+    (void)state;
+
+    two_classes(&cfg);
+    cfg.arena_classes[1].count = 0;
+    assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EINVAL_CONFIG);
+    assert_non_null(strstr(err, "arena_classes[1].count"));
+    two_classes(&cfg);
+    cfg.arena_classes[0].size = 1000;
+    assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EARENA_SMALL);
+    assert_non_null(strstr(err, "arena_classes[0].size"));
+    two_classes(&cfg);
+    cfg.arena_class_count = NEA_ARENA_CLASSES;
+    assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EINVAL_CONFIG);
+    two_classes(&cfg);
+    cfg.memory_limit = 1 * MIB; /* the classes alone do not fit */
+    assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EOVERLIMIT);
+    /* A body only the big class can hold is allowed; one none can is not. */
+    two_classes(&cfg);
+    cfg.max_body_size = 100 * KIB;
+    assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), 0);
+    assert_int_equal(p.classes[1].max_body_size, 100 * KIB);
+    assert_true(p.classes[0].max_body_size < 32 * KIB);
+    cfg.max_body_size = 300 * KIB;
+    assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EINVAL_CONFIG);
+}
+
 /* --- nea_server_new refuses the same configs ------------------------------- */
 
 static void on_closed(nea_server *s, void *data)
@@ -630,7 +727,7 @@ static void test_server_new_uses_plan(void **state)
     assert_non_null(strstr(lc.last, num));
     nea_server_stats(srv, &st);
     assert_int_equal(st.arena_count, p.arena_count);
-    assert_int_equal(srv->pool.count, p.arena_count);
+    assert_int_equal(srv->pools[0].count, p.arena_count);
     assert_int_equal(srv->region.size, p.total);
     assert_int_equal(nea_server_port(srv), -1);
 
@@ -657,6 +754,9 @@ int main(void)
         cmocka_unit_test(test_arena_small_boundary),
         cmocka_unit_test(test_errbuf_truncated),
         cmocka_unit_test(test_plan_format),
+        cmocka_unit_test(test_classes_sum_in_the_plan),
+        cmocka_unit_test(test_classes_auto_default_class),
+        cmocka_unit_test(test_classes_refused),
         cmocka_unit_test(test_server_new_refuses),
         cmocka_unit_test(test_server_new_uses_plan),
     };

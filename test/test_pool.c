@@ -289,12 +289,12 @@ static void test_server_pool_exhaustion(void **state)
     fixture *f = *state;
     nea__arena *got[4];
     for (int i = 0; i < 4; i++) {
-        got[i] = nea__pool_acquire(&f->srv->pool);
+        got[i] = nea__pool_acquire(&f->srv->pools[0]);
         assert_non_null(got[i]);
     }
-    assert_null(nea__pool_acquire(&f->srv->pool));
+    assert_null(nea__pool_acquire(&f->srv->pools[0]));
     for (int i = 4; i-- > 0;) {
-        nea__pool_release(&f->srv->pool, got[i]);
+        nea__pool_release(&f->srv->pools[0], got[i]);
     }
 }
 
@@ -309,13 +309,13 @@ static void test_server_scrub_zero(void **state)
     assert_non_null(secret);
     memset(secret, 0x5a, 5000);
     end_req(f, req);
-    assert_int_equal(f->srv->pool.in_use, 0);
-    assert_ptr_equal(nea__pool_acquire(&f->srv->pool), a);
+    assert_int_equal(f->srv->pools[0].in_use, 0);
+    assert_ptr_equal(nea__pool_acquire(&f->srv->pools[0]), a);
     all = nea__arena_alloc(a, a->size, 1);
     assert_non_null(all);
     expose(all, a->size);
     assert_true(all_bytes(all, a->size, 0x00));
-    nea__pool_release(&f->srv->pool, a);
+    nea__pool_release(&f->srv->pools[0], a);
 }
 
 int main(void)

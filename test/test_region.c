@@ -67,8 +67,8 @@ static void overrun_child(int guard_pages, overrun_kind kind, child_result *out)
         if (nea_server_new(&loop, &cfg, &srv) != 0) {
             _exit(91);
         }
-        for (unsigned i = 0; i < (kind == WRITE_PAST_LAST ? srv->pool.count : 1); i++) {
-            a = nea__pool_acquire(&srv->pool);
+        for (unsigned i = 0; i < (kind == WRITE_PAST_LAST ? srv->pools[0].count : 1); i++) {
+            a = nea__pool_acquire(&srv->pools[0]);
         }
         if (a == NULL || a->size % (size_t)sysconf(_SC_PAGESIZE) != 0) {
             _exit(92);

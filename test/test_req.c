@@ -325,7 +325,7 @@ static void test_timer_closed_at_end(void **state)
     nea__req_end(req);
     /* Closing, not closed: the arena is still out. */
     assert_true(uv_is_closing((uv_handle_t *)tm.t));
-    assert_int_equal(f->srv->pool.in_use, 1);
+    assert_int_equal(f->srv->pools[0].in_use, 1);
     assert_int_equal(f->srv->env.reqs.live, 1);
     t0 = uv_hrtime();
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
@@ -369,7 +369,7 @@ static void test_track_closes_handle(void **state)
     assert_true(uv_run(&f->loop, UV_RUN_NOWAIT) != 0);
     assert_true(p.spins >= 1);
     nea__req_end(req);
-    assert_int_equal(f->srv->pool.in_use, 1);
+    assert_int_equal(f->srv->pools[0].in_use, 1);
     /* An idle handle left open would keep this loop spinning forever. */
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     assert_pool_whole(f);
@@ -409,7 +409,7 @@ static void test_protect_keeps_tracked(void **state)
     assert_true(uv_is_active((uv_handle_t *)tm.t));
     assert_ptr_equal(tm.t->data, &tm); /* not overwritten by the memset */
     nea__req_end(req);
-    assert_int_equal(f->srv->pool.in_use, 1);
+    assert_int_equal(f->srv->pools[0].in_use, 1);
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(tm.fired, 0);
     assert_pool_whole(f);
@@ -682,14 +682,14 @@ static void test_printf_unwind_is_scrubbed(void **state)
     nea__req_call(req, h_secret_printf, NULL);
     assert_int_equal(f->srv->stats.oom_500, 1);
     end_req(f, req);
-    assert_ptr_equal(nea__pool_acquire(&f->srv->pool), a);
+    assert_ptr_equal(nea__pool_acquire(&f->srv->pools[0]), a);
     all = nea__arena_alloc(a, a->size, 1);
     assert_non_null(all);
     expose(all, a->size);
     for (size_t i = 0; i < a->size; i++) {
         dirty += all[i] != 0;
     }
-    nea__pool_release(&f->srv->pool, a);
+    nea__pool_release(&f->srv->pools[0], a);
     if (dirty != 0) {
         print_error("%zu bytes of the previous request survived NEA_SCRUB_ZERO\n", dirty);
     }

@@ -486,7 +486,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     timeouts_before = st.timeouts;
 
     if (data[0] & 1) {
-        held = nea__pool_acquire(&srv->pool);
+        held = nea__pool_acquire(&srv->pools[0]);
         if (held == NULL) {
             fail("the only arena was not free at the start of an input");
         }
@@ -585,7 +585,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("server not back to idle after the input");
     }
     if (srv->env.reqs.tramp.top != NULL || srv->admission.idle_head != NULL ||
-        srv->admission.wait_head != NULL || srv->admission.wait_len != 0) {
+        srv->admission.wait_head[0] != NULL || srv->admission.wait_len != 0) {
         fail("a protected frame, an idle connection or a waiter is left over");
     }
     if (defers_registered != defers_run) {

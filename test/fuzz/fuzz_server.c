@@ -605,9 +605,14 @@ static void check_idle(void)
     if (srv->env.reqs.tramp.top != NULL) {
         fail("a protected frame is left on the trampoline", NULL);
     }
-    if (adm->idle_head != NULL || adm->idle_tail != NULL || adm->wait_head != NULL ||
-        adm->wait_tail != NULL || adm->linger_head != NULL || adm->linger_tail != NULL ||
-        adm->wait_len != 0) {
+    for (unsigned k = 0; k < NEA_ARENA_CLASSES; k++) {
+        if (adm->wait_head[k] != NULL || adm->wait_tail[k] != NULL ||
+            adm->exempt_head[k] != NULL || adm->exempt_tail[k] != NULL) {
+            fail("an arena wait queue is not empty", NULL);
+        }
+    }
+    if (adm->idle_head != NULL || adm->idle_tail != NULL || adm->linger_head != NULL ||
+        adm->linger_tail != NULL || adm->wait_len != 0) {
         fail("an admission list (idle, wait, linger) is not empty", NULL);
     }
     if (defers_registered != defers_run) {
@@ -697,7 +702,7 @@ static void run_script(const uint8_t *p, const uint8_t *end)
         case 0x7:
             for (unsigned i = 0; i < ARENAS; i++) {
                 if (held[i] == NULL) {
-                    held[i] = nea__pool_acquire(&srv->pool);
+                    held[i] = nea__pool_acquire(&srv->pools[0]);
                     break;
                 }
             }

@@ -68,7 +68,7 @@ void h_close(h_fixture *f)
 
 static bool all_arenas_back(h_fixture *f)
 {
-    return f->srv->pool.in_use == 0 && f->srv->env.reqs.live == 0;
+    return f->srv->pools[0].in_use == 0 && f->srv->env.reqs.live == 0;
 }
 
 void h_stop(h_fixture *f)
@@ -76,7 +76,7 @@ void h_stop(h_fixture *f)
     if (!f->close_called) {
         /* Clients are gone; whatever they left in flight ends on its own. */
         H_WAIT(f, all_arenas_back(f));
-        assert_int_equal(f->srv->pool.in_use, 0);
+        assert_int_equal(f->srv->pools[0].in_use, 0);
         assert_int_equal(f->srv->env.reqs.live, 0);
         assert_null(f->srv->env.reqs.tramp.top);
         h_close(f);

@@ -57,15 +57,15 @@ unsigned free_len(const nea__pool *p)
 
 void assert_pool_whole(const fixture *f)
 {
-    assert_int_equal(f->srv->pool.in_use, 0);
-    assert_int_equal(free_len(&f->srv->pool), f->srv->pool.count);
+    assert_int_equal(f->srv->pools[0].in_use, 0);
+    assert_int_equal(free_len(&f->srv->pools[0]), f->srv->pools[0].count);
     assert_int_equal(f->srv->env.reqs.live, 0);
     assert_null(f->srv->env.reqs.tramp.top);
 }
 
 nea_req *open_req(fixture *f)
 {
-    nea__arena *a = nea__pool_acquire(&f->srv->pool);
+    nea__arena *a = nea__pool_acquire(&f->srv->pools[0]);
     nea_req *req;
     assert_non_null(a);
     req = nea__req_open(&f->srv->env.reqs, a, NULL);
