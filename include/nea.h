@@ -541,6 +541,52 @@ void nea_route_stats_add(nea_route_stats *into, const nea_route_stats *from);
  */
 size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap);
 
+/* --- The sizing advisor -------------------------------------------------- */
+
+/* What nea_advise recommends. */
+typedef struct nea_advice {
+    nea_config cfg;        /* the config given, with arena_size, arena_count (0: class 0
+                              takes what memory_limit leaves) and the arena classes
+                              replaced; memory_limit is kept */
+    nea_plan plan;         /* cfg's plan */
+    double oom_rate;       /* the target given */
+    double predicted_oom;  /* at most this fraction of the observed requests would
+                              have exceeded their class (an upper bound: whole
+                              buckets straddling a class size count) */
+    double fit_ratio;      /* arena bytes the observed in-flight mix holds with these
+                              classes, over the bytes its requests actually peaked at
+                              (1.0 = an ideal per-request fit) */
+    double one_class_fit;  /* the same with one class sized for the largest route */
+    double in_flight;      /* requests of the observed mix that fit in flight at once */
+    double in_flight_one_class; /* the same with one class, same memory_limit */
+} nea_advice;
+
+/*
+ * The sizing advisor. From the arena-peak histograms of n per-route records
+ * (as nea_server_route_stats copies them; records with no arena samples go
+ * to class 0), recommends arena classes for cfg->memory_limit: each route
+ * needs the (1 - oom_rate) quantile of its peaks (never more than the
+ * largest peak seen), plus headroom_pct percent, page-rounded, at least
+ * the smallest arena cfg allows; routes whose needs are within 25% of each
+ * other share a class (at most NEA_ARENA_CLASSES). Arenas are shared out
+ * in proportion to each class's in-flight time (the routes' summed total
+ * durations, Little's law), class 0 (the smallest) taking what is left.
+ * route_class[i] gets record i's class. Allocates nothing. Returns 0, or
+ * UV_EINVAL (oom_rate outside [0, 1), n == 0), or the plan's error when
+ * even one arena per class does not fit.
+ */
+int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n, double oom_rate,
+               unsigned headroom_pct, unsigned *route_class, nea_advice *out);
+
+/*
+ * Writes advice as text ready to paste: the nea_config lines, the routes
+ * with their classes (nea_server_route_class), the nea-demo flags, and the
+ * predicted figures. At most cap bytes, NUL-terminated; returns the length
+ * the whole text needs, like snprintf.
+ */
+size_t nea_advice_format(const nea_advice *a, const nea_route_stats *routes, unsigned n,
+                         const unsigned *route_class, char *buf, size_t cap);
+
 /* --- Requests --------------------------------------------------------- */
 
 /*

@@ -325,6 +325,18 @@ size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_s
     put_global(&o, "nea_arena_queue_length", "gauge", "Routed heads waiting for an arena now.",
                st->queue_length);
     put_global(&o, "nea_shedding", "gauge", "1 while shedding for CPU.", st->shedding);
+    put_family(&o, "nea_arena_class_size_bytes", "gauge", "Usable bytes per arena of a class.");
+    for (unsigned k = 0; k < st->arena_class_count; k++) {
+        put(&o, "nea_arena_class_size_bytes{class=\"%u\"} %zu\n", k, st->classes[k].size);
+    }
+    put_family(&o, "nea_arena_class_arenas", "gauge", "Arenas of a class.");
+    for (unsigned k = 0; k < st->arena_class_count; k++) {
+        put(&o, "nea_arena_class_arenas{class=\"%u\"} %u\n", k, st->classes[k].count);
+    }
+    put_family(&o, "nea_arena_class_in_use", "gauge", "Arenas of a class held by requests now.");
+    for (unsigned k = 0; k < st->arena_class_count; k++) {
+        put(&o, "nea_arena_class_in_use{class=\"%u\"} %u\n", k, st->classes[k].in_use);
+    }
     put_family(&o, "nea_shed_total", "counter", "503 answers by cause (no handler ran).");
     for (unsigned i = 0; i < sizeof(causes) / sizeof(causes[0]); i++) {
         put(&o, "nea_shed_total{cause=\"%s\"} %" PRIu64 "\n", causes[i], shed[i]);
