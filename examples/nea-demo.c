@@ -29,7 +29,10 @@
  *
  * --access-log prints one line per finished request to stdout (the
  * completion hook); refused requests (503, 400) are logged by libnea to
- * stderr at most once a second.
+ * stderr at most once a second. --arena-class SIZE:COUNT adds an arena size
+ * class, --route-class PATH=K puts a route in it, and --advise prints, when
+ * SIGINT or SIGTERM starts the drain, the sizing advisor's classes for the
+ * same memory limit (target: 0.1% OOM 500s) from the peaks observed.
  *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */
@@ -38,6 +41,7 @@
 #include "clib-routes.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -46,6 +50,9 @@
 #include <string.h>
 
 static const char *static_body = "libnea demo\n";
+static nea_config demo_cfg; /* as given to nea_run: the advisor's starting point */
+static bool advise;         /* --advise */
+static uv_signal_t advise_sigint, advise_sigterm;
 static size_t static_len = 12;
 static nea_server *server;
 
@@ -270,24 +277,44 @@ static void stats(nea_req *req, void *data)
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
-/* Formats straight into the arena: everything the request has left, then
- * gives back what the text did not use. */
+/* Measures the text, then formats it into exactly that much arena (so the
+ * route's arena peak, which the advisor sizes from, is what it needs). A
+ * text beyond the arena unwinds to the 500. */
 static void metrics(nea_req *req, void *data)
 {
-    static const char too_big[] = "metrics do not fit the arena: raise --arena-size\n";
-    size_t head_room = 512, cap = nea_arena_available(req);
-    char *buf;
-    size_t len;
+    size_t len = nea_server_metrics_text(server, NULL, 0);
+    char *buf = nea_alloc(req, len + 1);
     (void)data;
-    cap = cap > head_room ? cap - head_room : 0;
-    buf = nea_alloc(req, cap);
-    len = nea_server_metrics_text(server, buf, cap);
-    if (len >= cap) {
-        nea_respond_static(req, 500, "text/plain", too_big, sizeof(too_big) - 1);
-        return;
-    }
-    buf = nea_try_grow(req, buf, len + 1); /* shrinks in place: cannot fail */
+    len = nea_server_metrics_text(server, buf, len + 1);
     nea_respond_static(req, 200, "text/plain; version=0.0.4", buf, len);
+}
+
+/* --advise: the advisor's classes for what was observed, on stdout, as the
+ * drain starts (libnea's own signal handler starts it). */
+static void print_advice(uv_signal_t *h, int signum)
+{
+    static nea_route_stats recs[1024];
+    static unsigned cls[1024];
+    static char text[16384];
+    unsigned n = nea_server_route_stats_count(server);
+    nea_advice advice;
+    int rc;
+    (void)h;
+    (void)signum;
+    uv_close((uv_handle_t *)&advise_sigint, NULL);
+    uv_close((uv_handle_t *)&advise_sigterm, NULL);
+    n = n < 1024 ? n : 1024;
+    for (unsigned i = 0; i < n; i++) {
+        (void)nea_server_route_stats(server, i, &recs[i]);
+    }
+    rc = nea_advise(&demo_cfg, recs, n, 0.001, 0, cls, &advice);
+    if (rc != 0) {
+        printf("advice: none (%s)\n", nea_strerror(rc));
+    } else {
+        nea_advice_format(&advice, recs, n, cls, text, sizeof(text));
+        fputs(text, stdout);
+    }
+    fflush(stdout);
 }
 
 /* --access-log: one line per request, after it ended. */
@@ -364,6 +391,10 @@ static void usage(FILE *to)
             "                            agent says drain (default 0)\n"
             "  --drain-timeout-ms MS     then wait this long for in-flight requests (5000)\n"
             "  --access-log              one line per finished request on stdout\n"
+            "  --arena-class SIZE:COUNT  one more arena size class (class 1, 2, ...)\n"
+            "  --route-class PATH=K      requests of route PATH take arenas of class K\n"
+            "  --advise                  at drain, print arena classes for the same memory\n"
+            "                            limit from the peaks observed (0.1%% OOM target)\n"
             "  --help                    this text\n"
             "SIZE takes a k, M or G suffix (powers of 1024).\n");
 }
@@ -417,6 +448,44 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
     return 0;
 }
 
+/* --arena-class SIZE:COUNT */
+static int parse_class(const char *s, nea_config *cfg)
+{
+    char size[32];
+    const char *colon = strchr(s, ':');
+    nea_arena_class *k = &cfg->arena_classes[cfg->arena_class_count];
+    if (colon == NULL || (size_t)(colon - s) >= sizeof(size) ||
+        cfg->arena_class_count >= NEA_ARENA_CLASSES - 1) {
+        return -1;
+    }
+    memcpy(size, s, (size_t)(colon - s));
+    size[colon - s] = '\0';
+    if (parse_size(size, &k->size) != 0 || parse_uint(colon + 1, 1u << 24, &k->count) != 0) {
+        return -1;
+    }
+    cfg->arena_class_count++;
+    return 0;
+}
+
+/* --route-class PATH=K: every route registered under PATH. */
+static int parse_route_class(const char *s, nea_route *routes, size_t n)
+{
+    const char *eq = strrchr(s, '=');
+    unsigned k;
+    int found = -1;
+    if (eq == NULL || parse_uint(eq + 1, NEA_ARENA_CLASSES - 1, &k) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(routes[i].path) == (size_t)(eq - s) &&
+            memcmp(routes[i].path, s, (size_t)(eq - s)) == 0) {
+            routes[i].arena_class = k;
+            found = 0;
+        }
+    }
+    return found;
+}
+
 static const char *option_name(const struct option *opts, int val)
 {
     for (; opts->name != NULL; opts++) {
@@ -432,6 +501,12 @@ static void on_ready(nea_server *s, void *data)
     const nea_plan *plan = nea_server_plan(s);
     const nea_config *cfg = data;
     server = s;
+    if (advise) {
+        uv_signal_init(nea_server_loop(s), &advise_sigint);
+        uv_signal_init(nea_server_loop(s), &advise_sigterm);
+        uv_signal_start_oneshot(&advise_sigint, print_advice, SIGINT);
+        uv_signal_start_oneshot(&advise_sigterm, print_advice, SIGTERM);
+    }
     printf("listening on http://%s:%d reserved=%zu arenas=%u arena_size=%zu connections=%u",
            cfg->host, nea_server_port(s), plan->total, plan->arena_count, plan->arena_size,
            cfg->max_connections);
@@ -474,6 +549,9 @@ int main(int argc, char **argv)
         O_DDELAY,
         O_DTIMEOUT,
         O_ACCESS,
+        O_CLASS,
+        O_RCLASS,
+        O_ADVISE,
         O_HELP
     };
     static const struct option opts[] = {
@@ -506,6 +584,9 @@ int main(int argc, char **argv)
         {"drain-delay-ms", required_argument, NULL, O_DDELAY},
         {"drain-timeout-ms", required_argument, NULL, O_DTIMEOUT},
         {"access-log", no_argument, NULL, O_ACCESS},
+        {"arena-class", required_argument, NULL, O_CLASS},
+        {"route-class", required_argument, NULL, O_RCLASS},
+        {"advise", no_argument, NULL, O_ADVISE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -625,6 +706,15 @@ int main(int argc, char **argv)
         case O_ACCESS:
             cfg.on_complete = access_log;
             break;
+        case O_CLASS:
+            rc = parse_class(optarg, &cfg);
+            break;
+        case O_RCLASS:
+            rc = parse_route_class(optarg, routes, sizeof(routes) / sizeof(routes[0]));
+            break;
+        case O_ADVISE:
+            advise = true;
+            break;
         case O_HELP:
             usage(stdout);
             return 0;
@@ -644,6 +734,7 @@ int main(int argc, char **argv)
     }
     load_static(static_path != NULL ? static_path : "LICENSE", static_path != NULL);
     clib_routes_init();
+    demo_cfg = cfg;
     rc = nea_run(&cfg, routes, nroutes, on_ready, &cfg);
     if (rc != 0) {
         fprintf(stderr, "nea-demo: %s\n", nea_strerror(rc));

@@ -395,6 +395,9 @@ int nea_server_port(const nea_server *s);
 /* The bound agent port, or -1 when there is no agent or it is not listening. */
 int nea_server_agent_port(const nea_server *s);
 
+/* The loop the server runs on (the host's, or nea_run's own). */
+uv_loop_t *nea_server_loop(const nea_server *s);
+
 /* The plan the server was created with. */
 const nea_plan *nea_server_plan(const nea_server *s);
 

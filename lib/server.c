@@ -166,6 +166,11 @@ int nea_server_route(nea_server *s, const char *method, const char *path, nea_ha
     return nea_server_route_flags(s, method, path, fn, data, 0);
 }
 
+uv_loop_t *nea_server_loop(const nea_server *s)
+{
+    return s->loop;
+}
+
 const nea_plan *nea_server_plan(const nea_server *s)
 {
     return &s->plan;

@@ -80,19 +80,17 @@ static void r_sleep(nea_req *req, void *d)
     uv_timer_start(t, on_sleep, strtoull(nea_req_path_tail(req), NULL, 10), 0);
 }
 
-/* The server's Prometheus text, formatted into what is left of the arena
- * but room for the response head, which is then given back (data: the
- * server). */
+/* The server's Prometheus text: measured, then formatted into exactly
+ * that much arena (data: the server). 507 when it does not fit. */
 static void r_metrics(nea_req *req, void *d)
 {
-    size_t cap = nea_arena_available(req) - 512;
-    char *buf = nea_alloc(req, cap);
-    size_t len = nea_server_metrics_text(d, buf, cap);
-    if (len >= cap) {
+    size_t len = nea_server_metrics_text(d, NULL, 0);
+    char *buf = nea_try_alloc(req, len + 1);
+    if (buf == NULL) {
         nea_respond_static(req, 507, "text/plain", "too big", 7);
         return;
     }
-    buf = nea_try_grow(req, buf, len + 1);
+    len = nea_server_metrics_text(d, buf, len + 1);
     nea_respond_static(req, 200, "text/plain; version=0.0.4", buf, len);
 }
 
