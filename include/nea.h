@@ -559,7 +559,11 @@ typedef struct nea_advice {
     double fit_ratio;      /* arena bytes the observed in-flight mix holds with these
                               classes, over the bytes its requests actually peaked at
                               (1.0 = an ideal per-request fit) */
-    double one_class_fit;  /* the same with one class sized for the largest route */
+    double floor_fit;      /* fit_ratio against an ideal that still gives every request
+                              the smallest arena the config allows (request struct,
+                              read_buffer_size of head, 1 KiB): what classes cost
+                              beyond that floor */
+    double one_class_fit;  /* fit_ratio with one class sized for the largest route */
     double in_flight;      /* requests of the observed mix that fit in flight at once */
     double in_flight_one_class; /* the same with one class, same memory_limit */
 } nea_advice;

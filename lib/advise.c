@@ -84,6 +84,7 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
     size_t page = (size_t)sysconf(_SC_PAGESIZE), min_size, floor = 0, budget;
     size_t sizes[NEA_ARENA_CLASSES];
     double weight[NEA_ARENA_CLASSES] = {0}, total = 0, held = 0, ideal = 0, one = 0, per = 0;
+    double floor_ideal = 0;
     uint64_t requests = 0, overs = 0;
     unsigned k = 0;
     nea_plan p;
@@ -134,10 +135,12 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
         route_class[i] = c;
         if (has_peaks(r)) {
             double w = route_weight(r);
+            double mean = (double)r->arena_peak_bytes.sum / (double)r->arena_peak_bytes.count;
             weight[c] += w;
             total += w;
             held += w * (double)sizes[c];
-            ideal += w * (double)r->arena_peak_bytes.sum / (double)r->arena_peak_bytes.count;
+            ideal += w * mean;
+            floor_ideal += w * (mean > (double)min_size ? mean : (double)min_size);
             one += w * (double)sizes[k - 1];
             requests += r->arena_peak_bytes.count;
             overs += over(r, sizes[c]);
@@ -185,6 +188,7 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
     }
     out->predicted_oom = requests > 0 ? (double)overs / (double)requests : 0;
     out->fit_ratio = ideal > 0 ? held / ideal : 0;
+    out->floor_fit = floor_ideal > 0 ? held / floor_ideal : 0;
     out->one_class_fit = ideal > 0 ? one / ideal : 0;
     out->in_flight = mix_in_flight(&out->plan, weight, total);
     one_cfg = *cfg;
@@ -252,9 +256,9 @@ size_t nea_advice_format(const nea_advice *a, const nea_route_stats *routes, uns
         }
     }
     put(&t, " */\n/* predicted: OOM 500s <= %.4f%%, arena memory %.2fx an ideal per-request fit "
-            "(one class: %.2fx), %.0f requests of this mix in flight (one class: %.0f, %.2fx) "
-            "*/\n",
-        a->predicted_oom * 100, a->fit_ratio, a->one_class_fit, a->in_flight,
+            "(%.2fx above the smallest arena; one class: %.2fx), %.0f requests of this mix in "
+            "flight (one class: %.0f, %.2fx) */\n",
+        a->predicted_oom * 100, a->fit_ratio, a->floor_fit, a->one_class_fit, a->in_flight,
         a->in_flight_one_class,
         a->in_flight_one_class > 0 ? a->in_flight / a->in_flight_one_class : 0);
     return t.len;
