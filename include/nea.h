@@ -257,7 +257,10 @@ typedef struct nea_completion {
     uint64_t bytes_in;  /* head and body bytes */
     uint64_t bytes_out; /* response bytes handed to the socket */
     uint64_t queue_ns;  /* routed head to arena granted (0 when granted at once) */
-    uint64_t handler_ns; /* handler start to response issued (0: no handler ran) */
+    uint64_t handler_ns; /* handler start to response issued; for a handler that
+                            answers before returning, to the moment its return or its
+                            response's write completed, whichever came first
+                            (0: no handler ran) */
     uint64_t total_ns;   /* the request's start to its end; it starts when it first waits
                             (for an arena or its body), is answered by libnea, or
                             its handler starts, whichever comes first */
