@@ -329,10 +329,9 @@ static void access_log(void *data, const nea_completion *c)
     }
     printf("%s \"%.*s %.*s\" %d %" PRIu64 " route=%s outcome=%s in=%" PRIu64 " queue_us=%" PRIu64
            " handler_us=%" PRIu64 " total_us=%" PRIu64 " arena_peak=%zu\n",
-           addr, (int)c->method_len, c->method, (int)c->path_len, c->path, c->status,
-           c->bytes_out, c->route != NULL ? c->route : "-", nea_outcome_name(c->outcome),
-           c->bytes_in, c->queue_ns / 1000, c->handler_ns / 1000, c->total_ns / 1000,
-           c->arena_peak_bytes);
+           addr, (int)c->method_len, c->method, (int)c->path_len, c->path, c->status, c->bytes_out,
+           c->route != NULL ? c->route : "-", nea_outcome_name(c->outcome), c->bytes_in,
+           c->queue_ns / 1000, c->handler_ns / 1000, c->total_ns / 1000, c->arena_peak_bytes);
 }
 
 static void load_static(const char *path, bool required)

@@ -159,9 +159,9 @@ typedef struct nea_config {
      * memory_limit leaves after every other class. Default: no more classes. */
     nea_arena_class arena_classes[NEA_ARENA_CLASSES - 1];
     unsigned arena_class_count;
-    unsigned max_routes;      /* route table capacity. Default 64 */
-    unsigned queue_length;    /* requests that may wait for an arena; 0 = max_connections.
-                                 Default 0 */
+    unsigned max_routes;   /* route table capacity. Default 64 */
+    unsigned queue_length; /* requests that may wait for an arena; 0 = max_connections.
+                              Default 0 */
 
     unsigned header_timeout_ms;    /* first byte of a head to its end. Default 10000 */
     unsigned body_timeout_ms;      /* idle time between body reads. Default 10000 */
@@ -251,19 +251,19 @@ typedef struct nea_completion {
     size_t method_len;
     const char *path; /* without the query; "" when the head was malformed */
     size_t path_len;
-    const char *route;  /* the registered path of the route, or NULL (unrouted) */
-    int status;         /* status sent; 0 when no response was (cancelled) */
+    const char *route; /* the registered path of the route, or NULL (unrouted) */
+    int status;        /* status sent; 0 when no response was (cancelled) */
     nea_outcome outcome;
-    uint64_t bytes_in;  /* head and body bytes */
-    uint64_t bytes_out; /* response bytes handed to the socket */
-    uint64_t queue_ns;  /* routed head to arena granted (0 when granted at once) */
-    uint64_t handler_ns; /* handler start to response issued; for a handler that
-                            answers before returning, to the moment its return or its
-                            response's write completed, whichever came first
-                            (0: no handler ran) */
-    uint64_t total_ns;   /* the request's start to its end; it starts when it first waits
-                            (for an arena or its body), is answered by libnea, or
-                            its handler starts, whichever comes first */
+    uint64_t bytes_in;       /* head and body bytes */
+    uint64_t bytes_out;      /* response bytes handed to the socket */
+    uint64_t queue_ns;       /* routed head to arena granted (0 when granted at once) */
+    uint64_t handler_ns;     /* handler start to response issued; for a handler that
+                                answers before returning, to the moment its return or its
+                                response's write completed, whichever came first
+                                (0: no handler ran) */
+    uint64_t total_ns;       /* the request's start to its end; it starts when it first waits
+                                (for an arena or its body), is answered by libnea, or
+                                its handler starts, whichever comes first */
     size_t arena_peak_bytes; /* the most arena the request used; 0 when it took none */
     const struct sockaddr_storage *peer; /* the client; ss_family AF_UNSPEC when unknown */
 } nea_completion;
@@ -454,11 +454,11 @@ typedef struct nea_stats {
     unsigned arenas_in_use;     /* of every class */
     unsigned arenas_high_water; /* the sum of each class's high-water mark */
     unsigned arena_count;       /* of every class */
-    unsigned queue_length;     /* requests waiting for an arena now */
-    unsigned shedding;         /* 1 while shedding for CPU */
-    uint64_t shed_transitions; /* CPU shedding turned on or off */
-    uint64_t loop_lag_us;      /* busy time of the loop's last iteration with I/O */
-    size_t arena_peak_bytes;   /* the largest arena use any request reached */
+    unsigned queue_length;      /* requests waiting for an arena now */
+    unsigned shedding;          /* 1 while shedding for CPU */
+    uint64_t shed_transitions;  /* CPU shedding turned on or off */
+    uint64_t loop_lag_us;       /* busy time of the loop's last iteration with I/O */
+    size_t arena_peak_bytes;    /* the largest arena use any request reached */
     unsigned arena_class_count;
     nea_stats_class classes[NEA_ARENA_CLASSES]; /* per arena class, class 0 first */
 } nea_stats;
@@ -506,21 +506,20 @@ uint64_t nea_histogram_edge(unsigned min_log2, unsigned i);
  * is empty; UINT64_MAX when the quantile lies in the overflow bucket. */
 uint64_t nea_histogram_quantile(const nea_histogram *h, unsigned min_log2, double q);
 
-
 typedef struct nea_route_stats {
-    const char *method; /* the route's method, or "" for the unrouted record */
-    const char *path;   /* the route's registered path, or "unrouted" */
-    unsigned arena_class; /* the route's arena class */
-    uint64_t requests;  /* = the sum of outcomes[] */
-    uint64_t responses[6];                   /* by status class, [1]=1xx .. [5]=5xx */
-    uint64_t outcomes[NEA_OUTCOME_COUNT];    /* by nea_outcome */
-    uint64_t bytes_in;                       /* request heads and bodies */
-    uint64_t bytes_out;                      /* responses handed to the socket */
-    uint64_t arena_peak_max;                 /* the largest arena peak seen */
-    nea_histogram arena_peak_bytes;          /* requests that took an arena */
-    nea_histogram queue_ns;                  /* routed head to arena granted */
-    nea_histogram handler_ns;                /* handler start to response issued */
-    nea_histogram total_ns;                  /* start to end (see nea_completion) */
+    const char *method;                   /* the route's method, or "" for the unrouted record */
+    const char *path;                     /* the route's registered path, or "unrouted" */
+    unsigned arena_class;                 /* the route's arena class */
+    uint64_t requests;                    /* = the sum of outcomes[] */
+    uint64_t responses[6];                /* by status class, [1]=1xx .. [5]=5xx */
+    uint64_t outcomes[NEA_OUTCOME_COUNT]; /* by nea_outcome */
+    uint64_t bytes_in;                    /* request heads and bodies */
+    uint64_t bytes_out;                   /* responses handed to the socket */
+    uint64_t arena_peak_max;              /* the largest arena peak seen */
+    nea_histogram arena_peak_bytes;       /* requests that took an arena */
+    nea_histogram queue_ns;               /* routed head to arena granted */
+    nea_histogram handler_ns;             /* handler start to response issued */
+    nea_histogram total_ns;               /* start to end (see nea_completion) */
 } nea_route_stats;
 
 /* Records a server keeps: the routes registered so far, plus one (the
@@ -551,23 +550,23 @@ size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap);
 
 /* What nea_advise recommends. */
 typedef struct nea_advice {
-    nea_config cfg;        /* the config given, with arena_size, arena_count (0: class 0
-                              takes what memory_limit leaves) and the arena classes
-                              replaced; memory_limit is kept */
-    nea_plan plan;         /* cfg's plan */
-    double oom_rate;       /* the target given */
-    double predicted_oom;  /* at most this fraction of the observed requests would
-                              have exceeded their class (an upper bound: whole
-                              buckets straddling a class size count) */
-    double fit_ratio;      /* arena bytes the observed in-flight mix holds with these
-                              classes, over the bytes its requests actually peaked at
-                              (1.0 = an ideal per-request fit) */
-    double floor_fit;      /* fit_ratio against an ideal that still gives every request
-                              the smallest arena the config allows (request struct,
-                              read_buffer_size of head, 1 KiB): what classes cost
-                              beyond that floor */
-    double one_class_fit;  /* fit_ratio with one class sized for the largest route */
-    double in_flight;      /* requests of the observed mix that fit in flight at once */
+    nea_config cfg;             /* the config given, with arena_size, arena_count (0: class 0
+                                   takes what memory_limit leaves) and the arena classes
+                                   replaced; memory_limit is kept */
+    nea_plan plan;              /* cfg's plan */
+    double oom_rate;            /* the target given */
+    double predicted_oom;       /* at most this fraction of the observed requests would
+                                   have exceeded their class (an upper bound: whole
+                                   buckets straddling a class size count) */
+    double fit_ratio;           /* arena bytes the observed in-flight mix holds with these
+                                   classes, over the bytes its requests actually peaked at
+                                   (1.0 = an ideal per-request fit) */
+    double floor_fit;           /* fit_ratio against an ideal that still gives every request
+                                   the smallest arena the config allows (request struct,
+                                   read_buffer_size of head, 1 KiB): what classes cost
+                                   beyond that floor */
+    double one_class_fit;       /* fit_ratio with one class sized for the largest route */
+    double in_flight;           /* requests of the observed mix that fit in flight at once */
     double in_flight_one_class; /* the same with one class, same memory_limit */
 } nea_advice;
 

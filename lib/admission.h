@@ -41,13 +41,13 @@ struct nea__admission {
     size_t stride;
     unsigned count;
     nea__conn *free_conns;
-    nea__conn *idle_head, *idle_tail;     /* answered keep-alive connections, oldest first */
+    nea__conn *idle_head, *idle_tail; /* answered keep-alive connections, oldest first */
     /* Per arena class: FIFO of routed heads waiting for an arena of that
      * class, and the same for NEA_ROUTE_EXEMPT routes, served first. */
     nea__conn *wait_head[NEA_ARENA_CLASSES], *wait_tail[NEA_ARENA_CLASSES];
     nea__conn *exempt_head[NEA_ARENA_CLASSES], *exempt_tail[NEA_ARENA_CLASSES];
     nea__conn *linger_head, *linger_tail; /* closing after their last response, oldest first */
-    unsigned wait_len; /* over every class */
+    unsigned wait_len;                    /* over every class */
     unsigned wait_max;
     nea__reject rejects[NEA__REJECT_SLOTS];
     nea__reject *free_rejects;
@@ -69,8 +69,9 @@ struct nea__admission {
  * makes admission the owner of the slots and of the waiters of the pools
  * (pools[0 .. classes), one per arena class). */
 void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pools,
-                         unsigned classes, nea__load *load, char *slots, size_t stride, size_t rbuf_off, size_t obuf_off,
-                         unsigned count, void (*changed)(void *data), void *changed_data);
+                         unsigned classes, nea__load *load, char *slots, size_t stride,
+                         size_t rbuf_off, size_t obuf_off, unsigned count,
+                         void (*changed)(void *data), void *changed_data);
 nea__conn *nea__admission_slot(const nea__admission *adm, unsigned i);
 /* A connection is pending on listener: accept it into a slot, make room by
  * evicting an idle one, or answer it 503 on a reject handle. */

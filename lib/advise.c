@@ -17,6 +17,7 @@
  *   count(k > 0) = weight(k) / sum(weight * stride) * arena budget (>= 1);
  *                  class 0 (the smallest) takes what memory_limit leaves
  */
+#include "metrics.h"
 #include "req.h"
 
 #include <inttypes.h>
@@ -201,65 +202,49 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
     return 0;
 }
 
-/* snprintf-style appending (see metrics.c). */
-typedef struct text {
-    char *buf;
-    size_t cap, len;
-} text;
-
-static void put(text *t, const char *fmt, ...) NEA_PRINTF(2, 3);
-
-static void put(text *t, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-    va_start(ap, fmt);
-    n = vsnprintf(t->len < t->cap ? t->buf + t->len : NULL, t->len < t->cap ? t->cap - t->len : 0,
-                  fmt, ap);
-    va_end(ap);
-    t->len += n > 0 ? (size_t)n : 0;
-}
-
 size_t nea_advice_format(const nea_advice *a, const nea_route_stats *routes, unsigned n,
                          const unsigned *route_class, char *buf, size_t cap)
 {
     const nea_plan *p = &a->plan;
-    text t = {buf, cap, 0};
+    nea__text t = {buf, cap, 0};
 
     if (cap > 0) {
         buf[0] = '\0';
     }
-    put(&t, "/* libnea sizing advice: memory_limit %zu, target OOM rate %g%% */\n",
-        a->cfg.memory_limit, a->oom_rate * 100);
-    put(&t, "cfg.arena_size = %zu;\ncfg.arena_count = 0; /* class 0: %u arenas, what is left */\n",
+    nea__textf(&t, "/* libnea sizing advice: memory_limit %zu, target OOM rate %g%% */\n",
+               a->cfg.memory_limit, a->oom_rate * 100);
+    nea__textf(
+        &t, "cfg.arena_size = %zu;\ncfg.arena_count = 0; /* class 0: %u arenas, what is left */\n",
         a->cfg.arena_size, p->classes[0].count);
-    put(&t, "cfg.arena_class_count = %u;\n", a->cfg.arena_class_count);
+    nea__textf(&t, "cfg.arena_class_count = %u;\n", a->cfg.arena_class_count);
     for (unsigned c = 0; c < a->cfg.arena_class_count; c++) {
-        put(&t, "cfg.arena_classes[%u] = (nea_arena_class){.size = %zu, .count = %u};\n", c,
-            a->cfg.arena_classes[c].size, a->cfg.arena_classes[c].count);
+        nea__textf(&t, "cfg.arena_classes[%u] = (nea_arena_class){.size = %zu, .count = %u};\n", c,
+                   a->cfg.arena_classes[c].size, a->cfg.arena_classes[c].count);
     }
     for (unsigned i = 0; i < n; i++) {
         if (routes[i].method[0] != '\0' && route_class[i] != 0) {
-            put(&t, "/* nea_server_route_class(s, \"%s\", \"%s\", fn, data, flags, %u); */\n",
-                routes[i].method, routes[i].path, route_class[i]);
+            nea__textf(&t,
+                       "/* nea_server_route_class(s, \"%s\", \"%s\", fn, data, flags, %u); */\n",
+                       routes[i].method, routes[i].path, route_class[i]);
         }
     }
-    put(&t, "/* nea-demo: --memory-limit %zu --arena-size %zu --arenas 0", a->cfg.memory_limit,
-        a->cfg.arena_size);
+    nea__textf(&t, "/* nea-demo: --memory-limit %zu --arena-size %zu --arenas 0",
+               a->cfg.memory_limit, a->cfg.arena_size);
     for (unsigned c = 0; c < a->cfg.arena_class_count; c++) {
-        put(&t, " --arena-class %zu:%u", a->cfg.arena_classes[c].size,
-            a->cfg.arena_classes[c].count);
+        nea__textf(&t, " --arena-class %zu:%u", a->cfg.arena_classes[c].size,
+                   a->cfg.arena_classes[c].count);
     }
     for (unsigned i = 0; i < n; i++) {
         if (routes[i].method[0] != '\0' && route_class[i] != 0) {
-            put(&t, " --route-class %s=%u", routes[i].path, route_class[i]);
+            nea__textf(&t, " --route-class %s=%u", routes[i].path, route_class[i]);
         }
     }
-    put(&t, " */\n/* predicted: OOM 500s <= %.4f%%, arena memory %.2fx an ideal per-request fit "
-            "(%.2fx above the smallest arena; one class: %.2fx), %.0f requests of this mix in "
-            "flight (one class: %.0f, %.2fx) */\n",
-        a->predicted_oom * 100, a->fit_ratio, a->floor_fit, a->one_class_fit, a->in_flight,
-        a->in_flight_one_class,
-        a->in_flight_one_class > 0 ? a->in_flight / a->in_flight_one_class : 0);
+    nea__textf(&t,
+               " */\n/* predicted: OOM 500s <= %.4f%%, arena memory %.2fx an ideal per-request fit "
+               "(%.2fx above the smallest arena; one class: %.2fx), %.0f requests of this mix in "
+               "flight (one class: %.0f, %.2fx) */\n",
+               a->predicted_oom * 100, a->fit_ratio, a->floor_fit, a->one_class_fit, a->in_flight,
+               a->in_flight_one_class,
+               a->in_flight_one_class > 0 ? a->in_flight / a->in_flight_one_class : 0);
     return t.len;
 }

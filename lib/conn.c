@@ -954,7 +954,8 @@ static void log_refusal(nea__conn *c, const nea_completion *done)
         return;
     }
     nea__addr_name(nea__conn_peer(c), addr, sizeof(addr));
-    nea__log(env->cfg, NEA_LOG_WARN, "%d for %.*s %.*s from %s (%s); %" PRIu64 " more since the last such line",
+    nea__log(env->cfg, NEA_LOG_WARN,
+             "%d for %.*s %.*s from %s (%s); %" PRIu64 " more since the last such line",
              done->status, (int)done->method_len, done->method, (int)done->path_len, done->path,
              addr, nea_outcome_name(done->outcome), skipped);
 }

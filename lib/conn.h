@@ -59,11 +59,11 @@ typedef struct nea__conn_env {
     const nea__conn_hooks *hooks;
     void *hooks_data;
     nea__fault *fault;
-    nea__load *load;       /* touched by every read: the loop's busy time */
-    nea__metrics *metrics; /* per-route records: every finished request is counted */
+    nea__load *load;                 /* touched by every read: the loop's busy time */
+    nea__metrics *metrics;           /* per-route records: every finished request is counted */
     nea__log_limit log_503, log_400; /* refusals are logged at most once a second */
-    bool closing;          /* the server drains: every response closes its connection */
-    unsigned handles_open; /* libuv handles of this server not yet closed */
+    bool closing;                    /* the server drains: every response closes its connection */
+    unsigned handles_open;           /* libuv handles of this server not yet closed */
 } nea__conn_env;
 
 struct nea__conn {
@@ -102,8 +102,8 @@ struct nea__conn {
 
     /* The request in this slot, counted when it ends (finish_sample). */
     nea__sample sample;
-    bool sampling;          /* a request is in the slot and not counted yet */
-    const char *s_method;   /* in rbuf, until the request has an arena */
+    bool sampling;        /* a request is in the slot and not counted yet */
+    const char *s_method; /* in rbuf, until the request has an arena */
     const char *s_path;
     size_t s_method_len, s_path_len;
     /* uv_hrtime() of the request's start: read lazily, by the first event
@@ -111,10 +111,10 @@ struct nea__conn {
      * the handler's start), so the common path reads the clock only twice,
      * around the handler, plus once at its end. 0: not read yet. */
     uint64_t t_head;
-    uint64_t t_handler;     /* uv_hrtime() when the handler started */
-    unsigned sample_seq;    /* bumped per sample: dispatch knows its own */
-    bool in_dispatch;       /* the handler's first call is on the stack */
-    bool handler_sync;      /* it responded there: handler_ns is read at its return */
+    uint64_t t_handler;  /* uv_hrtime() when the handler started */
+    unsigned sample_seq; /* bumped per sample: dispatch knows its own */
+    bool in_dispatch;    /* the handler's first call is on the stack */
+    bool handler_sync;   /* it responded there: handler_ns is read at its return */
 
     nea_req *req;
     struct sockaddr_storage peer; /* the client's address, read on first use (nea__conn_peer) */

@@ -185,62 +185,53 @@ void nea_route_stats_add(nea_route_stats *into, const nea_route_stats *from)
 
 /* --- the Prometheus text exposition ------------------------------------------ */
 
-/* snprintf-style appending: keeps counting past cap so the caller learns the
- * length it needs. */
-typedef struct out {
-    char *buf;
-    size_t cap, len;
-} out;
-
-static void put(out *o, const char *fmt, ...) NEA_PRINTF(2, 3);
-
-static void put(out *o, const char *fmt, ...)
+void nea__textf(nea__text *t, const char *fmt, ...)
 {
     va_list ap;
     int n;
     va_start(ap, fmt);
-    n = vsnprintf(o->len < o->cap ? o->buf + o->len : NULL, o->len < o->cap ? o->cap - o->len : 0,
+    n = vsnprintf(t->len < t->cap ? t->buf + t->len : NULL, t->len < t->cap ? t->cap - t->len : 0,
                   fmt, ap);
     va_end(ap);
-    o->len += n > 0 ? (size_t)n : 0;
+    t->len += n > 0 ? (size_t)n : 0;
 }
 
 /* A label value, escaped as the format asks (backslash, quote, newline). */
-static void put_label(out *o, const char *s)
+static void put_label(nea__text *o, const char *s)
 {
     for (; *s != '\0'; s++) {
         if (*s == '\\' || *s == '"') {
-            put(o, "\\%c", *s);
+            nea__textf(o, "\\%c", *s);
         } else if (*s == '\n') {
-            put(o, "\\n");
+            nea__textf(o, "\\n");
         } else {
-            put(o, "%c", *s);
+            nea__textf(o, "%c", *s);
         }
     }
 }
 
-static void put_family(out *o, const char *name, const char *type, const char *help)
+static void put_family(nea__text *o, const char *name, const char *type, const char *help)
 {
-    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    nea__textf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* name{route="...",method="..."  (the caller closes the braces). */
-static void put_route(out *o, const char *name, const nea_route_stats *r)
+static void put_route(nea__text *o, const char *name, const nea_route_stats *r)
 {
-    put(o, "%s{route=\"", name);
+    nea__textf(o, "%s{route=\"", name);
     put_label(o, r->path);
-    put(o, "\",method=\"");
+    nea__textf(o, "\",method=\"");
     put_label(o, r->method);
-    put(o, "\"");
+    nea__textf(o, "\"");
 }
 
 /* Prints v, in nanoseconds when `seconds`, in the metric's base unit. */
-static void put_value(out *o, uint64_t v, bool seconds)
+static void put_value(nea__text *o, uint64_t v, bool seconds)
 {
     if (seconds) {
-        put(o, "%.9g", (double)v / 1e9);
+        nea__textf(o, "%.9g", (double)v / 1e9);
     } else {
-        put(o, "%" PRIu64, v);
+        nea__textf(o, "%" PRIu64, v);
     }
 }
 
@@ -252,7 +243,8 @@ typedef struct hist_family {
     bool seconds;
 } hist_family;
 
-static void put_histogram(out *o, const hist_family *f, const nea_route_stats *routes, unsigned n)
+static void put_histogram(nea__text *o, const hist_family *f, const nea_route_stats *routes,
+                          unsigned n)
 {
     char series[96];
 
@@ -268,28 +260,29 @@ static void put_histogram(out *o, const hist_family *f, const nea_route_stats *r
             cum += h->buckets[i];
             if (i % EXPO_EVERY == 0) {
                 put_route(o, series, &routes[r]);
-                put(o, ",le=\"");
+                nea__textf(o, ",le=\"");
                 put_value(o, nea_histogram_edge(f->min_log2, i), f->seconds);
-                put(o, "\"} %" PRIu64 "\n", cum);
+                nea__textf(o, "\"} %" PRIu64 "\n", cum);
             }
         }
         put_route(o, series, &routes[r]);
-        put(o, ",le=\"+Inf\"} %" PRIu64 "\n", h->count);
+        nea__textf(o, ",le=\"+Inf\"} %" PRIu64 "\n", h->count);
         snprintf(series, sizeof(series), "%s_sum", f->name);
         put_route(o, series, &routes[r]);
-        put(o, "} ");
+        nea__textf(o, "} ");
         put_value(o, h->sum, f->seconds);
         snprintf(series, sizeof(series), "%s_count", f->name);
-        put(o, "\n");
+        nea__textf(o, "\n");
         put_route(o, series, &routes[r]);
-        put(o, "} %" PRIu64 "\n", h->count);
+        nea__textf(o, "} %" PRIu64 "\n", h->count);
     }
 }
 
-static void put_global(out *o, const char *name, const char *type, const char *help, uint64_t v)
+static void put_global(nea__text *o, const char *name, const char *type, const char *help,
+                       uint64_t v)
 {
     put_family(o, name, type, help);
-    put(o, "%s %" PRIu64 "\n", name, v);
+    nea__textf(o, "%s %" PRIu64 "\n", name, v);
 }
 
 size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_stats *st, char *buf,
@@ -305,41 +298,42 @@ size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_s
         {"nea_route_duration_seconds", "Request start to end (response written).",
          offsetof(nea_route_stats, total_ns), NEA_HIST_NS_LOG2, true},
     };
+    static const struct {
+        const char *name, *help;
+    } class_gauges[] = {
+        {"nea_arena_class_size_bytes", "Usable bytes per arena of a class."},
+        {"nea_arena_class_arenas", "Arenas of a class."},
+        {"nea_arena_class_in_use", "Arenas of a class held by requests now."},
+    };
     static const char *const causes[] = {"no_slot", "no_arena", "cpu", "fair", "draining"};
     const uint64_t shed[] = {st->shed_no_slot, st->shed_no_arena, st->shed_cpu, st->shed_fair,
                              st->shed_draining};
-    out o = {buf, cap, 0};
+    nea__text o = {buf, cap, 0};
 
     if (cap > 0) {
         buf[0] = '\0';
     }
-    put_global(&o, "nea_requests_total", "counter", "Request heads fully received.",
-               st->requests);
-    put_global(&o, "nea_connections_accepted_total", "counter",
-               "Connections accepted into a slot.", st->accepted);
+    put_global(&o, "nea_requests_total", "counter", "Request heads fully received.", st->requests);
+    put_global(&o, "nea_connections_accepted_total", "counter", "Connections accepted into a slot.",
+               st->accepted);
     put_global(&o, "nea_connections_open", "gauge", "Connections in a slot now.",
                st->connections_open);
     put_global(&o, "nea_arenas", "gauge", "Arenas in the reservation.", st->arena_count);
-    put_global(&o, "nea_arenas_in_use", "gauge", "Arenas held by requests now.",
-               st->arenas_in_use);
+    put_global(&o, "nea_arenas_in_use", "gauge", "Arenas held by requests now.", st->arenas_in_use);
     put_global(&o, "nea_arena_queue_length", "gauge", "Routed heads waiting for an arena now.",
                st->queue_length);
     put_global(&o, "nea_shedding", "gauge", "1 while shedding for CPU.", st->shedding);
-    put_family(&o, "nea_arena_class_size_bytes", "gauge", "Usable bytes per arena of a class.");
-    for (unsigned k = 0; k < st->arena_class_count; k++) {
-        put(&o, "nea_arena_class_size_bytes{class=\"%u\"} %zu\n", k, st->classes[k].size);
-    }
-    put_family(&o, "nea_arena_class_arenas", "gauge", "Arenas of a class.");
-    for (unsigned k = 0; k < st->arena_class_count; k++) {
-        put(&o, "nea_arena_class_arenas{class=\"%u\"} %u\n", k, st->classes[k].count);
-    }
-    put_family(&o, "nea_arena_class_in_use", "gauge", "Arenas of a class held by requests now.");
-    for (unsigned k = 0; k < st->arena_class_count; k++) {
-        put(&o, "nea_arena_class_in_use{class=\"%u\"} %u\n", k, st->classes[k].in_use);
+    for (unsigned g = 0; g < sizeof(class_gauges) / sizeof(class_gauges[0]); g++) {
+        put_family(&o, class_gauges[g].name, "gauge", class_gauges[g].help);
+        for (unsigned k = 0; k < st->arena_class_count; k++) {
+            const nea_stats_class *c = &st->classes[k];
+            uint64_t v = g == 0 ? c->size : g == 1 ? c->count : c->in_use;
+            nea__textf(&o, "%s{class=\"%u\"} %" PRIu64 "\n", class_gauges[g].name, k, v);
+        }
     }
     put_family(&o, "nea_shed_total", "counter", "503 answers by cause (no handler ran).");
     for (unsigned i = 0; i < sizeof(causes) / sizeof(causes[0]); i++) {
-        put(&o, "nea_shed_total{cause=\"%s\"} %" PRIu64 "\n", causes[i], shed[i]);
+        nea__textf(&o, "nea_shed_total{cause=\"%s\"} %" PRIu64 "\n", causes[i], shed[i]);
     }
 
     put_family(&o, "nea_route_requests_total", "counter", "Finished requests by outcome.");
@@ -349,7 +343,8 @@ size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_s
         }
         for (int k = 0; k < NEA_OUTCOME_COUNT; k++) {
             put_route(&o, "nea_route_requests_total", &routes[r]);
-            put(&o, ",outcome=\"%s\"} %" PRIu64 "\n", nea_outcome_name(k), routes[r].outcomes[k]);
+            nea__textf(&o, ",outcome=\"%s\"} %" PRIu64 "\n", nea_outcome_name(k),
+                       routes[r].outcomes[k]);
         }
     }
     put_family(&o, "nea_route_responses_total", "counter", "Responses by status class.");
@@ -359,7 +354,7 @@ size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_s
         }
         for (unsigned c = 1; c <= 5; c++) {
             put_route(&o, "nea_route_responses_total", &routes[r]);
-            put(&o, ",code=\"%uxx\"} %" PRIu64 "\n", c, routes[r].responses[c]);
+            nea__textf(&o, ",code=\"%uxx\"} %" PRIu64 "\n", c, routes[r].responses[c]);
         }
     }
     put_family(&o, "nea_route_received_bytes_total", "counter", "Request head and body bytes.");
@@ -368,7 +363,7 @@ size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_s
             continue;
         }
         put_route(&o, "nea_route_received_bytes_total", &routes[r]);
-        put(&o, "} %" PRIu64 "\n", routes[r].bytes_in);
+        nea__textf(&o, "} %" PRIu64 "\n", routes[r].bytes_in);
     }
     put_family(&o, "nea_route_sent_bytes_total", "counter", "Response bytes sent.");
     for (unsigned r = 0; r < n; r++) {
@@ -376,7 +371,7 @@ size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_s
             continue;
         }
         put_route(&o, "nea_route_sent_bytes_total", &routes[r]);
-        put(&o, "} %" PRIu64 "\n", routes[r].bytes_out);
+        nea__textf(&o, "} %" PRIu64 "\n", routes[r].bytes_out);
     }
     for (unsigned i = 0; i < sizeof(hists) / sizeof(hists[0]); i++) {
         put_histogram(&o, &hists[i], routes, n);

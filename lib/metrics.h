@@ -46,6 +46,15 @@ unsigned nea__hist_index(unsigned min_log2, uint64_t v);
  * how several per-server blocks are summed at read time. */
 void nea__route_stats_add(nea_route_stats *into, const nea_route_stats *from);
 
+/* snprintf-style appending into buf (cap bytes, NUL-terminated): keeps
+ * counting past cap, so len ends as the length the whole text needs. */
+typedef struct nea__text {
+    char *buf;
+    size_t cap, len;
+} nea__text;
+
+void nea__textf(nea__text *t, const char *fmt, ...) NEA_PRINTF(2, 3);
+
 /* Writes the Prometheus text exposition (format 0.0.4) of the n records
  * and the server counters into buf (at most cap bytes, NUL-terminated when
  * cap > 0); returns the length the whole text needs, like snprintf. */

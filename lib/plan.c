@@ -241,8 +241,8 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
                           min_arena);
         }
         if (k->size > ((size_t)1 << 40)) {
-            return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_classes[%u].size %zu is above 1 TiB",
-                          i, k->size);
+            return refuse(NEA_EOVERFLOW, errbuf, errlen,
+                          "arena_classes[%u].size %zu is above 1 TiB", i, k->size);
         }
         if (k->count == 0) {
             return refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
@@ -310,10 +310,10 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         }
         p.arena_count = (unsigned)n;
         /* Page-rounding the descriptor table may push one arena out. */
-        while (p.arena_count > 0 &&
-               fixed_bytes(cfg, sz, p.arena_count + more_count, page) + p.connections_bytes +
-                       more_bytes + (size_t)p.arena_count * p.arena_stride >
-                   cfg->memory_limit) {
+        while (p.arena_count > 0 && fixed_bytes(cfg, sz, p.arena_count + more_count, page) +
+                                            p.connections_bytes + more_bytes +
+                                            (size_t)p.arena_count * p.arena_stride >
+                                        cfg->memory_limit) {
             p.arena_count--;
         }
         if (p.arena_count == 0) {

@@ -19,12 +19,12 @@ typedef struct nea__layout {
     size_t conn_obuf_off;   /* a slot's output buffer, from the slot's start */
     unsigned conn_count;
     struct nea__layout_class {
-        size_t off;     /* the class's first arena stride */
-        size_t stride;  /* arena span + guard page */
-        size_t span;    /* size rounded up to a page */
-        size_t size;    /* usable bytes, at the end of the span */
+        size_t off;    /* the class's first arena stride */
+        size_t stride; /* arena span + guard page */
+        size_t span;   /* size rounded up to a page */
+        size_t size;   /* usable bytes, at the end of the span */
         unsigned count;
-        unsigned first; /* its first descriptor in the arena table */
+        unsigned first;           /* its first descriptor in the arena table */
     } classes[NEA_ARENA_CLASSES]; /* class 0 first, then class 1, ... */
     unsigned class_count;
     unsigned arena_total;

@@ -15,7 +15,7 @@ typedef struct nea__route {
     bool prefix;
     nea_handler_fn fn;
     void *data;
-    unsigned flags; /* NEA_ROUTE_* */
+    unsigned flags;       /* NEA_ROUTE_* */
     unsigned arena_class; /* its requests take arenas of this class (server.c sets it) */
 } nea__route;
 

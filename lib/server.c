@@ -111,8 +111,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
         }
     }
     nea__statics_build(&s->statics, cfg->retry_after_s);
-    nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools,
-                       &plan);
+    nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools, &plan);
     s->env.fault = &s->fault;
     s->env.metrics = &s->metrics;
     s->env.load = &s->load;
@@ -140,8 +139,9 @@ int nea_server_route_class(nea_server *s, const char *method, const char *path, 
     char why[160];
     int rc;
     if (arena_class >= s->plan.class_count) {
-        nea__log(&s->cfg, NEA_LOG_ERROR, "route refused: arena class %u is not declared (%u classes)",
-                 arena_class, s->plan.class_count);
+        nea__log(&s->cfg, NEA_LOG_ERROR,
+                 "route refused: arena class %u is not declared (%u classes)", arena_class,
+                 s->plan.class_count);
         return UV_EINVAL;
     }
     rc = nea__router_add(&s->router, method, path, fn, data, flags, why, sizeof(why));
@@ -198,8 +198,8 @@ void nea_server_stats(const nea_server *s, nea_stats *out)
         out->arenas_in_use += p->in_use;
         out->arenas_high_water += p->high_water;
         out->arena_count += p->count;
-        out->arena_peak_bytes = p->peak_bytes > out->arena_peak_bytes ? p->peak_bytes
-                                                                       : out->arena_peak_bytes;
+        out->arena_peak_bytes =
+            p->peak_bytes > out->arena_peak_bytes ? p->peak_bytes : out->arena_peak_bytes;
     }
     out->queue_length = s->admission.wait_len;
     out->shedding = s->load.shedding;

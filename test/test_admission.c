@@ -93,15 +93,12 @@ static void test_class_admission_and_oom(void **state)
     h_test_start(state, big_class);
     f = *state;
     assert_int_equal(nea_server_route_class(f->srv, "GET", "/big/", r_big, NULL, 0, 1), 0);
-    assert_int_equal(nea_server_route_class(f->srv, "GET", "/nope", r_big, NULL, 0, 2),
-                     UV_EINVAL);
+    assert_int_equal(nea_server_route_class(f->srv, "GET", "/nope", r_big, NULL, 0, 2), UV_EINVAL);
     /* 200 KiB: beyond a class 0 arena (500), within class 1's (200). */
     assert_int_equal(h_request(f, "GET /alloc/204800 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 500);
-    assert_int_equal(h_request(f, "GET /big/alloc/204800 HTTP/1.1\r\nHost: x\r\n\r\n", &r),
-                     200);
+    assert_int_equal(h_request(f, "GET /big/alloc/204800 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
     /* And class 1's own limit still gives a 500. */
-    assert_int_equal(h_request(f, "GET /big/alloc/300000 HTTP/1.1\r\nHost: x\r\n\r\n", &r),
-                     500);
+    assert_int_equal(h_request(f, "GET /big/alloc/300000 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 500);
 
     /* The only class 1 arena is held: another class 1 request waits while
      * class 0 requests are served at once, then gets the arena. */

@@ -143,7 +143,8 @@ static void test_advice_text(void **state)
     len = nea_advice_format(&a, routes, 4, cls, text, sizeof(text));
     assert_true(len > 0 && len < sizeof(text));
     assert_non_null(strstr(text, "cfg.arena_class_count = 2;\n"));
-    assert_non_null(strstr(text, "nea_server_route_class(s, \"GET\", \"/alloc/\", fn, data, flags, 2)"));
+    assert_non_null(
+        strstr(text, "nea_server_route_class(s, \"GET\", \"/alloc/\", fn, data, flags, 2)"));
     assert_non_null(strstr(text, "--route-class /alloc/=2"));
     assert_non_null(strstr(text, "--route-class /svg=1"));
     assert_null(strstr(text, "/hello=")); /* class 0 needs no flag */

@@ -11,8 +11,9 @@
  * reads around the handler are shared with the CPU-overload accounting, and
  * the metrics add one at the end (more only when a request waits for an
  * arena, has a body, or is answered later than its handler's first call);
- * that read is printed separately so the total per request is plain. Times are clock_gettime(CLOCK_MONOTONIC)
- * per round, 7 rounds each, interleaved after a warm-up, median reported.
+ * that read is printed separately so the total per request is plain. Times are
+ * clock_gettime(CLOCK_MONOTONIC) per round, 7 rounds each, interleaved after a warm-up, median
+ * reported.
  *
  * Build and run (from the repository root; the recording function is
  * internal, so it links the static testing library, which NEA_BUILD_TESTS=ON
@@ -117,13 +118,12 @@ int main(int argc, char **argv)
     rec = median(tr, n);
     base = median(tb, n);
     clk = median(tc, n);
-    printf("metrics_bench: %zu samples per round over %d routes, median of %d rounds\n", n,
-           ROUTES, ROUNDS);
+    printf("metrics_bench: %zu samples per round over %d routes, median of %d rounds\n", n, ROUTES,
+           ROUNDS);
     printf("  loop + nea__metrics_record: %6.2f ns/request\n", rec);
     printf("  loop alone:                 %6.2f ns/request\n", base);
     printf("  recording:                  %6.2f ns/request\n", rec - base);
-    printf("  one clock read:             %6.2f ns (the metrics add one per plain request)\n",
-           clk);
+    printf("  one clock read:             %6.2f ns (the metrics add one per plain request)\n", clk);
     printf("  recording + 1 clock read:   %6.2f ns/request\n", rec - base + clk);
     printf("  (checksum %llu, /route count %llu)\n", (unsigned long long)sink,
            (unsigned long long)records[1].requests);
