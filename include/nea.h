@@ -116,7 +116,7 @@ typedef enum nea_outcome {
 } nea_outcome;
 
 /* "completed", "oom", "shed", "timeout", "cancelled"; "unknown" otherwise. */
-const char *nea_outcome_name(int outcome);
+const char *nea_outcome_name(nea_outcome outcome);
 
 struct nea_completion; /* below: what the completion hook is told */
 

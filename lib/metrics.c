@@ -112,14 +112,14 @@ void nea__hist_add(nea_histogram *h, unsigned min_log2, uint64_t v)
     h->buckets[nea__hist_index(min_log2, v)]++;
 }
 
-const char *nea_outcome_name(int outcome)
+const char *nea_outcome_name(nea_outcome outcome)
 {
     static const char *const names[NEA_OUTCOME_COUNT] = {
         [NEA_OUTCOME_COMPLETED] = "completed", [NEA_OUTCOME_OOM] = "oom",
         [NEA_OUTCOME_SHED] = "shed",           [NEA_OUTCOME_TIMEOUT] = "timeout",
         [NEA_OUTCOME_CANCELLED] = "cancelled",
     };
-    return outcome >= 0 && outcome < NEA_OUTCOME_COUNT ? names[outcome] : "unknown";
+    return (unsigned)outcome < NEA_OUTCOME_COUNT ? names[outcome] : "unknown";
 }
 
 void nea__metrics_record(nea__metrics *m, const nea__sample *s)
@@ -341,9 +341,9 @@ size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_s
         if (routes[r].requests == 0) {
             continue;
         }
-        for (int k = 0; k < NEA_OUTCOME_COUNT; k++) {
+        for (unsigned k = 0; k < NEA_OUTCOME_COUNT; k++) {
             put_route(&o, "nea_route_requests_total", &routes[r]);
-            nea__textf(&o, ",outcome=\"%s\"} %" PRIu64 "\n", nea_outcome_name(k),
+            nea__textf(&o, ",outcome=\"%s\"} %" PRIu64 "\n", nea_outcome_name((nea_outcome)k),
                        routes[r].outcomes[k]);
         }
     }
