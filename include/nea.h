@@ -540,9 +540,11 @@ void nea_route_stats_add(nea_route_stats *into, const nea_route_stats *from);
  * 0.0.4) into buf: at most cap bytes, NUL-terminated when cap > 0. Returns
  * the length the whole text needs (without the NUL), like snprintf: when it
  * is >= cap the text was cut. Allocates nothing; call it with the arena
- * memory of a request (nea_try_alloc) to answer a scrape. Names: nea_
- * prefix, base units (_bytes, _seconds), counters end in _total, every
- * per-route series carries route="<registered path>" and method labels.
+ * memory of a request (nea_try_alloc) to answer a scrape; calling it with
+ * cap 0 first measures the text. Names: nea_ prefix, base units (_bytes,
+ * _seconds), counters end in _total, every per-route series carries
+ * route="<registered path>" and method labels; a route appears once it has
+ * counted a request; histograms print every second octave's edge.
  */
 size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap);
 
