@@ -514,7 +514,7 @@ static int respond(nea_req *req, int status, const char *ctype, const void *body
         return NEA_ENOMEM;
     }
     nea__stats_response(env->stats, status);
-    req->status = status;
+    req->status = (uint16_t)status;
     env->hooks->send(req, req->wbufs, n);
     return 0;
 }

@@ -70,6 +70,9 @@ struct nea_req {
     nea__body body;
     int http_minor;
     bool is_head;
+    bool oom;        /* answered 500 because its arena ran out (metrics) */
+    uint16_t status; /* of the response issued (metrics); packed here, in what was
+                        padding, so the struct keeps its size */
 
     nea_handler_fn fn;
     void *fn_data;
@@ -91,8 +94,6 @@ struct nea_req {
     uv_buf_t wbufs[2];
 
     size_t oom_asked; /* bytes requested by the allocation that failed */
-    int status;       /* of the response issued (metrics) */
-    bool oom;         /* answered 500 because its arena ran out */
 };
 
 /* Creates a request in a fresh arena (the request struct is the arena's
