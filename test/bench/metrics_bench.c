@@ -106,7 +106,7 @@ int main(int argc, char **argv)
 
     nea__metrics_init(&m, records, ROUTES);
     for (unsigned i = 0; i < ROUTES; i++) {
-        nea__metrics_route_added(&m, "GET", "/route");
+        nea__metrics_route_added(&m, "GET", "/route", 0);
     }
     (void)run(&m, n / 10 + 1, true); /* warm-up */
     (void)run(&m, n / 10 + 1, false);
