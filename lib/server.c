@@ -243,8 +243,12 @@ int nea_server_agent_port(const nea_server *s)
 static void read_capacity(void *data, nea__capacity *out)
 {
     const nea_server *s = data;
-    unsigned reserved = s->admission.reserved, free = s->pool.count - s->pool.in_use;
-    out->arenas = s->pool.count > reserved ? s->pool.count - reserved : 0;
+    unsigned reserved = s->admission.reserved, count = 0, free = 0;
+    for (unsigned k = 0; k < s->plan.class_count; k++) { /* every arena class together */
+        count += s->pools[k].count;
+        free += s->pools[k].count - s->pools[k].in_use;
+    }
+    out->arenas = count > reserved ? count - reserved : 0;
     out->arenas_free = free > reserved ? free - reserved : 0;
     out->queued = s->admission.wait_len;
     out->slots = s->admission.count;
