@@ -151,12 +151,6 @@ static void *block_realloc(void *p, size_t n, bool unwinds, const char *what)
     return q;
 }
 
-nea_req *nea_req_current(void)
-{
-    nea__frame *f = nea__tramp_current();
-    return f != NULL ? f->req : NULL;
-}
-
 /* --- global hooks: the current request ----------------------------------- */
 
 void *nea_arena_malloc(size_t n)

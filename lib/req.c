@@ -393,6 +393,14 @@ uv_loop_t *nea_req_loop(const nea_req *req)
     return req->env->loop;
 }
 
+/* The request whose protected frame is innermost on this thread (handler code,
+ * nea_req_protect, nea_req_run); NULL in defers and outside any frame. */
+nea_req *nea_req_current(void)
+{
+    nea__frame *f = nea__tramp_current();
+    return f != NULL ? f->req : NULL;
+}
+
 /* --- request data ------------------------------------------------------------ */
 
 const char *nea_req_method(const nea_req *req)
