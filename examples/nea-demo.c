@@ -6,7 +6,12 @@
  *   GET  /alloc/N    allocates N KiB from the request arena, fills it with
  *                    0xAA, answers the byte count; beyond the arena: 500
  *   POST /svg        CSV lines "x, y" -> an SVG path; a bad number: 400
- *   GET  /static     a file loaded at start, served without copying
+ *   GET  /static     the --static file, streamed from disk through a bounded
+ *                    buffer (Last-Modified, If-Modified-Since -> 304, HEAD)
+ *   GET  /stream/N   N MiB whose byte i is i % 256, streamed with a known
+ *                    Content-Length; /stream/N?chunked with chunked framing
+ *   POST /upload     reads the body in pieces (any size up to --max-upload)
+ *                    and answers "bytes=<count> crc32=<8 hex digits>"
  *   GET  /sleep/MS   holds its arena MS ms on a libuv timer, then answers
  *   GET  /spin/US    burns US microseconds of CPU in the handler (at most
  *                    1 s), then answers: a CPU-bound route for overload tests
@@ -48,12 +53,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
 
-static const char *static_body = "libnea demo\n";
+static const char *static_path = "LICENSE";
 static nea_config demo_cfg; /* as given to nea_run: the advisor's starting point */
 static bool advise;         /* --advise */
 static uv_signal_t advise_sigint, advise_sigterm;
-static size_t static_len = 12;
 static nea_server *server;
 
 /* Parses a decimal unsigned number that must fill the whole string. */
@@ -196,8 +202,93 @@ static void svg(nea_req *req, void *data)
 
 static void static_file(nea_req *req, void *data)
 {
+    static const char missing[] = "no static file\n";
+    int rc;
     (void)data;
-    nea_respond_static(req, 200, "text/plain", static_body, static_len);
+    rc = nea_respond_file(req, static_path, "text/plain", 0);
+    if (rc == UV_ENOENT || rc == UV_EISDIR || rc == UV_EACCES) {
+        nea_respond_static(req, 404, "text/plain", missing, sizeof(missing) - 1);
+    } else if (rc < 0) {
+        /* The 500 may already be out (NEA_ERESPONDED then: harmless). */
+        (void)nea_respond_static(req, 500, "text/plain", "cannot serve\n", 13);
+    }
+}
+
+/* GET /stream/N: one buffer of the arena holds the pattern (its size is a
+ * multiple of 256, so every piece starts at byte value 0) and is written
+ * again and again: the arena holds the same few KiB for any N. */
+typedef struct pattern_stream {
+    uint64_t left;
+    char *buf;
+    size_t len;
+} pattern_stream;
+
+static void stream_more(nea_req *req, void *arg)
+{
+    pattern_stream *ps = arg;
+    size_t n = ps->left < ps->len ? (size_t)ps->left : ps->len;
+    if (n == 0) {
+        (void)nea_stream_end(req);
+        return;
+    }
+    ps->left -= n;
+    (void)nea_stream_write(req, ps->buf, n, stream_more, ps); /* an error: stop producing */
+}
+
+static void stream_route(nea_req *req, void *data)
+{
+    pattern_stream *ps;
+    uint64_t mib;
+    size_t len = nea_arena_available(req) / 2;
+    bool chunked = strcmp(nea_req_query(req), "chunked") == 0;
+    (void)data;
+    if (parse_u64(nea_req_path_tail(req), UINT64_MAX >> 20, &mib) != 0) {
+        bad_request(req, "usage: /stream/MIB[?chunked]\n");
+        return;
+    }
+    len = len > 64 * 1024 ? 64 * 1024 : len & ~(size_t)255;
+    ps = nea_alloc(req, sizeof(*ps));
+    ps->left = mib << 20;
+    ps->len = len;
+    ps->buf = nea_alloc(req, len);
+    for (size_t i = 0; i < len; i++) {
+        ps->buf[i] = (char)(i % 256);
+    }
+    if (nea_stream_start(req, 200, "application/octet-stream",
+                         chunked ? NEA_LENGTH_UNKNOWN : ps->left) == 0) {
+        stream_more(req, ps);
+    }
+}
+
+/* POST /upload: the body is read in pieces from the connection's buffer;
+ * only the running count and CRC live in the arena. */
+typedef struct upload {
+    uint64_t bytes;
+    uLong crc;
+} upload;
+
+static void upload_piece(nea_req *req, const char *data, size_t len, void *arg)
+{
+    upload *up = arg;
+    char *answer;
+    if (data != NULL) {
+        up->bytes += len;
+        up->crc = crc32(up->crc, (const Bytef *)data, (uInt)len);
+        return;
+    }
+    answer = nea_printf(req, "bytes=%" PRIu64 " crc32=%08lx\n", up->bytes, (unsigned long)up->crc);
+    nea_respond_static(req, 200, "text/plain", answer, strlen(answer));
+}
+
+static void upload_route(nea_req *req, void *data)
+{
+    upload *up = nea_alloc(req, sizeof(*up));
+    (void)data;
+    up->bytes = 0;
+    up->crc = crc32(0L, Z_NULL, 0);
+    if (nea_body_read(req, upload_piece, up) != 0) {
+        bad_request(req, "cannot read the body\n");
+    }
 }
 
 static void sleep_done(nea_req *req, void *arg)
@@ -334,28 +425,6 @@ static void access_log(void *data, const nea_completion *c)
            c->queue_ns / 1000, c->handler_ns / 1000, c->total_ns / 1000, c->arena_peak_bytes);
 }
 
-static void load_static(const char *path, bool required)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    if (f == NULL) {
-        if (required) {
-            fprintf(stderr, "nea-demo: --static %s: %s\n", path, strerror(errno));
-            exit(2);
-        }
-        return;
-    }
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0 ||
-        (buf = malloc((size_t)n + 1)) == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        fprintf(stderr, "nea-demo: cannot read %s\n", path);
-        exit(2);
-    }
-    fclose(f);
-    static_body = buf; /* lives as long as the process, loaded before serving */
-    static_len = (size_t)n;
-}
-
 static void usage(FILE *to)
 {
     fprintf(to,
@@ -374,7 +443,10 @@ static void usage(FILE *to)
             "  --queue-timeout-ms MS     wait for an arena before 503 (default 100)\n"
             "  --body-timeout-ms MS      idle time between body reads (default 10000)\n"
             "  --body-deadline-ms MS     end of head to end of body (default 60000)\n"
-            "  --static FILE             body of GET /static (default ./LICENSE)\n"
+            "  --static FILE             served by GET /static (default ./LICENSE)\n"
+            "  --max-upload SIZE         largest body POST /upload accepts (default 4G)\n"
+            "  --write-timeout-ms MS     a response (or one streamed piece) must be written\n"
+            "                            within this long (default 10000)\n"
             "  --prefault                make the whole reservation resident at start\n"
             "  --no-guard-pages          no PROT_NONE page between arenas\n"
             "  --response-timeout-ms MS  handler start to response, then 504 (default 30000)\n"
@@ -551,6 +623,8 @@ int main(int argc, char **argv)
         O_CLASS,
         O_RCLASS,
         O_ADVISE,
+        O_UPLOAD,
+        O_WTO,
         O_HELP
     };
     static const struct option opts[] = {
@@ -586,29 +660,36 @@ int main(int argc, char **argv)
         {"arena-class", required_argument, NULL, O_CLASS},
         {"route-class", required_argument, NULL, O_RCLASS},
         {"advise", no_argument, NULL, O_ADVISE},
+        {"max-upload", required_argument, NULL, O_UPLOAD},
+        {"write-timeout-ms", required_argument, NULL, O_WTO},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
     nea_route routes[] = {
-        {"GET", "/hello", hello, NULL, 0, 0},
-        {"GET", "/alloc/", alloc, NULL, 0, 0},
-        {"POST", "/svg", svg, NULL, 0, 0},
-        {"GET", "/static", static_file, NULL, 0, 0},
-        {"GET", "/sleep/", sleep_route, NULL, 0, 0},
-        {"GET", "/spin/", spin, NULL, 0, 0},
-        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT, 0},
-        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT, 0},
-        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY, 0},
-        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT, 0},
-        {"GET", "/json/", clib_json, NULL, 0, 0},
-        {"GET", "/gzip/", clib_gzip, NULL, 0, 0},
+        {"GET", "/hello", hello, NULL, 0, 0, 0},
+        {"GET", "/alloc/", alloc, NULL, 0, 0, 0},
+        {"POST", "/svg", svg, NULL, 0, 0, 0},
+        {"GET", "/static", static_file, NULL, 0, 0, 0},
+        {"GET", "/stream/", stream_route, NULL, 0, 0, 0},
+        /* max_body: --max-upload, set after the options */
+        {"POST", "/upload", upload_route, NULL, NEA_ROUTE_STREAM_BODY, 0, 0},
+        {"GET", "/sleep/", sleep_route, NULL, 0, 0, 0},
+        {"GET", "/spin/", spin, NULL, 0, 0, 0},
+        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT, 0, 0},
+        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT, 0, 0},
+        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY, 0, 0},
+        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT, 0, 0},
+        {"GET", "/json/", clib_json, NULL, 0, 0, 0},
+        {"GET", "/gzip/", clib_gzip, NULL, 0, 0, 0},
         /* the last two only with --libc-routes */
-        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0, 0},
-        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0, 0},
+        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0, 0, 0},
+        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0, 0, 0},
     };
     size_t nroutes = sizeof(routes) / sizeof(routes[0]) - 2;
+    size_t max_upload = (size_t)4 << 30;
     nea_config cfg;
-    const char *static_path = NULL;
+    struct stat sb;
+    bool static_given = false;
     unsigned port = 0;
     int opt, rc = 0;
 
@@ -658,6 +739,13 @@ int main(int argc, char **argv)
             break;
         case O_STATIC:
             static_path = optarg;
+            static_given = true;
+            break;
+        case O_UPLOAD:
+            rc = parse_size(optarg, &max_upload);
+            break;
+        case O_WTO:
+            rc = parse_uint(optarg, 86400000, &cfg.write_timeout_ms);
             break;
         case O_PREFAULT:
             cfg.prefault = 1;
@@ -731,7 +819,15 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    load_static(static_path != NULL ? static_path : "LICENSE", static_path != NULL);
+    if (static_given && stat(static_path, &sb) != 0) {
+        fprintf(stderr, "nea-demo: --static %s: %s\n", static_path, strerror(errno));
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if ((routes[i].flags & NEA_ROUTE_STREAM_BODY) != 0) {
+            routes[i].max_body = max_upload;
+        }
+    }
     clib_routes_init();
     demo_cfg = cfg;
     rc = nea_run(&cfg, routes, nroutes, on_ready, &cfg);

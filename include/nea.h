@@ -372,6 +372,11 @@ enum {
      * the 503 with Retry-After once nea_server_close was called (counted in
      * shed_draining). Register it for GET (HEAD then works too). */
     NEA_ROUTE_READY = 1u << 1,
+    /* The handler runs as soon as the head is complete and receives the
+     * body in pieces (nea_body_read) instead of buffered in the arena, so a
+     * body may be larger than the arena. Set by nea_server_route_stream;
+     * with nea_server_route_flags the body has no size limit. */
+    NEA_ROUTE_STREAM_BODY = 1u << 2,
 };
 
 /* nea_server_route with flags (NEA_ROUTE_*); the same errors, and UV_EINVAL
@@ -385,6 +390,19 @@ int nea_server_route_flags(nea_server *s, const char *method, const char *path, 
  * errors, and UV_EINVAL for a class the config does not declare. */
 int nea_server_route_class(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                            void *data, unsigned flags, unsigned arena_class);
+
+/*
+ * Registers a route whose handler receives the request body in pieces
+ * (NEA_ROUTE_STREAM_BODY is added to flags). max_body is the route's own
+ * body limit in bytes (0 = none): a Content-Length above it is answered 413
+ * before the handler runs; a chunked body that grows past it is answered 413
+ * when it does (the piece callback is then not called again and the
+ * request's defers run). cfg.max_body_size does not apply to such a route:
+ * it is the limit of a body buffered in the arena. The same errors as
+ * nea_server_route_flags.
+ */
+int nea_server_route_stream(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
+                            void *data, unsigned flags, uint64_t max_body);
 
 /* Binds and listens on cfg->host:cfg->port, and on the agent port when
  * cfg->agent_port >= 0. Returns 0, NEA_ESTATE (already listening, or
@@ -796,6 +814,103 @@ void *nea_pbc_alloc(void *req, size_t n);
 void *nea_try_pbc_alloc(void *req, size_t n);
 void nea_pbc_free(void *req, void *p);
 
+/* --- Streaming --------------------------------------------------------- */
+
+/*
+ * Streaming responses: a body of any size through a bounded part of the
+ * arena. nea_stream_start lays out the head; each nea_stream_write hands
+ * one piece to the socket, and when the piece is written libnea calls
+ * more(req, arg) inside a protected frame (like nea_req_run): the handler
+ * may write the next piece then, reusing the same memory. Exactly one
+ * piece is in flight at a time, so the arena memory a stream holds is what
+ * the handler chose for its buffer, whatever the body's size. more is
+ * always called from the loop, never from inside nea_stream_write.
+ *
+ * Timeouts: a piece must be written within write_timeout_ms, and the
+ * handler must write the next piece (or end) within response_timeout_ms of
+ * the previous one being written; otherwise the connection is closed and
+ * the request cancelled (defers run, tracked handles close, more is not
+ * called). The same happens when the client goes away or a drain times
+ * out. An out-of-memory unwind after nea_stream_start closes the
+ * connection (the status line may already be on the wire, so no 500).
+ */
+
+/* nea_stream_start length for a body whose size is not known in advance:
+ * chunked for HTTP/1.1, delimited by closing the connection for HTTP/1.0. */
+#define NEA_LENGTH_UNKNOWN UINT64_MAX
+
+/* Called when the previous piece was written: write the next, or end. */
+typedef void (*nea_stream_fn)(nea_req *req, void *arg);
+
+/*
+ * Starts a streamed response with status, Content-Type (if not NULL), the
+ * headers added with nea_resp_header, and Content-Length: length, or
+ * chunked framing for NEA_LENGTH_UNKNOWN. The head is sent with the first
+ * piece (or by nea_stream_end). For HEAD, 204 and 304 the head is the whole
+ * response: it is sent at once and the request ends with it; later
+ * nea_stream_write and nea_stream_end calls return NEA_ESTATE, so a
+ * producer that stops on any error is correct for both. If the arena
+ * cannot hold the head the pre-built 500 is sent and NEA_ENOMEM returned.
+ * Returns 0, NEA_ENOMEM, NEA_ERESPONDED, NEA_ESTATE (cancelled), UV_EINVAL
+ * (status outside 200..599, or a Content-Type with CR or LF).
+ */
+int nea_stream_start(nea_req *req, int status, const char *content_type, uint64_t length);
+
+/*
+ * Writes len bytes (len > 0) of the body. data is referenced, not copied:
+ * it must stay valid and unchanged until more runs (the usual choice is one
+ * buffer from the arena, refilled in more). Returns 0 (more will be called
+ * exactly once, unless the request is cancelled first), or NEA_ESTATE (not
+ * streaming, a piece still in flight, already ended or cancelled: stop
+ * producing), UV_EINVAL (len 0, or beyond the announced Content-Length).
+ */
+int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn more, void *arg);
+
+/*
+ * Ends the body (the chunked terminator for chunked framing); the request
+ * ends when everything is written. A body shorter than the announced
+ * Content-Length cannot be framed: the connection is closed and UV_EINVAL
+ * returned. Returns 0, NEA_ESTATE or UV_EINVAL.
+ */
+int nea_stream_end(nea_req *req);
+
+/*
+ * Serves the file at path with Content-Length, Last-Modified, and 304 when
+ * If-Modified-Since is not older than the file; HEAD gets the head only.
+ * The file is read with uv_fs_read into buf_size bytes of the arena (0:
+ * 16 KiB) and streamed as above; its descriptor is closed on every path
+ * (a defer). Opening and fstat run on the loop thread. Returns 0 (a
+ * response is under way), UV_ENOENT / other UV_E* from open or fstat
+ * (nothing was sent: answer it yourself, e.g. 404), UV_EISDIR for a
+ * directory, or what nea_stream_start returns.
+ */
+int nea_respond_file(nea_req *req, const char *path, const char *content_type, size_t buf_size);
+
+/*
+ * Streaming request bodies (routes registered with nea_server_route_stream):
+ * the handler calls nea_body_read when it is ready to receive; only then is
+ * "Expect: 100-continue" answered and the body read. fn(req, data, len,
+ * arg) is called inside a protected frame for each piece as it arrives
+ * (possibly before nea_body_read returns, for bytes already received), and
+ * once more with data NULL and len 0 at the end of the body. A piece is
+ * valid until fn returns, or, if fn called nea_body_pause, until
+ * nea_body_resume. Pieces are never stored in the arena: the body may be
+ * far larger than it. A request without a body gets the end call at once.
+ *
+ * The handler responds as usual, normally from the end call. A response
+ * before the end closes the connection after it (the rest of the body is
+ * not read). The body is bounded by body_timeout_ms between reads and by
+ * body_min_rate (not by body_deadline_ms); a paused body counts as idle.
+ * Returns 0, NEA_ESTATE (not a streaming route, already reading, or
+ * responded), NEA_ENOMEM (no arena room for the reader state).
+ */
+typedef void (*nea_body_fn)(nea_req *req, const char *data, size_t len, void *arg);
+int nea_body_read(nea_req *req, nea_body_fn fn, void *arg);
+/* Stops delivering pieces (reading stops when the read buffer is full). */
+void nea_body_pause(nea_req *req);
+/* Delivers pieces again, starting with what arrived in the meantime. */
+void nea_body_resume(nea_req *req);
+
 /* --- Convenience ------------------------------------------------------ */
 
 typedef struct nea_route {
@@ -805,7 +920,13 @@ typedef struct nea_route {
     void *data;
     unsigned flags;       /* NEA_ROUTE_*; 0 when left out of an initializer */
     unsigned arena_class; /* see nea_server_route_class; 0 when left out */
+    uint64_t max_body;    /* with NEA_ROUTE_STREAM_BODY: the route's body limit (0 = none) */
 } nea_route;
+
+/* Registers route with every field it has: flags, arena_class and, with
+ * NEA_ROUTE_STREAM_BODY, max_body (what nea_run does for each route). The
+ * same errors as nea_server_route_class. */
+int nea_server_add_route(nea_server *s, const nea_route *route);
 
 /*
  * Owns a loop: creates a server from cfg, registers routes[0..n), listens,

@@ -30,6 +30,7 @@
 
 #include "log.h"
 #include "stats.h"
+#include "stream.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -387,10 +388,10 @@ static bool gather(nea__conn *c, const uv_buf_t *bufs, unsigned n)
     return true;
 }
 
-static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
+/* The metrics of bytes going out: their count, and the handler's time
+ * until its first answer (a streamed response: its first piece). */
+static void sample_out(nea__conn *c, const uv_buf_t *bufs, unsigned n)
 {
-    int r;
-
     for (unsigned i = 0; i < n; i++) {
         c->sample.bytes_out += bufs[i].len;
     }
@@ -401,8 +402,15 @@ static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
             c->sample.handler_ns = uv_hrtime() - c->t_handler;
         }
     }
+}
+
+static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
+{
+    int r;
+
+    sample_out(c, bufs, n);
     set_state(c, NEA__C_WRITING);
-    if (gather(c, bufs, n)) {
+    if (n == 0 || gather(c, bufs, n)) {
         write_finished(c, 0); /* the request ends; its bytes wait in obuf */
         return;
     }
@@ -445,7 +453,7 @@ static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
  * after it when the peer or the server wants that. */
 static const char *conn_line(nea__conn *c)
 {
-    if (!c->keep_alive || c->must_close || c->env->closing) {
+    if (!c->keep_alive || c->must_close || c->env->closing || c->body_unread) {
         c->must_close = true;
         return "Connection: close\r\n";
     }
@@ -463,7 +471,7 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500 && e != NEA__E503 && e != NEA__E504 &&
         e != NEA__READY) {
         c->must_close = true; /* the connection's framing can't be trusted */
-    } else if (c->req == NULL && body_expected(c)) {
+    } else if ((c->req == NULL && body_expected(c)) || c->body_unread) {
         c->must_close = true; /* answered from the head: the unread body follows */
     }
     if (e == NEA__E405) {
@@ -544,9 +552,11 @@ bool nea__conn_same_peer(nea__conn *c, const struct sockaddr_storage *y)
 
 /* --- the request's hooks ---------------------------------------------------- */
 
-static const char *req_conn_line(nea_req *req)
+static const char *req_conn_line(nea_req *req, bool close)
 {
-    return conn_line(req->conn);
+    nea__conn *c = req->conn;
+    c->must_close = c->must_close || close;
+    return conn_line(c);
 }
 
 static void req_send(nea_req *req, uv_buf_t *bufs, unsigned n)
@@ -576,12 +586,94 @@ static int req_peer(nea_req *req, struct sockaddr_storage *addr)
     return 0;
 }
 
+/* A piece of a streamed response was written: the producer's turn, bounded
+ * by response_timeout_ms like a handler's first answer. */
+static void on_piece(uv_write_t *w, int status)
+{
+    nea__conn *c = w->data;
+    if (c->state == NEA__C_CLOSING) {
+        return; /* closed under the write; the request was already cancelled */
+    }
+    if (status < 0) {
+        close_now(c);
+        return;
+    }
+    arm(c, c->env->cfg->response_timeout_ms);
+    nea__stream_written(c->req);
+}
+
+/* One piece at a time (stream.c), so wreq is free. uv_write reports from
+ * the loop even when the kernel took everything at once: the producer is
+ * never re-entered from inside its own write. */
+static int req_send_piece(nea_req *req, uv_buf_t *bufs, unsigned n)
+{
+    nea__conn *c = req->conn;
+    int r;
+    sample_out(c, bufs, n);
+    c->sample.status = req->status;
+    if (c->state != NEA__C_WRITING) {
+        set_state(c, NEA__C_WRITING);
+    }
+    r = flush_out(c); /* earlier pipelined responses go first */
+    if (r == 0) {
+        c->wreq.data = c;
+        r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_piece);
+    }
+    if (r < 0) {
+        close_now(c);
+        return r;
+    }
+    req->bytes_sent = true;
+    arm(c, c->env->cfg->write_timeout_ms);
+    return 0;
+}
+
+static void req_abort(nea_req *req)
+{
+    close_now(req->conn);
+}
+
+static void begin_body(nea__conn *c);
+static void body_end(nea__conn *c);
+
+/* The handler of a streaming route is ready for its body. */
+static void req_body_begin(nea_req *req)
+{
+    nea__conn *c = req->conn;
+    if (!c->body_unread) {
+        nea__stream_body_piece(req, NULL, 0); /* no body: its end at once */
+        return;
+    }
+    begin_body(c);
+    conn_process(c); /* pieces already buffered */
+}
+
+static void req_body_resume(nea_req *req)
+{
+    nea__conn *c = req->conn;
+    if (c->state != NEA__C_BODY) {
+        return;
+    }
+    if (!c->head.chunked && c->body_left == 0) {
+        body_end(c); /* the paused piece was the last */
+        return;
+    }
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0; /* the paused piece is released */
+    }
+    conn_process(c);
+}
+
 static const nea__req_hooks req_hooks = {
     .conn_line = req_conn_line,
     .send = req_send,
     .send_error = req_send_error,
     .written = req_written,
     .peer = req_peer,
+    .send_piece = req_send_piece,
+    .abort = req_abort,
+    .body_begin = req_body_begin,
+    .body_resume = req_body_resume,
 };
 
 /* Runs the handler. The clock is read once before and once after (for the
@@ -644,6 +736,7 @@ static void begin_head(nea__conn *c)
     nea__head_begin(&c->head, &c->parser);
     c->route = NULL;
     c->must_close = false;
+    c->body_unread = false;
     set_state(c, NEA__C_HEAD);
     arm(c, c->env->cfg->header_timeout_ms); /* a deadline: more bytes do not extend it */
 }
@@ -665,6 +758,14 @@ static void start_body(nea__conn *c)
         nea__conn_respond_error(c, NEA__E413);
         return;
     }
+    begin_body(c);
+}
+
+/* Reading the body starts (into the arena, or in pieces to the handler):
+ * its framing, the 100 Continue the client may wait for, its timers. */
+static void begin_body(nea__conn *c)
+{
+    nea__head *h = &c->head;
     if (h->chunked) {
         /* Size lines, extensions and trailers together may take no more
          * than a head may. */
@@ -697,7 +798,10 @@ static void start_body(nea__conn *c)
     }
     set_state(c, NEA__C_BODY);
     c->body_start_ms = c->body_last_ms = uv_now(c->env->loop);
-    c->body_deadline_ms = c->body_start_ms + c->env->cfg->body_deadline_ms;
+    /* A body read in pieces holds no more arena the longer it runs: only
+     * idleness and the minimum rate bound it. */
+    c->body_deadline_ms =
+        c->req->body_streamed ? UINT64_MAX : c->body_start_ms + c->env->cfg->body_deadline_ms;
     c->body_bytes = c->rlen - c->rpos; /* arrived with the head */
     arm_body(c);
 }
@@ -722,12 +826,15 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
     req->fn_data = c->route->data;
     req->http_minor = c->parser.http_minor;
     req->is_head = c->parser.method == HTTP_HEAD;
+    req->body_streamed = (c->route->flags & NEA_ROUTE_STREAM_BODY) != 0;
     rc = nea__head_index(req->arena, h, c->rbuf, c->route->prefix, c->route->path_len, &req->msg);
     if (rc != 0) {
         nea__conn_respond_error(c, NEA__E431);
         return;
     }
-    if (body_expected(c)) {
+    c->body_unread = req->body_streamed && body_expected(c);
+    c->body_got = 0;
+    if (body_expected(c) && !req->body_streamed) {
         start_body(c);
     } else {
         dispatch(c);
@@ -742,6 +849,15 @@ void nea__conn_wait(nea__conn *c, unsigned ms)
     }
     set_state(c, NEA__C_QUEUED);
     arm(c, ms);
+}
+
+/* The route's own limit for a body read in pieces, else the buffered one. */
+static uint64_t body_limit(const nea__conn *c)
+{
+    if ((c->route->flags & NEA_ROUTE_STREAM_BODY) != 0) {
+        return c->route->body_max;
+    }
+    return c->env->max_body[c->route->arena_class];
 }
 
 static void head_done(nea__conn *c)
@@ -792,7 +908,7 @@ static void head_done(nea__conn *c)
         nea__conn_respond_error(c, NEA__E404);
         return;
     }
-    if (h->has_cl && h->content_length > env->max_body[c->route->arena_class]) {
+    if (h->has_cl && h->content_length > body_limit(c)) {
         nea__conn_respond_error(c, NEA__E413); /* decided before reading the body */
         return;
     }
@@ -857,10 +973,83 @@ static bool process_chunked(nea__conn *c)
     }
 }
 
+/* The body read in pieces is complete: the handler's turn, with the
+ * response deadline. */
+static void body_end(nea__conn *c)
+{
+    c->body_unread = false;
+    set_state(c, NEA__C_HANDLER);
+    arm(c, c->env->cfg->response_timeout_ms);
+    nea__stream_body_piece(c->req, NULL, 0);
+}
+
+/* Hands one piece to the handler; false when the request moved on (it
+ * answered, or the connection closed) or the handler paused. */
+static bool deliver(nea__conn *c, const char *data, size_t len)
+{
+    if (len > c->route->body_max - c->body_got) {
+        nea__conn_respond_error(c, NEA__E413); /* a chunked body grew past the route's limit */
+        return false;
+    }
+    c->body_got += len;
+    nea__stream_body_piece(c->req, data, len);
+    return c->state == NEA__C_BODY && !nea__stream_body_paused(c->req);
+}
+
+/* A body read in pieces: views into the read buffer go to the handler,
+ * nothing is stored. A paused handler keeps its piece where it is: the
+ * read buffer is not reused until it resumes. */
+static void process_body_pieces(nea__conn *c)
+{
+    for (;;) {
+        const char *data = c->rbuf + c->rpos;
+        size_t used = 0, len = c->rlen - c->rpos;
+        nea__chunked_result r = NEA__CHUNKED_DATA;
+
+        if (c->head.chunked) {
+            r = nea__chunked_feed(&c->chunked, data, len, &used, &data, &len);
+        } else {
+            len = len < c->body_left ? len : (size_t)c->body_left;
+            used = len;
+            c->body_left -= len;
+            if (c->body_left == 0) {
+                r = len > 0 ? NEA__CHUNKED_DATA : NEA__CHUNKED_DONE;
+            } else if (len == 0) {
+                r = NEA__CHUNKED_MORE;
+            }
+        }
+        c->rpos += used;
+        if (r == NEA__CHUNKED_DONE) {
+            body_end(c);
+            return;
+        }
+        if (r == NEA__CHUNKED_BAD) {
+            nea__conn_respond_error(c, NEA__E400);
+            return;
+        }
+        if (r == NEA__CHUNKED_DATA && len > 0 && !deliver(c, data, len)) {
+            return;
+        }
+        if (r == NEA__CHUNKED_MORE) {
+            if (nea__chunked_left(&c->chunked) > c->route->body_max - c->body_got) {
+                nea__conn_respond_error(c, NEA__E413);
+                return;
+            }
+            break;
+        }
+    }
+    c->rpos = c->rlen = 0;
+    arm_body(c);
+}
+
 static void process_body(nea__conn *c)
 {
     nea_req *req = c->req;
 
+    if (req->body_streamed) {
+        process_body_pieces(c);
+        return;
+    }
     if (c->head.chunked) {
         if (process_chunked(c)) {
             return;
@@ -903,7 +1092,8 @@ static void conn_process(nea__conn *c)
             if (c->state == NEA__C_HEAD) {
                 break; /* needs more bytes */
             }
-        } else if (c->state == NEA__C_BODY && c->rpos < c->rlen) {
+        } else if (c->state == NEA__C_BODY && c->rpos < c->rlen &&
+                   !nea__stream_body_paused(c->req)) {
             process_body(c);
             if (c->state == NEA__C_BODY) {
                 break;
@@ -1087,7 +1277,7 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     c->olen = 0;
     c->owrite_pending = false;
     c->served = false;
-    c->reading = c->eof = c->must_close = false;
+    c->reading = c->eof = c->must_close = c->body_unread = false;
     c->keep_alive = true;
     c->req = NULL;
     c->peer_known = false;

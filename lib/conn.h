@@ -99,6 +99,8 @@ struct nea__conn {
     uint64_t body_start_ms;    /* uv_now() when the body started */
     uint64_t body_last_ms;     /* uv_now() of the last body read */
     uint64_t body_bytes;       /* bytes received since the body started */
+    uint64_t body_got;         /* body bytes handed to a handler reading in pieces */
+    bool body_unread;          /* a body read in pieces is not over: close after answering */
 
     /* The request in this slot, counted when it ends (finish_sample). */
     nea__sample sample;

@@ -150,9 +150,17 @@ static void log_oom(nea_req *req, const char *outcome)
              req->arena->size, outcome);
 }
 
-/* The request's response became a pre-built 500 (nothing was sent yet). */
+/* The request's response became a pre-built 500 (nothing was sent yet),
+ * or, inside a streamed response whose head may be on the wire, the
+ * connection closes: no status can be given any more. */
 static void answer_oom(nea_req *req)
 {
+    if (req->streaming && req->conn != NULL) {
+        log_oom(req, "closing the connection (streamed response under way)");
+        req->streaming = false;
+        req->env->hooks->abort(req);
+        return;
+    }
     log_oom(req, "answering 500");
     req->env->stats->oom_500++;
     req->oom = true;
@@ -485,8 +493,8 @@ static bool line_safe(const char *s)
     return strpbrk(s, "\r\n") == NULL;
 }
 
-static int respond(nea_req *req, int status, const char *ctype, const void *body, size_t len,
-                   bool copy)
+int nea__req_head(nea_req *req, int status, const char *ctype, const void *body, size_t len,
+                  bool copy, nea__framing framing)
 {
     nea__req_env *env = req->env;
     nea__resp_spec spec;
@@ -507,11 +515,12 @@ static int respond(nea_req *req, int status, const char *ctype, const void *body
     spec.content_type = ctype;
     spec.hdrs = &req->resp_hdrs;
     spec.date_line = nea__date_line(env->date, uv_now(env->loop), &spec.date_len);
-    spec.conn_line = env->hooks->conn_line(req);
+    spec.conn_line = env->hooks->conn_line(req, framing == NEA__FRAME_CLOSE);
     spec.body = body;
     spec.len = len;
     spec.copy = copy;
     spec.is_head = req->is_head;
+    spec.framing = framing;
     n = nea__resp_serialize(req->arena, &spec, req->wbufs, &needed);
     if (n == 0) {
         req->oom_asked = needed;
@@ -523,7 +532,17 @@ static int respond(nea_req *req, int status, const char *ctype, const void *body
     }
     nea__stats_response(env->stats, status);
     req->status = (uint16_t)status;
-    env->hooks->send(req, req->wbufs, n);
+    return (int)n;
+}
+
+static int respond(nea_req *req, int status, const char *ctype, const void *body, size_t len,
+                   bool copy)
+{
+    int n = nea__req_head(req, status, ctype, body, len, copy, NEA__FRAME_LENGTH);
+    if (n < 0) {
+        return n;
+    }
+    req->env->hooks->send(req, req->wbufs, (unsigned)n);
     return 0;
 }
 

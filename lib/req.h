@@ -21,8 +21,9 @@
  * layers never call up: these are set once per server. */
 typedef struct nea__req_hooks {
     /* The Connection line for the response ("Connection: close\r\n", ...);
-     * the owner may decide here to close after it. */
-    const char *(*conn_line)(nea_req *req);
+     * the owner may decide here to close after it, and must when close is
+     * set (a body delimited by the connection's close). */
+    const char *(*conn_line)(nea_req *req, bool close);
     /* Write the response in bufs (they live in the arena until the request
      * ends); the owner ends the request once it is written. */
     void (*send)(nea_req *req, uv_buf_t *bufs, unsigned n);
@@ -33,6 +34,17 @@ typedef struct nea__req_hooks {
     void (*written)(nea_req *req);
     /* The client's address (nea_req_peer); UV_ENOTCONN when unknown. */
     int (*peer)(nea_req *req, struct sockaddr_storage *addr);
+    /* Streamed responses (stream.c): write one piece of bufs (at most 4)
+     * and report it with nea__stream_written; 0 or the write error (the
+     * request is then cancelled). */
+    int (*send_piece)(nea_req *req, uv_buf_t *bufs, unsigned n);
+    /* Response bytes may be on the wire and the response cannot be
+     * finished: close the connection (cancels the request). */
+    void (*abort)(nea_req *req);
+    /* Streamed request bodies (stream.c): the handler is ready for pieces
+     * (nea__stream_body_piece), or ready again after a pause. */
+    void (*body_begin)(nea_req *req);
+    void (*body_resume)(nea_req *req);
 } nea__req_hooks;
 
 /* What every request of one server shares. */
@@ -78,20 +90,24 @@ struct nea_req {
     void *fn_data;
 
     /* Lifecycle */
-    unsigned depth;   /* protected frames of this request on the stack */
-    bool responded;   /* a response (or a pre-built error) was issued */
-    bool bytes_sent;  /* some response byte reached the socket */
-    bool written;     /* the whole response was written */
-    bool cancelled;   /* client gone or server closing */
-    bool end_pending; /* ended while handler code was on the stack */
-    bool ended;       /* defers ran; waiting for handles, then the arena returns */
-    bool kept;        /* nea_req_keep: a response will come from code libnea cannot see */
+    unsigned depth;     /* protected frames of this request on the stack */
+    bool responded;     /* a response (or a pre-built error) was issued */
+    bool bytes_sent;    /* some response byte reached the socket */
+    bool written;       /* the whole response was written */
+    bool cancelled;     /* client gone or server closing */
+    bool end_pending;   /* ended while handler code was on the stack */
+    bool ended;         /* defers ran; waiting for handles, then the arena returns */
+    bool kept;          /* nea_req_keep: a response will come from code libnea cannot see */
+    bool streaming;     /* a streamed response started and not yet ended (stream.c) */
+    bool body_streamed; /* the route takes its body in pieces (NEA_ROUTE_STREAM_BODY) */
     unsigned handles_closing;
 
     nea__defer *defers;
     nea__tracked *tracked;
     nea__resp_hdrs resp_hdrs;
     uv_buf_t wbufs[2];
+    struct nea__stream *stream; /* a streamed response (stream.c), in the arena */
+    struct nea__reader *reader; /* a body read in pieces (stream.c), in the arena */
 
     size_t oom_asked; /* bytes requested by the allocation that failed */
 };
@@ -104,6 +120,12 @@ void nea__req_dispatch(nea_req *req);
 /* Runs fn inside the request's outermost protected frame and handles an
  * out-of-memory unwind (500 or close). */
 void nea__req_call(nea_req *req, void (*fn)(nea_req *, void *), void *arg);
+/* Lays out the head of a handler response in req->wbufs (body NULL: a
+ * streamed body follows) and marks the request responded; the caller sends
+ * it. On arena exhaustion answers the pre-built 500. Returns the buffer
+ * count, or NEA_ERESPONDED, NEA_ESTATE, UV_EINVAL, NEA_ENOMEM. */
+int nea__req_head(nea_req *req, int status, const char *ctype, const void *body, size_t len,
+                  bool copy, nea__framing framing);
 /* Ends the request (the owner has detached it): runs defers (LIFO), closes
  * tracked handles, and returns the arena once every handle has closed. When
  * handler code is on the stack the end waits for it to leave. Idempotent. */

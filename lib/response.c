@@ -153,25 +153,54 @@ void nea__statics_build(nea__statics *st, unsigned retry_after_s)
     }
 }
 
+static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
 /* RFC 9110 IMF-fixdate, written by hand: strftime would follow the host's
  * locale. */
-const char *nea__date_line(nea__date *d, uint64_t now_ms, size_t *len)
+size_t nea__http_date(char *buf, size_t len, int64_t sec)
 {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = (time_t)sec;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    return (size_t)snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
+                            tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+                            tm.tm_min, tm.tm_sec);
+}
 
+int nea__http_date_parse(const char *s, int64_t *sec)
+{
+    char wday[4], mon[4];
+    struct tm tm;
+    int n = 0;
+    memset(&tm, 0, sizeof(tm));
+    if (sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d GMT%n", wday, &tm.tm_mday, mon,
+               &tm.tm_year, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 7 ||
+        n == 0 || s[n] != '\0') {
+        return -1;
+    }
+    for (tm.tm_mon = 0; tm.tm_mon < 12 && strcmp(mon, months[tm.tm_mon]) != 0; tm.tm_mon++) {
+    }
+    if (tm.tm_mon == 12) {
+        return -1;
+    }
+    tm.tm_year -= 1900;
+    *sec = (int64_t)timegm(&tm);
+    return 0;
+}
+
+const char *nea__date_line(nea__date *d, uint64_t now_ms, size_t *len)
+{
     if (now_ms != d->tick || d->len == 0) {
         time_t now = time(NULL);
         d->tick = now_ms;
         if ((int64_t)now != d->sec || d->len == 0) {
-            struct tm tm;
-            gmtime_r(&now, &tm);
             d->sec = (int64_t)now;
-            d->len = (size_t)snprintf(d->line, sizeof(d->line),
-                                      "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-                                      days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-                                      tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+            memcpy(d->line, "Date: ", 6);
+            d->len = 6 + nea__http_date(d->line + 6, sizeof(d->line) - 8, d->sec);
+            memcpy(d->line + d->len, "\r\n", 3);
+            d->len += 2;
         }
     }
     *len = d->len;
@@ -266,6 +295,7 @@ static char *put(char *p, const char *s, size_t n)
 
 unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *bufs, size_t *needed)
 {
+    static const char chunked_line[] = "Transfer-Encoding: chunked\r\n";
     bool no_body = r->status == 204 || r->status == 304;
     bool send_body = !no_body && !r->is_head;
     size_t ctype_len = r->content_type != NULL ? strlen(r->content_type) : 0;
@@ -278,7 +308,10 @@ unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *b
     sl_len = snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\n", r->status,
                       nea__reason(r->status));
     if (!no_body) {
-        cl_len = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", r->len);
+        cl_len = r->framing == NEA__FRAME_CHUNKED ? snprintf(cl, sizeof(cl), "%s", chunked_line)
+                 : r->framing == NEA__FRAME_CLOSE
+                     ? 0
+                     : snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", r->len);
     }
     head_len = (size_t)sl_len + r->date_len + (size_t)cl_len + conn_len + r->hdrs->len + 2 +
                (r->content_type != NULL ? ctype_len + 16 : 0);
@@ -305,7 +338,7 @@ unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *b
         p = put(p, r->body, copy_len);
     }
     bufs[0] = uv_buf_init(buf, (unsigned)(p - buf));
-    if (!r->copy && send_body && r->len > 0) {
+    if (!r->copy && send_body && r->len > 0 && r->body != NULL) {
         bufs[1] = uv_buf_init((char *)r->body, (unsigned)r->len);
         n = 2;
     }

@@ -55,6 +55,11 @@ void nea__statics_build(nea__statics *st, unsigned retry_after_s);
 nea__err nea__err_for_status(int status);
 int nea__err_status(nea__err e);
 const char *nea__date_line(nea__date *d, uint64_t now_ms, size_t *len);
+/* Writes sec (Unix time) as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37
+ * GMT", 29 bytes) into buf; returns its length. */
+size_t nea__http_date(char *buf, size_t len, int64_t sec);
+/* Reads an IMF-fixdate; 0, or -1 when s is not one. */
+int nea__http_date_parse(const char *s, int64_t *sec);
 
 /* Fills bufs[0..3) with a pre-built response; returns the count (2 for a
  * HEAD: no body). conn_line is "" or a complete "Connection: ...\r\n" line;
@@ -81,6 +86,13 @@ typedef struct nea__resp_hdrs {
  * libnea manages (Content-Length, Date, Connection, Transfer-Encoding). */
 int nea__resp_hdr_add(nea__resp_hdrs *h, nea__arena *a, const char *name, const char *value);
 
+/* How a handler response's body is delimited. */
+typedef enum {
+    NEA__FRAME_LENGTH,  /* Content-Length: len */
+    NEA__FRAME_CHUNKED, /* Transfer-Encoding: chunked (a streamed HTTP/1.1 body) */
+    NEA__FRAME_CLOSE,   /* neither: the connection's close ends it (streamed HTTP/1.0) */
+} nea__framing;
+
 typedef struct nea__resp_spec {
     int status;
     const char *content_type; /* NULL: no Content-Type line */
@@ -91,10 +103,12 @@ typedef struct nea__resp_spec {
     size_t len;
     bool copy;    /* copy the body into the arena (else reference it) */
     bool is_head; /* announce the length, send no body */
+    nea__framing framing;
 } nea__resp_spec;
 
 /* Serialises a handler response into the arena: bufs[0] holds the head (and
- * the copied body), bufs[1] a referenced body. Returns the buffer count (1
+ * the copied body), bufs[1] a referenced body (none when body is NULL: a
+ * streamed body follows). Returns the buffer count (1
  * or 2), or 0 when the arena cannot hold it (*needed says how much). 204 and
  * 304 get neither a body nor a Content-Length. */
 unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *spec, uv_buf_t *bufs,

@@ -58,7 +58,7 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     nea__route *rt;
     size_t len, mlen;
 
-    if ((flags & ~(unsigned)(NEA_ROUTE_EXEMPT | NEA_ROUTE_READY)) != 0) {
+    if ((flags & ~(unsigned)(NEA_ROUTE_EXEMPT | NEA_ROUTE_READY | NEA_ROUTE_STREAM_BODY)) != 0) {
         return refuse(UV_EINVAL, why, why_len, "unknown route flags 0x%x", flags);
     }
     /* A readiness route is answered by libnea itself: it takes no handler. */
@@ -111,6 +111,7 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     rt->fn = fn;
     rt->data = data;
     rt->flags = flags;
+    rt->body_max = UINT64_MAX;
     return 0;
 }
 

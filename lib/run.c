@@ -41,8 +41,7 @@ int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
     }
     rc = nea_server_new(&loop, cfg, &st.srv);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = nea_server_route_class(st.srv, routes[i].method, routes[i].path, routes[i].fn,
-                                    routes[i].data, routes[i].flags, routes[i].arena_class);
+        rc = nea_server_add_route(st.srv, &routes[i]);
     }
     if (rc == 0) {
         rc = nea_server_listen(st.srv);

@@ -160,6 +160,23 @@ int nea_server_route_flags(nea_server *s, const char *method, const char *path, 
     return nea_server_route_class(s, method, path, fn, data, flags, 0);
 }
 
+int nea_server_add_route(nea_server *s, const nea_route *r)
+{
+    int rc =
+        nea_server_route_class(s, r->method, r->path, r->fn, r->data, r->flags, r->arena_class);
+    if (rc == 0 && (r->flags & NEA_ROUTE_STREAM_BODY) != 0 && r->max_body > 0) {
+        s->router.routes[s->router.count - 1].body_max = r->max_body; /* the route just added */
+    }
+    return rc;
+}
+
+int nea_server_route_stream(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
+                            void *data, unsigned flags, uint64_t max_body)
+{
+    nea_route r = {method, path, fn, data, flags | NEA_ROUTE_STREAM_BODY, 0, max_body};
+    return nea_server_add_route(s, &r);
+}
+
 int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                      void *data)
 {
