@@ -9,18 +9,21 @@
  * with exempt routes, handlers that never answer (500, 504) and fair-share
  * refusals; a third with the demo's /json and /gzip routes, where jansson
  * and zlib allocate through the arena adapters (their out-of-memory 500s
- * included); and a fourth that asks the agent and the readiness route and
- * then drains the server through its announcement to the end. Every request
- * is counted in the per-route metrics and passed to a completion hook, and
- * each round of the first workload scrapes the Prometheus text (GET
- * /metrics) and logs rate-limited refusals. libuv may grow its fd table
- * when a new fd number first
+ * included); a fourth that asks the agent and the readiness route and then
+ * drains the server through its announcement to the end; and a fifth of
+ * streamed responses (length, chunked, a file), bodies read in pieces
+ * (Content-Length and chunked, far larger than the arena) and a stream cut
+ * by its client. Every request is counted in the per-route metrics and
+ * passed to a completion hook, and each round of the first workload scrapes
+ * the Prometheus text (GET /metrics) and logs rate-limited refusals. libuv
+ * may grow its fd table when a new fd number first
  * appears; the warm-up uses the same number of connections, so after it no
  * allocation at all is expected. Not built under sanitizers (they own
  * malloc); skipped under Valgrind for the same reason.
  */
 #include "clib.h"
 #include "e2e.h"
+#include "strict.h"
 
 #include <malloc.h>
 #include <stdio.h>
@@ -332,6 +335,131 @@ static int setup_clibs(void **state)
     return 0;
 }
 
+/* --- streaming ------------------------------------------------------------------ */
+
+typedef struct pattern {
+    uint64_t left, off;
+    char buf[4096];
+} pattern;
+
+static void r_more(nea_req *req, void *arg)
+{
+    pattern *p = arg;
+    size_t n = p->left < sizeof(p->buf) ? (size_t)p->left : sizeof(p->buf);
+    if (n == 0) {
+        (void)nea_stream_end(req);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        p->buf[i] = (char)(uint8_t)(p->off + i);
+    }
+    p->off += n;
+    p->left -= n;
+    (void)nea_stream_write(req, p->buf, n, r_more, p);
+}
+
+static void r_stream(nea_req *req, void *d)
+{
+    pattern *p = nea_alloc(req, sizeof(*p));
+    (void)d;
+    p->left = 1u << 20;
+    p->off = 0;
+    if (nea_stream_start(req, 200, NULL,
+                         nea_req_query(req)[0] != '\0' ? NEA_LENGTH_UNKNOWN : p->left) == 0) {
+        r_more(req, p);
+    }
+}
+
+static void r_piece(nea_req *req, const char *data, size_t len, void *arg)
+{
+    uint64_t *count = arg;
+    char *answer;
+    if (data != NULL) {
+        *count += len;
+        return;
+    }
+    answer = nea_printf(req, "%llu", (unsigned long long)*count);
+    nea_respond_static(req, 200, "text/plain", answer, strlen(answer));
+}
+
+static void r_upload(nea_req *req, void *d)
+{
+    uint64_t *count = nea_calloc(req, 1, sizeof(*count));
+    (void)d;
+    assert_int_equal(nea_body_read(req, r_piece, count), 0);
+}
+
+static void r_file(nea_req *req, void *d)
+{
+    (void)d;
+    assert_int_equal(nea_respond_file(req, "/proc/self/exe", NULL, 8192), 0);
+}
+
+static char upload_body[1 << 20];
+
+static void streaming_workload(h_fixture *f)
+{
+    static const char chunk_head[] = "10000\r\n";
+    t_strict r;
+    h_response hr;
+    int fd = h_connect(f);
+
+    h_sends(f, fd, "GET /st HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_true(r.pattern_ok && r.body_len == 1u << 20);
+    h_sends(f, fd, "GET /st?chunked HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_true(r.pattern_ok && r.body_len == 1u << 20);
+    h_sends(f, fd, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    h_sends(f, fd, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
+    h_send(f, fd, upload_body, sizeof(upload_body));
+    assert_int_equal(h_read(f, fd, &hr, H_DEADLINE_MS), 200);
+    assert_string_equal(hr.body, "1048576");
+    h_sends(f, fd, "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 16; i++) {
+        h_sends(f, fd, chunk_head);
+        h_send(f, fd, upload_body, 0x10000);
+        h_sends(f, fd, "\r\n");
+    }
+    h_sends(f, fd, "0\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &hr, H_DEADLINE_MS), 200);
+    assert_string_equal(hr.body, "1048576");
+    /* A client that leaves mid-stream. */
+    h_sends(f, fd, "GET /st HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 100000, H_DEADLINE_MS), -1);
+    close(fd);
+    assert_true(h_arenas_settle(f));
+    H_WAIT(f, f->srv->stats.connections_open == 0);
+}
+
+static void test_streaming_allocates_nothing(void **state)
+{
+    h_fixture *f = *state;
+    nea_stats st;
+    if (RUNNING_ON_VALGRIND) {
+        skip();
+    }
+    assert_int_equal(nea_server_route(f->srv, "GET", "/st", r_stream, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/file", r_file, NULL), 0);
+    assert_int_equal(nea_server_route_stream(f->srv, "POST", "/upload", r_upload, NULL, 0, 0), 0);
+    streaming_workload(f); /* warm-up */
+    streaming_workload(f);
+    heap_calls = 0;
+    counting = 1;
+    for (int i = 0; i < 10; i++) {
+        streaming_workload(f);
+    }
+    counting = 0;
+    h_stats(f, &st);
+    assert_true(st.responses[2] >= 10 * 5);
+    assert_true(st.arena_peak_bytes < 16384);
+    if (heap_calls != 0) {
+        fail_msg("%lu heap calls during %llu requests", heap_calls,
+                 (unsigned long long)st.requests);
+    }
+}
+
 static int setup_shedding(void **state)
 {
     static h_fixture f;
@@ -438,6 +566,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_shedding_allocates_nothing, setup_shedding, teardown),
         cmocka_unit_test_setup_teardown(test_clibs_allocate_nothing, setup_clibs, teardown),
+        cmocka_unit_test_setup_teardown(test_streaming_allocates_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,7 +42,7 @@ static unsigned file_fds(void)
     DIR *d = opendir("/proc/self/fd");
     assert_non_null(d);
     while ((e = readdir(d)) != NULL) {
-        char link[64], target[128];
+        char link[300], target[128];
         ssize_t k;
         snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
         k = readlink(link, target, sizeof(target) - 1);
