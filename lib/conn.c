@@ -676,6 +676,13 @@ static const nea__req_hooks req_hooks = {
     .body_resume = req_body_resume,
 };
 
+/* The handler's turn: it must answer within response_timeout_ms. */
+static void await_response(nea__conn *c)
+{
+    set_state(c, NEA__C_HANDLER);
+    arm(c, c->env->cfg->response_timeout_ms);
+}
+
 /* Runs the handler. The clock is read once before and once after (for the
  * load and the metrics both): a request that is granted an arena at once
  * and answered by its handler costs the metrics one more read, at its end. */
@@ -684,8 +691,7 @@ static void dispatch(nea__conn *c)
     nea__load *load = c->env->load;
     uint64_t t0, t1;
     unsigned seq = c->sample_seq;
-    set_state(c, NEA__C_HANDLER);
-    arm(c, c->env->cfg->response_timeout_ms);
+    await_response(c);
     t0 = uv_hrtime();
     if (c->t_head == 0) {
         c->t_head = t0; /* routed and granted at once: its first clock read */
@@ -978,8 +984,7 @@ static bool process_chunked(nea__conn *c)
 static void body_end(nea__conn *c)
 {
     c->body_unread = false;
-    set_state(c, NEA__C_HANDLER);
-    arm(c, c->env->cfg->response_timeout_ms);
+    await_response(c);
     nea__stream_body_piece(c->req, NULL, 0);
 }
 

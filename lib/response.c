@@ -165,8 +165,8 @@ size_t nea__http_date(char *buf, size_t len, int64_t sec)
     struct tm tm;
     gmtime_r(&t, &tm);
     return (size_t)snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
-                            tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-                            tm.tm_min, tm.tm_sec);
+                            tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                            tm.tm_sec);
 }
 
 int nea__http_date_parse(const char *s, int64_t *sec)

@@ -404,14 +404,15 @@ static void streaming_workload(h_fixture *f)
     h_response hr;
     int fd = h_connect(f);
 
-    h_sends(f, fd, "GET /st HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(t_strict_fetch(&f->loop, fd, "GET /st HTTP/1.1\r\nHost: x\r\n\r\n", &r, false),
+                     200);
     assert_true(r.pattern_ok && r.body_len == 1u << 20);
-    h_sends(f, fd, "GET /st?chunked HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /st?chunked HTTP/1.1\r\nHost: x\r\n\r\n", &r, false),
+        200);
     assert_true(r.pattern_ok && r.body_len == 1u << 20);
-    h_sends(f, fd, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n", &r, false), 200);
     h_sends(f, fd, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
     h_send(f, fd, upload_body, sizeof(upload_body));
     assert_int_equal(h_read(f, fd, &hr, H_DEADLINE_MS), 200);

@@ -22,11 +22,11 @@
 #include "strict.h"
 
 /* What the handlers below saw, reset by every test's setup. */
-static unsigned defers;      /* request defers run */
-static unsigned pieces;      /* pieces the producer handed to nea_stream_write */
-static int write_rc;         /* the first error nea_stream_write or _end returned */
-static unsigned up_calls;    /* handler entries of the upload route */
-static size_t max_piece;     /* the largest body piece an upload handler saw */
+static unsigned defers;   /* request defers run */
+static unsigned pieces;   /* pieces the producer handed to nea_stream_write */
+static int write_rc;      /* the first error nea_stream_write or _end returned */
+static unsigned up_calls; /* handler entries of the upload route */
+static size_t max_piece;  /* the largest body piece an upload handler saw */
 
 static void count_defer(void *arg)
 {
@@ -254,8 +254,8 @@ static void test_length_framing_and_keep_alive(void **state)
     int fd = h_connect(f);
     char want[64];
 
-    h_sends(f, fd, "GET /s/300000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /s/300000 HTTP/1.1\r\nHost: x\r\n\r\n", &r, false), 200);
     snprintf(want, sizeof(want), "Content-Length: 300000\r\n");
     assert_non_null(strstr(r.head, want));
     assert_null(strstr(r.head, "Transfer-Encoding"));
@@ -265,8 +265,8 @@ static void test_length_framing_and_keep_alive(void **state)
     /* The arena held the producer's one piece, not the body. */
     assert_true(h_st(f).arena_peak_bytes < 8192);
     /* The connection stays usable. */
-    h_sends(f, fd, "GET /s/10 HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /s/10 HTTP/1.1\r\nHost: x\r\n\r\n", &r, false), 200);
     assert_int_equal(r.body_len, 10);
     expect_cleanup(f, 2);
     close(fd);
@@ -278,15 +278,17 @@ static void test_chunked_framing_is_strict(void **state)
     t_strict r;
     int fd = h_connect(f);
 
-    h_sends(f, fd, "GET /s/123457?chunked HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(t_strict_fetch(&f->loop, fd,
+                                    "GET /s/123457?chunked HTTP/1.1\r\nHost: x\r\n\r\n", &r, false),
+                     200);
     assert_non_null(strstr(r.head, "Transfer-Encoding: chunked\r\n"));
     assert_null(strstr(r.head, "Content-Length"));
     assert_int_equal(r.body_len, 123457);
     assert_true(r.pattern_ok);
     /* The terminating chunk was the end of it: the next response parses. */
-    h_sends(f, fd, "GET /s/0?chunked HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /s/0?chunked HTTP/1.1\r\nHost: x\r\n\r\n", &r, false),
+        200);
     assert_int_equal(r.body_len, 0);
     assert_true(h_quiet(f, fd, 50));
     expect_cleanup(f, 2);
@@ -299,8 +301,10 @@ static void test_http10_unknown_length_closes(void **state)
     t_strict r;
     int fd = h_connect(f);
 
-    h_sends(f, fd, "GET /s/5000?chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd,
+                       "GET /s/5000?chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &r, false),
+        200);
     assert_true(r.eof); /* the close delimited the body */
     assert_null(strstr(r.head, "Transfer-Encoding"));
     assert_null(strstr(r.head, "Content-Length"));
@@ -318,13 +322,14 @@ static void test_head_sends_the_head_only(void **state)
     h_response hr;
     int fd = h_connect(f);
 
-    h_sends(f, fd, "HEAD /s/5000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, true, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "HEAD /s/5000 HTTP/1.1\r\nHost: x\r\n\r\n", &r, true), 200);
     assert_non_null(strstr(r.head, "Content-Length: 5000\r\n"));
     assert_int_equal(pieces, 0); /* the producer was told to stop at once */
     assert_int_equal(write_rc, NEA_ESTATE);
-    h_sends(f, fd, "HEAD /s/5000?chunked HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, true, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "HEAD /s/5000?chunked HTTP/1.1\r\nHost: x\r\n\r\n", &r, true),
+        200);
     assert_non_null(strstr(r.head, "Transfer-Encoding: chunked\r\n"));
     /* No body byte followed either head: the next response starts clean. */
     h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, &hr);
@@ -340,20 +345,23 @@ static void test_misuse_is_refused(void **state)
     int fd = h_connect(f);
 
     /* Beyond the announced length: refused, the stream carries on. */
-    h_sends(f, fd, "GET /s/3000?over HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /s/3000?over HTTP/1.1\r\nHost: x\r\n\r\n", &r, false),
+        200);
     assert_int_equal(write_rc, UV_EINVAL);
     assert_int_equal(r.body_len, 3000);
     /* A second piece while one is in flight. */
     write_rc = 0;
-    h_sends(f, fd, "GET /s/3000?twice HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), 200);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /s/3000?twice HTTP/1.1\r\nHost: x\r\n\r\n", &r, false),
+        200);
     assert_int_equal(write_rc, NEA_ESTATE);
     assert_int_equal(r.body_len, 3000);
     /* Ending short of the announced length cannot be framed: closed. */
     write_rc = 0;
-    h_sends(f, fd, "GET /s/10000?short HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(t_strict_read(&f->loop, fd, &r, false, 0, H_DEADLINE_MS), -1);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /s/10000?short HTTP/1.1\r\nHost: x\r\n\r\n", &r, false),
+        -1);
     assert_true(r.eof);
     assert_int_equal(r.body_len, 5000);
     assert_int_equal(write_rc, UV_EINVAL);
@@ -560,8 +568,9 @@ static void test_continue_waits_for_the_reader(void **state)
     h_response r;
     int fd = h_connect(f);
 
-    h_sends(f, fd,
-            "POST /up?late HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    h_sends(
+        f, fd,
+        "POST /up?late HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
     H_WAIT(f, up_calls == 1);
     /* The handler runs but does not read yet: no 100 Continue. */
     assert_true(h_quiet(f, fd, 150));
@@ -578,8 +587,9 @@ static void test_answer_without_reading_closes(void **state)
     h_response r;
     int fd = h_connect(f);
 
-    h_sends(f, fd,
-            "POST /up?refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    h_sends(
+        f, fd,
+        "POST /up?refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
     /* No 100 Continue: the handler never asked for the body. */
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 403);
     assert_non_null(strstr(r.head, "Connection: close"));
@@ -621,8 +631,7 @@ static void test_route_limit(void **state)
     assert_true(f->cfg.max_body_size < 4194304);
     /* A chunked body that grows past it: 413 mid-body, defers run. */
     fd = h_connect(f);
-    h_sends(f, fd,
-            "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400001\r\n");
+    h_sends(f, fd, "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400001\r\n");
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 413);
     expect_cleanup(f, 1);
     close(fd);
@@ -655,11 +664,9 @@ static void test_no_body_ends_at_once(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_length_framing_and_keep_alive, setup,
-                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_length_framing_and_keep_alive, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_chunked_framing_is_strict, setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_http10_unknown_length_closes, setup,
-                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_http10_unknown_length_closes, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_head_sends_the_head_only, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_misuse_is_refused, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_stalls_the_producer, setup,
@@ -669,20 +676,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_timeout_cuts_a_stalled_reader, setup_quick,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_producer_stall_is_cut, setup_quick, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_drain_cancels_a_stream, setup_quick,
-                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_drain_cancels_a_stream, setup_quick, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_oom_mid_stream_closes, setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_upload_larger_than_the_arena, setup,
-                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_upload_larger_than_the_arena, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_chunked_upload_larger_than_the_arena, setup,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pause_and_resume, setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_continue_waits_for_the_reader, setup,
-                                        h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_answer_without_reading_closes, setup,
-                                        h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_answer_before_the_end_closes, setup,
-                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_continue_waits_for_the_reader, setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_answer_without_reading_closes, setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_answer_before_the_end_closes, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_route_limit, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_client_gone_mid_body, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_no_body_ends_at_once, setup, h_test_teardown),

@@ -62,10 +62,12 @@ int t_strict_read(uv_loop_t *loop, int fd, t_strict *r, bool head_only, uint64_t
         ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
         if (n > 0) {
             llhttp_errno_t e = llhttp_execute(&r->parser, buf, (size_t)n);
-            size_t used = e == HPE_OK ? (size_t)n : (size_t)(llhttp_get_error_pos(&r->parser) - buf);
+            size_t used =
+                e == HPE_OK ? (size_t)n : (size_t)(llhttp_get_error_pos(&r->parser) - buf);
             if (!r->head_done || r->head_len == 0) {
-                size_t k = used < sizeof(r->head) - 1 - r->head_len ? used
-                                                                    : sizeof(r->head) - 1 - r->head_len;
+                size_t k = used < sizeof(r->head) - 1 - r->head_len
+                               ? used
+                               : sizeof(r->head) - 1 - r->head_len;
                 memcpy(r->head + r->head_len, buf, k);
                 r->head_len += k;
                 r->head[r->head_len] = '\0';
@@ -88,4 +90,10 @@ int t_strict_read(uv_loop_t *loop, int fd, t_strict *r, bool head_only, uint64_t
         s_step(loop, 5);
     }
     return r->done ? r->status : -1;
+}
+
+int t_strict_fetch(uv_loop_t *loop, int fd, const char *request, t_strict *r, bool head_only)
+{
+    s_send(loop, fd, request, strlen(request));
+    return t_strict_read(loop, fd, r, head_only, 0, S_DEADLINE_MS);
 }

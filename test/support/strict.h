@@ -22,12 +22,12 @@ typedef struct t_strict {
     char head[2048]; /* the head's raw bytes (truncated), NUL-terminated */
     size_t head_len;
     bool head_done;
-    bool done;          /* the message completed with valid framing */
-    bool eof;           /* the server closed the connection */
-    bool bad;           /* llhttp refused the bytes (the reason is in error) */
+    bool done; /* the message completed with valid framing */
+    bool eof;  /* the server closed the connection */
+    bool bad;  /* llhttp refused the bytes (the reason is in error) */
     const char *error;
-    uint64_t body_len;  /* body bytes received */
-    bool pattern_ok;    /* every body byte i was i % 256 */
+    uint64_t body_len;   /* body bytes received */
+    bool pattern_ok;     /* every body byte i was i % 256 */
     uint64_t stop_after; /* stop reading once this many body bytes came (0: never) */
 } t_strict;
 
@@ -36,5 +36,8 @@ typedef struct t_strict {
  * runs loop meanwhile. Returns r->status when r->done, else -1. */
 int t_strict_read(uv_loop_t *loop, int fd, t_strict *r, bool head_only, uint64_t stop_after,
                   unsigned timeout_ms);
+
+/* Sends request on fd, then t_strict_read with the usual deadline. */
+int t_strict_fetch(uv_loop_t *loop, int fd, const char *request, t_strict *r, bool head_only);
 
 #endif
