@@ -14,8 +14,9 @@ cut) that opens 200 slow connections at once:
              deadline (--body-deadline-ms, set to the header deadline here)
              cuts it (408).
   slowread   GET /static of an 8 MiB file with SO_RCVBUF 4 KiB, then never
-             reads. Cut by the write timeout (10 s, not a demo flag: a
-             deadline for the whole write).
+             reads. Cut by the write timeout (10 s): /static is a streamed
+             response, so the cut comes 10 s after the last piece the
+             kernel took, moments after the request.
 
 Meanwhile a probe launches a good request (new connection, GET /hello) every
 100 ms; a probe that gets a 503 or a refused/reset connection retries every
