@@ -32,7 +32,8 @@
  *   4. Re-enter handler code from a libuv callback only through
  *      nea_req_run, so an out-of-memory unwind has a frame to land in.
  *   5. Never longjmp out of a handler, never call uv_run, never block.
- *   6. Respond exactly once (nea_respond or nea_respond_static). A handler
+ *   6. Respond exactly once (nea_respond, nea_respond_static, a streamed
+ *      response from nea_stream_start, or nea_respond_file). A handler
  *      that returns without responding must have something pending: a
  *      tracked handle, or nea_req_keep; otherwise the request gets a 500.
  *      No response within response_timeout_ms: 504. After the response is
@@ -725,7 +726,8 @@ int nea_req_http_minor(const nea_req *req);
 /* --- Responses ---------------------------------------------------------- */
 
 /*
- * Adds a response header (copied into the arena). Call before nea_respond.
+ * Adds a response header (copied into the arena). Call before nea_respond
+ * (or nea_stream_start).
  * Content-Length, Date and Connection are managed by libnea; setting them
  * returns UV_EINVAL. Returns 0, NEA_ENOMEM, NEA_ERESPONDED, UV_EINVAL (name
  * or value with CR, LF or NUL).
@@ -862,7 +864,8 @@ int nea_stream_start(nea_req *req, int status, const char *content_type, uint64_
  * buffer from the arena, refilled in more). Returns 0 (more will be called
  * exactly once, unless the request is cancelled first), or NEA_ESTATE (not
  * streaming, a piece still in flight, already ended or cancelled: stop
- * producing), UV_EINVAL (len 0, or beyond the announced Content-Length).
+ * producing), UV_EINVAL (len 0, more NULL, or beyond the announced
+ * Content-Length).
  */
 int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn more, void *arg);
 

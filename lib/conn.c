@@ -1036,7 +1036,8 @@ static void process_body_pieces(nea__conn *c)
             return;
         }
         if (r == NEA__CHUNKED_MORE) {
-            if (nea__chunked_left(&c->chunked) > c->route->body_max - c->body_got) {
+            if (c->head.chunked &&
+                nea__chunked_left(&c->chunked) > c->route->body_max - c->body_got) {
                 nea__conn_respond_error(c, NEA__E413);
                 return;
             }

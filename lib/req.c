@@ -150,6 +150,13 @@ static void log_oom(nea_req *req, const char *outcome)
              req->arena->size, outcome);
 }
 
+static void oom_incident(nea_req *req)
+{
+    log_oom(req, "answering 500");
+    req->env->stats->oom_500++;
+    req->oom = true;
+}
+
 /* The request's response became a pre-built 500 (nothing was sent yet),
  * or, inside a streamed response whose head may be on the wire, the
  * connection closes: no status can be given any more. */
@@ -157,16 +164,15 @@ static void answer_oom(nea_req *req)
 {
     if (req->streaming && req->conn != NULL) {
         log_oom(req, "closing the connection (streamed response under way)");
+        req->oom = true;
         req->streaming = false;
         req->env->hooks->abort(req);
         return;
     }
-    log_oom(req, "answering 500");
-    req->env->stats->oom_500++;
-    req->oom = true;
     if (!req->responded && req->conn != NULL) {
-        req->responded = true;
-        req->env->hooks->send_error(req, NEA__E500);
+        (void)nea__req_oom_500(req, req->oom_asked);
+    } else {
+        oom_incident(req); /* the response already issued stands */
     }
 }
 
@@ -523,16 +529,20 @@ int nea__req_head(nea_req *req, int status, const char *ctype, const void *body,
     spec.framing = framing;
     n = nea__resp_serialize(req->arena, &spec, req->wbufs, &needed);
     if (n == 0) {
-        req->oom_asked = needed;
-        log_oom(req, "answering 500");
-        env->stats->oom_500++;
-        req->oom = true;
-        env->hooks->send_error(req, NEA__E500);
-        return NEA_ENOMEM;
+        return nea__req_oom_500(req, needed);
     }
     nea__stats_response(env->stats, status);
     req->status = (uint16_t)status;
     return (int)n;
+}
+
+int nea__req_oom_500(nea_req *req, size_t asked)
+{
+    req->oom_asked = asked;
+    req->responded = true;
+    oom_incident(req);
+    req->env->hooks->send_error(req, NEA__E500);
+    return NEA_ENOMEM;
 }
 
 static int respond(nea_req *req, int status, const char *ctype, const void *body, size_t len,

@@ -126,6 +126,10 @@ void nea__req_call(nea_req *req, void (*fn)(nea_req *, void *), void *arg);
  * count, or NEA_ERESPONDED, NEA_ESTATE, UV_EINVAL, NEA_ENOMEM. */
 int nea__req_head(nea_req *req, int status, const char *ctype, const void *body, size_t len,
                   bool copy, nea__framing framing);
+/* The response became the pre-built 500 because the arena could not hold
+ * asked bytes for it (nothing was sent yet): logged, counted, sent.
+ * Returns NEA_ENOMEM. */
+int nea__req_oom_500(nea_req *req, size_t asked);
 /* Ends the request (the owner has detached it): runs defers (LIFO), closes
  * tracked handles, and returns the arena once every handle has closed. When
  * handler code is on the stack the end waits for it to leave. Idempotent. */

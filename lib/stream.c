@@ -45,21 +45,17 @@ int nea_stream_start(nea_req *req, int status, const char *content_type, uint64_
     if (length == NEA_LENGTH_UNKNOWN) {
         framing = req->http_minor == 0 ? NEA__FRAME_CLOSE : NEA__FRAME_CHUNKED;
     }
-    if (!req->responded && live(req) && req->stream == NULL) {
-        /* Before the head: an exhausted arena still gets its 500. */
-        req->stream = nea__arena_alloc(req->arena, sizeof(*s), NEA__ALIGN);
-        if (req->stream == NULL) {
-            req->responded = true;
-            req->env->stats->oom_500++;
-            req->env->hooks->send_error(req, NEA__E500);
-            return NEA_ENOMEM;
-        }
-    }
     n = nea__req_head(req, status, content_type, NULL, (size_t)length, false, framing);
     if (n < 0) {
         return n;
     }
-    s = req->stream;
+    /* The head is only laid out, not sent: an exhausted arena still gets
+     * its 500. */
+    s = nea__arena_alloc(req->arena, sizeof(*s), NEA__ALIGN);
+    if (s == NULL) {
+        return nea__req_oom_500(req, sizeof(*s));
+    }
+    req->stream = s;
     memset(s, 0, sizeof(*s));
     s->framing = framing;
     s->left = length;
@@ -92,7 +88,7 @@ int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn m
     if (s == NULL || !req->streaming || s->in_flight || !live(req)) {
         return NEA_ESTATE;
     }
-    if (len == 0 || (s->framing == NEA__FRAME_LENGTH && len > s->left)) {
+    if (len == 0 || more == NULL || (s->framing == NEA__FRAME_LENGTH && len > s->left)) {
         return UV_EINVAL;
     }
     n = take_head(s);

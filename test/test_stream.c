@@ -103,6 +103,7 @@ static void on_wait_timer(uv_timer_t *t)
 static void stream_route(nea_req *req, void *data)
 {
     producer *p = nea_alloc(req, sizeof(*p));
+    int rc;
     (void)data;
     memset(p, 0, sizeof(*p));
     p->total = strtoull(nea_req_path_tail(req), NULL, 10);
@@ -110,8 +111,14 @@ static void stream_route(nea_req *req, void *data)
     p->buf = nea_alloc(req, PIECE);
     p->req = req;
     assert_int_equal(nea_req_defer(req, count_defer, NULL), 0);
-    if (nea_stream_start(req, 200, "application/octet-stream",
-                         opt(p, "chunked") ? NEA_LENGTH_UNKNOWN : p->total) != 0) {
+    if (opt(p, "full")) {
+        void *rest = nea_try_alloc(req, nea_arena_available(req) - 32);
+        assert_non_null(rest); /* no room left for the head */
+    }
+    rc = nea_stream_start(req, 200, "application/octet-stream",
+                          opt(p, "chunked") ? NEA_LENGTH_UNKNOWN : p->total);
+    if (rc != 0) {
+        note_rc(rc);
         return;
     }
     if (opt(p, "wait")) {
@@ -483,6 +490,13 @@ static void test_oom_mid_stream_closes(void **state)
     assert_int_equal(r.body_len, 2 * PIECE);
     expect_cleanup(f, 1);
     assert_true(t_log_has(&f->log, "closing the connection"));
+    close(fd);
+    /* Before the head is out the arena's exhaustion is an ordinary 500. */
+    fd = h_connect(f);
+    h_expect(f, fd, "GET /s/1000?full HTTP/1.1\r\nHost: x\r\n\r\n", 500, NULL);
+    assert_int_equal(write_rc, NEA_ENOMEM);
+    assert_int_equal(h_st(f).oom_500, 1);
+    expect_cleanup(f, 2);
     close(fd);
 }
 
