@@ -634,18 +634,23 @@ static void req_abort(nea_req *req)
 }
 
 static void begin_body(nea__conn *c);
+static bool stream_route(const nea__conn *c);
 static void body_end(nea__conn *c);
 
 /* The handler of a streaming route is ready for its body. */
-static void req_body_begin(nea_req *req)
+static int req_body_begin(nea_req *req)
 {
     nea__conn *c = req->conn;
+    if (!stream_route(c)) {
+        return NEA_ESTATE;
+    }
     if (!c->body_unread) {
         nea__stream_body_piece(req, NULL, 0); /* no body: its end at once */
-        return;
+        return 0;
     }
     begin_body(c);
     conn_process(c); /* pieces already buffered */
+    return 0;
 }
 
 static void req_body_resume(nea_req *req)
@@ -807,7 +812,7 @@ static void begin_body(nea__conn *c)
     /* A body read in pieces holds no more arena the longer it runs: only
      * idleness and the minimum rate bound it. */
     c->body_deadline_ms =
-        c->req->body_streamed ? UINT64_MAX : c->body_start_ms + c->env->cfg->body_deadline_ms;
+        stream_route(c) ? UINT64_MAX : c->body_start_ms + c->env->cfg->body_deadline_ms;
     c->body_bytes = c->rlen - c->rpos; /* arrived with the head */
     arm_body(c);
 }
@@ -832,15 +837,14 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
     req->fn_data = c->route->data;
     req->http_minor = c->parser.http_minor;
     req->is_head = c->parser.method == HTTP_HEAD;
-    req->body_streamed = (c->route->flags & NEA_ROUTE_STREAM_BODY) != 0;
     rc = nea__head_index(req->arena, h, c->rbuf, c->route->prefix, c->route->path_len, &req->msg);
     if (rc != 0) {
         nea__conn_respond_error(c, NEA__E431);
         return;
     }
-    c->body_unread = req->body_streamed && body_expected(c);
+    c->body_unread = stream_route(c) && body_expected(c);
     c->body_got = 0;
-    if (body_expected(c) && !req->body_streamed) {
+    if (body_expected(c) && !stream_route(c)) {
         start_body(c);
     } else {
         dispatch(c);
@@ -857,10 +861,16 @@ void nea__conn_wait(nea__conn *c, unsigned ms)
     arm(c, ms);
 }
 
+/* The routed head's handler takes its body in pieces. */
+static bool stream_route(const nea__conn *c)
+{
+    return (c->route->flags & NEA_ROUTE_STREAM_BODY) != 0;
+}
+
 /* The route's own limit for a body read in pieces, else the buffered one. */
 static uint64_t body_limit(const nea__conn *c)
 {
-    if ((c->route->flags & NEA_ROUTE_STREAM_BODY) != 0) {
+    if (stream_route(c)) {
         return c->route->body_max;
     }
     return c->env->max_body[c->route->arena_class];
@@ -1052,7 +1062,7 @@ static void process_body(nea__conn *c)
 {
     nea_req *req = c->req;
 
-    if (req->body_streamed) {
+    if (stream_route(c)) {
         process_body_pieces(c);
         return;
     }

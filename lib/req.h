@@ -42,8 +42,9 @@ typedef struct nea__req_hooks {
      * finished: close the connection (cancels the request). */
     void (*abort)(nea_req *req);
     /* Streamed request bodies (stream.c): the handler is ready for pieces
-     * (nea__stream_body_piece), or ready again after a pause. */
-    void (*body_begin)(nea_req *req);
+     * (nea__stream_body_piece): 0, or NEA_ESTATE when its route does not
+     * take its body in pieces; or ready again after a pause. */
+    int (*body_begin)(nea_req *req);
     void (*body_resume)(nea_req *req);
 } nea__req_hooks;
 
@@ -90,16 +91,16 @@ struct nea_req {
     void *fn_data;
 
     /* Lifecycle */
-    unsigned depth;     /* protected frames of this request on the stack */
-    bool responded;     /* a response (or a pre-built error) was issued */
-    bool bytes_sent;    /* some response byte reached the socket */
-    bool written;       /* the whole response was written */
-    bool cancelled;     /* client gone or server closing */
-    bool end_pending;   /* ended while handler code was on the stack */
-    bool ended;         /* defers ran; waiting for handles, then the arena returns */
-    bool kept;          /* nea_req_keep: a response will come from code libnea cannot see */
-    bool streaming;     /* a streamed response started and not yet ended (stream.c) */
-    bool body_streamed; /* the route takes its body in pieces (NEA_ROUTE_STREAM_BODY) */
+    unsigned depth;   /* protected frames of this request on the stack */
+    bool responded;   /* a response (or a pre-built error) was issued */
+    bool bytes_sent;  /* some response byte reached the socket */
+    bool written;     /* the whole response was written */
+    bool cancelled;   /* client gone or server closing */
+    bool end_pending; /* ended while handler code was on the stack */
+    bool ended;       /* defers ran; waiting for handles, then the arena returns */
+    bool kept;        /* nea_req_keep: a response will come from code libnea cannot see */
+    bool streaming;   /* a streamed response started and not yet ended (stream.c); in what
+                         was padding, so the struct keeps a size the arena alignment divides */
     unsigned handles_closing;
 
     nea__defer *defers;

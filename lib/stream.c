@@ -154,7 +154,8 @@ void nea__stream_written(nea_req *req)
 int nea_body_read(nea_req *req, nea_body_fn fn, void *arg)
 {
     nea__reader *r;
-    if (!req->body_streamed || req->reader != NULL || req->responded || !live(req) || fn == NULL) {
+    int rc;
+    if (req->reader != NULL || req->responded || !live(req) || fn == NULL) {
         return NEA_ESTATE;
     }
     r = nea__arena_alloc(req->arena, sizeof(*r), NEA__ALIGN);
@@ -165,8 +166,12 @@ int nea_body_read(nea_req *req, nea_body_fn fn, void *arg)
     r->arg = arg;
     r->paused = false;
     req->reader = r;
+    rc = req->env->hooks->body_begin(req);
+    if (rc != 0) {
+        req->reader = NULL; /* not a route that reads its body in pieces */
+        return rc;
+    }
     req->kept = true; /* the body's end is the handler's next turn */
-    req->env->hooks->body_begin(req);
     return 0;
 }
 
