@@ -33,7 +33,9 @@
 #include "stream.h"
 
 #include <inttypes.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 static void conn_process(nea__conn *c);
@@ -628,6 +630,27 @@ static int req_send_piece(nea_req *req, uv_buf_t *bufs, unsigned n)
     return 0;
 }
 
+static int req_send_file(nea_req *req, int fd, uint64_t off, size_t len)
+{
+    nea__conn *c = req->conn;
+    off_t o = (off_t)off;
+    uv_os_fd_t sock;
+    ssize_t n;
+    if (c->olen > 0 || c->owrite_pending ||
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0 ||
+        uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
+        return UV_EAGAIN; /* bytes already queued go first */
+    }
+    do {
+        n = sendfile(sock, fd, &o, len);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+    }
+    c->sample.bytes_out += (uint64_t)n;
+    return (int)n;
+}
+
 static void req_abort(nea_req *req)
 {
     close_now(req->conn);
@@ -676,6 +699,7 @@ static const nea__req_hooks req_hooks = {
     .written = req_written,
     .peer = req_peer,
     .send_piece = req_send_piece,
+    .send_file = req_send_file,
     .abort = req_abort,
     .body_begin = req_body_begin,
     .body_resume = req_body_resume,

@@ -1,11 +1,16 @@
 /*
  * file.c - serving a file as a streamed response (nea_respond_file).
  *
- * The file is read into one buffer of the request's arena and each block is
- * written as a piece of a streamed response (stream.c), so a file of any
- * size costs the buffer and a few bytes of state. Reads use pread on the
- * loop thread, between pieces: like nginx without aio, this suits files on
- * local disks, whose blocks the kernel usually has cached. The descriptor
+ * The first block (behind the head) is read into one buffer of the
+ * request's arena and written as a piece of a streamed response
+ * (stream.c). After it, each turn hands the socket what it takes at once
+ * straight from the page cache (sendfile, at most FILE_TURN bytes, so other
+ * connections get the loop too) and then writes one buffered piece, which
+ * libuv sends when the socket has room and whose completion starts the
+ * next turn. A file of any size costs the buffer and a few bytes of state.
+ * Reads (pread, sendfile) run on the loop thread: like nginx without aio,
+ * this suits files on local disks, whose blocks the kernel usually has
+ * cached. The descriptor
  * belongs to the request (a defer closes it on every path: written,
  * cancelled, out of memory).
  *
@@ -23,6 +28,8 @@
 
 /* The default buffer: half of what the arena has left, at most this. */
 #define FILE_BUF_MAX ((size_t)256 * 1024)
+/* The most one turn sends with sendfile before it yields to the loop. */
+#define FILE_TURN ((uint64_t)4 << 20)
 
 typedef struct file_stream {
     int fd;
@@ -43,9 +50,22 @@ static void close_file(void *arg)
 static void file_more(nea_req *req, void *arg)
 {
     file_stream *f = arg;
-    size_t want = f->left < f->cap ? (size_t)f->left : f->cap;
+    uint64_t turn = FILE_TURN;
+    size_t want;
     ssize_t n;
+    int sent;
 
+    while (f->left > 0 && turn > 0) {
+        uint64_t chunk = f->left < turn ? f->left : turn;
+        sent = nea__stream_sendfile(req, f->fd, f->off, (size_t)chunk);
+        if (sent <= 0) {
+            break; /* the socket is full (or the head is not out): a buffered piece */
+        }
+        f->off += (uint64_t)sent;
+        f->left -= (uint64_t)sent;
+        turn -= (uint64_t)sent;
+    }
+    want = f->left < f->cap ? (size_t)f->left : f->cap;
     if (want == 0) {
         (void)nea_stream_end(req);
         return;

@@ -38,6 +38,10 @@ typedef struct nea__req_hooks {
      * and report it with nea__stream_written; 0 or the write error (the
      * request is then cancelled). */
     int (*send_piece)(nea_req *req, uv_buf_t *bufs, unsigned n);
+    /* With nothing queued on the socket, let the kernel send up to len
+     * bytes of the file fd from off (sendfile): the bytes sent, or UV_EAGAIN
+     * (the socket is full, or a write is queued), or another UV_E* error. */
+    int (*send_file)(nea_req *req, int fd, uint64_t off, size_t len);
     /* Response bytes may be on the wire and the response cannot be
      * finished: close the connection (cancels the request). */
     void (*abort)(nea_req *req);

@@ -130,6 +130,21 @@ int nea_stream_end(nea_req *req)
     return 0;
 }
 
+int nea__stream_sendfile(nea_req *req, int fd, uint64_t off, size_t len)
+{
+    nea__stream *s = req->stream;
+    int n;
+    if (s == NULL || !req->streaming || s->in_flight || !live(req) || s->head.len > 0 ||
+        s->framing != NEA__FRAME_LENGTH || len == 0 || len > s->left) {
+        return UV_EAGAIN;
+    }
+    n = req->env->hooks->send_file(req, fd, off, len);
+    if (n > 0) {
+        s->left -= (uint64_t)n;
+    }
+    return n;
+}
+
 static void call_more(nea_req *req, void *arg)
 {
     nea__stream *s = arg;

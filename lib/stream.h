@@ -26,6 +26,14 @@ typedef struct nea__reader {
     bool paused; /* nea_body_pause: keep the last piece, deliver no more */
 } nea__reader;
 
+/* Between pieces of a Content-Length stream whose head is out: up to len
+ * bytes of the file fd from off go to the socket straight from the kernel's
+ * page cache, without a buffer. Returns the bytes sent (counted against
+ * the announced length), or UV_EAGAIN when the caller should write a
+ * buffered piece instead (the socket is full, the head is not out yet, or
+ * the stream cannot take them), or another UV_E* error. */
+int nea__stream_sendfile(nea_req *req, int fd, uint64_t off, size_t len);
+
 /* The piece in flight was written (by the owner's send_piece): the
  * producer's more callback runs in a protected frame. */
 void nea__stream_written(nea_req *req);

@@ -1,8 +1,9 @@
 /*
  * test_file.c - nea_respond_file (file.c) end to end: a file larger than
- * the arena streamed with the right length and bytes, Last-Modified,
- * If-Modified-Since answered 304, HEAD, a missing file left to the
- * handler, and the descriptor closed on every path (written, cancelled).
+ * the arena streamed with the right length and bytes (sendfile turns and
+ * buffered pieces in between), Last-Modified, If-Modified-Since answered
+ * 304, HEAD, a missing file left to the handler, and the descriptor closed
+ * on every path (written, cancelled).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,11 +61,16 @@ static void make_file(size_t n)
 {
     FILE *fp;
     struct timespec times[2] = {{1000000000, 0}, {1000000000, 0}}; /* 2001-09-09 01:46:40 */
+    unsigned char block[256];
     snprintf(path, sizeof(path), "/tmp/nea_test_file_%d", (int)getpid());
+    for (size_t i = 0; i < sizeof(block); i++) {
+        block[i] = (unsigned char)i;
+    }
     fp = fopen(path, "wb");
     assert_non_null(fp);
-    for (size_t i = 0; i < n; i++) {
-        fputc((int)(i % 256), fp);
+    for (size_t i = 0; i < n; i += sizeof(block)) {
+        size_t k = n - i < sizeof(block) ? n - i : sizeof(block);
+        assert_int_equal(fwrite(block, 1, k, fp), k);
     }
     fclose(fp);
     assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
@@ -160,7 +166,9 @@ static void test_missing_file_is_the_handlers(void **state)
 static void test_cancel_closes_the_file(void **state)
 {
     h_fixture *f = *state;
-    int fd = h_connect(f), small = 4096;
+    int fd, small = 4096;
+    make_file(64u << 20); /* more than the kernel's socket buffers take */
+    fd = h_connect(f);
     assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
     h_sends(f, fd, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n");
     H_WAIT(f, file_fds() == 1); /* stalled mid-file: the client reads nothing */
