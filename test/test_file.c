@@ -110,6 +110,35 @@ static void test_file_larger_than_the_arena(void **state)
     close(fd);
 }
 
+/* 16 MiB of bytes without a period take several sendfile turns (at most
+ * 4 MiB each) with buffered pieces between them: every byte must still come
+ * in order (a period of 256 would hide an offset off by a page). */
+static void test_file_in_turns(void **state)
+{
+    h_fixture *f = *state;
+    t_strict r;
+    uint32_t want = 2166136261u, x = 12345;
+    FILE *fp = fopen(path, "wb");
+    int fd;
+    assert_non_null(fp);
+    for (size_t i = 0; i < 16u << 20; i++) {
+        unsigned char b;
+        x = x * 1103515245u + 12345u;
+        b = (unsigned char)(x >> 16);
+        want = (want ^ b) * 16777619u;
+        fputc(b, fp);
+    }
+    fclose(fp);
+    fd = h_connect(f);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n", &r, false), 200);
+    assert_int_equal(r.body_len, 16u << 20);
+    assert_int_equal(r.fnv, want);
+    assert_true(h_arenas_settle(f));
+    assert_int_equal(file_fds(), 0);
+    close(fd);
+}
+
 static void test_if_modified_since(void **state)
 {
     h_fixture *f = *state;
@@ -181,6 +210,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_file_larger_than_the_arena, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_in_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_if_modified_since, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file_is_the_handlers, setup, teardown),

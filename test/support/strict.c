@@ -17,8 +17,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     for (size_t i = 0; i < len; i++) {
         if ((unsigned char)at[i] != (uint8_t)(r->body_len + i)) {
             r->pattern_ok = false;
-            break;
         }
+        r->fnv = (r->fnv ^ (uint8_t)at[i]) * 16777619u;
     }
     r->body_len += len;
     return 0;
@@ -48,6 +48,7 @@ int t_strict_read(uv_loop_t *loop, int fd, t_strict *r, bool head_only, uint64_t
     memset(r, 0, sizeof(*r));
     r->head_only = head_only;
     r->pattern_ok = true;
+    r->fnv = 2166136261u;
     r->stop_after = stop_after;
     r->status = -1;
     llhttp_settings_init(&r->settings);

@@ -28,6 +28,7 @@ typedef struct t_strict {
     const char *error;
     uint64_t body_len;   /* body bytes received */
     bool pattern_ok;     /* every body byte i was i % 256 */
+    uint32_t fnv;        /* FNV-1a of the body, for bodies without the pattern */
     uint64_t stop_after; /* stop reading once this many body bytes came (0: never) */
 } t_strict;
 
