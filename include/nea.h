@@ -9,7 +9,11 @@
  * Retry-After. Steady-state request handling makes no heap allocation.
  *
  * Threading: a server and everything it hands out belong to the thread that
- * runs its uv_loop_t. No function here is safe to call from another thread.
+ * runs its uv_loop_t. No function here is safe to call from another thread,
+ * with the exceptions that say so. With nea_config.workers > 1 the server
+ * runs one share-nothing worker per thread (each with its own loop, slots,
+ * arenas and listening socket, see "workers" below); each request belongs
+ * to the worker thread that accepted its connection.
  *
  * Errors: functions return 0 or a negative errno-compatible int (libuv's
  * UV_E* codes pass through unchanged; libnea's own codes are NEA_E*, in a
@@ -223,6 +227,24 @@ typedef struct nea_config {
     int agent_port;         /* -1 = no agent; 0 = any free port (see
                                nea_server_agent_port). Default -1 */
     const char *agent_host; /* IP literal; NULL = host. Default NULL */
+    /* Share-nothing worker threads (see README "Workers"). Each worker is a
+     * thread with its own uv_loop_t, its own listening socket on host:port
+     * (SO_REUSEPORT) and its own slab of the one reservation holding
+     * max_connections slots, arena_count arenas and a queue of queue_length:
+     * those fields, and reserved_arenas, are per worker, while memory_limit
+     * caps the sum (with arena_count 0, each worker gets as many arenas as
+     * fit in memory_limit / workers). 0 = one per online CPU; 1 = no extra
+     * thread, the server runs on the host's loop only. Worker 0 always runs
+     * on the loop given to nea_server_new; the others start in
+     * nea_server_listen. Handlers then run on several threads at once: the
+     * data pointers given to nea_server_route are shared by every worker.
+     * At most 1024. Default 1 */
+    unsigned workers;
+    /* Listen with SO_REUSEPORT even when workers is 1, so a host that runs
+     * its own loops on its own threads can put one server on each, all
+     * sharing one address (the kernel spreads connections across them).
+     * Implied by workers > 1. Default 0 */
+    int reuse_port;
 
     int prefault;    /* make the whole reservation resident at start. Default 0 */
     int lock_memory; /* mlock the reservation. Default 0 */
@@ -230,7 +252,9 @@ typedef struct nea_config {
     int scrub;       /* NEA_SCRUB_*. Default NEA_SCRUB_NONE */
 
     /* Log sink. NULL: messages go to stderr. msg is valid only during the
-     * call. Called from the loop thread; must not call back into libnea. */
+     * call. Called from the loop thread; must not call back into libnea.
+     * With workers > 1 it is called from every worker's thread, possibly
+     * at the same time: it must be thread-safe (stderr is). */
     void (*log)(void *data, int level, const char *msg);
     void *log_data;
 
@@ -271,16 +295,18 @@ typedef struct nea_completion {
 
 /*
  * The reservation, term by term, in bytes. Every byte of the one mapping is
- * accounted for:
+ * accounted for. The terms below are one worker's; the mapping holds one
+ * such slab per worker:
  *
- *   total = fixed_overhead + connections_bytes + arenas_bytes
+ *   total        = workers * worker_bytes
+ *   worker_bytes = fixed_overhead + connections_bytes + arenas_bytes
  *   connections_bytes = max_connections * conn_slot_size
  *   conn_slot_size    = page-free slot struct (libuv handles, llhttp) + read_buffer_size
  *   arenas_bytes      = the sum over the classes of count * stride
  *   stride            = size rounded up to a page + guard page (if enabled)
  *
  * arena_size, arena_stride and arena_count describe class 0, the default;
- * classes[] lists every class, class 0 first.
+ * classes[] lists every class, class 0 first (counts per worker).
  */
 typedef struct nea_plan_class {
     size_t size;          /* usable bytes per arena */
@@ -306,10 +332,12 @@ typedef struct nea_plan {
                                 not counting the request head and body */
     size_t max_body_size;    /* the buffered-body limit in force: max_body_size, or when
                                 that is 0 the most an arena can hold */
-    size_t total;            /* the whole reservation */
     unsigned class_count;    /* 1 + arena_class_count */
     unsigned arena_total;    /* arenas of every class */
     nea_plan_class classes[NEA_ARENA_CLASSES];
+    unsigned workers;        /* resolved (never 0) */
+    size_t worker_bytes;     /* one worker's slab: fixed + connections + arenas */
+    size_t total;            /* the whole reservation: workers * worker_bytes */
 } nea_plan;
 
 /* Fills cfg with the documented defaults (always a valid configuration). */

@@ -211,7 +211,7 @@ int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, cons
     a->closed = closed;
     a->data = data;
     a->free_avg = 0; /* slow start: see the top of this file */
-    rc = nea__listener_start(&a->listener, loop, cfg, host, port, stats, handles_open, NULL,
+    rc = nea__listener_start(&a->listener, loop, cfg, host, port, false, stats, handles_open, NULL,
                              on_connection, on_listener_closed, a);
     if (rc == 0) {
         uv_timer_init(loop, &a->sample);

@@ -7,12 +7,22 @@
  * Accept errors at the process fd limit are counted and logged at most once
  * a second: libuv already shed the connection with its reserve fd, so the
  * listener does not spin.
+ *
+ * Shared addresses: with SO_REUSEPORT several listening sockets (one per
+ * worker, or one per server a host runs on its own threads) bind the same
+ * address and the kernel spreads new connections across them. libuv 1.44
+ * cannot set that option before bind, so such a socket is made here
+ * (socket, SO_REUSEADDR as libuv sets it, SO_REUSEPORT, bind) and handed to
+ * libuv with uv_tcp_open.
  */
 #include "listener.h"
 
 #include "log.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static void on_connection(uv_stream_t *stream, int status)
 {
@@ -39,8 +49,31 @@ static void on_close(uv_handle_t *h)
     l->on_closed(l->data);
 }
 
+/* A bound socket with SO_REUSEPORT, adopted by l->tcp. */
+static int bind_shared(nea__listener *l, const struct sockaddr *sa, socklen_t len)
+{
+    int one = 1, rc;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, sa, len) != 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    rc = uv_tcp_open(&l->tcp, fd);
+    if (rc != 0) {
+        close(fd);
+    }
+    return rc;
+}
+
 int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg, const char *host,
-                        int port, nea_stats *stats, unsigned *handles_open, nea__fault *fault,
+                        int port, bool shared, nea_stats *stats, unsigned *handles_open,
+                        nea__fault *fault,
                         void (*on_conn)(void *data, uv_stream_t *listener),
                         void (*on_closed)(void *data), void *data)
 {
@@ -68,8 +101,14 @@ int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg
     (*handles_open)++;
     l->open = true;
     l->tcp.data = l;
-    rc = nea__fault_hit(fault, NEA__FAULT_LISTEN) ? UV_EADDRINUSE
-                                                  : uv_tcp_bind(&l->tcp, &addr.sa, 0);
+    if (nea__fault_hit(fault, NEA__FAULT_LISTEN)) {
+        rc = UV_EADDRINUSE;
+    } else if (shared) {
+        rc = bind_shared(l, &addr.sa,
+                         addr.sa.sa_family == AF_INET6 ? sizeof(addr.in6) : sizeof(addr.in4));
+    } else {
+        rc = uv_tcp_bind(&l->tcp, &addr.sa, 0);
+    }
     if (rc == 0) {
         rc = uv_listen((uv_stream_t *)&l->tcp, cfg->backlog, on_connection);
     }

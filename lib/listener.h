@@ -21,10 +21,12 @@ typedef struct nea__listener {
     void *data;
 } nea__listener;
 
-/* Binds host:port and listens (cfg: the log sink). Returns 0 or a UV_E*
- * error (logged; the handle is then closing and on_closed will be called). */
+/* Binds host:port and listens (cfg: the log sink), with SO_REUSEPORT when
+ * shared (one of several sockets on that address: workers, or servers a
+ * host runs on its own threads). Returns 0 or a UV_E* error (logged; the
+ * handle is then closing and on_closed will be called). */
 int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg,
-                        const char *host, int port, nea_stats *stats,
+                        const char *host, int port, bool shared, nea_stats *stats,
                         unsigned *handles_open, nea__fault *fault,
                         void (*on_connection)(void *data, uv_stream_t *listener),
                         void (*on_closed)(void *data), void *data);

@@ -14,6 +14,11 @@
  *   conn_slot_size = round64(sizeof(nea__conn)) + round64(read_buffer_size) + NEA__OBUF
  *   stride         = round_page(size) + (guard_pages ? page : 0), per class
  *
+ * That is one worker's slab (worker_bytes, a whole number of pages). With
+ * workers > 1 the mapping holds that many identical slabs back to back,
+ * total = workers * worker_bytes <= memory_limit, and arena_count 0 fits
+ * each worker's arenas into memory_limit / workers.
+ *
  * The struct sizes come in as nea__sizes (server.c fills them), so this file
  * is pure arithmetic over the config. Validation refuses instead of
  * clamping: every refusal names the field.
@@ -62,6 +67,8 @@ void nea_config_init(nea_config *cfg)
     cfg->fair_share_pct = 50;
     cfg->agent_port = -1;
     cfg->agent_host = NULL;
+    cfg->workers = 1;
+    cfg->reuse_port = 0;
     cfg->prefault = 0;
     cfg->lock_memory = 0;
     cfg->guard_pages = 1;
@@ -114,6 +121,17 @@ static size_t fixed_bytes(const nea_config *cfg, const nea__sizes *sz, unsigned 
 static size_t conn_struct_bytes(const nea__sizes *sz)
 {
     return NEA__ROUND_UP(sz->conn, 64);
+}
+
+/* workers resolved: 0 means one per online CPU. */
+static unsigned resolve_workers(const nea_config *cfg)
+{
+    long n;
+    if (cfg->workers != 0) {
+        return cfg->workers;
+    }
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1u : n > NEA__WORKERS_MAX ? NEA__WORKERS_MAX : (unsigned)n;
 }
 
 static bool is_ip_literal(const char *host)
@@ -192,6 +210,10 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
     if (cfg->fair_share_pct > 100) {
         return refuse(E, errbuf, errlen, "fair_share_pct %u is above 100", cfg->fair_share_pct);
     }
+    if (cfg->workers > NEA__WORKERS_MAX) {
+        return refuse(E, errbuf, errlen, "workers %u is above %u", cfg->workers,
+                      NEA__WORKERS_MAX);
+    }
     if (cfg->queue_length > cfg->max_connections) {
         return refuse(E, errbuf, errlen,
                       "queue_length %u is above max_connections %u (a queued request holds a "
@@ -206,7 +228,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
 {
     nea_plan p;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t min_arena, body_room, more_bytes = 0;
+    size_t min_arena, body_room, more_bytes = 0, limit;
     unsigned more_count = 0; /* arenas of the classes besides the default one */
     int rc = check_fields(cfg, sz, errbuf, errlen);
 
@@ -214,6 +236,8 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         return rc;
     }
     memset(&p, 0, sizeof(p));
+    p.workers = resolve_workers(cfg);
+    limit = cfg->memory_limit / p.workers; /* one worker's share */
     /* A request needs its struct and a copy of the largest head it can
      * receive, plus room for the handler. */
     p.request_overhead = NEA__ROUND_UP(sz->request, NEA__ALIGN);
@@ -304,7 +328,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         size_t base = server_bytes(sz) + routes_bytes(cfg, sz) + metrics_bytes(cfg, sz) +
                       p.connections_bytes + more_bytes + (size_t)more_count * sz->arena;
         size_t per = p.arena_stride + sz->arena;
-        size_t n = cfg->memory_limit > base ? (cfg->memory_limit - base) / per : 0;
+        size_t n = limit > base ? (limit - base) / per : 0;
         if (n > UINT32_MAX - more_count) {
             n = UINT32_MAX - more_count;
         }
@@ -313,15 +337,16 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         while (p.arena_count > 0 && fixed_bytes(cfg, sz, p.arena_count + more_count, page) +
                                             p.connections_bytes + more_bytes +
                                             (size_t)p.arena_count * p.arena_stride >
-                                        cfg->memory_limit) {
+                                        limit) {
             p.arena_count--;
         }
         if (p.arena_count == 0) {
             return refuse(NEA_EOVERLIMIT, errbuf, errlen,
-                          "memory_limit %zu leaves no room for one arena (fixed %zu + "
-                          "connections %zu + other classes %zu + one arena %zu)",
-                          cfg->memory_limit, fixed_bytes(cfg, sz, 1 + more_count, page),
-                          p.connections_bytes, more_bytes, p.arena_stride);
+                          "memory_limit %zu (%zu per worker of %u) leaves no room for one arena "
+                          "(fixed %zu + connections %zu + other classes %zu + one arena %zu)",
+                          cfg->memory_limit, limit, p.workers,
+                          fixed_bytes(cfg, sz, 1 + more_count, page), p.connections_bytes,
+                          more_bytes, p.arena_stride);
         }
     }
     if (cfg->reserved_arenas >= p.arena_count) {
@@ -337,16 +362,20 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
     p.metrics_bytes = metrics_bytes(cfg, sz);
     if (!mul_add(p.arena_count, p.arena_stride, 0, &p.classes[0].bytes) ||
         !mul_add(1, p.classes[0].bytes, more_bytes, &p.arenas_bytes) ||
-        !mul_add(1, p.arenas_bytes, p.connections_bytes, &p.total) ||
-        !mul_add(1, p.total, p.fixed_overhead, &p.total)) {
+        !mul_add(1, p.arenas_bytes, p.connections_bytes, &p.worker_bytes) ||
+        !mul_add(1, p.worker_bytes, p.fixed_overhead, &p.worker_bytes)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_count * arena stride overflows");
+    }
+    if (!mul_add(p.workers, p.worker_bytes, 0, &p.total)) {
+        return refuse(NEA_EOVERFLOW, errbuf, errlen, "workers * worker slab overflows");
     }
     if (p.total > cfg->memory_limit) {
         return refuse(NEA_EOVERLIMIT, errbuf, errlen,
-                      "plan needs %zu bytes (fixed %zu + connections %u x %zu + arenas %u x %zu "
-                      "+ other classes %zu) but memory_limit is %zu",
-                      p.total, p.fixed_overhead, cfg->max_connections, p.conn_slot_size,
-                      p.arena_count, p.arena_stride, more_bytes, cfg->memory_limit);
+                      "plan needs %zu bytes (workers %u x (fixed %zu + connections %u x %zu + "
+                      "arenas %u x %zu + other classes %zu)) but memory_limit is %zu",
+                      p.total, p.workers, p.fixed_overhead, cfg->max_connections,
+                      p.conn_slot_size, p.arena_count, p.arena_stride, more_bytes,
+                      cfg->memory_limit);
     }
     *plan = p;
     return 0;
@@ -383,16 +412,18 @@ void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_pla
     out->class_count = plan->class_count;
     out->arena_total = plan->arena_total;
     out->guard_pages = cfg->guard_pages != 0;
+    out->workers = plan->workers;
+    out->worker_bytes = plan->worker_bytes;
     out->total = plan->total;
 }
 
 void nea_plan_format(const nea_plan *p, char *buf, size_t len)
 {
     int n = snprintf(buf, len,
-                     "reserved=%zu (fixed %zu incl. metrics %zu + connections %zu + arenas %zu) "
-                     "arena_size=%zu",
-                     p->total, p->fixed_overhead, p->metrics_bytes, p->connections_bytes,
-                     p->arenas_bytes, p->arena_size);
+                     "reserved=%zu workers=%u x %zu (fixed %zu incl. metrics %zu + connections "
+                     "%zu + arenas %zu) arena_size=%zu",
+                     p->total, p->workers, p->worker_bytes, p->fixed_overhead, p->metrics_bytes,
+                     p->connections_bytes, p->arenas_bytes, p->arena_size);
     /* Every class: count x stride (size). */
     for (unsigned i = 0; i < p->class_count && n > 0 && (size_t)n < len; i++) {
         n += snprintf(buf + n, len - (size_t)n, " class%u=%ux%zu(%zu)", i, p->classes[i].count,

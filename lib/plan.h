@@ -7,6 +7,9 @@
 
 #include "common.h"
 
+/* The most worker threads one server runs. */
+#define NEA__WORKERS_MAX 1024u
+
 /* Where everything sits inside the one mapping, in bytes from its base. */
 typedef struct nea__layout {
     size_t page;
@@ -29,6 +32,8 @@ typedef struct nea__layout {
     unsigned class_count;
     unsigned arena_total;
     bool guard_pages;
+    unsigned workers;    /* identical slabs, back to back */
+    size_t worker_bytes; /* one slab; every offset above is from a slab's start */
     size_t total;
 } nea__layout;
 

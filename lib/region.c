@@ -8,7 +8,8 @@
  * other page (prefault: nothing can be refused later and the OOM killer has
  * nothing new to find), lock. mlock over a PROT_NONE page fails and guard
  * pages must never become resident: touch and lock walk the usable ranges
- * only. Nothing else in libnea maps or unmaps memory.
+ * only. With workers the mapping holds one identical slab per worker, and
+ * each step walks every slab. Nothing else in libnea maps or unmaps memory.
  */
 #include "region.h"
 
@@ -75,18 +76,48 @@ static int lock(nea__region *r, void *addr, size_t len, nea__fault *fault)
 }
 
 /* Applies fn to every part of the reservation that is not a guard page:
- * the fixed part with the connection slots, then each arena's span. */
+ * in each worker's slab, the fixed part with the connection slots, then each
+ * arena's span. */
 static int each_usable_range(nea__region *r, const nea__layout *l, nea__fault *fault,
                              int (*fn)(nea__region *, void *, size_t, nea__fault *))
 {
-    int rc = fn(r, r->base, l->classes[0].off, fault);
-    for (unsigned k = 0; k < l->class_count; k++) {
-        const struct nea__layout_class *c = &l->classes[k];
-        for (unsigned i = 0; rc == 0 && i < c->count; i++) {
-            rc = fn(r, r->base + c->off + (size_t)i * c->stride, c->span, fault);
+    int rc = 0;
+    for (unsigned w = 0; rc == 0 && w < l->workers; w++) {
+        char *slab = r->base + (size_t)w * l->worker_bytes;
+        rc = fn(r, slab, l->classes[0].off, fault);
+        for (unsigned k = 0; k < l->class_count; k++) {
+            const struct nea__layout_class *c = &l->classes[k];
+            for (unsigned i = 0; rc == 0 && i < c->count; i++) {
+                rc = fn(r, slab + c->off + (size_t)i * c->stride, c->span, fault);
+            }
         }
     }
     return rc;
+}
+
+/* Protects the guard page after every arena of every class, in every
+ * worker's slab. */
+static int guard_all(nea__region *r, const nea__layout *l, const nea_config *cfg,
+                     nea__fault *fault)
+{
+    int rc = 0;
+    for (unsigned w = 0; w < l->workers; w++) {
+        char *slab = r->base + (size_t)w * l->worker_bytes;
+        for (unsigned k = 0; k < l->class_count; k++) {
+            const struct nea__layout_class *c = &l->classes[k];
+            for (unsigned i = 0; i < c->count; i++) {
+                rc = guard(r, slab + c->off + (size_t)i * c->stride + c->span, l->page, fault);
+                if (rc != 0) {
+                    nea__log(cfg, NEA_LOG_ERROR,
+                             "cannot protect guard page %u of class %u of worker %u: %s "
+                             "(vm.max_map_count too low for %u x %u arenas? set guard_pages = 0)",
+                             i, k, w, nea_strerror(rc), l->workers, l->arena_total);
+                    return rc;
+                }
+            }
+        }
+    }
+    return 0;
 }
 
 int nea__region_prepare(nea__region *r, const nea__layout *l, const nea_config *cfg,
@@ -98,19 +129,9 @@ int nea__region_prepare(nea__region *r, const nea__layout *l, const nea_config *
         nea__log(cfg, NEA_LOG_ERROR, "cannot reserve %zu bytes: %s", l->total, nea_strerror(rc));
         return rc;
     }
-    for (unsigned k = 0; l->guard_pages && k < l->class_count; k++) {
-        const struct nea__layout_class *c = &l->classes[k];
-        for (unsigned i = 0; i < c->count; i++) {
-            rc = guard(r, r->base + c->off + (size_t)i * c->stride + c->span, l->page, fault);
-            if (rc != 0) {
-                nea__log(cfg, NEA_LOG_ERROR,
-                         "cannot protect guard page %u of class %u: %s (vm.max_map_count too "
-                         "low for %u arenas? set guard_pages = 0)",
-                         i, k, nea_strerror(rc), l->arena_total);
-                nea__region_unmap(r);
-                return rc;
-            }
-        }
+    if (l->guard_pages && (rc = guard_all(r, l, cfg, fault)) != 0) {
+        nea__region_unmap(r);
+        return rc;
     }
     if (cfg->prefault) {
         (void)each_usable_range(r, l, fault, touch);

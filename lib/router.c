@@ -22,6 +22,12 @@ void nea__router_init(nea__router *r, nea__route *table, unsigned cap, size_t he
     r->head_max = head_max;
 }
 
+void nea__router_copy(nea__router *dst, const nea__router *src)
+{
+    memcpy(dst->routes, src->routes, (size_t)src->count * sizeof(*src->routes));
+    dst->count = src->count;
+}
+
 /* A method llhttp parses; any other gets 501 before routing. */
 static bool method_known(const char *method)
 {

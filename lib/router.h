@@ -30,6 +30,9 @@ typedef struct nea__router {
 typedef enum { NEA__ROUTE_FOUND, NEA__ROUTE_NO_PATH, NEA__ROUTE_NO_METHOD } nea__route_result;
 
 void nea__router_init(nea__router *r, nea__route *table, unsigned cap, size_t head_max);
+/* Gives dst (a table of the same capacity) src's routes: each worker reads
+ * its own copy, made once before the workers start. */
+void nea__router_copy(nea__router *dst, const nea__router *src);
 /* Adds a route, refusing one that can never be reached: returns 0, UV_EINVAL
  * (NULL argument), NEA_EROUTES (table full), NEA_EROUTE_DUP, NEA_EROUTE_METHOD
  * or NEA_EROUTE_PATH; on refusal a one-line reason is written to why. */

@@ -17,6 +17,20 @@
  *
  * The agent learns the server's capacity through read_capacity, the one
  * read of everything a balancer is told.
+ *
+ * Workers: the mapping holds one slab per worker, each starting with a
+ * complete nea_server of its own (slots, pools, queue, load, stats, metrics,
+ * fault plan, listener), so the request path shares nothing between
+ * threads. Worker 0 is the server the host holds; it runs on the host's loop
+ * and speaks for the group (the agent runs there). Routes are registered on
+ * worker 0 and copied into every worker's table when nea_server_listen
+ * starts the threads; from then on they are read-only. Closing worker 0
+ * wakes every other worker, which closes itself on its own thread exactly
+ * as a single server does and then tells worker 0 (an atomic count and a
+ * uv_async_t); worker 0 joins the threads before the last close callback
+ * unmaps the one reservation. Counters cross threads only as snapshots
+ * (stats.c) that each worker publishes before its loop waits;
+ * nea__server_each_worker is the one place that reads them.
  */
 #include "server.h"
 
@@ -40,6 +54,7 @@ static void ignore_default_sigpipe(const nea_config *cfg)
 }
 
 static void maybe_finish_close(void *data);
+static void on_handle_closed(uv_handle_t *h);
 
 /* What the reservation holds, for the arithmetic in plan.c. */
 static const nea__sizes sizes = {
@@ -60,6 +75,96 @@ int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t 
     return nea__plan(cfg, &sizes, plan, errbuf, errlen);
 }
 
+nea_server *nea__server_worker(const nea_server *s, unsigned i)
+{
+    const nea_server *g = s->group;
+    return (nea_server *)(g->region.base + (size_t)i * g->plan.worker_bytes);
+}
+
+static void own_stats(const nea_server *s, nea_stats *out);
+
+static void on_publish(uv_prepare_t *h)
+{
+    nea_server *s = h->data;
+    nea_stats st;
+    own_stats(s, &st);
+    nea__stats_publish(&s->snapshot, &st);
+}
+
+static void on_worker_closed(nea_server *w, void *data)
+{
+    nea_server *g = w->group;
+    (void)data;
+    __atomic_fetch_add(&g->workers_closed, 1u, __ATOMIC_RELEASE);
+    (void)uv_async_send(&g->done);
+}
+
+/* On a worker's own thread: worker 0 began to close. */
+static void on_wake(void *data)
+{
+    (void)nea_server_close(data, on_worker_closed, NULL);
+}
+
+static void on_done(uv_async_t *h)
+{
+    maybe_finish_close(h->data);
+}
+
+/* Carves one worker's slab (s is its start) exactly as the plan laid it
+ * out and wires the modules together on loop. */
+static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loop_t *loop,
+                        const nea_config *cfg, const nea_plan *plan, const nea__layout *layout)
+{
+    char *base = (char *)s;
+    s->cfg = *cfg;
+    strcpy(s->host, cfg->host);
+    s->cfg.host = s->host;
+    strcpy(s->agent_host, cfg->agent_host != NULL ? cfg->agent_host : cfg->host);
+    s->cfg.agent_host = s->agent_host;
+    s->plan = *plan;
+    s->loop = loop;
+    s->index = index;
+    s->group = group;
+    nea__router_init(&s->router, (nea__route *)(base + layout->routes_off), cfg->max_routes,
+                     cfg->read_buffer_size);
+    nea__metrics_init(&s->metrics, base + layout->metrics_off, cfg->max_routes);
+    for (unsigned k = 0; k < layout->class_count; k++) {
+        const struct nea__layout_class *c = &layout->classes[k];
+        nea__arena *table = (nea__arena *)(base + layout->arena_table_off) + c->first;
+        nea__pool_init(&s->pools[k], table, base + c->off, c->count, c->stride, c->span, c->size,
+                       cfg->scrub, &s->fault);
+        for (unsigned i = 0; i < c->count; i++) {
+            table[i].cls = k;
+        }
+    }
+    nea__statics_build(&s->statics, cfg->retry_after_s);
+    nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools, plan);
+    s->env.fault = &s->fault;
+    s->env.metrics = &s->metrics;
+    s->env.load = &s->load;
+    nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
+                   cfg->overload_budget_us, cfg->overload_hold_ms);
+    s->env.handles_open++;
+    nea__admission_init(&s->admission, &s->env, s->pools, layout->class_count, &s->load,
+                        base + layout->conns_off, layout->conn_stride, layout->conn_rbuf_off,
+                        layout->conn_obuf_off, layout->conn_count, maybe_finish_close, s);
+    uv_timer_init(loop, &s->drain_timer);
+    s->drain_timer.data = s;
+    s->env.handles_open++;
+    s->stats.arena_count = plan->arena_count;
+    if (plan->workers > 1) {
+        /* Unreferenced: publishing alone must not keep the host's loop
+         * alive. */
+        uv_prepare_init(loop, &s->publish);
+        s->publish.data = s;
+        uv_prepare_start(&s->publish, on_publish);
+        uv_unref((uv_handle_t *)&s->publish);
+        s->env.handles_open++;
+        on_publish(&s->publish);
+        s->env.handles_open++; /* worker 0's done, or the others' wake-up */
+    }
+}
+
 int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
 {
     nea_plan plan;
@@ -68,6 +173,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     nea__fault *fault = NULL;
     nea_server *s;
     char err[256];
+    unsigned i;
     int rc;
 
     rc = nea_config_plan(cfg, &plan, err, sizeof(err));
@@ -83,48 +189,38 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     if (rc != 0) {
         return rc;
     }
-
-    /* Carve the mapping exactly as the plan laid it out. */
     s = (nea_server *)region.base;
-    s->cfg = *cfg;
-    strcpy(s->host, cfg->host);
-    s->cfg.host = s->host;
-    strcpy(s->agent_host, cfg->agent_host != NULL ? cfg->agent_host : cfg->host);
-    s->cfg.agent_host = s->agent_host;
-    s->plan = plan;
+    /* The workers' loops first: the only step here that can fail. */
+    for (i = 1, rc = 0; i < plan.workers && rc == 0; i++) {
+        nea_server *w = (nea_server *)(region.base + (size_t)i * plan.worker_bytes);
+        rc = nea__worker_init(&w->worker, on_wake, w);
+    }
+    if (rc != 0) {
+        nea__log(cfg, NEA_LOG_ERROR, "cannot create the loop of worker %u: %s", i - 1,
+                 uv_strerror(rc));
+        while (--i > 1) {
+            nea_server *w = (nea_server *)(region.base + (size_t)(i - 1) * plan.worker_bytes);
+            uv_close((uv_handle_t *)&w->worker.wake, NULL);
+            nea__worker_run_here(&w->worker);
+        }
+        nea__region_unmap(&region);
+        return rc;
+    }
     s->region = region;
-    s->loop = loop;
 #ifdef NEA_FAULT_INJECTION
     s->fault = *fault;
     memset(fault, 0, sizeof(*fault));
 #endif
-    nea__router_init(&s->router, (nea__route *)(region.base + layout.routes_off), cfg->max_routes,
-                     cfg->read_buffer_size);
-    nea__metrics_init(&s->metrics, region.base + layout.metrics_off, cfg->max_routes);
-    for (unsigned k = 0; k < layout.class_count; k++) {
-        const struct nea__layout_class *c = &layout.classes[k];
-        nea__arena *table = (nea__arena *)(region.base + layout.arena_table_off) + c->first;
-        nea__pool_init(&s->pools[k], table, region.base + c->off, c->count, c->stride, c->span,
-                       c->size, cfg->scrub, &s->fault);
-        for (unsigned i = 0; i < c->count; i++) {
-            table[i].cls = k;
-        }
+    for (i = 0; i < plan.workers; i++) {
+        nea_server *w = (nea_server *)(region.base + (size_t)i * plan.worker_bytes);
+        server_init(w, s, i, i == 0 ? loop : &w->worker.loop, cfg, &plan, &layout);
     }
-    nea__statics_build(&s->statics, cfg->retry_after_s);
-    nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools, &plan);
-    s->env.fault = &s->fault;
-    s->env.metrics = &s->metrics;
-    s->env.load = &s->load;
-    nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
-                   cfg->overload_budget_us, cfg->overload_hold_ms);
-    s->env.handles_open++;
-    nea__admission_init(&s->admission, &s->env, s->pools, layout.class_count, &s->load,
-                        region.base + layout.conns_off, layout.conn_stride, layout.conn_rbuf_off,
-                        layout.conn_obuf_off, layout.conn_count, maybe_finish_close, s);
-    uv_timer_init(loop, &s->drain_timer);
-    s->drain_timer.data = s;
-    s->env.handles_open++;
-    s->stats.arena_count = plan.arena_count;
+    if (plan.workers > 1) {
+        s->owner = uv_thread_self();
+        uv_async_init(loop, &s->done, on_done);
+        s->done.data = s;
+        uv_unref((uv_handle_t *)&s->done); /* referenced while closing */
+    }
 
     ignore_default_sigpipe(cfg);
     nea_plan_format(&plan, err, sizeof(err));
@@ -138,6 +234,10 @@ int nea_server_route_class(nea_server *s, const char *method, const char *path, 
 {
     char why[160];
     int rc;
+    if (s->started) {
+        nea__log(&s->cfg, NEA_LOG_ERROR, "route refused: the workers are running");
+        return NEA_ESTATE;
+    }
     if (arena_class >= s->plan.class_count) {
         nea__log(&s->cfg, NEA_LOG_ERROR,
                  "route refused: arena class %u is not declared (%u classes)", arena_class,
@@ -198,7 +298,7 @@ int nea_server_port(const nea_server *s)
     return s->listener.listening ? s->listener.port : -1;
 }
 
-void nea_server_stats(const nea_server *s, nea_stats *out)
+static void own_stats(const nea_server *s, nea_stats *out)
 {
     *out = s->stats;
     out->arenas_in_use = out->arenas_high_water = out->arena_count = 0;
@@ -222,6 +322,52 @@ void nea_server_stats(const nea_server *s, nea_stats *out)
     out->shedding = s->load.shedding;
     out->shed_transitions = s->load.transitions;
     out->loop_lag_us = s->load.lag / 1000u;
+}
+
+/* True when worker w runs on the calling thread, so its live figures may
+ * be read directly. */
+static bool on_this_thread(const nea_server *w)
+{
+    const nea__worker *cur = nea__worker_current();
+    uv_thread_t self;
+    if (w->index != 0) {
+        return cur == &w->worker;
+    }
+    self = uv_thread_self();
+    return cur == NULL && uv_thread_equal(&w->owner, &self);
+}
+
+void nea__server_each_worker(const nea_server *s,
+                             void (*fn)(void *data, const nea_server *w, const nea_stats *st),
+                             void *data)
+{
+    const nea_server *g = s->group;
+    nea_stats st;
+    for (unsigned i = 0; i < g->plan.workers; i++) {
+        const nea_server *w = nea__server_worker(g, i);
+        if (g->plan.workers == 1 || on_this_thread(w)) {
+            own_stats(w, &st);
+        } else {
+            nea__stats_read(&w->snapshot, &st);
+        }
+        fn(data, w, &st);
+    }
+}
+
+static void add_worker(void *data, const nea_server *w, const nea_stats *st)
+{
+    (void)w;
+    nea__stats_add(data, st);
+}
+
+void nea_server_stats(const nea_server *s, nea_stats *out)
+{
+    if (s->plan.workers == 1) {
+        own_stats(s, out);
+        return;
+    }
+    memset(out, 0, sizeof(*out));
+    nea__server_each_worker(s, add_worker, out);
 }
 
 unsigned nea_server_route_stats_count(const nea_server *s)
@@ -256,32 +402,88 @@ int nea_server_agent_port(const nea_server *s)
     return s->agent.listener.listening ? s->agent.listener.port : -1;
 }
 
-/* What a balancer is told, read over the whole server at once. */
+/* One worker's part of what a balancer is told. Worker 0 (the agent's own
+ * thread) is read live; another worker from its published counters, where
+ * its busy slots are its open connections (idle keep-alive ones included:
+ * the process looks a little fuller than it is, never emptier). */
+static void add_capacity(void *data, const nea_server *w, const nea_stats *st)
+{
+    nea__capacity *out = data;
+    unsigned reserved = w->admission.reserved, count = st->arena_count;
+    unsigned free = st->arena_count - st->arenas_in_use;
+    out->arenas += count > reserved ? count - reserved : 0;
+    out->arenas_free += free > reserved ? free - reserved : 0;
+    out->queued += st->queue_length;
+    out->slots += w->admission.count;
+    out->slots_busy += w->index == 0 ? nea__admission_slots_busy(&w->admission)
+                                     : st->connections_open;
+    out->shedding = out->shedding || st->shedding > 0;
+}
+
+/* What a balancer is told, read over the whole server (every worker) at
+ * once. */
 static void read_capacity(void *data, nea__capacity *out)
 {
     const nea_server *s = data;
-    unsigned reserved = s->admission.reserved, count = 0, free = 0;
-    for (unsigned k = 0; k < s->plan.class_count; k++) { /* every arena class together */
-        count += s->pools[k].count;
-        free += s->pools[k].count - s->pools[k].in_use;
-    }
-    out->arenas = count > reserved ? count - reserved : 0;
-    out->arenas_free = free > reserved ? free - reserved : 0;
-    out->queued = s->admission.wait_len;
-    out->slots = s->admission.count;
-    out->slots_busy = nea__admission_slots_busy(&s->admission);
-    out->shedding = s->load.shedding;
+    memset(out, 0, sizeof(*out));
+    nea__server_each_worker(s, add_capacity, out);
     out->draining = s->closing;
+}
+
+static int listen_one(nea_server *s, int port)
+{
+    return nea__listener_start(&s->listener, s->loop, &s->cfg, s->cfg.host, port,
+                               s->cfg.reuse_port || s->plan.workers > 1, &s->stats,
+                               &s->env.handles_open, &s->fault, on_connection, maybe_finish_close,
+                               s);
+}
+
+/* Every other worker: its own copy of the routes (and of their metrics
+ * records), its own socket on worker 0's address and port, then its thread.
+ * On an error, workers not running stop listening; the running ones stop
+ * when the server is closed. */
+static int start_workers(nea_server *s)
+{
+    unsigned i;
+    int rc = 0;
+    for (i = 1; i < s->plan.workers && rc == 0; i++) {
+        nea_server *w = nea__server_worker(s, i);
+        nea__router_copy(&w->router, &s->router);
+        for (unsigned r = 1; r < s->metrics.count; r++) {
+            const nea_route_stats *m = &s->metrics.routes[r];
+            nea__metrics_route_added(&w->metrics, m->method, m->path, m->arena_class);
+        }
+        rc = listen_one(w, s->listener.port);
+    }
+    for (i = 1; i < s->plan.workers && rc == 0; i++) {
+        rc = nea__worker_start(&nea__server_worker(s, i)->worker);
+        if (rc != 0) {
+            nea__log(&s->cfg, NEA_LOG_ERROR, "cannot start worker %u: %s", i, uv_strerror(rc));
+        }
+    }
+    if (rc != 0) {
+        nea__listener_close(&s->listener);
+        for (i = 1; i < s->plan.workers; i++) {
+            nea_server *w = nea__server_worker(s, i);
+            if (!w->worker.started) {
+                nea__listener_close(&w->listener);
+            }
+        }
+    }
+    return rc;
 }
 
 int nea_server_listen(nea_server *s)
 {
     int rc;
-    if (s->listener.open || s->closing) {
+    if (s->listener.open || s->closing || s->started) {
         return NEA_ESTATE;
     }
-    rc = nea__listener_start(&s->listener, s->loop, &s->cfg, s->cfg.host, s->cfg.port, &s->stats,
-                             &s->env.handles_open, &s->fault, on_connection, maybe_finish_close, s);
+    rc = listen_one(s, s->cfg.port);
+    if (rc == 0 && s->plan.workers > 1) {
+        s->started = true;
+        rc = start_workers(s);
+    }
     if (rc == 0 && s->cfg.agent_port >= 0) {
         rc =
             nea__agent_start(&s->agent, s->loop, &s->cfg, s->cfg.agent_host, s->cfg.agent_port,
@@ -333,6 +535,16 @@ static void maybe_finish_close(void *data)
     if (nea__admission_busy(&s->admission) || s->env.reqs.live > 0 || s->listener.open) {
         return;
     }
+    if (s->plan.workers > 1 && s->index == 0) {
+        if (__atomic_load_n(&s->workers_closed, __ATOMIC_ACQUIRE) < s->plan.workers - 1) {
+            return;
+        }
+        /* Each has called back from its last close callback: its thread
+         * is ending, and the reservation outlives it. */
+        for (unsigned i = 1; i < s->plan.workers; i++) {
+            nea__worker_join(&nea__server_worker(s, i)->worker);
+        }
+    }
     if (nea__agent_open(&s->agent)) {
         nea__agent_close(&s->agent); /* its closed hook comes back here */
         return;
@@ -340,6 +552,14 @@ static void maybe_finish_close(void *data)
     uv_close((uv_handle_t *)&s->drain_timer, on_handle_closed);
     nea__load_close(&s->load, on_handle_closed, s);
     nea__admission_close_timers(&s->admission, on_handle_closed, s);
+    if (s->plan.workers > 1) {
+        uv_close((uv_handle_t *)&s->publish, on_handle_closed);
+        if (s->index == 0) {
+            uv_close((uv_handle_t *)&s->done, on_handle_closed);
+        } else {
+            nea__worker_close_wake(&s->worker, on_handle_closed, s);
+        }
+    }
 }
 
 static void on_drain_deadline(uv_timer_t *t)
@@ -382,6 +602,19 @@ int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void 
     s->env.closing = true;
     s->close_cb = cb;
     s->close_data = data;
+    if (s->plan.workers > 1 && s->index == 0) {
+        uv_ref((uv_handle_t *)&s->done);
+        for (unsigned i = 1; i < s->plan.workers; i++) {
+            nea_server *w = nea__server_worker(s, i);
+            if (w->worker.started) {
+                nea__worker_wake(&w->worker);
+            } else {
+                /* Never ran: it closes at once, here. */
+                on_wake(w);
+                nea__worker_run_here(&w->worker);
+            }
+        }
+    }
     if (s->cfg.drain_delay_ms > 0 && s->listener.listening) {
         nea__log(&s->cfg, NEA_LOG_INFO, "draining: still accepting for %u ms",
                  s->cfg.drain_delay_ms);

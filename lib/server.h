@@ -9,6 +9,8 @@
 #include "agent.h"
 #include "listener.h"
 #include "region.h"
+#include "stats.h"
+#include "worker.h"
 
 /* Room for the host literal (INET6_ADDRSTRLEN plus a zone suffix). */
 #define NEA__HOST_MAX 64
@@ -38,7 +40,29 @@ struct nea_server {
     nea_stats stats;
     nea__metrics metrics; /* per-route records (metrics.c) */
     nea__fault fault; /* test builds: this server's failure plan */
+
+    /* Workers (server.c): one nea_server per worker, each at the start of
+     * its slab; worker 0 is the one nea_server_new returned and runs on the
+     * host's loop. Fields marked (0) are used by worker 0 only. */
+    unsigned index;     /* this worker's number */
+    nea_server *group;  /* worker 0 */
+    nea__worker worker; /* workers 1..: the thread and its loop */
+    uv_prepare_t publish;         /* with workers: publishes stats before every wait */
+    nea__stats_snapshot snapshot; /* what other threads read of this worker's stats */
+    uv_thread_t owner;            /* (0) the host's thread */
+    uv_async_t done;              /* (0) a worker finished closing */
+    unsigned workers_closed;      /* (0) atomic: workers that finished closing */
+    bool started;                 /* (0) the worker threads run: routes are read-only */
 };
+
+/* Worker i of s's group (0 <= i < plan.workers). */
+nea_server *nea__server_worker(const nea_server *s, unsigned i);
+/* The read-side summing point: calls fn once per worker with that worker's
+ * figures (live for the worker running on the calling thread, else its last
+ * published snapshot). Safe from the host's thread and every worker thread. */
+void nea__server_each_worker(const nea_server *s,
+                             void (*fn)(void *data, const nea_server *w, const nea_stats *st),
+                             void *data);
 
 #ifdef NEA_FAULT_INJECTION
 /* Serves an already-connected stream socket (e.g. one end of a socketpair)

@@ -3,6 +3,11 @@
  * nea_stats in the reservation, changed on the loop thread only, so
  * recording is a few instructions and never allocates; nea_server_stats
  * copies them out together with the pool's and the queue's live figures.
+ *
+ * With workers, each worker counts in its own nea_stats and publishes a
+ * snapshot once per loop iteration; a reader on another thread sums the
+ * snapshots (nea__stats_read, nea__stats_add), so the request path never
+ * takes a lock or an atomic read-modify-write.
  */
 #include "stats.h"
 
@@ -26,4 +31,77 @@ void nea__stats_conn_opened(nea_stats *st)
 void nea__stats_conn_closed(nea_stats *st)
 {
     st->connections_open--;
+}
+
+void nea__stats_add(nea_stats *sum, const nea_stats *one)
+{
+    sum->requests += one->requests;
+    for (int i = 0; i < 6; i++) {
+        sum->responses[i] += one->responses[i];
+    }
+    sum->oom_500 += one->oom_500;
+    sum->shed_503 += one->shed_503;
+    sum->shed_no_slot += one->shed_no_slot;
+    sum->shed_no_arena += one->shed_no_arena;
+    sum->shed_cpu += one->shed_cpu;
+    sum->shed_fair += one->shed_fair;
+    sum->shed_draining += one->shed_draining;
+    sum->timeouts += one->timeouts;
+    sum->unanswered += one->unanswered;
+    sum->rejected_400 += one->rejected_400;
+    sum->accepted += one->accepted;
+    sum->evicted += one->evicted;
+    sum->accept_errors += one->accept_errors;
+    sum->connections_open += one->connections_open;
+    sum->connections_max += one->connections_max;
+    sum->arenas_in_use += one->arenas_in_use;
+    sum->arenas_high_water += one->arenas_high_water;
+    sum->arena_count += one->arena_count;
+    sum->queue_length += one->queue_length;
+    sum->shedding += one->shedding;
+    sum->shed_transitions += one->shed_transitions;
+    if (one->loop_lag_us > sum->loop_lag_us) {
+        sum->loop_lag_us = one->loop_lag_us;
+    }
+    if (one->arena_peak_bytes > sum->arena_peak_bytes) {
+        sum->arena_peak_bytes = one->arena_peak_bytes;
+    }
+    sum->arena_class_count = one->arena_class_count; /* every worker has the same classes */
+    for (unsigned k = 0; k < one->arena_class_count && k < NEA_ARENA_CLASSES; k++) {
+        nea_stats_class *c = &sum->classes[k];
+        const nea_stats_class *o = &one->classes[k];
+        c->size = o->size;
+        c->count += o->count;
+        c->in_use += o->in_use;
+        c->high_water += o->high_water;
+        c->peak_bytes = o->peak_bytes > c->peak_bytes ? o->peak_bytes : c->peak_bytes;
+    }
+}
+
+void nea__stats_publish(nea__stats_snapshot *snap, const nea_stats *st)
+{
+    uint64_t w[NEA__STATS_WORDS] = {0};
+    unsigned seq = snap->seq; /* only this thread writes it */
+    memcpy(w, st, sizeof(*st));
+    __atomic_store_n(&snap->seq, seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (size_t i = 0; i < NEA__STATS_WORDS; i++) {
+        __atomic_store_n(&snap->words[i], w[i], __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&snap->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
+void nea__stats_read(const nea__stats_snapshot *snap, nea_stats *out)
+{
+    uint64_t w[NEA__STATS_WORDS];
+    unsigned before, after;
+    do {
+        before = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
+        for (size_t i = 0; i < NEA__STATS_WORDS; i++) {
+            w[i] = __atomic_load_n(&snap->words[i], __ATOMIC_RELAXED);
+        }
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        after = __atomic_load_n(&snap->seq, __ATOMIC_RELAXED);
+    } while ((before & 1u) != 0 || before != after);
+    memcpy(out, w, sizeof(*out));
 }
