@@ -15,8 +15,9 @@
  *   GET  /sleep/MS   holds its arena MS ms on a libuv timer, then answers
  *   GET  /spin/US    burns US microseconds of CPU in the handler (at most
  *                    1 s), then answers: a CPU-bound route for overload tests
- *   GET  /stats      the server counters as JSON (exempt: answered while
- *                    the server sheds everything else)
+ *   GET  /stats      the server counters as JSON, summed over the workers,
+ *                    with each worker's accepted connections and requests
+ *                    (exempt: answered while the server sheds everything else)
  *   GET  /health     "ok" (exempt)
  *   GET  /metrics    per-route metrics, Prometheus text format 0.0.4 (exempt)
  *   GET  /json/N     N objects encoded by jansson, allocating from the arena
@@ -60,7 +61,13 @@ static const char *static_path = "LICENSE";
 static nea_config demo_cfg; /* as given to nea_run: the advisor's starting point */
 static bool advise;         /* --advise */
 static uv_signal_t advise_sigint, advise_sigterm;
+/* Set once listening; handlers on worker threads read it (demo_server). */
 static nea_server *server;
+
+static nea_server *demo_server(void)
+{
+    return __atomic_load_n(&server, __ATOMIC_ACQUIRE);
+}
 
 /* Parses a decimal unsigned number that must fill the whole string. */
 static int parse_u64(const char *s, uint64_t max, uint64_t *out)
@@ -343,10 +350,18 @@ static void health(nea_req *req, void *data)
 
 static void stats(nea_req *req, void *data)
 {
+    nea_server *srv = demo_server();
+    unsigned workers = nea_server_plan(srv)->workers;
     nea_stats st;
-    char *json;
+    char *json, *accepted = "", *requests = "";
     (void)data;
-    nea_server_stats(server, &st);
+    for (unsigned i = 0; i < workers; i++) {
+        nea_stats one;
+        (void)nea_server_worker_stats(srv, i, &one);
+        accepted = nea_printf(req, "%s%s%" PRIu64, accepted, i ? "," : "", one.accepted);
+        requests = nea_printf(req, "%s%s%" PRIu64, requests, i ? "," : "", one.requests);
+    }
+    nea_server_stats(srv, &st);
     json = nea_printf(
         req,
         "{\"requests\":%" PRIu64 ",\"responses\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
@@ -358,13 +373,15 @@ static void stats(nea_req *req, void *data)
         ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"accept_errors\":%" PRIu64
         ",\"connections_open\":%u,\"connections_max\":%u,\"arenas_in_use\":%u,"
         "\"arenas_high_water\":%u,\"arena_count\":%u,\"queue_length\":%u,"
-        "\"arena_peak_bytes\":%zu,\"reserved\":%zu}\n",
+        "\"arena_peak_bytes\":%zu,\"reserved\":%zu,\"workers\":%u,"
+        "\"worker_accepted\":[%s],\"worker_requests\":[%s]}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
         st.responses[5], st.oom_500, st.shed_503, st.shed_no_slot, st.shed_no_arena, st.shed_cpu,
         st.shed_fair, st.shed_draining, st.shedding, st.shed_transitions, st.loop_lag_us,
         st.unanswered, st.timeouts, st.rejected_400, st.accepted, st.evicted, st.accept_errors,
         st.connections_open, st.connections_max, st.arenas_in_use, st.arenas_high_water,
-        st.arena_count, st.queue_length, st.arena_peak_bytes, nea_server_plan(server)->total);
+        st.arena_count, st.queue_length, st.arena_peak_bytes, nea_server_plan(srv)->total, workers,
+        accepted, requests);
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
@@ -373,10 +390,10 @@ static void stats(nea_req *req, void *data)
  * text beyond the arena unwinds to the 500. */
 static void metrics(nea_req *req, void *data)
 {
-    size_t len = nea_server_metrics_text(server, NULL, 0);
+    size_t len = nea_server_metrics_text(demo_server(), NULL, 0);
     char *buf = nea_alloc(req, len + 1);
     (void)data;
-    len = nea_server_metrics_text(server, buf, len + 1);
+    len = nea_server_metrics_text(demo_server(), buf, len + 1);
     nea_respond_static(req, 200, "text/plain; version=0.0.4", buf, len);
 }
 
@@ -387,7 +404,7 @@ static void print_advice(uv_signal_t *h, int signum)
     static nea_route_stats recs[1024];
     static unsigned cls[1024];
     static char text[16384];
-    unsigned n = nea_server_route_stats_count(server);
+    unsigned n = nea_server_route_stats_count(demo_server());
     nea_advice advice;
     int rc;
     (void)h;
@@ -396,7 +413,7 @@ static void print_advice(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&advise_sigterm, NULL);
     n = n < 1024 ? n : 1024;
     for (unsigned i = 0; i < n; i++) {
-        (void)nea_server_route_stats(server, i, &recs[i]);
+        (void)nea_server_route_stats(demo_server(), i, &recs[i]);
     }
     rc = nea_advise(&demo_cfg, recs, n, 0.001, 0, cls, &advice);
     if (rc != 0) {
@@ -466,6 +483,9 @@ static void usage(FILE *to)
             "  --route-class PATH=K      requests of route PATH take arenas of class K\n"
             "  --advise                  at drain, print arena classes for the same memory\n"
             "                            limit from the peaks observed (0.1%% OOM target)\n"
+            "  --workers N               worker threads, 0 = one per CPU; --arenas and\n"
+            "                            --connections are per worker, --memory-limit the\n"
+            "                            total (default 1)\n"
             "  --help                    this text\n"
             "SIZE takes a k, M or G suffix (powers of 1024).\n");
 }
@@ -571,16 +591,18 @@ static void on_ready(nea_server *s, void *data)
 {
     const nea_plan *plan = nea_server_plan(s);
     const nea_config *cfg = data;
-    server = s;
+    __atomic_store_n(&server, s, __ATOMIC_RELEASE);
     if (advise) {
         uv_signal_init(nea_server_loop(s), &advise_sigint);
         uv_signal_init(nea_server_loop(s), &advise_sigterm);
         uv_signal_start_oneshot(&advise_sigint, print_advice, SIGINT);
         uv_signal_start_oneshot(&advise_sigterm, print_advice, SIGTERM);
     }
-    printf("listening on http://%s:%d reserved=%zu arenas=%u arena_size=%zu connections=%u",
-           cfg->host, nea_server_port(s), plan->total, plan->arena_count, plan->arena_size,
-           cfg->max_connections);
+    /* arenas and connections are per worker; reserved is the total. */
+    printf("listening on http://%s:%d reserved=%zu workers=%u arenas=%u arena_size=%zu "
+           "connections=%u",
+           cfg->host, nea_server_port(s), plan->total, plan->workers, plan->arena_count,
+           plan->arena_size, cfg->max_connections);
     if (nea_server_agent_port(s) >= 0) {
         printf(" agent=%d", nea_server_agent_port(s));
     }
@@ -625,6 +647,7 @@ int main(int argc, char **argv)
         O_ADVISE,
         O_UPLOAD,
         O_WTO,
+        O_WORKERS,
         O_HELP
     };
     static const struct option opts[] = {
@@ -662,6 +685,7 @@ int main(int argc, char **argv)
         {"advise", no_argument, NULL, O_ADVISE},
         {"max-upload", required_argument, NULL, O_UPLOAD},
         {"write-timeout-ms", required_argument, NULL, O_WTO},
+        {"workers", required_argument, NULL, O_WORKERS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -801,6 +825,9 @@ int main(int argc, char **argv)
             break;
         case O_ADVISE:
             advise = true;
+            break;
+        case O_WORKERS:
+            rc = parse_uint(optarg, 1024, &cfg.workers);
             break;
         case O_HELP:
             usage(stdout);

@@ -436,7 +436,9 @@ int nea_server_route_stream(nea_server *s, const char *method, const char *path,
 /* Binds and listens on cfg->host:cfg->port, and on the agent port when
  * cfg->agent_port >= 0. Returns 0, NEA_ESTATE (already listening, or
  * closing), or a UV_E* error from bind/listen (logged; nothing listens then,
- * close the server). */
+ * close the server). With workers > 1 every worker binds its own socket to
+ * that address (the port worker 0 got, when cfg->port is 0), then the other
+ * workers' threads start; from then on nea_server_route returns NEA_ESTATE. */
 int nea_server_listen(nea_server *s);
 
 /* The bound port (useful after port 0), or -1 when not listening. */
@@ -464,6 +466,11 @@ const nea_plan *nea_server_plan(const nea_server *s);
  *
  * May be called from inside a handler: the handler's own request is in
  * flight and finishes normally (its response carries Connection: close).
+ * With workers > 1, call it on the thread of the loop given to
+ * nea_server_new (from the host, or from a handler running on worker 0):
+ * every worker then drains on its own thread under the same rules and its
+ * own drain_timeout_ms, the threads end, and only then is the reservation
+ * unmapped and cb called.
  * Returns 0, or NEA_ESTATE when the server is already closing (cb is then
  * never called; the first call's callback still runs).
  */
@@ -510,7 +517,22 @@ typedef struct nea_stats {
     nea_stats_class classes[NEA_ARENA_CLASSES]; /* per arena class, class 0 first */
 } nea_stats;
 
+/* Copies the counters into *out. With workers > 1 they are summed across
+ * the workers (capacities such as arena_count and connections_max add up;
+ * arena_peak_bytes and loop_lag_us are the largest of any worker; shedding
+ * is the number of workers shedding for CPU). Each worker's figures are
+ * live for the worker running on the calling thread and, for the others, as
+ * that worker published them before its loop last waited for I/O (so at
+ * most one loop iteration old). With workers > 1 this function (and
+ * nea_server_worker_stats) may be called from the host's thread or from any
+ * handler on any worker thread; it takes no lock. */
 void nea_server_stats(const nea_server *s, nea_stats *out);
+
+/* One worker's counters (0 <= worker < nea_server_plan(s)->workers; worker
+ * 0 is the one running on the loop given to nea_server_new), under the same
+ * rules as nea_server_stats. Returns 0, or UV_EINVAL for a worker number out
+ * of range (*out is then unchanged). */
+int nea_server_worker_stats(const nea_server *s, unsigned worker, nea_stats *out);
 
 /* --- Per-route metrics ------------------------------------------------------
  *

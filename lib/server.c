@@ -354,6 +354,30 @@ void nea__server_each_worker(const nea_server *s,
     }
 }
 
+typedef struct pick_worker {
+    const nea_server *w;
+    nea_stats *out;
+} pick_worker;
+
+static void copy_if_picked(void *data, const nea_server *w, const nea_stats *st)
+{
+    pick_worker *p = data;
+    if (w == p->w) {
+        *p->out = *st;
+    }
+}
+
+int nea_server_worker_stats(const nea_server *s, unsigned worker, nea_stats *out)
+{
+    pick_worker p = {NULL, out};
+    if (worker >= s->plan.workers) {
+        return UV_EINVAL;
+    }
+    p.w = nea__server_worker(s, worker);
+    nea__server_each_worker(s, copy_if_picked, &p);
+    return 0;
+}
+
 static void add_worker(void *data, const nea_server *w, const nea_stats *st)
 {
     (void)w;

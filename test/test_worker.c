@@ -1,0 +1,571 @@
+/*
+ * test_worker.c - worker threads (worker.c, and the worker parts of
+ * server.c, listener.c and stats.c), end to end on 127.0.0.1: every worker
+ * serves, counters summed across workers, drain with requests in flight on
+ * several workers, a full worker answering 503 while its sibling idles,
+ * per-worker fault injection, the lifecycle without listening or after a
+ * failed listen, nea_run with workers, and the embedding pattern (a host's
+ * own threads, one server each, one address).
+ *
+ * The test thread runs worker 0's loop (the host's), so every wait here
+ * runs that loop while the other workers run on their own threads. The
+ * handlers say which worker ran them, and everything they share is atomic:
+ * the same program runs under ThreadSanitizer in CI.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "e2e.h"
+
+#define MAX_W 4
+
+/* Worker loops, in worker order: written before the threads start. */
+static uv_loop_t *loops[MAX_W];
+static unsigned n_loops;
+static unsigned defers_run; /* atomic */
+
+static unsigned worker_of(nea_req *req)
+{
+    for (unsigned i = 0; i < n_loops; i++) {
+        if (nea_req_loop(req) == loops[i]) {
+            return i;
+        }
+    }
+    return 99;
+}
+
+/* GET /who: "w<worker>". */
+static void who(nea_req *req, void *data)
+{
+    char *body = nea_printf(req, "w%u", worker_of(req));
+    (void)data;
+    nea_respond(req, 200, "text/plain", body, strlen(body));
+}
+
+/* GET /alloc: takes 1 KiB of the arena, then like /who (arena faults make
+ * it a 500). */
+static void alloc_who(nea_req *req, void *data)
+{
+    memset(nea_alloc(req, 1024), 0xAA, 1024);
+    who(req, data);
+}
+
+static void count_defer(void *arg)
+{
+    (void)arg;
+    __atomic_fetch_add(&defers_run, 1u, __ATOMIC_RELAXED);
+}
+
+static void on_hold_timer(uv_timer_t *t)
+{
+    nea_req_run(t->data, who, NULL);
+}
+
+/* GET /hold/MS: holds its arena MS ms on a tracked timer, then like /who. */
+static void hold(nea_req *req, void *data)
+{
+    uv_timer_t *t = nea_req_timer(req);
+    (void)data;
+    /* No cmocka assertion here: this runs on a worker thread. */
+    if (nea_req_defer(req, count_defer, NULL) != 0) {
+        abort();
+    }
+    t->data = req;
+    uv_timer_start(t, on_hold_timer, strtoul(nea_req_path_tail(req), NULL, 10), 0);
+}
+
+/* The log sink is called from every worker thread: lock around the
+ * shared capture. */
+static uv_mutex_t log_lock;
+static t_log log_all;
+
+static void locked_sink(void *data, int level, const char *msg)
+{
+    (void)data;
+    uv_mutex_lock(&log_lock);
+    t_log_sink(&log_all, level, msg);
+    uv_mutex_unlock(&log_lock);
+}
+
+static void w_config(nea_config *cfg, unsigned workers)
+{
+    h_config(cfg);
+    cfg->workers = workers;
+    cfg->arena_count = 16;
+    cfg->log = locked_sink;
+    cfg->log_data = NULL;
+}
+
+static bool log_has(const char *needle)
+{
+    bool has;
+    uv_mutex_lock(&log_lock);
+    has = t_log_has(&log_all, needle);
+    uv_mutex_unlock(&log_lock);
+    return has;
+}
+
+/* Creates the server and registers the routes, not yet listening. */
+static void w_new(h_fixture *f, const nea_config *cfg)
+{
+    memset(f, 0, sizeof(*f));
+    t_log_clear(&log_all);
+    __atomic_store_n(&defers_run, 0u, __ATOMIC_RELAXED);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    f->cfg = *cfg;
+    assert_int_equal(nea_server_new(&f->loop, &f->cfg, &f->srv), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/who", who, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/alloc", alloc_who, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/hold/", hold, NULL), 0);
+    n_loops = nea_server_plan(f->srv)->workers;
+    assert_true(n_loops <= MAX_W);
+    for (unsigned i = 0; i < n_loops; i++) {
+        loops[i] = nea__server_worker(f->srv, i)->loop;
+    }
+}
+
+static void w_listen(h_fixture *f)
+{
+    assert_int_equal(nea_server_listen(f->srv), 0);
+    f->port = nea_server_port(f->srv);
+    assert_true(f->port > 0);
+}
+
+static void w_start(h_fixture *f, unsigned workers)
+{
+    nea_config cfg;
+    w_config(&cfg, workers);
+    w_new(f, &cfg);
+    w_listen(f);
+}
+
+static nea_stats worker_st(h_fixture *f, unsigned i)
+{
+    nea_stats st;
+    assert_int_equal(nea_server_worker_stats(f->srv, i, &st), 0);
+    return st;
+}
+
+static bool all_idle(h_fixture *f)
+{
+    nea_stats st = h_st(f);
+    return st.arenas_in_use == 0 && st.connections_open == 0;
+}
+
+/* Closes the server (unless the test did) and waits for the callback. */
+static void w_stop(h_fixture *f)
+{
+    if (!f->close_called) {
+        H_WAIT(f, all_idle(f));
+        h_close(f);
+    }
+    h_pump(f, H_DEADLINE_MS, &f->closed);
+    assert_true(f->closed);
+    assert_int_equal(f->closed_calls, 1);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+/* One request on a fresh connection that asks to close; returns the worker
+ * that answered (its "w<N>" body), or -1 when the status is not want. */
+static int request_who(h_fixture *f, const char *path, int want)
+{
+    char raw[128];
+    h_response r;
+    int fd = h_connect(f), status;
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+    h_sends(f, fd, raw);
+    status = h_read(f, fd, &r, H_DEADLINE_MS);
+    close(fd);
+    if (status != want) {
+        return -1;
+    }
+    return r.body_len == 2 && r.body[0] == 'w' ? r.body[1] - '0' : 99;
+}
+
+/* --- serving ---------------------------------------------------------------- */
+
+static bool accepted_add_up(h_fixture *f, unsigned workers, uint64_t total)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < workers; i++) {
+        sum += worker_st(f, i).accepted;
+    }
+    return sum == total && h_st(f).accepted == total && h_st(f).responses[2] == total;
+}
+
+static void test_every_worker_serves_and_stats_add_up(void **state)
+{
+    h_fixture f;
+    unsigned served[3] = {0}, sent = 0, missing = 3;
+    nea_stats st;
+    (void)state;
+    w_start(&f, 3);
+    /* The kernel spreads connections over the three listening sockets:
+     * within 300 connections each has had some (1 - (2/3)^300 odds). */
+    while (missing > 0 && sent < 300) {
+        int w = request_who(&f, "/who", 200);
+        assert_true(w >= 0 && w < 3);
+        sent++;
+        if (served[w]++ == 0) {
+            missing--;
+        }
+    }
+    assert_int_equal(missing, 0);
+    /* Each worker counted what it served; the sum is the whole. Snapshots
+     * are at most one loop iteration old: wait for the last ones. */
+    H_WAIT(&f, accepted_add_up(&f, 3, sent));
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(worker_st(&f, i).requests, served[i]);
+        assert_int_equal(worker_st(&f, i).arena_count, 16);
+    }
+    nea_server_stats(f.srv, &st);
+    assert_int_equal(st.requests, sent);
+    assert_int_equal(st.arena_count, 3 * 16);
+    assert_int_equal(nea_server_worker_stats(f.srv, 3, &st), UV_EINVAL);
+    w_stop(&f);
+}
+
+static void test_routes_are_read_only_once_workers_run(void **state)
+{
+    h_fixture f;
+    (void)state;
+    w_start(&f, 2);
+    assert_int_equal(nea_server_route(f.srv, "GET", "/late", who, NULL), NEA_ESTATE);
+    assert_true(log_has("workers are running"));
+    assert_int_equal(nea_server_listen(f.srv), NEA_ESTATE);
+    w_stop(&f);
+}
+
+/* --- draining ----------------------------------------------------------------- */
+
+static bool holding_on_every_worker(h_fixture *f, unsigned workers)
+{
+    for (unsigned i = 0; i < workers; i++) {
+        if (worker_st(f, i).arenas_in_use == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void test_drain_finishes_inflight_on_every_worker(void **state)
+{
+    h_fixture f;
+    h_response r;
+    int fds[40];
+    unsigned n = 0, seen = 0;
+    char v[32];
+    (void)state;
+    w_start(&f, 2);
+    /* Requests that hold their arena 1 s, until both workers have one
+     * in flight (all on one worker 40 times in a row: 2^-39). */
+    while (n < 40 && !holding_on_every_worker(&f, 2)) {
+        fds[n] = h_get(&f, "/hold/1000");
+        n++;
+        H_WAIT(&f, h_st(&f).arenas_in_use == n);
+    }
+    assert_true(holding_on_every_worker(&f, 2));
+    h_close(&f);
+    for (unsigned i = 0; i < n; i++) {
+        assert_int_equal(h_read(&f, fds[i], &r, H_DEADLINE_MS), 200);
+        assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "close");
+        seen |= 1u << (r.body[1] - '0');
+        assert_true(h_closed(&f, fds[i], H_DEADLINE_MS));
+        close(fds[i]);
+    }
+    assert_int_equal(seen, 3u); /* answered by worker 0 and by worker 1 */
+    h_pump(&f, H_DEADLINE_MS, &f.closed);
+    assert_true(f.closed);
+    assert_int_equal(__atomic_load_n(&defers_run, __ATOMIC_RELAXED), n);
+    w_stop(&f);
+}
+
+static void short_drain(nea_config *cfg)
+{
+    cfg->drain_timeout_ms = 100;
+}
+
+static void test_drain_deadline_cancels_on_every_worker(void **state)
+{
+    h_fixture f;
+    nea_config cfg;
+    int fds[40];
+    unsigned n = 0;
+    (void)state;
+    w_config(&cfg, 2);
+    short_drain(&cfg);
+    w_new(&f, &cfg);
+    w_listen(&f);
+    while (n < 40 && !holding_on_every_worker(&f, 2)) {
+        fds[n] = h_get(&f, "/hold/60000");
+        n++;
+        H_WAIT(&f, h_st(&f).arenas_in_use == n);
+    }
+    assert_true(holding_on_every_worker(&f, 2));
+    h_close(&f);
+    h_pump(&f, H_DEADLINE_MS, &f.closed);
+    assert_true(f.closed);
+    /* Every held request was cancelled (its defer ran) and its connection
+     * closed, on whichever worker it was. */
+    assert_int_equal(__atomic_load_n(&defers_run, __ATOMIC_RELAXED), n);
+    for (unsigned i = 0; i < n; i++) {
+        assert_true(h_closed(&f, fds[i], H_DEADLINE_MS));
+        close(fds[i]);
+    }
+    w_stop(&f);
+}
+
+/* --- a full worker ------------------------------------------------------------ */
+
+static void one_slot(nea_config *cfg)
+{
+    cfg->max_connections = 1;
+}
+
+static bool shed_or_opened(h_fixture *f, uint64_t shed, unsigned open)
+{
+    nea_stats st = h_st(f);
+    return st.shed_no_slot > shed || st.connections_open > open;
+}
+
+static void test_full_worker_answers_503_while_sibling_idles(void **state)
+{
+    h_fixture f;
+    nea_config cfg;
+    h_response r;
+    char v[16];
+    int held, full = -1;
+    bool refused = false;
+    (void)state;
+    w_config(&cfg, 2);
+    one_slot(&cfg);
+    w_new(&f, &cfg);
+    w_listen(&f);
+    /* One connection holds its worker's only slot (half a head). */
+    held = h_connect(&f);
+    h_sends(&f, held, "GET /who HTTP/1.1\r\n");
+    H_WAIT(&f, h_st(&f).connections_open == 1);
+    full = worker_st(&f, 0).connections_open == 1 ? 0 : 1;
+    /* New connections go to either socket. One that lands on the full
+     * worker is accepted and told 503 at once, while the other worker has
+     * a free slot; one that lands on the idle worker is closed again. */
+    for (int tries = 0; tries < 64 && !refused; tries++) {
+        uint64_t shed = h_st(&f).shed_no_slot;
+        int fd = h_connect(&f);
+        H_WAIT(&f, shed_or_opened(&f, shed, 1));
+        if (h_st(&f).shed_no_slot > shed) {
+            assert_int_equal(h_read(&f, fd, &r, H_DEADLINE_MS), 503);
+            assert_non_null(h_header(&r, "retry-after", v, sizeof(v)));
+            assert_true(h_closed(&f, fd, H_DEADLINE_MS));
+            assert_int_equal(worker_st(&f, (unsigned)full).shed_no_slot, 1);
+            assert_int_equal(worker_st(&f, (unsigned)!full).connections_open, 0);
+            refused = true;
+        }
+        close(fd);
+        H_WAIT(&f, h_st(&f).connections_open == 1);
+    }
+    assert_true(refused);
+    /* The held connection is still served. */
+    h_sends(&f, held, "Host: x\r\n\r\n");
+    assert_int_equal(h_read(&f, held, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(r.body[1] - '0', full);
+    close(held);
+    w_stop(&f);
+}
+
+/* --- fault injection ----------------------------------------------------------- */
+
+static void test_fault_plan_is_per_worker(void **state)
+{
+    h_fixture f;
+    nea_config cfg;
+    nea_server *w1;
+    unsigned ok = 0, failed = 0;
+    (void)state;
+    w_config(&cfg, 2);
+    w_new(&f, &cfg);
+    /* Every arena grant of worker 1 fails; worker 0 is untouched. Armed
+     * before the threads start. */
+    w1 = nea__server_worker(f.srv, 1);
+    nea__fault_arm(&w1->fault, NEA__FAULT_ARENA, 1, true);
+    w_listen(&f);
+    for (int i = 0; i < 300 && (ok == 0 || failed == 0); i++) {
+        int w = request_who(&f, "/alloc", 200);
+        if (w == 0) {
+            ok++;
+        } else {
+            /* Not 200: worker 1 (whose 500 body is the static one). */
+            assert_int_equal(w, -1);
+            failed++;
+        }
+    }
+    assert_true(ok > 0 && failed > 0);
+    H_WAIT(&f, h_st(&f).responses[5] == failed);
+    assert_int_equal(worker_st(&f, 0).responses[5], 0);
+    assert_int_equal(worker_st(&f, 0).responses[2], ok);
+    assert_int_equal(worker_st(&f, 1).responses[5], failed);
+    assert_int_equal(nea__fault_seen(&f.srv->fault, NEA__FAULT_ARENA), 0);
+    w_stop(&f);
+    /* Worker 1's counters died with the reservation; its requests were
+     * counted above. */
+}
+
+/* --- lifecycle -------------------------------------------------------------------- */
+
+static void test_close_without_listen(void **state)
+{
+    h_fixture f;
+    nea_config cfg;
+    (void)state;
+    w_config(&cfg, 3);
+    w_new(&f, &cfg);
+    /* The threads never started: the workers close on this thread. */
+    h_close(&f);
+    w_stop(&f);
+}
+
+static void test_listen_failure_then_close(void **state)
+{
+    h_fixture f, g;
+    nea_config cfg;
+    (void)state;
+    w_start(&f, 2);
+    /* A second group on the same port without SO_REUSEPORT... */
+    h_config(&cfg);
+    cfg.port = f.port;
+    cfg.log = locked_sink;
+    memset(&g, 0, sizeof(g));
+    assert_int_equal(uv_loop_init(&g.loop), 0);
+    assert_int_equal(nea_server_new(&g.loop, &cfg, &g.srv), 0);
+    assert_int_equal(nea_server_listen(g.srv), UV_EADDRINUSE);
+    h_close(&g);
+    w_stop(&g);
+    /* ...and a group whose worker 1 cannot bind (fault): worker 0 stops
+     * listening again, and the server closes cleanly. */
+    w_config(&cfg, 2);
+    w_new(&g, &cfg);
+    nea__fault_arm(&nea__server_worker(g.srv, 1)->fault, NEA__FAULT_LISTEN, 1, false);
+    assert_int_equal(nea_server_listen(g.srv), UV_EADDRINUSE);
+    h_close(&g);
+    w_stop(&g);
+    assert_int_equal(request_who(&f, "/who", 200) >= 0, 1);
+    w_stop(&f);
+}
+
+static bool run_ready;
+
+static void on_run_ready(nea_server *s, void *data)
+{
+    (void)data;
+    run_ready = nea_server_port(s) > 0 && nea_server_plan(s)->workers == 2;
+    raise(SIGTERM); /* nea_run drains every worker and returns */
+}
+
+static void test_nea_run_with_workers_drains_on_sigterm(void **state)
+{
+    nea_config cfg;
+    (void)state;
+    w_config(&cfg, 2);
+    run_ready = false;
+    assert_int_equal(nea_run(&cfg, NULL, 0, on_run_ready, NULL), 0);
+    assert_true(run_ready);
+}
+
+/* --- embedding: a host's own threads, one server each, one address -------------- */
+
+typedef struct host_thread {
+    uv_loop_t loop;
+    uv_async_t stop;
+    nea_server *srv;
+    int port;
+    bool closed;
+} host_thread;
+
+static void on_host_closed(nea_server *s, void *data)
+{
+    host_thread *h = data;
+    (void)s;
+    h->closed = true;
+    uv_close((uv_handle_t *)&h->stop, NULL);
+}
+
+static void on_host_stop(uv_async_t *a)
+{
+    host_thread *h = a->data;
+    assert_int_equal(nea_server_close(h->srv, on_host_closed, h), 0);
+}
+
+static void host_main(void *arg)
+{
+    host_thread *h = arg;
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+}
+
+static void test_embedding_servers_on_host_threads_share_an_address(void **state)
+{
+    h_fixture f;
+    host_thread h;
+    nea_config cfg;
+    uv_thread_t tid;
+    unsigned seen = 0;
+    (void)state;
+    /* The fixture's server on this thread, a second one on a thread the
+     * "host" runs itself, both with reuse_port on one port. */
+    w_config(&cfg, 1);
+    cfg.reuse_port = 1;
+    w_new(&f, &cfg);
+    w_listen(&f);
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(uv_loop_init(&h.loop), 0);
+    cfg.port = f.port;
+    assert_int_equal(nea_server_new(&h.loop, &cfg, &h.srv), 0);
+    assert_int_equal(nea_server_route(h.srv, "GET", "/who", who, NULL), 0);
+    assert_int_equal(nea_server_listen(h.srv), 0);
+    assert_int_equal(nea_server_port(h.srv), f.port);
+    /* The second server's requests run on its loop: worker_of tells them
+     * apart as "worker 1". */
+    loops[1] = &h.loop;
+    n_loops = 2;
+    assert_int_equal(uv_async_init(&h.loop, &h.stop, on_host_stop), 0);
+    h.stop.data = &h;
+    assert_int_equal(uv_thread_create(&tid, host_main, &h), 0);
+    for (int i = 0; i < 200 && seen != 3; i++) {
+        int w = request_who(&f, "/who", 200);
+        assert_true(w == 0 || w == 1);
+        seen |= 1u << w;
+    }
+    assert_int_equal(seen, 3u);
+    /* Each server closes on its own thread. */
+    uv_async_send(&h.stop);
+    uv_thread_join(&tid);
+    assert_true(h.closed);
+    assert_int_equal(uv_loop_close(&h.loop), 0);
+    w_stop(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_worker_serves_and_stats_add_up),
+        cmocka_unit_test(test_routes_are_read_only_once_workers_run),
+        cmocka_unit_test(test_drain_finishes_inflight_on_every_worker),
+        cmocka_unit_test(test_drain_deadline_cancels_on_every_worker),
+        cmocka_unit_test(test_full_worker_answers_503_while_sibling_idles),
+        cmocka_unit_test(test_fault_plan_is_per_worker),
+        cmocka_unit_test(test_close_without_listen),
+        cmocka_unit_test(test_listen_failure_then_close),
+        cmocka_unit_test(test_nea_run_with_workers_drains_on_sigterm),
+        cmocka_unit_test(test_embedding_servers_on_host_threads_share_an_address),
+    };
+    uv_mutex_init(&log_lock);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
