@@ -10,15 +10,17 @@
  * refusals; a third with the demo's /json and /gzip routes, where jansson
  * and zlib allocate through the arena adapters (their out-of-memory 500s
  * included); a fourth that asks the agent and the readiness route and then
- * drains the server through its announcement to the end; and a fifth of
+ * drains the server through its announcement to the end; a fifth of
  * streamed responses (length, chunked, a file), bodies read in pieces
  * (Content-Length and chunked, far larger than the arena) and a stream cut
- * by its client. Every request is counted in the per-route metrics and
- * passed to a completion hook, and each round of the first workload scrapes
- * the Prometheus text (GET /metrics) and logs rate-limited refusals. libuv
- * may grow its fd table when a new fd number first
- * appears; the warm-up uses the same number of connections, so after it no
- * allocation at all is expected. Not built under sanitizers (they own
+ * by its client; and a sixth with two worker threads, where every worker
+ * must serve without allocating. Every request is counted in the per-route
+ * metrics and passed to a completion hook, and each round of the first
+ * workload scrapes the Prometheus text (GET /metrics) and logs rate-limited
+ * refusals. libuv may grow its fd table when a new fd number first appears
+ * (per loop); the warm-up uses the same number of connections on every
+ * worker, so after it no allocation at all is expected. Worker threads call
+ * malloc too, so the count is atomic. Not built under sanitizers (they own
  * malloc); skipped under Valgrind for the same reason.
  */
 #include "clib.h"
@@ -46,49 +48,65 @@ extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
 
-static volatile int counting;
-static volatile unsigned long heap_calls;
+static int counting;            /* atomic */
+static unsigned long heap_calls; /* atomic */
+
+static void count_call(int yes)
+{
+    if (yes && __atomic_load_n(&counting, __ATOMIC_RELAXED)) {
+        __atomic_fetch_add(&heap_calls, 1ul, __ATOMIC_RELAXED);
+    }
+}
+
+/* On: from zero. */
+static void set_counting(int on)
+{
+    if (on) {
+        __atomic_store_n(&heap_calls, 0ul, __ATOMIC_SEQ_CST);
+    }
+    __atomic_store_n(&counting, on, __ATOMIC_SEQ_CST);
+}
 
 void *malloc(size_t n)
 {
-    heap_calls += (unsigned long)counting;
+    count_call(1);
     return __libc_malloc(n);
 }
 
 void *calloc(size_t n, size_t m)
 {
-    heap_calls += (unsigned long)counting;
+    count_call(1);
     return __libc_calloc(n, m);
 }
 
 void *realloc(void *p, size_t n)
 {
-    heap_calls += (unsigned long)counting;
+    count_call(1);
     return __libc_realloc(p, n);
 }
 
 void free(void *p)
 {
-    heap_calls += (unsigned long)(counting && p != NULL);
+    count_call(p != NULL);
     __libc_free(p);
 }
 
 int posix_memalign(void **out, size_t align, size_t n)
 {
-    heap_calls += (unsigned long)counting;
+    count_call(1);
     *out = __libc_memalign(align, n);
     return *out != NULL ? 0 : 12;
 }
 
 void *aligned_alloc(size_t align, size_t n)
 {
-    heap_calls += (unsigned long)counting;
+    count_call(1);
     return __libc_memalign(align, n);
 }
 
 void *memalign(size_t align, size_t n)
 {
-    heap_calls += (unsigned long)counting;
+    count_call(1);
     return __libc_memalign(align, n);
 }
 
@@ -162,12 +180,11 @@ static void test_steady_state_allocates_nothing(void **state)
     }
     workload(f); /* warm-up: libuv sizes its fd table */
     workload(f);
-    heap_calls = 0;
-    counting = 1;
+    set_counting(1);
     for (int i = 0; i < 50; i++) {
         workload(f);
     }
-    counting = 0;
+    set_counting(0);
     h_stats(f, &st);
     assert_true(st.requests > 50 * 14);
     assert_true(st.oom_500 >= 50);
@@ -264,12 +281,11 @@ static void test_shedding_allocates_nothing(void **state)
                      0);
     shedding_workload(f); /* warm-up */
     shedding_workload(f);
-    heap_calls = 0;
-    counting = 1;
+    set_counting(1);
     for (int i = 0; i < 10; i++) {
         shedding_workload(f);
     }
-    counting = 0;
+    set_counting(0);
     h_stats(f, &st);
     assert_int_equal(st.shedding, 1);
     assert_true(st.shed_cpu >= 10 * BURST); /* most of 2 x BURST per round */
@@ -310,12 +326,11 @@ static void test_clibs_allocate_nothing(void **state)
     t_clib_routes(f->srv);
     clib_workload(f); /* warm-up: jansson seeds its hash function on first use */
     clib_workload(f);
-    heap_calls = 0;
-    counting = 1;
+    set_counting(1);
     for (int i = 0; i < 20; i++) {
         clib_workload(f);
     }
-    counting = 0;
+    set_counting(0);
     h_stats(f, &st);
     assert_true(st.oom_500 >= 2 * 20);
     if (heap_calls != 0) {
@@ -446,12 +461,11 @@ static void test_streaming_allocates_nothing(void **state)
     assert_int_equal(nea_server_route_stream(f->srv, "POST", "/upload", r_upload, NULL, 0, 0), 0);
     streaming_workload(f); /* warm-up */
     streaming_workload(f);
-    heap_calls = 0;
-    counting = 1;
+    set_counting(1);
     for (int i = 0; i < 10; i++) {
         streaming_workload(f);
     }
-    counting = 0;
+    set_counting(0);
     h_stats(f, &st);
     assert_true(st.responses[2] >= 10 * 5);
     assert_true(st.arena_peak_bytes < 16384);
@@ -459,6 +473,89 @@ static void test_streaming_allocates_nothing(void **state)
         fail_msg("%lu heap calls during %llu requests", heap_calls,
                  (unsigned long long)st.requests);
     }
+}
+
+/* --- with worker threads -------------------------------------------------------- */
+
+/* One keep-alive connection's worth of mixed requests, on whichever worker
+ * the kernel picks; one connection at a time, so fd numbers repeat. */
+static void worker_workload(h_fixture *f)
+{
+    h_response r;
+    int ka = h_connect(f);
+    h_expect(f, ka, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    h_expect(f, ka, "GET /hdr?x=1 HTTP/1.1\r\nHost: x\r\nX-Test: y\r\n\r\n", 200, NULL);
+    h_expect(f, ka,
+             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "3\r\nabc\r\n0\r\n\r\n",
+             200, NULL);
+    h_expect(f, ka, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, NULL);
+    h_expect(f, ka, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n", 500, NULL);
+    h_sends(f, ka, "GET /p/a HTTP/1.1\r\nHost: x\r\n\r\nGET /p/b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
+    close(ka);
+    H_WAIT(f, h_st(f).connections_open == 0);
+}
+
+static uint64_t accepted_by(h_fixture *f, unsigned worker)
+{
+    nea_stats st;
+    assert_int_equal(nea_server_worker_stats(f->srv, worker, &st), 0);
+    return st.accepted;
+}
+
+static void test_workers_allocate_nothing(void **state)
+{
+    h_fixture *f = *state;
+    uint64_t before[2];
+    int rounds = 0;
+    if (RUNNING_ON_VALGRIND) {
+        skip();
+    }
+    /* Warm-up until each worker has served twice. */
+    while (rounds++ < 200 && (accepted_by(f, 0) < 2 || accepted_by(f, 1) < 2)) {
+        worker_workload(f);
+    }
+    before[0] = accepted_by(f, 0);
+    before[1] = accepted_by(f, 1);
+    set_counting(1);
+    for (int i = 0; i < 60; i++) {
+        worker_workload(f);
+    }
+    set_counting(0);
+    /* Both workers carried part of it (all 60 on one: 2^-59). */
+    assert_true(accepted_by(f, 0) > before[0]);
+    assert_true(accepted_by(f, 1) > before[1]);
+    if (heap_calls != 0) {
+        fail_msg("%lu heap calls with two workers", heap_calls);
+    }
+}
+
+static void quiet(void *data, int level, const char *msg)
+{
+    (void)data;
+    (void)level;
+    (void)msg;
+}
+
+static int setup_workers(void **state)
+{
+    static h_fixture f;
+    nea_config cfg;
+    h_config(&cfg);
+    cfg.workers = 2;
+    cfg.log = quiet; /* the capture is not for several threads */
+    memset(&f, 0, sizeof(f));
+    t_handlers_reset();
+    assert_int_equal(uv_loop_init(&f.loop), 0);
+    f.cfg = cfg;
+    assert_int_equal(nea_server_new(&f.loop, &f.cfg, &f.srv), 0);
+    t_routes_add(f.srv);
+    assert_int_equal(nea_server_listen(f.srv), 0);
+    f.port = nea_server_port(f.srv);
+    *state = &f;
+    return 0;
 }
 
 static int setup_shedding(void **state)
@@ -506,8 +603,7 @@ static void test_agent_and_drain_allocate_nothing(void **state)
         skip();
     }
     balancer_workload(f, "up ready ", 200); /* warm-up */
-    heap_calls = 0;
-    counting = 1;
+    set_counting(1);
     for (int i = 0; i < 50; i++) {
         balancer_workload(f, "up ready ", 200);
     }
@@ -521,7 +617,7 @@ static void test_agent_and_drain_allocate_nothing(void **state)
     }
     nea__server_end_announcement(f->srv);
     h_pump(f, H_DEADLINE_MS, &f->closed);
-    counting = 0;
+    set_counting(0);
     assert_true(f->closed);
     if (heap_calls != 0) {
         fail_msg("%lu heap calls while answering the balancer and draining", heap_calls);
@@ -568,6 +664,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shedding_allocates_nothing, setup_shedding, teardown),
         cmocka_unit_test_setup_teardown(test_clibs_allocate_nothing, setup_clibs, teardown),
         cmocka_unit_test_setup_teardown(test_streaming_allocates_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workers_allocate_nothing, setup_workers, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,7 +76,9 @@ static void check_plan_identities(const nea_config *cfg, const nea_plan *p)
 
     assert_int_equal(p->page_size, page);
     assert_int_equal(p->arena_size, cfg->arena_size);
-    assert_int_equal(p->total, p->fixed_overhead + p->connections_bytes + p->arenas_bytes);
+    assert_int_equal(p->worker_bytes, p->fixed_overhead + p->connections_bytes + p->arenas_bytes);
+    assert_true(p->workers >= 1);
+    assert_int_equal(p->total, (size_t)p->workers * p->worker_bytes);
     assert_int_equal(p->arenas_bytes, (size_t)p->arena_count * p->arena_stride);
     assert_int_equal(p->arena_stride,
                      round_up(cfg->arena_size, page) + (cfg->guard_pages ? page : 0));
@@ -128,6 +130,8 @@ static void test_defaults(void **state)
     assert_null(cfg.agent_host);
     assert_int_equal(cfg.retry_after_s, 1);
     assert_int_equal(cfg.prefault, 0);
+    assert_int_equal(cfg.workers, 1);
+    assert_int_equal(cfg.reuse_port, 0);
     assert_int_equal(cfg.lock_memory, 0);
     assert_int_equal(cfg.guard_pages, 1);
     assert_int_equal(cfg.scrub, NEA_SCRUB_NONE);
@@ -384,6 +388,7 @@ static void apply(nea_config *cfg, const assign *set)
 static const refusal refusals[] = {
     /* Fields that must be > 0. */
     {"memory_limit", {SET(memory_limit, 0)}, EINV, "must be > 0"},
+    {"workers", {SET(workers, 1025)}, EINV, "above 1024"},
     {"arena_size", {SET(arena_size, 0)}, EINV, "must be > 0"},
     {"max_connections", {SET(max_connections, 0)}, EINV, "outside 1..4194304"},
     {"max_routes", {SET(max_routes, 0)}, EINV, "outside 1..65536"},
@@ -737,6 +742,113 @@ static void test_server_new_uses_plan(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* --- workers: one slab per worker, the exact sum ----------------------------- */
+
+static void test_plan_workers_sum(void **state)
+{
+    nea_config cfg;
+    nea_plan one, three, p;
+    char err[256], buf[512], num[32];
+    (void)state;
+
+    small_config(&cfg);
+    assert_int_equal(nea_config_plan(&cfg, &one, NULL, 0), 0);
+    assert_int_equal(one.workers, 1);
+    assert_int_equal(one.worker_bytes, one.total);
+    cfg.workers = 3;
+    assert_int_equal(nea_config_plan(&cfg, &three, NULL, 0), 0);
+    check_plan_identities(&cfg, &three);
+    /* Every term is one worker's, exactly the single-worker plan's; the
+     * total is three slabs. */
+    assert_int_equal(three.workers, 3);
+    assert_int_equal(three.worker_bytes, one.total);
+    assert_int_equal(three.total, 3 * one.total);
+    assert_int_equal(three.fixed_overhead, one.fixed_overhead);
+    assert_int_equal(three.connections_bytes, one.connections_bytes);
+    assert_int_equal(three.arena_count, one.arena_count);
+    assert_int_equal(three.arenas_bytes, one.arenas_bytes);
+
+    /* memory_limit caps the sum, to the byte. */
+    cfg.memory_limit = 3 * one.total;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    cfg.memory_limit = 3 * one.total - 1;
+    assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EOVERLIMIT);
+    assert_non_null(strstr(err, "workers 3"));
+
+    /* The plan line names the workers, the slab and the sum. */
+    nea_plan_format(&three, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "workers=3"));
+    snprintf(num, sizeof(num), "reserved=%zu", three.total);
+    assert_non_null(strstr(buf, num));
+    snprintf(num, sizeof(num), "%zu", three.worker_bytes);
+    assert_non_null(strstr(buf, num));
+}
+
+static void test_plan_workers_share_memory_limit(void **state)
+{
+    nea_config cfg;
+    nea_plan half, two;
+    (void)state;
+
+    /* arena_count 0: each worker fits as many arenas as memory_limit / 2
+     * allows, i.e. exactly what one worker gets with half the limit. */
+    small_config(&cfg);
+    cfg.arena_count = 0;
+    cfg.memory_limit = 8 * MIB + 12345;
+    cfg.workers = 2;
+    assert_int_equal(nea_config_plan(&cfg, &two, NULL, 0), 0);
+    check_plan_identities(&cfg, &two);
+    cfg.workers = 1;
+    cfg.memory_limit /= 2;
+    assert_int_equal(nea_config_plan(&cfg, &half, NULL, 0), 0);
+    assert_int_equal(two.arena_count, half.arena_count);
+    assert_int_equal(two.worker_bytes, half.total);
+    assert_true(two.total <= 8 * MIB + 12345);
+
+    /* 0 = one worker per online CPU. */
+    small_config(&cfg);
+    cfg.workers = 0;
+    cfg.memory_limit = 1024 * MIB;
+    assert_int_equal(nea_config_plan(&cfg, &two, NULL, 0), 0);
+    assert_int_equal(two.workers, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+static void test_server_new_carves_worker_slabs(void **state)
+{
+    uv_loop_t loop;
+    nea_config cfg;
+    nea_plan p;
+    nea_server *srv = NULL;
+    nea_stats st;
+    int closed = 0;
+    (void)state;
+
+    small_config(&cfg);
+    cfg.workers = 3;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(nea_server_new(&loop, &cfg, &srv), 0);
+    /* One mapping of exactly the sum, one complete server per slab. */
+    assert_int_equal(srv->region.size, p.total);
+    for (unsigned i = 0; i < 3; i++) {
+        nea_server *w = nea__server_worker(srv, i);
+        assert_ptr_equal(w, srv->region.base + i * p.worker_bytes);
+        assert_int_equal(w->index, i);
+        assert_int_equal(w->pools[0].count, p.arena_count);
+        assert_true((char *)w->pools[0].arenas[0].base > (char *)w);
+        assert_true((char *)w->pools[0].arenas[p.arena_count - 1].base < (char *)w + p.worker_bytes);
+        assert_ptr_equal(w->loop, i == 0 ? &loop : &w->worker.loop);
+    }
+    nea_server_stats(srv, &st);
+    assert_int_equal(st.arena_count, 3 * p.arena_count);
+    assert_memory_equal(nea_server_plan(srv), &p, sizeof(p));
+
+    nea_server_close(srv, on_closed, &closed);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(closed, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -759,6 +871,9 @@ int main(void)
         cmocka_unit_test(test_classes_refused),
         cmocka_unit_test(test_server_new_refuses),
         cmocka_unit_test(test_server_new_uses_plan),
+        cmocka_unit_test(test_plan_workers_sum),
+        cmocka_unit_test(test_plan_workers_share_memory_limit),
+        cmocka_unit_test(test_server_new_carves_worker_slabs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
