@@ -34,6 +34,7 @@
  */
 #include "server.h"
 
+#include "balance.h"
 #include "log.h"
 
 #include <signal.h>
@@ -462,6 +463,27 @@ static int listen_one(nea_server *s, int port)
                                s);
 }
 
+/* Deals connections round-robin over the workers' sockets when the kernel
+ * lets libnea load the program (balance.c); logs which way it went. */
+static void balance(nea_server *s)
+{
+    uv_os_fd_t fd;
+    int rc = uv_fileno((uv_handle_t *)&s->listener.tcp, &fd);
+    if (rc == 0) {
+        rc = nea__balance_attach(fd, s->plan.workers);
+    }
+    s->balanced = rc == 0;
+    if (s->balanced) {
+        nea__log(&s->cfg, NEA_LOG_INFO, "%u workers: new connections dealt round-robin",
+                 s->plan.workers);
+    } else {
+        nea__log(&s->cfg, NEA_LOG_INFO,
+                 "%u workers: new connections spread by the kernel's reuseport hash (the "
+                 "round-robin program could not be loaded: %s)",
+                 s->plan.workers, uv_strerror(rc));
+    }
+}
+
 /* Every other worker: its own copy of the routes (and of their metrics
  * records), its own socket on worker 0's address and port, then its thread.
  * On an error, workers not running stop listening; the running ones stop
@@ -478,6 +500,9 @@ static int start_workers(nea_server *s)
             nea__metrics_route_added(&w->metrics, m->method, m->path, m->arena_class);
         }
         rc = listen_one(w, s->listener.port);
+    }
+    if (rc == 0) {
+        balance(s);
     }
     for (i = 1; i < s->plan.workers && rc == 0; i++) {
         rc = nea__worker_start(&nea__server_worker(s, i)->worker);

@@ -53,6 +53,7 @@ struct nea_server {
     uv_async_t done;              /* (0) a worker finished closing */
     unsigned workers_closed;      /* (0) atomic: workers that finished closing */
     bool started;                 /* (0) the worker threads run: routes are read-only */
+    bool balanced;                /* (0) connections are dealt round-robin (balance.c) */
 };
 
 /* Worker i of s's group (0 <= i < plan.workers). */

@@ -1,7 +1,7 @@
 /*
  * test_worker.c - worker threads (worker.c, and the worker parts of
  * server.c, listener.c and stats.c), end to end on 127.0.0.1: every worker
- * serves, counters summed across workers, drain with requests in flight on
+ * serves, connections dealt round-robin, counters summed across workers, drain with requests in flight on
  * several workers, a full worker answering 503 while its sibling idles,
  * per-worker fault injection, the lifecycle without listening or after a
  * failed listen, nea_run with workers, and the embedding pattern (a host's
@@ -231,6 +231,32 @@ static void test_every_worker_serves_and_stats_add_up(void **state)
     assert_int_equal(st.requests, sent);
     assert_int_equal(st.arena_count, 3 * 16);
     assert_int_equal(nea_server_worker_stats(f.srv, 3, &st), UV_EINVAL);
+    w_stop(&f);
+}
+
+static void test_connections_are_dealt_round_robin(void **state)
+{
+    h_fixture f;
+    unsigned served[3] = {0};
+    (void)state;
+    w_start(&f, 3);
+    if (!f.srv->balanced) {
+        /* No CAP_BPF here: the kernel hashes (the other tests cover that). */
+        assert_true(log_has("reuseport hash"));
+        w_stop(&f);
+        skip();
+    }
+    assert_true(log_has("dealt round-robin"));
+    /* 60 connections one after another: exactly 20 each (the kernel's hash
+     * gets that about one run in a hundred). */
+    for (int i = 0; i < 60; i++) {
+        int w = request_who(&f, "/who", 200);
+        assert_true(w >= 0 && w < 3);
+        served[w]++;
+    }
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(served[i], 20);
+    }
     w_stop(&f);
 }
 
@@ -556,6 +582,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_worker_serves_and_stats_add_up),
+        cmocka_unit_test(test_connections_are_dealt_round_robin),
         cmocka_unit_test(test_routes_are_read_only_once_workers_run),
         cmocka_unit_test(test_drain_finishes_inflight_on_every_worker),
         cmocka_unit_test(test_drain_deadline_cancels_on_every_worker),
