@@ -160,18 +160,14 @@ static bool all_idle(h_fixture *f)
     return st.arenas_in_use == 0 && st.connections_open == 0;
 }
 
-/* Closes the server (unless the test did) and waits for the callback. */
+/* Once every worker is idle (unless the test closed already), h_stop:
+ * close, wait for the callback, close the loop. */
 static void w_stop(h_fixture *f)
 {
     if (!f->close_called) {
         H_WAIT(f, all_idle(f));
-        h_close(f);
     }
-    h_pump(f, H_DEADLINE_MS, &f->closed);
-    assert_true(f->closed);
-    assert_int_equal(f->closed_calls, 1);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
+    h_stop(f);
 }
 
 /* One request on a fresh connection that asks to close; returns the worker
@@ -283,23 +279,31 @@ static bool holding_on_every_worker(h_fixture *f, unsigned workers)
     return true;
 }
 
+/* Opens requests for path (one that holds its arena) one at a time until
+ * every worker has one in flight (all 40 on one of two: 2^-39); returns
+ * how many, their sockets in fds. */
+static unsigned hold_on_every_worker(h_fixture *f, const char *path, int fds[40])
+{
+    unsigned n = 0;
+    while (n < 40 && !holding_on_every_worker(f, 2)) {
+        fds[n] = h_get(f, path);
+        n++;
+        H_WAIT(f, h_st(f).arenas_in_use == n);
+    }
+    assert_true(holding_on_every_worker(f, 2));
+    return n;
+}
+
 static void test_drain_finishes_inflight_on_every_worker(void **state)
 {
     h_fixture f;
     h_response r;
     int fds[40];
-    unsigned n = 0, seen = 0;
+    unsigned n, seen = 0;
     char v[32];
     (void)state;
     w_start(&f, 2);
-    /* Requests that hold their arena 1 s, until both workers have one
-     * in flight (all on one worker 40 times in a row: 2^-39). */
-    while (n < 40 && !holding_on_every_worker(&f, 2)) {
-        fds[n] = h_get(&f, "/hold/1000");
-        n++;
-        H_WAIT(&f, h_st(&f).arenas_in_use == n);
-    }
-    assert_true(holding_on_every_worker(&f, 2));
+    n = hold_on_every_worker(&f, "/hold/1000", fds); /* held 1 s */
     h_close(&f);
     for (unsigned i = 0; i < n; i++) {
         assert_int_equal(h_read(&f, fds[i], &r, H_DEADLINE_MS), 200);
@@ -325,18 +329,13 @@ static void test_drain_deadline_cancels_on_every_worker(void **state)
     h_fixture f;
     nea_config cfg;
     int fds[40];
-    unsigned n = 0;
+    unsigned n;
     (void)state;
     w_config(&cfg, 2);
     short_drain(&cfg);
     w_new(&f, &cfg);
     w_listen(&f);
-    while (n < 40 && !holding_on_every_worker(&f, 2)) {
-        fds[n] = h_get(&f, "/hold/60000");
-        n++;
-        H_WAIT(&f, h_st(&f).arenas_in_use == n);
-    }
-    assert_true(holding_on_every_worker(&f, 2));
+    n = hold_on_every_worker(&f, "/hold/60000", fds);
     h_close(&f);
     h_pump(&f, H_DEADLINE_MS, &f.closed);
     assert_true(f.closed);

@@ -304,7 +304,8 @@ class Server:
 
 def parse_listening(line):
     """nea-demo's first line, `listening on http://HOST:PORT reserved=BYTES
-    arenas=N arena_size=BYTES connections=N`, as a dict: host, port and every
+    workers=N arenas=N arena_size=BYTES connections=N` (arenas and connections
+    per worker, reserved the total), as a dict: host, port and every
     key=value (integers where they are numbers)."""
     words = line.split()
     if words[:2] != ["listening", "on"] or len(words) < 3:
