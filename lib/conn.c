@@ -455,6 +455,9 @@ static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
  * after it when the peer or the server wants that. */
 static const char *conn_line(nea__conn *c)
 {
+    /* Only the peer's own wish: an error response has set must_close
+     * already (its framing or an unread body may still be arriving). */
+    c->peer_closing = !c->keep_alive && !c->must_close && !c->env->closing && !c->body_unread;
     if (!c->keep_alive || c->must_close || c->env->closing || c->body_unread) {
         c->must_close = true;
         return "Connection: close\r\n";
@@ -748,6 +751,12 @@ static void response_done(nea__conn *c, int status)
     uv_timer_stop(&c->timer);
     end_request(c);
     if (status < 0) {
+        close_now(c);
+    } else if (c->peer_closing && c->rpos == c->rlen) {
+        /* The peer said Connection: close and everything it sent has been
+         * read and answered: it sends nothing more, so there is nothing to
+         * drain and no reset to fear. Closing now saves the shutdown, a
+         * read and the linger timer of the half-close. */
         close_now(c);
     } else if (c->must_close || c->env->closing) {
         close_lingering(c);
@@ -1317,13 +1326,16 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     c->olen = 0;
     c->owrite_pending = false;
     c->served = false;
+    c->peer_closing = false;
     c->reading = c->eof = c->must_close = c->body_unread = false;
     c->keep_alive = true;
     c->req = NULL;
     c->peer_known = false;
     c->counted_open = true;
     nea__stats_conn_opened(env->stats);
-    uv_tcp_nodelay(&c->tcp, 1);
+    if (listener == NULL) {
+        uv_tcp_nodelay(&c->tcp, 1); /* accepted ones inherit it from the listener */
+    }
     set_state(c, NEA__C_IDLE);
     arm(c, env->cfg->keepalive_timeout_ms);
     update_reading(c);

@@ -90,6 +90,7 @@ struct nea__conn {
     bool counted_open; /* counted in stats.connections_open */
     bool in_process;   /* conn_process is on the stack */
     bool served;       /* at least one response completed on this connection */
+    bool peer_closing; /* the peer asked to close and its request was read to the end */
 
     nea__head head;
     const nea__route *route;

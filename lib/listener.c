@@ -110,6 +110,11 @@ int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg
         rc = uv_tcp_bind(&l->tcp, &addr.sa, 0);
     }
     if (rc == 0) {
+        /* Linux copies TCP_NODELAY to every socket accepted from this one:
+         * one setsockopt here instead of one per connection. */
+        rc = uv_tcp_nodelay(&l->tcp, 1);
+    }
+    if (rc == 0) {
         rc = uv_listen((uv_stream_t *)&l->tcp, cfg->backlog, on_connection);
     }
     if (rc == 0) {

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -190,6 +191,63 @@ static void test_http10_keepalive_rules(void **state)
     assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "close");
     assert_true(h_closed(f, fd, H_DEADLINE_MS));
     close(fd);
+}
+
+/* Responses go out without Nagle's delay: accepted sockets have
+ * TCP_NODELAY (set once on the listener, which Linux copies to each). */
+static void test_accepted_sockets_have_nodelay(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    uv_os_fd_t sfd;
+    int on = 0;
+    socklen_t len = sizeof(on);
+    int fd = h_connect(f);
+    h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, &r);
+    assert_int_equal(uv_fileno((uv_handle_t *)&open_slot(f)->tcp, &sfd), 0);
+    assert_int_equal(getsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    assert_int_equal(on, 1);
+    close(fd);
+}
+
+static bool lingering_or_gone(h_fixture *f)
+{
+    return h_slots_in(f, NEA__C_LINGER) > 0 || h_st(f).connections_open == 0;
+}
+
+/* A peer that asked to close and sent nothing more gets a plain close once
+ * its response is written: no half-close, no waiting for its FIN in
+ * LINGER. With bytes after its request (or after an error response) the
+ * server still lingers, so what the peer sends cannot reset the response. */
+static void test_close_asked_by_peer_needs_no_linger(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    int fd = h_connect(f);
+    h_sends(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    H_WAIT(f, lingering_or_gone(f)); /* the client has not closed its end */
+    assert_int_equal(h_slots_in(f, NEA__C_LINGER), 0);
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+
+    fd = h_connect(f);
+    h_sends(f, fd,
+            "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    H_WAIT(f, lingering_or_gone(f));
+    assert_int_equal(h_slots_in(f, NEA__C_LINGER), 1);
+    close(fd);
+    H_WAIT(f, h_st(f).connections_open == 0);
+
+    fd = h_connect(f);
+    h_sends(f, fd, "POST /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 404);
+    H_WAIT(f, lingering_or_gone(f));
+    assert_int_equal(h_slots_in(f, NEA__C_LINGER), 1);
+    close(fd);
+    H_WAIT(f, h_st(f).connections_open == 0);
 }
 
 static void test_expect_continue(void **state)
@@ -669,6 +727,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drain_closes_connection_mid_head, h_test_setup,
                                         h_test_teardown),
         cmocka_unit_test_teardown(test_dripping_uploads_lose_their_arenas, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_close_asked_by_peer_needs_no_linger, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_accepted_sockets_have_nodelay, h_test_setup,
+                                        h_test_teardown),
         cmocka_unit_test_teardown(test_body_above_min_rate_completes, h_test_teardown),
         cmocka_unit_test_teardown(test_handler_with_nothing_pending_gets_500, h_test_teardown),
         cmocka_unit_test_teardown(test_response_timeout_gives_504_and_cleans_up, h_test_teardown),
