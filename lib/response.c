@@ -293,6 +293,23 @@ static char *put(char *p, const char *s, size_t n)
     return p + n;
 }
 
+/* v in decimal at p (no NUL); returns the end. Every response formats its
+ * status and Content-Length, and snprintf cost more than the rest of the
+ * serialisation together. */
+static char *put_decimal(char *p, size_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0) {
+        *p++ = tmp[--n];
+    }
+    return p;
+}
+
 unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *bufs, size_t *needed)
 {
     static const char chunked_line[] = "Transfer-Encoding: chunked\r\n";
@@ -301,19 +318,30 @@ unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *b
     size_t ctype_len = r->content_type != NULL ? strlen(r->content_type) : 0;
     size_t conn_len = strlen(r->conn_line);
     size_t head_len, copy_len;
+    const char *reason = nea__reason(r->status);
     char cl[48], status_line[96], *buf, *p;
-    int cl_len = 0, sl_len;
+    size_t cl_len = 0, sl_len, reason_len = strlen(reason);
     unsigned n = 1;
 
-    sl_len = snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\n", r->status,
-                      nea__reason(r->status));
+    /* "HTTP/1.1 " status(3) " " reason CRLF; status is 200..599. */
+    p = put(status_line, "HTTP/1.1 ", 9);
+    p = put_decimal(p, (size_t)r->status);
+    *p++ = ' ';
+    p = put(p, reason, reason_len);
+    p = put(p, "\r\n", 2);
+    sl_len = (size_t)(p - status_line);
     if (!no_body) {
-        cl_len = r->framing == NEA__FRAME_CHUNKED ? snprintf(cl, sizeof(cl), "%s", chunked_line)
-                 : r->framing == NEA__FRAME_CLOSE
-                     ? 0
-                     : snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", r->len);
+        if (r->framing == NEA__FRAME_CHUNKED) {
+            cl_len = sizeof(chunked_line) - 1;
+            memcpy(cl, chunked_line, cl_len);
+        } else if (r->framing != NEA__FRAME_CLOSE) {
+            p = put(cl, "Content-Length: ", 16);
+            p = put_decimal(p, r->len);
+            p = put(p, "\r\n", 2);
+            cl_len = (size_t)(p - cl);
+        }
     }
-    head_len = (size_t)sl_len + r->date_len + (size_t)cl_len + conn_len + r->hdrs->len + 2 +
+    head_len = sl_len + r->date_len + cl_len + conn_len + r->hdrs->len + 2 +
                (r->content_type != NULL ? ctype_len + 16 : 0);
     copy_len = r->copy && send_body ? r->len : 0;
     buf = nea__arena_alloc(a, head_len + copy_len, 1);
@@ -321,14 +349,14 @@ unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *b
         *needed = head_len + copy_len;
         return 0;
     }
-    p = put(buf, status_line, (size_t)sl_len);
+    p = put(buf, status_line, sl_len);
     p = put(p, r->date_line, r->date_len);
     if (r->content_type != NULL) {
         p = put(p, "Content-Type: ", 14);
         p = put(p, r->content_type, ctype_len);
         p = put(p, "\r\n", 2);
     }
-    p = put(p, cl, (size_t)cl_len);
+    p = put(p, cl, cl_len);
     p = put(p, r->conn_line, conn_len);
     for (const nea__resp_hdr *h = r->hdrs->first; h != NULL; h = h->next) {
         p = put(p, h->line, h->len);

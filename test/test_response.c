@@ -32,6 +32,30 @@ static void test_hello(void **state)
     assert_null(h_header(&r, "connection", v, sizeof(v)));
 }
 
+/* The status line and Content-Length are formatted by hand: exact bytes
+ * for one, several and no digits. */
+static void test_status_line_and_lengths(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    static char raw[10203 + 128];
+    char v[64];
+    assert_int_equal(h_request(f, "GET /status/201 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 201);
+    assert_memory_equal(r.head, "HTTP/1.1 201 Created\r\n", 22);
+    assert_string_equal(h_header(&r, "content-length", v, sizeof(v)), "4");
+    assert_int_equal(
+        h_request(f, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", &r), 200);
+    assert_memory_equal(r.head, "HTTP/1.1 200 OK\r\n", 17);
+    assert_string_equal(h_header(&r, "content-length", v, sizeof(v)), "0");
+    snprintf(raw, sizeof(raw), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10203\r\n\r\n");
+    memset(raw + strlen(raw), 'a', 10203);
+    raw[sizeof(raw) - 1] = '\0';
+    assert_int_equal(h_request(f, raw, &r), 200);
+    assert_string_equal(h_header(&r, "content-length", v, sizeof(v)), "10203");
+    assert_int_equal(h_request(f, "GET /status/599 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 599);
+    assert_memory_equal(r.head, "HTTP/1.1 599 ", 13);
+}
+
 static void test_404_405_keep_connection(void **state)
 {
     h_fixture *f = *state;
@@ -149,6 +173,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_informational_status_refused, h_test_setup,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_hello, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_status_line_and_lengths, h_test_setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_404_405_keep_connection, h_test_setup,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_head, h_test_setup, h_test_teardown),
