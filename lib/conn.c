@@ -66,7 +66,14 @@ static void on_timer(uv_timer_t *t)
 {
     nea__conn *c = t->data;
     nea_stats *st = c->env->stats;
+    uint64_t now = uv_now(c->env->loop);
 
+    if (now < c->due) {
+        /* Set for an earlier deadline that has since moved (arm): the rest. */
+        c->timer_due = c->due;
+        uv_timer_start(t, on_timer, c->due - now, 0);
+        return;
+    }
     switch (c->state) {
     case NEA__C_BODY:
         if (!body_overdue(c, uv_now(c->env->loop))) {
@@ -105,9 +112,20 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
+/* Sets the current state's deadline, ms from now. A request moves through
+ * four of them (keep-alive, head, response, write), each usually later than
+ * the one before: the libuv timer is moved only when the new deadline is
+ * earlier than the one it is set for, and otherwise fires early once and
+ * re-arms for the rest (on_timer). One timer-heap update per keep-alive
+ * period instead of four per request. */
 static void arm(nea__conn *c, unsigned ms)
 {
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    uint64_t due = uv_now(c->env->loop) + ms;
+    c->due = due;
+    if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > due) {
+        c->timer_due = due;
+        uv_timer_start(&c->timer, on_timer, ms, 0);
+    }
 }
 
 /* When the body being received stops being acceptable (loop time, ms): it
@@ -748,8 +766,7 @@ static void dispatch(nea__conn *c)
 static void response_done(nea__conn *c, int status)
 {
     finish_sample(c, status < 0 ? NEA_OUTCOME_CANCELLED : NEA_OUTCOME_COMPLETED);
-    uv_timer_stop(&c->timer);
-    end_request(c);
+    end_request(c); /* every branch below sets the next deadline or closes */
     if (status < 0) {
         close_now(c);
     } else if (c->peer_closing && c->rpos == c->rlen) {

@@ -99,6 +99,8 @@ struct nea__conn {
     uint64_t body_deadline_ms; /* uv_now() by which the body must be complete */
     uint64_t body_start_ms;    /* uv_now() when the body started */
     uint64_t body_last_ms;     /* uv_now() of the last body read */
+    uint64_t due;       /* loop time at which the current state's deadline passes */
+    uint64_t timer_due; /* loop time the libuv timer is set for (<= due while active) */
     uint64_t body_bytes;       /* bytes received since the body started */
     uint64_t body_got;         /* body bytes handed to a handler reading in pieces */
     bool body_unread;          /* a body read in pieces is not over: close after answering */
