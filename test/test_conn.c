@@ -461,6 +461,27 @@ static void test_keepalive_timeout(void **state)
     close(fd);
 }
 
+/* The slot's timer is set for the earliest deadline and re-arms when it
+ * fires before the current one (conn.c: arm): a handler that outlives the
+ * keep-alive timeout it started under is answered, not cut at the old
+ * keep-alive deadline; once idle again, the keep-alive timeout applies. */
+static void test_later_deadline_replaces_earlier(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int fd;
+    h_test_start(state, short_timeouts); /* keep-alive 200 ms */
+    f = *state;
+    /* The keep-alive deadline of the fresh connection passes while the
+     * handler sleeps. */
+    fd = h_get(f, "/sleep/400");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(h_st(f).timeouts, 0);
+    assert_true(h_quiet(f, fd, 100));
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+}
+
 static void test_slow_reader_is_cut(void **state)
 {
     h_fixture *f;
@@ -731,6 +752,7 @@ int main(void)
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_accepted_sockets_have_nodelay, h_test_setup,
                                         h_test_teardown),
+        cmocka_unit_test_teardown(test_later_deadline_replaces_earlier, h_test_teardown),
         cmocka_unit_test_teardown(test_body_above_min_rate_completes, h_test_teardown),
         cmocka_unit_test_teardown(test_handler_with_nothing_pending_gets_500, h_test_teardown),
         cmocka_unit_test_teardown(test_response_timeout_gives_504_and_cleans_up, h_test_teardown),
