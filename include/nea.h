@@ -384,7 +384,9 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out);
  * (max_routes reached), NEA_EROUTE_DUP (same method and path again),
  * NEA_EROUTE_METHOD (not an uppercase method name, e.g. "get", or a method
  * libnea answers 501 before routing), NEA_EROUTE_PATH (no leading '/', or a
- * path too long for a request head of read_buffer_size).
+ * path too long for a request head of read_buffer_size), NEA_ESTATE (with
+ * workers > 1, after nea_server_listen: every worker has its own copy of the
+ * routes by then, and they are read-only).
  */
 int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                      void *data);
