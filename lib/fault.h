@@ -21,6 +21,7 @@ typedef enum {
     NEA__FAULT_LOCK,   /* mlock of one usable range */
     NEA__FAULT_LISTEN, /* bind/listen of the listener */
     NEA__FAULT_ACCEPT, /* accepting one connection into a slot */
+    NEA__FAULT_BALANCE, /* loading the workers' balance program (as without CAP_BPF) */
     NEA__FAULT_POINTS
 } nea__fault_point;
 

@@ -40,6 +40,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* libuv writes to sockets with write(2): a peer that closes while a
  * response is queued raises SIGPIPE, whose default action ends the process.
@@ -56,6 +57,7 @@ static void ignore_default_sigpipe(const nea_config *cfg)
 
 static void maybe_finish_close(void *data);
 static void on_handle_closed(uv_handle_t *h);
+static void on_admission_changed(void *data);
 
 /* What the reservation holds, for the arithmetic in plan.c. */
 static const nea__sizes sizes = {
@@ -126,6 +128,7 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     s->loop = loop;
     s->index = index;
     s->group = group;
+    s->balance_map = -1;
     nea__router_init(&s->router, (nea__route *)(base + layout->routes_off), cfg->max_routes,
                      cfg->read_buffer_size);
     nea__metrics_init(&s->metrics, base + layout->metrics_off, cfg->max_routes);
@@ -148,7 +151,7 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     s->env.handles_open++;
     nea__admission_init(&s->admission, &s->env, s->pools, layout->class_count, &s->load,
                         base + layout->conns_off, layout->conn_stride, layout->conn_rbuf_off,
-                        layout->conn_obuf_off, layout->conn_count, maybe_finish_close, s);
+                        layout->conn_obuf_off, layout->conn_count, on_admission_changed, s);
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
     s->env.handles_open++;
@@ -416,10 +419,31 @@ size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap)
     return nea__metrics_write(s->metrics.routes, s->metrics.count, &st, buf, cap);
 }
 
+/* Keeps this worker's flag in the balance program's map in step with
+ * whether it has a free slot, so that a full worker stops being dealt new
+ * connections while a sibling has room (balance.c). */
+static void report_full(nea_server *s)
+{
+    bool full = s->admission.free_conns == NULL;
+    int map = s->group->balance_map;
+    if (map >= 0 && full != s->reported_full) {
+        s->reported_full = full;
+        nea__balance_set_full(map, s->index, full);
+    }
+}
+
 static void on_connection(void *data, uv_stream_t *listener)
 {
     nea_server *s = data;
     nea__admission_on_connection(&s->admission, listener);
+    report_full(s);
+}
+
+/* A slot, a reject handle or an arena came back. */
+static void on_admission_changed(void *data)
+{
+    report_full(data);
+    maybe_finish_close(data);
 }
 
 int nea_server_agent_port(const nea_server *s)
@@ -470,11 +494,14 @@ static void balance(nea_server *s)
     uv_os_fd_t fd;
     int rc = uv_fileno((uv_handle_t *)&s->listener.tcp, &fd);
     if (rc == 0) {
-        rc = nea__balance_attach(fd, s->plan.workers);
+        rc = nea__fault_hit(&s->fault, NEA__FAULT_BALANCE) ? UV_EPERM
+                                                            : nea__balance_attach(fd, s->plan.workers);
     }
-    s->balanced = rc == 0;
+    s->balanced = rc >= 0;
+    s->balance_map = rc >= 0 ? rc : -1;
     if (s->balanced) {
-        nea__log(&s->cfg, NEA_LOG_INFO, "%u workers: new connections dealt round-robin",
+        nea__log(&s->cfg, NEA_LOG_INFO,
+                 "%u workers: new connections dealt round-robin, past workers with no free slot",
                  s->plan.workers);
     } else {
         nea__log(&s->cfg, NEA_LOG_INFO,
@@ -592,6 +619,10 @@ static void maybe_finish_close(void *data)
          * is ending, and the reservation outlives it. */
         for (unsigned i = 1; i < s->plan.workers; i++) {
             nea__worker_join(&nea__server_worker(s, i)->worker);
+        }
+        if (s->balance_map >= 0) {
+            close(s->balance_map);
+            s->balance_map = -1;
         }
     }
     if (nea__agent_open(&s->agent)) {

@@ -54,6 +54,8 @@ struct nea_server {
     unsigned workers_closed;      /* (0) atomic: workers that finished closing */
     bool started;                 /* (0) the worker threads run: routes are read-only */
     bool balanced;                /* (0) connections are dealt round-robin (balance.c) */
+    int balance_map;              /* (0) the balance program's map, or -1 */
+    bool reported_full;           /* the balance map says this worker has no free slot */
 };
 
 /* Worker i of s's group (0 <= i < plan.workers). */

@@ -374,7 +374,12 @@ static void test_full_worker_answers_503_while_sibling_idles(void **state)
     w_config(&cfg, 2);
     one_slot(&cfg);
     w_new(&f, &cfg);
+    /* The kernel's hash, as without CAP_BPF: a full worker keeps getting
+     * its share of new connections. */
+    nea__fault_arm(&f.srv->fault, NEA__FAULT_BALANCE, 1, false);
     w_listen(&f);
+    assert_false(f.srv->balanced);
+    assert_true(log_has("reuseport hash"));
     /* One connection holds its worker's only slot (half a head). */
     held = h_connect(&f);
     h_sends(&f, held, "GET /who HTTP/1.1\r\n");
@@ -404,6 +409,59 @@ static void test_full_worker_answers_503_while_sibling_idles(void **state)
     assert_int_equal(h_read(&f, held, &r, H_DEADLINE_MS), 200);
     assert_int_equal(r.body[1] - '0', full);
     close(held);
+    w_stop(&f);
+}
+
+static void test_full_worker_stops_competing(void **state)
+{
+    h_fixture f;
+    nea_config cfg;
+    h_response r;
+    int held;
+    unsigned full;
+    (void)state;
+    w_config(&cfg, 2);
+    one_slot(&cfg);
+    w_new(&f, &cfg);
+    w_listen(&f);
+    if (!f.srv->balanced) {
+        w_stop(&f);
+        skip(); /* no CAP_BPF: the test above covers the kernel's hash */
+    }
+    held = h_connect(&f);
+    h_sends(&f, held, "GET /who HTTP/1.1\r\n");
+    H_WAIT(&f, h_st(&f).connections_open == 1);
+    full = worker_st(&f, 0).connections_open == 1 ? 0 : 1;
+    /* Round-robin alone would deal every other connection to the full
+     * worker (a 503 each); it is skipped while it has no free slot. */
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(request_who(&f, "/who", 200), (int)!full);
+        H_WAIT(&f, h_st(&f).connections_open == 1);
+    }
+    assert_int_equal(h_st(&f).shed_no_slot, 0);
+    /* Both full: the round-robin worker answers 503 at once. */
+    {
+        int other = h_connect(&f), fd;
+        h_sends(&f, other, "GET /who HTTP/1.1\r\n");
+        H_WAIT(&f, h_st(&f).connections_open == 2);
+        fd = h_connect(&f);
+        assert_int_equal(h_read(&f, fd, &r, H_DEADLINE_MS), 503);
+        close(fd);
+        close(other);
+    }
+    /* And once the slot is free again, that worker is dealt connections. */
+    h_sends(&f, held, "Host: x\r\n\r\n");
+    assert_int_equal(h_read(&f, held, &r, H_DEADLINE_MS), 200);
+    close(held);
+    H_WAIT(&f, h_st(&f).connections_open == 0);
+    {
+        unsigned seen = 0;
+        for (int i = 0; i < 4; i++) {
+            seen |= 1u << request_who(&f, "/who", 200);
+            H_WAIT(&f, h_st(&f).connections_open == 0);
+        }
+        assert_int_equal(seen, 3u);
+    }
     w_stop(&f);
 }
 
@@ -586,6 +644,7 @@ int main(void)
         cmocka_unit_test(test_drain_finishes_inflight_on_every_worker),
         cmocka_unit_test(test_drain_deadline_cancels_on_every_worker),
         cmocka_unit_test(test_full_worker_answers_503_while_sibling_idles),
+        cmocka_unit_test(test_full_worker_stops_competing),
         cmocka_unit_test(test_fault_plan_is_per_worker),
         cmocka_unit_test(test_close_without_listen),
         cmocka_unit_test(test_listen_failure_then_close),

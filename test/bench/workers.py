@@ -5,8 +5,10 @@
 
   NEA_DEMO   nea-demo binary (default: build/examples/nea-demo)
   --quick    1 round x 3 s per cell instead of 3 rounds x 8 s
-  --out DIR  results.md, results.csv, raw/ (wrk output), logs/
+  --out DIR  results.md, results.csv, workers.svg (throughput ratios vs
+             nginx on a linear axis), raw/ (wrk output), logs/
              (default /tmp/nea-workers-bench)
+  --replot DIR  only redraw DIR/workers.svg from DIR/results.csv
 
 Environment: NEA_WORKERS_BENCH_PORT (first port, default 20150; the run uses
 the 10 after it).
@@ -223,7 +225,8 @@ class Bench:
             bals = [v[2][0] for v in vals if v[2]]
             med[(name, wl)] = (rps, cpu, statistics.median(bals) if bals else None,
                                max(bals) if bals else None)
-        lines = [f"# Worker threads benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        self.when = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+        lines = [f"# Worker threads benchmark ({self.when})",
                  "", f"`python3 -B test/bench/workers.py{' --quick' if self.quick else ''}`: "
                  f"{self.rounds} round(s) x {self.dur} s per cell, wrk -t{WRK_THREADS} "
                  f"-c{WRK_CONNS}, nothing pinned, {os.cpu_count()} CPUs. Medians over rounds.", "",
@@ -252,6 +255,8 @@ class Bench:
                       f"({m['reserved'] / 1048576:.2f} MiB), VmHWM {m['hwm_kib']} KiB "
                       f"({m['hwm_kib'] / 1024:.2f} MiB): {m['over_kib'] / 1024:+.2f} MiB over the "
                       f"reservation; {m['requests']} requests, per worker {m['worker_requests']}."]
+        with open(os.path.join(self.out, "workers.svg"), "w") as f:
+            f.write(ratio_svg(med, self.when))
         with open(os.path.join(self.out, "results.md"), "w") as f:
             f.write("\n".join(lines) + "\n")
         with open(os.path.join(self.out, "results.csv"), "w") as f:
@@ -259,12 +264,70 @@ class Bench:
         say("\n".join(lines))
 
 
+def ratio_svg(med, when):
+    """Bars on a linear axis: nea-demo's throughput over nginx's, per workload,
+    with one worker each and with two each; a line marks parity (1.0)."""
+    pairs = [("1 worker each", "nea-w1", "nginx-w1", "#7aa6d6"),
+             ("2 workers each", "nea-w2", "nginx-w2", "#1f5fa8")]
+    labels = {"hello": "/hello keep-alive", "pipeline": "/hello pipelined x8",
+              "close": "/hello Connection: close"}
+    ratios = {(wl, a): med[(a, wl)][0] / med[(b, wl)][0] for wl in WORKLOADS
+              for _, a, b, _ in pairs}
+    top = max(2.0, max(ratios.values()) * 1.1)
+    w, h, left, right, y0, y1 = 640, 300, 60, 20, 40, 240
+    scale = (y1 - y0) / top
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<text x="{left}" y="20" font-size="14">nea-demo throughput / nginx throughput, '
+           f'same run ({when}); higher is better</text>']
+    for i in range(int(top / 0.5) + 1):
+        v = i * 0.5
+        y = y1 - v * scale
+        out.append(f'<line x1="{left}" x2="{w - right}" y1="{y:.1f}" y2="{y:.1f}" '
+                   f'stroke="{"#000" if v == 1.0 else "#ddd"}"/>')
+        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{v:.1f}x</text>')
+    group = (w - left - right) / len(WORKLOADS)
+    for g, wl in enumerate(WORKLOADS):
+        x = left + g * group + 20
+        for k, (_, a, _, color) in enumerate(pairs):
+            r = ratios[(wl, a)]
+            bx = x + k * (group - 40) / 2
+            bw = (group - 40) / 2 - 6
+            out.append(f'<rect x="{bx:.1f}" y="{y1 - r * scale:.1f}" width="{bw:.1f}" '
+                       f'height="{r * scale:.1f}" fill="{color}"/>')
+            out.append(f'<text x="{bx + bw / 2:.1f}" y="{y1 - r * scale - 4:.1f}" '
+                       f'text-anchor="middle">{r:.2f}</text>')
+        out.append(f'<text x="{left + g * group + group / 2:.1f}" y="{y1 + 18}" '
+                   f'text-anchor="middle">{labels[wl]}</text>')
+    for k, (name, _, _, color) in enumerate(pairs):
+        out.append(f'<rect x="{left + k * 160}" y="{h - 26}" width="12" height="12" '
+                   f'fill="{color}"/>')
+        out.append(f'<text x="{left + k * 160 + 18}" y="{h - 16}">{name}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("demo", nargs="?", default=os.path.join(T.REPO, "build/examples/nea-demo"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="/tmp/nea-workers-bench")
+    ap.add_argument("--replot", metavar="DIR",
+                    help="only redraw DIR/workers.svg from DIR/results.csv (titled with "
+                         "the date of DIR/results.md)")
     a = ap.parse_args()
+    if a.replot:
+        med = {}
+        with open(os.path.join(a.replot, "results.csv")) as f:
+            next(f)
+            for line in f:
+                name, wl, rps = line.split(",")[:3]
+                med[(name, wl)] = (float(rps),)
+        with open(os.path.join(a.replot, "results.md")) as f:
+            when = re.search(r"\(([^)]*UTC)\)", f.readline()).group(1)
+        with open(os.path.join(a.replot, "workers.svg"), "w") as f:
+            f.write(ratio_svg(med, when))
+        return
     b = Bench(a.demo, a.out, a.quick)
     try:
         b.throughput()
