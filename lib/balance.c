@@ -48,6 +48,17 @@ static int bpf_call(int cmd, union bpf_attr *attr)
 /* Workers looked at per connection, from the round-robin one. */
 #define PROBES 4
 
+/* r0 = lookup(map, key at fp + off): 5 instructions. */
+static size_t lookup(struct bpf_insn *p, int map, int16_t off)
+{
+    p[0] = INSN(BPF_LD | BPF_DW | BPF_IMM, BPF_REG_1, BPF_PSEUDO_MAP_FD, 0, map);
+    p[1] = INSN(0, 0, 0, 0, 0);
+    p[2] = INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_2, BPF_REG_10, 0, 0);
+    p[3] = INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, off);
+    p[4] = INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem);
+    return 5;
+}
+
 /* Instructions for one probe of worker (r7 + k) % n; jumps past the probe
  * (to the next one) when that worker is full or has no entry. */
 static size_t probe(struct bpf_insn *p, int map, unsigned k, unsigned n)
@@ -60,12 +71,7 @@ static size_t probe(struct bpf_insn *p, int map, unsigned k, unsigned n)
     p[i++] = INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, BPF_REG_8, 0, 0);
     p[i++] = INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_1, 0, 0, 1);
     p[i++] = INSN(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, BPF_REG_1, -8, 0);
-    /* r0 = lookup(map, &key) */
-    p[i++] = INSN(BPF_LD | BPF_DW | BPF_IMM, BPF_REG_1, BPF_PSEUDO_MAP_FD, 0, map);
-    p[i++] = INSN(0, 0, 0, 0, 0);
-    p[i++] = INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_2, BPF_REG_10, 0, 0);
-    p[i++] = INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, -8);
-    p[i++] = INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem);
+    i += lookup(p + i, map, -8);
     /* no entry, or full: next probe */
     p[i++] = INSN(BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_0, 0, 4, 0);
     p[i++] = INSN(BPF_LDX | BPF_MEM | BPF_DW, BPF_REG_1, BPF_REG_0, 0, 0);
@@ -84,11 +90,7 @@ static int load(int map, unsigned n)
 
     /* key 0 at fp - 4; r0 = lookup(map, &key) */
     insns[i++] = INSN(BPF_ST | BPF_MEM | BPF_W, BPF_REG_10, 0, -4, 0);
-    insns[i++] = INSN(BPF_LD | BPF_DW | BPF_IMM, BPF_REG_1, BPF_PSEUDO_MAP_FD, 0, map);
-    insns[i++] = INSN(0, 0, 0, 0, 0);
-    insns[i++] = INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_2, BPF_REG_10, 0, 0);
-    insns[i++] = INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, -4);
-    insns[i++] = INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem);
+    i += lookup(insns + i, map, -4);
     /* no entry (cannot happen): an index past the end, the kernel hashes */
     insns[i++] = INSN(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_0, 0, 2, 0);
     insns[i++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, (int32_t)n);
