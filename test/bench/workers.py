@@ -274,7 +274,7 @@ def ratio_svg(med, when):
     ratios = {(wl, a): med[(a, wl)][0] / med[(b, wl)][0] for wl in WORKLOADS
               for _, a, b, _ in pairs}
     top = max(2.0, max(ratios.values()) * 1.1)
-    w, h, left, right, y0, y1 = 640, 300, 60, 20, 40, 240
+    w, h, left, right, y0, y1 = 720, 300, 60, 20, 40, 240
     scale = (y1 - y0) / top
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
            f'font-family="sans-serif" font-size="12">',
