@@ -473,7 +473,8 @@ static void usage(FILE *to)
             "  --overload-hold-ms MS     shedding lasts at least this long (default 1000)\n"
             "  --reserved-arenas N       arenas only /stats, /health, /metrics take (default 1)\n"
             "  --fair-share-pct P        one address's share under contention, 0 = off (50)\n"
-            "  --libc-routes             also serve /json-libc/N and /gzip-libc/N (libc malloc)\n"
+            "  --libc-routes             also serve /json-libc/N and /gzip-libc/N (libc malloc;\n"
+            "                            only with --workers 1)\n"
             "  --agent-port N            answer HAProxy agent-check on port N (0 = any free)\n"
             "  --drain-delay-ms MS       after SIGTERM, keep accepting this long while the\n"
             "                            agent says drain (default 0)\n"
@@ -841,6 +842,12 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (nroutes == sizeof(routes) / sizeof(routes[0]) && cfg.workers != 1) {
+        /* The libc routes switch jansson's process-wide allocator for the
+         * length of a request: not while another thread serves /json. */
+        fprintf(stderr, "nea-demo: --libc-routes needs --workers 1\n");
+        return 2;
     }
     if (optind != argc) {
         usage(stderr);
