@@ -594,7 +594,9 @@ typedef struct nea_route_stats {
 } nea_route_stats;
 
 /* Records a server keeps: the routes registered so far, plus one (the
- * unrouted record, index 0). */
+ * unrouted record, index 0). With workers > 1, these functions and
+ * nea_server_metrics_text report worker 0's records only and must be called
+ * on its thread (the loop given to nea_server_new). */
 unsigned nea_server_route_stats_count(const nea_server *s);
 
 /* Copies record i (0: unrouted; i: the route registered i-th) into *out.
