@@ -390,9 +390,19 @@ static void stats(nea_req *req, void *data)
  * text beyond the arena unwinds to the 500. */
 static void metrics(nea_req *req, void *data)
 {
-    size_t len = nea_server_metrics_text(demo_server(), NULL, 0);
-    char *buf = nea_alloc(req, len + 1);
+    size_t len;
+    char *buf;
     (void)data;
+    if (nea_req_loop(req) != nea_server_loop(demo_server())) {
+        /* With --workers, the per-route records are worker 0's and only its
+         * thread may read them: another worker says so, and the scrape is
+         * retried (it lands on worker 0 in turn). */
+        nea_resp_header(req, "Retry-After", "0");
+        nea_respond_static(req, 503, "text/plain", "metrics are served by worker 0\n", 31);
+        return;
+    }
+    len = nea_server_metrics_text(demo_server(), NULL, 0);
+    buf = nea_alloc(req, len + 1);
     len = nea_server_metrics_text(demo_server(), buf, len + 1);
     nea_respond_static(req, 200, "text/plain; version=0.0.4", buf, len);
 }
