@@ -465,6 +465,63 @@ static void test_full_worker_stops_competing(void **state)
     w_stop(&f);
 }
 
+/* --- the agent answers for the process ----------------------------------------- */
+
+static unsigned agent_weight(h_fixture *f, char *line, size_t len)
+{
+    unsigned w = 0;
+    int fd = s_connect(&f->loop, nea_server_agent_port(f->srv));
+    assert_true(fd >= 0);
+    assert_true(s_read_all(&f->loop, fd, line, len, H_DEADLINE_MS) > 0);
+    close(fd);
+    return sscanf(line, "up ready %u%%", &w) == 1 ? w : 1000;
+}
+
+static bool weight_in(h_fixture *f, unsigned lo, unsigned hi)
+{
+    char line[64];
+    unsigned w;
+    h_pump(f, 20, NULL);
+    w = agent_weight(f, line, sizeof(line));
+    return w >= lo && w <= hi;
+}
+
+static void test_agent_answers_for_every_worker(void **state)
+{
+    h_fixture f;
+    nea_config cfg;
+    int fds[40];
+    unsigned n;
+    char line[64];
+    (void)state;
+    w_config(&cfg, 2);
+    cfg.agent_port = 0;
+    cfg.drain_timeout_ms = 200; /* the held requests are cancelled */
+    w_new(&f, &cfg);
+    w_listen(&f);
+    assert_true(nea_server_agent_port(f.srv) > 0);
+    H_WAIT(&f, weight_in(&f, 90, 100)); /* after the slow start */
+    /* Requests held on both workers: the free share is taken over the 32
+     * arenas of the two (8 held: 75%), read from worker 1's published
+     * counters on worker 0's thread. */
+    n = hold_on_every_worker(&f, "/hold/60000", fds);
+    while (n < 8) {
+        fds[n] = h_get(&f, "/hold/60000");
+        n++;
+        H_WAIT(&f, h_st(&f).arenas_in_use == n);
+    }
+    H_WAIT(&f, weight_in(&f, 0, (32 - n) * 100 / 32 + 5));
+    assert_true(agent_weight(&f, line, sizeof(line)) >= (32 - n) * 100 / 32 - 5);
+    h_close(&f);
+    assert_int_equal(agent_weight(&f, line, sizeof(line)), 1000);
+    assert_non_null(strstr(line, "drain"));
+    h_pump(&f, H_DEADLINE_MS, &f.closed);
+    for (unsigned i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+    w_stop(&f);
+}
+
 /* --- fault injection ----------------------------------------------------------- */
 
 static void test_fault_plan_is_per_worker(void **state)
@@ -645,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_drain_deadline_cancels_on_every_worker),
         cmocka_unit_test(test_full_worker_answers_503_while_sibling_idles),
         cmocka_unit_test(test_full_worker_stops_competing),
+        cmocka_unit_test(test_agent_answers_for_every_worker),
         cmocka_unit_test(test_fault_plan_is_per_worker),
         cmocka_unit_test(test_close_without_listen),
         cmocka_unit_test(test_listen_failure_then_close),
