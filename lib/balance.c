@@ -134,7 +134,8 @@ int nea__balance_attach(int fd, unsigned n)
         close(map);
         return prog;
     }
-    rc = setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog)) == 0 ? 0 : -errno;
+    rc = setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog));
+    rc = rc == 0 ? 0 : -errno;
     close(prog); /* the socket group holds the program, the program the map */
     if (rc != 0) {
         close(map);

@@ -56,7 +56,6 @@ static void ignore_default_sigpipe(const nea_config *cfg)
 }
 
 static void maybe_finish_close(void *data);
-static void on_handle_closed(uv_handle_t *h);
 static void on_admission_changed(void *data);
 
 /* What the reservation holds, for the arithmetic in plan.c. */
@@ -494,8 +493,9 @@ static void balance(nea_server *s)
     uv_os_fd_t fd;
     int rc = uv_fileno((uv_handle_t *)&s->listener.tcp, &fd);
     if (rc == 0) {
-        rc = nea__fault_hit(&s->fault, NEA__FAULT_BALANCE) ? UV_EPERM
-                                                            : nea__balance_attach(fd, s->plan.workers);
+        rc = nea__fault_hit(&s->fault, NEA__FAULT_BALANCE)
+                 ? UV_EPERM
+                 : nea__balance_attach(fd, s->plan.workers);
     }
     s->balanced = rc >= 0;
     s->balance_map = rc >= 0 ? rc : -1;

@@ -242,7 +242,9 @@ static void test_close_asked_by_peer_needs_no_linger(void **state)
     H_WAIT(f, h_st(f).connections_open == 0);
 
     fd = h_connect(f);
-    h_sends(f, fd, "POST /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello");
+    h_sends(f, fd,
+            "POST /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\n"
+            "hello");
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 404);
     H_WAIT(f, lingering_or_gone(f));
     assert_int_equal(h_slots_in(f, NEA__C_LINGER), 1);

@@ -836,7 +836,8 @@ static void test_server_new_carves_worker_slabs(void **state)
         assert_int_equal(w->index, i);
         assert_int_equal(w->pools[0].count, p.arena_count);
         assert_true((char *)w->pools[0].arenas[0].base > (char *)w);
-        assert_true((char *)w->pools[0].arenas[p.arena_count - 1].base < (char *)w + p.worker_bytes);
+        assert_true((char *)w->pools[0].arenas[p.arena_count - 1].base <
+                    (char *)w + p.worker_bytes);
         assert_ptr_equal(w->loop, i == 0 ? &loop : &w->worker.loop);
     }
     nea_server_stats(srv, &st);

@@ -1,11 +1,12 @@
 /*
- * test_worker.c - worker threads (worker.c, and the worker parts of
- * server.c, listener.c and stats.c), end to end on 127.0.0.1: every worker
- * serves, connections dealt round-robin, counters summed across workers, drain with requests in flight on
- * several workers, a full worker answering 503 while its sibling idles,
- * per-worker fault injection, the lifecycle without listening or after a
- * failed listen, nea_run with workers, and the embedding pattern (a host's
- * own threads, one server each, one address).
+ * test_worker.c - worker threads (worker.c, balance.c, and the worker parts
+ * of server.c, listener.c and stats.c), end to end on 127.0.0.1: every
+ * worker serves, connections dealt round-robin and past a full worker,
+ * counters summed across workers, drain with requests in flight on several
+ * workers, a full worker answering 503 at once, the agent answering for the
+ * process, per-worker fault injection, the lifecycle without listening or
+ * after a failed listen, nea_run with workers, and the embedding pattern (a
+ * host's own threads, one server each, one address).
  *
  * The test thread runs worker 0's loop (the host's), so every wait here
  * runs that loop while the other workers run on their own threads. The
