@@ -40,7 +40,9 @@
  * and is answered 504 at response_timeout_ms, /forget returns without
  * answering (500), /oom exhausts its arena (500), /big/N answers N bytes,
  * POST /echo sends the body back (heads with Content-Length or chunked
- * framing whose body follows via SEND or FILL), plus HEAD, HTTP/1.0,
+ * framing whose body follows via SEND or FILL), GET /stream/N streams N
+ * bytes in 64-byte pieces, POST /sink reads its body in pieces (413 past
+ * 4096 bytes, an early answer after 3000), plus HEAD, HTTP/1.0,
  * Connection: close, 100-continue, 404, and a head cut short (slowloris).
  * After every op the loop runs a couple of times without waiting.
  *
@@ -284,6 +286,63 @@ static void h_echo(nea_req *req, void *d)
     nea_respond(req, 200, "application/octet-stream", body, len);
 }
 
+/* GET /stream/N: N bytes streamed in pieces of at most STREAM_PIECE from
+ * static memory, Content-Length known; each piece waits for the last. */
+#define STREAM_PIECE 64
+static const char stream_bytes[STREAM_PIECE] =
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+
+static void stream_more(nea_req *req, void *arg)
+{
+    size_t *left = arg;
+    size_t n = *left < STREAM_PIECE ? *left : STREAM_PIECE;
+    if (n == 0) {
+        (void)nea_stream_end(req);
+        return;
+    }
+    *left -= n;
+    (void)nea_stream_write(req, stream_bytes, n, stream_more, left);
+}
+
+static void h_stream(nea_req *req, void *d)
+{
+    size_t *left = nea_alloc(req, sizeof *left);
+    (void)d;
+    add_defer(req);
+    *left = (size_t)strtoul(nea_req_path_tail(req), NULL, 10);
+    if (nea_stream_start(req, 200, "text/plain", *left) == 0) {
+        stream_more(req, left);
+    }
+}
+
+/* POST /sink: a body read in pieces (route limit SINK_MAX: 413 beyond),
+ * answered with its length at the end, or early once SINK_ENOUGH bytes
+ * came (the connection then closes after the answer). */
+#define SINK_MAX 4096
+#define SINK_ENOUGH 3000
+
+static void sink_piece(nea_req *req, const char *data, size_t len, void *arg)
+{
+    size_t *seen = arg;
+    (void)data;
+    if (data == NULL) {
+        nea_respond(req, 200, "text/plain", "end\n", 4);
+        return;
+    }
+    *seen += len;
+    if (*seen >= SINK_ENOUGH) {
+        nea_respond(req, 200, "text/plain", "enough\n", 7);
+    }
+}
+
+static void h_sink(nea_req *req, void *d)
+{
+    size_t *seen = nea_calloc(req, 1, sizeof *seen);
+    (void)d;
+    add_defer(req);
+    (void)nea_body_read(req, sink_piece, seen);
+}
+
 static void on_wake(uv_timer_t *t)
 {
     (void)t;
@@ -339,7 +398,9 @@ static void setup(void)
         nea_server_route(srv, "GET", "/forget", h_forget, NULL) != 0 ||
         nea_server_route(srv, "GET", "/oom", h_oom, NULL) != 0 ||
         nea_server_route(srv, "GET", "/big/", h_big, NULL) != 0 ||
-        nea_server_route(srv, "POST", "/echo", h_echo, NULL) != 0) {
+        nea_server_route(srv, "POST", "/echo", h_echo, NULL) != 0 ||
+        nea_server_route(srv, "GET", "/stream/", h_stream, NULL) != 0 ||
+        nea_server_route_stream(srv, "POST", "/sink", h_sink, NULL, 0, SINK_MAX) != 0) {
         abort();
     }
     rc = nea_server_listen(srv);
@@ -537,6 +598,12 @@ static const char *const canned[] = {
     "0\r\n\r\n",
     "GET /big/5000 HTTP/1.1\r\nHost: a\r\n\r\n",
     "GET /now HTTP/1.1\r\nHost: a\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
+    "GET /stream/3000 HTTP/1.1\r\nHost: a\r\n\r\n",
+    "HEAD /stream/100 HTTP/1.1\r\nHost: a\r\n\r\n",
+    "POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\n01234567890123456789",
+    "POST /sink HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n",
+    "POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 16\r\nExpect: 100-continue\r\n\r\n",
 };
 #define CANNED (sizeof(canned) / sizeof(canned[0]))
 

@@ -13,6 +13,7 @@ import os
 NOW, LATER3, LATER12, LATER40, NEVER, FORGET, OOM, BIG900 = range(8)
 ECHO10, ECHO200_HEAD, ECHO_CHUNKED_HEAD, NOW_CLOSE, NOW_10, HEAD, PARTIAL, MISSING = range(8, 16)
 EXPECT, ECHO1024_HEAD, CHUNK16, CHUNK_LAST, BIG5000, UPGRADE = range(16, 22)
+STREAM3000, HEAD_STREAM, SINK20, SINK_CHUNKED_HEAD, SINK5000_HEAD, SINK_EXPECT = range(22, 28)
 
 
 def OPEN(k): return bytes([0x00 | k])
@@ -76,6 +77,16 @@ SEEDS = {
     "gone_mid_head": cat(OREQ(0, PARTIAL), CLOSE(0), PUMP(4)),
     "gone_during_async": cat(OREQ(0, LATER12), PUMP(2), CLOSE(0), WAIT(15)),
     "gone_during_never": cat(OREQ(0, NEVER), PUMP(2), CLOSE(0, True), PUMP(4)),
+    "stream_3000": cat(OREQ(0, STREAM3000), PUMP(8), READ(0), PUMP(8), READ(0)),
+    "stream_head_and_pipelined": cat(OPEN(0), PIPE(0, STREAM3000), PUMP(8), READ(0), WAIT(6), READ(0)),
+    "stream_head_only": cat(OREQ(0, HEAD_STREAM), PUMP(4), READ(0)),
+    "stream_reader_stalls": cat(OREQ(0, STREAM3000), PUMP(2), WAIT(45), READ(0)),
+    "stream_client_gone": cat(OREQ(0, STREAM3000), PUMP(2), CLOSE(0, True), PUMP(4)),
+    "sink_small": cat(OREQ(0, SINK20), PUMP(4), READ(0)),
+    "sink_chunked": cat(OREQ(0, SINK_CHUNKED_HEAD), REQ(0, CHUNK16), REQ(0, CHUNK16), REQ(0, CHUNK_LAST), PUMP(4), READ(0)),
+    "sink_413": cat(OREQ(0, SINK5000_HEAD), PUMP(4), READ(0)),
+    "sink_expect": cat(OREQ(0, SINK_EXPECT), PUMP(4), READ(0), SEND(0, b"0123456789abcdef"), PUMP(4), READ(0)),
+    "sink_early_answer": cat(OPEN(0), SEND(0, b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 4000\r\n\r\n"), *[FILL(0, True)] * 48, PUMP(4), READ(0)),
     "keepalive_expiry": cat(OREQ(0, NOW), READ(0), WAIT(30), READ(0), REQ(0, NOW), PUMP(4), READ(0)),
 }
 
