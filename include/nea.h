@@ -544,6 +544,19 @@ int nea_server_worker_stats(const nea_server *s, unsigned worker, nea_stats *out
  * A finished request is counted once, in O(1), without allocation, on the
  * loop thread. Reading copies the counters out.
  *
+ * With workers > 1 every worker counts in its own records, on its own
+ * thread only, and readers sum them: nea_server_route_stats,
+ * nea_server_metrics_text (and so the advisor's input) report the whole
+ * process, every worker. They may be called from the host's thread (the
+ * loop given to nea_server_new) or from any handler on any worker's thread,
+ * at any time; they take no lock and the request path takes none for them
+ * (each counter is written by its worker alone, as a relaxed atomic store).
+ * A read sees every counter at some recent value, not the whole process at
+ * one instant: a request another worker is finishing may show in one
+ * counter and not yet in the next. Within one copied record, requests is
+ * always the sum of outcomes[] and each histogram's count the sum of its
+ * buckets; each counter, read again from the same thread, never goes down.
+ *
  * Histograms have fixed log-linear buckets: the lowest upper edge is
  * 2^min_log2, then every octave [2^p, 2^(p+1)] is split into
  * NEA_HIST_STEPS equal steps, for NEA_HIST_OCTAVES octaves; the last bucket
@@ -594,13 +607,14 @@ typedef struct nea_route_stats {
 } nea_route_stats;
 
 /* Records a server keeps: the routes registered so far, plus one (the
- * unrouted record, index 0). With workers > 1, these functions and
- * nea_server_metrics_text report worker 0's records only and must be called
- * on its thread (the loop given to nea_server_new). */
+ * unrouted record, index 0). With workers > 1, every worker keeps the same
+ * records and this function and the two below sum them (thread rules
+ * above). */
 unsigned nea_server_route_stats_count(const nea_server *s);
 
-/* Copies record i (0: unrouted; i: the route registered i-th) into *out.
- * Returns 0, or UV_EINVAL when i >= nea_server_route_stats_count(s). */
+/* Copies record i (0: unrouted; i: the route registered i-th) into *out,
+ * summed over every worker (arena_peak_max: the largest of any). Returns 0,
+ * or UV_EINVAL when i >= nea_server_route_stats_count(s). */
 int nea_server_route_stats(const nea_server *s, unsigned i, nea_route_stats *out);
 
 /* Adds every counter and histogram of from into into (method and path of
@@ -617,7 +631,13 @@ void nea_route_stats_add(nea_route_stats *into, const nea_route_stats *from);
  * cap 0 first measures the text. Names: nea_ prefix, base units (_bytes,
  * _seconds), counters end in _total, every per-route series carries
  * route="<registered path>" and method labels; a route appears once it has
- * counted a request; histograms print every second octave's edge.
+ * counted a request; histograms print every second octave's edge. With
+ * workers > 1 the text is the whole process (every worker's records summed,
+ * the server counters as nea_server_stats sums them), callable from any
+ * worker's thread (see "Per-route metrics" above); since the other workers
+ * go on counting between two calls, the text may have grown since it was
+ * measured: leave room (e.g. len + len / 16 + 1) and measure again when the
+ * result is >= cap.
  */
 size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap);
 

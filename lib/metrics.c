@@ -8,7 +8,18 @@
  * index. Recording is a few increments and, per histogram, one
  * count-leading-zeros to find the bucket: O(1), no allocation, loop thread
  * only. Nothing here knows about servers or workers: readers copy records
- * out and may sum several blocks (nea__route_stats_add) before writing.
+ * out (nea__metrics_read) and may sum several blocks (nea__route_stats_add)
+ * before writing.
+ *
+ * Single writer, readers on any thread: only the loop thread that owns a
+ * block changes it, and it changes every counter with a relaxed atomic load
+ * and store (no read-modify-write: on x86-64 both are plain moves, no locked
+ * instruction), so another thread may read the block at any time without a
+ * lock and without a data race. A reader sees each counter at some recent
+ * value, not the whole record at one instant; nea__metrics_read then derives
+ * each total from its parts (requests from the outcomes, a histogram's
+ * count from its buckets), so a copy always keeps the record's invariants
+ * (+Inf = _count, cumulative buckets never fall).
  *
  * Buckets are log-linear (see nea.h): for v above the lowest edge 2^m, with
  * u = v - 1 and p the position of u's top bit, the bucket is
@@ -105,11 +116,18 @@ uint64_t nea_histogram_quantile(const nea_histogram *h, unsigned min_log2, doubl
     return UINT64_MAX;
 }
 
+/* Adds v to a counter only this thread writes, so that other threads may
+ * load it at any time (relaxed: a recent value, no ordering). */
+static inline void bump(uint64_t *c, uint64_t v)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
 void nea__hist_add(nea_histogram *h, unsigned min_log2, uint64_t v)
 {
-    h->count++;
-    h->sum += v;
-    h->buckets[nea__hist_index(min_log2, v)]++;
+    bump(&h->count, 1);
+    bump(&h->sum, v);
+    bump(&h->buckets[nea__hist_index(min_log2, v)], 1);
 }
 
 const char *nea_outcome_name(nea_outcome outcome)
@@ -127,17 +145,17 @@ void nea__metrics_record(nea__metrics *m, const nea__sample *s)
     nea_route_stats *r = &m->routes[s->route];
     unsigned cls = (unsigned)s->status / 100;
 
-    r->requests++;
-    r->outcomes[s->outcome]++;
+    bump(&r->requests, 1);
+    bump(&r->outcomes[s->outcome], 1);
     if (cls >= 1 && cls <= 5) {
-        r->responses[cls]++;
+        bump(&r->responses[cls], 1);
     }
-    r->bytes_in += s->bytes_in;
-    r->bytes_out += s->bytes_out;
+    bump(&r->bytes_in, s->bytes_in);
+    bump(&r->bytes_out, s->bytes_out);
     if (s->arena_peak > 0) {
         nea__hist_add(&r->arena_peak_bytes, NEA_HIST_BYTES_LOG2, s->arena_peak);
-        if (s->arena_peak > r->arena_peak_max) {
-            r->arena_peak_max = s->arena_peak;
+        if (s->arena_peak > __atomic_load_n(&r->arena_peak_max, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&r->arena_peak_max, s->arena_peak, __ATOMIC_RELAXED);
         }
     }
     if (s->waited) {
@@ -147,6 +165,46 @@ void nea__metrics_record(nea__metrics *m, const nea__sample *s)
         nea__hist_add(&r->handler_ns, NEA_HIST_NS_LOG2, s->handler_ns);
     }
     nea__hist_add(&r->total_ns, NEA_HIST_NS_LOG2, s->total_ns);
+}
+
+/* The counters of a record: every field from `requests` on is a uint64_t
+ * (the histograms too), read one by one. */
+#define COUNTERS_OFF offsetof(nea_route_stats, requests)
+#define COUNTERS ((sizeof(nea_route_stats) - COUNTERS_OFF) / sizeof(uint64_t))
+_Static_assert(COUNTERS_OFF % sizeof(uint64_t) == 0 &&
+                   (sizeof(nea_route_stats) - COUNTERS_OFF) % sizeof(uint64_t) == 0,
+               "a record's counters are whole uint64_t words");
+
+/* A histogram's count as its buckets add up (see the opening comment). */
+static void hist_settle(nea_histogram *h)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < NEA_HIST_BUCKETS; i++) {
+        n += h->buckets[i];
+    }
+    h->count = n;
+}
+
+void nea__metrics_read(const nea__metrics *m, unsigned i, nea_route_stats *out)
+{
+    const nea_route_stats *r = &m->routes[i];
+    const uint64_t *from = (const uint64_t *)((const char *)r + COUNTERS_OFF);
+    uint64_t *to = (uint64_t *)((char *)out + COUNTERS_OFF);
+
+    out->method = r->method; /* names are written before any reader starts */
+    out->path = r->path;
+    out->arena_class = r->arena_class;
+    for (size_t k = 0; k < COUNTERS; k++) {
+        to[k] = __atomic_load_n(&from[k], __ATOMIC_RELAXED);
+    }
+    out->requests = 0;
+    for (unsigned k = 0; k < NEA_OUTCOME_COUNT; k++) {
+        out->requests += out->outcomes[k];
+    }
+    hist_settle(&out->arena_peak_bytes);
+    hist_settle(&out->queue_ns);
+    hist_settle(&out->handler_ns);
+    hist_settle(&out->total_ns);
 }
 
 static void hist_sum(nea_histogram *into, const nea_histogram *from)
@@ -243,37 +301,45 @@ typedef struct hist_family {
     bool seconds;
 } hist_family;
 
-static void put_histogram(nea__text *o, const hist_family *f, const nea_route_stats *routes,
-                          unsigned n)
+/* Record r as the reader gives it; false when it counted no request (its
+ * series are left out). */
+static bool fetch(const nea__records *src, unsigned r, nea_route_stats *rec)
+{
+    src->read(src->data, r, rec);
+    return rec->requests > 0;
+}
+
+static void put_histogram(nea__text *o, const hist_family *f, const nea__records *src)
 {
     char series[96];
+    nea_route_stats rec;
 
     put_family(o, f->name, "histogram", f->help);
-    for (unsigned r = 0; r < n; r++) {
-        const nea_histogram *h = (const nea_histogram *)((const char *)&routes[r] + f->offset);
+    for (unsigned r = 0; r < src->n; r++) {
+        const nea_histogram *h = (const nea_histogram *)((const char *)&rec + f->offset);
         uint64_t cum = 0;
         snprintf(series, sizeof(series), "%s_bucket", f->name);
-        if (routes[r].requests == 0) {
+        if (!fetch(src, r, &rec)) {
             continue;
         }
         for (unsigned i = 0; i < NEA_HIST_BUCKETS - 1; i++) {
             cum += h->buckets[i];
             if (i % EXPO_EVERY == 0) {
-                put_route(o, series, &routes[r]);
+                put_route(o, series, &rec);
                 nea__textf(o, ",le=\"");
                 put_value(o, nea_histogram_edge(f->min_log2, i), f->seconds);
                 nea__textf(o, "\"} %" PRIu64 "\n", cum);
             }
         }
-        put_route(o, series, &routes[r]);
+        put_route(o, series, &rec);
         nea__textf(o, ",le=\"+Inf\"} %" PRIu64 "\n", h->count);
         snprintf(series, sizeof(series), "%s_sum", f->name);
-        put_route(o, series, &routes[r]);
+        put_route(o, series, &rec);
         nea__textf(o, "} ");
         put_value(o, h->sum, f->seconds);
         snprintf(series, sizeof(series), "%s_count", f->name);
         nea__textf(o, "\n");
-        put_route(o, series, &routes[r]);
+        put_route(o, series, &rec);
         nea__textf(o, "} %" PRIu64 "\n", h->count);
     }
 }
@@ -285,8 +351,7 @@ static void put_global(nea__text *o, const char *name, const char *type, const c
     nea__textf(o, "%s %" PRIu64 "\n", name, v);
 }
 
-size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_stats *st, char *buf,
-                          size_t cap)
+size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *buf, size_t cap)
 {
     static const hist_family hists[] = {
         {"nea_route_arena_peak_bytes", "Most arena bytes a request used.",
@@ -309,6 +374,7 @@ size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_s
     const uint64_t shed[] = {st->shed_no_slot, st->shed_no_arena, st->shed_cpu, st->shed_fair,
                              st->shed_draining};
     nea__text o = {buf, cap, 0};
+    nea_route_stats rec;
 
     if (cap > 0) {
         buf[0] = '\0';
@@ -337,44 +403,44 @@ size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_s
     }
 
     put_family(&o, "nea_route_requests_total", "counter", "Finished requests by outcome.");
-    for (unsigned r = 0; r < n; r++) {
-        if (routes[r].requests == 0) {
+    for (unsigned r = 0; r < src->n; r++) {
+        if (!fetch(src, r, &rec)) {
             continue;
         }
         for (unsigned k = 0; k < NEA_OUTCOME_COUNT; k++) {
-            put_route(&o, "nea_route_requests_total", &routes[r]);
+            put_route(&o, "nea_route_requests_total", &rec);
             nea__textf(&o, ",outcome=\"%s\"} %" PRIu64 "\n", nea_outcome_name((nea_outcome)k),
-                       routes[r].outcomes[k]);
+                       rec.outcomes[k]);
         }
     }
     put_family(&o, "nea_route_responses_total", "counter", "Responses by status class.");
-    for (unsigned r = 0; r < n; r++) {
-        if (routes[r].requests == 0) {
+    for (unsigned r = 0; r < src->n; r++) {
+        if (!fetch(src, r, &rec)) {
             continue;
         }
         for (unsigned c = 1; c <= 5; c++) {
-            put_route(&o, "nea_route_responses_total", &routes[r]);
-            nea__textf(&o, ",code=\"%uxx\"} %" PRIu64 "\n", c, routes[r].responses[c]);
+            put_route(&o, "nea_route_responses_total", &rec);
+            nea__textf(&o, ",code=\"%uxx\"} %" PRIu64 "\n", c, rec.responses[c]);
         }
     }
     put_family(&o, "nea_route_received_bytes_total", "counter", "Request head and body bytes.");
-    for (unsigned r = 0; r < n; r++) {
-        if (routes[r].requests == 0) {
+    for (unsigned r = 0; r < src->n; r++) {
+        if (!fetch(src, r, &rec)) {
             continue;
         }
-        put_route(&o, "nea_route_received_bytes_total", &routes[r]);
-        nea__textf(&o, "} %" PRIu64 "\n", routes[r].bytes_in);
+        put_route(&o, "nea_route_received_bytes_total", &rec);
+        nea__textf(&o, "} %" PRIu64 "\n", rec.bytes_in);
     }
     put_family(&o, "nea_route_sent_bytes_total", "counter", "Response bytes sent.");
-    for (unsigned r = 0; r < n; r++) {
-        if (routes[r].requests == 0) {
+    for (unsigned r = 0; r < src->n; r++) {
+        if (!fetch(src, r, &rec)) {
             continue;
         }
-        put_route(&o, "nea_route_sent_bytes_total", &routes[r]);
-        nea__textf(&o, "} %" PRIu64 "\n", routes[r].bytes_out);
+        put_route(&o, "nea_route_sent_bytes_total", &rec);
+        nea__textf(&o, "} %" PRIu64 "\n", rec.bytes_out);
     }
     for (unsigned i = 0; i < sizeof(hists) / sizeof(hists[0]); i++) {
-        put_histogram(&o, &hists[i], routes, n);
+        put_histogram(&o, &hists[i], src);
     }
     return o.len;
 }

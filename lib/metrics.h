@@ -36,8 +36,13 @@ void nea__metrics_init(nea__metrics *m, void *mem, unsigned max_routes);
 /* Names the next record after a route that was just registered. */
 void nea__metrics_route_added(nea__metrics *m, const char *method, const char *path,
                               unsigned arena_class);
-/* Counts one finished request: O(1), no allocation. */
+/* Counts one finished request: O(1), no allocation, on the thread that
+ * owns m only (the single writer). */
 void nea__metrics_record(nea__metrics *m, const nea__sample *s);
+/* Copies record i (< m->count) out, from any thread, without a lock: each
+ * counter at some recent value, with requests and every histogram's count
+ * derived from their parts so the copy is self-consistent. */
+void nea__metrics_read(const nea__metrics *m, unsigned i, nea_route_stats *out);
 /* Counts a value into a histogram whose lowest edge is 2^min_log2. */
 void nea__hist_add(nea_histogram *h, unsigned min_log2, uint64_t v);
 /* The bucket v falls in. */
@@ -55,10 +60,18 @@ typedef struct nea__text {
 
 void nea__textf(nea__text *t, const char *fmt, ...) NEA_PRINTF(2, 3);
 
-/* Writes the Prometheus text exposition (format 0.0.4) of the n records
+/* Where the writer gets its records: n of them, record i copied into *out
+ * by read (e.g. summed over several blocks). The writer asks for a record
+ * once per metric family, so it holds one copy at a time, whatever n. */
+typedef struct nea__records {
+    unsigned n;
+    void (*read)(const void *data, unsigned i, nea_route_stats *out);
+    const void *data;
+} nea__records;
+
+/* Writes the Prometheus text exposition (format 0.0.4) of src's records
  * and the server counters into buf (at most cap bytes, NUL-terminated when
  * cap > 0); returns the length the whole text needs, like snprintf. */
-size_t nea__metrics_write(const nea_route_stats *routes, unsigned n, const nea_stats *st, char *buf,
-                          size_t cap);
+size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *buf, size_t cap);
 
 #endif /* NEA_METRICS_H */

@@ -29,8 +29,11 @@
  * as a single server does and then tells worker 0 (an atomic count and a
  * uv_async_t); worker 0 joins the threads before the last close callback
  * unmaps the one reservation. Counters cross threads only as snapshots
- * (stats.c) that each worker publishes before its loop waits;
- * nea__server_each_worker is the one place that reads them.
+ * (stats.c) that each worker publishes before its loop waits, and as the
+ * per-route records, which each worker writes with relaxed atomic stores
+ * (metrics.c); nea__server_each_worker is the one place that reads them,
+ * so the route stats and the Prometheus text are the process's sums from
+ * any worker's thread.
  */
 #include "server.h"
 
@@ -399,23 +402,52 @@ void nea_server_stats(const nea_server *s, nea_stats *out)
 
 unsigned nea_server_route_stats_count(const nea_server *s)
 {
-    return s->metrics.count;
+    return s->group->metrics.count;
+}
+
+typedef struct sum_route {
+    unsigned i;
+    nea_route_stats *out;
+} sum_route;
+
+/* One worker's record i, added into the sum (its names taken from worker
+ * 0, whose records come first). */
+static void add_route(void *data, const nea_server *w, const nea_stats *st)
+{
+    sum_route *a = data;
+    nea_route_stats one;
+    (void)st;
+    if (w->index == 0) {
+        nea__metrics_read(&w->metrics, a->i, a->out);
+    } else {
+        nea__metrics_read(&w->metrics, a->i, &one);
+        nea__route_stats_add(a->out, &one);
+    }
+}
+
+/* Record i summed over every worker: each worker's block is written by its
+ * own thread only, with relaxed atomics, so any thread may read it. */
+static void read_route(const void *data, unsigned i, nea_route_stats *out)
+{
+    sum_route a = {i, out};
+    nea__server_each_worker(data, add_route, &a);
 }
 
 int nea_server_route_stats(const nea_server *s, unsigned i, nea_route_stats *out)
 {
-    if (i >= s->metrics.count) {
+    if (i >= nea_server_route_stats_count(s)) {
         return UV_EINVAL;
     }
-    *out = s->metrics.routes[i];
+    read_route(s, i, out);
     return 0;
 }
 
 size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap)
 {
+    nea__records src = {nea_server_route_stats_count(s), read_route, s};
     nea_stats st;
     nea_server_stats(s, &st);
-    return nea__metrics_write(s->metrics.routes, s->metrics.count, &st, buf, cap);
+    return nea__metrics_write(&src, &st, buf, cap);
 }
 
 /* Keeps this worker's flag in the balance program's map in step with

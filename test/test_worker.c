@@ -1,8 +1,10 @@
 /*
  * test_worker.c - worker threads (worker.c, balance.c, and the worker parts
- * of server.c, listener.c and stats.c), end to end on 127.0.0.1: every
- * worker serves, connections dealt round-robin and past a full worker,
- * counters summed across workers, drain with requests in flight on several
+ * of server.c, listener.c, stats.c and metrics.c), end to end on 127.0.0.1:
+ * every worker serves, connections dealt round-robin and past a full
+ * worker, counters summed across workers, per-route metrics and the
+ * Prometheus text summed across workers and read from another worker's
+ * thread while the others record, drain with requests in flight on several
  * workers, a full worker answering 503 at once, the agent answering for the
  * process, per-worker fault injection, the lifecycle without listening or
  * after a failed listen, nea_run with workers, and the embedding pattern (a
@@ -18,10 +20,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "e2e.h"
@@ -523,6 +528,221 @@ static void test_agent_answers_for_every_worker(void **state)
     w_stop(&f);
 }
 
+/* --- per-route metrics summed over the workers ------------------------------- */
+
+/* /who is the first route w_new registers: record 1. */
+#define WHO_RECORD 1
+
+/* GET /count: "w<worker> <requests>", the requests /who counted over every
+ * worker, read with nea_server_route_stats on this worker's thread. */
+static void count_who(nea_req *req, void *data)
+{
+    nea_route_stats rs;
+    char *body;
+    if (nea_server_route_stats(data, WHO_RECORD, &rs) != 0) {
+        abort(); /* no cmocka assertion on a worker thread */
+    }
+    body = nea_printf(req, "w%u %llu", worker_of(req), (unsigned long long)rs.requests);
+    nea_respond(req, 200, "text/plain", body, strlen(body));
+}
+
+/* GET /metrics: the process's Prometheus text, saying in X-Worker which
+ * worker's thread wrote it. */
+static void metrics_on(nea_req *req, void *data)
+{
+    static const char *const names[MAX_W] = {"0", "1", "2", "3"};
+    unsigned w = worker_of(req);
+    if (w >= MAX_W || nea_resp_header(req, "X-Worker", names[w]) != 0) {
+        abort();
+    }
+    t_metrics(req, data);
+}
+
+static uint64_t who_requests(h_fixture *f)
+{
+    nea_route_stats rs;
+    assert_int_equal(nea_server_route_stats(f->srv, WHO_RECORD, &rs), 0);
+    assert_string_equal(rs.path, "/who");
+    return rs.requests;
+}
+
+/* GET path on fresh connections until worker `worker` answers it (each
+ * connection lands on either of two: 2^-200 odds of never). */
+static void request_on(h_fixture *f, unsigned worker, const char *path, h_response *r)
+{
+    char raw[128], w[8];
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+    for (int i = 0; i < 200; i++) {
+        int fd = h_connect(f), status;
+        h_sends(f, fd, raw);
+        status = h_read(f, fd, r, H_DEADLINE_MS);
+        close(fd);
+        assert_int_equal(status, 200);
+        if (r->body[0] == 'w' ? (unsigned)(r->body[1] - '0') == worker
+                              : h_header(r, "X-Worker", w, sizeof(w)) != NULL &&
+                                    (unsigned)(w[0] - '0') == worker) {
+            return;
+        }
+    }
+    fail_msg("worker %u never answered %s", worker, path);
+}
+
+/* The value of the first series of text starting with `series` + " ". */
+static uint64_t series_value(const char *text, const char *series)
+{
+    char key[160];
+    const char *at;
+    snprintf(key, sizeof(key), "\n%s ", series);
+    at = strstr(text, key);
+    if (at == NULL) {
+        fail_msg("no series %s", series);
+    }
+    return strtoull(at + strlen(key), NULL, 10);
+}
+
+#define WHO_COMPLETED                                                                              \
+    "nea_route_requests_total{route=\"/who\",method=\"GET\",outcome=\"completed\"}"
+#define WHO_DURATIONS "nea_route_duration_seconds_count{route=\"/who\",method=\"GET\"}"
+#define WHO_INF "nea_route_duration_seconds_bucket{route=\"/who\",method=\"GET\",le=\"+Inf\"}"
+
+/* /who's completed requests in a scrape, which must lie in [lo, hi], and
+ * its duration histogram at most hi with +Inf equal to _count (the
+ * counters of one record are read one by one, so across counters only
+ * the upper bound holds while requests are being recorded). */
+static uint64_t who_in_scrape(const h_response *r, uint64_t lo, uint64_t hi)
+{
+    uint64_t n = series_value(r->body, WHO_COMPLETED);
+    assert_true(n >= lo && n <= hi);
+    assert_true(series_value(r->body, WHO_DURATIONS) <= hi);
+    assert_int_equal(series_value(r->body, WHO_INF), series_value(r->body, WHO_DURATIONS));
+    return n;
+}
+
+static void promtool_accepts(const h_response *r)
+{
+    FILE *p;
+    if (system("command -v promtool >/dev/null 2>&1") != 0) {
+        fail_msg("promtool not found: install the Debian package prometheus "
+                 "(scripts/install-deps.sh)");
+    }
+    p = popen("promtool check metrics", "w");
+    assert_non_null(p);
+    assert_int_equal(fwrite(r->body, 1, r->body_len, p), r->body_len);
+    assert_int_equal(pclose(p), 0);
+}
+
+/* A client on its own thread: n GET /who on fresh connections with plain
+ * blocking sockets (the test thread keeps running worker 0's loop). */
+typedef struct who_load {
+    int port;
+    unsigned n;
+    unsigned ok; /* atomic: answered 200 */
+    bool done;   /* atomic */
+} who_load;
+
+static bool blocking_who(int port)
+{
+    static const char raw[] = "GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    struct sockaddr_in a;
+    struct timeval tv = {H_DEADLINE_MS / 1000, 0};
+    char buf[512];
+    size_t got = 0;
+    ssize_t n = 1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    uv_ip4_addr("127.0.0.1", port, &a);
+    if (fd < 0) {
+        return false;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (const struct sockaddr *)&a, sizeof(a)) != 0 ||
+        write(fd, raw, sizeof(raw) - 1) != (ssize_t)(sizeof(raw) - 1)) {
+        close(fd);
+        return false;
+    }
+    while (n > 0 && got < sizeof(buf) - 1) {
+        n = read(fd, buf + got, sizeof(buf) - 1 - got);
+        got += n > 0 ? (size_t)n : 0;
+    }
+    close(fd);
+    buf[got] = '\0';
+    return n == 0 && strncmp(buf, "HTTP/1.1 200 ", 13) == 0;
+}
+
+static void who_load_main(void *arg)
+{
+    who_load *l = arg;
+    for (unsigned i = 0; i < l->n; i++) {
+        if (blocking_who(l->port)) {
+            __atomic_fetch_add(&l->ok, 1u, __ATOMIC_RELAXED);
+        }
+    }
+    __atomic_store_n(&l->done, true, __ATOMIC_RELEASE);
+}
+
+static void test_metrics_sum_every_worker(void **state)
+{
+    static h_response r; /* 64 KiB of body */
+    h_fixture f;
+    nea_config cfg;
+    unsigned served[2] = {0}, sent = 0, scrapes = 0;
+    uint64_t last = 0, mine = 0;
+    who_load load = {0};
+    uv_thread_t client;
+    (void)state;
+    w_config(&cfg, 2);
+    w_new(&f, &cfg);
+    assert_int_equal(nea_server_route(f.srv, "GET", "/count", count_who, f.srv), 0);
+    assert_int_equal(nea_server_route(f.srv, "GET", "/metrics", metrics_on, f.srv), 0);
+    w_listen(&f);
+
+    /* N requests spread over both workers. */
+    while (sent < 300 && (sent < 20 || served[0] == 0 || served[1] == 0)) {
+        int w = request_who(&f, "/who", 200);
+        assert_true(w == 0 || w == 1);
+        served[w]++;
+        sent++;
+    }
+    assert_true(served[0] > 0 && served[1] > 0);
+    /* Each is counted just after its response was written: wait for the
+     * last, read on worker 0's thread (worker 1's record read across). */
+    H_WAIT(&f, who_requests(&f) == sent);
+    /* Worker 1 reads worker 0's records too: the whole process, exactly. */
+    request_on(&f, 1, "/metrics", &r);
+    assert_int_equal(who_in_scrape(&r, sent, sent), sent);
+    promtool_accepts(&r);
+    request_on(&f, 1, "/count", &r);
+    assert_int_equal(strtoull(r.body + 3, NULL, 10), sent);
+
+    /* Scrapes while both workers record: worker 1 reads worker 0's block
+     * as this thread writes it (serving the client thread's requests on
+     * worker 0's loop while it waits), this thread reads worker 1's. Each
+     * reader sees some recent count, never a fall (each counter is read
+     * coherently by one thread) and never an inconsistent histogram. */
+    load.port = f.port;
+    load.n = 150;
+    assert_int_equal(uv_thread_create(&client, who_load_main, &load), 0);
+    while (!__atomic_load_n(&load.done, __ATOMIC_ACQUIRE) || scrapes < 3) {
+        uint64_t now;
+        request_on(&f, 1, "/metrics", &r);
+        now = who_in_scrape(&r, last, sent + load.n);
+        last = now;
+        now = who_requests(&f);
+        assert_true(now >= mine && now <= sent + load.n);
+        mine = now;
+        if (scrapes++ == 0) {
+            promtool_accepts(&r);
+        }
+    }
+    assert_int_equal(uv_thread_join(&client), 0);
+    assert_int_equal(__atomic_load_n(&load.ok, __ATOMIC_RELAXED), load.n);
+    H_WAIT(&f, who_requests(&f) == sent + load.n);
+    request_on(&f, 1, "/metrics", &r);
+    assert_int_equal(who_in_scrape(&r, sent + load.n, sent + load.n), sent + load.n);
+    request_on(&f, 0, "/metrics", &r);
+    assert_int_equal(who_in_scrape(&r, sent + load.n, sent + load.n), sent + load.n);
+    w_stop(&f);
+}
+
 /* --- fault injection ----------------------------------------------------------- */
 
 static void test_fault_plan_is_per_worker(void **state)
@@ -704,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_full_worker_answers_503_while_sibling_idles),
         cmocka_unit_test(test_full_worker_stops_competing),
         cmocka_unit_test(test_agent_answers_for_every_worker),
+        cmocka_unit_test(test_metrics_sum_every_worker),
         cmocka_unit_test(test_fault_plan_is_per_worker),
         cmocka_unit_test(test_close_without_listen),
         cmocka_unit_test(test_listen_failure_then_close),

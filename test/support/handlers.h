@@ -24,6 +24,9 @@
 extern unsigned t_defers_run;
 extern size_t t_big_len;
 
+/* GET /metrics's handler (data: the server), for tests that pick their
+ * own routes. Any worker's thread may run it. */
+void t_metrics(nea_req *req, void *d);
 /* Registers the routes above on s (asserting each registration). */
 void t_routes_add(nea_server *s);
 /* Resets t_defers_run and makes the big body. */
