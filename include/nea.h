@@ -661,7 +661,8 @@ typedef struct nea_advice {
                                    read_buffer_size of head, 1 KiB): what classes cost
                                    beyond that floor */
     double one_class_fit;       /* fit_ratio with one class sized for the largest route */
-    double in_flight;           /* requests of the observed mix that fit in flight at once */
+    double in_flight;           /* requests of the observed mix that fit in flight at once,
+                                   over every worker */
     double in_flight_one_class; /* the same with one class, same memory_limit */
 } nea_advice;
 
@@ -675,6 +676,9 @@ typedef struct nea_advice {
  * other share a class (at most NEA_ARENA_CLASSES). Arenas are shared out
  * in proportion to each class's in-flight time (the routes' summed total
  * durations, Little's law), class 0 (the smallest) taking what is left.
+ * With cfg->workers > 1 the records are the process's (as
+ * nea_server_route_stats sums them) and the counts are per worker, as the
+ * config's are, each worker taking memory_limit / workers.
  * route_class[i] gets record i's class. Allocates nothing. Returns 0, or
  * UV_EINVAL (oom_rate outside [0, 1), n == 0), or the plan's error when
  * even one arena per class does not fit.

@@ -14,7 +14,9 @@
  *                  is as large as the largest of them
  *   weight(k)    = the summed total durations of its routes (in-flight time,
  *                  by Little's law proportional to the arenas it holds)
- *   count(k > 0) = weight(k) / sum(weight * stride) * arena budget (>= 1);
+ *   count(k > 0) = weight(k) / sum(weight * stride) * arena budget (>= 1),
+ *                  per worker: the budget is one worker's share of
+ *                  memory_limit less its slab's fixed part and connections;
  *                  class 0 (the smallest) takes what memory_limit leaves
  */
 #include "metrics.h"
@@ -154,9 +156,10 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
     out->cfg.arena_count = 0;
     out->cfg.arena_class_count = k - 1;
     out->oom_rate = oom_rate;
-    /* The budget for arenas: memory_limit less what one arena per class
-     * leaves aside (descriptors of more arenas are a rounding error the
-     * plan check below absorbs). */
+    /* The budget for one worker's arenas: its share of memory_limit less
+     * what its slab needs besides one arena per class (descriptors of more
+     * arenas are a rounding error the plan check below absorbs). Counts
+     * are per worker, as the config's are. */
     for (unsigned c = 1; c < k; c++) {
         out->cfg.arena_classes[c - 1] = (nea_arena_class){.size = sizes[c], .count = 1};
     }
@@ -164,7 +167,7 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
     if ((rc = nea_config_plan(&out->cfg, &p, NULL, 0)) != 0) {
         return rc;
     }
-    budget = cfg->memory_limit - (p.total - p.arenas_bytes);
+    budget = cfg->memory_limit / p.workers - (p.worker_bytes - p.arenas_bytes);
     for (unsigned c = 0; c < k; c++) {
         per += weight[c] * (double)p.classes[c].stride;
     }
@@ -191,13 +194,13 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
     out->fit_ratio = ideal > 0 ? held / ideal : 0;
     out->floor_fit = floor_ideal > 0 ? held / floor_ideal : 0;
     out->one_class_fit = ideal > 0 ? one / ideal : 0;
-    out->in_flight = mix_in_flight(&out->plan, weight, total);
+    out->in_flight = mix_in_flight(&out->plan, weight, total) * out->plan.workers;
     one_cfg = *cfg;
     one_cfg.arena_size = sizes[k - 1];
     one_cfg.arena_count = 0;
     one_cfg.arena_class_count = 0;
     if (nea_config_plan(&one_cfg, &p, NULL, 0) == 0) {
-        out->in_flight_one_class = p.arena_count;
+        out->in_flight_one_class = (double)p.arena_count * p.workers;
     }
     return 0;
 }

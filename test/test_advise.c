@@ -2,8 +2,8 @@
  * test_advise.c - the sizing advisor (advise.c) on synthetic histograms:
  * each route's need (quantile, capped by the largest peak, page-rounded,
  * at least the smallest arena), routes sharing a class within 25%, the
- * counts filling memory_limit, the predicted OOM rate and fit, and the
- * text.
+ * counts filling memory_limit (one worker's share of it with workers), the
+ * predicted OOM rate and fit, and the text.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,6 +95,38 @@ static void test_advice_arithmetic(void **state)
     assert_true(a.in_flight > 2 * a.in_flight_one_class);
 }
 
+/* With workers the records are the process's sums and memory_limit caps
+ * every worker's slab together: the advice per worker is the advice for
+ * one worker with its share of the memory, and the in-flight figures are
+ * the process's. */
+static void test_advice_with_workers(void **state)
+{
+    nea_config cfg;
+    nea_advice one, two;
+    unsigned cls_one[4], cls_two[4];
+    (void)state;
+
+    synthetic(&cfg);
+    cfg.memory_limit = 32 * MIB;
+    assert_int_equal(nea_advise(&cfg, routes, 4, 0.001, 0, cls_one, &one), 0);
+    cfg.workers = 2;
+    cfg.memory_limit = 64 * MIB;
+    assert_int_equal(nea_advise(&cfg, routes, 4, 0.001, 0, cls_two, &two), 0);
+    assert_int_equal(two.plan.workers, 2);
+    assert_true(two.plan.total <= cfg.memory_limit);
+    assert_int_equal(two.cfg.arena_size, one.cfg.arena_size);
+    assert_int_equal(two.cfg.arena_class_count, one.cfg.arena_class_count);
+    for (unsigned c = 0; c < one.cfg.arena_class_count; c++) {
+        assert_int_equal(two.cfg.arena_classes[c].size, one.cfg.arena_classes[c].size);
+        assert_int_equal(two.cfg.arena_classes[c].count, one.cfg.arena_classes[c].count);
+    }
+    assert_int_equal(two.plan.arena_count, one.plan.arena_count);
+    assert_memory_equal(cls_two, cls_one, sizeof(cls_one));
+    assert_true(two.in_flight > 1.999 * one.in_flight && two.in_flight < 2.001 * one.in_flight);
+    assert_true(two.in_flight_one_class > 1.999 * one.in_flight_one_class &&
+                two.in_flight_one_class < 2.001 * one.in_flight_one_class);
+}
+
 static void test_advice_edges(void **state)
 {
     nea_config cfg;
@@ -156,6 +188,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_advice_arithmetic),
+        cmocka_unit_test(test_advice_with_workers),
         cmocka_unit_test(test_advice_edges),
         cmocka_unit_test(test_advice_text),
     };
