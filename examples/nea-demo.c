@@ -19,7 +19,8 @@
  *                    with each worker's accepted connections and requests
  *                    (exempt: answered while the server sheds everything else)
  *   GET  /health     "ok" (exempt)
- *   GET  /metrics    per-route metrics, Prometheus text format 0.0.4 (exempt)
+ *   GET  /metrics    per-route metrics, Prometheus text format 0.0.4, summed
+ *                    over the workers, on any of them (exempt)
  *   GET  /json/N     N objects encoded by jansson, allocating from the arena
  *   GET  /gzip/N     N KiB of text deflated by zlib from the arena
  *                    (Content-Encoding: gzip; needs --arena-size 512k)
@@ -38,7 +39,8 @@
  * stderr at most once a second. --arena-class SIZE:COUNT adds an arena size
  * class, --route-class PATH=K puts a route in it, and --advise prints, when
  * SIGINT or SIGTERM starts the drain, the sizing advisor's classes for the
- * same memory limit (target: 0.1% OOM 500s) from the peaks observed.
+ * same memory limit (target: 0.1% OOM 500s) from the peaks observed on
+ * every worker.
  *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */
@@ -385,30 +387,28 @@ static void stats(nea_req *req, void *data)
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
-/* Measures the text, then formats it into exactly that much arena (so the
- * route's arena peak, which the advisor sizes from, is what it needs). A
- * text beyond the arena unwinds to the 500. */
+/* The process's Prometheus text (with --workers, every worker's records
+ * summed, on whichever worker got the scrape): measured, then formatted
+ * into about that much arena (so the route's arena peak, which the advisor
+ * sizes from, is what it needs). Other workers go on counting in between,
+ * so the text may have grown a little: room to spare, and measured again
+ * on a miss. A text beyond the arena unwinds to the 500. */
 static void metrics(nea_req *req, void *data)
 {
-    size_t len;
-    char *buf;
+    size_t cap = 0, len = nea_server_metrics_text(demo_server(), NULL, 0);
+    char *buf = NULL;
     (void)data;
-    if (nea_req_loop(req) != nea_server_loop(demo_server())) {
-        /* With --workers, the per-route records are worker 0's and only its
-         * thread may read them: another worker says so, and the scrape is
-         * retried (it lands on worker 0 in turn). */
-        nea_resp_header(req, "Retry-After", "0");
-        nea_respond_static(req, 503, "text/plain", "metrics are served by worker 0\n", 31);
-        return;
+    while (len >= cap) {
+        cap = len + len / 16 + 1;
+        buf = nea_alloc(req, cap);
+        len = nea_server_metrics_text(demo_server(), buf, cap);
     }
-    len = nea_server_metrics_text(demo_server(), NULL, 0);
-    buf = nea_alloc(req, len + 1);
-    len = nea_server_metrics_text(demo_server(), buf, len + 1);
     nea_respond_static(req, 200, "text/plain; version=0.0.4", buf, len);
 }
 
-/* --advise: the advisor's classes for what was observed, on stdout, as the
- * drain starts (libnea's own signal handler starts it). */
+/* --advise: the advisor's classes for what was observed (summed over every
+ * worker), on stdout, as the drain starts (libnea's own signal handler
+ * starts it). */
 static void print_advice(uv_signal_t *h, int signum)
 {
     static nea_route_stats recs[1024];
