@@ -14,7 +14,8 @@
  * streamed responses (length, chunked, a file), bodies read in pieces
  * (Content-Length and chunked, far larger than the arena) and a stream cut
  * by its client; and a sixth with two worker threads, where every worker
- * must serve without allocating. Every request is counted in the per-route
+ * must serve without allocating, its /metrics scrapes summing both
+ * workers' records. Every request is counted in the per-route
  * metrics and passed to a completion hook, and each round of the first
  * workload scrapes the Prometheus text (GET /metrics) and logs rate-limited
  * refusals. libuv may grow its fd table when a new fd number first appears
