@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages libnea needs to build and test
-# (prometheus: its promtool validates the metrics exposition in test_metrics).
+# (prometheus: its promtool validates the metrics exposition in test_metrics and test_worker).
 #
 #   scripts/install-deps.sh          build + test toolchain
 #   scripts/install-deps.sh bench    also the benchmark peers and load tools
