@@ -355,9 +355,29 @@ static void on_out_written(uv_write_t *w, int status)
     }
 }
 
-/* Hands the gathered responses to the kernel: one write for the batch.
- * What it does not take is written from obuf, which stays untouched (no
- * gathering) until that write completes. */
+/* obuf's first done bytes are in the kernel: uv_write takes the rest, and
+ * obuf stays untouched (no gathering) until that write completes. */
+static int out_rest(nea__conn *c, size_t done)
+{
+    uv_buf_t b;
+    int r;
+
+    if (done == c->olen) {
+        c->olen = 0;
+        return 0;
+    }
+    b = uv_buf_init(c->obuf + done, (unsigned)(c->olen - done));
+    c->wreq_out.data = c;
+    r = uv_write(&c->wreq_out, (uv_stream_t *)&c->tcp, &b, 1, on_out_written);
+    if (r < 0) {
+        c->olen = 0;
+        return r;
+    }
+    c->owrite_pending = true;
+    return 0;
+}
+
+/* Hands the gathered responses to the kernel: one write for the batch. */
 static int flush_out(nea__conn *c)
 {
     uv_buf_t b = uv_buf_init(c->obuf, (unsigned)c->olen);
@@ -370,20 +390,46 @@ static int flush_out(nea__conn *c)
     if (r == UV_EAGAIN || r == UV_ENOSYS) {
         r = 0;
     }
-    if (r < 0 || (size_t)r == c->olen) {
-        c->olen = 0;
-        return r < 0 ? r : 0;
-    }
-    b.base += r;
-    b.len -= (size_t)r;
-    c->wreq_out.data = c;
-    r = uv_write(&c->wreq_out, (uv_stream_t *)&c->tcp, &b, 1, on_out_written);
     if (r < 0) {
         c->olen = 0;
         return r;
     }
-    c->owrite_pending = true;
-    return 0;
+    return out_rest(c, (size_t)r);
+}
+
+/* Writes what the kernel takes of bufs now, after the gathered responses
+ * still in obuf (earlier responses go first). The batch and bufs go out in
+ * one writev when they fit libuv's four inline buffers: a pipelined batch
+ * costs one send, not two. Returns the bytes of bufs taken (0: none, they
+ * wait behind what is queued) or an error. */
+static int write_now(nea__conn *c, uv_buf_t *bufs, unsigned n)
+{
+    uv_buf_t all[4];
+    size_t olen = c->olen;
+    int r;
+
+    if (olen == 0 || c->owrite_pending || n >= 4) {
+        r = flush_out(c);
+        if (r == 0) {
+            r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+        }
+        return r == UV_EAGAIN || r == UV_ENOSYS ? 0 : r;
+    }
+    all[0] = uv_buf_init(c->obuf, (unsigned)olen);
+    memcpy(all + 1, bufs, n * sizeof(*bufs));
+    r = uv_try_write((uv_stream_t *)&c->tcp, all, n + 1);
+    if (r == UV_EAGAIN || r == UV_ENOSYS) {
+        r = 0;
+    }
+    if (r < 0) {
+        c->olen = 0;
+        return r;
+    }
+    if ((size_t)r < olen) {
+        return out_rest(c, (size_t)r); /* bufs wait behind the batch's rest */
+    }
+    c->olen = 0;
+    return r - (int)olen;
 }
 
 /* A response may join the batch when another pipelined request is already
@@ -434,13 +480,7 @@ static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
         write_finished(c, 0); /* the request ends; its bytes wait in obuf */
         return;
     }
-    r = flush_out(c); /* earlier responses go first */
-    if (r == 0) {
-        r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-    }
-    if (r == UV_EAGAIN || r == UV_ENOSYS) {
-        r = 0;
-    }
+    r = write_now(c, bufs, n);
     if (r < 0) {
         write_finished(c, r);
         return;
@@ -836,13 +876,7 @@ static void begin_body(nea__conn *c)
     }
     if (h->expect_continue && c->parser.http_minor == 1 && c->rpos == c->rlen) {
         uv_buf_t b = uv_buf_init((char *)continue_line, sizeof(continue_line) - 1);
-        int r = flush_out(c);
-        if (r == 0) {
-            r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        }
-        if (r == UV_EAGAIN) {
-            r = 0;
-        }
+        int r = write_now(c, &b, 1);
         if (r >= 0 && (size_t)r < b.len) {
             b.base += r;
             b.len -= (size_t)r;
