@@ -774,8 +774,9 @@ static void await_response(nea__conn *c)
 }
 
 /* Runs the handler. The clock is read once before and once after (for the
- * load and the metrics both): a request that is granted an arena at once
- * and answered by its handler costs the metrics one more read, at its end. */
+ * load and the metrics both). A request that is granted an arena at once
+ * and answered and written by its handler ends inside it: its end's clock
+ * read (finish_sample) is the one after, so it costs two reads in all. */
 static void dispatch(nea__conn *c)
 {
     nea__load *load = c->env->load;
@@ -789,8 +790,9 @@ static void dispatch(nea__conn *c)
     c->t_handler = t0;
     c->sample.handled = true;
     c->in_dispatch = true;
+    c->t_end = 0;
     nea__req_dispatch(c->req);
-    t1 = uv_hrtime();
+    t1 = c->t_end != 0 ? c->t_end : uv_hrtime();
     /* c may be closed by now, or serving a pipelined request (another
      * sample): only this request's own sample is finished here. */
     if (c->sample_seq == seq) {
@@ -1285,7 +1287,7 @@ static void finish_sample(nea__conn *c, nea_outcome fallback)
     if (s->outcome == NEA_OUTCOME_COMPLETED) {
         s->outcome = fallback;
     }
-    end = uv_hrtime();
+    end = c->t_end = uv_hrtime();
     if (c->handler_sync && s->handler_ns == 0) {
         s->handler_ns = end - c->t_handler; /* answered in the handler, written before it left */
     }

@@ -113,10 +113,12 @@ struct nea__conn {
     size_t s_method_len, s_path_len;
     /* uv_hrtime() of the request's start: read lazily, by the first event
      * that needs a time (a wait for an arena, a body, a pre-built answer, or
-     * the handler's start), so the common path reads the clock only twice,
-     * around the handler, plus once at its end. 0: not read yet. */
+     * the handler's start), so the common path reads the clock only twice:
+     * at the handler's start and at the request's end, which is also the
+     * handler's end when it answers at once (t_end). 0: not read yet. */
     uint64_t t_head;
     uint64_t t_handler;  /* uv_hrtime() when the handler started */
+    uint64_t t_end;      /* uv_hrtime() of the last finished sample (0: none since dispatch) */
     unsigned sample_seq; /* bumped per sample: dispatch knows its own */
     bool in_dispatch;    /* the handler's first call is on the stack */
     bool handler_sync;   /* it responded there: handler_ns is read at its return */
