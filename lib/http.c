@@ -86,6 +86,12 @@ nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len)
             } else if (!is_tchar(c)) {
                 return NEA__HEAD_BAD; /* obs-fold, or whitespace before ':' */
             }
+            continue;
+        }
+        /* The request line or a field value: only a control byte (CR and
+         * LF among them) needs a look, so the others are stepped over here. */
+        while (i + 1 < len && (unsigned char)buf[i + 1] >= 0x20 && buf[i + 1] != 0x7f) {
+            i++;
         }
     }
     h->scan = len;
