@@ -29,12 +29,25 @@
 #include <string.h>
 #include <strings.h>
 
-/* RFC 9110 tchar. */
+static bool is_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* RFC 9110 tchar. A switch, not a search of a string: every byte of every
+ * field name comes through here. */
 static bool is_tchar(unsigned char c)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && memchr(extra, c, sizeof(extra) - 1) != NULL);
+    if (is_alnum(c)) {
+        return true; /* most bytes: range tests before the switch */
+    }
+    switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+        return true;
+    default:
+        return false;
+    }
 }
 
 nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len)
@@ -194,13 +207,25 @@ static bool is_hex(unsigned char c)
 
 /* RFC 3986 unreserved / sub-delims, plus what the caller allows (":@/?" in
  * a target, ":" in a Host); "%" must start a pct-encoded octet. */
+static bool uri_plain(unsigned char c)
+{
+    if (is_alnum(c)) {
+        return true;
+    }
+    switch (c) {
+    case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'':
+    case '(': case ')': case '*': case '+': case ',': case ';': case '=':
+        return true;
+    default:
+        return false;
+    }
+}
+
 static bool uri_chars(const char *v, size_t len, const char *also)
 {
-    static const char plain[] = "-._~!$&'()*+,;=";
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)v[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            (c != '\0' && (memchr(plain, c, sizeof(plain) - 1) != NULL || strchr(also, c)))) {
+        if (uri_plain(c) || (c != '\0' && strchr(also, c) != NULL)) {
             continue;
         }
         if (c == '%' && i + 2 < len && is_hex((unsigned char)v[i + 1]) &&
