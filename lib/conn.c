@@ -1267,17 +1267,7 @@ static void finish_sample(nea__conn *c, nea_outcome fallback)
         return;
     }
     c->sampling = false;
-    done.method = c->s_method;
-    done.method_len = c->s_method_len;
-    done.path = c->s_path;
-    done.path_len = c->s_path_len;
     if (req != NULL) {
-        /* The head in rbuf may be gone (body bytes overwrite it): the
-         * arena has the copy. */
-        done.method = req->msg.method != NULL ? req->msg.method : "";
-        done.method_len = strlen(done.method);
-        done.path = req->msg.path != NULL ? req->msg.path : "";
-        done.path_len = strlen(done.path);
         s->arena_peak = req->arena->peak;
         s->bytes_in += req->body.len;
         if (req->oom && s->outcome == NEA_OUTCOME_COMPLETED) {
@@ -1295,6 +1285,18 @@ static void finish_sample(nea__conn *c, nea_outcome fallback)
     nea__metrics_record(env->metrics, s);
     if (env->cfg->on_complete == NULL && s->status != 503 && s->status != 400) {
         return;
+    }
+    done.method = c->s_method;
+    done.method_len = c->s_method_len;
+    done.path = c->s_path;
+    done.path_len = c->s_path_len;
+    if (req != NULL) {
+        /* The head in rbuf may be gone (body bytes overwrite it): the
+         * arena has the copy. */
+        done.method = req->msg.method != NULL ? req->msg.method : "";
+        done.method_len = strlen(done.method);
+        done.path = req->msg.path != NULL ? req->msg.path : "";
+        done.path_len = strlen(done.path);
     }
     done.route = s->route > 0 ? env->metrics->routes[s->route].path : NULL;
     done.status = s->status;
