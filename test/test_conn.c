@@ -1,8 +1,9 @@
 /*
  * test_conn.c - one connection slot's state machine (conn.c) over real
- * sockets: keep-alive and close, pipelining and its read-buffer bound,
- * half-close, 100-continue, request bodies, requests split at every byte,
- * every timeout, asynchronous handlers and client disconnects.
+ * sockets: keep-alive and close, pipelining (a batch answered in one write)
+ * and its read-buffer bound, half-close, 100-continue, request bodies,
+ * requests split at every byte, every timeout, asynchronous handlers and
+ * client disconnects.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,9 +17,33 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "e2e.h"
+
+/* write(2) and writev(2) on one socket (the server's side of a test's
+ * connection) are counted by interposing both; every other call, and
+ * these ones too, go straight to the kernel. */
+static int counted_fd = -1;
+static unsigned counted_writes;
+
+ssize_t write(int fd, const void *buf, size_t len)
+{
+    if (fd == counted_fd) {
+        counted_writes++;
+    }
+    return (ssize_t)syscall(SYS_write, fd, buf, len);
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+    if (fd == counted_fd) {
+        counted_writes++;
+    }
+    return (ssize_t)syscall(SYS_writev, fd, iov, n);
+}
 
 /* The slot of the only open connection. */
 static nea__conn *open_slot(h_fixture *f)
@@ -95,6 +120,35 @@ static void test_pipelining_in_order(void **state)
     assert_string_equal(r.body, "slept");
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
     assert_string_equal(r.body, "four");
+    close(fd);
+}
+
+static void test_pipelined_batch_is_one_write(void **state)
+{
+    /* Four pipelined requests read at once: the first three responses are
+     * gathered in the slot's output buffer and go out with the fourth in
+     * one write, not one write per response nor the batch and then the
+     * last. */
+    h_fixture *f = *state;
+    h_response r;
+    uv_os_fd_t sfd;
+    int fd = h_connect(f);
+    h_sends(f, fd, "GET /p/0 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(uv_fileno((uv_handle_t *)&open_slot(f)->tcp, &sfd), 0);
+    counted_fd = sfd;
+    counted_writes = 0;
+    h_sends(f, fd,
+            "GET /p/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /p/3 HTTP/1.1\r\nHost: x\r\n\r\nGET /p/4 HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 1; i <= 4; i++) {
+        char want[4];
+        snprintf(want, sizeof(want), "%d", i);
+        assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+        assert_string_equal(r.body, want);
+    }
+    counted_fd = -1;
+    assert_int_equal(counted_writes, 1);
     close(fd);
 }
 
@@ -767,6 +821,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_oom_500_keeps_connection, h_test_setup,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pipelining_in_order, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_batch_is_one_write, h_test_setup,
+                                        h_test_teardown),
         cmocka_unit_test_setup_teardown(test_half_close_answers_buffered_requests, h_test_setup,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_flood_is_bounded, h_test_setup,
