@@ -212,12 +212,14 @@ class Suite:
         self.targets = []
         self.baseline_s = 0.0
 
-    def configure_if_missing(self):
-        if (self.build / "CMakeCache.txt").is_file():
-            return
-        print("configuring %s (Debug, NEA_BUILD_TESTS=ON)" % self.build, flush=True)
-        rc, out, _ = run(["cmake", "-S", str(ROOT), "-B", str(self.build),
-                          "-DCMAKE_BUILD_TYPE=Debug", "-DNEA_BUILD_TESTS=ON"], log=self.log)
+    def configure(self):
+        """Configures a new build dir (Debug, tests on), or re-runs CMake in an
+        existing one, so that the test list find_targets reads is current."""
+        cmd = ["cmake", "-S", str(ROOT), "-B", str(self.build)]
+        if not (self.build / "CMakeCache.txt").is_file():
+            print("configuring %s (Debug, NEA_BUILD_TESTS=ON)" % self.build, flush=True)
+            cmd += ["-DCMAKE_BUILD_TYPE=Debug", "-DNEA_BUILD_TESTS=ON"]
+        rc, out, _ = run(cmd, log=self.log)
         if rc != 0:
             die("configuring %s failed:\n%s" % (self.build, tail(out)))
 
@@ -235,6 +237,15 @@ class Suite:
             die("ctest --show-only failed:\n%s" % tail(out))
         tests = json.loads(out).get("tests", [])
         targets = []
+        if any(not t.get("command") for t in tests):
+            # A test whose program is not built yet has no command to read
+            # its target from: build everything once, then read again.
+            self.targets = []
+            ok, out = self.build_tests()
+            if not ok:
+                die("the unmutated tree does not build:\n%s" % tail(out))
+            rc, out, _ = run(self.ctest_base() + ["--show-only=json-v1"], timeout=120)
+            tests = json.loads(out).get("tests", []) if rc == 0 else []
         for t in tests:
             cmd = t.get("command") or []
             if cmd and Path(cmd[0]).is_absolute() and self.build in Path(cmd[0]).parents:
@@ -411,7 +422,7 @@ def main():
     with open(log_path, "w", encoding="utf-8") as log:
         suite = Suite(args, log)
         try:
-            suite.configure_if_missing()
+            suite.configure()
             suite.find_targets()
             print("building %s (%s)" % (build, ", ".join(suite.targets) or "all"), flush=True)
             ok, out = suite.build_tests()
