@@ -513,10 +513,12 @@ static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
  * after it when the peer or the server wants that. */
 static const char *conn_line(nea__conn *c)
 {
-    /* Only the peer's own wish: an error response has set must_close
-     * already (its framing or an unread body may still be arriving). */
-    c->peer_closing = !c->keep_alive && !c->must_close && !c->env->closing && !c->body_unread;
-    if (!c->keep_alive || c->must_close || c->env->closing || c->body_unread) {
+    /* peer_closing: only the peer's own wish. An error response has set
+     * must_close already (its framing or an unread body may still be
+     * arriving), and a draining server closes for its own reasons. */
+    bool server_closes = c->must_close || c->env->closing || c->body_unread;
+    c->peer_closing = !c->keep_alive && !server_closes;
+    if (!c->keep_alive || server_closes) {
         c->must_close = true;
         return "Connection: close\r\n";
     }
