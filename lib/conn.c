@@ -525,6 +525,16 @@ static const char *conn_line(nea__conn *c)
     return c->parser.http_minor == 0 ? "Connection: keep-alive\r\n" : "";
 }
 
+/* The time the head was complete, read from the clock the first time
+ * something needs it (an answer, a body, a wait for an arena): a request
+ * granted an arena at once takes it from the handler's first read. */
+static void stamp_head(nea__conn *c)
+{
+    if (c->t_head == 0) {
+        c->t_head = uv_hrtime();
+    }
+}
+
 void nea__conn_respond_error(nea__conn *c, nea__err e)
 {
     nea__conn_env *env = c->env;
@@ -552,9 +562,7 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     if (!c->sampling) {
         begin_sample(c); /* answered before the head was complete: unrouted */
     }
-    if (c->t_head == 0) {
-        c->t_head = uv_hrtime();
-    }
+    stamp_head(c);
     c->sample.status = nea__err_status(e);
     if (e == NEA__E503) {
         c->sample.outcome = NEA_OUTCOME_SHED;
@@ -892,9 +900,7 @@ static void begin_body(nea__conn *c)
             return;
         }
     }
-    if (c->t_head == 0) {
-        c->t_head = uv_hrtime();
-    }
+    stamp_head(c);
     set_state(c, NEA__C_BODY);
     c->body_start_ms = c->body_last_ms = uv_now(c->env->loop);
     /* A body read in pieces holds no more arena the longer it runs: only
@@ -942,9 +948,7 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
 
 void nea__conn_wait(nea__conn *c, unsigned ms)
 {
-    if (c->t_head == 0) {
-        c->t_head = uv_hrtime();
-    }
+    stamp_head(c);
     set_state(c, NEA__C_QUEUED);
     arm(c, ms);
 }
