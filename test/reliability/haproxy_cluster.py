@@ -126,18 +126,11 @@ class HAProxy:
 
     def stat(self):
         """`show stat` as {(proxy, server): row dict}."""
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(3)
-        s.connect(self.sock)
-        s.sendall(b"show stat\n")
-        data = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            data += b
-        s.close()
-        lines = data.decode().splitlines()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(3)
+            s.connect(self.sock)
+            s.sendall(b"show stat\n")
+            lines = read_to_eof(s).decode().splitlines()
         head = lines[0].lstrip("# ").split(",")
         out = {}
         for line in lines[1:]:
@@ -171,13 +164,18 @@ class HAProxy:
 def agent_line(port):
     """The agent's answer on port (one line, then the agent closes)."""
     with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
-        data = b""
-        while True:
-            b = s.recv(64)
-            if not b:
-                break
-            data += b
-    return data.decode().strip()
+        return read_to_eof(s).decode().strip()
+
+
+def read_to_eof(s):
+    """Everything s sends until it closes (HAProxy's stats socket and the
+    agent both answer once and close)."""
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return data
+        data += b
 
 
 def weight_of(line):
