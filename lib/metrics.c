@@ -145,7 +145,6 @@ void nea__metrics_record(nea__metrics *m, const nea__sample *s)
     nea_route_stats *r = &m->routes[s->route];
     unsigned cls = (unsigned)s->status / 100;
 
-    bump(&r->requests, 1);
     bump(&r->outcomes[s->outcome], 1);
     if (cls >= 1 && cls <= 5) {
         bump(&r->responses[cls], 1);
