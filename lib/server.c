@@ -343,6 +343,16 @@ static bool on_this_thread(const nea_server *w)
     return cur == NULL && uv_thread_equal(&w->owner, &self);
 }
 
+/* Worker w's figures: live on its own thread, else its last snapshot. */
+static void worker_stats(const nea_server *w, nea_stats *out)
+{
+    if (w->plan.workers == 1 || on_this_thread(w)) {
+        own_stats(w, out);
+    } else {
+        nea__stats_read(&w->snapshot, out);
+    }
+}
+
 void nea__server_each_worker(const nea_server *s,
                              void (*fn)(void *data, const nea_server *w, const nea_stats *st),
                              void *data)
@@ -351,36 +361,17 @@ void nea__server_each_worker(const nea_server *s,
     nea_stats st;
     for (unsigned i = 0; i < g->plan.workers; i++) {
         const nea_server *w = nea__server_worker(g, i);
-        if (g->plan.workers == 1 || on_this_thread(w)) {
-            own_stats(w, &st);
-        } else {
-            nea__stats_read(&w->snapshot, &st);
-        }
+        worker_stats(w, &st);
         fn(data, w, &st);
-    }
-}
-
-typedef struct pick_worker {
-    const nea_server *w;
-    nea_stats *out;
-} pick_worker;
-
-static void copy_if_picked(void *data, const nea_server *w, const nea_stats *st)
-{
-    pick_worker *p = data;
-    if (w == p->w) {
-        *p->out = *st;
     }
 }
 
 int nea_server_worker_stats(const nea_server *s, unsigned worker, nea_stats *out)
 {
-    pick_worker p = {NULL, out};
     if (worker >= s->plan.workers) {
         return UV_EINVAL;
     }
-    p.w = nea__server_worker(s, worker);
-    nea__server_each_worker(s, copy_if_picked, &p);
+    worker_stats(nea__server_worker(s, worker), out);
     return 0;
 }
 
