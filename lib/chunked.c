@@ -17,7 +17,11 @@
  *   - Trailer fields are validated and discarded; the ones that would change
  *     framing or routing if some other hop merged them into the head
  *     (Content-Length, Transfer-Encoding, Host) are malformed.
- *   - Every byte that is not chunk data counts against meta_limit.
+ *   - Each chunk-size line (with its extensions and the CRLF after the
+ *     previous chunk's data) and the trailer section as a whole may take at
+ *     most meta_limit bytes. The budget is per line, not per message: a body
+ *     of many chunks is bounded by the body limit (every chunk but the last
+ *     carries at least one data byte), not by its framing.
  *   - Chunk data gets no per-byte work: it is reported as whole spans of
  *     the caller's input, never empty, never copied.
  *   - DONE is returned on the LF that ends the message; no byte after it is
@@ -258,6 +262,9 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
         if (c != '\n') {
             return "chunk-size line not ended by CRLF";
         }
+        if (ck->left == 0) {
+            ck->meta = 0; /* the trailer section has a budget of its own */
+        }
         go(ck, ck->left > 0 ? S_DATA : S_TRAILER_FIRST);
         return NULL;
     case S_DATA_CR:
@@ -271,6 +278,7 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
             return "chunk-data not followed by CRLF";
         }
         ck->digits = 0;
+        ck->meta = 0; /* each chunk-size line has the whole budget */
         go(ck, S_SIZE_FIRST);
         return NULL;
     case S_TRAILER_FIRST:
@@ -370,7 +378,7 @@ nea__chunked_result nea__chunked_feed(nea__chunked *ck, const char *in, size_t l
             return NEA__CHUNKED_DATA;
         }
         if (ck->meta == ck->meta_limit) {
-            why = "chunk-size lines and trailers exceed their limit";
+            why = "a chunk-size line or the trailers exceed their limit";
         } else {
             ck->meta++;
             why = frame_byte(ck, (unsigned char)in[i]);

@@ -7,8 +7,9 @@
  * resumes exactly where the previous piece ended. Chunk data is never
  * copied: it is reported as spans of the caller's input. Everything that is
  * not chunk data (size lines, extensions, CRLFs, trailers) is validated and
- * discarded, and bounded by meta_limit so that a peer cannot keep a
- * connection busy with framing that carries no body.
+ * discarded, and bounded by meta_limit per chunk-size line and for the
+ * trailer section, so that a peer cannot keep a connection busy with
+ * framing that carries no body.
  */
 #ifndef NEA_CHUNKED_H
 #define NEA_CHUNKED_H
@@ -19,8 +20,8 @@
 
 typedef struct nea__chunked {
     uint64_t left;     /* the chunk-size being read, then its data bytes not yet reported */
-    size_t meta;       /* non-data bytes consumed so far */
-    size_t meta_limit; /* most non-data bytes the message may carry */
+    size_t meta;       /* non-data bytes of the current size line or trailer section */
+    size_t meta_limit; /* most bytes one size line, or the trailer section, may take */
     const char *error; /* why the framing is malformed; NULL until BAD */
     unsigned digits;   /* hex digits of the chunk-size seen so far */
     unsigned name_len; /* bytes of the trailer field name seen so far */
@@ -37,9 +38,10 @@ typedef enum {
     NEA__CHUNKED_BAD,  /* malformed framing: answer 400 and close */
 } nea__chunked_result;
 
-/* meta_limit: the most bytes of chunk-size lines (with extensions) plus trailer
- * section the message may carry in total (they are discarded, so they are bounded
- * separately from the body); exceeding it is BAD. */
+/* meta_limit: the most bytes one chunk-size line (with its extensions and the
+ * CRLF ending the previous chunk's data) may take, and the most the trailer
+ * section may take in all (they are discarded, so they are bounded separately
+ * from the body); exceeding it is BAD. */
 void nea__chunked_init(nea__chunked *ck, size_t meta_limit);
 
 /* Consumes bytes from in[0..len). *used = bytes consumed by this call (always set).
