@@ -752,18 +752,111 @@ uv_timer_t *nea_req_timer(nea_req *req);
 
 /*
  * Tells libnea the handler will respond later from code libnea cannot see
- * (another request's handler, a uv_fs or uv_work request, a host callback).
+ * (another request's handler, a host callback reached through a reference).
  * Without it, a handler that returns without responding and without a
- * tracked handle is a bug: the request gets a 500 at once, logged with its
- * route. Either way response_timeout_ms bounds the wait.
+ * tracked handle or a hold is a bug: the request gets a 500 at once, logged
+ * with its route. Either way response_timeout_ms bounds the wait.
  */
 void nea_req_keep(nea_req *req);
 
 /*
+ * --- Coming back later: references, holds, thread-pool work ---------------
+ *
+ * A handler that waits for something (a timer, a database, the thread pool)
+ * returns, and the answer is given later from another callback. By then the
+ * request may be gone (the client left, a deadline passed, the server
+ * drains), and its arena may already serve another request: a bare
+ * nea_req * kept across a callback libnea does not run can name a
+ * stranger. So host code keeps a reference instead, and asks for the
+ * request when it comes back:
+ *
+ *     nea_ref ref = nea_req_ref(req);             // in the handler
+ *     ...
+ *     nea_req *r = nea_ref_req(ref);              // in the later callback
+ *     if (r != NULL) nea_req_run(r, answer, arg); // NULL: it is gone
+ *
+ * Everything here runs on the request's loop thread only: called from
+ * another thread (another worker, the thread pool, a host thread) it aborts
+ * with a message naming the rule. A reference must not be used after the
+ * server's close callback ran.
+ */
+
+/* A request's name: its arena and that arena's generation. Copy it freely;
+ * a zero-initialised nea_ref names no request. */
+typedef struct nea_ref {
+    const void *slot;
+    uint64_t gen;
+} nea_ref;
+
+/* The reference to req. Allocates nothing. */
+nea_ref nea_req_ref(nea_req *req);
+
+/*
+ * The request ref names, while it is that same request and it has neither
+ * ended nor been cancelled; NULL afterwards, also once its arena serves
+ * another request. The pointer returned is valid until the callback that
+ * asked for it returns: ask again next time.
+ */
+nea_req *nea_ref_req(nea_ref ref);
+
+/* A reference that keeps its request's arena reserved (see nea_req_hold). */
+typedef struct nea_hold {
+    nea_ref ref;
+} nea_hold;
+
+/*
+ * Keeps req's arena, and everything in it, reserved until nea_hold_release
+ * is called for the returned hold, whatever happens to the request
+ * meanwhile: a client that leaves cancels the request (it can no longer be
+ * answered) but its defers do not run and its arena is not reused until
+ * every hold is released. The way to give a host callback libnea does not
+ * run (a database client's, uv_fs_*) memory in the arena that outlives a
+ * cancel. A held request counts as answered later (like nea_req_keep).
+ * Allocates nothing.
+ */
+nea_hold nea_req_hold(nea_req *req);
+
+/*
+ * Releases hold, exactly once (releasing a request's last hold twice
+ * aborts). First calls fn(req, arg) when fn is not NULL: inside the
+ * request's protected frame while it is live (fn may allocate and
+ * respond), or with req NULL once it was cancelled (fn then only releases
+ * what the host owns; it must not allocate from the request). Then, when
+ * this was the last hold of a request that is over, the request ends:
+ * defers run and the arena returns. Nothing in the arena may be used after
+ * this returns.
+ */
+void nea_hold_release(nea_hold hold, void (*fn)(nea_req *req, void *arg), void *arg);
+
+/*
+ * Runs work(arg) on libuv's thread pool, then done on the request's loop:
+ * done(req, arg) inside the request's protected frame while the request is
+ * live (it may allocate and respond), or done(NULL, arg) once it was
+ * cancelled meanwhile (client gone, deadline, drain), so the host can
+ * release what it owns. done is called exactly once. The arena, and
+ * anything in it (including arg), stays reserved until done returns: a
+ * cancel while work runs does not release it. work must not touch the
+ * request (it runs on another thread): give it what it needs in arg.
+ * The work request takes a few bytes of the arena; no heap allocation.
+ * Returns 0, UV_EINVAL (work or done NULL), NEA_ESTATE (the request is not
+ * live), NEA_ENOMEM (the arena is full) or uv_queue_work's error; on an
+ * error neither function is ever called.
+ *
+ * A server's close waits for its running jobs: after drain_timeout_ms the
+ * requests are cancelled, but a job still running keeps its arena, and the
+ * close callback runs only after its done returned (with NULL).
+ */
+int nea_req_work(nea_req *req, void (*work)(void *arg), void (*done)(nea_req *req, void *arg),
+                 void *arg);
+
+/*
  * Runs fn(req, arg) inside a protected frame: the way back into handler code
- * from a libuv callback the handler started. An out-of-memory unwind inside
- * fn ends the request with a 500 (or closes the connection if response
- * bytes were already sent). Does nothing if the request was cancelled.
+ * from a libuv callback. An out-of-memory unwind inside fn ends the request
+ * with a 500 (or closes the connection if response bytes were already
+ * sent). Does nothing once the request was cancelled. Give it only a
+ * request from the frame you are in (a handler's own req, the request of a
+ * timer it tracks) or one nea_ref_req just returned in this same callback:
+ * never a pointer kept across callbacks.
  */
 void nea_req_run(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg);
 

@@ -75,19 +75,21 @@ static void list_remove(nea__conn **head, nea__conn **tail, nea__conn *c)
 
 /* --- the slots' hooks --------------------------------------------------------- */
 
-/* The list a slot in state st belongs to, if any. Membership is derived
- * from the state, never stored: every state change goes through on_state,
- * which moves the slot between lists. Only a connection that has been
- * answered can be evicted: a fresh one may hold a request that was sent but
- * not read yet (served only changes while a slot is not idle). */
+/* The list a slot in phase st belongs to, if any: the phase table
+ * (conn.c) names the list, and the class or exemption of its route picks
+ * which one. Membership is derived from the phase, never stored: every
+ * phase change goes through on_state, which moves the slot between lists.
+ * Only a connection that has been answered can be evicted: a fresh one may
+ * hold a request that was sent but not read yet (served only changes while
+ * a slot is not idle). */
 static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_state st,
                            nea__conn ***tail)
 {
-    switch (st) {
-    case NEA__C_IDLE:
+    switch (nea__conn_list_of(st)) {
+    case NEA__LIST_IDLE:
         *tail = &adm->idle_tail;
         return c->served ? &adm->idle_head : NULL;
-    case NEA__C_QUEUED: {
+    case NEA__LIST_WAIT: {
         unsigned k = c->route->arena_class;
         if ((c->route->flags & NEA_ROUTE_EXEMPT) != 0) {
             *tail = &adm->exempt_tail[k];
@@ -96,12 +98,13 @@ static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_st
         *tail = &adm->wait_tail[k];
         return &adm->wait_head[k];
     }
-    case NEA__C_LINGER:
+    case NEA__LIST_LINGER:
         *tail = &adm->linger_tail;
         return &adm->linger_head;
-    default:
-        return NULL;
+    case NEA__LIST_NONE:
+        break;
     }
+    return NULL;
 }
 
 static void on_state(nea__conn *c, nea__conn_state from)
@@ -208,7 +211,7 @@ static bool answered_ready(nea__conn *c)
         c->env->stats->shed_draining++;
         nea__conn_shed(c, false);
     } else {
-        nea__conn_respond_error(c, NEA__READY);
+        nea__conn_respond_error(c, NEA__PB_READY);
     }
     return true;
 }
@@ -224,7 +227,7 @@ static void on_routed(nea__conn *c)
     if (arena_free_for(adm, c)) {
         nea__conn_arena_ready(c, nea__pool_acquire(pool_of(adm, c)));
     } else if (cfg->queue_timeout_ms > 0 && adm->wait_len < adm->wait_max) {
-        nea__conn_wait(c, cfg->queue_timeout_ms);
+        nea__conn_wait(c);
     } else {
         c->env->stats->shed_no_arena++;
         nea__conn_shed(c, false);
@@ -320,8 +323,8 @@ static void note_no_slot(nea__admission *adm)
     uint64_t skipped;
     char addr[64];
 
-    nea__metrics_record(env->metrics, &sample);
-    if (nea__log_limit_pass(&env->log_503, uv_now(env->loop), &skipped)) {
+    nea__metrics_record(env->records.metrics, &sample);
+    if (nea__log_limit_pass(&env->records.log_503, uv_now(env->loop), &skipped)) {
         nea__addr_name(&adm->refused, addr, sizeof(addr));
         nea__log(env->cfg, NEA_LOG_WARN,
                  "503 for a connection from %s (no free connection slot); %" PRIu64
@@ -393,7 +396,7 @@ static void reject(nea__admission *adm)
     }
     nea__stats_response(env->stats, 503);
     note_no_slot(adm);
-    n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__E503,
+    n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__PB_503,
                          "Connection: close\r\n", "", 0, false, r->hdrbuf, r->ebufs);
     r->wreq.data = r;
     if (uv_write(&r->wreq, (uv_stream_t *)&r->tcp, r->ebufs, n, on_reject_written) != 0) {

@@ -15,6 +15,12 @@ typedef struct nea__arena {
     size_t last; /* offset of the most recent allocation (for grow) */
     struct nea__arena *next_free;
     unsigned cls;      /* its size class: the server's pool it returns to */
+    /* Bumped every time the arena returns to its pool: a reference to the
+     * request it held names that generation, and reads as gone after it. */
+    uint64_t gen;
+    /* The requests' shared state of the server the arena belongs to (set
+     * once at start; req.c finds a reference's loop through it). */
+    const void *home;
     nea__fault *fault; /* test builds: the owning server's plan; else unused */
 } nea__arena;
 

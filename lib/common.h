@@ -6,6 +6,10 @@
  * Poisoning: bytes of the reservation that no request currently owns are
  * marked inaccessible (arena.c), so overruns inside the one mapping are
  * still caught by the memory checkers.
+ *
+ * Buffers: uv_buf_init takes an unsigned int length, which truncates a
+ * piece of 4 GiB or more; every buffer libnea hands to libuv is built with
+ * nea__buf, whose length is the size_t libuv stores on Unix.
  */
 #ifndef NEA_COMMON_H
 #define NEA_COMMON_H
@@ -44,5 +48,23 @@
 
 #define NEA__ALIGN ((size_t)alignof(max_align_t))
 #define NEA__ROUND_UP(x, a) (((x) + ((a)-1)) & ~((size_t)(a)-1))
+
+static inline uv_buf_t nea__buf(const void *base, size_t len)
+{
+    uv_buf_t b;
+    b.base = (char *)base;
+    b.len = len;
+    return b;
+}
+
+/* A public function given a NULL request or server: a host bug that
+ * would otherwise crash somewhere less clear. Aborts naming the function. */
+_Noreturn void nea__null_arg(const char *fn, const char *what);
+#define NEA__NEED(p, what)                                                                         \
+    do {                                                                                           \
+        if ((p) == NULL) {                                                                         \
+            nea__null_arg(__func__, (what));                                                       \
+        }                                                                                          \
+    } while (0)
 
 #endif /* NEA_COMMON_H */

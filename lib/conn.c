@@ -1,41 +1,50 @@
 /*
- * conn.c - connection slots and the request lifecycle on them.
+ * conn.c - connection slots: one phase machine per slot, driven by one
+ * table.
  *
- * A slot (in the reservation) holds a connection's libuv handles, its llhttp
- * parser and its fixed read buffer. One timer per slot enforces whichever
- * deadline the current state has:
+ * A slot (in the reservation) holds a connection's libuv handles, its
+ * llhttp parser and its fixed read buffer. Where a connection is in its
+ * life is one phase (nea__conn_state); the table below gives every phase
+ * its deadline (which config field sets it), what the deadline's expiry
+ * does, and the admission list the slot belongs to meanwhile. Every phase
+ * change goes through enter(), which tells admission and arms the
+ * deadline itself:
  *
- *   IDLE    --first byte-->   HEAD     keep-alive timer   -> close
- *   HEAD    --head done-->    QUEUED   header deadline    -> 408, close
- *   QUEUED  --arena-->        BODY     queue timeout      -> 503, close
- *   BODY    --body done-->    HANDLER  idle, rate, deadline -> 408, close
- *   HANDLER --respond-->      WRITING  response timeout   -> 504
- *   WRITING --written-->      IDLE     write timer        -> close
- *   (any)   --must close-->   LINGER   linger timer       -> close
+ *   IDLE    --first byte-->  HEAD     keep-alive      -> close
+ *   HEAD    --head done-->   QUEUED   header deadline -> 408, close
+ *   QUEUED  --arena-->       BODY     queue timeout   -> 503, close
+ *   BODY    --body done-->   HANDLER  body pace       -> 408, close
+ *   HANDLER --respond-->     WRITING  response timeout -> cancel, 504
+ *   STREAM  --piece-->       WRITING  response timeout -> close
+ *   WRITING --written-->     IDLE     write timeout   -> close
+ *   (any)   --must close-->  LINGER   linger          -> close
+ *
+ * The peer's end of sending (EOF: a half-close or a close) is not a
+ * cancel: requests already complete are answered, and the connection
+ * closes once it would need input that can no longer come. A reset or a
+ * failed write cancels the request in flight.
+ *
+ * The work is split by concern, each reporting back here rather than
+ * calling up: output.c writes (the batch, responses, pieces, sendfile,
+ * 100 Continue), body.c decodes a body's framing and pace, record.c counts
+ * each request when it ends, req.c runs the request's lifecycle, and
+ * admission (through nea__conn_hooks) decides who gets a slot and an
+ * arena.
  *
  * Invariants: a slot holds an arena only from a complete head to the end of
- * its response (idle and slow connections hold none); the read buffer is the
- * only place request bytes wait, so a connection never buffers more than
- * read_buffer_size (reading stops when it is full: backpressure for
- * pipelined floods); a request is detached from its slot before it ends, so
- * the slot and the arena are returned independently.
- *
- * Which slot is free, which idle one may be evicted and which head gets the
- * next arena is admission's decision (admission.c): a slot reports every
- * state change, every routed head and its close through nea__conn_hooks and
- * never calls up. The request in the slot reports back through the
- * nea__req_hooks this file implements.
+ * its response (idle and slow connections hold none); the read buffer is
+ * the only place request bytes wait, so a connection never buffers more
+ * than read_buffer_size (reading stops when it is full: backpressure for
+ * pipelined floods); a request is detached from its slot before it ends,
+ * so the slot and the arena are returned independently; nothing of one
+ * connection survives into the next connection in the same slot.
  */
 #include "conn.h"
 
-#include "log.h"
 #include "stats.h"
 #include "stream.h"
 
-#include <inttypes.h>
-#include <errno.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 static void conn_process(nea__conn *c);
@@ -43,24 +52,99 @@ static void close_now(nea__conn *c);
 static void close_lingering(nea__conn *c);
 static void update_reading(nea__conn *c);
 static void response_done(nea__conn *c, int status);
-static bool body_overdue(const nea__conn *c, uint64_t now);
-static bool body_expected(const nea__conn *c);
-static void arm_body(nea__conn *c);
-static void begin_sample(nea__conn *c);
-static void finish_sample(nea__conn *c, nea_outcome fallback);
+static void dispatch(nea__conn *c);
+static void begin_body(nea__conn *c);
+static void body_end(nea__conn *c);
+static void finish_record(nea__conn *c, nea_outcome fallback);
 
-static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+/* --- the phase table ------------------------------------------------------- */
 
-/* Every state change goes through here, so the owner's lists (idle,
- * waiting) always match the state. */
-static void set_state(nea__conn *c, nea__conn_state st)
+/* What a phase's deadline does when it passes. */
+typedef enum {
+    EXPIRE_NONE,
+    EXPIRE_CLOSE,   /* close at once */
+    EXPIRE_408,     /* answer 408 and close */
+    EXPIRE_504,     /* the handler's work is abandoned: cancel, answer 504 */
+    EXPIRE_SHED,    /* no arena in time: 503 and close */
+    EXPIRE_TIMEOUT, /* a response that cannot be sent: counted, closed */
+} expiry;
+
+/* Deadlines that are not a config field. */
+#define NO_DEADLINE SIZE_MAX
+#define BODY_PACE (SIZE_MAX - 1) /* body.c computes it from the body's progress */
+#define LINGER (SIZE_MAX - 2)    /* NEA__LINGER_MS */
+
+static const struct phase {
+    size_t deadline; /* offsetof(nea_config, <field>_ms), or one of the above */
+    expiry on_expiry;
+    nea__conn_list list;
+} phases[NEA__C_PHASES] = {
+    [NEA__C_FREE] = {NO_DEADLINE, EXPIRE_NONE, NEA__LIST_NONE},
+    [NEA__C_IDLE] = {offsetof(nea_config, keepalive_timeout_ms), EXPIRE_CLOSE, NEA__LIST_IDLE},
+    [NEA__C_HEAD] = {offsetof(nea_config, header_timeout_ms), EXPIRE_408, NEA__LIST_NONE},
+    [NEA__C_QUEUED] = {offsetof(nea_config, queue_timeout_ms), EXPIRE_SHED, NEA__LIST_WAIT},
+    [NEA__C_BODY] = {BODY_PACE, EXPIRE_408, NEA__LIST_NONE},
+    [NEA__C_HANDLER] = {offsetof(nea_config, response_timeout_ms), EXPIRE_504, NEA__LIST_NONE},
+    [NEA__C_STREAM] = {offsetof(nea_config, response_timeout_ms), EXPIRE_TIMEOUT,
+                       NEA__LIST_NONE},
+    [NEA__C_WRITING] = {offsetof(nea_config, write_timeout_ms), EXPIRE_TIMEOUT, NEA__LIST_NONE},
+    [NEA__C_LINGER] = {LINGER, EXPIRE_CLOSE, NEA__LIST_LINGER},
+    [NEA__C_CLOSING] = {NO_DEADLINE, EXPIRE_NONE, NEA__LIST_NONE},
+};
+
+nea__conn_list nea__conn_list_of(nea__conn_state st)
+{
+    return phases[st].list;
+}
+
+/* The loop time at which the current phase's deadline passes. */
+static uint64_t phase_due(const nea__conn *c, uint64_t now)
+{
+    size_t d = phases[c->state].deadline;
+    switch (d) {
+    case NO_DEADLINE:
+        return UINT64_MAX;
+    case BODY_PACE:
+        return nea__body_rx_due(&c->body, c->env->cfg);
+    case LINGER:
+        return now + NEA__LINGER_MS;
+    default:
+        return now + *(const unsigned *)(const void *)((const char *)c->env->cfg + d);
+    }
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Sets the timer for the current phase's deadline. A request moves through
+ * several deadlines, each usually later than the one before: the libuv
+ * timer is moved only when the new deadline is earlier than the one it is
+ * set for, and otherwise fires early once and re-arms for the rest
+ * (on_timer). One timer-heap update per keep-alive period instead of four
+ * per request. */
+static void arm(nea__conn *c)
+{
+    uint64_t now = uv_now(c->env->loop);
+    uint64_t due = phase_due(c, now);
+    c->due = due;
+    if (due == UINT64_MAX) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > due) {
+        c->timer_due = due;
+        uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+    }
+}
+
+/* Every phase change goes through here: admission's lists always match the
+ * phase, and the phase's deadline is armed. */
+static void enter(nea__conn *c, nea__conn_state st)
 {
     nea__conn_state from = c->state;
     c->state = st;
     c->env->hooks->state(c, from);
+    arm(c);
 }
-
-/* --- timers ---------------------------------------------------------------- */
 
 static void on_timer(uv_timer_t *t)
 {
@@ -68,99 +152,45 @@ static void on_timer(uv_timer_t *t)
     nea_stats *st = c->env->stats;
     uint64_t now = uv_now(c->env->loop);
 
+    if (c->state == NEA__C_BODY) {
+        c->due = phase_due(c, now); /* the body's pace moves its deadline */
+    }
     if (now < c->due) {
-        /* Set for an earlier deadline that has since moved (arm): the rest. */
+        /* Set for an earlier deadline that has since moved: the rest. */
         c->timer_due = c->due;
         uv_timer_start(t, on_timer, c->due - now, 0);
         return;
     }
-    switch (c->state) {
-    case NEA__C_BODY:
-        if (!body_overdue(c, uv_now(c->env->loop))) {
-            arm_body(c); /* still moving */
-            break;
-        }
-        /* fall through */
-    case NEA__C_HEAD:
+    switch (phases[c->state].on_expiry) {
+    case EXPIRE_408:
         st->timeouts++;
         c->must_close = true;
-        nea__conn_respond_error(c, NEA__E408);
+        nea__conn_respond_error(c, NEA__PB_408);
         break;
-    case NEA__C_HANDLER:
-        /* No response in time: the handler's work is abandoned (defers run,
-         * handles close when the 504 is written) and it may not answer. */
+    case EXPIRE_504:
         st->timeouts++;
         st->unanswered++;
         nea__log(c->env->cfg, NEA_LOG_WARN,
                  "no response to %s %s within response_timeout_ms (%u); answering 504",
                  c->req->msg.method, c->req->msg.path, c->env->cfg->response_timeout_ms);
-        c->req->cancelled = true;
-        nea__conn_respond_error(c, NEA__E504);
+        nea__req_cancel(c->req); /* its work is abandoned: it may not answer now */
+        nea__conn_respond_error(c, NEA__PB_504);
         break;
-    case NEA__C_QUEUED:
+    case EXPIRE_SHED:
         st->shed_no_arena++;
         nea__conn_shed(c, false);
         break;
-    case NEA__C_WRITING:
+    case EXPIRE_TIMEOUT:
         st->timeouts++;
-        c->sample.outcome = NEA_OUTCOME_TIMEOUT;
+        c->record.sample.outcome = NEA_OUTCOME_TIMEOUT;
         close_now(c);
         break;
-    default: /* IDLE (keep-alive expired), LINGER */
+    case EXPIRE_CLOSE:
         close_now(c);
         break;
+    case EXPIRE_NONE:
+        break;
     }
-}
-
-/* Sets the current state's deadline, ms from now. A request moves through
- * four of them (keep-alive, head, response, write), each usually later than
- * the one before: the libuv timer is moved only when the new deadline is
- * earlier than the one it is set for, and otherwise fires early once and
- * re-arms for the rest (on_timer). One timer-heap update per keep-alive
- * period instead of four per request. */
-static void arm(nea__conn *c, unsigned ms)
-{
-    uint64_t due = uv_now(c->env->loop) + ms;
-    c->due = due;
-    if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > due) {
-        c->timer_due = due;
-        uv_timer_start(&c->timer, on_timer, ms, 0);
-    }
-}
-
-/* When the body being received stops being acceptable (loop time, ms): it
- * may idle body_timeout_ms between reads, must be complete by its deadline
- * however steadily it drips, and, once the grace period is over, must
- * average body_min_rate bytes/s since it started, so an arena is held only
- * by a body that is moving. */
-static uint64_t body_due(const nea__conn *c)
-{
-    const nea_config *cfg = c->env->cfg;
-    uint64_t due = c->body_last_ms + cfg->body_timeout_ms;
-
-    if (c->body_deadline_ms < due) {
-        due = c->body_deadline_ms;
-    }
-    if (cfg->body_min_rate > 0) {
-        /* The first moment the average drops below the rate. */
-        uint64_t slow = c->body_start_ms + c->body_bytes * 1000u / cfg->body_min_rate + 1;
-        uint64_t grace = c->body_start_ms + cfg->body_rate_grace_ms;
-        slow = slow > grace ? slow : grace;
-        due = slow < due ? slow : due;
-    }
-    return due;
-}
-
-static bool body_overdue(const nea__conn *c, uint64_t now)
-{
-    return now >= body_due(c);
-}
-
-static void arm_body(nea__conn *c)
-{
-    uint64_t now = uv_now(c->env->loop), due = body_due(c);
-    uint64_t left = due > now ? due - now : 0;
-    arm(c, left < UINT32_MAX ? (unsigned)left : UINT32_MAX);
 }
 
 /* --- reading --------------------------------------------------------------- */
@@ -171,9 +201,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     size_t size = c->env->cfg->read_buffer_size;
     (void)suggested;
     if (c->state == NEA__C_LINGER) {
-        *buf = uv_buf_init(c->rbuf, (unsigned)size); /* discarded */
+        *buf = nea__buf(c->rbuf, size); /* discarded */
     } else {
-        *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(size - c->rlen));
+        *buf = nea__buf(c->rbuf + c->rlen, size - c->rlen);
     }
 }
 
@@ -185,24 +215,23 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (n == 0) {
         return;
     }
-    if (n < 0) {
+    if (n == UV_EOF && c->state != NEA__C_LINGER) {
+        /* The peer finished sending (a half-close, or a close we cannot tell
+         * from one yet): what is complete is still answered. */
         c->eof = true;
-        if (n == UV_EOF && (c->state == NEA__C_WRITING || c->owrite_pending)) {
-            /* The peer finished sending: finish what is being written and
-             * answer the complete requests already buffered, then close
-             * (conn_process, on_out_written). */
-            update_reading(c);
-        } else {
-            close_now(c); /* cancels a request in flight */
-        }
+        update_reading(c);
+        conn_process(c);
+        return;
+    }
+    if (n < 0) {
+        close_now(c); /* a reset (cancels a request in flight), or a lingering peer's end */
         return;
     }
     if (c->state == NEA__C_LINGER) {
         return;
     }
     if (c->state == NEA__C_BODY) {
-        c->body_last_ms = uv_now(c->env->loop);
-        c->body_bytes += (uint64_t)n;
+        nea__body_rx_arrived(&c->body, (size_t)n, uv_now(c->env->loop));
     }
     c->rlen += (size_t)n;
     conn_process(c);
@@ -224,6 +253,21 @@ static void update_reading(nea__conn *c)
     }
 }
 
+/* The phase waits for bytes from the peer: a new request, the rest of a
+ * head, or more of a body the handler is ready for. */
+static bool needs_input(const nea__conn *c)
+{
+    switch (c->state) {
+    case NEA__C_IDLE:
+    case NEA__C_HEAD:
+        return true;
+    case NEA__C_BODY:
+        return !nea__stream_body_paused(c->req);
+    default:
+        return false;
+    }
+}
+
 /* --- closing ---------------------------------------------------------------- */
 
 static void on_tcp_close(uv_handle_t *h)
@@ -231,12 +275,18 @@ static void on_tcp_close(uv_handle_t *h)
     nea__conn *c = h->data;
     nea__conn_env *env = c->env;
     c->state = NEA__C_FREE;
-    if (c->counted_open) {
-        nea__stats_conn_closed(env->stats);
-        c->counted_open = false;
-    }
+    nea__stats_conn_closed(env->stats);
     env->handles_open--;
     env->hooks->closed(c);
+}
+
+/* A connection that could not be accepted was never counted as open. */
+static void on_refused_close(uv_handle_t *h)
+{
+    nea__conn *c = h->data;
+    c->state = NEA__C_FREE;
+    c->env->handles_open--;
+    c->env->hooks->closed(c);
 }
 
 /* The request lets go of the slot, then ends (its arena returns on its own
@@ -253,7 +303,7 @@ static void end_request(nea__conn *c)
 static void cancel_request(nea__conn *c)
 {
     if (c->req != NULL) {
-        c->req->cancelled = true;
+        nea__req_cancel(c->req);
         end_request(c);
     }
 }
@@ -263,10 +313,9 @@ static void close_now(nea__conn *c)
     if (c->state == NEA__C_CLOSING || c->state == NEA__C_FREE) {
         return;
     }
-    set_state(c, NEA__C_CLOSING);
-    finish_sample(c, NEA_OUTCOME_CANCELLED);
+    enter(c, NEA__C_CLOSING);
+    finish_record(c, NEA_OUTCOME_CANCELLED);
     cancel_request(c);
-    uv_timer_stop(&c->timer);
     update_reading(c);
     uv_close((uv_handle_t *)&c->tcp, on_tcp_close);
 }
@@ -274,28 +323,29 @@ static void close_now(nea__conn *c)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     nea__conn *c = req->data;
-    if (status < 0) {
-        close_now(c);
+    if (status < 0 || c->eof) {
+        close_now(c); /* written; the peer sends nothing more */
     }
 }
 
-/* Closes after the last response: send FIN, then drain what the peer still
- * sends until it closes or the linger timer fires, so it reads our response
- * rather than a reset. */
+/* Closes after the last response: what is queued goes out, then FIN; then
+ * input is drained until the peer closes or the linger deadline passes, so
+ * it reads our response rather than a reset. A request still in the slot
+ * (a body that can no longer arrive) is cancelled. */
 static void close_lingering(nea__conn *c)
 {
+    finish_record(c, NEA_OUTCOME_CANCELLED);
     cancel_request(c);
-    if (c->eof) {
+    if (nea__out_flush(&c->out) < 0 || (c->eof && nea__out_idle(&c->out))) {
         close_now(c);
         return;
     }
-    set_state(c, NEA__C_LINGER);
     c->shut.data = c;
     if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         close_now(c);
         return;
     }
-    arm(c, NEA__LINGER_MS);
+    enter(c, NEA__C_LINGER);
     update_reading(c);
 }
 
@@ -314,199 +364,83 @@ bool nea__conn_input_waiting(nea__conn *c)
 
 /* --- writing --------------------------------------------------------------- */
 
+#define CONN_OF(o) ((nea__conn *)(void *)((char *)(o)-offsetof(nea__conn, out)))
+
 static void write_finished(nea__conn *c, int status)
 {
-    nea_req *req = c->req;
-    if (req != NULL) {
-        req->written = true;
-        req->bytes_sent = req->bytes_sent || status == 0;
-        if (status < 0) {
-            c->must_close = true;
-            c->eof = true; /* nothing more can be said on this socket */
-        }
-        if (req->depth > 0) {
-            return; /* handler code still on the stack: nea__req_settle finishes */
-        }
+    if (status < 0) {
+        c->must_close = true;
+        c->eof = true; /* nothing more can be said on this socket */
+    }
+    if (c->req != NULL && !nea__req_written(c->req)) {
+        return; /* handler code still on the stack: its settle finishes */
     }
     response_done(c, status);
 }
 
-static void on_write(uv_write_t *w, int status)
+static void on_sent(nea__output *o, int status)
 {
-    nea__conn *c = w->data;
+    nea__conn *c = CONN_OF(o);
+    if (c->state != NEA__C_CLOSING) {
+        write_finished(c, status);
+    }
+}
+
+/* A piece of a streamed response was written: the producer's turn. */
+static void on_piece(nea__output *o, int status)
+{
+    nea__conn *c = CONN_OF(o);
     if (c->state == NEA__C_CLOSING) {
         return; /* closed under the write; the request was already cancelled */
     }
-    write_finished(c, status);
+    if (status < 0) {
+        close_now(c);
+        return;
+    }
+    enter(c, NEA__C_STREAM);
+    nea__stream_written(c->req);
 }
 
-static void on_out_written(uv_write_t *w, int status)
+static void on_drained(nea__output *o, int status)
 {
-    nea__conn *c = w->data;
-    c->owrite_pending = false;
-    c->olen = 0;
+    nea__conn *c = CONN_OF(o);
     if (c->state == NEA__C_CLOSING) {
         return;
     }
     if (status < 0) {
         close_now(c);
     } else if (c->eof && c->state == NEA__C_IDLE) {
-        close_lingering(c); /* the peer half-closed while the batch drained */
+        close_now(c); /* the peer finished sending while the batch drained */
     }
 }
 
-/* obuf's first done bytes are in the kernel: uv_write takes the rest, and
- * obuf stays untouched (no gathering) until that write completes. */
-static int out_rest(nea__conn *c, size_t done)
-{
-    uv_buf_t b;
-    int r;
-
-    if (done == c->olen) {
-        c->olen = 0;
-        return 0;
-    }
-    b = uv_buf_init(c->obuf + done, (unsigned)(c->olen - done));
-    c->wreq_out.data = c;
-    r = uv_write(&c->wreq_out, (uv_stream_t *)&c->tcp, &b, 1, on_out_written);
-    if (r < 0) {
-        c->olen = 0;
-        return r;
-    }
-    c->owrite_pending = true;
-    return 0;
-}
-
-/* Hands the gathered responses to the kernel: one write for the batch. */
-static int flush_out(nea__conn *c)
-{
-    uv_buf_t b = uv_buf_init(c->obuf, (unsigned)c->olen);
-    int r;
-
-    if (c->olen == 0 || c->owrite_pending) {
-        return 0;
-    }
-    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (r == UV_EAGAIN || r == UV_ENOSYS) {
-        r = 0;
-    }
-    if (r < 0) {
-        c->olen = 0;
-        return r;
-    }
-    return out_rest(c, (size_t)r);
-}
-
-/* Writes what the kernel takes of bufs now, after the gathered responses
- * still in obuf (earlier responses go first). The batch and bufs go out in
- * one writev when they fit libuv's four inline buffers: a pipelined batch
- * costs one send, not two. Returns the bytes of bufs taken (0: none, they
- * wait behind what is queued) or an error. */
-static int write_now(nea__conn *c, uv_buf_t *bufs, unsigned n)
-{
-    uv_buf_t all[4];
-    size_t olen = c->olen;
-    int r;
-
-    if (olen == 0 || c->owrite_pending || n >= 4) {
-        r = flush_out(c);
-        if (r == 0) {
-            r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-        }
-        return r == UV_EAGAIN || r == UV_ENOSYS ? 0 : r;
-    }
-    all[0] = uv_buf_init(c->obuf, (unsigned)olen);
-    memcpy(all + 1, bufs, n * sizeof(*bufs));
-    r = uv_try_write((uv_stream_t *)&c->tcp, all, n + 1);
-    if (r == UV_EAGAIN || r == UV_ENOSYS) {
-        r = 0;
-    }
-    if (r < 0) {
-        c->olen = 0;
-        return r;
-    }
-    if ((size_t)r < olen) {
-        return out_rest(c, (size_t)r); /* bufs wait behind the batch's rest */
-    }
-    c->olen = 0;
-    return r - (int)olen;
-}
+static const nea__output_hooks out_hooks = {
+    .sent = on_sent,
+    .piece = on_piece,
+    .drained = on_drained,
+};
 
 /* A response may join the batch when another pipelined request is already
- * buffered behind it, it keeps the connection open, and it fits. */
-static bool gather(nea__conn *c, const uv_buf_t *bufs, unsigned n)
+ * buffered behind it and it keeps the connection open. */
+static bool may_gather(const nea__conn *c)
 {
-    size_t total = 0;
-    if (!c->in_process || c->rpos >= c->rlen || c->must_close || c->env->closing ||
-        c->owrite_pending) {
-        return false;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        total += bufs[i].len;
-    }
-    if (total > NEA__OBUF - c->olen) {
-        return false;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        memcpy(c->obuf + c->olen, bufs[i].base, bufs[i].len);
-        c->olen += bufs[i].len;
-    }
-    return true;
-}
-
-/* The metrics of bytes going out: their count, and the handler's time
- * until its first answer (a streamed response: its first piece). */
-static void sample_out(nea__conn *c, const uv_buf_t *bufs, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        c->sample.bytes_out += bufs[i].len;
-    }
-    if (c->sample.handled && c->sample.handler_ns == 0) {
-        if (c->in_dispatch) {
-            c->handler_sync = true; /* the clock is read when the handler returns */
-        } else {
-            c->sample.handler_ns = uv_hrtime() - c->t_handler;
-        }
-    }
+    return c->in_process && c->rpos < c->rlen && !c->must_close && !c->env->closing;
 }
 
 static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
 {
     int r;
 
-    sample_out(c, bufs, n);
-    set_state(c, NEA__C_WRITING);
-    if (n == 0 || gather(c, bufs, n)) {
-        write_finished(c, 0); /* the request ends; its bytes wait in obuf */
+    nea__record_out(&c->record, bufs, n);
+    enter(c, NEA__C_WRITING);
+    if (n == 0 || (may_gather(c) && nea__out_gather(&c->out, bufs, n))) {
+        write_finished(c, 0); /* the request ends; its bytes wait in the batch */
         return;
     }
-    r = write_now(c, bufs, n);
-    if (r < 0) {
-        write_finished(c, r);
-        return;
+    r = nea__out_send(&c->out, bufs, n);
+    if (r != 0) {
+        write_finished(c, r > 0 ? 0 : r);
     }
-    /* Skip what the kernel took; uv_write gets the rest (at most 3 bufs,
-     * which libuv keeps inline without allocating). */
-    for (size_t done = (size_t)r; n > 0 && done >= bufs[0].len; n--, bufs++) {
-        done -= bufs[0].len;
-        r = (int)done;
-    }
-    if (n == 0) {
-        write_finished(c, 0);
-        return;
-    }
-    if (c->req != NULL && r > 0) {
-        c->req->bytes_sent = true;
-    }
-    bufs[0].base += r;
-    bufs[0].len -= (size_t)r;
-    c->wreq.data = c;
-    r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write);
-    if (r < 0) {
-        write_finished(c, r);
-        return;
-    }
-    arm(c, c->env->cfg->write_timeout_ms);
 }
 
 /* The Connection line for the current response: closes the connection
@@ -525,17 +459,12 @@ static const char *conn_line(nea__conn *c)
     return c->parser.http_minor == 0 ? "Connection: keep-alive\r\n" : "";
 }
 
-/* The time the head was complete, read from the clock the first time
- * something needs it (an answer, a body, a wait for an arena): a request
- * granted an arena at once takes it from the handler's first read. */
-static void stamp_head(nea__conn *c)
+static bool body_expected(const nea__conn *c)
 {
-    if (c->t_head == 0) {
-        c->t_head = uv_hrtime();
-    }
+    return c->head.chunked || (c->head.has_cl && c->head.content_length > 0);
 }
 
-void nea__conn_respond_error(nea__conn *c, nea__err e)
+void nea__conn_respond_error(nea__conn *c, nea__prebuilt e)
 {
     nea__conn_env *env = c->env;
     char allow[96];
@@ -543,35 +472,32 @@ void nea__conn_respond_error(nea__conn *c, nea__err e)
     bool head_only = c->head.headers_done && c->parser.method == HTTP_HEAD;
     unsigned n;
 
-    if (e != NEA__E404 && e != NEA__E405 && e != NEA__E500 && e != NEA__E503 && e != NEA__E504 &&
-        e != NEA__READY) {
+    if (!nea__prebuilt_keeps(e)) {
         c->must_close = true; /* the connection's framing can't be trusted */
     } else if ((c->req == NULL && body_expected(c)) || c->body_unread) {
         c->must_close = true; /* answered from the head: the unread body follows */
     }
-    if (e == NEA__E405) {
+    if (e == NEA__PB_405) {
         allow_len =
             nea__route_allow(env->router, c->head.url, c->head.url_len, allow, sizeof(allow));
     }
-    if (e == NEA__E400) {
+    if (e == NEA__PB_400) {
         env->stats->rejected_400++;
     }
-    if (c->req != NULL) {
-        c->req->responded = true;
+    if (c->req != NULL && nea__req_live(c->req)) {
+        c->req->phase = NEA__R_ANSWERED;
     }
-    if (!c->sampling) {
-        begin_sample(c); /* answered before the head was complete: unrouted */
+    if (!c->record.open) {
+        nea__record_begin(&c->record, 0); /* answered before the head was complete: unrouted */
     }
-    stamp_head(c);
-    c->sample.status = nea__err_status(e);
-    if (e == NEA__E503) {
-        c->sample.outcome = NEA_OUTCOME_SHED;
-    } else if (e == NEA__E408 || e == NEA__E504) {
-        c->sample.outcome = NEA_OUTCOME_TIMEOUT;
+    nea__record_stamp(&c->record);
+    c->record.sample.status = nea__prebuilt_status(e);
+    if (nea__prebuilt_outcome(e) != NEA_OUTCOME_COMPLETED) {
+        c->record.sample.outcome = nea__prebuilt_outcome(e);
     }
     n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), e, conn_line(c), allow,
                          allow_len, head_only, c->hdrbuf, c->ebufs);
-    nea__stats_response(env->stats, nea__err_status(e));
+    nea__stats_response(env->stats, nea__prebuilt_status(e));
     write_bufs(c, c->ebufs, n);
 }
 
@@ -579,7 +505,7 @@ void nea__conn_shed(nea__conn *c, bool keep)
 {
     c->env->stats->shed_503++;
     c->must_close = c->must_close || !keep;
-    nea__conn_respond_error(c, NEA__E503);
+    nea__conn_respond_error(c, NEA__PB_503);
 }
 
 const struct sockaddr_storage *nea__conn_peer(nea__conn *c)
@@ -592,20 +518,6 @@ const struct sockaddr_storage *nea__conn_peer(nea__conn *c)
         c->peer_known = true;
     }
     return &c->peer;
-}
-
-void nea__addr_name(const struct sockaddr_storage *a, char *buf, size_t len)
-{
-    int rc = UV_EINVAL;
-    if (a->ss_family == AF_INET) {
-        rc = uv_ip4_name((const struct sockaddr_in *)a, buf, len);
-    } else if (a->ss_family == AF_INET6) {
-        rc = uv_ip6_name((const struct sockaddr_in6 *)a, buf, len);
-    }
-    if (rc != 0 && len > 1) {
-        buf[0] = '-';
-        buf[1] = '\0';
-    }
 }
 
 bool nea__conn_same_peer(nea__conn *c, const struct sockaddr_storage *y)
@@ -635,11 +547,11 @@ static const char *req_conn_line(nea_req *req, bool close)
 static void req_send(nea_req *req, uv_buf_t *bufs, unsigned n)
 {
     nea__conn *c = req->conn;
-    c->sample.status = req->status;
+    c->record.sample.status = req->status;
     write_bufs(c, bufs, n);
 }
 
-static void req_send_error(nea_req *req, nea__err e)
+static void req_send_error(nea_req *req, nea__prebuilt e)
 {
     nea__conn_respond_error(req->conn, e);
 }
@@ -659,67 +571,31 @@ static int req_peer(nea_req *req, struct sockaddr_storage *addr)
     return 0;
 }
 
-/* A piece of a streamed response was written: the producer's turn, bounded
- * by response_timeout_ms like a handler's first answer. */
-static void on_piece(uv_write_t *w, int status)
-{
-    nea__conn *c = w->data;
-    if (c->state == NEA__C_CLOSING) {
-        return; /* closed under the write; the request was already cancelled */
-    }
-    if (status < 0) {
-        close_now(c);
-        return;
-    }
-    arm(c, c->env->cfg->response_timeout_ms);
-    nea__stream_written(c->req);
-}
-
-/* One piece at a time (stream.c), so wreq is free. uv_write reports from
- * the loop even when the kernel took everything at once: the producer is
- * never re-entered from inside its own write. */
+/* One piece at a time (stream.c): the piece hook always reports from the
+ * loop, so the producer is never re-entered from inside its own write. */
 static int req_send_piece(nea_req *req, uv_buf_t *bufs, unsigned n)
 {
     nea__conn *c = req->conn;
     int r;
-    sample_out(c, bufs, n);
-    c->sample.status = req->status;
-    if (c->state != NEA__C_WRITING) {
-        set_state(c, NEA__C_WRITING);
-    }
-    r = flush_out(c); /* earlier pipelined responses go first */
-    if (r == 0) {
-        c->wreq.data = c;
-        r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_piece);
-    }
+    nea__record_out(&c->record, bufs, n);
+    c->record.sample.status = req->status;
+    r = nea__out_piece(&c->out, bufs, n);
     if (r < 0) {
         close_now(c);
         return r;
     }
-    req->bytes_sent = true;
-    arm(c, c->env->cfg->write_timeout_ms);
+    enter(c, NEA__C_WRITING);
     return 0;
 }
 
 static int req_send_file(nea_req *req, int fd, uint64_t off, size_t len)
 {
     nea__conn *c = req->conn;
-    off_t o = (off_t)off;
-    uv_os_fd_t sock;
-    ssize_t n;
-    if (c->olen > 0 || c->owrite_pending ||
-        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0 ||
-        uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
-        return UV_EAGAIN; /* bytes already queued go first */
+    int64_t n = nea__out_file(&c->out, fd, off, len);
+    if (n > 0) {
+        c->record.sample.bytes_out += (uint64_t)n;
     }
-    do {
-        n = sendfile(sock, fd, &o, len);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
-    }
-    c->sample.bytes_out += (uint64_t)n;
-    return (int)n;
+    return (int)n; /* sendfile(2) sends at most 0x7ffff000 bytes a call */
 }
 
 static void req_abort(nea_req *req)
@@ -727,9 +603,11 @@ static void req_abort(nea_req *req)
     close_now(req->conn);
 }
 
-static void begin_body(nea__conn *c);
-static bool stream_route(const nea__conn *c);
-static void body_end(nea__conn *c);
+/* The routed head's handler takes its body in pieces. */
+static bool stream_route(const nea__conn *c)
+{
+    return (c->route->flags & NEA_ROUTE_STREAM_BODY) != 0;
+}
 
 /* The handler of a streaming route is ready for its body. */
 static int req_body_begin(nea_req *req)
@@ -753,7 +631,7 @@ static void req_body_resume(nea_req *req)
     if (c->state != NEA__C_BODY) {
         return;
     }
-    if (!c->head.chunked && c->body_left == 0) {
+    if (!c->body.is_chunked && c->body.left == 0) {
         body_end(c); /* the paused piece was the last */
         return;
     }
@@ -776,48 +654,25 @@ static const nea__req_hooks req_hooks = {
     .body_resume = req_body_resume,
 };
 
-/* The handler's turn: it must answer within response_timeout_ms. */
-static void await_response(nea__conn *c)
-{
-    set_state(c, NEA__C_HANDLER);
-    arm(c, c->env->cfg->response_timeout_ms);
-}
-
 /* Runs the handler. The clock is read once before and once after (for the
  * load and the metrics both). A request that is granted an arena at once
  * and answered and written by its handler ends inside it: its end's clock
- * read (finish_sample) is the one after, so it costs two reads in all. */
+ * read (record.c) is the one after, so it costs two reads in all. */
 static void dispatch(nea__conn *c)
 {
-    nea__load *load = c->env->load;
+    unsigned seq = c->record.seq;
     uint64_t t0, t1;
-    unsigned seq = c->sample_seq;
-    await_response(c);
-    t0 = uv_hrtime();
-    if (c->t_head == 0) {
-        c->t_head = t0; /* routed and granted at once: its first clock read */
-    }
-    c->t_handler = t0;
-    c->sample.handled = true;
-    c->in_dispatch = true;
-    c->t_end = 0;
+    enter(c, NEA__C_HANDLER);
+    t0 = nea__record_handler_start(&c->record);
     nea__req_dispatch(c->req);
-    t1 = c->t_end != 0 ? c->t_end : uv_hrtime();
-    /* c may be closed by now, or serving a pipelined request (another
-     * sample): only this request's own sample is finished here. */
-    if (c->sample_seq == seq) {
-        c->in_dispatch = false;
-        if (c->sampling && c->handler_sync && c->sample.handler_ns == 0) {
-            c->sample.handler_ns = t1 - t0;
-        }
-    }
-    nea__load_handler_ran(load, t1 - t0);
+    t1 = nea__record_handler_end(&c->record, seq, t0);
+    nea__load_handler_ran(c->env->load, t1 - t0);
 }
 
 /* The request's response is fully written (or failed with status < 0). */
 static void response_done(nea__conn *c, int status)
 {
-    finish_sample(c, status < 0 ? NEA_OUTCOME_CANCELLED : NEA_OUTCOME_COMPLETED);
+    finish_record(c, status < 0 ? NEA_OUTCOME_CANCELLED : NEA_OUTCOME_COMPLETED);
     end_request(c); /* every branch below sets the next deadline or closes */
     if (status < 0) {
         close_now(c);
@@ -831,8 +686,7 @@ static void response_done(nea__conn *c, int status)
         close_lingering(c);
     } else {
         c->served = true;
-        set_state(c, NEA__C_IDLE);
-        arm(c, c->env->cfg->keepalive_timeout_ms);
+        enter(c, NEA__C_IDLE);
         conn_process(c); /* pipelined requests already buffered */
     }
 }
@@ -847,116 +701,11 @@ static void begin_head(nea__conn *c)
         c->rpos = 0;
     }
     nea__head_begin(&c->head, &c->parser);
+    memset(&c->body, 0, sizeof(c->body));
     c->route = NULL;
     c->must_close = false;
     c->body_unread = false;
-    set_state(c, NEA__C_HEAD);
-    arm(c, c->env->cfg->header_timeout_ms); /* a deadline: more bytes do not extend it */
-}
-
-static bool body_expected(const nea__conn *c)
-{
-    return c->head.chunked || (c->head.has_cl && c->head.content_length > 0);
-}
-
-static void start_body(nea__conn *c)
-{
-    nea_req *req = c->req;
-    nea__head *h = &c->head;
-    int status;
-
-    status = nea__body_start(&req->body, req->arena, h->chunked ? 0 : (size_t)h->content_length,
-                             c->env->max_body[c->route->arena_class]);
-    if (status != 0) {
-        nea__conn_respond_error(c, NEA__E413);
-        return;
-    }
-    begin_body(c);
-}
-
-/* Reading the body starts (into the arena, or in pieces to the handler):
- * its framing, the 100 Continue the client may wait for, its timers. */
-static void begin_body(nea__conn *c)
-{
-    nea__head *h = &c->head;
-    if (h->chunked) {
-        /* Size lines, extensions and trailers together may take no more
-         * than a head may. */
-        nea__chunked_init(&c->chunked, c->env->cfg->read_buffer_size);
-    } else {
-        c->body_left = h->content_length;
-    }
-    if (h->expect_continue && c->parser.http_minor == 1 && c->rpos == c->rlen) {
-        uv_buf_t b = uv_buf_init((char *)continue_line, sizeof(continue_line) - 1);
-        int r = write_now(c, &b, 1);
-        if (r >= 0 && (size_t)r < b.len) {
-            b.base += r;
-            b.len -= (size_t)r;
-            c->wreq_continue.data = c;
-            r = uv_write(&c->wreq_continue, (uv_stream_t *)&c->tcp, &b, 1, NULL);
-        }
-        if (r < 0) {
-            close_now(c);
-            return;
-        }
-    }
-    stamp_head(c);
-    set_state(c, NEA__C_BODY);
-    c->body_start_ms = c->body_last_ms = uv_now(c->env->loop);
-    /* A body read in pieces holds no more arena the longer it runs: only
-     * idleness and the minimum rate bound it. */
-    c->body_deadline_ms =
-        stream_route(c) ? UINT64_MAX : c->body_start_ms + c->env->cfg->body_deadline_ms;
-    c->body_bytes = c->rlen - c->rpos; /* arrived with the head */
-    arm_body(c);
-}
-
-void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
-{
-    nea__conn_env *env = c->env;
-    nea__head *h = &c->head;
-    nea_req *req = nea__req_open(&env->reqs, a, c);
-    int rc;
-
-    if (req == NULL) {
-        nea__pool_release(&env->reqs.pools[a->cls], a);
-        c->must_close = true;
-        nea__conn_respond_error(c, NEA__E500);
-        env->reqs.released(env->reqs.released_data);
-        return;
-    }
-    c->req = req;
-    c->sample.queue_ns = c->t_head != 0 ? uv_hrtime() - c->t_head : 0; /* 0: granted at once */
-    req->fn = c->route->fn;
-    req->fn_data = c->route->data;
-    req->http_minor = c->parser.http_minor;
-    req->is_head = c->parser.method == HTTP_HEAD;
-    rc = nea__head_index(req->arena, h, c->rbuf, c->route->prefix, c->route->path_len, &req->msg);
-    if (rc != 0) {
-        nea__conn_respond_error(c, NEA__E431);
-        return;
-    }
-    c->body_unread = stream_route(c) && body_expected(c);
-    c->body_got = 0;
-    if (body_expected(c) && !stream_route(c)) {
-        start_body(c);
-    } else {
-        dispatch(c);
-    }
-    conn_process(c); /* body bytes or pipelined requests already buffered */
-}
-
-void nea__conn_wait(nea__conn *c, unsigned ms)
-{
-    stamp_head(c);
-    set_state(c, NEA__C_QUEUED);
-    arm(c, ms);
-}
-
-/* The routed head's handler takes its body in pieces. */
-static bool stream_route(const nea__conn *c)
-{
-    return (c->route->flags & NEA_ROUTE_STREAM_BODY) != 0;
+    enter(c, NEA__C_HEAD); /* a deadline: more bytes do not extend it */
 }
 
 /* The route's own limit for a body read in pieces, else the buffered one. */
@@ -980,12 +729,12 @@ static void head_done(nea__conn *c)
     int status;
 
     env->stats->requests++;
-    begin_sample(c);
-    c->s_method = method; /* named in the refusal log even when the head is bad */
-    c->s_method_len = method_len;
+    nea__record_begin(&c->record, h->end - h->start);
+    c->record.method = method; /* named in the refusal log even when the head is bad */
+    c->record.method_len = method_len;
     status = nea__head_parse(h, &c->parser, c->rbuf);
     if (status != 0) {
-        nea__conn_respond_error(c, nea__err_for_status(status));
+        nea__conn_respond_error(c, nea__prebuilt_for_status(status));
         return;
     }
     c->rpos = h->end; /* whatever answers this head, the next request starts after it */
@@ -1002,25 +751,25 @@ static void head_done(nea__conn *c)
         h->url = "/"; /* absolute-form without a path */
         path_len = h->url_len = 1;
     }
-    c->s_path = h->url;
-    c->s_path_len = path_len;
+    c->record.path = h->url;
+    c->record.path_len = path_len;
     switch (nea__route_find(env->router, method, method_len, h->url, path_len, &c->route)) {
     case NEA__ROUTE_FOUND:
-        c->sample.route = (unsigned)(c->route - env->router->routes) + 1;
+        c->record.sample.route = (unsigned)(c->route - env->router->routes) + 1;
         break;
     case NEA__ROUTE_NO_METHOD:
         h->url_len = path_len;
-        nea__conn_respond_error(c, NEA__E405);
+        nea__conn_respond_error(c, NEA__PB_405);
         return;
     default:
-        nea__conn_respond_error(c, NEA__E404);
+        nea__conn_respond_error(c, NEA__PB_404);
         return;
     }
     if (h->has_cl && h->content_length > body_limit(c)) {
-        nea__conn_respond_error(c, NEA__E413); /* decided before reading the body */
+        nea__conn_respond_error(c, NEA__PB_413); /* decided before reading the body */
         return;
     }
-    c->sample.waited = true;
+    c->record.sample.waited = true;
     env->hooks->routed(c);
 }
 
@@ -1029,11 +778,11 @@ static void process_head(nea__conn *c)
     size_t size = c->env->cfg->read_buffer_size;
     switch (nea__head_scan(&c->head, c->rbuf, c->rlen)) {
     case NEA__HEAD_BAD:
-        nea__conn_respond_error(c, NEA__E400);
+        nea__conn_respond_error(c, NEA__PB_400);
         break;
     case NEA__HEAD_MORE:
         if (c->rlen == size) {
-            nea__conn_respond_error(c, c->head.line_done ? NEA__E431 : NEA__E414);
+            nea__conn_respond_error(c, c->head.line_done ? NEA__PB_431 : NEA__PB_414);
         }
         break;
     case NEA__HEAD_DONE:
@@ -1044,41 +793,40 @@ static void process_head(nea__conn *c)
 
 /* --- the body ------------------------------------------------------------------ */
 
-/* Decodes buffered chunked framing (chunked.c, strict) into the body.
- * Returns true when the request moved on (dispatched or answered). */
-static bool process_chunked(nea__conn *c)
+/* Reading the body starts (into the arena, or in pieces to the handler):
+ * the 100 Continue the client may wait for, its framing and its pace. */
+static void begin_body(nea__conn *c)
+{
+    const nea_config *cfg = c->env->cfg;
+    nea__head *h = &c->head;
+    if (h->expect_continue && c->parser.http_minor == 1 && c->rpos == c->rlen) {
+        /* Earlier pipelined answers go first; if the client does not read
+         * them, the interim answer is left out (output.c). */
+        if (nea__out_flush(&c->out) < 0 || nea__out_continue(&c->out) < 0) {
+            close_now(c);
+            return;
+        }
+    }
+    nea__record_stamp(&c->record);
+    /* A body read in pieces holds no more arena the longer it runs: only
+     * idleness and the minimum rate bound it. Size lines and trailers each
+     * take at most what a head may. */
+    nea__body_rx_start(&c->body, h->chunked, h->content_length, body_limit(c),
+                       cfg->read_buffer_size, uv_now(c->env->loop),
+                       stream_route(c) ? 0 : cfg->body_deadline_ms, c->rlen - c->rpos);
+    enter(c, NEA__C_BODY);
+}
+
+static void start_body(nea__conn *c)
 {
     nea_req *req = c->req;
-    for (;;) {
-        const char *data = NULL;
-        size_t used = 0, len = 0;
-        nea__chunked_result r = nea__chunked_feed(&c->chunked, c->rbuf + c->rpos, c->rlen - c->rpos,
-                                                  &used, &data, &len);
-        c->rpos += used;
-        switch (r) {
-        case NEA__CHUNKED_DATA:
-            if (nea__body_append(&req->body, data, len) != 0) {
-                nea__conn_respond_error(c, NEA__E413);
-                return true;
-            }
-            continue;
-        case NEA__CHUNKED_DONE:
-            dispatch(c); /* what follows is the next request, not yet looked at */
-            return true;
-        case NEA__CHUNKED_BAD:
-            nea__conn_respond_error(c, NEA__E400);
-            return true;
-        case NEA__CHUNKED_MORE:
-            break;
-        }
-        /* A chunk announced beyond the limit is refused before its data
-         * arrives. */
-        if (nea__chunked_left(&c->chunked) > req->body.max - req->body.len) {
-            nea__conn_respond_error(c, NEA__E413);
-            return true;
-        }
-        return false;
+    nea__head *h = &c->head;
+    if (nea__body_start(&req->body, req->arena, h->chunked ? 0 : (size_t)h->content_length,
+                        c->env->max_body[c->route->arena_class]) != 0) {
+        nea__conn_respond_error(c, NEA__PB_413);
+        return;
     }
+    begin_body(c);
 }
 
 /* The body read in pieces is complete: the handler's turn, with the
@@ -1086,101 +834,64 @@ static bool process_chunked(nea__conn *c)
 static void body_end(nea__conn *c)
 {
     c->body_unread = false;
-    await_response(c);
+    enter(c, NEA__C_HANDLER);
     nea__stream_body_piece(c->req, NULL, 0);
 }
 
 /* Hands one piece to the handler; false when the request moved on (it
- * answered, or the connection closed) or the handler paused. */
+ * answered, or the connection closed) or the handler paused. A paused
+ * handler keeps its piece where it is: the read buffer is not reused until
+ * it resumes. */
 static bool deliver(nea__conn *c, const char *data, size_t len)
 {
-    if (len > c->route->body_max - c->body_got) {
-        nea__conn_respond_error(c, NEA__E413); /* a chunked body grew past the route's limit */
-        return false;
-    }
-    c->body_got += len;
     nea__stream_body_piece(c->req, data, len);
     return c->state == NEA__C_BODY && !nea__stream_body_paused(c->req);
 }
 
-/* A body read in pieces: views into the read buffer go to the handler,
- * nothing is stored. A paused handler keeps its piece where it is: the
- * read buffer is not reused until it resumes. */
-static void process_body_pieces(nea__conn *c)
-{
-    for (;;) {
-        const char *data = c->rbuf + c->rpos;
-        size_t used = 0, len = c->rlen - c->rpos;
-        nea__chunked_result r = NEA__CHUNKED_DATA;
-
-        if (c->head.chunked) {
-            r = nea__chunked_feed(&c->chunked, data, len, &used, &data, &len);
-        } else {
-            len = len < c->body_left ? len : (size_t)c->body_left;
-            used = len;
-            c->body_left -= len;
-            if (c->body_left == 0) {
-                r = len > 0 ? NEA__CHUNKED_DATA : NEA__CHUNKED_DONE;
-            } else if (len == 0) {
-                r = NEA__CHUNKED_MORE;
-            }
-        }
-        c->rpos += used;
-        if (r == NEA__CHUNKED_DONE) {
-            body_end(c);
-            return;
-        }
-        if (r == NEA__CHUNKED_BAD) {
-            nea__conn_respond_error(c, NEA__E400);
-            return;
-        }
-        if (r == NEA__CHUNKED_DATA && len > 0 && !deliver(c, data, len)) {
-            return;
-        }
-        if (r == NEA__CHUNKED_MORE) {
-            if (c->head.chunked &&
-                nea__chunked_left(&c->chunked) > c->route->body_max - c->body_got) {
-                nea__conn_respond_error(c, NEA__E413);
-                return;
-            }
-            break;
-        }
-    }
-    c->rpos = c->rlen = 0;
-    arm_body(c);
-}
-
+/* Decodes what is buffered: into the arena, or in pieces to the handler. */
 static void process_body(nea__conn *c)
 {
-    nea_req *req = c->req;
-
-    if (stream_route(c)) {
-        process_body_pieces(c);
-        return;
-    }
-    if (c->head.chunked) {
-        if (process_chunked(c)) {
+    for (;;) {
+        const char *data = NULL;
+        size_t used = 0, len = 0;
+        nea__body_step step =
+            nea__body_rx_feed(&c->body, c->rbuf + c->rpos, c->rlen - c->rpos, &used, &data, &len);
+        c->rpos += used;
+        switch (step) {
+        case NEA__BODY_DATA:
+            if (stream_route(c)) {
+                if (!deliver(c, data, len)) {
+                    return;
+                }
+            } else if (nea__body_append(&c->req->body, data, len) != 0) {
+                nea__conn_respond_error(c, NEA__PB_413); /* the arena cannot hold it */
+                return;
+            }
+            continue;
+        case NEA__BODY_DONE:
+            if (stream_route(c)) {
+                body_end(c);
+            } else {
+                dispatch(c); /* what follows is the next request, not yet looked at */
+            }
             return;
-        }
-    } else {
-        size_t avail = c->rlen - c->rpos;
-        size_t take = avail < c->body_left ? avail : (size_t)c->body_left;
-        memcpy(req->body.data + req->body.len, c->rbuf + c->rpos, take);
-        req->body.len += take;
-        req->body.data[req->body.len] = '\0';
-        c->rpos += take;
-        c->body_left -= take;
-        if (c->body_left == 0) {
-            dispatch(c);
+        case NEA__BODY_BAD:
+            nea__conn_respond_error(c, NEA__PB_400);
             return;
+        case NEA__BODY_TOO_LARGE:
+            nea__conn_respond_error(c, NEA__PB_413);
+            return;
+        case NEA__BODY_MORE:
+            break;
         }
+        break;
     }
-    /* Everything buffered belongs to the body and is now in the arena. */
+    /* Everything buffered belongs to the body and is now consumed. */
     c->rpos = c->rlen = 0;
-    arm_body(c);
+    arm(c);
 }
 
-/* Runs the state machine over buffered bytes until it needs more input or
+/* Runs the phase machine over buffered bytes until it needs more input or
  * waits for something else (an arena, a handler, a write). A response that
  * completes synchronously inside this loop re-enters here; the nested call
  * returns at once and this loop carries on, so pipelined requests are served
@@ -1211,12 +922,15 @@ static void conn_process(nea__conn *c)
         }
     }
     c->in_process = false;
-    if (c->state != NEA__C_CLOSING && flush_out(c) < 0) {
+    if (c->state == NEA__C_CLOSING || c->state == NEA__C_LINGER) {
+        return;
+    }
+    if (nea__out_flush(&c->out) < 0) {
         close_now(c);
         return;
     }
-    if (c->eof && (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD)) {
-        close_lingering(c); /* nothing more can arrive */
+    if (c->eof && needs_input(c)) {
+        close_lingering(c); /* it can never come: what is queued goes out, then close */
         return;
     }
     if (c->state == NEA__C_IDLE && c->rpos == c->rlen) {
@@ -1225,101 +939,66 @@ static void conn_process(nea__conn *c)
     update_reading(c);
 }
 
-/* --- counting: per-route metrics, the completion hook, refusal logs ------------ */
+/* --- admission's answers -------------------------------------------------------- */
 
-/* A request begins in the slot: a complete head, or an error answered
- * before one was. */
-static void begin_sample(nea__conn *c)
-{
-    memset(&c->sample, 0, sizeof(c->sample));
-    c->sampling = true;
-    c->sample_seq++;
-    c->in_dispatch = c->handler_sync = false;
-    c->s_method = c->s_path = "";
-    c->s_method_len = c->s_path_len = 0;
-    c->t_head = 0; /* read lazily: the first event that needs the time sets it */
-    c->sample.bytes_in = c->head.end > c->head.start ? c->head.end - c->head.start : 0;
-}
-
-static void log_refusal(nea__conn *c, const nea_completion *done)
+void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
 {
     nea__conn_env *env = c->env;
-    nea__log_limit *limit = done->status == 503 ? &env->log_503 : &env->log_400;
-    char addr[64] = "-";
-    uint64_t skipped;
+    nea_req *req = nea__req_open(&env->reqs, a, c);
 
-    if (!nea__log_limit_pass(limit, uv_now(env->loop), &skipped)) {
+    if (req == NULL) {
+        nea__req_give_back(&env->reqs, a);
+        c->must_close = true;
+        nea__conn_respond_error(c, NEA__PB_500);
         return;
     }
-    nea__addr_name(nea__conn_peer(c), addr, sizeof(addr));
-    nea__log(env->cfg, NEA_LOG_WARN,
-             "%d for %.*s %.*s from %s (%s); %" PRIu64 " more since the last such line",
-             done->status, (int)done->method_len, done->method, (int)done->path_len, done->path,
-             addr, nea_outcome_name(done->outcome), skipped);
+    c->req = req;
+    /* 0: granted at once (the head's time was never read) */
+    c->record.sample.queue_ns = c->record.t_head != 0 ? uv_hrtime() - c->record.t_head : 0;
+    req->fn = c->route->fn;
+    req->fn_data = c->route->data;
+    req->http_minor = c->parser.http_minor;
+    req->is_head = c->parser.method == HTTP_HEAD;
+    if (nea__head_index(req->arena, &c->head, c->rbuf, c->route->prefix, c->route->path_len,
+                        &req->msg) != 0) {
+        nea__conn_respond_error(c, NEA__PB_431);
+        return;
+    }
+    c->body_unread = stream_route(c) && body_expected(c);
+    if (body_expected(c) && !stream_route(c)) {
+        start_body(c);
+    } else {
+        dispatch(c);
+    }
+    conn_process(c); /* body bytes or pipelined requests already buffered */
 }
 
-/* The request in the slot ended: count it once, tell the completion hook,
- * and log a refusal (rate-limited). outcome: how it ended unless a timeout,
- * a shed or an out-of-memory answer already said otherwise. */
-static void finish_sample(nea__conn *c, nea_outcome fallback)
+void nea__conn_wait(nea__conn *c)
 {
-    nea__conn_env *env = c->env;
-    nea__sample *s = &c->sample;
-    nea_req *req = c->req;
-    nea_completion done;
-    uint64_t end;
+    nea__record_stamp(&c->record);
+    enter(c, NEA__C_QUEUED);
+}
 
-    if (!c->sampling) {
+/* --- the record ----------------------------------------------------------------- */
+
+static const struct sockaddr_storage *peer_of(void *data)
+{
+    return nea__conn_peer(data);
+}
+
+/* The request in the slot ended: counted once (record.c). */
+static void finish_record(nea__conn *c, nea_outcome fallback)
+{
+    nea__record_end end;
+    if (!c->record.open) {
         return;
     }
-    c->sampling = false;
-    if (req != NULL) {
-        s->arena_peak = req->arena->peak;
-        s->bytes_in += req->body.len;
-        if (req->oom && s->outcome == NEA_OUTCOME_COMPLETED) {
-            s->outcome = NEA_OUTCOME_OOM;
-        }
-    }
-    if (s->outcome == NEA_OUTCOME_COMPLETED) {
-        s->outcome = fallback;
-    }
-    end = c->t_end = uv_hrtime();
-    if (c->handler_sync && s->handler_ns == 0) {
-        s->handler_ns = end - c->t_handler; /* answered in the handler, written before it left */
-    }
-    s->total_ns = c->t_head != 0 ? end - c->t_head : 0;
-    nea__metrics_record(env->metrics, s);
-    if (env->cfg->on_complete == NULL && s->status != 503 && s->status != 400) {
-        return;
-    }
-    done.method = c->s_method;
-    done.method_len = c->s_method_len;
-    done.path = c->s_path;
-    done.path_len = c->s_path_len;
-    if (req != NULL) {
-        /* The head in rbuf may be gone (body bytes overwrite it): the
-         * arena has the copy. */
-        done.method = req->msg.method != NULL ? req->msg.method : "";
-        done.method_len = strlen(done.method);
-        done.path = req->msg.path != NULL ? req->msg.path : "";
-        done.path_len = strlen(done.path);
-    }
-    done.route = s->route > 0 ? env->metrics->routes[s->route].path : NULL;
-    done.status = s->status;
-    done.outcome = s->outcome;
-    done.bytes_in = s->bytes_in;
-    done.bytes_out = s->bytes_out;
-    done.queue_ns = s->queue_ns;
-    done.handler_ns = s->handler_ns;
-    done.total_ns = s->total_ns;
-    done.arena_peak_bytes = s->arena_peak;
-    if (s->status == 503 || s->status == 400) {
-        log_refusal(c, &done);
-    }
-    if (env->cfg->on_complete != NULL) {
-        done.peer = nea__conn_peer(c);
-        env->cfg->on_complete(env->cfg->on_complete_data, &done);
-    }
+    end.req = c->req;
+    end.body_in = c->body.got;
+    end.fallback = fallback;
+    end.peer = peer_of;
+    end.peer_data = c;
+    nea__record_finish(&c->record, &c->env->records, &end);
 }
 
 /* --- slots ------------------------------------------------------------------- */
@@ -1343,6 +1022,8 @@ void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *c
     env->reqs.pools = pools;
     env->reqs.date = &env->date;
     env->reqs.hooks = &req_hooks;
+    env->records.loop = loop;
+    env->records.cfg = cfg;
     /* glibc loads the time zone (heap) on the first gmtime_r: let that
      * happen now, not inside the first handler's frame. */
     (void)nea__date_line(&env->date, uv_now(loop), &date_len);
@@ -1363,7 +1044,10 @@ void nea__conn_init(nea__conn *c, nea__conn_env *env, char *rbuf, char *obuf)
 int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
 {
     nea__conn_env *env = c->env;
+    size_t fresh = offsetof(nea__conn, state);
     int rc;
+
+    memset((char *)c + fresh, 0, sizeof(*c) - fresh); /* nothing of the last connection */
     uv_tcp_init(env->loop, &c->tcp);
     env->handles_open++;
     c->tcp.data = c;
@@ -1380,25 +1064,16 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     }
     if (rc != 0) {
         c->state = NEA__C_CLOSING;
-        uv_close((uv_handle_t *)&c->tcp, on_tcp_close);
+        uv_close((uv_handle_t *)&c->tcp, on_refused_close);
         return rc;
     }
-    c->rlen = c->rpos = 0;
-    c->olen = 0;
-    c->owrite_pending = false;
-    c->served = false;
-    c->peer_closing = false;
-    c->reading = c->eof = c->must_close = c->body_unread = false;
+    nea__out_start(&c->out, (uv_stream_t *)&c->tcp, c->obuf, &out_hooks);
     c->keep_alive = true;
-    c->req = NULL;
-    c->peer_known = false;
-    c->counted_open = true;
     nea__stats_conn_opened(env->stats);
     if (listener == NULL) {
         uv_tcp_nodelay(&c->tcp, 1); /* accepted ones inherit it from the listener */
     }
-    set_state(c, NEA__C_IDLE);
-    arm(c, env->cfg->keepalive_timeout_ms);
+    enter(c, NEA__C_IDLE);
     update_reading(c);
     return 0;
 }

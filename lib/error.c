@@ -5,11 +5,22 @@
  * (NEA_E*, -30000 and below) for conditions libuv has no word for. Both
  * functions are generated from NEA_ERRNO_MAP in nea.h, return static strings
  * and never allocate.
+ *
+ * Host bugs that no error code can report (a NULL request or server given
+ * to a public function) abort here with a message naming the function.
  */
-#include "nea.h"
+#include "common.h"
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+void nea__null_arg(const char *fn, const char *what)
+{
+    fprintf(stderr, "libnea: %s called with a NULL %s\n", fn, what);
+    abort();
+}
 
 /* libuv returns static strings for its own codes but allocates (and leaks)
  * a message for any other number: ask its buffer variant first. */

@@ -134,7 +134,7 @@ int nea_respond_file(nea_req *req, const char *path, const char *content_type, s
         return NEA_ENOMEM;
     }
     rc = nea_stream_start(req, 200, content_type, f->left);
-    if (rc == 0 && req->streaming) { /* not for HEAD: its head was the whole response */
+    if (rc == 0 && req->phase == NEA__R_STREAMING) { /* not for HEAD: its head was the whole response */
         file_more(req, f);
     }
     return rc;

@@ -1,7 +1,8 @@
 /*
  * log.c - formatting log lines into a fixed buffer and handing them to the
  * host's sink (see log.h). The buffer is on the stack: logging works on the
- * out-of-memory path and from any thread.
+ * out-of-memory path and from any thread. Peer addresses are named here
+ * too, for the lines that mention them.
  */
 #include "log.h"
 
@@ -36,4 +37,18 @@ bool nea__log_limit_pass(nea__log_limit *l, uint64_t now_ms, uint64_t *suppresse
     l->suppressed = 0;
     l->next_ms = now_ms + 1000;
     return true;
+}
+
+void nea__addr_name(const struct sockaddr_storage *a, char *buf, size_t len)
+{
+    int rc = UV_EINVAL;
+    if (a->ss_family == AF_INET) {
+        rc = uv_ip4_name((const struct sockaddr_in *)a, buf, len);
+    } else if (a->ss_family == AF_INET6) {
+        rc = uv_ip6_name((const struct sockaddr_in6 *)a, buf, len);
+    }
+    if (rc != 0 && len > 1) {
+        buf[0] = '-';
+        buf[1] = '\0';
+    }
 }

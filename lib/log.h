@@ -26,4 +26,9 @@ typedef struct nea__log_limit {
  * events skipped before it. Otherwise counts this event as skipped. */
 bool nea__log_limit_pass(nea__log_limit *l, uint64_t now_ms, uint64_t *suppressed);
 
+/* An address (no port) as text into buf, or "-" when it is not an IPv4 or
+ * IPv6 address. */
+struct sockaddr_storage;
+void nea__addr_name(const struct sockaddr_storage *a, char *buf, size_t len);
+
 #endif /* NEA_LOG_H */

@@ -50,6 +50,7 @@ void nea__pool_release(nea__pool *p, nea__arena *a)
         p->peak_bytes = a->peak;
     }
     nea__arena_reset(a, p->scrub);
+    a->gen++; /* references to its last request now read as gone */
     a->next_free = p->free;
     p->free = a;
     p->in_use--;

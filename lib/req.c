@@ -11,11 +11,19 @@
  *   - a nested frame (nea_req_protect) runs the defers registered inside it,
  *     rolls the arena back and returns NEA_ENOMEM to its caller.
  *
- * Ending: the owner (the connection) detaches the request, then ends it:
- * defers run LIFO, tracked handles close, and the arena returns to the pool
- * only when the last handle's close callback has run. While handler code is
- * on the stack (depth > 0) the end is deferred until it leaves (settle), so
- * an arena is never reused under a running handler.
+ * Lifecycle: one phase (nea__req_phase, in order) says where a request
+ * is, and one predicate (nea__req_live) says whether handler code may run
+ * for it. RECEIVING (body into the arena) -> HANDLING (handler called) ->
+ * STREAMING or ANSWERED (a response issued) -> the owner detaches it
+ * (DETACHED) -> ENDED. A request written while handler code is on the
+ * stack waits in WRITTEN until that code leaves; a cancel (client gone,
+ * deadline, drain) moves a live request to CANCELLED, after which no
+ * handler code runs for it. A detached request ends only when no handler
+ * code is on the stack (depth) and no hold is outstanding (holds: thread-
+ * pool work and host callbacks, ref.c): then defers run LIFO, tracked
+ * handles close, and the arena returns to the pool once the last close
+ * callback has run, so an arena is never reused under code that may still
+ * touch it.
  *
  * Invariants: the unwind path never allocates (the incident is logged from a
  * stack buffer); an unwinding allocation is checked to have its own
@@ -35,8 +43,9 @@
 
 nea_req *nea__req_open(nea__req_env *env, nea__arena *a, void *conn)
 {
-    nea_req *req = nea__arena_alloc(a, sizeof(*req), NEA__ALIGN);
-    /* The plan guarantees room for the struct; only fault injection fails. */
+    /* Rounded up, so the handler's first allocation starts where the
+     * request's ends. The plan guarantees room; only fault injection fails. */
+    nea_req *req = nea__arena_alloc(a, NEA__ROUND_UP(sizeof(*req), NEA__ALIGN), NEA__ALIGN);
     if (req == NULL) {
         return NULL;
     }
@@ -44,16 +53,44 @@ nea_req *nea__req_open(nea__req_env *env, nea__arena *a, void *conn)
     req->env = env;
     req->arena = a;
     req->conn = conn;
+    req->phase = NEA__R_RECEIVING;
     env->live++;
+    if (!env->thread_known) {
+        env->thread = uv_thread_self();
+        env->thread_known = true;
+    }
     return req;
+}
+
+nea_req *nea__req_in(const nea__arena *a)
+{
+    /* The request struct is the arena's first allocation. */
+    return a->used > 0 ? (nea_req *)(void *)a->base : NULL;
+}
+
+void nea__req_check_thread(const nea__req_env *env, const char *what)
+{
+    uv_thread_t self = uv_thread_self();
+    if (env->thread_known && !uv_thread_equal(&env->thread, &self)) {
+        fprintf(stderr,
+                "libnea: %s called on a thread that does not run the request's loop; a request "
+                "may only be touched from its own loop (come back with nea_req_work's done, or "
+                "hand the work to that loop, e.g. with a uv_async_t)\n",
+                what);
+        abort();
+    }
+}
+
+void nea__req_give_back(nea__req_env *env, nea__arena *a)
+{
+    nea__pool_release(&env->pools[a->cls], a);
+    env->released(env->released_data);
 }
 
 static void release_arena(nea_req *req)
 {
-    nea__req_env *env = req->env;
-    env->live--;
-    nea__pool_release(&env->pools[req->arena->cls], req->arena);
-    env->released(env->released_data);
+    req->env->live--;
+    nea__req_give_back(req->env, req->arena);
 }
 
 static void on_tracked_close(uv_handle_t *h)
@@ -75,9 +112,14 @@ static void run_defers(nea_req *req, nea__defer *keep)
     }
 }
 
-static void end_now(nea_req *req)
+/* Detached, no handler code on the stack, no hold: nothing can use the
+ * request any more. */
+static void maybe_end(nea_req *req)
 {
-    req->ended = true;
+    if (req->phase != NEA__R_DETACHED || req->depth > 0 || req->holds > 0) {
+        return;
+    }
+    req->phase = NEA__R_ENDED;
     run_defers(req, NULL);
     for (nea__tracked *t = req->tracked; t != NULL; t = t->next) {
         if (!uv_is_closing(t->handle)) {
@@ -93,51 +135,77 @@ static void end_now(nea_req *req)
 
 void nea__req_end(nea_req *req)
 {
-    if (req->ended) {
+    if (req->phase >= NEA__R_DETACHED) {
         return;
     }
+    req->phase = NEA__R_DETACHED;
     req->conn = NULL;
-    if (req->depth > 0) {
-        /* Handler code is on the stack and may still use the arena: the
-         * outermost frame ends the request when it returns (settle). */
-        req->end_pending = true;
-        return;
+    maybe_end(req);
+}
+
+void nea__req_cancel(nea_req *req)
+{
+    if (nea__req_live(req)) {
+        req->phase = NEA__R_CANCELLED;
     }
-    end_now(req);
+}
+
+bool nea__req_written(nea_req *req)
+{
+    if (req->depth == 0) {
+        return true;
+    }
+    if (nea__req_live(req)) {
+        req->phase = NEA__R_WRITTEN; /* settle tells the owner when handler code left */
+    }
+    return false;
+}
+
+void nea__req_hold(nea_req *req)
+{
+    req->holds++;
+}
+
+void nea__req_unhold(nea_req *req)
+{
+    req->holds--;
+    maybe_end(req);
 }
 
 /* Nothing will ever answer a request whose handler code left without a
- * response, a tracked handle or nea_req_keep: a host bug, answered 500 at
- * once rather than left to hang. */
+ * response, a tracked handle, a hold or nea_req_keep: a host bug, answered
+ * 500 at once rather than left to hang. */
 static bool abandoned(const nea_req *req)
 {
-    return !req->responded && req->tracked == NULL && !req->kept && req->conn != NULL;
+    return req->phase == NEA__R_HANDLING && req->tracked == NULL && !req->kept &&
+           req->holds == 0;
 }
 
 /* Handler code left the stack: finish what happened while it ran. */
 static void settle(nea_req *req)
 {
-    if (req->depth > 0 || req->ended) {
+    if (req->depth > 0) {
         return;
     }
-    if (req->end_pending) {
-        end_now(req);
-    } else if (req->written && req->conn != NULL) {
+    if (req->phase == NEA__R_DETACHED) {
+        maybe_end(req);
+    } else if (req->phase == NEA__R_WRITTEN) {
         req->env->hooks->written(req);
     } else if (abandoned(req)) {
         nea__log(req->env->cfg, NEA_LOG_ERROR,
                  "handler for %s %s returned without responding and with nothing pending (no "
-                 "tracked handle, no nea_req_keep); answering 500",
+                 "tracked handle, no hold, no nea_req_keep); answering 500",
                  req->msg.method != NULL ? req->msg.method : "-",
                  req->msg.path != NULL ? req->msg.path : "-");
         req->env->stats->unanswered++;
-        req->responded = true;
-        req->env->hooks->send_error(req, NEA__E500);
+        req->phase = NEA__R_ANSWERED;
+        req->env->hooks->send_error(req, NEA__PB_500_UNANSWERED);
     }
 }
 
 void nea_req_keep(nea_req *req)
 {
+    NEA__NEED(req, "request");
     req->kept = true;
 }
 
@@ -162,14 +230,13 @@ static void oom_incident(nea_req *req)
  * connection closes: no status can be given any more. */
 static void answer_oom(nea_req *req)
 {
-    if (req->streaming && req->conn != NULL) {
+    if (req->phase == NEA__R_STREAMING) {
         log_oom(req, "closing the connection (streamed response under way)");
         req->oom = true;
-        req->streaming = false;
         req->env->hooks->abort(req);
         return;
     }
-    if (!req->responded && req->conn != NULL) {
+    if (req->phase == NEA__R_HANDLING) {
         (void)nea__req_oom_500(req, req->oom_asked);
     } else {
         oom_incident(req); /* the response already issued stands */
@@ -196,12 +263,15 @@ static void call_handler(nea_req *req, void *arg)
 
 void nea__req_dispatch(nea_req *req)
 {
+    req->phase = NEA__R_HANDLING;
     nea__req_call(req, call_handler, NULL);
 }
 
 void nea_req_run(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg)
 {
-    if (req->cancelled || req->ended || req->end_pending) {
+    NEA__NEED(req, "request");
+    nea__req_check_thread(req->env, "nea_req_run");
+    if (!nea__req_live(req)) {
         return;
     }
     nea__req_call(req, fn, arg);
@@ -488,7 +558,8 @@ const char *nea_req_body(const nea_req *req, size_t *len)
 
 int nea_resp_header(nea_req *req, const char *name, const char *value)
 {
-    if (req->responded) {
+    NEA__NEED(req, "request");
+    if (nea__req_responded(req)) {
         return NEA_ERESPONDED;
     }
     return nea__resp_hdr_add(&req->resp_hdrs, req->arena, name, value);
@@ -507,16 +578,16 @@ int nea__req_head(nea_req *req, int status, const char *ctype, const void *body,
     size_t needed = 0;
     unsigned n;
 
-    if (req->responded) {
-        return NEA_ERESPONDED;
-    }
-    if (req->cancelled || req->ended || req->conn == NULL) {
+    if (!nea__req_live(req) || req->phase == NEA__R_RECEIVING) {
         return NEA_ESTATE;
+    }
+    if (req->phase != NEA__R_HANDLING) {
+        return NEA_ERESPONDED;
     }
     if (status < 200 || status > 599 || (ctype != NULL && !line_safe(ctype))) {
         return UV_EINVAL;
     }
-    req->responded = true;
+    req->phase = NEA__R_ANSWERED;
     spec.status = status;
     spec.content_type = ctype;
     spec.hdrs = &req->resp_hdrs;
@@ -539,9 +610,9 @@ int nea__req_head(nea_req *req, int status, const char *ctype, const void *body,
 int nea__req_oom_500(nea_req *req, size_t asked)
 {
     req->oom_asked = asked;
-    req->responded = true;
+    req->phase = NEA__R_ANSWERED;
     oom_incident(req);
-    req->env->hooks->send_error(req, NEA__E500);
+    req->env->hooks->send_error(req, NEA__PB_500);
     return NEA_ENOMEM;
 }
 
@@ -558,11 +629,13 @@ static int respond(nea_req *req, int status, const char *ctype, const void *body
 
 int nea_respond(nea_req *req, int status, const char *content_type, const void *body, size_t len)
 {
+    NEA__NEED(req, "request");
     return respond(req, status, content_type, body, len, true);
 }
 
 int nea_respond_static(nea_req *req, int status, const char *content_type, const void *body,
                        size_t len)
 {
+    NEA__NEED(req, "request");
     return respond(req, status, content_type, body, len, false);
 }

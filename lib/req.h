@@ -28,7 +28,7 @@ typedef struct nea__req_hooks {
      * ends); the owner ends the request once it is written. */
     void (*send)(nea_req *req, uv_buf_t *bufs, unsigned n);
     /* Answer with a pre-built error instead (an out-of-memory 500). */
-    void (*send_error)(nea_req *req, nea__err e);
+    void (*send_error)(nea_req *req, nea__prebuilt e);
     /* The response was written while handler code was on the stack, which
      * has now left: the owner may finish the request. */
     void (*written)(nea_req *req);
@@ -65,6 +65,11 @@ typedef struct nea__req_env {
     void (*released)(void *data);
     void *released_data;
     unsigned live; /* requests whose arena is not back in the pool yet */
+    /* The thread the loop runs on, learned when the first request opens:
+     * references are checked against it (host code on another thread
+     * must not touch a request). */
+    uv_thread_t thread;
+    bool thread_known;
 } nea__req_env;
 
 typedef struct nea__defer {
@@ -78,9 +83,26 @@ typedef struct nea__tracked {
     uv_handle_t *handle;
 } nea__tracked;
 
+/* A request's lifecycle, in order. Live phases come first: a request is
+ * live (its handler code may run, a reference finds it) exactly while its
+ * phase is at most NEA__R_WRITTEN (nea__req_live). */
+typedef enum {
+    NEA__R_RECEIVING, /* its body arrives into the arena; the handler has not run */
+    NEA__R_HANDLING,  /* the handler ran (or runs); no response yet */
+    NEA__R_STREAMING, /* a streamed response is under way */
+    NEA__R_ANSWERED,  /* a whole response was issued and is being written */
+    NEA__R_WRITTEN,   /* written while handler code was on the stack: the owner is
+                         told once it has left (settle) */
+    NEA__R_CANCELLED, /* the client left, a deadline passed or the server cancelled it:
+                         no handler code runs for it again; the owner lets go of it */
+    NEA__R_DETACHED,  /* the owner let go: it ends once no handler code is on the
+                         stack and every hold is released */
+    NEA__R_ENDED,     /* defers ran; the arena returns once its tracked handles closed */
+} nea__req_phase;
+
 struct nea_req {
     nea__req_env *env;
-    void *conn; /* the owner; NULL once the request is detached from it */
+    void *conn; /* the owner, while the request is attached (phase < DETACHED) */
     nea__arena *arena;
 
     nea__msg msg;
@@ -88,24 +110,16 @@ struct nea_req {
     int http_minor;
     bool is_head;
     bool oom;        /* answered 500 because its arena ran out (metrics) */
-    uint16_t status; /* of the response issued (metrics); packed here, in what was
-                        padding, so the struct keeps its size */
+    bool kept;       /* nea_req_keep: a response will come from code libnea cannot see */
+    uint16_t status; /* of the response issued (metrics) */
+    nea__req_phase phase;
 
     nea_handler_fn fn;
     void *fn_data;
 
-    /* Lifecycle */
-    unsigned depth;   /* protected frames of this request on the stack */
-    bool responded;   /* a response (or a pre-built error) was issued */
-    bool bytes_sent;  /* some response byte reached the socket */
-    bool written;     /* the whole response was written */
-    bool cancelled;   /* client gone or server closing */
-    bool end_pending; /* ended while handler code was on the stack */
-    bool ended;       /* defers ran; waiting for handles, then the arena returns */
-    bool kept;        /* nea_req_keep: a response will come from code libnea cannot see */
-    bool streaming;   /* a streamed response started and not yet ended (stream.c); in what
-                         was padding, so the struct keeps a size the arena alignment divides */
-    unsigned handles_closing;
+    unsigned depth;           /* protected frames of this request on the stack */
+    unsigned holds;           /* nea_req_hold / nea_req_work not yet released */
+    unsigned handles_closing; /* tracked handles whose close callback is pending */
 
     nea__defer *defers;
     nea__tracked *tracked;
@@ -117,9 +131,27 @@ struct nea_req {
     size_t oom_asked; /* bytes requested by the allocation that failed */
 };
 
+/* The one "is it still live" test: handler code may run for req, and a
+ * reference to it finds it. */
+static inline bool nea__req_live(const nea_req *req)
+{
+    return req->phase <= NEA__R_WRITTEN;
+}
+
+/* A response (or a pre-built answer) was issued for req. */
+static inline bool nea__req_responded(const nea_req *req)
+{
+    return req->phase >= NEA__R_STREAMING;
+}
+
 /* Creates a request in a fresh arena (the request struct is the arena's
- * first allocation); NULL only under fault injection. */
+ * first allocation), in phase NEA__R_RECEIVING; NULL only under fault
+ * injection. */
 nea_req *nea__req_open(nea__req_env *env, nea__arena *a, void *conn);
+/* Returns arena a to its pool and tells whoever hands out arenas. */
+void nea__req_give_back(nea__req_env *env, nea__arena *a);
+/* The request in arena a, or NULL when a holds none. */
+nea_req *nea__req_in(const nea__arena *a);
 /* Runs the request's handler inside its outermost protected frame. */
 void nea__req_dispatch(nea_req *req);
 /* Runs fn inside the request's outermost protected frame and handles an
@@ -135,10 +167,24 @@ int nea__req_head(nea_req *req, int status, const char *ctype, const void *body,
  * asked bytes for it (nothing was sent yet): logged, counted, sent.
  * Returns NEA_ENOMEM. */
 int nea__req_oom_500(nea_req *req, size_t asked);
-/* Ends the request (the owner has detached it): runs defers (LIFO), closes
- * tracked handles, and returns the arena once every handle has closed. When
- * handler code is on the stack the end waits for it to leave. Idempotent. */
+/* The owner's response for req was written: true when the owner may
+ * finish the request now, false when handler code is on the stack (the
+ * owner's written hook is called once it has left). */
+bool nea__req_written(nea_req *req);
+/* The client left, a deadline passed or the server cancels: handler code
+ * never runs for req again (its owner detaches it next). */
+void nea__req_cancel(nea_req *req);
+/* The owner lets go of the request: it ends (defers LIFO, tracked handles
+ * closed, the arena returned once every handle has closed) as soon as no
+ * handler code is on the stack and every hold is released. Idempotent. */
 void nea__req_end(nea_req *req);
+/* Holds keep the arena (and the request struct) reserved past the
+ * request's end until released (ref.c). */
+void nea__req_hold(nea_req *req);
+void nea__req_unhold(nea_req *req);
+/* Aborts, naming `what` and the rule, unless the calling thread runs
+ * req's loop. */
+void nea__req_check_thread(const nea__req_env *env, const char *what);
 
 /* Every allocation that may unwind calls this first: aborts, naming the
  * broken handler rule, unless req's own frame is innermost (`what` names the

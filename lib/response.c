@@ -97,51 +97,51 @@ const char *nea__reason(int status)
     }
 }
 
-static const int error_status[NEA__ECOUNT] = {
-    [NEA__E400] = 400, [NEA__E404] = 404, [NEA__E405] = 405, [NEA__E408] = 408,
-    [NEA__E413] = 413, [NEA__E414] = 414, [NEA__E431] = 431, [NEA__E500] = 500,
-    [NEA__E501] = 501, [NEA__E503] = 503, [NEA__E504] = 504, [NEA__E505] = 505,
-    [NEA__READY] = 200,
+static const struct prebuilt_row {
+    int status;
+    bool keeps;
+    nea_outcome outcome;
+    const char *body;
+} prebuilt[NEA__PB_COUNT] = {
+#define NEA__PREBUILT_ROW(name, status, keeps, outcome, body)                                      \
+    [NEA__PB_##name] = {status, keeps, NEA_OUTCOME_##outcome, body},
+    NEA__PREBUILT_MAP(NEA__PREBUILT_ROW)
+#undef NEA__PREBUILT_ROW
 };
 
-nea__err nea__err_for_status(int status)
+nea__prebuilt nea__prebuilt_for_status(int status)
 {
-    for (int e = 0; e < NEA__ECOUNT; e++) {
-        if (error_status[e] == status) {
-            return (nea__err)e;
+    for (int e = 0; e < NEA__PB_COUNT; e++) {
+        if (prebuilt[e].status == status && status >= 400) {
+            return (nea__prebuilt)e;
         }
     }
-    return NEA__E400;
+    return NEA__PB_400;
 }
 
-int nea__err_status(nea__err e)
+int nea__prebuilt_status(nea__prebuilt e)
 {
-    return error_status[e];
+    return prebuilt[e].status;
+}
+
+bool nea__prebuilt_keeps(nea__prebuilt e)
+{
+    return prebuilt[e].keeps;
+}
+
+nea_outcome nea__prebuilt_outcome(nea__prebuilt e)
+{
+    return prebuilt[e].outcome;
 }
 
 void nea__statics_build(nea__statics *st, unsigned retry_after_s)
 {
-    static const char *const bodies[NEA__ECOUNT] = {
-        [NEA__E400] = "Bad Request\n",
-        [NEA__E404] = "Not Found\n",
-        [NEA__E405] = "Method Not Allowed\n",
-        [NEA__E408] = "Request Timeout\n",
-        [NEA__E413] = "Content Too Large\n",
-        [NEA__E414] = "URI Too Long\n",
-        [NEA__E431] = "Request Header Fields Too Large\n",
-        [NEA__E500] = "Internal Server Error: request exceeded its memory arena\n",
-        [NEA__E501] = "Not Implemented\n",
-        [NEA__E503] = "Service Unavailable: server at capacity, try again\n",
-        [NEA__E504] = "Gateway Timeout: the handler did not respond in time\n",
-        [NEA__E505] = "HTTP Version Not Supported\n",
-        [NEA__READY] = "ready\n",
-    };
-    for (int e = 0; e < NEA__ECOUNT; e++) {
+    for (int e = 0; e < NEA__PB_COUNT; e++) {
         nea__static_resp *r = &st->at[e];
         int n;
-        r->status = error_status[e];
-        r->body = bodies[e];
-        r->body_len = strlen(bodies[e]);
+        r->status = prebuilt[e].status;
+        r->body = prebuilt[e].body;
+        r->body_len = strlen(r->body);
         n = snprintf(r->head, sizeof(r->head),
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n",
                      r->status, nea__reason(r->status), r->body_len);
@@ -207,7 +207,7 @@ const char *nea__date_line(nea__date *d, uint64_t now_ms, size_t *len)
     return d->line;
 }
 
-unsigned nea__static_bufs(const nea__statics *st, nea__date *date, uint64_t now_ms, nea__err e,
+unsigned nea__static_bufs(const nea__statics *st, nea__date *date, uint64_t now_ms, nea__prebuilt e,
                           const char *conn_line, const char *allow, size_t allow_len,
                           bool head_only, char *hdrbuf, uv_buf_t *bufs)
 {
@@ -223,12 +223,12 @@ unsigned nea__static_bufs(const nea__statics *st, nea__date *date, uint64_t now_
     n += conn_len;
     memcpy(hdrbuf + n, "\r\n", 2);
     n += 2;
-    bufs[0] = uv_buf_init((char *)r->head, (unsigned)r->head_len);
-    bufs[1] = uv_buf_init(hdrbuf, (unsigned)n);
+    bufs[0] = nea__buf(r->head, r->head_len);
+    bufs[1] = nea__buf(hdrbuf, n);
     if (head_only) {
         return 2;
     }
-    bufs[2] = uv_buf_init((char *)r->body, (unsigned)r->body_len);
+    bufs[2] = nea__buf(r->body, r->body_len);
     return 3;
 }
 
@@ -365,9 +365,9 @@ unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *b
     if (copy_len > 0) {
         p = put(p, r->body, copy_len);
     }
-    bufs[0] = uv_buf_init(buf, (unsigned)(p - buf));
+    bufs[0] = nea__buf(buf, (size_t)(p - buf));
     if (!r->copy && send_body && r->len > 0 && r->body != NULL) {
-        bufs[1] = uv_buf_init((char *)r->body, (unsigned)r->len);
+        bufs[1] = nea__buf(r->body, r->len);
         n = 2;
     }
     return n;

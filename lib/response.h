@@ -7,24 +7,36 @@
 
 #include "arena.h"
 
-/* Pre-built responses (errors, and the readiness answer): everything but
- * the Date (and Allow) lines. */
+/* The pre-built responses, one row each: everything about them is
+ * generated from this list (the enum, the status, the body, whether the
+ * connection may stay open after it, the outcome it records).
+ *   XX(name, status, keeps, outcome, body)
+ * keeps: the connection's framing can still be trusted after it (an error
+ * found in the head or the body closes the connection). outcome: how the
+ * request ended when this answered it (NEA_OUTCOME_*, without the prefix). */
+#define NEA__PREBUILT_MAP(XX)                                                                      \
+    XX(400, 400, false, COMPLETED, "Bad Request\n")                                                \
+    XX(404, 404, true, COMPLETED, "Not Found\n")                                                   \
+    XX(405, 405, true, COMPLETED, "Method Not Allowed\n")                                          \
+    XX(408, 408, false, TIMEOUT, "Request Timeout\n")                                              \
+    XX(413, 413, false, COMPLETED, "Content Too Large\n")                                          \
+    XX(414, 414, false, COMPLETED, "URI Too Long\n")                                               \
+    XX(431, 431, false, COMPLETED, "Request Header Fields Too Large\n")                            \
+    XX(500, 500, true, COMPLETED, "Internal Server Error: request exceeded its memory arena\n")    \
+    XX(500_UNANSWERED, 500, true, COMPLETED,                                                       \
+       "Internal Server Error: the handler returned without answering\n")                         \
+    XX(501, 501, false, COMPLETED, "Not Implemented\n")                                            \
+    XX(503, 503, true, SHED, "Service Unavailable: server at capacity, try again\n")               \
+    XX(504, 504, true, TIMEOUT, "Gateway Timeout: the handler did not respond in time\n")          \
+    XX(505, 505, false, COMPLETED, "HTTP Version Not Supported\n")                                 \
+    XX(READY, 200, true, COMPLETED, "ready\n")
+
 typedef enum {
-    NEA__E400,
-    NEA__E404,
-    NEA__E405,
-    NEA__E408,
-    NEA__E413,
-    NEA__E414,
-    NEA__E431,
-    NEA__E500,
-    NEA__E501,
-    NEA__E503,
-    NEA__E504,
-    NEA__E505,
-    NEA__READY, /* 200 "ready": the answer of a NEA_ROUTE_READY route */
-    NEA__ECOUNT
-} nea__err;
+#define NEA__PREBUILT_ENUM(name, status, keeps, outcome, body) NEA__PB_##name,
+    NEA__PREBUILT_MAP(NEA__PREBUILT_ENUM)
+#undef NEA__PREBUILT_ENUM
+        NEA__PB_COUNT
+} nea__prebuilt;
 
 typedef struct nea__static_resp {
     int status;
@@ -35,7 +47,7 @@ typedef struct nea__static_resp {
 } nea__static_resp;
 
 typedef struct nea__statics {
-    nea__static_resp at[NEA__ECOUNT];
+    nea__static_resp at[NEA__PB_COUNT];
 } nea__statics;
 
 /* The cached "Date: ...\r\n" line, refreshed when the second changes. */
@@ -52,8 +64,13 @@ typedef struct nea__date {
 
 const char *nea__reason(int status);
 void nea__statics_build(nea__statics *st, unsigned retry_after_s);
-nea__err nea__err_for_status(int status);
-int nea__err_status(nea__err e);
+/* The pre-built answer for an error status found while reading a head
+ * (400 for any status without one). */
+nea__prebuilt nea__prebuilt_for_status(int status);
+int nea__prebuilt_status(nea__prebuilt e);
+/* Whether the connection may stay open after e, and the outcome it records. */
+bool nea__prebuilt_keeps(nea__prebuilt e);
+nea_outcome nea__prebuilt_outcome(nea__prebuilt e);
 const char *nea__date_line(nea__date *d, uint64_t now_ms, size_t *len);
 /* Writes sec (Unix time) as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37
  * GMT", 29 bytes) into buf; returns its length. */
@@ -65,7 +82,7 @@ int nea__http_date_parse(const char *s, int64_t *sec);
  * HEAD: no body). conn_line is "" or a complete "Connection: ...\r\n" line;
  * allow (405 only) likewise. hdrbuf (NEA__HDRBUF bytes) must live until the
  * write completes. */
-unsigned nea__static_bufs(const nea__statics *st, nea__date *date, uint64_t now_ms, nea__err e,
+unsigned nea__static_bufs(const nea__statics *st, nea__date *date, uint64_t now_ms, nea__prebuilt e,
                           const char *conn_line, const char *allow, size_t allow_len,
                           bool head_only, char *hdrbuf, uv_buf_t *bufs);
 

@@ -101,7 +101,7 @@ static void on_worker_closed(nea_server *w, void *data)
     nea_server *g = w->group;
     (void)data;
     __atomic_fetch_add(&g->workers_closed, 1u, __ATOMIC_RELEASE);
-    (void)uv_async_send(&g->done);
+    (void)uv_async_send(&g->notify);
 }
 
 /* On a worker's own thread: worker 0 began to close. */
@@ -110,9 +110,33 @@ static void on_wake(void *data)
     (void)nea_server_close(data, on_worker_closed, NULL);
 }
 
-static void on_done(uv_async_t *h)
+static void begin_close(nea_server *s, void (*cb)(nea_server *, void *), void *data);
+
+/* Worker 0's loop was woken from another thread: a worker finished
+ * closing, or a close was asked for. */
+static void on_notify(uv_async_t *h)
 {
-    maybe_finish_close(h->data);
+    nea_server *s = h->data;
+    if (__atomic_exchange_n(&s->close_posted, false, __ATOMIC_ACQUIRE)) {
+        begin_close(s, s->close_cb, s->close_data);
+    }
+    maybe_finish_close(s);
+}
+
+/* libuv starts its thread pool (threads, and their heap) on the first
+ * job: a no-op job at listen moves that out of the first handler that
+ * calls nea_req_work. */
+static void pool_warm(uv_work_t *w)
+{
+    (void)w;
+}
+
+static void pool_warmed(uv_work_t *w, int status)
+{
+    nea_server *s = w->data;
+    (void)status;
+    s->pool_warming = false;
+    maybe_finish_close(s);
 }
 
 /* Carves one worker's slab (s is its start) exactly as the plan laid it
@@ -141,12 +165,13 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
                        cfg->scrub, &s->fault);
         for (unsigned i = 0; i < c->count; i++) {
             table[i].cls = k;
+            table[i].home = &s->env.reqs;
         }
     }
     nea__statics_build(&s->statics, cfg->retry_after_s);
     nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools, plan);
     s->env.fault = &s->fault;
-    s->env.metrics = &s->metrics;
+    s->env.records.metrics = &s->metrics;
     s->env.load = &s->load;
     nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
                    cfg->overload_budget_us, cfg->overload_hold_ms);
@@ -167,7 +192,9 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
         uv_unref((uv_handle_t *)&s->publish);
         s->env.handles_open++;
         on_publish(&s->publish);
-        s->env.handles_open++; /* worker 0's done, or the others' wake-up */
+        if (index > 0) {
+            s->env.handles_open++; /* its wake-up */
+        }
     }
 }
 
@@ -221,12 +248,11 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
         nea_server *w = (nea_server *)(region.base + (size_t)i * plan.worker_bytes);
         server_init(w, s, i, i == 0 ? loop : &w->worker.loop, cfg, &plan, &layout);
     }
-    if (plan.workers > 1) {
-        s->owner = uv_thread_self();
-        uv_async_init(loop, &s->done, on_done);
-        s->done.data = s;
-        uv_unref((uv_handle_t *)&s->done); /* referenced while closing */
-    }
+    s->owner = uv_thread_self();
+    uv_async_init(loop, &s->notify, on_notify);
+    s->notify.data = s;
+    uv_unref((uv_handle_t *)&s->notify); /* referenced while closing */
+    s->env.handles_open++;
 
     ignore_default_sigpipe(cfg);
     nea_plan_format(&plan, err, sizeof(err));
@@ -330,9 +356,7 @@ static void own_stats(const nea_server *s, nea_stats *out)
     out->loop_lag_us = s->load.lag / 1000u;
 }
 
-/* True when worker w runs on the calling thread, so its live figures may
- * be read directly. */
-static bool on_this_thread(const nea_server *w)
+bool nea__server_on_thread(const nea_server *w)
 {
     const nea__worker *cur = nea__worker_current();
     uv_thread_t self;
@@ -346,7 +370,7 @@ static bool on_this_thread(const nea_server *w)
 /* Worker w's figures: live on its own thread, else its last snapshot. */
 static void worker_stats(const nea_server *w, nea_stats *out)
 {
-    if (w->plan.workers == 1 || on_this_thread(w)) {
+    if (w->plan.workers == 1 || nea__server_on_thread(w)) {
         own_stats(w, out);
     } else {
         nea__stats_read(&w->snapshot, out);
@@ -575,7 +599,9 @@ static int start_workers(nea_server *s)
 int nea_server_listen(nea_server *s)
 {
     int rc;
-    if (s->listener.open || s->closing || s->started) {
+    NEA__NEED(s, "server");
+    if (s->listener.open || s->closing || s->started ||
+        __atomic_load_n(&s->close_asked, __ATOMIC_ACQUIRE)) {
         return NEA_ESTATE;
     }
     rc = listen_one(s, s->cfg.port);
@@ -591,6 +617,10 @@ int nea_server_listen(nea_server *s)
             nea__listener_close(&s->listener);
         }
     }
+    if (rc == 0 && !s->pool_warming) {
+        s->pool_warm.data = s;
+        s->pool_warming = uv_queue_work(s->loop, &s->pool_warm, pool_warm, pool_warmed) == 0;
+    }
     return rc;
 }
 
@@ -602,8 +632,7 @@ int nea__server_adopt(nea_server *s, uv_os_sock_t fd)
 
 void nea__server_give_back(nea_server *s, nea__arena *a)
 {
-    nea__pool_release(&s->pools[a->cls], a);
-    s->env.reqs.released(s->env.reqs.released_data);
+    nea__req_give_back(&s->env.reqs, a);
 }
 #endif
 
@@ -628,7 +657,8 @@ static void on_handle_closed(uv_handle_t *h)
 static void maybe_finish_close(void *data)
 {
     nea_server *s = data;
-    if (!s->closing || s->env.handles_open == 0 || uv_is_closing((uv_handle_t *)&s->drain_timer)) {
+    if (!s->closing || s->env.handles_open == 0 || uv_is_closing((uv_handle_t *)&s->drain_timer) ||
+        s->pool_warming) {
         return;
     }
     if (nea__admission_busy(&s->admission) || s->env.reqs.live > 0 || s->listener.open) {
@@ -655,13 +685,13 @@ static void maybe_finish_close(void *data)
     uv_close((uv_handle_t *)&s->drain_timer, on_handle_closed);
     nea__load_close(&s->load, on_handle_closed, s);
     nea__admission_close_timers(&s->admission, on_handle_closed, s);
+    if (s->index == 0) {
+        uv_close((uv_handle_t *)&s->notify, on_handle_closed);
+    } else {
+        nea__worker_close_wake(&s->worker, on_handle_closed, s);
+    }
     if (s->plan.workers > 1) {
         uv_close((uv_handle_t *)&s->publish, on_handle_closed);
-        if (s->index == 0) {
-            uv_close((uv_handle_t *)&s->done, on_handle_closed);
-        } else {
-            nea__worker_close_wake(&s->worker, on_handle_closed, s);
-        }
     }
 }
 
@@ -696,17 +726,15 @@ void nea__server_end_announcement(nea_server *s)
 }
 #endif
 
-int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data)
+/* The close starts on the server's own loop thread. */
+static void begin_close(nea_server *s, void (*cb)(nea_server *, void *), void *data)
 {
-    if (s->closing) {
-        return NEA_ESTATE;
-    }
     s->closing = true;
     s->env.closing = true;
     s->close_cb = cb;
     s->close_data = data;
     if (s->plan.workers > 1 && s->index == 0) {
-        uv_ref((uv_handle_t *)&s->done);
+        uv_ref((uv_handle_t *)&s->notify);
         for (unsigned i = 1; i < s->plan.workers; i++) {
             nea_server *w = nea__server_worker(s, i);
             if (w->worker.started) {
@@ -725,5 +753,32 @@ int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void 
     } else {
         stop_accepting(s);
     }
+}
+
+int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data)
+{
+    NEA__NEED(s, "server");
+    if (s->index > 0) {
+        /* A worker, on its own thread, told by worker 0. */
+        if (s->closing) {
+            return NEA_ESTATE;
+        }
+        begin_close(s, cb, data);
+        return 0;
+    }
+    /* One close per server, whichever thread asks first. */
+    if (__atomic_exchange_n(&s->close_asked, true, __ATOMIC_ACQ_REL)) {
+        return NEA_ESTATE;
+    }
+    if (!nea__server_on_thread(s)) {
+        /* Another thread (a handler on another worker, a host thread):
+         * the close begins on the server's loop, from its next iteration. */
+        s->close_cb = cb;
+        s->close_data = data;
+        __atomic_store_n(&s->close_posted, true, __ATOMIC_RELEASE);
+        (void)uv_async_send(&s->notify);
+        return 0;
+    }
+    begin_close(s, cb, data);
     return 0;
 }

@@ -49,15 +49,23 @@ struct nea_server {
     nea__worker worker; /* workers 1..: the thread and its loop */
     uv_prepare_t publish;         /* with workers: publishes stats before every wait */
     nea__stats_snapshot snapshot; /* what other threads read of this worker's stats */
-    uv_thread_t owner;            /* (0) the host's thread */
-    uv_async_t done;              /* (0) a worker finished closing */
+    uv_thread_t owner;            /* (0) the host's thread: the one that created the server */
+    uv_async_t notify;            /* (0) wakes its loop: a worker finished closing, or a close
+                                     was asked for from another thread */
     unsigned workers_closed;      /* (0) atomic: workers that finished closing */
+    bool close_asked;             /* (0) atomic: nea_server_close was called */
+    bool close_posted;            /* (0) atomic: ... from another thread, not begun yet */
+    uv_work_t pool_warm;          /* (0) the no-op job that starts libuv's thread pool */
+    bool pool_warming;            /* (0) that job has not come back yet */
     bool started;                 /* (0) the worker threads run: routes are read-only */
     bool balanced;                /* (0) connections are dealt round-robin (balance.c) */
     int balance_map;              /* (0) the balance program's map, or -1 */
     bool reported_full;           /* the balance map says this worker has no free slot */
 };
 
+/* True when worker w runs on the calling thread (worker 0: the thread that
+ * created the server), so its live state may be touched directly. */
+bool nea__server_on_thread(const nea_server *w);
 /* Worker i of s's group (0 <= i < plan.workers). */
 nea_server *nea__server_worker(const nea_server *s, unsigned i);
 /* The read-side summing point: calls fn once per worker with that worker's

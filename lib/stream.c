@@ -31,9 +31,10 @@
 static const char crlf[] = "\r\n";
 static const char last_chunk[] = "0\r\n\r\n";
 
-static bool live(const nea_req *req)
+/* A streamed response under way on a live request. */
+static bool streaming(const nea_req *req)
 {
-    return !req->cancelled && !req->ended && !req->end_pending && req->conn != NULL;
+    return req->phase == NEA__R_STREAMING;
 }
 
 int nea_stream_start(nea_req *req, int status, const char *content_type, uint64_t length)
@@ -64,7 +65,7 @@ int nea_stream_start(nea_req *req, int status, const char *content_type, uint64_
         req->env->hooks->send(req, req->wbufs, 1); /* the head is the whole response */
         return 0;
     }
-    req->streaming = true;
+    req->phase = NEA__R_STREAMING;
     return 0;
 }
 
@@ -85,7 +86,8 @@ int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn m
     unsigned n;
     int rc;
 
-    if (s == NULL || !req->streaming || s->in_flight || !live(req)) {
+    NEA__NEED(req, "request");
+    if (s == NULL || !streaming(req) || s->in_flight) {
         return NEA_ESTATE;
     }
     if (len == 0 || more == NULL || (s->framing == NEA__FRAME_LENGTH && len > s->left)) {
@@ -94,11 +96,11 @@ int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn m
     n = take_head(s);
     if (s->framing == NEA__FRAME_CHUNKED) {
         int k = snprintf(s->size_line, sizeof(s->size_line), "%zx\r\n", len);
-        s->bufs[n++] = uv_buf_init(s->size_line, (unsigned)k);
-        s->bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
-        s->bufs[n++] = uv_buf_init((char *)crlf, 2);
+        s->bufs[n++] = nea__buf(s->size_line, (size_t)k);
+        s->bufs[n++] = nea__buf(data, len);
+        s->bufs[n++] = nea__buf(crlf, 2);
     } else {
-        s->bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+        s->bufs[n++] = nea__buf(data, len);
         s->left -= s->framing == NEA__FRAME_LENGTH ? len : 0;
     }
     s->in_flight = true;
@@ -113,10 +115,11 @@ int nea_stream_end(nea_req *req)
     nea__stream *s = req->stream;
     unsigned n;
 
-    if (s == NULL || !req->streaming || s->in_flight || !live(req)) {
+    NEA__NEED(req, "request");
+    if (s == NULL || !streaming(req) || s->in_flight) {
         return NEA_ESTATE;
     }
-    req->streaming = false;
+    req->phase = NEA__R_ANSWERED;
     if (s->framing == NEA__FRAME_LENGTH && s->left > 0) {
         /* The client was promised more: only a close can tell it. */
         req->env->hooks->abort(req);
@@ -124,7 +127,7 @@ int nea_stream_end(nea_req *req)
     }
     n = take_head(s);
     if (s->framing == NEA__FRAME_CHUNKED) {
-        s->bufs[n++] = uv_buf_init((char *)last_chunk, sizeof(last_chunk) - 1);
+        s->bufs[n++] = nea__buf(last_chunk, sizeof(last_chunk) - 1);
     }
     req->env->hooks->send(req, s->bufs, n);
     return 0;
@@ -134,7 +137,7 @@ int nea__stream_sendfile(nea_req *req, int fd, uint64_t off, size_t len)
 {
     nea__stream *s = req->stream;
     int n;
-    if (s == NULL || !req->streaming || s->in_flight || !live(req) || s->head.len > 0 ||
+    if (s == NULL || !streaming(req) || s->in_flight || s->head.len > 0 ||
         s->framing != NEA__FRAME_LENGTH || len == 0 || len > s->left) {
         return UV_EAGAIN;
     }
@@ -159,7 +162,7 @@ void nea__stream_written(nea_req *req)
 {
     nea__stream *s = req->stream;
     s->in_flight = false;
-    if (live(req)) {
+    if (nea__req_live(req)) {
         nea__req_call(req, call_more, s);
     }
 }
@@ -170,7 +173,8 @@ int nea_body_read(nea_req *req, nea_body_fn fn, void *arg)
 {
     nea__reader *r;
     int rc;
-    if (req->reader != NULL || req->responded || !live(req) || fn == NULL) {
+    NEA__NEED(req, "request");
+    if (req->reader != NULL || req->phase != NEA__R_HANDLING || fn == NULL) {
         return NEA_ESTATE;
     }
     r = nea__arena_alloc(req->arena, sizeof(*r), NEA__ALIGN);
@@ -201,7 +205,7 @@ void nea_body_resume(nea_req *req)
 {
     if (req->reader != NULL && req->reader->paused) {
         req->reader->paused = false;
-        if (live(req)) {
+        if (nea__req_live(req)) {
             req->env->hooks->body_resume(req);
         }
     }
@@ -226,7 +230,7 @@ static void call_reader(nea_req *req, void *arg)
 void nea__stream_body_piece(nea_req *req, const char *data, size_t len)
 {
     piece p = {data, len};
-    if (live(req)) {
+    if (nea__req_live(req)) {
         nea__req_call(req, call_reader, &p);
     }
 }

@@ -594,7 +594,7 @@ static void test_client_disconnect_cancels_async_request(void **state)
     H_WAIT(f, h_arenas_in_use(f) == 1);
     assert_int_equal(h_arenas_in_use(f), 1);
     assert_int_equal(t_defers_run, 0);
-    close(fd);
+    s_reset(fd);
     assert_true(h_arenas_settle(f)); /* long before the 10 s timer */
     assert_int_equal(t_defers_run, 1);
     h_stats(f, &st);

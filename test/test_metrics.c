@@ -129,7 +129,7 @@ static void test_outcomes_by_route(void **state)
     /* Cancelled: the client leaves while the handler waits. */
     fd = h_get(f, "/sleep/5000");
     H_WAIT(f, h_arenas_in_use(f) == 1);
-    close(fd);
+    s_reset(fd);
     H_WAIT(f, route_stats(f, "GET", "/sleep/").requests == 1);
 
     st = route_stats(f, "GET", "/hello");

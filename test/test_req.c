@@ -221,7 +221,7 @@ static void test_defers_lifo_normal(void **state)
     /* Ending twice runs nothing twice: the request is still there (its timer
      * is closing, so its arena is not back yet), and the second end is a
      * no-op. */
-    assert_true(req->ended);
+    assert_int_equal(req->phase, NEA__R_ENDED);
     assert_int_equal(f->srv->env.reqs.live, 1);
     nea__req_end(req);
     assert_int_equal(p.o.n, 3);
@@ -490,13 +490,13 @@ static void test_req_run_cancelled_or_ended(void **state)
     nea_req_run(req, cont_fn, &c);
     assert_int_equal(c.ran, 1); /* live: runs */
 
-    req->cancelled = true;
+    req->phase = NEA__R_CANCELLED;
     nea_req_run(req, cont_fn, &c);
     assert_int_equal(c.ran, 1);
-    req->cancelled = false;
+    req->phase = NEA__R_RECEIVING;
 
     nea__req_end(req);
-    assert_true(req->ended);
+    assert_int_equal(req->phase, NEA__R_ENDED);
     nea_req_run(req, cont_fn, &c);
     assert_int_equal(c.ran, 1);
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);

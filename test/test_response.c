@@ -144,8 +144,8 @@ static void test_error_for_head_has_no_body(void **state)
     f->head_request = false;
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
     assert_string_equal(r.body, "Hello, World!");
-    assert_int_equal(nea__err_for_status(999), NEA__E400);
-    assert_int_equal(nea__err_status(nea__err_for_status(413)), 413);
+    assert_int_equal(nea__prebuilt_for_status(999), NEA__PB_400);
+    assert_int_equal(nea__prebuilt_status(nea__prebuilt_for_status(413)), 413);
     close(fd);
 }
 

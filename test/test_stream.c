@@ -430,7 +430,7 @@ static void test_client_gone_before_first_piece(void **state)
     h_sends(f, fd, "GET /s/1000?wait HTTP/1.1\r\nHost: x\r\n\r\n");
     H_WAIT(f, h_arenas_in_use(f) == 1);
     assert_true(h_quiet(f, fd, 50)); /* the head waits for the first piece */
-    close(fd);
+    s_reset(fd);
     expect_cleanup(f, 1); /* the tracked timer closed before the arena came back */
     assert_int_equal(pieces, 0);
 }

@@ -242,3 +242,15 @@ bool s_drain(uv_loop_t *loop, int fd, size_t body_len, unsigned timeout_ms)
     }
     return total == 0;
 }
+
+void s_reset(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+void s_half_close(int fd)
+{
+    (void)shutdown(fd, SHUT_WR);
+}

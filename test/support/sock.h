@@ -43,6 +43,12 @@ bool s_closed(uv_loop_t *loop, int fd, unsigned timeout_ms);
 int s_read_all(uv_loop_t *loop, int fd, char *buf, size_t len, unsigned timeout_ms);
 /* True if nothing arrives and the socket stays open for ms. */
 bool s_quiet(uv_loop_t *loop, int fd, unsigned ms);
+/* Closes fd with a reset (SO_LINGER 0): the client is gone, not merely done
+ * sending (a plain close of a socket with nothing unread is a FIN, which
+ * libnea reads as a half-close). */
+void s_reset(int fd);
+/* Shuts down fd's sending side: a half-close (the client still reads). */
+void s_half_close(int fd);
 /* Reads and discards one response whose body is exactly body_len bytes. */
 bool s_drain(uv_loop_t *loop, int fd, size_t body_len, unsigned timeout_ms);
 /* Value of a response header (case-insensitive), copied into buf; NULL if absent. */
