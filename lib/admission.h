@@ -5,7 +5,7 @@
 #ifndef NEA_ADMISSION_H
 #define NEA_ADMISSION_H
 
-#include "conn.h"
+#include "exchange.h"
 
 /* Connections accepted only to be told 503 when every slot is busy. */
 #define NEA__REJECT_SLOTS 16

@@ -1,73 +1,35 @@
 /*
- * conn.c - connection slots: one phase machine per slot, driven by one
- * table.
+ * conn.c - connection slots: the socket, one phase machine driven by one
+ * table, reading, writing through output.c, closing.
  *
  * A slot (in the reservation) holds a connection's libuv handles, its
  * llhttp parser and its fixed read buffer. Where a connection is in its
  * life is one phase (nea__conn_state); the table below gives every phase
  * its deadline (which config field sets it), what the deadline's expiry
  * does, and the admission list the slot belongs to meanwhile. Every phase
- * change goes through enter(), which tells admission and arms the
- * deadline itself:
+ * change goes through nea__conn_enter, which tells admission and arms the
+ * deadline itself. What the phases mean for HTTP is the exchange's
+ * (exchange.c), which the slot tells what happened through
+ * nea__slot_hooks: bytes arrived or the peer finished sending, a deadline
+ * passed, a write finished, the connection is closing. The slot never
+ * calls up.
  *
- *   IDLE    --first byte-->  HEAD     keep-alive      -> close
- *   HEAD    --head done-->   QUEUED   header deadline -> 408, close
- *   QUEUED  --arena-->       BODY     queue timeout   -> 503, close
- *   BODY    --body done-->   HANDLER  body pace       -> 408, close
- *   HANDLER --respond-->     WRITING  response timeout -> cancel, 504
- *   STREAM  --piece-->       WRITING  response timeout -> close
- *   WRITING --written-->     IDLE     write timeout   -> close
- *   (any)   --must close-->  LINGER   linger          -> close
- *
- * The peer's end of sending (EOF: a half-close or a close) is not a
- * cancel: requests already complete are answered, and the connection
- * closes once it would need input that can no longer come. A reset or a
- * failed write cancels the request in flight.
- *
- * The work is split by concern, each reporting back here rather than
- * calling up: output.c writes (the batch, responses, pieces, sendfile,
- * 100 Continue), body.c decodes a body's framing and pace, record.c counts
- * each request when it ends, req.c runs the request's lifecycle, and
- * admission (through nea__conn_hooks) decides who gets a slot and an
- * arena.
- *
- * Invariants: a slot holds an arena only from a complete head to the end of
- * its response (idle and slow connections hold none); the read buffer is
- * the only place request bytes wait, so a connection never buffers more
- * than read_buffer_size (reading stops when it is full: backpressure for
- * pipelined floods); a request is detached from its slot before it ends,
- * so the slot and the arena are returned independently; nothing of one
- * connection survives into the next connection in the same slot.
+ * Invariants: one libuv timer per slot, moved only when a deadline comes
+ * earlier than the one it is set for; reading stops while the read buffer
+ * is full and after the peer's end; nothing of one connection survives into
+ * the next connection in the same slot (the per-connection part is zeroed
+ * at accept).
  */
 #include "conn.h"
 
 #include "stats.h"
-#include "stream.h"
 
 #include <string.h>
 #include <sys/socket.h>
 
-static void conn_process(nea__conn *c);
 static void close_now(nea__conn *c);
-static void close_lingering(nea__conn *c);
-static void update_reading(nea__conn *c);
-static void response_done(nea__conn *c, int status);
-static void dispatch(nea__conn *c);
-static void begin_body(nea__conn *c);
-static void body_end(nea__conn *c);
-static void finish_record(nea__conn *c, nea_outcome fallback);
 
 /* --- the phase table ------------------------------------------------------- */
-
-/* What a phase's deadline does when it passes. */
-typedef enum {
-    EXPIRE_NONE,
-    EXPIRE_CLOSE,   /* close at once */
-    EXPIRE_408,     /* answer 408 and close */
-    EXPIRE_504,     /* the handler's work is abandoned: cancel, answer 504 */
-    EXPIRE_SHED,    /* no arena in time: 503 and close */
-    EXPIRE_TIMEOUT, /* a response that cannot be sent: counted, closed */
-} expiry;
 
 /* Deadlines that are not a config field. */
 #define NO_DEADLINE SIZE_MAX
@@ -76,20 +38,20 @@ typedef enum {
 
 static const struct phase {
     size_t deadline; /* offsetof(nea_config, <field>_ms), or one of the above */
-    expiry on_expiry;
+    nea__expiry on_expiry;
     nea__conn_list list;
 } phases[NEA__C_PHASES] = {
-    [NEA__C_FREE] = {NO_DEADLINE, EXPIRE_NONE, NEA__LIST_NONE},
-    [NEA__C_IDLE] = {offsetof(nea_config, keepalive_timeout_ms), EXPIRE_CLOSE, NEA__LIST_IDLE},
-    [NEA__C_HEAD] = {offsetof(nea_config, header_timeout_ms), EXPIRE_408, NEA__LIST_NONE},
-    [NEA__C_QUEUED] = {offsetof(nea_config, queue_timeout_ms), EXPIRE_SHED, NEA__LIST_WAIT},
-    [NEA__C_BODY] = {BODY_PACE, EXPIRE_408, NEA__LIST_NONE},
-    [NEA__C_HANDLER] = {offsetof(nea_config, response_timeout_ms), EXPIRE_504, NEA__LIST_NONE},
-    [NEA__C_STREAM] = {offsetof(nea_config, response_timeout_ms), EXPIRE_TIMEOUT,
+    [NEA__C_FREE] = {NO_DEADLINE, NEA__EXPIRE_NONE, NEA__LIST_NONE},
+    [NEA__C_IDLE] = {offsetof(nea_config, keepalive_timeout_ms), NEA__EXPIRE_CLOSE, NEA__LIST_IDLE},
+    [NEA__C_HEAD] = {offsetof(nea_config, header_timeout_ms), NEA__EXPIRE_408, NEA__LIST_NONE},
+    [NEA__C_QUEUED] = {offsetof(nea_config, queue_timeout_ms), NEA__EXPIRE_SHED, NEA__LIST_WAIT},
+    [NEA__C_BODY] = {BODY_PACE, NEA__EXPIRE_408, NEA__LIST_NONE},
+    [NEA__C_HANDLER] = {offsetof(nea_config, response_timeout_ms), NEA__EXPIRE_504, NEA__LIST_NONE},
+    [NEA__C_STREAM] = {offsetof(nea_config, response_timeout_ms), NEA__EXPIRE_TIMEOUT,
                        NEA__LIST_NONE},
-    [NEA__C_WRITING] = {offsetof(nea_config, write_timeout_ms), EXPIRE_TIMEOUT, NEA__LIST_NONE},
-    [NEA__C_LINGER] = {LINGER, EXPIRE_CLOSE, NEA__LIST_LINGER},
-    [NEA__C_CLOSING] = {NO_DEADLINE, EXPIRE_NONE, NEA__LIST_NONE},
+    [NEA__C_WRITING] = {offsetof(nea_config, write_timeout_ms), NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE},
+    [NEA__C_LINGER] = {LINGER, NEA__EXPIRE_CLOSE, NEA__LIST_LINGER},
+    [NEA__C_CLOSING] = {NO_DEADLINE, NEA__EXPIRE_NONE, NEA__LIST_NONE},
 };
 
 nea__conn_list nea__conn_list_of(nea__conn_state st)
@@ -138,7 +100,7 @@ static void arm(nea__conn *c)
 
 /* Every phase change goes through here: admission's lists always match the
  * phase, and the phase's deadline is armed. */
-static void enter(nea__conn *c, nea__conn_state st)
+void nea__conn_enter(nea__conn *c, nea__conn_state st)
 {
     nea__conn_state from = c->state;
     c->state = st;
@@ -146,10 +108,14 @@ static void enter(nea__conn *c, nea__conn_state st)
     arm(c);
 }
 
+void nea__conn_rearm(nea__conn *c)
+{
+    arm(c);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     nea__conn *c = t->data;
-    nea_stats *st = c->env->stats;
     uint64_t now = uv_now(c->env->loop);
 
     if (c->state == NEA__C_BODY) {
@@ -162,33 +128,13 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     switch (phases[c->state].on_expiry) {
-    case EXPIRE_408:
-        st->timeouts++;
-        c->must_close = true;
-        nea__conn_respond_error(c, NEA__PB_408);
-        break;
-    case EXPIRE_504:
-        st->timeouts++;
-        st->unanswered++;
-        nea__log(c->env->cfg, NEA_LOG_WARN,
-                 "no response to %s %s within response_timeout_ms (%u); answering 504",
-                 c->req->msg.method, c->req->msg.path, c->env->cfg->response_timeout_ms);
-        nea__req_cancel(c->req); /* its work is abandoned: it may not answer now */
-        nea__conn_respond_error(c, NEA__PB_504);
-        break;
-    case EXPIRE_SHED:
-        st->shed_no_arena++;
-        nea__conn_shed(c, false);
-        break;
-    case EXPIRE_TIMEOUT:
-        st->timeouts++;
-        c->record.sample.outcome = NEA_OUTCOME_TIMEOUT;
+    case NEA__EXPIRE_CLOSE:
         close_now(c);
         break;
-    case EXPIRE_CLOSE:
-        close_now(c);
+    case NEA__EXPIRE_NONE:
         break;
-    case EXPIRE_NONE:
+    default:
+        c->env->exchange->expired(c, phases[c->state].on_expiry);
         break;
     }
 }
@@ -219,8 +165,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         /* The peer finished sending (a half-close, or a close we cannot tell
          * from one yet): what is complete is still answered. */
         c->eof = true;
-        update_reading(c);
-        conn_process(c);
+        nea__conn_update_reading(c);
+        c->env->exchange->input(c);
         return;
     }
     if (n < 0) {
@@ -234,10 +180,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         nea__body_rx_arrived(&c->body, (size_t)n, uv_now(c->env->loop));
     }
     c->rlen += (size_t)n;
-    conn_process(c);
+    c->env->exchange->input(c);
 }
 
-static void update_reading(nea__conn *c)
+void nea__conn_update_reading(nea__conn *c)
 {
     bool want;
     if (c->state == NEA__C_FREE || c->state == NEA__C_CLOSING || c->eof) {
@@ -250,21 +196,6 @@ static void update_reading(nea__conn *c)
     } else if (!want && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
-    }
-}
-
-/* The phase waits for bytes from the peer: a new request, the rest of a
- * head, or more of a body the handler is ready for. */
-static bool needs_input(const nea__conn *c)
-{
-    switch (c->state) {
-    case NEA__C_IDLE:
-    case NEA__C_HEAD:
-        return true;
-    case NEA__C_BODY:
-        return !nea__stream_body_paused(c->req);
-    default:
-        return false;
     }
 }
 
@@ -289,34 +220,14 @@ static void on_refused_close(uv_handle_t *h)
     c->env->hooks->closed(c);
 }
 
-/* The request lets go of the slot, then ends (its arena returns on its own
- * schedule). */
-static void end_request(nea__conn *c)
-{
-    nea_req *req = c->req;
-    if (req != NULL) {
-        c->req = NULL;
-        nea__req_end(req);
-    }
-}
-
-static void cancel_request(nea__conn *c)
-{
-    if (c->req != NULL) {
-        nea__req_cancel(c->req);
-        end_request(c);
-    }
-}
-
 static void close_now(nea__conn *c)
 {
     if (c->state == NEA__C_CLOSING || c->state == NEA__C_FREE) {
         return;
     }
-    enter(c, NEA__C_CLOSING);
-    finish_record(c, NEA_OUTCOME_CANCELLED);
-    cancel_request(c);
-    update_reading(c);
+    nea__conn_enter(c, NEA__C_CLOSING);
+    c->env->exchange->closing(c);
+    nea__conn_update_reading(c);
     uv_close((uv_handle_t *)&c->tcp, on_tcp_close);
 }
 
@@ -331,11 +242,10 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 /* Closes after the last response: what is queued goes out, then FIN; then
  * input is drained until the peer closes or the linger deadline passes, so
  * it reads our response rather than a reset. A request still in the slot
- * (a body that can no longer arrive) is cancelled. */
-static void close_lingering(nea__conn *c)
+ * (a body that can no longer arrive) is cancelled by the exchange. */
+void nea__conn_close_lingering(nea__conn *c)
 {
-    finish_record(c, NEA_OUTCOME_CANCELLED);
-    cancel_request(c);
+    c->env->exchange->closing(c);
     if (nea__out_flush(&c->out) < 0 || (c->eof && nea__out_idle(&c->out))) {
         close_now(c);
         return;
@@ -345,8 +255,8 @@ static void close_lingering(nea__conn *c)
         close_now(c);
         return;
     }
-    enter(c, NEA__C_LINGER);
-    update_reading(c);
+    nea__conn_enter(c, NEA__C_LINGER);
+    nea__conn_update_reading(c);
 }
 
 void nea__conn_close(nea__conn *c)
@@ -362,43 +272,24 @@ bool nea__conn_input_waiting(nea__conn *c)
            recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
-/* --- writing --------------------------------------------------------------- */
+/* --- writing: output.c's reports ------------------------------------------- */
 
 #define CONN_OF(o) ((nea__conn *)(void *)((char *)(o)-offsetof(nea__conn, out)))
-
-static void write_finished(nea__conn *c, int status)
-{
-    if (status < 0) {
-        c->must_close = true;
-        c->eof = true; /* nothing more can be said on this socket */
-    }
-    if (c->req != NULL && !nea__req_written(c->req)) {
-        return; /* handler code still on the stack: its settle finishes */
-    }
-    response_done(c, status);
-}
 
 static void on_sent(nea__output *o, int status)
 {
     nea__conn *c = CONN_OF(o);
     if (c->state != NEA__C_CLOSING) {
-        write_finished(c, status);
+        c->env->exchange->sent(c, status);
     }
 }
 
-/* A piece of a streamed response was written: the producer's turn. */
 static void on_piece(nea__output *o, int status)
 {
     nea__conn *c = CONN_OF(o);
-    if (c->state == NEA__C_CLOSING) {
-        return; /* closed under the write; the request was already cancelled */
+    if (c->state != NEA__C_CLOSING) { /* else closed under the write: already cancelled */
+        c->env->exchange->piece(c, status);
     }
-    if (status < 0) {
-        close_now(c);
-        return;
-    }
-    enter(c, NEA__C_STREAM);
-    nea__stream_written(c->req);
 }
 
 static void on_drained(nea__output *o, int status)
@@ -420,93 +311,7 @@ static const nea__output_hooks out_hooks = {
     .drained = on_drained,
 };
 
-/* A response may join the batch when another pipelined request is already
- * buffered behind it and it keeps the connection open. */
-static bool may_gather(const nea__conn *c)
-{
-    return c->in_process && c->rpos < c->rlen && !c->must_close && !c->env->closing;
-}
-
-static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
-{
-    int r;
-
-    nea__record_out(&c->record, bufs, n);
-    enter(c, NEA__C_WRITING);
-    if (n == 0 || (may_gather(c) && nea__out_gather(&c->out, bufs, n))) {
-        write_finished(c, 0); /* the request ends; its bytes wait in the batch */
-        return;
-    }
-    r = nea__out_send(&c->out, bufs, n);
-    if (r != 0) {
-        write_finished(c, r > 0 ? 0 : r);
-    }
-}
-
-/* The Connection line for the current response: closes the connection
- * after it when the peer or the server wants that. */
-static const char *conn_line(nea__conn *c)
-{
-    /* peer_closing: only the peer's own wish. An error response has set
-     * must_close already (its framing or an unread body may still be
-     * arriving), and a draining server closes for its own reasons. */
-    bool server_closes = c->must_close || c->env->closing || c->body_unread;
-    c->peer_closing = !c->keep_alive && !server_closes;
-    if (!c->keep_alive || server_closes) {
-        c->must_close = true;
-        return "Connection: close\r\n";
-    }
-    return c->parser.http_minor == 0 ? "Connection: keep-alive\r\n" : "";
-}
-
-static bool body_expected(const nea__conn *c)
-{
-    return c->head.chunked || (c->head.has_cl && c->head.content_length > 0);
-}
-
-void nea__conn_respond_error(nea__conn *c, nea__prebuilt e)
-{
-    nea__conn_env *env = c->env;
-    char allow[96];
-    size_t allow_len = 0;
-    bool head_only = c->head.headers_done && c->parser.method == HTTP_HEAD;
-    unsigned n;
-
-    if (!nea__prebuilt_keeps(e)) {
-        c->must_close = true; /* the connection's framing can't be trusted */
-    } else if ((c->req == NULL && body_expected(c)) || c->body_unread) {
-        c->must_close = true; /* answered from the head: the unread body follows */
-    }
-    if (e == NEA__PB_405) {
-        allow_len =
-            nea__route_allow(env->router, c->head.url, c->head.url_len, allow, sizeof(allow));
-    }
-    if (e == NEA__PB_400) {
-        env->stats->rejected_400++;
-    }
-    if (c->req != NULL && nea__req_live(c->req)) {
-        c->req->phase = NEA__R_ANSWERED;
-    }
-    if (!c->record.open) {
-        nea__record_begin(&c->record, 0); /* answered before the head was complete: unrouted */
-    }
-    nea__record_stamp(&c->record);
-    c->record.sample.status = nea__prebuilt_status(e);
-    if (nea__prebuilt_outcome(e) != NEA_OUTCOME_COMPLETED) {
-        c->record.sample.outcome = nea__prebuilt_outcome(e);
-    }
-    n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), e, conn_line(c), allow,
-                         allow_len, head_only, c->hdrbuf, c->ebufs);
-    nea__stats_response(env->stats, nea__prebuilt_status(e));
-    write_bufs(c, c->ebufs, n);
-}
-
-void nea__conn_shed(nea__conn *c, bool keep)
-{
-    c->env->stats->shed_503++;
-    c->must_close = c->must_close || !keep;
-    nea__conn_respond_error(c, NEA__PB_503);
-}
+/* --- the peer ------------------------------------------------------------------ */
 
 const struct sockaddr_storage *nea__conn_peer(nea__conn *c)
 {
@@ -535,499 +340,7 @@ bool nea__conn_same_peer(nea__conn *c, const struct sockaddr_storage *y)
                   &((const struct sockaddr_in6 *)y)->sin6_addr, sizeof(struct in6_addr)) == 0;
 }
 
-/* --- the request's hooks ---------------------------------------------------- */
-
-static const char *req_conn_line(nea_req *req, bool close)
-{
-    nea__conn *c = req->conn;
-    c->must_close = c->must_close || close;
-    return conn_line(c);
-}
-
-static void req_send(nea_req *req, uv_buf_t *bufs, unsigned n)
-{
-    nea__conn *c = req->conn;
-    c->record.sample.status = req->status;
-    write_bufs(c, bufs, n);
-}
-
-static void req_send_error(nea_req *req, nea__prebuilt e)
-{
-    nea__conn_respond_error(req->conn, e);
-}
-
-static void req_written(nea_req *req)
-{
-    response_done(req->conn, 0);
-}
-
-static int req_peer(nea_req *req, struct sockaddr_storage *addr)
-{
-    const struct sockaddr_storage *p = nea__conn_peer(req->conn);
-    if (p->ss_family != AF_INET && p->ss_family != AF_INET6) {
-        return UV_ENOTCONN;
-    }
-    *addr = *p;
-    return 0;
-}
-
-/* One piece at a time (stream.c): the piece hook always reports from the
- * loop, so the producer is never re-entered from inside its own write. */
-static int req_send_piece(nea_req *req, uv_buf_t *bufs, unsigned n)
-{
-    nea__conn *c = req->conn;
-    int r;
-    nea__record_out(&c->record, bufs, n);
-    c->record.sample.status = req->status;
-    r = nea__out_piece(&c->out, bufs, n);
-    if (r < 0) {
-        close_now(c);
-        return r;
-    }
-    enter(c, NEA__C_WRITING);
-    return 0;
-}
-
-static int req_send_file(nea_req *req, int fd, uint64_t off, size_t len)
-{
-    nea__conn *c = req->conn;
-    int64_t n = nea__out_file(&c->out, fd, off, len);
-    if (n > 0) {
-        c->record.sample.bytes_out += (uint64_t)n;
-    }
-    return (int)n; /* sendfile(2) sends at most 0x7ffff000 bytes a call */
-}
-
-static void req_abort(nea_req *req)
-{
-    close_now(req->conn);
-}
-
-/* The routed head's handler takes its body in pieces. */
-static bool stream_route(const nea__conn *c)
-{
-    return (c->route->flags & NEA_ROUTE_STREAM_BODY) != 0;
-}
-
-/* The handler of a streaming route is ready for its body. */
-static int req_body_begin(nea_req *req)
-{
-    nea__conn *c = req->conn;
-    if (!stream_route(c)) {
-        return NEA_ESTATE;
-    }
-    if (!c->body_unread) {
-        nea__stream_body_piece(req, NULL, 0); /* no body: its end at once */
-        return 0;
-    }
-    begin_body(c);
-    conn_process(c); /* pieces already buffered */
-    return 0;
-}
-
-static void req_body_resume(nea_req *req)
-{
-    nea__conn *c = req->conn;
-    if (c->state != NEA__C_BODY) {
-        return;
-    }
-    if (!c->body.is_chunked && c->body.left == 0) {
-        body_end(c); /* the paused piece was the last */
-        return;
-    }
-    if (c->rpos == c->rlen) {
-        c->rpos = c->rlen = 0; /* the paused piece is released */
-    }
-    conn_process(c);
-}
-
-static const nea__req_hooks req_hooks = {
-    .conn_line = req_conn_line,
-    .send = req_send,
-    .send_error = req_send_error,
-    .written = req_written,
-    .peer = req_peer,
-    .send_piece = req_send_piece,
-    .send_file = req_send_file,
-    .abort = req_abort,
-    .body_begin = req_body_begin,
-    .body_resume = req_body_resume,
-};
-
-/* Runs the handler. The clock is read once before and once after (for the
- * load and the metrics both). A request that is granted an arena at once
- * and answered and written by its handler ends inside it: its end's clock
- * read (record.c) is the one after, so it costs two reads in all. */
-static void dispatch(nea__conn *c)
-{
-    unsigned seq = c->record.seq;
-    uint64_t t0, t1;
-    enter(c, NEA__C_HANDLER);
-    t0 = nea__record_handler_start(&c->record);
-    nea__req_dispatch(c->req);
-    t1 = nea__record_handler_end(&c->record, seq, t0);
-    nea__load_handler_ran(c->env->load, t1 - t0);
-}
-
-/* The request's response is fully written (or failed with status < 0). */
-static void response_done(nea__conn *c, int status)
-{
-    finish_record(c, status < 0 ? NEA_OUTCOME_CANCELLED : NEA_OUTCOME_COMPLETED);
-    end_request(c); /* every branch below sets the next deadline or closes */
-    if (status < 0) {
-        close_now(c);
-    } else if (c->peer_closing && c->rpos == c->rlen) {
-        /* The peer said Connection: close and everything it sent has been
-         * read and answered: it sends nothing more, so there is nothing to
-         * drain and no reset to fear. Closing now saves the shutdown, a
-         * read and the linger timer of the half-close. */
-        close_now(c);
-    } else if (c->must_close || c->env->closing) {
-        close_lingering(c);
-    } else {
-        c->served = true;
-        enter(c, NEA__C_IDLE);
-        conn_process(c); /* pipelined requests already buffered */
-    }
-}
-
-/* --- the request head ------------------------------------------------------ */
-
-static void begin_head(nea__conn *c)
-{
-    if (c->rpos > 0) {
-        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-        c->rlen -= c->rpos;
-        c->rpos = 0;
-    }
-    nea__head_begin(&c->head, &c->parser);
-    memset(&c->body, 0, sizeof(c->body));
-    c->route = NULL;
-    c->must_close = false;
-    c->body_unread = false;
-    enter(c, NEA__C_HEAD); /* a deadline: more bytes do not extend it */
-}
-
-/* The route's own limit for a body read in pieces, else the buffered one. */
-static uint64_t body_limit(const nea__conn *c)
-{
-    if (stream_route(c)) {
-        return c->route->body_max;
-    }
-    return c->env->max_body[c->route->arena_class];
-}
-
-static void head_done(nea__conn *c)
-{
-    nea__conn_env *env = c->env;
-    nea__head *h = &c->head;
-    const char *method = c->rbuf + h->start;
-    const char *space = memchr(method, ' ', h->end - h->start);
-    size_t method_len = space != NULL ? (size_t)(space - method) : 0;
-    const char *q;
-    size_t path_len;
-    int status;
-
-    env->stats->requests++;
-    nea__record_begin(&c->record, h->end - h->start);
-    c->record.method = method; /* named in the refusal log even when the head is bad */
-    c->record.method_len = method_len;
-    status = nea__head_parse(h, &c->parser, c->rbuf);
-    if (status != 0) {
-        nea__conn_respond_error(c, nea__prebuilt_for_status(status));
-        return;
-    }
-    c->rpos = h->end; /* whatever answers this head, the next request starts after it */
-    c->keep_alive = nea__head_keep_alive(h, &c->parser);
-    if (c->parser.upgrade) {
-        c->must_close = true; /* no protocol switch: what follows is not HTTP/1.1 */
-    }
-    path_len = nea__target_path(h->url, h->url_len);
-    h->url += path_len;
-    h->url_len -= path_len;
-    q = memchr(h->url, '?', h->url_len);
-    path_len = q != NULL ? (size_t)(q - h->url) : h->url_len;
-    if (path_len == 0) {
-        h->url = "/"; /* absolute-form without a path */
-        path_len = h->url_len = 1;
-    }
-    c->record.path = h->url;
-    c->record.path_len = path_len;
-    switch (nea__route_find(env->router, method, method_len, h->url, path_len, &c->route)) {
-    case NEA__ROUTE_FOUND:
-        c->record.sample.route = (unsigned)(c->route - env->router->routes) + 1;
-        break;
-    case NEA__ROUTE_NO_METHOD:
-        h->url_len = path_len;
-        nea__conn_respond_error(c, NEA__PB_405);
-        return;
-    default:
-        nea__conn_respond_error(c, NEA__PB_404);
-        return;
-    }
-    if (h->has_cl && h->content_length > body_limit(c)) {
-        nea__conn_respond_error(c, NEA__PB_413); /* decided before reading the body */
-        return;
-    }
-    c->record.sample.waited = true;
-    env->hooks->routed(c);
-}
-
-static void process_head(nea__conn *c)
-{
-    size_t size = c->env->cfg->read_buffer_size;
-    switch (nea__head_scan(&c->head, c->rbuf, c->rlen)) {
-    case NEA__HEAD_BAD:
-        nea__conn_respond_error(c, NEA__PB_400);
-        break;
-    case NEA__HEAD_MORE:
-        if (c->rlen == size) {
-            nea__conn_respond_error(c, c->head.line_done ? NEA__PB_431 : NEA__PB_414);
-        }
-        break;
-    case NEA__HEAD_DONE:
-        head_done(c);
-        break;
-    }
-}
-
-/* --- the body ------------------------------------------------------------------ */
-
-/* Reading the body starts (into the arena, or in pieces to the handler):
- * the 100 Continue the client may wait for, its framing and its pace. */
-static void begin_body(nea__conn *c)
-{
-    const nea_config *cfg = c->env->cfg;
-    nea__head *h = &c->head;
-    if (h->expect_continue && c->parser.http_minor == 1 && c->rpos == c->rlen) {
-        /* Earlier pipelined answers go first; if the client does not read
-         * them, the interim answer is left out (output.c). */
-        if (nea__out_flush(&c->out) < 0 || nea__out_continue(&c->out) < 0) {
-            close_now(c);
-            return;
-        }
-    }
-    nea__record_stamp(&c->record);
-    /* A body read in pieces holds no more arena the longer it runs: only
-     * idleness and the minimum rate bound it. Size lines and trailers each
-     * take at most what a head may. */
-    nea__body_rx_start(&c->body, h->chunked, h->content_length, body_limit(c),
-                       cfg->read_buffer_size, uv_now(c->env->loop),
-                       stream_route(c) ? 0 : cfg->body_deadline_ms, c->rlen - c->rpos);
-    enter(c, NEA__C_BODY);
-}
-
-static void start_body(nea__conn *c)
-{
-    nea_req *req = c->req;
-    nea__head *h = &c->head;
-    if (nea__body_start(&req->body, req->arena, h->chunked ? 0 : (size_t)h->content_length,
-                        c->env->max_body[c->route->arena_class]) != 0) {
-        nea__conn_respond_error(c, NEA__PB_413);
-        return;
-    }
-    begin_body(c);
-}
-
-/* The body read in pieces is complete: the handler's turn, with the
- * response deadline. */
-static void body_end(nea__conn *c)
-{
-    c->body_unread = false;
-    enter(c, NEA__C_HANDLER);
-    nea__stream_body_piece(c->req, NULL, 0);
-}
-
-/* Hands one piece to the handler; false when the request moved on (it
- * answered, or the connection closed) or the handler paused. A paused
- * handler keeps its piece where it is: the read buffer is not reused until
- * it resumes. */
-static bool deliver(nea__conn *c, const char *data, size_t len)
-{
-    nea__stream_body_piece(c->req, data, len);
-    return c->state == NEA__C_BODY && !nea__stream_body_paused(c->req);
-}
-
-/* Decodes what is buffered: into the arena, or in pieces to the handler. */
-static void process_body(nea__conn *c)
-{
-    for (;;) {
-        const char *data = NULL;
-        size_t used = 0, len = 0;
-        nea__body_step step =
-            nea__body_rx_feed(&c->body, c->rbuf + c->rpos, c->rlen - c->rpos, &used, &data, &len);
-        c->rpos += used;
-        switch (step) {
-        case NEA__BODY_DATA:
-            if (stream_route(c)) {
-                if (!deliver(c, data, len)) {
-                    return;
-                }
-            } else if (nea__body_append(&c->req->body, data, len) != 0) {
-                nea__conn_respond_error(c, NEA__PB_413); /* the arena cannot hold it */
-                return;
-            }
-            continue;
-        case NEA__BODY_DONE:
-            if (stream_route(c)) {
-                body_end(c);
-            } else {
-                dispatch(c); /* what follows is the next request, not yet looked at */
-            }
-            return;
-        case NEA__BODY_BAD:
-            nea__conn_respond_error(c, NEA__PB_400);
-            return;
-        case NEA__BODY_TOO_LARGE:
-            nea__conn_respond_error(c, NEA__PB_413);
-            return;
-        case NEA__BODY_MORE:
-            break;
-        }
-        break;
-    }
-    /* Everything buffered belongs to the body and is now consumed. */
-    c->rpos = c->rlen = 0;
-    arm(c);
-}
-
-/* Runs the phase machine over buffered bytes until it needs more input or
- * waits for something else (an arena, a handler, a write). A response that
- * completes synchronously inside this loop re-enters here; the nested call
- * returns at once and this loop carries on, so pipelined requests are served
- * iteratively, not by recursion. */
-static void conn_process(nea__conn *c)
-{
-    if (c->in_process) {
-        return;
-    }
-    c->in_process = true;
-    for (;;) {
-        if (c->state == NEA__C_IDLE && c->rpos < c->rlen) {
-            begin_head(c);
-        }
-        if (c->state == NEA__C_HEAD) {
-            process_head(c);
-            if (c->state == NEA__C_HEAD) {
-                break; /* needs more bytes */
-            }
-        } else if (c->state == NEA__C_BODY && c->rpos < c->rlen &&
-                   !nea__stream_body_paused(c->req)) {
-            process_body(c);
-            if (c->state == NEA__C_BODY) {
-                break;
-            }
-        } else {
-            break;
-        }
-    }
-    c->in_process = false;
-    if (c->state == NEA__C_CLOSING || c->state == NEA__C_LINGER) {
-        return;
-    }
-    if (nea__out_flush(&c->out) < 0) {
-        close_now(c);
-        return;
-    }
-    if (c->eof && needs_input(c)) {
-        close_lingering(c); /* it can never come: what is queued goes out, then close */
-        return;
-    }
-    if (c->state == NEA__C_IDLE && c->rpos == c->rlen) {
-        c->rpos = c->rlen = 0;
-    }
-    update_reading(c);
-}
-
-/* --- admission's answers -------------------------------------------------------- */
-
-void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
-{
-    nea__conn_env *env = c->env;
-    nea_req *req = nea__req_open(&env->reqs, a, c);
-
-    if (req == NULL) {
-        nea__req_give_back(&env->reqs, a);
-        c->must_close = true;
-        nea__conn_respond_error(c, NEA__PB_500);
-        return;
-    }
-    c->req = req;
-    /* 0: granted at once (the head's time was never read) */
-    c->record.sample.queue_ns = c->record.t_head != 0 ? uv_hrtime() - c->record.t_head : 0;
-    req->fn = c->route->fn;
-    req->fn_data = c->route->data;
-    req->http_minor = c->parser.http_minor;
-    req->is_head = c->parser.method == HTTP_HEAD;
-    if (nea__head_index(req->arena, &c->head, c->rbuf, c->route->prefix, c->route->path_len,
-                        &req->msg) != 0) {
-        nea__conn_respond_error(c, NEA__PB_431);
-        return;
-    }
-    c->body_unread = stream_route(c) && body_expected(c);
-    if (body_expected(c) && !stream_route(c)) {
-        start_body(c);
-    } else {
-        dispatch(c);
-    }
-    conn_process(c); /* body bytes or pipelined requests already buffered */
-}
-
-void nea__conn_wait(nea__conn *c)
-{
-    nea__record_stamp(&c->record);
-    enter(c, NEA__C_QUEUED);
-}
-
-/* --- the record ----------------------------------------------------------------- */
-
-static const struct sockaddr_storage *peer_of(void *data)
-{
-    return nea__conn_peer(data);
-}
-
-/* The request in the slot ended: counted once (record.c). */
-static void finish_record(nea__conn *c, nea_outcome fallback)
-{
-    nea__record_end end;
-    if (!c->record.open) {
-        return;
-    }
-    end.req = c->req;
-    end.body_in = c->body.got;
-    end.fallback = fallback;
-    end.peer = peer_of;
-    end.peer_data = c;
-    nea__record_finish(&c->record, &c->env->records, &end);
-}
-
 /* --- slots ------------------------------------------------------------------- */
-
-void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *cfg,
-                        nea_stats *stats, const nea__router *router, const nea__statics *statics,
-                        nea__pool *pools, const nea_plan *plan)
-{
-    size_t date_len;
-    env->loop = loop;
-    env->cfg = cfg;
-    env->stats = stats;
-    env->router = router;
-    env->statics = statics;
-    for (unsigned i = 0; i < plan->class_count; i++) {
-        env->max_body[i] = plan->classes[i].max_body_size;
-    }
-    env->reqs.loop = loop;
-    env->reqs.cfg = cfg;
-    env->reqs.stats = stats;
-    env->reqs.pools = pools;
-    env->reqs.date = &env->date;
-    env->reqs.hooks = &req_hooks;
-    env->records.loop = loop;
-    env->records.cfg = cfg;
-    /* glibc loads the time zone (heap) on the first gmtime_r: let that
-     * happen now, not inside the first handler's frame. */
-    (void)nea__date_line(&env->date, uv_now(loop), &date_len);
-}
 
 void nea__conn_init(nea__conn *c, nea__conn_env *env, char *rbuf, char *obuf)
 {
@@ -1073,7 +386,7 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     if (listener == NULL) {
         uv_tcp_nodelay(&c->tcp, 1); /* accepted ones inherit it from the listener */
     }
-    enter(c, NEA__C_IDLE);
-    update_reading(c);
+    nea__conn_enter(c, NEA__C_IDLE);
+    nea__conn_update_reading(c);
     return 0;
 }

@@ -1,5 +1,7 @@
 /*
- * conn.h - one connection slot and its phase machine (see conn.c).
+ * conn.h - one connection slot: its phases and their deadlines, reading,
+ * writing through output.c, closing (see conn.c). The HTTP exchange that
+ * runs on a slot is exchange.h's.
  */
 #ifndef NEA_CONN_H
 #define NEA_CONN_H
@@ -36,6 +38,17 @@ typedef enum {
     NEA__C_PHASES
 } nea__conn_state;
 
+/* What a phase's deadline does when it passes (conn.c's table says which).
+ * A plain close is the slot's own; the others are the exchange's. */
+typedef enum {
+    NEA__EXPIRE_NONE,
+    NEA__EXPIRE_CLOSE,   /* close at once */
+    NEA__EXPIRE_408,     /* answer 408 and close */
+    NEA__EXPIRE_504,     /* the handler's work is abandoned: cancel, answer 504 */
+    NEA__EXPIRE_SHED,    /* no arena in time: 503 and close */
+    NEA__EXPIRE_TIMEOUT, /* a response that cannot be sent: counted, closed */
+} nea__expiry;
+
 /* The admission list a phase belongs to (conn.c's table says which). */
 typedef enum {
     NEA__LIST_NONE,
@@ -57,6 +70,23 @@ typedef struct nea__conn_hooks {
     void (*closed)(nea__conn *c);
 } nea__conn_hooks;
 
+/* How a slot reports to the exchange running on it (exchange.c): the slot
+ * never calls up. */
+typedef struct nea__slot_hooks {
+    /* Bytes arrived in the read buffer, or the peer finished sending
+     * (c->eof): run the exchange over what is buffered. */
+    void (*input)(nea__conn *c);
+    /* The phase's deadline passed and its expiry is not a plain close. */
+    void (*expired)(nea__conn *c, nea__expiry e);
+    /* The connection is closing (or lingering after its last answer): count
+     * the request in the slot, if any, and let go of it. */
+    void (*closing)(nea__conn *c);
+    /* A response handed to nea__out_send was written (status 0) or failed. */
+    void (*sent)(nea__conn *c, int status);
+    /* A streamed piece was written (status 0) or failed. */
+    void (*piece)(nea__conn *c, int status);
+} nea__slot_hooks;
+
 /* What every slot of one server shares. */
 typedef struct nea__conn_env {
     uv_loop_t *loop;
@@ -68,8 +98,9 @@ typedef struct nea__conn_env {
     nea__req_env reqs;
     nea__record_env records;
     size_t max_body[NEA_ARENA_CLASSES]; /* the buffered-body limit in force, by class (plan) */
-    const nea__conn_hooks *hooks;
+    const nea__conn_hooks *hooks; /* admission's */
     void *hooks_data;
+    const nea__slot_hooks *exchange;
     nea__fault *fault;
     nea__load *load;         /* touched by every read: the loop's busy time */
     bool closing;            /* the server drains: every response closes its connection */
@@ -117,34 +148,28 @@ struct nea__conn {
     uv_buf_t ebufs[3];
 };
 
-/* Fills env; the request hooks are the connection's own. */
-void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *cfg,
-                        nea_stats *stats, const nea__router *router, const nea__statics *statics,
-                        nea__pool *pools, const nea_plan *plan);
 /* rbuf: read_buffer_size bytes; obuf: NEA__OBUF bytes (both in the slot). */
 void nea__conn_init(nea__conn *c, nea__conn_env *env, char *rbuf, char *obuf);
 /* Starts serving the free slot c on the connection pending on listener, or,
  * when listener is NULL, on the connected socket fd. On failure the slot is
  * handed back through the closed hook. */
 int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd);
+/* The one phase transition: tells admission, arms the phase's deadline. */
+void nea__conn_enter(nea__conn *c, nea__conn_state st);
+/* Re-reads the current phase's deadline (a body's pace moved it). */
+void nea__conn_rearm(nea__conn *c);
+/* Reads while the phase wants input and the read buffer has room. */
+void nea__conn_update_reading(nea__conn *c);
 /* Closes at once, cancelling a request in flight. */
 void nea__conn_close(nea__conn *c);
+/* Closes after the last answer: what is queued goes out, then FIN, then
+ * input is drained until the peer closes or the linger deadline passes. */
+void nea__conn_close_lingering(nea__conn *c);
 /* The admission list phase st belongs to. */
 nea__conn_list nea__conn_list_of(nea__conn_state st);
 /* True when the peer already sent bytes we have not read (a request on its
  * way: such a connection is not evicted). */
 bool nea__conn_input_waiting(nea__conn *c);
-/* An arena for the routed head waiting in c. */
-void nea__conn_arena_ready(nea__conn *c, nea__arena *a);
-/* The routed head waits for an arena for at most queue_timeout_ms (then
- * 503). */
-void nea__conn_wait(nea__conn *c);
-/* Answers the current request with a pre-built response. */
-void nea__conn_respond_error(nea__conn *c, nea__prebuilt e);
-/* Answers 503 (counted by the caller's cause); closes after it unless keep,
- * and then still when an unread body follows. keep is for CPU refusals,
- * where a reconnect would cost the server more than the refusal saved. */
-void nea__conn_shed(nea__conn *c, bool keep);
 /* The client's address (family AF_UNSPEC when unknown). Asked of the kernel
  * on first use only: most connections never need it, and accepting stays
  * one system call shorter. */

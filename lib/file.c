@@ -93,6 +93,7 @@ static bool not_modified(const nea_req *req, int64_t mtime)
 
 int nea_respond_file(nea_req *req, const char *path, const char *content_type, size_t buf_size)
 {
+    NEA__NEED(req, "request");
     char date[40];
     struct stat sb;
     file_stream *f = nea_try_alloc(req, sizeof(*f));

@@ -334,16 +334,19 @@ static void *alloc_or_unwind(nea_req *req, size_t n, size_t align, const char *w
 
 void *nea_try_alloc(nea_req *req, size_t n)
 {
+    NEA__NEED(req, "request");
     return nea__arena_alloc(req->arena, n, NEA__ALIGN);
 }
 
 void *nea_alloc(nea_req *req, size_t n)
 {
+    NEA__NEED(req, "request");
     return alloc_or_unwind(req, n, NEA__ALIGN, "nea_alloc");
 }
 
 void *nea_alloc_aligned(nea_req *req, size_t n, size_t align)
 {
+    NEA__NEED(req, "request");
     if (align == 0 || (align & (align - 1)) != 0) {
         fprintf(stderr, "libnea: nea_alloc_aligned: alignment %zu is not a power of two\n", align);
         abort();
@@ -353,6 +356,7 @@ void *nea_alloc_aligned(nea_req *req, size_t n, size_t align)
 
 void *nea_calloc(nea_req *req, size_t count, size_t size)
 {
+    NEA__NEED(req, "request");
     size_t n;
     void *p;
     nea__req_check_frame(req, "nea_calloc");
@@ -366,6 +370,7 @@ void *nea_calloc(nea_req *req, size_t count, size_t size)
 
 char *nea_strndup(nea_req *req, const char *s, size_t n)
 {
+    NEA__NEED(req, "request");
     size_t len = strnlen(s, n);
     char *p = alloc_or_unwind(req, len + 1, 1, "nea_strndup");
     memcpy(p, s, len);
@@ -375,11 +380,13 @@ char *nea_strndup(nea_req *req, const char *s, size_t n)
 
 char *nea_strdup(nea_req *req, const char *s)
 {
+    NEA__NEED(req, "request");
     return nea_strndup(req, s, SIZE_MAX);
 }
 
 char *nea_vprintf(nea_req *req, const char *fmt, va_list ap)
 {
+    NEA__NEED(req, "request");
     /* Format straight into whatever the arena has left; if it did not fit,
      * the exact length is now known and the arena is truly exhausted. */
     nea__arena *a = req->arena;
@@ -416,6 +423,7 @@ char *nea_vprintf(nea_req *req, const char *fmt, va_list ap)
 
 char *nea_printf(nea_req *req, const char *fmt, ...)
 {
+    NEA__NEED(req, "request");
     va_list ap;
     char *p;
     va_start(ap, fmt);
@@ -426,11 +434,13 @@ char *nea_printf(nea_req *req, const char *fmt, ...)
 
 void *nea_try_grow(nea_req *req, void *p, size_t n)
 {
+    NEA__NEED(req, "request");
     return nea__arena_grow(req->arena, p, n);
 }
 
 size_t nea_arena_available(const nea_req *req)
 {
+    NEA__NEED(req, "request");
     return nea__arena_available(req->arena);
 }
 
@@ -451,6 +461,7 @@ int nea_req_defer(nea_req *req, void (*fn)(void *arg), void *arg)
 
 int nea_req_track(nea_req *req, uv_handle_t *handle)
 {
+    NEA__NEED(req, "request");
     nea__tracked *t = nea__arena_alloc(req->arena, sizeof(*t), NEA__ALIGN);
     if (t == NULL) {
         return NEA_ENOMEM;
@@ -463,6 +474,7 @@ int nea_req_track(nea_req *req, uv_handle_t *handle)
 
 uv_timer_t *nea_req_timer(nea_req *req)
 {
+    NEA__NEED(req, "request");
     uv_timer_t *t = alloc_or_unwind(req, sizeof(*t), NEA__ALIGN, "nea_req_timer");
     nea__tracked *node = alloc_or_unwind(req, sizeof(*node), NEA__ALIGN, "nea_req_timer");
     uv_timer_init(req->env->loop, t);
@@ -474,6 +486,7 @@ uv_timer_t *nea_req_timer(nea_req *req)
 
 uv_loop_t *nea_req_loop(const nea_req *req)
 {
+    NEA__NEED(req, "request");
     return req->env->loop;
 }
 
@@ -489,26 +502,31 @@ nea_req *nea_req_current(void)
 
 const char *nea_req_method(const nea_req *req)
 {
+    NEA__NEED(req, "request");
     return req->msg.method;
 }
 
 const char *nea_req_path(const nea_req *req)
 {
+    NEA__NEED(req, "request");
     return req->msg.path;
 }
 
 const char *nea_req_query(const nea_req *req)
 {
+    NEA__NEED(req, "request");
     return req->msg.query;
 }
 
 const char *nea_req_path_tail(const nea_req *req)
 {
+    NEA__NEED(req, "request");
     return req->msg.tail;
 }
 
 int nea_req_peer(const nea_req *req, struct sockaddr_storage *addr)
 {
+    NEA__NEED(req, "request");
     /* The connection knows the address: only while the request is attached. */
     if (req->conn == NULL) {
         return UV_ENOTCONN;
@@ -518,11 +536,13 @@ int nea_req_peer(const nea_req *req, struct sockaddr_storage *addr)
 
 int nea_req_http_minor(const nea_req *req)
 {
+    NEA__NEED(req, "request");
     return req->http_minor;
 }
 
 const char *nea_req_header(const nea_req *req, const char *name)
 {
+    NEA__NEED(req, "request");
     for (size_t i = 0; i < req->msg.nhdrs; i++) {
         if (strcasecmp(req->msg.hdrs[i].name, name) == 0) {
             return req->msg.hdrs[i].value;
@@ -533,11 +553,13 @@ const char *nea_req_header(const nea_req *req, const char *name)
 
 size_t nea_req_header_count(const nea_req *req)
 {
+    NEA__NEED(req, "request");
     return req->msg.nhdrs;
 }
 
 int nea_req_header_at(const nea_req *req, size_t i, const char **name, const char **value)
 {
+    NEA__NEED(req, "request");
     if (i >= req->msg.nhdrs) {
         return UV_EINVAL;
     }
@@ -548,6 +570,7 @@ int nea_req_header_at(const nea_req *req, size_t i, const char **name, const cha
 
 const char *nea_req_body(const nea_req *req, size_t *len)
 {
+    NEA__NEED(req, "request");
     if (len != NULL) {
         *len = req->body.len;
     }

@@ -264,6 +264,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
 int nea_server_route_class(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                            void *data, unsigned flags, unsigned arena_class)
 {
+    NEA__NEED(s, "server");
     char why[160];
     int rc;
     if (s->started) {
@@ -289,11 +290,13 @@ int nea_server_route_class(nea_server *s, const char *method, const char *path, 
 int nea_server_route_flags(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                            void *data, unsigned flags)
 {
+    NEA__NEED(s, "server");
     return nea_server_route_class(s, method, path, fn, data, flags, 0);
 }
 
 int nea_server_add_route(nea_server *s, const nea_route *r)
 {
+    NEA__NEED(s, "server");
     int rc =
         nea_server_route_class(s, r->method, r->path, r->fn, r->data, r->flags, r->arena_class);
     if (rc == 0 && (r->flags & NEA_ROUTE_STREAM_BODY) != 0 && r->max_body > 0) {
@@ -305,6 +308,7 @@ int nea_server_add_route(nea_server *s, const nea_route *r)
 int nea_server_route_stream(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                             void *data, unsigned flags, uint64_t max_body)
 {
+    NEA__NEED(s, "server");
     nea_route r = {method, path, fn, data, flags | NEA_ROUTE_STREAM_BODY, 0, max_body};
     return nea_server_add_route(s, &r);
 }
@@ -312,21 +316,25 @@ int nea_server_route_stream(nea_server *s, const char *method, const char *path,
 int nea_server_route(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                      void *data)
 {
+    NEA__NEED(s, "server");
     return nea_server_route_flags(s, method, path, fn, data, 0);
 }
 
 uv_loop_t *nea_server_loop(const nea_server *s)
 {
+    NEA__NEED(s, "server");
     return s->loop;
 }
 
 const nea_plan *nea_server_plan(const nea_server *s)
 {
+    NEA__NEED(s, "server");
     return &s->plan;
 }
 
 int nea_server_port(const nea_server *s)
 {
+    NEA__NEED(s, "server");
     return s->listener.listening ? s->listener.port : -1;
 }
 
@@ -392,6 +400,7 @@ void nea__server_each_worker(const nea_server *s,
 
 int nea_server_worker_stats(const nea_server *s, unsigned worker, nea_stats *out)
 {
+    NEA__NEED(s, "server");
     if (worker >= s->plan.workers) {
         return UV_EINVAL;
     }
@@ -407,6 +416,7 @@ static void add_worker(void *data, const nea_server *w, const nea_stats *st)
 
 void nea_server_stats(const nea_server *s, nea_stats *out)
 {
+    NEA__NEED(s, "server");
     if (s->plan.workers == 1) {
         own_stats(s, out);
         return;
@@ -417,6 +427,7 @@ void nea_server_stats(const nea_server *s, nea_stats *out)
 
 unsigned nea_server_route_stats_count(const nea_server *s)
 {
+    NEA__NEED(s, "server");
     return s->group->metrics.count;
 }
 
@@ -450,6 +461,7 @@ static void read_route(const void *data, unsigned i, nea_route_stats *out)
 
 int nea_server_route_stats(const nea_server *s, unsigned i, nea_route_stats *out)
 {
+    NEA__NEED(s, "server");
     if (i >= nea_server_route_stats_count(s)) {
         return UV_EINVAL;
     }
@@ -459,6 +471,7 @@ int nea_server_route_stats(const nea_server *s, unsigned i, nea_route_stats *out
 
 size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap)
 {
+    NEA__NEED(s, "server");
     nea__records src = {nea_server_route_stats_count(s), read_route, s};
     nea_stats st;
     nea_server_stats(s, &st);
@@ -494,6 +507,7 @@ static void on_admission_changed(void *data)
 
 int nea_server_agent_port(const nea_server *s)
 {
+    NEA__NEED(s, "server");
     return s->agent.listener.listening ? s->agent.listener.port : -1;
 }
 

@@ -39,6 +39,7 @@ static bool streaming(const nea_req *req)
 
 int nea_stream_start(nea_req *req, int status, const char *content_type, uint64_t length)
 {
+    NEA__NEED(req, "request");
     nea__framing framing = NEA__FRAME_LENGTH;
     nea__stream *s;
     int n;
@@ -82,11 +83,11 @@ static unsigned take_head(nea__stream *s)
 
 int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn more, void *arg)
 {
+    NEA__NEED(req, "request");
     nea__stream *s = req->stream;
     unsigned n;
     int rc;
 
-    NEA__NEED(req, "request");
     if (s == NULL || !streaming(req) || s->in_flight) {
         return NEA_ESTATE;
     }
@@ -112,10 +113,10 @@ int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn m
 
 int nea_stream_end(nea_req *req)
 {
+    NEA__NEED(req, "request");
     nea__stream *s = req->stream;
     unsigned n;
 
-    NEA__NEED(req, "request");
     if (s == NULL || !streaming(req) || s->in_flight) {
         return NEA_ESTATE;
     }
@@ -171,9 +172,9 @@ void nea__stream_written(nea_req *req)
 
 int nea_body_read(nea_req *req, nea_body_fn fn, void *arg)
 {
+    NEA__NEED(req, "request");
     nea__reader *r;
     int rc;
-    NEA__NEED(req, "request");
     if (req->reader != NULL || req->phase != NEA__R_HANDLING || fn == NULL) {
         return NEA_ESTATE;
     }
@@ -196,6 +197,7 @@ int nea_body_read(nea_req *req, nea_body_fn fn, void *arg)
 
 void nea_body_pause(nea_req *req)
 {
+    NEA__NEED(req, "request");
     if (req->reader != NULL) {
         req->reader->paused = true;
     }
@@ -203,6 +205,7 @@ void nea_body_pause(nea_req *req)
 
 void nea_body_resume(nea_req *req)
 {
+    NEA__NEED(req, "request");
     if (req->reader != NULL && req->reader->paused) {
         req->reader->paused = false;
         if (nea__req_live(req)) {
