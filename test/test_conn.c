@@ -1,9 +1,9 @@
 /*
- * test_conn.c - one connection slot's state machine (conn.c) over real
- * sockets: keep-alive and close, pipelining (a batch answered in one write)
- * and its read-buffer bound, half-close, 100-continue, request bodies,
- * requests split at every byte, every timeout, asynchronous handlers and
- * client disconnects.
+ * test_conn.c - the connection slot (conn.c) over real sockets: every
+ * phase's deadline comes from its own row of the phase table, the
+ * admission list each phase belongs to, lingering after a last answer,
+ * the peer's address, and a fresh connection's independence from the
+ * slot's last one.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,836 +11,165 @@
 #include <cmocka.h>
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "e2e.h"
 
-/* write(2) and writev(2) on one socket (the server's side of a test's
- * connection) are counted by interposing both; every other call, and
- * these ones too, go straight to the kernel. */
-static int counted_fd = -1;
-static unsigned counted_writes;
-
-ssize_t write(int fd, const void *buf, size_t len)
-{
-    if (fd == counted_fd) {
-        counted_writes++;
-    }
-    return (ssize_t)syscall(SYS_write, fd, buf, len);
-}
-
-ssize_t writev(int fd, const struct iovec *iov, int n)
-{
-    if (fd == counted_fd) {
-        counted_writes++;
-    }
-    return (ssize_t)syscall(SYS_writev, fd, iov, n);
-}
-
-/* The slot of the only open connection. */
-static nea__conn *open_slot(h_fixture *f)
+static nea__conn *slot_in(h_fixture *f, nea__conn_state st)
 {
     for (unsigned i = 0; i < f->srv->admission.count; i++) {
-        nea__conn *c = h_slot(f, i);
-        if (c->state != NEA__C_FREE && c->state != NEA__C_CLOSING) {
-            return c;
+        if (h_slot(f, i)->state == st) {
+            return h_slot(f, i);
         }
     }
-    fail_msg("no open connection");
     return NULL;
 }
 
-/* Bytes clients sent that no open slot has read from its socket yet. */
-static size_t unread(h_fixture *f)
+/* --- the phase table ------------------------------------------------------------ */
+
+static void distinct_deadlines(nea_config *cfg)
 {
-    size_t total = 0;
-    for (unsigned i = 0; i < f->srv->admission.count; i++) {
-        nea__conn *c = h_slot(f, i);
-        uv_os_fd_t fd;
-        int n = 0;
-        if (c->state != NEA__C_FREE && c->state != NEA__C_CLOSING &&
-            uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0) {
-            total += (size_t)n;
-        }
-    }
-    return total;
+    cfg->keepalive_timeout_ms = 150;
+    cfg->header_timeout_ms = 450;
+    cfg->arena_count = 1;
+    cfg->queue_timeout_ms = 300;
+    cfg->response_timeout_ms = 600;
 }
 
-static void test_404_with_body_closes(void **state)
+/* Each phase is cut by its own config field: an idle connection at the
+ * keep-alive deadline, a head at the header deadline, a queued head at the
+ * queue timeout, a handler at the response timeout. Every deadline is far
+ * from the others, so a row reading the wrong field is caught. */
+static void test_each_phase_has_its_own_deadline(void **state)
 {
-    h_fixture *f = *state;
-    h_response r;
-    int fd = h_connect(f);
-    h_sends(f, fd, "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 404);
-    assert_true(strstr(r.head, "Connection: close") != NULL);
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    close(fd);
-}
-
-static void test_oom_500_keeps_connection(void **state)
-{
-    h_fixture *f = *state;
-    h_response r;
-    nea_stats st;
-    int fd = h_connect(f);
-    h_sends(f, fd, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 500);
-    h_sends(f, fd, "GET /alloc/1000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    close(fd);
-    h_stats(f, &st);
-    assert_int_equal(st.oom_500, 1);
-    assert_true(strstr(f->log.all, "GET /alloc/100000000 asked 100000000 bytes") != NULL);
-}
-
-static void test_pipelining_in_order(void **state)
-{
-    h_fixture *f = *state;
-    h_response r;
-    int fd = h_connect(f);
-    h_sends(f, fd,
-            "GET /p/one HTTP/1.1\r\nHost: x\r\n\r\n"
-            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntwo"
-            "GET /sleep/30 HTTP/1.1\r\nHost: x\r\n\r\n"
-            "GET /p/four HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(r.body, "one");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(r.body, "two");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(r.body, "slept");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(r.body, "four");
-    close(fd);
-}
-
-static void test_pipelined_batch_is_one_write(void **state)
-{
-    /* Four pipelined requests read at once: the first three responses are
-     * gathered in the slot's output buffer and go out with the fourth in
-     * one write, not one write per response nor the batch and then the
-     * last. */
-    h_fixture *f = *state;
-    h_response r;
-    uv_os_fd_t sfd;
-    int fd = h_connect(f);
-    h_sends(f, fd, "GET /p/0 HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_int_equal(uv_fileno((uv_handle_t *)&open_slot(f)->tcp, &sfd), 0);
-    counted_fd = sfd;
-    counted_writes = 0;
-    h_sends(f, fd,
-            "GET /p/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p/2 HTTP/1.1\r\nHost: x\r\n\r\n"
-            "GET /p/3 HTTP/1.1\r\nHost: x\r\n\r\nGET /p/4 HTTP/1.1\r\nHost: x\r\n\r\n");
-    for (int i = 1; i <= 4; i++) {
-        char want[4];
-        snprintf(want, sizeof(want), "%d", i);
-        assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-        assert_string_equal(r.body, want);
-    }
-    counted_fd = -1;
-    assert_int_equal(counted_writes, 1);
-    close(fd);
-}
-
-static void test_half_close_answers_buffered_requests(void **state)
-{
-    /* The first response (8 MiB) is still being written when the client
-     * shuts down its sending side: the requests behind it were received
-     * whole, so they are answered too, then the connection closes. */
-    h_fixture *f = *state;
-    h_response r;
-    int fd = h_connect(f);
-    h_sends(f, fd,
-            "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /p/2 HTTP/1.1\r\nHost: x\r\n\r\n"
-            "GET /p/3 HTTP/1.1\r\nHost: x\r\n\r\n");
-    /* The big response is being written and the two requests behind it
-     * were read. */
-    H_WAIT(f, h_slots_in(f, NEA__C_WRITING) == 1 && unread(f) == 0);
-    shutdown(fd, SHUT_WR);
-    H_WAIT(f, open_slot(f)->eof);
-    assert_true(s_drain(&f->loop, fd, t_big_len, H_DEADLINE_MS));
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(r.body, "2");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(r.body, "3");
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    close(fd);
-}
-
-static void test_pipeline_flood_is_bounded(void **state)
-{
-    /* Far more pipelined requests than the read buffer holds, behind a
-     * response the client does not read yet: the server fills its read
-     * buffer, stops reading and leaves the rest in the kernel (it never
-     * holds more than read_buffer_size of unprocessed bytes). Then all are
-     * answered, in order. */
-    h_fixture *f = *state;
-    static char reqs[400 * 40];
-    h_response r;
-    nea__conn *c;
-    size_t n = 0;
-    int fd = h_connect(f);
-    for (int i = 0; i < 400; i++) {
-        n += (size_t)snprintf(reqs + n, sizeof(reqs) - n, "GET /p/%03d HTTP/1.1\r\nHost: x\r\n\r\n",
-                              i);
-    }
-    assert_true(n > 2 * f->cfg.read_buffer_size);
-    h_sends(f, fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
-    H_WAIT(f, h_slots_in(f, NEA__C_WRITING) == 1);
-    c = open_slot(f);
-    h_send(f, fd, reqs, n);
-    /* Backpressure: the buffer is full, reading stopped, the rest waits in
-     * the kernel. */
-    H_WAIT(f, !c->reading);
-    assert_int_equal(c->rlen, f->cfg.read_buffer_size);
-    assert_true(unread(f) > 0);
-    assert_true(unread(f) + f->cfg.read_buffer_size >= n); /* everything else is still there */
-    assert_true(s_drain(&f->loop, fd, t_big_len, H_DEADLINE_MS));
-    for (int i = 0; i < 400; i++) {
-        char want[16];
-        snprintf(want, sizeof(want), "%03d", i);
-        assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-        assert_string_equal(r.body, want);
-        /* Never more than the read buffer of unprocessed bytes. */
-        assert_true(c->rlen - c->rpos <= f->cfg.read_buffer_size);
-    }
-    close(fd);
-}
-
-static void test_http10_keepalive_rules(void **state)
-{
-    h_fixture *f = *state;
-    h_response r;
-    char v[64];
-    int fd;
-
-    fd = h_connect(f);
-    h_sends(f, fd, "GET /hello HTTP/1.0\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "close");
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    close(fd);
-
-    fd = h_connect(f);
-    h_sends(f, fd, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "keep-alive");
-    h_sends(f, fd, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    close(fd);
-
-    fd = h_connect(f);
-    h_sends(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "close");
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    close(fd);
-}
-
-/* Responses go out without Nagle's delay: accepted sockets have
- * TCP_NODELAY (set once on the listener, which Linux copies to each). */
-static void test_accepted_sockets_have_nodelay(void **state)
-{
-    h_fixture *f = *state;
-    h_response r;
-    uv_os_fd_t sfd;
-    int on = 0;
-    socklen_t len = sizeof(on);
-    int fd = h_connect(f);
-    h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, &r);
-    assert_int_equal(uv_fileno((uv_handle_t *)&open_slot(f)->tcp, &sfd), 0);
-    assert_int_equal(getsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
-    assert_int_equal(on, 1);
-    close(fd);
-}
-
-static bool lingering_or_gone(h_fixture *f)
-{
-    return h_slots_in(f, NEA__C_LINGER) > 0 || h_st(f).connections_open == 0;
-}
-
-/* raw on a fresh connection is answered status, then its slot lingers
- * while the client keeps its end open. */
-static void lingers_after(h_fixture *f, const char *raw, int status)
-{
-    h_response r;
-    int fd = h_connect(f);
-    h_sends(f, fd, raw);
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), status);
-    H_WAIT(f, lingering_or_gone(f));
-    assert_int_equal(h_slots_in(f, NEA__C_LINGER), 1);
-    close(fd);
-    H_WAIT(f, h_st(f).connections_open == 0);
-}
-
-/* A peer that asked to close and sent nothing more gets a plain close once
- * its response is written: no half-close, no waiting for its FIN in
- * LINGER. With bytes after its request (or after an error response) the
- * server still lingers, so what the peer sends cannot reset the response. */
-static void test_close_asked_by_peer_needs_no_linger(void **state)
-{
-    h_fixture *f = *state;
-    h_response r;
-    int fd = h_connect(f);
-    h_sends(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    H_WAIT(f, lingering_or_gone(f)); /* the client has not closed its end */
-    assert_int_equal(h_slots_in(f, NEA__C_LINGER), 0);
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    close(fd);
-
-    /* Bytes after the request, and an error response to a request with a
-     * body: the server lingers. */
-    lingers_after(f,
-                  "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                  "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
-                  200);
-    lingers_after(f,
-                  "POST /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n"
-                  "\r\nhello",
-                  404);
-}
-
-static void test_expect_continue(void **state)
-{
-    h_fixture *f = *state;
-    h_response r;
-    int fd = h_connect(f);
-    h_sends(f, fd,
-            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 100);
-    h_sends(f, fd, "hello");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(r.body, "hello");
-    close(fd);
-
-    /* Too large: 413 straight away, no 100. */
-    fd = h_connect(f);
-    h_sends(
-        f, fd,
-        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\nExpect: 100-continue\r\n\r\n");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 413);
-    close(fd);
-}
-
-static void test_chunked_body(void **state)
-{
-    h_fixture *f = *state;
-    h_response r;
-    assert_int_equal(
-        h_request(f,
-                  "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nTrailer: x\r\n\r\n",
-                  &r),
-        200);
-    assert_string_equal(r.body, "hello, world");
-}
-
-static void test_chunked_too_large(void **state)
-{
-    h_fixture *f = *state;
-    static char body[40000];
-    size_t n;
-    int fd = h_connect(f);
-    h_response r;
-    h_sends(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
-    n = (size_t)snprintf(body, sizeof(body), "%x\r\n", 36000);
-    memset(body + n, 'z', 36000);
-    h_send(f, fd, body, n + 36000);
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 413);
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    close(fd);
-}
-
-static void test_bad_chunk_framing(void **state)
-{
-    h_fixture *f = *state;
-    h_expect_close(
-        f, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n", 400);
-}
-
-/* Every split point of several valid requests gives the same answer. */
-static void test_split_at_every_offset(void **state)
-{
-    static const struct {
-        const char *req;
-        const char *body;
-    } cases[] = {
-        {"GET /hdr?q=1 HTTP/1.1\r\nHost: example\r\nX-Test: split\r\nAccept: */*\r\n\r\n",
-         "split|q=1"},
-        {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", "hello world"},
-        {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-         "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-         "abcde"},
-    };
-    h_fixture *f = *state;
-    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        const char *req = cases[c].req;
-        size_t len = strlen(req);
-        int fd = h_connect(f);
-        for (size_t i = 1; i < len; i++) {
-            h_response r;
-            h_send(f, fd, req, i);
-            H_WAIT(f, unread(f) == 0); /* the first part was read on its own */
-            h_send(f, fd, req + i, len - i);
-            if (h_read(f, fd, &r, H_DEADLINE_MS) != 200 || strcmp(r.body, cases[c].body) != 0) {
-                fail_msg("case %zu split at %zu: status %d body '%s'", c, i, r.status, r.body);
-            }
-        }
-        close(fd);
-    }
-}
-
-static void test_idle_and_slow_connections_hold_no_arena(void **state)
-{
-    h_fixture *f;
-    h_response r;
-    int fds[8];
-    h_test_start(state, NULL);
-    f = *state;
-    for (int i = 0; i < 8; i++) {
-        fds[i] = h_connect(f);
-        if (i % 2 == 0) {
-            h_sends(f, fds[i], "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-            assert_int_equal(h_read(f, fds[i], &r, H_DEADLINE_MS), 200); /* now idle */
-        } else {
-            h_sends(f, fds[i], "GET /hello HTTP/1.1\r\nHo"); /* partial head */
-        }
-    }
-    H_WAIT(f, h_slots_in(f, NEA__C_IDLE) == 4 && h_slots_in(f, NEA__C_HEAD) == 4 && unread(f) == 0);
-    assert_int_equal(h_arenas_in_use(f), 0);
-    for (int i = 0; i < 8; i++) {
-        close(fds[i]);
-    }
-}
-
-/* --- timeouts -------------------------------------------------------------------- */
-
-static void short_timeouts(nea_config *c)
-{
-    c->header_timeout_ms = 300;
-    c->body_timeout_ms = 200;
-    c->keepalive_timeout_ms = 200;
-    c->write_timeout_ms = 300;
-}
-
-static void test_header_deadline_against_dripping_client(void **state)
-{
-    static const char req[] =
-        "GET /hello HTTP/1.1\r\nHost: x\r\nX-Drip: aaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    h_fixture *f;
-    h_response r;
-    nea_stats st;
-    uint64_t t0;
-    int fd, status = -1;
-    h_test_start(state, short_timeouts);
-    f = *state;
-    fd = h_connect(f);
-    t0 = h_now_ms();
-    /* One byte every 40 ms: each is well inside any idle timeout, but the
-     * whole head would take 2.6 s; the deadline counts from the first byte. */
-    for (size_t i = 0; i < sizeof(req) - 1 && status < 0; i++) {
-        h_send(f, fd, req + i, 1);
-        status = h_read(f, fd, &r, 40);
-    }
-    assert_int_equal(status, 408);
-    assert_true(h_now_ms() - t0 >= 280);
-    assert_true(h_now_ms() - t0 < 1500);
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    h_stats(f, &st);
-    assert_int_equal(st.timeouts, 1);
-    close(fd);
-}
-
-static void test_body_timeout(void **state)
-{
-    h_fixture *f;
-    h_response r;
-    int fd;
-    h_test_start(state, short_timeouts);
-    f = *state;
-    fd = h_connect(f);
-    h_sends(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 408);
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    assert_true(h_arenas_settle(f));
-    close(fd);
-}
-
-static void body_deadline(nea_config *c)
-{
-    c->body_timeout_ms = 200;
-    c->body_deadline_ms = 500;
-}
-
-static void test_body_deadline_against_dripping_client(void **state)
-{
-    /* One body byte every 100 ms never trips the 200 ms idle timer; the
-     * 500 ms deadline cuts it anyway. */
     h_fixture *f;
     h_response r;
     uint64_t t0;
-    int fd, status = -1;
-    h_test_start(state, body_deadline);
-    f = *state;
-    fd = h_connect(f);
-    h_sends(f, fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
-    t0 = h_now_ms();
-    for (int i = 0; i < 50 && status < 0; i++) {
-        h_send(f, fd, "z", 1);
-        status = h_read(f, fd, &r, 100);
-    }
-    assert_int_equal(status, 408);
-    assert_true(h_now_ms() - t0 >= 450);
-    assert_true(h_now_ms() - t0 < 2000);
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    assert_true(h_arenas_settle(f));
-    close(fd);
-}
+    int idle, head, busy, queued;
 
-static void test_keepalive_timeout(void **state)
-{
-    h_fixture *f;
-    h_response r;
-    int fd;
-    h_test_start(state, short_timeouts);
-    f = *state;
-    fd = h_get(f, "/hello");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_true(h_quiet(f, fd, 100));
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    close(fd);
-}
-
-/* The slot's timer is set for the earliest deadline and re-arms when it
- * fires before the current one (conn.c: arm): a handler that outlives the
- * keep-alive timeout it started under is answered, not cut at the old
- * keep-alive deadline; once idle again, the keep-alive timeout applies. */
-static void test_later_deadline_replaces_earlier(void **state)
-{
-    h_fixture *f;
-    h_response r;
-    int fd;
-    h_test_start(state, short_timeouts); /* keep-alive 200 ms */
-    f = *state;
-    /* The keep-alive deadline of the fresh connection passes while the
-     * handler sleeps. */
-    fd = h_get(f, "/sleep/400");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_int_equal(h_st(f).timeouts, 0);
-    assert_true(h_quiet(f, fd, 100));
-    assert_true(h_closed(f, fd, H_DEADLINE_MS));
-    close(fd);
-}
-
-static void test_slow_reader_is_cut(void **state)
-{
-    h_fixture *f;
-    nea_stats st;
-    int fd, small = 4096;
-    h_test_start(state, short_timeouts);
-    f = *state;
-    fd = h_connect(f);
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    h_sends(f, fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
-    /* Never read: the 8 MiB response cannot drain, the write timer fires. */
-    H_WAIT(f, h_slots_in(f, NEA__C_WRITING) == 1);
-    assert_int_equal(h_arenas_in_use(f), 1);
-    assert_true(h_arenas_settle(f));
-    h_stats(f, &st);
-    assert_int_equal(st.timeouts, 1);
-    assert_int_equal(st.connections_open, 0);
-    close(fd);
-}
-
-/* --- asynchronous handlers ------------------------------------------------- */
-
-static void test_async_handler_completes_from_timer(void **state)
-{
-    h_fixture *f;
-    h_response r;
-    int fd;
-    uint64_t t0;
-    h_test_start(state, NULL);
+    h_test_start(state, distinct_deadlines);
     f = *state;
     t0 = h_now_ms();
-    fd = h_get(f, "/sleep/60");
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    assert_string_equal(r.body, "slept");
-    assert_true(h_now_ms() - t0 >= 55);
-    assert_true(h_arenas_settle(f));
-    assert_int_equal(t_defers_run, 1);
-    close(fd);
-}
-
-static void test_client_disconnect_cancels_async_request(void **state)
-{
-    h_fixture *f;
-    nea_stats st;
-    int fd;
-    h_test_start(state, NULL);
-    f = *state;
-    fd = h_get(f, "/sleep/10000");
+    idle = h_connect(f);
+    head = h_connect(f);
+    h_sends(f, head, "GET /hello HTTP/1.1\r\n");
+    busy = h_get(f, "/sleep/100000"); /* the handler never answers in time */
     H_WAIT(f, h_arenas_in_use(f) == 1);
-    assert_int_equal(h_arenas_in_use(f), 1);
-    assert_int_equal(t_defers_run, 0);
-    s_reset(fd);
-    assert_true(h_arenas_settle(f)); /* long before the 10 s timer */
-    assert_int_equal(t_defers_run, 1);
-    h_stats(f, &st);
-    assert_int_equal(st.responses[2], 0);
-    assert_int_equal(st.connections_open, 0);
+    queued = h_get(f, "/hello");
+    assert_true(h_closed(f, idle, H_DEADLINE_MS));
+    assert_true(h_now_ms() - t0 >= 140 && h_now_ms() - t0 < 300);
+    assert_int_equal(h_read(f, queued, &r, H_DEADLINE_MS), 503);
+    assert_true(h_now_ms() - t0 >= 290 && h_now_ms() - t0 < 450);
+    assert_int_equal(h_read(f, head, &r, H_DEADLINE_MS), 408);
+    assert_true(h_now_ms() - t0 >= 440 && h_now_ms() - t0 < 600);
+    assert_int_equal(h_read(f, busy, &r, H_DEADLINE_MS), 504);
+    assert_true(h_now_ms() - t0 >= 590);
+    close(idle);
+    close(head);
+    close(busy);
+    close(queued);
 }
 
-/* --- minimum body data rate --------------------------------------------------- */
-
-static void two_arenas_min_rate(nea_config *cfg)
+static void test_phase_lists(void **state)
 {
-    cfg->arena_count = 2;
-    cfg->body_min_rate = 1000;
-    cfg->body_rate_grace_ms = 300;
-    cfg->queue_timeout_ms = 3000;
-}
-
-static void test_dripping_uploads_lose_their_arenas(void **state)
-{
-    enum { DRIPPERS = 4 };
-    static const char head[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n";
-    h_fixture *f;
-    h_response r;
-    int d[DRIPPERS], probe;
-    nea_stats st;
-    uint64_t t0;
-    int probe_status = 0;
-
-    h_test_start(state, two_arenas_min_rate);
-    f = *state;
-    t0 = h_now_ms();
-    for (int i = 0; i < DRIPPERS; i++) {
-        d[i] = h_connect(f);
-        h_sends(f, d[i], head);
-    }
-    /* Both arenas are held by drippers now; the probe waits in the queue. */
-    probe = h_connect(f);
-    h_sends(f, probe, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-    /* Drip 5 bytes every 50 ms (100 B/s, below the 1000 B/s minimum) until
-     * the probe is answered, at most 3 s. */
-    while (probe_status == 0 && h_now_ms() - t0 < 3000) {
-        for (int i = 0; i < DRIPPERS; i++) {
-            (void)write(d[i], "aaaaa", 5);
-        }
-        h_pump(f, 50, NULL);
-        if (h_quiet(f, probe, 1) == false) {
-            probe_status = h_read(f, probe, &r, H_DEADLINE_MS);
+    (void)state;
+    assert_int_equal(nea__conn_list_of(NEA__C_IDLE), NEA__LIST_IDLE);
+    assert_int_equal(nea__conn_list_of(NEA__C_QUEUED), NEA__LIST_WAIT);
+    assert_int_equal(nea__conn_list_of(NEA__C_LINGER), NEA__LIST_LINGER);
+    for (int st = 0; st < NEA__C_PHASES; st++) {
+        if (st != NEA__C_IDLE && st != NEA__C_QUEUED && st != NEA__C_LINGER) {
+            assert_int_equal(nea__conn_list_of((nea__conn_state)st), NEA__LIST_NONE);
         }
     }
-    assert_int_equal(probe_status, 200);
-    print_message("probe served %llu ms after %d dripping uploads started (2 arenas)\n",
-                  (unsigned long long)(h_now_ms() - t0), DRIPPERS);
-    h_stats(f, &st);
-    assert_true(st.timeouts >= 2); /* the drippers that held arenas were cut (408) */
-    for (int i = 0; i < DRIPPERS; i++) {
-        close(d[i]);
-    }
-    close(probe);
-    assert_true(h_arenas_settle(f));
 }
 
-static void slow_but_steady(nea_config *cfg)
+/* --- lingering ------------------------------------------------------------------- */
+
+/* After its last answer the connection lingers (reading what the peer
+ * still sends) until the peer closes. */
+static void test_lingers_until_the_peer_closes(void **state)
 {
-    cfg->body_min_rate = 100;
-    cfg->body_rate_grace_ms = 200;
-}
-
-static void test_body_above_min_rate_completes(void **state)
-{
-    h_fixture *f;
-    h_response r;
-    int c;
-
-    h_test_start(state, slow_but_steady);
-    f = *state;
-    c = h_connect(f);
-    h_sends(f, c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 120\r\n\r\n");
-    /* 20 bytes every 50 ms: 400 B/s, four times the 100 B/s minimum. */
-    for (int i = 0; i < 6; i++) {
-        h_pump(f, 50, NULL);
-        h_sends(f, c, "01234567890123456789");
-    }
-    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 200);
-    assert_int_equal(r.body_len, 120);
-    close(c);
-}
-
-/* --- handlers that never answer --------------------------------------------- */
-
-static unsigned defers_here;
-
-static void count_defer(void *arg)
-{
-    (void)arg;
-    defers_here++;
-}
-
-static void r_forgets(nea_req *req, void *d)
-{
-    (void)d;
-    (void)nea_req_defer(req, count_defer, NULL);
-}
-
-static void r_never(nea_req *req, void *d)
-{
-    (void)d;
-    (void)nea_req_defer(req, count_defer, NULL);
-    nea_req_keep(req); /* promises an answer that never comes */
-}
-
-static void short_response_timeout(nea_config *cfg)
-{
-    cfg->response_timeout_ms = 200;
-}
-
-static void test_handler_with_nothing_pending_gets_500(void **state)
-{
-    h_fixture *f;
-    h_response r;
-    nea_stats st;
-    int c;
-
-    h_test_start(state, NULL);
-    f = *state;
-    assert_int_equal(nea_server_route(f->srv, "GET", "/forgets", r_forgets, NULL), 0);
-    defers_here = 0;
-    c = h_connect(f);
-    h_sends(f, c, "GET /forgets HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(h_read(f, c, &r, 1000), 500);
-    assert_int_equal(h_read(f, c, &r, 1000), 200); /* the connection carries on */
-    assert_true(t_log_has(&f->log, "GET /forgets returned without responding"));
-    assert_int_equal(defers_here, 1);
-    h_stats(f, &st);
-    assert_int_equal(st.unanswered, 1);
-    assert_int_equal(st.oom_500, 0);
-    close(c);
-}
-
-static void test_response_timeout_gives_504_and_cleans_up(void **state)
-{
-    h_fixture *f;
-    h_response r;
-    nea_stats st;
-    int c;
-    uint64_t t0;
-
-    h_test_start(state, short_response_timeout);
-    f = *state;
-    assert_int_equal(nea_server_route(f->srv, "GET", "/never", r_never, NULL), 0);
-    defers_here = 0;
-    t_defers_run = 0;
-    c = h_connect(f);
-    t0 = h_now_ms();
-    h_sends(f, c, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(h_read(f, c, &r, 2000), 504);
-    assert_true(h_now_ms() - t0 >= 190);
-    assert_int_equal(defers_here, 1);
-    /* A handler waiting on a tracked timer past the deadline: 504 too, its
-     * timer is closed and its defers run. */
-    h_sends(f, c, "GET /sleep/5000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(h_read(f, c, &r, 2000), 504);
-    assert_int_equal(t_defers_run, 1);
-    assert_true(h_arenas_settle(f));
-    h_sends(f, c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_int_equal(h_read(f, c, &r, 1000), 200);
-    assert_true(t_log_has(&f->log, "no response to GET /never within response_timeout_ms"));
-    h_stats(f, &st);
-    assert_int_equal(st.unanswered, 2);
-    assert_int_equal(st.shed_503, 0); /* a handler ran: never a 503 */
-    close(c);
-}
-
-/* Content-Length equal to the limit is read; a chunk announced beyond the
- * limit is refused at its size line, before any of its data arrives. */
-static void test_body_limit_edges(void **state)
-{
-    static char body[32u << 10];
-    char head[128];
     h_fixture *f = *state;
     h_response r;
     int fd = h_connect(f);
-    memset(body, 'b', sizeof(body));
-    snprintf(head, sizeof(head), "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
-             sizeof(body));
-    h_sends(f, fd, head);
-    h_send(f, fd, body, sizeof(body));
-    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
-    h_sends(f, fd,
-            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            "ffffff\r\nabc");
-    assert_int_equal(h_read(f, fd, &r, 1000), 413);
+    /* 404 with a body: the body is not read, so the connection closes
+     * after the answer, lingering. */
+    h_sends(f, fd, "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 404);
+    H_WAIT(f, slot_in(f, NEA__C_LINGER) != NULL);
+    h_sends(f, fd, "hello"); /* read and dropped: it still lingers */
+    h_pump(f, 30, NULL);
+    assert_non_null(slot_in(f, NEA__C_LINGER));
+    close(fd);
+    H_WAIT(f, slot_in(f, NEA__C_LINGER) == NULL);
+    assert_int_equal(h_st(f).connections_open, 0);
+}
+
+/* --- the peer -------------------------------------------------------------------- */
+
+static void test_peer_address(void **state)
+{
+    h_fixture *f = *state;
+    nea__conn *c;
+    struct sockaddr_storage other;
+    int fd = h_connect(f);
+    H_WAIT(f, (c = slot_in(f, NEA__C_IDLE)) != NULL);
+    assert_int_equal(nea__conn_peer(c)->ss_family, AF_INET);
+    assert_int_equal(((const struct sockaddr_in *)nea__conn_peer(c))->sin_addr.s_addr,
+                     htonl(INADDR_LOOPBACK));
+    memset(&other, 0, sizeof(other));
+    other.ss_family = AF_INET;
+    ((struct sockaddr_in *)&other)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(nea__conn_same_peer(c, &other));
+    ((struct sockaddr_in *)&other)->sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1);
+    assert_false(nea__conn_same_peer(c, &other));
     close(fd);
 }
 
-/* Drain closes a connection caught mid-head at once, not at its header
- * deadline. */
-static void test_drain_closes_connection_mid_head(void **state)
+/* --- a fresh connection owes nothing to the slot's last one ------------------ */
+
+static void one_slot(nea_config *cfg)
 {
-    h_fixture *f = *state;
-    int fd = h_connect(f);
-    h_sends(f, fd, "GET /hello HTTP/1.1\r\nHo");
-    H_WAIT(f, h_slots_in(f, NEA__C_HEAD) == 1);
-    h_close(f);
-    assert_true(h_closed(f, fd, 1000));
+    cfg->max_connections = 1;
+}
+
+static void test_fresh_connection_does_not_inherit_a_head(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    char v[32];
+    int fd;
+    h_test_start(state, one_slot);
+    f = *state;
+    fd = h_connect(f);
+    h_sends(f, fd, "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    f->head_request = true;
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    f->head_request = false;
+    close(fd);
+    H_WAIT(f, h_slot(f, 0)->state == NEA__C_FREE);
+    /* The same slot, a new connection, refused before it sent a byte: its
+     * 503 carries its body (it answers no HEAD). */
+    fd = h_connect(f);
+    H_WAIT(f, h_slot(f, 0)->state == NEA__C_IDLE);
+    nea__conn_shed(h_slot(f, 0), false);
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 503);
+    assert_string_equal(h_header(&r, "Content-Length", v, sizeof(v)), "51");
+    assert_int_equal(r.body_len, 51);
     close(fd);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_body_limit_edges, h_test_setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_drain_closes_connection_mid_head, h_test_setup,
+        cmocka_unit_test_teardown(test_each_phase_has_its_own_deadline, h_test_teardown),
+        cmocka_unit_test(test_phase_lists),
+        cmocka_unit_test_setup_teardown(test_lingers_until_the_peer_closes, h_test_setup,
                                         h_test_teardown),
-        cmocka_unit_test_teardown(test_dripping_uploads_lose_their_arenas, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_close_asked_by_peer_needs_no_linger, h_test_setup,
-                                        h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_accepted_sockets_have_nodelay, h_test_setup,
-                                        h_test_teardown),
-        cmocka_unit_test_teardown(test_later_deadline_replaces_earlier, h_test_teardown),
-        cmocka_unit_test_teardown(test_body_above_min_rate_completes, h_test_teardown),
-        cmocka_unit_test_teardown(test_handler_with_nothing_pending_gets_500, h_test_teardown),
-        cmocka_unit_test_teardown(test_response_timeout_gives_504_and_cleans_up, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_404_with_body_closes, h_test_setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_oom_500_keeps_connection, h_test_setup,
-                                        h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_pipelining_in_order, h_test_setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_pipelined_batch_is_one_write, h_test_setup,
-                                        h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_half_close_answers_buffered_requests, h_test_setup,
-                                        h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_flood_is_bounded, h_test_setup,
-                                        h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_http10_keepalive_rules, h_test_setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_expect_continue, h_test_setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_chunked_body, h_test_setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_chunked_too_large, h_test_setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_bad_chunk_framing, h_test_setup, h_test_teardown),
-        cmocka_unit_test_setup_teardown(test_split_at_every_offset, h_test_setup, h_test_teardown),
-        cmocka_unit_test_teardown(test_idle_and_slow_connections_hold_no_arena, h_test_teardown),
-        cmocka_unit_test_teardown(test_header_deadline_against_dripping_client, h_test_teardown),
-        cmocka_unit_test_teardown(test_body_timeout, h_test_teardown),
-        cmocka_unit_test_teardown(test_body_deadline_against_dripping_client, h_test_teardown),
-        cmocka_unit_test_teardown(test_keepalive_timeout, h_test_teardown),
-        cmocka_unit_test_teardown(test_slow_reader_is_cut, h_test_teardown),
-        cmocka_unit_test_teardown(test_async_handler_completes_from_timer, h_test_teardown),
-        cmocka_unit_test_teardown(test_client_disconnect_cancels_async_request, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_peer_address, h_test_setup, h_test_teardown),
+        cmocka_unit_test_teardown(test_fresh_connection_does_not_inherit_a_head, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

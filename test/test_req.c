@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "child.h"
 #include "unit.h"
 
 #define ARENA ((size_t)16 * KIB)
@@ -944,6 +945,86 @@ static void test_oom_sweep_persistent(void **state)
     oom_sweep(*state, true);
 }
 
+/* --- host rules broken: each aborts with a message naming it --------------- */
+
+
+static void other_thread(void *arg)
+{
+    (void)nea_ref_req(*(nea_ref *)arg);
+}
+
+static void child_ref_off_thread(void *arg)
+{
+    fixture *f = arg;
+    nea_req *req = open_req(f);
+    nea_ref ref = nea_req_ref(req);
+    uv_thread_t t;
+    assert_int_equal(uv_thread_create(&t, other_thread, &ref), 0);
+    (void)uv_thread_join(&t);
+}
+
+static void test_ref_from_another_thread_aborts(void **state)
+{
+    t_child c;
+    t_child_run(child_ref_off_thread, *state, &c);
+    t_child_aborted(&c, "nea_ref_req called on a thread that does not run the request's loop");
+}
+
+static void child_double_release(void *arg)
+{
+    fixture *f = arg;
+    nea_req *req = open_req(f);
+    nea_hold h = nea_req_hold(req);
+    nea_hold_release(h, NULL, NULL);
+    nea_hold_release(h, NULL, NULL);
+}
+
+static void test_hold_released_twice_aborts(void **state)
+{
+    t_child c;
+    t_child_run(child_double_release, *state, &c);
+    t_child_aborted(&c, "nea_hold_release: the hold was already released");
+}
+
+static void child_null(void *arg)
+{
+    switch ((int)(intptr_t)arg) {
+    case 0:
+        (void)nea_alloc(NULL, 1);
+        break;
+    case 1:
+        (void)nea_respond(NULL, 200, NULL, "", 0);
+        break;
+    case 2:
+        (void)nea_req_ref(NULL);
+        break;
+    case 3:
+        (void)nea_server_close(NULL, NULL, NULL);
+        break;
+    case 4:
+        (void)nea_stream_start(NULL, 200, NULL, 1);
+        break;
+    default:
+        (void)nea_req_header(NULL, "Host");
+        break;
+    }
+}
+
+static void test_null_arguments_abort_naming_the_function(void **state)
+{
+    static const char *const names[] = {
+        "nea_alloc called with a NULL request",   "nea_respond called with a NULL request",
+        "nea_req_ref called with a NULL request", "nea_server_close called with a NULL server",
+        "nea_stream_start called with a NULL request", "nea_req_header called with a NULL request",
+    };
+    (void)state;
+    for (int i = 0; i < 6; i++) {
+        t_child c;
+        t_child_run(child_null, (void *)(intptr_t)i, &c);
+        t_child_aborted(&c, names[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -969,6 +1050,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_header_at_bounds, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_oom_sweep_once, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_oom_sweep_persistent, unit_setup, unit_teardown),
+        cmocka_unit_test_setup_teardown(test_ref_from_another_thread_aborts, unit_setup,
+                                        unit_teardown),
+        cmocka_unit_test_setup_teardown(test_hold_released_twice_aborts, unit_setup,
+                                        unit_teardown),
+        cmocka_unit_test(test_null_arguments_abort_naming_the_function),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
