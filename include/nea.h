@@ -34,12 +34,18 @@
  *      registered with nea_req_track (or created by nea_req_timer). libnea
  *      closes them when the request ends; do not uv_close them yourself.
  *   4. Re-enter handler code from a libuv callback only through
- *      nea_req_run, so an out-of-memory unwind has a frame to land in.
+ *      nea_req_run, so an out-of-memory unwind has a frame to land in. To
+ *      come back later from a callback libnea does not run, keep a
+ *      reference (nea_req_ref), never the nea_req pointer, and ask for the
+ *      request with nea_ref_req when you come back (NULL: it is gone);
+ *      work on libuv's thread pool goes through nea_req_work. See "Coming
+ *      back later" below.
  *   5. Never longjmp out of a handler, never call uv_run, never block.
  *   6. Respond exactly once (nea_respond, nea_respond_static, a streamed
  *      response from nea_stream_start, or nea_respond_file). A handler
  *      that returns without responding must have something pending: a
- *      tracked handle, or nea_req_keep; otherwise the request gets a 500.
+ *      tracked handle, a hold or a job (nea_req_hold, nea_req_work), or
+ *      nea_req_keep; otherwise the request gets a 500.
  *      No response within response_timeout_ms: 504. After the response is
  *      written, or the request is cancelled, the nea_req pointer and all
  *      arena memory are invalid.
@@ -468,11 +474,13 @@ const nea_plan *nea_server_plan(const nea_server *s);
  *
  * May be called from inside a handler: the handler's own request is in
  * flight and finishes normally (its response carries Connection: close).
- * With workers > 1, call it on the thread of the loop given to
- * nea_server_new (from the host, or from a handler running on worker 0):
- * every worker then drains on its own thread under the same rules and its
- * own drain_timeout_ms, the threads end, and only then is the reservation
- * unmapped and cb called.
+ * May be called from any thread: from a thread other than the one that
+ * created the server (a handler on another worker, a host thread) the
+ * close is handed to the server's loop and begins there in its next
+ * iteration. With workers > 1 every worker drains on its own thread under
+ * the same rules and its own drain_timeout_ms, the threads end, and only
+ * then is the reservation unmapped and cb called, on the loop given to
+ * nea_server_new. Jobs of nea_req_work still running are waited for.
  * Returns 0, or NEA_ESTATE when the server is already closing (cb is then
  * never called; the first call's callback still runs).
  */

@@ -15,7 +15,11 @@
  * (Content-Length and chunked, far larger than the arena) and a stream cut
  * by its client; and a sixth with two worker threads, where every worker
  * must serve without allocating, its /metrics scrapes summing both
- * workers' records. Every request is counted in the per-route
+ * workers' records; and a seventh that comes back to requests later: a
+ * host timer through a reference (answered, and gone after a reset), a
+ * hold released from a host timer (answered, and after a reset), and
+ * thread-pool jobs (answered, cut by a reset, cut by the response
+ * deadline), and half-closed clients answered. Every request is counted in the per-route
  * metrics and passed to a completion hook, and each round of the first
  * workload scrapes the Prometheus text (GET /metrics) and logs rate-limited
  * refusals. libuv may grow its fd table when a new fd number first appears
@@ -637,6 +641,149 @@ static int setup_balancer(void **state)
     return 0;
 }
 
+/* --- coming back later: references, holds, thread-pool work ---------------------- */
+
+static uv_timer_t host_timer; /* the host's own, outside libnea */
+static nea_ref host_ref;
+static nea_hold host_hold;
+static bool host_is_hold;
+static unsigned later_gone, jobs_done;
+
+static void later_answer(nea_req *req, void *arg)
+{
+    (void)arg;
+    if (req != NULL) {
+        (void)nea_respond_static(req, 200, "text/plain", "later", 5);
+    } else {
+        later_gone++;
+    }
+}
+
+static void on_host_timer(uv_timer_t *t)
+{
+    nea_req *req;
+    (void)t;
+    if (host_is_hold) {
+        nea_hold_release(host_hold, later_answer, NULL);
+        return;
+    }
+    req = nea_ref_req(host_ref);
+    if (req != NULL) {
+        nea_req_run(req, later_answer, NULL);
+    } else {
+        later_gone++;
+    }
+}
+
+/* GET /later/MS and GET /held/MS. */
+static void r_later(nea_req *req, void *d)
+{
+    host_is_hold = d != NULL;
+    if (host_is_hold) {
+        host_hold = nea_req_hold(req);
+    } else {
+        host_ref = nea_req_ref(req);
+        nea_req_keep(req);
+    }
+    uv_timer_start(&host_timer, on_host_timer, strtoul(nea_req_path_tail(req), NULL, 10), 0);
+}
+
+static void job(void *arg)
+{
+    uv_sleep(*(unsigned *)arg);
+}
+
+static void job_done(nea_req *req, void *arg)
+{
+    (void)arg;
+    jobs_done++;
+    later_answer(req, NULL);
+}
+
+/* GET /job/MS */
+static void r_job(nea_req *req, void *d)
+{
+    unsigned *ms = nea_alloc(req, sizeof(*ms));
+    (void)d;
+    *ms = (unsigned)strtoul(nea_req_path_tail(req), NULL, 10);
+    if (nea_req_work(req, job, job_done, ms) != 0) {
+        abort();
+    }
+}
+
+static void later_workload(h_fixture *f)
+{
+    h_response r;
+    int fd = h_connect(f);
+    h_expect(f, fd, "GET /later/1 HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    h_expect(f, fd, "GET /held/1 HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    h_expect(f, fd, "GET /job/1 HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+    h_expect(f, fd, "GET /job/300 HTTP/1.1\r\nHost: x\r\n\r\n", 504, NULL);
+    H_WAIT(f, f->srv->pools[0].in_use == 0);
+    close(fd);
+    /* Clients that leave: a reset mid-wait, mid-hold, mid-job. */
+    fd = h_get(f, "/later/30");
+    H_WAIT(f, f->srv->pools[0].in_use == 1);
+    s_reset(fd);
+    H_WAIT(f, !uv_is_active((uv_handle_t *)&host_timer)); /* it came back: gone */
+    fd = h_get(f, "/held/30");
+    H_WAIT(f, f->srv->pools[0].in_use == 1);
+    s_reset(fd);
+    H_WAIT(f, f->srv->pools[0].in_use == 0); /* released from the host timer */
+    fd = h_get(f, "/job/30");
+    H_WAIT(f, f->srv->pools[0].in_use == 1);
+    s_reset(fd);
+    H_WAIT(f, f->srv->pools[0].in_use == 0 && f->srv->stats.connections_open == 0);
+    /* A half-closed client still gets its answer. */
+    fd = h_get(f, "/job/1");
+    s_half_close(fd);
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+    H_WAIT(f, f->srv->stats.connections_open == 0);
+}
+
+static void test_coming_back_later_allocates_nothing(void **state)
+{
+    h_fixture *f = *state;
+    if (RUNNING_ON_VALGRIND) {
+        skip();
+    }
+    assert_int_equal(nea_server_route(f->srv, "GET", "/later/", r_later, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/held/", r_later, &host_timer), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/job/", r_job, NULL), 0);
+    uv_timer_init(&f->loop, &host_timer);
+    later_workload(f); /* warm-up */
+    later_workload(f);
+    later_gone = jobs_done = 0;
+    set_counting(1);
+    for (int i = 0; i < 10; i++) {
+        later_workload(f);
+    }
+    set_counting(0);
+    assert_int_equal(later_gone, 10 * 3 + 10); /* every reset, and every 504'd job */
+    assert_int_equal(jobs_done, 10 * 4);
+    uv_close((uv_handle_t *)&host_timer, NULL);
+    assert_int_equal(__atomic_load_n(&heap_calls, __ATOMIC_RELAXED), 0);
+}
+
+static void later_config(nea_config *c)
+{
+    c->arena_count = 1;
+    c->response_timeout_ms = 100;
+}
+
+static int setup_later(void **state)
+{
+    static h_fixture f;
+    nea_config cfg;
+    h_config(&cfg);
+    later_config(&cfg);
+    h_start(&f, &cfg);
+    *state = &f;
+    return 0;
+}
+
 static int setup(void **state)
 {
     static h_fixture f;
@@ -664,6 +811,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clibs_allocate_nothing, setup_clibs, teardown),
         cmocka_unit_test_setup_teardown(test_streaming_allocates_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers_allocate_nothing, setup_workers, teardown),
+        cmocka_unit_test_setup_teardown(test_coming_back_later_allocates_nothing, setup_later,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

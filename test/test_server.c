@@ -357,6 +357,44 @@ static void test_run_refuses_bad_route(void **state)
     }
 }
 
+/* nea_server_close from a host thread while the loop runs: handed to the
+ * loop, which closes and calls back once; a second call from the loop's
+ * thread is refused. */
+
+static int thread_rc = 1;
+
+static void close_on_thread(void *arg)
+{
+    h_fixture *f = arg;
+    __atomic_store_n(&thread_rc, nea_server_close(f->srv, h_on_closed, f), __ATOMIC_RELEASE);
+}
+
+static void test_close_from_another_thread(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    uv_thread_t t;
+    int fd;
+    h_test_start(state, NULL);
+    f = *state;
+    second_cb_runs = 0;
+    fd = h_get(f, "/sleep/100"); /* in flight across the close */
+    H_WAIT(f, h_arenas_in_use(f) == 1);
+    f->close_called = true;
+    assert_int_equal(uv_thread_create(&t, close_on_thread, f), 0);
+    assert_int_equal(uv_thread_join(&t), 0);
+    assert_int_equal(__atomic_load_n(&thread_rc, __ATOMIC_ACQUIRE), 0);
+    assert_false(f->closed); /* begins on the loop, not on the calling thread */
+    assert_int_equal(nea_server_close(f->srv, second_cb, NULL), NEA_ESTATE);
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "slept");
+    close(fd);
+    h_pump(f, H_DEADLINE_MS, &f->closed);
+    assert_true(f->closed);
+    assert_int_equal(f->closed_calls, 1);
+    assert_int_equal(second_cb_runs, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +407,7 @@ int main(void)
         cmocka_unit_test_teardown(test_ipv6, h_test_teardown),
         cmocka_unit_test_teardown(test_nea_run_drains_on_sigterm, no_teardown),
         cmocka_unit_test_teardown(test_close_twice, h_test_teardown),
+        cmocka_unit_test_teardown(test_close_from_another_thread, h_test_teardown),
         cmocka_unit_test_teardown(test_close_from_handler, h_test_teardown),
         cmocka_unit_test_teardown(test_fault_plans_are_per_server, h_test_teardown),
         cmocka_unit_test_teardown(test_listen_fault, h_test_teardown),

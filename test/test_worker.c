@@ -88,6 +88,24 @@ static void hold(nea_req *req, void *data)
     uv_timer_start(t, on_hold_timer, strtoul(nea_req_path_tail(req), NULL, 10), 0);
 }
 
+/* GET /close-here: on worker 1 only, closes the whole server (worker 0's
+ * handle) from this worker's thread; elsewhere 409. The close's result is
+ * kept in close_rc (atomic). */
+static h_fixture *close_fixture;
+static int close_rc = 1;
+
+static void close_here(nea_req *req, void *data)
+{
+    (void)data;
+    if (worker_of(req) != 1) {
+        nea_respond(req, 409, "text/plain", "elsewhere", 9);
+        return;
+    }
+    __atomic_store_n(&close_rc, nea_server_close(close_fixture->srv, h_on_closed, close_fixture),
+                     __ATOMIC_RELEASE);
+    nea_respond(req, 200, "text/plain", "closing", 7);
+}
+
 /* The log sink is called from every worker thread: lock around the
  * shared capture. */
 static uv_mutex_t log_lock;
@@ -131,6 +149,7 @@ static void w_new(h_fixture *f, const nea_config *cfg)
     assert_int_equal(nea_server_route(f->srv, "GET", "/who", who, NULL), 0);
     assert_int_equal(nea_server_route(f->srv, "GET", "/alloc", alloc_who, NULL), 0);
     assert_int_equal(nea_server_route(f->srv, "GET", "/hold/", hold, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/close-here", close_here, NULL), 0);
     n_loops = nea_server_plan(f->srv)->workers;
     assert_true(n_loops <= MAX_W);
     for (unsigned i = 0; i < n_loops; i++) {
@@ -913,6 +932,35 @@ static void test_embedding_servers_on_host_threads_share_an_address(void **state
     w_stop(&f);
 }
 
+/* A handler on worker 1 closes the server: the close is handed to worker
+ * 0's loop (no handle of worker 0 is touched from worker 1's thread), runs
+ * there, drains every worker and calls back exactly once. Run under TSan
+ * in CI. */
+static void test_close_from_another_workers_handler(void **state)
+{
+    h_fixture f;
+    int got = 0;
+    (void)state;
+    w_start(&f, 2);
+    close_fixture = &f;
+    __atomic_store_n(&close_rc, 1, __ATOMIC_RELEASE);
+    f.close_called = true;
+    for (int i = 0; i < 200 && got != 200; i++) {
+        char raw[] = "GET /close-here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        h_response r;
+        int fd = h_connect(&f);
+        h_sends(&f, fd, raw);
+        got = h_read(&f, fd, &r, H_DEADLINE_MS);
+        close(fd);
+    }
+    assert_int_equal(got, 200);
+    assert_int_equal(__atomic_load_n(&close_rc, __ATOMIC_ACQUIRE), 0);
+    h_pump(&f, H_DEADLINE_MS, &f.closed);
+    assert_true(f.closed);
+    assert_int_equal(f.closed_calls, 1);
+    h_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -930,6 +978,7 @@ int main(void)
         cmocka_unit_test(test_listen_failure_then_close),
         cmocka_unit_test(test_nea_run_with_workers_drains_on_sigterm),
         cmocka_unit_test(test_embedding_servers_on_host_threads_share_an_address),
+        cmocka_unit_test(test_close_from_another_workers_handler),
     };
     uv_mutex_init(&log_lock);
     return cmocka_run_group_tests(tests, NULL, NULL);
