@@ -75,6 +75,8 @@ extern "C" {
 #define NEA_VERSION_MAJOR 0
 #define NEA_VERSION_MINOR 1
 #define NEA_VERSION_PATCH 0
+/* The version as one number, 0xMMmmpp, for comparisons at compile time. */
+#define NEA_VERSION_HEX ((NEA_VERSION_MAJOR << 16) | (NEA_VERSION_MINOR << 8) | NEA_VERSION_PATCH)
 
 /* libnea's own error codes: one list (like libuv's UV_ERRNO_MAP) from which
  * the enum below and nea_strerror / nea_err_name are generated. libuv uses
@@ -1016,6 +1018,13 @@ int nea_server_add_route(nea_server *s, const nea_route *route);
  */
 int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
             void (*ready_cb)(nea_server *s, void *data), void *data);
+
+/* The version of the libnea a program runs with (which, with a shared
+ * library, may differ from the NEA_VERSION_* it was compiled against):
+ * nea_version() as NEA_VERSION_HEX encodes it, nea_version_string() as
+ * "MAJOR.MINOR.PATCH" (a static string). */
+unsigned nea_version(void);
+const char *nea_version_string(void);
 
 /* Static name and description of any error code libnea returns. */
 const char *nea_strerror(int err);
