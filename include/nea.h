@@ -803,6 +803,69 @@ int nea_req_peer(const nea_req *req, struct sockaddr_storage *addr);
 /* HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
 int nea_req_http_minor(const nea_req *req);
 
+/* --- Percent-decoding and query parameters ------------------------------
+ *
+ * nea_req_path and nea_req_query are the raw bytes the client sent. These
+ * helpers decode them (RFC 3986 percent-encoding; with NEA_DECODE_PLUS,
+ * '+' as a space, the form encoding of query strings). Decoding is strict:
+ * a '%' not followed by two hex digits is an error (UV_EINVAL), not copied
+ * through, and so is %00 unless NEA_DECODE_NUL is given. Nothing here uses
+ * the heap. See docs/files.md for the routing rule: routes match the path
+ * with every escape decoded except %2F, %25 and %00.
+ */
+#define NEA_DECODE_PLUS 0x1u /* '+' decodes to a space (query strings, forms) */
+#define NEA_DECODE_NUL 0x2u  /* %00 is accepted: the result may contain NUL bytes,
+                                so use its length, not strlen */
+
+/*
+ * Decodes len bytes of src into dst, which must have room for len + 1
+ * bytes (decoding never lengthens); dst may be src (in place). The result
+ * is NUL-terminated and its length (without the NUL) stored in *out_len
+ * unless out_len is NULL. Needs no request. Returns 0, or UV_EINVAL (a
+ * malformed escape, %00 without NEA_DECODE_NUL, an unknown flag, dst NULL);
+ * dst's contents are then unspecified.
+ */
+int nea_url_decode_into(char *dst, const char *src, size_t len, unsigned flags, size_t *out_len);
+
+/*
+ * Decodes len bytes of src into a new NUL-terminated string in req's arena
+ * (valid until the request ends), of exactly the decoded length plus the
+ * NUL; *out_len (unless NULL) gets that length. On arena exhaustion it
+ * unwinds like nea_alloc. Returns 0, or UV_EINVAL as nea_url_decode_into
+ * (nothing was allocated then, *out is unchanged).
+ */
+int nea_url_decode(nea_req *req, const char *src, size_t len, unsigned flags, char **out,
+                   size_t *out_len);
+
+/* Like nea_url_decode, but returns NEA_ENOMEM on arena exhaustion instead
+ * of unwinding (*out unchanged). */
+NEA_WARN_UNUSED int nea_try_url_decode(nea_req *req, const char *src, size_t len, unsigned flags,
+                                       char **out, size_t *out_len);
+
+/*
+ * Finds a parameter of a query string (as nea_req_query returns it):
+ * '&'-separated pairs "name=value" or "name" (empty value), whose name,
+ * decoded with NEA_DECODE_PLUS, equals name exactly (case-sensitive; a
+ * name with a malformed escape or %00 equals nothing). Search starts at
+ * offset *pos (0 for the first call) and *pos is set past the pair found,
+ * so calling again finds the next pair with the same name. *value (unless
+ * NULL) points at the raw, still encoded value inside query, *value_len
+ * (unless NULL) gets its length; it is not NUL-terminated. Allocates
+ * nothing. Returns 0, UV_ENOENT (no more such pairs; *pos is then the end
+ * of query), or UV_EINVAL (query, name or pos NULL).
+ */
+int nea_query_find(const char *query, const char *name, size_t *pos, const char **value,
+                   size_t *value_len);
+
+/*
+ * The value of the first query parameter called name (see nea_query_find),
+ * decoded with NEA_DECODE_PLUS into req's arena as nea_url_decode does
+ * (valid until the request ends; unwinds on arena exhaustion). *len (unless
+ * NULL) gets the decoded length. Returns 0, UV_ENOENT (no such parameter),
+ * or UV_EINVAL (its value has a malformed escape or %00).
+ */
+int nea_query_param(nea_req *req, const char *name, char **value, size_t *len);
+
 /* --- Responses ---------------------------------------------------------- */
 
 /*
