@@ -1021,14 +1021,26 @@ int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn m
 int nea_stream_end(nea_req *req);
 
 /*
- * Serves the file at path with Content-Length, Last-Modified, and 304 when
- * If-Modified-Since is not older than the file; HEAD gets the head only.
- * The file is read with uv_fs_read into buf_size bytes of the arena (0:
- * 16 KiB) and streamed as above; its descriptor is closed on every path
- * (a defer). Opening and fstat run on the loop thread. Returns 0 (a
- * response is under way), UV_ENOENT / other UV_E* from open or fstat
- * (nothing was sent: answer it yourself, e.g. 404), UV_EISDIR for a
- * directory, or what nea_stream_start returns.
+ * Serves the file at path (see docs/files.md) with Content-Length,
+ * Last-Modified, an ETag derived from the modification time (ns) and the
+ * size, and Accept-Ranges: bytes. The request's conditions are evaluated
+ * in RFC 9110's order: If-Match, else If-Unmodified-Since, failing -> 412;
+ * If-None-Match (weak comparison), else If-Modified-Since, matching -> 304
+ * for GET and HEAD (412 for other methods). Then, for GET and HEAD, one
+ * byte range (Range, honoured only while If-Range names the current ETag
+ * or the exact Last-Modified) -> 206 with Content-Range; a range starting
+ * past the end (or "-0") -> 416, whose Content-Range gives only the size; a
+ * Range of several ranges, another unit, bad syntax or an inverted range
+ * is ignored: 200 with the whole file. HEAD gets the head GET would get.
+ * Offsets and lengths are 64-bit. The file is read into buf_size bytes of
+ * the arena (0: half of what the arena has left, at most 256 KiB; none for
+ * HEAD) and sent from there and by sendfile, streamed as above; its
+ * descriptor is closed on every path (a defer). Opening, fstat and reads
+ * run on the loop thread. Returns 0 (a response is under way, whatever its
+ * status), UV_ENOENT / other UV_E* from open or fstat (nothing was sent:
+ * answer it yourself, e.g. 404), UV_EISDIR for a directory, NEA_ENOMEM
+ * (the arena cannot hold the state, a header or the buffer; nothing sent),
+ * or what nea_stream_start returns.
  */
 int nea_respond_file(nea_req *req, const char *path, const char *content_type, size_t buf_size);
 
