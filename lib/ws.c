@@ -493,8 +493,8 @@ size_t nea__ws_parse(nea__ws_parser *p, uint8_t *data, size_t len, nea__ws_event
     if (p->state == ST_FAILED) {
         return fail(p, ev, p->fail_code, p->fail_why, len);
     }
-    if (p->state == ST_CLOSED) {
-        return len;
+    if (p->state == ST_CLOSED || len == 0) {
+        return len; /* no event needs zero bytes: each is completed by the last byte it takes */
     }
     for (;;) {
         if (p->state == ST_HEAD) {
