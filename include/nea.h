@@ -813,9 +813,11 @@ int nea_req_http_minor(const nea_req *req);
  * the heap. See docs/files.md for the routing rule: routes match the path
  * with every escape decoded except %2F, %25 and %00.
  */
-#define NEA_DECODE_PLUS 0x1u /* '+' decodes to a space (query strings, forms) */
-#define NEA_DECODE_NUL 0x2u  /* %00 is accepted: the result may contain NUL bytes,
-                                so use its length, not strlen */
+/* '+' decodes to a space (query strings, forms). */
+#define NEA_DECODE_PLUS 0x1u
+/* %00 is accepted: the result may contain NUL bytes, so use its length,
+ * not strlen. */
+#define NEA_DECODE_NUL 0x2u
 
 /*
  * Decodes len bytes of src into dst, which must have room for len + 1
