@@ -7,7 +7,10 @@
  *                    0xAA, answers the byte count; beyond the arena: 500
  *   POST /svg        CSV lines "x, y" -> an SVG path; a bad number: 400
  *   GET  /static     the --static file, streamed from disk through a bounded
- *                    buffer (Last-Modified, If-Modified-Since -> 304, HEAD)
+ *                    buffer, with ETag and Last-Modified, conditional requests
+ *                    (If-None-Match / If-Modified-Since -> 304, If-Match ->
+ *                    412), one byte range (Range -> 206, past the end -> 416,
+ *                    If-Range), HEAD for each (docs/files.md)
  *   GET  /stream/N   N MiB whose byte i is i % 256, streamed with a known
  *                    Content-Length; /stream/N?chunked with chunked framing
  *   POST /upload     reads the body in pieces (any size up to --max-upload)

@@ -81,6 +81,8 @@ extern "C" {
 #define NEA_VERSION_MAJOR 0
 #define NEA_VERSION_MINOR 1
 #define NEA_VERSION_PATCH 0
+/* The version as one number, 0xMMmmpp, for comparisons at compile time. */
+#define NEA_VERSION_HEX ((NEA_VERSION_MAJOR << 16) | (NEA_VERSION_MINOR << 8) | NEA_VERSION_PATCH)
 
 /* libnea's own error codes: one list (like libuv's UV_ERRNO_MAP) from which
  * the enum below and nea_strerror / nea_err_name are generated. libuv uses
@@ -902,6 +904,71 @@ int nea_req_peer(const nea_req *req, struct sockaddr_storage *addr);
 /* HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
 int nea_req_http_minor(const nea_req *req);
 
+/* --- Percent-decoding and query parameters ------------------------------
+ *
+ * nea_req_path and nea_req_query are the raw bytes the client sent. These
+ * helpers decode them (RFC 3986 percent-encoding; with NEA_DECODE_PLUS,
+ * '+' as a space, the form encoding of query strings). Decoding is strict:
+ * a '%' not followed by two hex digits is an error (UV_EINVAL), not copied
+ * through, and so is %00 unless NEA_DECODE_NUL is given. Nothing here uses
+ * the heap. See docs/files.md for the routing rule: routes match the path
+ * with every escape decoded except %2F, %25 and %00.
+ */
+/* '+' decodes to a space (query strings, forms). */
+#define NEA_DECODE_PLUS 0x1u
+/* %00 is accepted: the result may contain NUL bytes, so use its length,
+ * not strlen. */
+#define NEA_DECODE_NUL 0x2u
+
+/*
+ * Decodes len bytes of src into dst, which must have room for len + 1
+ * bytes (decoding never lengthens); dst may be src (in place). The result
+ * is NUL-terminated and its length (without the NUL) stored in *out_len
+ * unless out_len is NULL. Needs no request. Returns 0, or UV_EINVAL (a
+ * malformed escape, %00 without NEA_DECODE_NUL, an unknown flag, dst NULL);
+ * dst's contents are then unspecified.
+ */
+int nea_url_decode_into(char *dst, const char *src, size_t len, unsigned flags, size_t *out_len);
+
+/*
+ * Decodes len bytes of src into a new NUL-terminated string in req's arena
+ * (valid until the request ends), of exactly the decoded length plus the
+ * NUL; *out_len (unless NULL) gets that length. On arena exhaustion it
+ * unwinds like nea_alloc. Returns 0, or UV_EINVAL as nea_url_decode_into
+ * (nothing was allocated then, *out is unchanged).
+ */
+int nea_url_decode(nea_req *req, const char *src, size_t len, unsigned flags, char **out,
+                   size_t *out_len);
+
+/* Like nea_url_decode, but returns NEA_ENOMEM on arena exhaustion instead
+ * of unwinding (*out unchanged). */
+NEA_WARN_UNUSED int nea_try_url_decode(nea_req *req, const char *src, size_t len, unsigned flags,
+                                       char **out, size_t *out_len);
+
+/*
+ * Finds a parameter of a query string (as nea_req_query returns it):
+ * '&'-separated pairs "name=value" or "name" (empty value), whose name,
+ * decoded with NEA_DECODE_PLUS, equals name exactly (case-sensitive; a
+ * name with a malformed escape or %00 equals nothing). Search starts at
+ * offset *pos (0 for the first call) and *pos is set past the pair found,
+ * so calling again finds the next pair with the same name. *value (unless
+ * NULL) points at the raw, still encoded value inside query, *value_len
+ * (unless NULL) gets its length; it is not NUL-terminated. Allocates
+ * nothing. Returns 0, UV_ENOENT (no more such pairs; *pos is then the end
+ * of query), or UV_EINVAL (query, name or pos NULL).
+ */
+int nea_query_find(const char *query, const char *name, size_t *pos, const char **value,
+                   size_t *value_len);
+
+/*
+ * The value of the first query parameter called name (see nea_query_find),
+ * decoded with NEA_DECODE_PLUS into req's arena as nea_url_decode does
+ * (valid until the request ends; unwinds on arena exhaustion). *len (unless
+ * NULL) gets the decoded length. Returns 0, UV_ENOENT (no such parameter),
+ * or UV_EINVAL (its value has a malformed escape or %00).
+ */
+int nea_query_param(nea_req *req, const char *name, char **value, size_t *len);
+
 /* --- Responses ---------------------------------------------------------- */
 
 /*
@@ -1057,14 +1124,26 @@ int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn m
 int nea_stream_end(nea_req *req);
 
 /*
- * Serves the file at path with Content-Length, Last-Modified, and 304 when
- * If-Modified-Since is not older than the file; HEAD gets the head only.
- * The file is read with uv_fs_read into buf_size bytes of the arena (0:
- * 16 KiB) and streamed as above; its descriptor is closed on every path
- * (a defer). Opening and fstat run on the loop thread. Returns 0 (a
- * response is under way), UV_ENOENT / other UV_E* from open or fstat
- * (nothing was sent: answer it yourself, e.g. 404), UV_EISDIR for a
- * directory, or what nea_stream_start returns.
+ * Serves the file at path (see docs/files.md) with Content-Length,
+ * Last-Modified, an ETag derived from the modification time (ns) and the
+ * size, and Accept-Ranges: bytes. The request's conditions are evaluated
+ * in RFC 9110's order: If-Match, else If-Unmodified-Since, failing -> 412;
+ * If-None-Match (weak comparison), else If-Modified-Since, matching -> 304
+ * for GET and HEAD (412 for other methods). Then, for GET and HEAD, one
+ * byte range (Range, honoured only while If-Range names the current ETag
+ * or the exact Last-Modified) -> 206 with Content-Range; a range starting
+ * past the end (or "-0") -> 416, whose Content-Range gives only the size; a
+ * Range of several ranges, another unit, bad syntax or an inverted range
+ * is ignored: 200 with the whole file. HEAD gets the head GET would get.
+ * Offsets and lengths are 64-bit. The file is read into buf_size bytes of
+ * the arena (0: half of what the arena has left, at most 256 KiB; none for
+ * HEAD) and sent from there and by sendfile, streamed as above; its
+ * descriptor is closed on every path (a defer). Opening, fstat and reads
+ * run on the loop thread. Returns 0 (a response is under way, whatever its
+ * status), UV_ENOENT / other UV_E* from open or fstat (nothing was sent:
+ * answer it yourself, e.g. 404), UV_EISDIR for a directory, NEA_ENOMEM
+ * (the arena cannot hold the state, a header or the buffer; nothing sent),
+ * or what nea_stream_start returns.
  */
 int nea_respond_file(nea_req *req, const char *path, const char *content_type, size_t buf_size);
 
@@ -1117,6 +1196,13 @@ int nea_server_add_route(nea_server *s, const nea_route *route);
  */
 int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
             void (*ready_cb)(nea_server *s, void *data), void *data);
+
+/* The version of the libnea a program runs with (which, with a shared
+ * library, may differ from the NEA_VERSION_* it was compiled against):
+ * nea_version() as NEA_VERSION_HEX encodes it, nea_version_string() as
+ * "MAJOR.MINOR.PATCH" (a static string). */
+unsigned nea_version(void);
+const char *nea_version_string(void);
 
 /* Static name and description of any error code libnea returns. */
 const char *nea_strerror(int err);

@@ -25,6 +25,7 @@
  * llhttp: chunked framing is decoded strictly by chunked.c.
  */
 #include "http.h"
+#include "url.h"
 
 #include <string.h>
 #include <strings.h>
@@ -571,9 +572,10 @@ int nea__head_index(nea__arena *a, const nea__head *h, const char *buf, bool pre
     if (m->path[0] == '\0') {
         m->path = "/"; /* absolute-form without a path */
     }
-    /* A prefix route's tail is what follows the prefix; an exact route has
-     * none. */
-    m->tail = prefix ? m->path + prefix_len : m->path + strlen(m->path);
+    /* A prefix route's tail is what follows the prefix in the raw path (the
+     * route matched its routing view, url.c); an exact route has none. */
+    m->tail =
+        prefix ? m->path + nea__url_raw_prefix(m->path, prefix_len) : m->path + strlen(m->path);
     p = (char *)memchr(sp + 1, '\n', (size_t)(end - sp - 1)) + 1;
 
     m->hdrs = nea__arena_alloc(a, (h->lines + 1) * sizeof(nea__hdr), NEA__ALIGN);

@@ -7,8 +7,15 @@
  * exact route beats a prefix route; among prefixes the longest wins. A GET
  * route also serves HEAD. No match for the path at all gives 404; a path
  * that exists under other methods gives 405 with Allow.
+ *
+ * Percent-encoded paths: routes match the path's routing view (url.c), in
+ * which every escape is decoded except %2F, %25 and %00, so "/hel%6co"
+ * reaches "/hello" while "/a%2Fb" never reaches "/a/b". A route path may
+ * hold '%' only in those three escapes (any other could never match).
+ * Paths without '%' (nearly all) are compared byte for byte.
  */
 #include "router.h"
+#include "url.h"
 
 #include <llhttp.h>
 #include <stdio.h>
@@ -93,6 +100,12 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     if (path[0] != '/') {
         return refuse(NEA_EROUTE_PATH, why, why_len, "path \"%s\" does not start with '/'", path);
     }
+    if (!nea__url_route_ok(path, len)) {
+        return refuse(NEA_EROUTE_PATH, why, why_len,
+                      "path \"%s\" has a '%%' other than %%2F, %%25 or %%00: routes are matched "
+                      "with every other escape decoded, so write the character itself",
+                      path);
+    }
     if (len + mlen + framing > r->head_max) {
         return refuse(NEA_EROUTE_PATH, why, why_len,
                       "path of %zu bytes cannot fit a request head of read_buffer_size %zu", len,
@@ -121,8 +134,13 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     return 0;
 }
 
-static bool path_matches(const nea__route *r, const char *path, size_t len)
+/* encoded: path holds a '%', so it is compared in its routing view. */
+static bool path_matches(const nea__route *r, const char *path, size_t len, bool encoded)
 {
+    if (encoded) {
+        size_t raw = nea__url_match(path, len, r->path, r->path_len);
+        return raw != SIZE_MAX && (r->prefix || raw == len);
+    }
     if (r->prefix) {
         return len >= r->path_len && memcmp(path, r->path, r->path_len) == 0;
     }
@@ -148,11 +166,11 @@ nea__route_result nea__route_find(const nea__router *s, const char *method, size
                                   const char *path, size_t path_len, const nea__route **out)
 {
     const nea__route *best = NULL;
-    bool path_known = false;
+    bool path_known = false, encoded = memchr(path, '%', path_len) != NULL;
 
     for (unsigned i = 0; i < s->count; i++) {
         const nea__route *r = &s->routes[i];
-        if (!path_matches(r, path, path_len)) {
+        if (!path_matches(r, path, path_len, encoded)) {
             continue;
         }
         path_known = true;
@@ -183,17 +201,17 @@ size_t nea__route_allow(const nea__router *s, const char *path, size_t path_len,
 {
     size_t n = append(buf, 0, cap, "Allow: ");
     size_t first = n;
-    bool get = false, head = false;
+    bool get = false, head = false, encoded = memchr(path, '%', path_len) != NULL;
 
     for (unsigned i = 0; i < s->count; i++) {
         const nea__route *r = &s->routes[i];
         bool seen = false;
-        if (!path_matches(r, path, path_len)) {
+        if (!path_matches(r, path, path_len, encoded)) {
             continue;
         }
         /* List each method once. */
         for (unsigned j = 0; j < i && !seen; j++) {
-            seen = path_matches(&s->routes[j], path, path_len) &&
+            seen = path_matches(&s->routes[j], path, path_len, encoded) &&
                    strcmp(s->routes[j].method, r->method) == 0;
         }
         if (seen) {

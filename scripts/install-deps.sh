@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages libnea needs to build and test
-# (prometheus: its promtool validates the metrics exposition in test_metrics and test_worker).
+# (prometheus: its promtool validates the metrics exposition in test_metrics and test_worker;
+# python3-wsproto: a second WebSocket implementation test_ws checks the protocol core against).
 #
 #   scripts/install-deps.sh          build + test toolchain
 #   scripts/install-deps.sh bench    also the benchmark peers and load tools
@@ -14,7 +15,7 @@ packages=(
     libuv1-dev node-llhttp libcmocka-dev
     clang libclang-rt-14-dev valgrind curl haproxy
     libjansson-dev zlib1g-dev libprotobuf-c-dev
-    prometheus
+    prometheus python3-wsproto
 )
 bench_packages=(
     wrk nginx libmicrohttpd-dev libh2o-dev gnuplot-nox

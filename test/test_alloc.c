@@ -11,7 +11,8 @@
  * and zlib allocate through the arena adapters (their out-of-memory 500s
  * included); a fourth that asks the agent and the readiness route and then
  * drains the server through its announcement to the end; a fifth of
- * streamed responses (length, chunked, a file), bodies read in pieces
+ * streamed responses (length, chunked, a file, its ranges and conditional
+ * answers), bodies read in pieces
  * (Content-Length and chunked, far larger than the arena) and a stream cut
  * by its client; and a sixth with two worker threads, where every worker
  * must serve without allocating, its /metrics scrapes summing both
@@ -53,7 +54,7 @@ extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
 
-static int counting;            /* atomic */
+static int counting;             /* atomic */
 static unsigned long heap_calls; /* atomic */
 
 static void count_call(int yes)
@@ -441,6 +442,30 @@ static void streaming_workload(h_fixture *f)
     assert_true(r.pattern_ok && r.body_len == 1u << 20);
     assert_int_equal(
         t_strict_fetch(&f->loop, fd, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n", &r, false), 200);
+    /* Ranges and conditions on the file: 206 (GET and HEAD), 416, 304, 412. */
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd,
+                       "GET /file HTTP/1.1\r\nHost: x\r\nRange: bytes=100-20099\r\n\r\n", &r,
+                       false),
+        206);
+    assert_true(r.body_len == 20000);
+    assert_int_equal(t_strict_fetch(&f->loop, fd,
+                                    "HEAD /file HTTP/1.1\r\nHost: x\r\nRange: bytes=-10\r\n\r\n",
+                                    &r, true),
+                     206);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd,
+                       "GET /file HTTP/1.1\r\nHost: x\r\nRange: bytes=99999999999-\r\n\r\n", &r,
+                       false),
+        416);
+    assert_int_equal(t_strict_fetch(&f->loop, fd,
+                                    "GET /file HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n", &r,
+                                    false),
+                     304);
+    assert_int_equal(t_strict_fetch(&f->loop, fd,
+                                    "GET /file HTTP/1.1\r\nHost: x\r\nIf-Match: \"x\"\r\n\r\n", &r,
+                                    false),
+                     412);
     h_sends(f, fd, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
     h_send(f, fd, upload_body, sizeof(upload_body));
     assert_int_equal(h_read(f, fd, &hr, H_DEADLINE_MS), 200);

@@ -176,6 +176,50 @@ static void test_path_tail_exact_is_empty(void **state)
     assert_string_equal(r.body, "pre[]");
 }
 
+/* --- percent-encoded paths ----------------------------------------------------- */
+
+static void test_percent_encoded_paths(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    char allow[64];
+    h_test_start(state, sixteen_routes);
+    f = *state;
+    assert_int_equal(nea_server_route(f->srv, "GET", "/files%2Fx", r_tail, "slash"), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/100%25", r_tail, "pct"), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/caf\xc3\xa9", r_tail, "cafe"), 0);
+    expect_refused(f, "GET", "/a%41", r_tail, NEA_EROUTE_PATH, "other than %2F, %25 or %00");
+    expect_refused(f, "GET", "/a%", r_tail, NEA_EROUTE_PATH, "other than %2F, %25 or %00");
+
+    /* Escapes of ordinary characters are decoded for routing. */
+    assert_int_equal(h_request(f, "GET /hel%6co HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+    assert_string_equal(r.body, "Hello, World!");
+    assert_int_equal(h_request(f, "GET /%68%65%6C%6C%6F HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+    assert_int_equal(h_request(f, "GET /caf%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+    assert_string_equal(r.body, "cafe[]");
+    /* 405 and its Allow list see the same path. */
+    assert_int_equal(h_request(f, "DELETE /hel%6co HTTP/1.1\r\nHost: x\r\n\r\n", &r), 405);
+    assert_non_null(h_header(&r, "Allow", allow, sizeof(allow)));
+    assert_non_null(strstr(allow, "GET"));
+    assert_non_null(strstr(allow, "POST"));
+    /* A prefix matched through an escape: the tail starts after it in the
+     * raw path, still encoded. */
+    assert_int_equal(h_request(f, "GET /%70/a%20b?q HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+    assert_string_equal(r.body, "a%20b");
+    /* An encoded slash is never a separator, and a separator never an
+     * encoded slash. */
+    assert_int_equal(h_request(f, "GET /p%2Fx HTTP/1.1\r\nHost: x\r\n\r\n", &r), 404);
+    assert_int_equal(h_request(f, "GET /files%2fx HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+    assert_string_equal(r.body, "slash[]");
+    assert_int_equal(h_request(f, "GET /files/x HTTP/1.1\r\nHost: x\r\n\r\n", &r), 404);
+    /* An encoded '%' stays encoded: decoded once, never twice. */
+    assert_int_equal(h_request(f, "GET /100%25 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+    assert_string_equal(r.body, "pct[]");
+    assert_int_equal(h_request(f, "GET /100%2525 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 404);
+    /* A malformed escape never reaches routing: the head guard's 400. */
+    assert_int_equal(h_request(f, "GET /hel%6 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 400);
+}
+
 static void test_request_data(void **state)
 {
     h_fixture *f = *state;
@@ -236,6 +280,7 @@ int main(void)
         cmocka_unit_test_teardown(test_accepted_routes_are_reachable, h_test_teardown),
         cmocka_unit_test_teardown(test_overlapping_prefixes, h_test_teardown),
         cmocka_unit_test_teardown(test_path_tail_exact_is_empty, h_test_teardown),
+        cmocka_unit_test_teardown(test_percent_encoded_paths, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_request_data, h_test_setup, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

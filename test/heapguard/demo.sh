@@ -66,6 +66,9 @@ for round in 1 2; do
     expect 200 /alloc/4
     expect 500 /alloc/100000
     expect 200 /static
+    expect 206 /static -r 0-3
+    expect 416 /static -r 99999-
+    expect 304 /static -H 'If-None-Match: *'
     expect 200 /sleep/5
     expect 200 /spin/100
     expect 200 /svg --data-binary $'1,2\n3,4\n'
