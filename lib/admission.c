@@ -277,7 +277,6 @@ static void grant(nea__admission *adm)
             uv_idle_start(&adm->regrant, on_regrant);
             break;
         }
-        uv_timer_stop(&c->timer);
         if (refused(adm, c)) {
             continue; /* it left the queue; the next waiter is looked at */
         }
@@ -601,11 +600,7 @@ void nea__admission_close_timers(nea__admission *adm, uv_close_cb cb, void *data
 {
     adm->regrant.data = data;
     uv_close((uv_handle_t *)&adm->regrant, cb);
-    for (unsigned i = 0; i < adm->count; i++) {
-        nea__conn *c = nea__admission_slot(adm, i);
-        c->timer.data = data;
-        uv_close((uv_handle_t *)&c->timer, cb);
-    }
+    nea__timers_close(&adm->env->timers, cb, data);
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
         adm->rejects[i].timer.data = data;
         uv_close((uv_handle_t *)&adm->rejects[i].timer, cb);

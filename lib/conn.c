@@ -14,8 +14,12 @@
  * passed, a write finished, the connection is closing. The slot never
  * calls up.
  *
- * Invariants: one libuv timer per slot, moved only when a deadline comes
- * earlier than the one it is set for; reading stops while the read buffer
+ * Deadlines: a slot holds a few words of links, not a libuv timer: the
+ * server's deadline lists (timers.c) keep one list per phase, each sorted
+ * because its deadlines are now plus that phase's constant.
+ *
+ * Invariants: a slot is on at most one deadline list, the one of its
+ * phase (none while free or closing); reading stops while the read buffer
  * is full and after the peer's end; nothing of one connection survives into
  * the next connection in the same slot (the per-connection part is zeroed
  * at accept).
@@ -75,26 +79,16 @@ static uint64_t phase_due(const nea__conn *c, uint64_t now)
     }
 }
 
-static void on_timer(uv_timer_t *t);
-
-/* Sets the timer for the current phase's deadline. A request moves through
- * several deadlines, each usually later than the one before: the libuv
- * timer is moved only when the new deadline is earlier than the one it is
- * set for, and otherwise fires early once and re-arms for the rest
- * (on_timer). One timer-heap update per keep-alive period instead of four
- * per request. */
+/* Sets the current phase's deadline on the server's list for that phase
+ * (timers.c): most phases' deadlines are now plus a constant, so this is
+ * an append. */
 static void arm(nea__conn *c)
 {
-    uint64_t now = uv_now(c->env->loop);
-    uint64_t due = phase_due(c, now);
-    c->due = due;
+    uint64_t due = phase_due(c, uv_now(c->env->loop));
     if (due == UINT64_MAX) {
-        uv_timer_stop(&c->timer);
-        return;
-    }
-    if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > due) {
-        c->timer_due = due;
-        uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+        nea__timers_cancel(&c->env->timers, &c->deadline);
+    } else {
+        nea__timers_set(&c->env->timers, &c->deadline, (unsigned)c->state, due);
     }
 }
 
@@ -113,18 +107,15 @@ void nea__conn_rearm(nea__conn *c)
     arm(c);
 }
 
-static void on_timer(uv_timer_t *t)
-{
-    nea__conn *c = t->data;
-    uint64_t now = uv_now(c->env->loop);
+#define CONN_OF_DEADLINE(e) ((nea__conn *)(void *)((char *)(e)-offsetof(nea__conn, deadline)))
 
-    if (c->state == NEA__C_BODY) {
-        c->due = phase_due(c, now); /* the body's pace moves its deadline */
-    }
-    if (now < c->due) {
-        /* Set for an earlier deadline that has since moved: the rest. */
-        c->timer_due = c->due;
-        uv_timer_start(t, on_timer, c->due - now, 0);
+/* A slot's deadline passed (timers.c took it off its list). */
+void nea__conn_expired(nea__timed *e)
+{
+    nea__conn *c = CONN_OF_DEADLINE(e);
+    if (c->state == NEA__C_BODY &&
+        nea__body_rx_due(&c->body, c->env->cfg) > uv_now(c->env->loop)) {
+        arm(c); /* the body moved since: its pace gives a later deadline */
         return;
     }
     switch (phases[c->state].on_expiry) {
@@ -349,9 +340,6 @@ void nea__conn_init(nea__conn *c, nea__conn_env *env, char *rbuf, char *obuf)
     c->rbuf = rbuf;
     c->obuf = obuf;
     c->state = NEA__C_FREE;
-    uv_timer_init(env->loop, &c->timer);
-    c->timer.data = c;
-    env->handles_open++;
 }
 
 int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)

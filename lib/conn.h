@@ -17,6 +17,7 @@
 #include "req.h"
 #include "response.h"
 #include "router.h"
+#include "timers.h"
 
 /* How long a closing connection keeps draining input before the final close
  * (so the peer reads our last response instead of a reset). */
@@ -103,6 +104,7 @@ typedef struct nea__conn_env {
     const nea__slot_hooks *exchange;
     nea__fault *fault;
     nea__load *load;         /* touched by every read: the loop's busy time */
+    nea__timers timers;      /* every slot's deadline, by phase */
     bool closing;            /* the server drains: every response closes its connection */
     unsigned handles_open;   /* libuv handles of this server not yet closed */
 } nea__conn_env;
@@ -110,7 +112,6 @@ typedef struct nea__conn_env {
 struct nea__conn {
     /* The slot's own: set once, kept across connections. */
     uv_tcp_t tcp;
-    uv_timer_t timer;
     nea__conn_env *env;
     char *rbuf;
     char *obuf;
@@ -119,8 +120,7 @@ struct nea__conn {
     /* Everything below belongs to one connection: zeroed when a connection
      * is accepted into the slot, so nothing of the previous one survives. */
     nea__conn_state state;
-    uint64_t due;       /* loop time at which the current phase's deadline passes */
-    uint64_t timer_due; /* loop time the libuv timer is set for (<= due while active) */
+    nea__timed deadline; /* the current phase's, on the server's list for it */
     size_t rlen;        /* bytes in rbuf */
     size_t rpos;        /* start of the unprocessed part */
     bool reading;       /* uv_read_start is in force */
@@ -158,6 +158,8 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd);
 void nea__conn_enter(nea__conn *c, nea__conn_state st);
 /* Re-reads the current phase's deadline (a body's pace moved it). */
 void nea__conn_rearm(nea__conn *c);
+/* The server's deadline lists report here (timers.c's expired hook). */
+void nea__conn_expired(nea__timed *e);
 /* Reads while the phase wants input and the read buffer has room. */
 void nea__conn_update_reading(nea__conn *c);
 /* Closes at once, cancelling a request in flight. */

@@ -725,6 +725,8 @@ void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *c
     env->exchange = &slot_hooks;
     env->records.loop = loop;
     env->records.cfg = cfg;
+    nea__timers_init(&env->timers, loop, nea__conn_expired);
+    env->handles_open++;
     /* glibc loads the time zone (heap) on the first gmtime_r: let that
      * happen now, not inside the first handler's frame. */
     (void)nea__date_line(&env->date, uv_now(loop), &date_len);
