@@ -3,7 +3,7 @@
  * Prometheus text exposition.
  *
  * The block is an array of nea_route_stats in the reservation (plan.c
- * counts it): record 0 for requests answered before routing, then one per
+ * sizes and places it): record 0 for requests answered before routing, then one per
  * route in registration order, so a finished request finds its record by
  * index. Recording is a few increments and, per histogram, one
  * count-leading-zeros to find the bucket: O(1), no allocation, loop thread
@@ -41,17 +41,12 @@ _Static_assert(NEA_HIST_STEPS == 4, "bucket index takes two bits below the top o
 #define EXPO_EVERY (2 * NEA_HIST_STEPS)
 _Static_assert(NEA_HIST_OCTAVES % 2 == 0, "the highest edge is printed");
 
-size_t nea__metrics_bytes(unsigned max_routes)
-{
-    return ((size_t)max_routes + 1) * sizeof(nea_route_stats);
-}
-
-void nea__metrics_init(nea__metrics *m, void *mem, unsigned max_routes)
+void nea__metrics_init(nea__metrics *m, void *mem, unsigned records)
 {
     m->routes = mem;
-    m->cap = max_routes + 1;
+    m->cap = records;
     m->count = 1;
-    memset(m->routes, 0, nea__metrics_bytes(max_routes));
+    memset(m->routes, 0, (size_t)records * sizeof(*m->routes));
     m->routes[0].method = "";
     m->routes[0].path = "unrouted";
 }

@@ -75,15 +75,26 @@ static const nea__sizes sizes = {
     .host_max = NEA__HOST_MAX,
 };
 
+const nea__sizes *nea__server_sizes(void)
+{
+    return &sizes;
+}
+
 int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t errlen)
 {
     return nea__plan(cfg, &sizes, plan, errbuf, errlen);
 }
 
+/* Worker i's server, at the start of its slab. */
+static nea_server *slab_server(char *base, const nea_plan *plan, unsigned i)
+{
+    return (nea_server *)(base + nea__plan_slab(plan, i));
+}
+
 nea_server *nea__server_worker(const nea_server *s, unsigned i)
 {
     const nea_server *g = s->group;
-    return (nea_server *)(g->region.base + (size_t)i * g->plan.worker_bytes);
+    return slab_server(g->region.base, &g->plan, i);
 }
 
 static void own_stats(const nea_server *s, nea_stats *out);
@@ -133,15 +144,17 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     s->balance_map = -1;
     nea__router_init(&s->router, (nea__route *)(base + layout->routes_off), cfg->max_routes,
                      cfg->read_buffer_size);
-    nea__metrics_init(&s->metrics, base + layout->metrics_off, cfg->max_routes);
-    for (unsigned k = 0; k < layout->class_count; k++) {
-        const struct nea__layout_class *c = &layout->classes[k];
-        nea__arena *table = (nea__arena *)(base + layout->arena_table_off) + c->first;
-        nea__pool_init(&s->pools[k], table, base + c->off, c->count, c->stride, c->span, c->size,
-                       cfg->scrub, &s->fault);
+    nea__metrics_init(&s->metrics, base + layout->metrics_off, layout->metrics_count);
+    for (unsigned k = 0; k < plan->class_count; k++) {
+        const nea_plan_class *c = &plan->classes[k];
+        nea__arena *table =
+            (nea__arena *)(base + layout->arena_table_off) + layout->classes[k].first;
         for (unsigned i = 0; i < c->count; i++) {
+            nea__arena_init(&table[i], base + nea__plan_arena(plan, layout, k, i).usable, c->size,
+                            &s->fault);
             table[i].cls = k;
         }
+        nea__pool_init(&s->pools[k], table, c->count, cfg->scrub);
     }
     nea__statics_build(&s->statics, cfg->retry_after_s);
     nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools, plan);
@@ -151,9 +164,9 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
                    cfg->overload_budget_us, cfg->overload_hold_ms);
     s->env.handles_open++;
-    nea__admission_init(&s->admission, &s->env, s->pools, layout->class_count, &s->load,
-                        base + layout->conns_off, layout->conn_stride, layout->conn_rbuf_off,
-                        layout->conn_obuf_off, layout->conn_count, on_admission_changed, s);
+    nea__admission_init(&s->admission, &s->env, s->pools, plan->class_count, &s->load,
+                        base + layout->conns_off, plan->conn_slot_size, layout->conn_rbuf_off,
+                        layout->conn_obuf_off, cfg->max_connections, on_admission_changed, s);
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
     s->env.handles_open++;
@@ -191,21 +204,21 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
 #ifdef NEA_FAULT_INJECTION
     fault = nea__fault_next_server();
 #endif
-    rc = nea__region_prepare(&region, &layout, cfg, fault);
+    rc = nea__region_prepare(&region, &plan, &layout, cfg, fault);
     if (rc != 0) {
         return rc;
     }
-    s = (nea_server *)region.base;
+    s = slab_server(region.base, &plan, 0);
     /* The workers' loops first: the only step here that can fail. */
     for (i = 1, rc = 0; i < plan.workers && rc == 0; i++) {
-        nea_server *w = (nea_server *)(region.base + (size_t)i * plan.worker_bytes);
+        nea_server *w = slab_server(region.base, &plan, i);
         rc = nea__worker_init(&w->worker, on_wake, w);
     }
     if (rc != 0) {
         nea__log(cfg, NEA_LOG_ERROR, "cannot create the loop of worker %u: %s", i - 1,
                  uv_strerror(rc));
         while (--i > 1) {
-            nea_server *w = (nea_server *)(region.base + (size_t)(i - 1) * plan.worker_bytes);
+            nea_server *w = slab_server(region.base, &plan, i - 1);
             uv_close((uv_handle_t *)&w->worker.wake, NULL);
             nea__worker_run_here(&w->worker);
         }
@@ -218,7 +231,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     memset(fault, 0, sizeof(*fault));
 #endif
     for (i = 0; i < plan.workers; i++) {
-        nea_server *w = (nea_server *)(region.base + (size_t)i * plan.worker_bytes);
+        nea_server *w = slab_server(region.base, &plan, i);
         server_init(w, s, i, i == 0 ? loop : &w->worker.loop, cfg, &plan, &layout);
     }
     if (plan.workers > 1) {
@@ -486,8 +499,8 @@ static void add_capacity(void *data, const nea_server *w, const nea_stats *st)
     out->arenas_free += free > reserved ? free - reserved : 0;
     out->queued += st->queue_length;
     out->slots += w->admission.count;
-    out->slots_busy += w->index == 0 ? nea__admission_slots_busy(&w->admission)
-                                     : st->connections_open;
+    out->slots_busy +=
+        w->index == 0 ? nea__admission_slots_busy(&w->admission) : st->connections_open;
     out->shedding = out->shedding || st->shedding > 0;
 }
 
@@ -503,10 +516,9 @@ static void read_capacity(void *data, nea__capacity *out)
 
 static int listen_one(nea_server *s, int port)
 {
-    return nea__listener_start(&s->listener, s->loop, &s->cfg, s->cfg.host, port,
-                               s->cfg.reuse_port || s->plan.workers > 1, &s->stats,
-                               &s->env.handles_open, &s->fault, on_connection, maybe_finish_close,
-                               s);
+    return nea__listener_start(
+        &s->listener, s->loop, &s->cfg, s->cfg.host, port, s->cfg.reuse_port || s->plan.workers > 1,
+        &s->stats, &s->env.handles_open, &s->fault, on_connection, maybe_finish_close, s);
 }
 
 /* Deals connections round-robin over the workers' sockets when the kernel

@@ -39,14 +39,14 @@ struct nea_server {
 
     nea_stats stats;
     nea__metrics metrics; /* per-route records (metrics.c) */
-    nea__fault fault; /* test builds: this server's failure plan */
+    nea__fault fault;     /* test builds: this server's failure plan */
 
     /* Workers (server.c): one nea_server per worker, each at the start of
      * its slab; worker 0 is the one nea_server_new returned and runs on the
      * host's loop. Fields marked (0) are used by worker 0 only. */
-    unsigned index;     /* this worker's number */
-    nea_server *group;  /* worker 0 */
-    nea__worker worker; /* workers 1..: the thread and its loop */
+    unsigned index;               /* this worker's number */
+    nea_server *group;            /* worker 0 */
+    nea__worker worker;           /* workers 1..: the thread and its loop */
     uv_prepare_t publish;         /* with workers: publishes stats before every wait */
     nea__stats_snapshot snapshot; /* what other threads read of this worker's stats */
     uv_thread_t owner;            /* (0) the host's thread */
@@ -58,6 +58,8 @@ struct nea_server {
     bool reported_full;           /* the balance map says this worker has no free slot */
 };
 
+/* The sizes of the structs the reservation holds, for plan.c's arithmetic. */
+const nea__sizes *nea__server_sizes(void);
 /* Worker i of s's group (0 <= i < plan.workers). */
 nea_server *nea__server_worker(const nea_server *s, unsigned i);
 /* The read-side summing point: calls fn once per worker with that worker's

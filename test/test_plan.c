@@ -1,7 +1,8 @@
 /*
- * test_plan.c - nea_config_init defaults, the memory plan's arithmetic
- * (plan.c), every refusal of nea_config_plan (code, and a message naming the
- * field), and nea_server_new refusing the same configs through its log.
+ * test_plan.c - nea_config_init defaults, the memory plan's arithmetic,
+ * where the layout puts every part of a slab, every refusal of
+ * nea_config_plan (code, and a message naming the field), and
+ * nea_server_new refusing the same configs through its log.
  *
  * The plan is what an operator reads to "do the math" before deploying, so
  * each term is checked against the formula in nea.h rather than against
@@ -20,30 +21,6 @@
 #include <unistd.h>
 
 #include "log.h"
-
-#define KIB ((size_t)1024)
-#define MIB (KIB * 1024)
-
-/*
- * test_plan.c - nea_config_init defaults, the memory plan's arithmetic,
- * every refusal of nea_config_plan (code and message), nea_server_new
- * refusing the same configs through its log, and the error-name tables.
- *
- * The plan is what an operator reads to "do the math" before deploying, so
- * each term is checked against the formula in nea.h rather than against
- * numbers copied from the implementation.
- */
-#include "server.h"
-
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
-
-#include <limits.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * 1024)
@@ -621,6 +598,86 @@ static void test_classes_sum_in_the_plan(void **state)
     assert_non_null(strstr(buf, "class2=3x"));
 }
 
+/* Where plan.c puts every part of a slab: the fixed part's tables in order,
+ * the connection slots after it, then every class's arenas back to back,
+ * each arena's usable bytes ending where its span ends and its guard page
+ * right after, the last guard page ending the slab; slabs one after the
+ * other. */
+static void test_plan_places_every_part(void **state)
+{
+    nea_config cfg;
+    nea_plan p;
+    nea__layout l;
+    const nea__sizes *sz = nea__server_sizes();
+    size_t page = page_size(), end;
+    (void)state;
+
+    two_classes(&cfg);
+    cfg.workers = 2;
+    cfg.memory_limit = 64 * MIB;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    nea__plan_layout(&cfg, sz, &p, &l);
+
+    assert_true(l.routes_off >= sizeof(nea_server));
+    assert_true(l.metrics_off >= l.routes_off + cfg.max_routes * sizeof(nea__route));
+    assert_int_equal(l.metrics_count, cfg.max_routes + 1);
+    assert_true(l.arena_table_off >= l.metrics_off + l.metrics_count * sizeof(nea_route_stats));
+    assert_true(l.arena_table_off + p.arena_total * sizeof(nea__arena) <= p.fixed_overhead);
+    assert_int_equal(l.conns_off, p.fixed_overhead);
+    assert_true(l.conn_rbuf_off >= sizeof(nea__conn));
+    assert_true(l.conn_obuf_off >= l.conn_rbuf_off + cfg.read_buffer_size);
+    assert_true(l.conn_obuf_off < p.conn_slot_size);
+
+    end = p.fixed_overhead + p.connections_bytes;
+    for (unsigned k = 0; k < p.class_count; k++) {
+        const nea_plan_class *c = &p.classes[k];
+        size_t span = nea__plan_span(&p, c->size);
+        assert_int_equal(span % page, 0);
+        assert_true(span >= c->size && span < c->size + page);
+        assert_int_equal(l.classes[k].first,
+                         k == 0 ? 0 : l.classes[k - 1].first + p.classes[k - 1].count);
+        for (unsigned i = 0; i < c->count; i++) {
+            nea__arena_place at = nea__plan_arena(&p, &l, k, i);
+            assert_int_equal(at.span, end); /* right after the previous arena's guard */
+            assert_int_equal(at.span % page, 0);
+            assert_int_equal(at.usable + c->size, at.span + span);
+            assert_int_equal(at.guard, at.span + span);
+            end = at.guard + (cfg.guard_pages ? page : 0);
+        }
+    }
+    assert_int_equal(end, p.worker_bytes);
+    for (unsigned w = 0; w < p.workers; w++) {
+        assert_int_equal(nea__plan_slab(&p, w), w * p.worker_bytes);
+    }
+    assert_int_equal(nea__plan_slab(&p, p.workers), p.total);
+}
+
+/* The advisor's floor and budget are the plan's own figures: the smallest
+ * arena is the one nea_config_plan still accepts, and one worker's arena
+ * budget is its share less what its slab holds besides arenas. */
+static void test_plan_min_arena_and_budget(void **state)
+{
+    nea_config cfg;
+    nea_plan p;
+    size_t min;
+    (void)state;
+
+    small_config(&cfg);
+    min = nea__plan_min_arena(&cfg, nea__server_sizes());
+    cfg.arena_size = min;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    cfg.arena_size = min - 1;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), NEA_EARENA_SMALL);
+
+    small_config(&cfg);
+    cfg.workers = 2;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    assert_int_equal(nea__plan_arena_budget(&cfg, &p),
+                     cfg.memory_limit / 2 - p.fixed_overhead - p.connections_bytes);
+    cfg.memory_limit = p.fixed_overhead; /* less than the slab's fixed part: no budget */
+    assert_int_equal(nea__plan_arena_budget(&cfg, &p), 0);
+}
+
 /* arena_count = 0: class 0 takes what memory_limit leaves after the other
  * classes, to the arena. */
 static void test_classes_auto_default_class(void **state)
@@ -868,6 +925,8 @@ int main(void)
         cmocka_unit_test(test_errbuf_truncated),
         cmocka_unit_test(test_plan_format),
         cmocka_unit_test(test_classes_sum_in_the_plan),
+        cmocka_unit_test(test_plan_places_every_part),
+        cmocka_unit_test(test_plan_min_arena_and_budget),
         cmocka_unit_test(test_classes_auto_default_class),
         cmocka_unit_test(test_classes_refused),
         cmocka_unit_test(test_server_new_refuses),

@@ -104,7 +104,7 @@ int main(int argc, char **argv)
     nea__metrics m;
     double rec, base, clk;
 
-    nea__metrics_init(&m, records, ROUTES);
+    nea__metrics_init(&m, records, ROUTES + 1);
     for (unsigned i = 0; i < ROUTES; i++) {
         nea__metrics_route_added(&m, "GET", "/route", 0);
     }
