@@ -612,8 +612,8 @@ static void on_ready(nea_server *s, void *data)
     /* arenas and connections are per worker; reserved is the total. */
     printf("listening on http://%s:%d reserved=%zu workers=%u arenas=%u arena_size=%zu "
            "connections=%u",
-           cfg->host, nea_server_port(s), plan->total, plan->workers, plan->arena_count,
-           plan->arena_size, cfg->max_connections);
+           cfg->host, nea_server_port(s), plan->total, plan->workers, plan->classes[0].count,
+           plan->classes[0].size, cfg->max_connections);
     if (nea_server_agent_port(s) >= 0) {
         printf(" agent=%d", nea_server_agent_port(s));
     }

@@ -305,15 +305,16 @@ typedef struct nea_completion {
  *   arenas_bytes      = the sum over the classes of count * stride
  *   stride            = size rounded up to a page + guard page (if enabled)
  *
- * arena_size, arena_stride and arena_count describe class 0, the default;
- * classes[] lists every class, class 0 first (counts per worker).
+ * classes[] lists every arena class, class 0 (arena_size x arena_count, the
+ * default) first; counts are per worker.
  */
 typedef struct nea_plan_class {
-    size_t size;          /* usable bytes per arena */
+    size_t size;          /* usable bytes per arena (class 0: arena_size) */
     size_t stride;        /* size page-rounded, plus the guard page */
-    unsigned count;       /* arenas (resolved: never 0) */
+    unsigned count;       /* arenas (class 0: arena_count resolved, never 0) */
     size_t bytes;         /* count * stride */
-    size_t max_body_size; /* the buffered-body limit in force for its routes */
+    size_t max_body_size; /* the buffered-body limit in force for its routes: the config's
+                             max_body_size, or when that is 0 the most the arena holds */
 } nea_plan_class;
 
 typedef struct nea_plan {
@@ -324,20 +325,15 @@ typedef struct nea_plan {
                               records (see nea_route_stats) */
     size_t conn_slot_size; /* one connection slot including its read buffer */
     size_t connections_bytes;
-    size_t arena_size;    /* usable bytes per arena (as configured) */
-    size_t arena_stride;  /* arena_size page-rounded, plus guard page */
-    unsigned arena_count; /* resolved (never 0) */
-    size_t arenas_bytes;
+    size_t arenas_bytes;     /* the sum of classes[].bytes */
     size_t request_overhead; /* bytes of each arena libnea uses before the handler runs,
                                 not counting the request head and body */
-    size_t max_body_size;    /* the buffered-body limit in force: max_body_size, or when
-                                that is 0 the most an arena can hold */
     unsigned class_count;    /* 1 + arena_class_count */
     unsigned arena_total;    /* arenas of every class */
     nea_plan_class classes[NEA_ARENA_CLASSES];
-    unsigned workers;        /* resolved (never 0) */
-    size_t worker_bytes;     /* one worker's slab: fixed + connections + arenas */
-    size_t total;            /* the whole reservation: workers * worker_bytes */
+    unsigned workers;    /* resolved (never 0) */
+    size_t worker_bytes; /* one worker's slab: fixed + connections + arenas */
+    size_t total;        /* the whole reservation: workers * worker_bytes */
 } nea_plan;
 
 /* Fills cfg with the documented defaults (always a valid configuration). */

@@ -199,7 +199,7 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
     one_cfg.arena_count = 0;
     one_cfg.arena_class_count = 0;
     if (nea_config_plan(&one_cfg, &p, NULL, 0) == 0) {
-        out->in_flight_one_class = (double)p.arena_count * p.workers;
+        out->in_flight_one_class = (double)p.classes[0].count * p.workers;
     }
     return 0;
 }

@@ -245,6 +245,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
               size_t errlen)
 {
     nea_plan p;
+    nea_plan_class *c0 = &p.classes[0]; /* the default class: its count may be resolved here */
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t min_arena, body_room, more_bytes = 0, limit;
     unsigned more_count = 0; /* arenas of the classes besides the default one */
@@ -312,14 +313,11 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
                       "(0 = as large as the arena allows)",
                       cfg->max_body_size, body_room);
     }
-    p.max_body_size = p.classes[0].max_body_size;
 
     p.page_size = page;
-    p.arena_size = cfg->arena_size;
     for (unsigned i = 0; i < p.class_count; i++) {
         p.classes[i].stride = nea__plan_span(&p, p.classes[i].size) + (cfg->guard_pages ? page : 0);
     }
-    p.arena_stride = p.classes[0].stride;
     /* The classes besides the default one: their count is given. */
     for (unsigned i = 1; i < p.class_count; i++) {
         p.classes[i].count = cfg->arena_classes[i - 1].count;
@@ -337,48 +335,47 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
     p.connections_bytes &= ~(page - 1);
 
     if (cfg->arena_count != 0) {
-        p.arena_count = cfg->arena_count;
+        c0->count = cfg->arena_count;
     } else {
         /* As many arenas as fit: each costs its stride plus its descriptor.
          * Start from the fixed part before page rounding (an upper bound on
          * the count), then step down to the exact maximum. */
         size_t base = server_bytes(sz) + routes_bytes(cfg, sz) + metrics_bytes(cfg, sz) +
                       p.connections_bytes + more_bytes + (size_t)more_count * sz->arena;
-        size_t per = p.arena_stride + sz->arena;
+        size_t per = c0->stride + sz->arena;
         size_t n = limit > base ? (limit - base) / per : 0;
         if (n > UINT32_MAX - more_count) {
             n = UINT32_MAX - more_count;
         }
-        p.arena_count = (unsigned)n;
+        c0->count = (unsigned)n;
         /* Page-rounding the descriptor table may push one arena out. */
-        while (p.arena_count > 0 && fixed_bytes(cfg, sz, p.arena_count + more_count, page) +
-                                            p.connections_bytes + more_bytes +
-                                            (size_t)p.arena_count * p.arena_stride >
-                                        limit) {
-            p.arena_count--;
+        while (c0->count > 0 && fixed_bytes(cfg, sz, c0->count + more_count, page) +
+                                        p.connections_bytes + more_bytes +
+                                        (size_t)c0->count * c0->stride >
+                                    limit) {
+            c0->count--;
         }
-        if (p.arena_count == 0) {
+        if (c0->count == 0) {
             return refuse(NEA_EOVERLIMIT, errbuf, errlen,
                           "memory_limit %zu (%zu per worker of %u) leaves no room for one arena "
                           "(fixed %zu + connections %zu + other classes %zu + one arena %zu)",
                           cfg->memory_limit, limit, p.workers,
                           fixed_bytes(cfg, sz, 1 + more_count, page), p.connections_bytes,
-                          more_bytes, p.arena_stride);
+                          more_bytes, c0->stride);
         }
     }
-    if (cfg->reserved_arenas >= p.arena_count) {
+    if (cfg->reserved_arenas >= c0->count) {
         return refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
                       "reserved_arenas %u leaves none of the %u arenas for ordinary routes",
-                      cfg->reserved_arenas, p.arena_count);
+                      cfg->reserved_arenas, c0->count);
     }
-    if (__builtin_add_overflow(p.arena_count, more_count, &p.arena_total)) {
+    if (__builtin_add_overflow(c0->count, more_count, &p.arena_total)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena count overflows");
     }
-    p.classes[0].count = p.arena_count;
     p.fixed_overhead = fixed_bytes(cfg, sz, p.arena_total, page);
     p.metrics_bytes = metrics_bytes(cfg, sz);
-    if (!mul_add(p.arena_count, p.arena_stride, 0, &p.classes[0].bytes) ||
-        !mul_add(1, p.classes[0].bytes, more_bytes, &p.arenas_bytes) ||
+    if (!mul_add(c0->count, c0->stride, 0, &c0->bytes) ||
+        !mul_add(1, c0->bytes, more_bytes, &p.arenas_bytes) ||
         !mul_add(1, p.arenas_bytes, p.connections_bytes, &p.worker_bytes) ||
         !mul_add(1, p.worker_bytes, p.fixed_overhead, &p.worker_bytes)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_count * arena stride overflows");
@@ -391,7 +388,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
                       "plan needs %zu bytes (workers %u x (fixed %zu + connections %u x %zu + "
                       "arenas %u x %zu + other classes %zu)) but memory_limit is %zu",
                       p.total, p.workers, p.fixed_overhead, cfg->max_connections, p.conn_slot_size,
-                      p.arena_count, p.arena_stride, more_bytes, cfg->memory_limit);
+                      c0->count, c0->stride, more_bytes, cfg->memory_limit);
     }
     *plan = p;
     return 0;
@@ -454,7 +451,7 @@ void nea_plan_format(const nea_plan *p, char *buf, size_t len)
                      "reserved=%zu workers=%u x %zu (fixed %zu incl. metrics %zu + connections "
                      "%zu + arenas %zu) arena_size=%zu",
                      p->total, p->workers, p->worker_bytes, p->fixed_overhead, p->metrics_bytes,
-                     p->connections_bytes, p->arenas_bytes, p->arena_size);
+                     p->connections_bytes, p->arenas_bytes, p->classes[0].size);
     /* Every class: count x stride (size). */
     for (unsigned i = 0; i < p->class_count && n > 0 && (size_t)n < len; i++) {
         n += snprintf(buf + n, len - (size_t)n, " class%u=%ux%zu(%zu)", i, p->classes[i].count,

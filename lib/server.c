@@ -170,7 +170,6 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
     s->env.handles_open++;
-    s->stats.arena_count = plan->arena_count;
     if (plan->workers > 1) {
         /* Unreferenced: publishing alone must not keep the host's loop
          * alive. */

@@ -52,12 +52,24 @@ static void check_plan_identities(const nea_config *cfg, const nea_plan *p)
     size_t page = page_size();
 
     assert_int_equal(p->page_size, page);
-    assert_int_equal(p->arena_size, cfg->arena_size);
+    assert_int_equal(p->classes[0].size, cfg->arena_size);
     assert_int_equal(p->worker_bytes, p->fixed_overhead + p->connections_bytes + p->arenas_bytes);
     assert_true(p->workers >= 1);
     assert_int_equal(p->total, (size_t)p->workers * p->worker_bytes);
-    assert_int_equal(p->arenas_bytes, (size_t)p->arena_count * p->arena_stride);
-    assert_int_equal(p->arena_stride,
+    assert_int_equal(p->class_count, 1 + cfg->arena_class_count);
+    {
+        size_t sum = 0;
+        unsigned arenas = 0;
+        for (unsigned k = 0; k < p->class_count; k++) {
+            assert_int_equal(p->classes[k].bytes,
+                             (size_t)p->classes[k].count * p->classes[k].stride);
+            sum += p->classes[k].bytes;
+            arenas += p->classes[k].count;
+        }
+        assert_int_equal(p->arenas_bytes, sum);
+        assert_int_equal(p->arena_total, arenas);
+    }
+    assert_int_equal(p->classes[0].stride,
                      round_up(cfg->arena_size, page) + (cfg->guard_pages ? page : 0));
     assert_int_equal(p->fixed_overhead % page, 0);
     /* Connection slots: page-rounded, at least one slot struct + read buffer each, and
@@ -68,10 +80,10 @@ static void check_plan_identities(const nea_config *cfg, const nea_plan *p)
     assert_true(p->connections_bytes < p->conn_slot_size * cfg->max_connections + page);
     /* The descriptor table for every arena is inside the fixed part. */
     assert_true(p->fixed_overhead >=
-                sizeof(nea_server) + (size_t)p->arena_count * sizeof(nea__arena));
+                sizeof(nea_server) + (size_t)p->arena_total * sizeof(nea__arena));
     assert_true(p->request_overhead >= sizeof(nea_req));
     assert_int_equal(p->request_overhead % alignof(max_align_t), 0);
-    assert_true(p->arena_count > 0);
+    assert_true(p->classes[0].count > 0);
     assert_true(p->total <= cfg->memory_limit);
 }
 
@@ -128,7 +140,7 @@ static void test_defaults_plan(void **state)
     check_plan_identities(&cfg, &p);
     /* 1024 slots of at least 8 KiB each, and the rest is arenas. */
     assert_true(p.connections_bytes >= 1024 * 8 * KIB);
-    assert_true(p.arena_count > 100);
+    assert_true(p.classes[0].count > 100);
 }
 
 /* The defaults stay valid whatever the arena size, and max_body_size 0
@@ -152,13 +164,13 @@ static void test_defaults_any_arena_size(void **state)
         }
         assert_int_equal(rc, 0);
         check_plan_identities(&cfg, &p);
-        assert_int_equal(p.max_body_size, sizes[i] - p.request_overhead - 18 - 1);
+        assert_int_equal(p.classes[0].max_body_size, sizes[i] - p.request_overhead - 18 - 1);
 
         /* That largest body is accepted when asked for explicitly; one more
          * byte is not. */
-        cfg.max_body_size = p.max_body_size;
+        cfg.max_body_size = p.classes[0].max_body_size;
         assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
-        assert_int_equal(p.max_body_size, cfg.max_body_size);
+        assert_int_equal(p.classes[0].max_body_size, cfg.max_body_size);
         cfg.max_body_size++;
         err[0] = '\0';
         assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EINVAL_CONFIG);
@@ -178,8 +190,8 @@ static void test_plan_terms_guard(void **state)
     small_config(&cfg);
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
     check_plan_identities(&cfg, &p);
-    assert_int_equal(p.arena_count, 8);
-    assert_int_equal(p.arena_stride, 32 * KIB + page);
+    assert_int_equal(p.classes[0].count, 8);
+    assert_int_equal(p.classes[0].stride, 32 * KIB + page);
     assert_int_equal(p.arenas_bytes, 8 * (32 * KIB + page));
 }
 
@@ -194,7 +206,7 @@ static void test_plan_terms_no_guard(void **state)
     cfg.guard_pages = 0;
     assert_int_equal(nea_config_plan(&cfg, &without, NULL, 0), 0);
     check_plan_identities(&cfg, &without);
-    assert_int_equal(without.arena_stride, 32 * KIB);
+    assert_int_equal(without.classes[0].stride, 32 * KIB);
     /* Guard pages cost exactly one page per arena, nothing else. */
     assert_int_equal(with.total - without.total, 8 * page_size());
     assert_int_equal(with.fixed_overhead, without.fixed_overhead);
@@ -215,8 +227,8 @@ static void test_plan_unaligned_sizes(void **state)
     cfg.max_connections = 7;
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
     check_plan_identities(&cfg, &p);
-    assert_int_equal(p.arena_stride, round_up(20000, page) + page);
-    assert_int_equal(p.arena_size, 20000);
+    assert_int_equal(p.classes[0].stride, round_up(20000, page) + page);
+    assert_int_equal(p.classes[0].size, 20000);
     assert_int_equal(p.connections_bytes, round_up(7 * p.conn_slot_size, page));
 }
 
@@ -257,12 +269,12 @@ static void check_resolves_to_max(nea_config *cfg)
     }
     assert_int_equal(rc, 0);
     check_plan_identities(cfg, &p);
-    resolved = p.arena_count;
+    resolved = p.classes[0].count;
 
     cfg->arena_count = resolved;
     assert_int_equal(nea_config_plan(cfg, &q, NULL, 0), 0);
     assert_int_equal(q.total, p.total);
-    assert_int_equal(q.arena_count, resolved);
+    assert_int_equal(q.classes[0].count, resolved);
 
     cfg->arena_count = resolved + 1;
     err[0] = '\0';
@@ -308,8 +320,8 @@ static void test_arena_count_auto_sweep(void **state)
     cfg.arena_count = 0;
     cfg.memory_limit = 64 * MIB;
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
-    base_limit = p.fixed_overhead + p.connections_bytes + 2 * p.arena_stride;
-    for (size_t limit = base_limit; limit < base_limit + 3 * p.arena_stride; limit += 40) {
+    base_limit = p.fixed_overhead + p.connections_bytes + 2 * p.classes[0].stride;
+    for (size_t limit = base_limit; limit < base_limit + 3 * p.classes[0].stride; limit += 40) {
         cfg.memory_limit = limit;
         check_resolves_to_max(&cfg);
     }
@@ -498,7 +510,7 @@ static void test_arena_small_boundary(void **state)
 
     cfg.arena_size = min;
     assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), 0);
-    assert_int_equal(p.arena_size, min);
+    assert_int_equal(p.classes[0].size, min);
 
     cfg.arena_size = min - 1;
     assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EARENA_SMALL);
@@ -548,7 +560,7 @@ static void test_plan_format(void **state)
     nea_plan_format(&p, buf, sizeof(buf));
     snprintf(num, sizeof(num), "%zu", p.total);
     assert_non_null(strstr(buf, num));
-    snprintf(num, sizeof(num), "%zu", p.arena_stride);
+    snprintf(num, sizeof(num), "%zu", p.classes[0].stride);
     assert_non_null(strstr(buf, num));
 }
 
@@ -585,7 +597,6 @@ static void test_classes_sum_in_the_plan(void **state)
     /* Each class's body limit is what its arena holds. */
     assert_true(p.classes[1].max_body_size > 200 * KIB);
     assert_true(p.classes[2].max_body_size < 20000);
-    assert_int_equal(p.max_body_size, p.classes[0].max_body_size);
     /* Descriptors of every arena are in the fixed part. */
     small_config(&cfg);
     assert_int_equal(nea_config_plan(&cfg, &one, NULL, 0), 0);
@@ -690,11 +701,11 @@ static void test_classes_auto_default_class(void **state)
     cfg.arena_count = 0;
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
     assert_true(p.total <= cfg.memory_limit);
-    assert_true(p.total + p.arena_stride > cfg.memory_limit); /* one more would not fit */
+    assert_true(p.total + p.classes[0].stride > cfg.memory_limit); /* one more would not fit */
     cfg.arena_class_count = 0;
     assert_int_equal(nea_config_plan(&cfg, &base, NULL, 0), 0);
-    assert_true(p.arena_count < base.arena_count);
-    assert_true((base.arena_count - p.arena_count) * p.arena_stride >=
+    assert_true(p.classes[0].count < base.classes[0].count);
+    assert_true((base.classes[0].count - p.classes[0].count) * p.classes[0].stride >=
                 p.classes[1].bytes + p.classes[2].bytes);
 }
 
@@ -788,8 +799,8 @@ static void test_server_new_uses_plan(void **state)
     snprintf(num, sizeof(num), "%zu", p.total);
     assert_non_null(strstr(lc.last, num));
     nea_server_stats(srv, &st);
-    assert_int_equal(st.arena_count, p.arena_count);
-    assert_int_equal(srv->pools[0].count, p.arena_count);
+    assert_int_equal(st.arena_count, p.classes[0].count);
+    assert_int_equal(srv->pools[0].count, p.classes[0].count);
     assert_int_equal(srv->region.size, p.total);
     assert_int_equal(nea_server_port(srv), -1);
 
@@ -822,7 +833,7 @@ static void test_plan_workers_sum(void **state)
     assert_int_equal(three.total, 3 * one.total);
     assert_int_equal(three.fixed_overhead, one.fixed_overhead);
     assert_int_equal(three.connections_bytes, one.connections_bytes);
-    assert_int_equal(three.arena_count, one.arena_count);
+    assert_int_equal(three.classes[0].count, one.classes[0].count);
     assert_int_equal(three.arenas_bytes, one.arenas_bytes);
 
     /* memory_limit caps the sum, to the byte. */
@@ -858,7 +869,7 @@ static void test_plan_workers_share_memory_limit(void **state)
     cfg.workers = 1;
     cfg.memory_limit /= 2;
     assert_int_equal(nea_config_plan(&cfg, &half, NULL, 0), 0);
-    assert_int_equal(two.arena_count, half.arena_count);
+    assert_int_equal(two.classes[0].count, half.classes[0].count);
     assert_int_equal(two.worker_bytes, half.total);
     assert_true(two.total <= 8 * MIB + 12345);
 
@@ -891,14 +902,14 @@ static void test_server_new_carves_worker_slabs(void **state)
         nea_server *w = nea__server_worker(srv, i);
         assert_ptr_equal(w, srv->region.base + i * p.worker_bytes);
         assert_int_equal(w->index, i);
-        assert_int_equal(w->pools[0].count, p.arena_count);
+        assert_int_equal(w->pools[0].count, p.classes[0].count);
         assert_true((char *)w->pools[0].arenas[0].base > (char *)w);
-        assert_true((char *)w->pools[0].arenas[p.arena_count - 1].base <
+        assert_true((char *)w->pools[0].arenas[p.classes[0].count - 1].base <
                     (char *)w + p.worker_bytes);
         assert_ptr_equal(w->loop, i == 0 ? &loop : &w->worker.loop);
     }
     nea_server_stats(srv, &st);
-    assert_int_equal(st.arena_count, 3 * p.arena_count);
+    assert_int_equal(st.arena_count, 3 * p.classes[0].count);
     assert_memory_equal(nea_server_plan(srv), &p, sizeof(p));
 
     nea_server_close(srv, on_closed, &closed);
