@@ -483,12 +483,14 @@ typedef struct nea_stats_class {
     size_t peak_bytes;   /* the largest use any of its requests reached */
 } nea_stats_class;
 
-/* Server counters since nea_server_new, copied into *out. */
+/* Server counters since nea_server_new, copied into *out. Totals that are
+ * sums of other fields are not stored: nea_stats_shed and nea_stats_arenas
+ * compute them from the copy. */
 typedef struct nea_stats {
     uint64_t requests;      /* request heads fully received */
     uint64_t responses[6];  /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
     uint64_t oom_500;       /* 500s from arena exhaustion */
-    uint64_t shed_503;      /* every 503 (the handler never started); by cause: */
+                            /* 503s (the handler never started), by cause: */
     uint64_t shed_no_slot;  /*   no connection slot (and none to evict) */
     uint64_t shed_no_arena; /*   no arena within queue_timeout_ms, or the queue full */
     uint64_t shed_cpu;      /*   the loop overloaded (overload_target_ms) */
@@ -503,22 +505,26 @@ typedef struct nea_stats {
     uint64_t accept_errors; /* failed accepts, e.g. at the process fd limit */
     unsigned connections_open;
     unsigned connections_max;
-    unsigned arenas_in_use;     /* of every class */
-    unsigned arenas_high_water; /* the sum of each class's high-water mark */
-    unsigned arena_count;       /* of every class */
-    unsigned queue_length;      /* requests waiting for an arena now */
-    unsigned shedding;          /* 1 while shedding for CPU */
-    uint64_t shed_transitions;  /* CPU shedding turned on or off */
-    uint64_t loop_lag_us;       /* busy time of the loop's last iteration with I/O */
-    size_t arena_peak_bytes;    /* the largest arena use any request reached */
+    unsigned queue_length;     /* requests waiting for an arena now */
+    unsigned shedding;         /* 1 while shedding for CPU */
+    uint64_t shed_transitions; /* CPU shedding turned on or off */
+    uint64_t loop_lag_us;      /* busy time of the loop's last iteration with I/O */
     unsigned arena_class_count;
     nea_stats_class classes[NEA_ARENA_CLASSES]; /* per arena class, class 0 first */
 } nea_stats;
 
+/* Every 503 counted in st: the sum of its five shed_* causes. */
+uint64_t nea_stats_shed(const nea_stats *st);
+
+/* st's arena classes taken together: count, in_use and high_water are the
+ * sums over the classes (high_water thus the sum of each class's mark),
+ * peak_bytes the largest of any class, size 0 (the classes differ). */
+nea_stats_class nea_stats_arenas(const nea_stats *st);
+
 /* Copies the counters into *out. With workers > 1 they are summed across
- * the workers (capacities such as arena_count and connections_max add up;
- * arena_peak_bytes and loop_lag_us are the largest of any worker; shedding
- * is the number of workers shedding for CPU). Each worker's figures are
+ * the workers (capacities such as each class's count and connections_max
+ * add up; each class's peak_bytes and loop_lag_us are the largest of any
+ * worker; shedding is the number of workers shedding for CPU). Each worker's figures are
  * live for the worker running on the calling thread and, for the others, as
  * that worker published them before its loop last waited for I/O (so at
  * most one loop iteration old). With workers > 1 this function (and

@@ -367,6 +367,7 @@ size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *bu
     static const char *const causes[] = {"no_slot", "no_arena", "cpu", "fair", "draining"};
     const uint64_t shed[] = {st->shed_no_slot, st->shed_no_arena, st->shed_cpu, st->shed_fair,
                              st->shed_draining};
+    const nea_stats_class arenas = nea_stats_arenas(st);
     nea__text o = {buf, cap, 0};
     nea_route_stats rec;
 
@@ -378,8 +379,8 @@ size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *bu
                st->accepted);
     put_global(&o, "nea_connections_open", "gauge", "Connections in a slot now.",
                st->connections_open);
-    put_global(&o, "nea_arenas", "gauge", "Arenas in the reservation.", st->arena_count);
-    put_global(&o, "nea_arenas_in_use", "gauge", "Arenas held by requests now.", st->arenas_in_use);
+    put_global(&o, "nea_arenas", "gauge", "Arenas in the reservation.", arenas.count);
+    put_global(&o, "nea_arenas_in_use", "gauge", "Arenas held by requests now.", arenas.in_use);
     put_global(&o, "nea_arena_queue_length", "gauge", "Routed heads waiting for an arena now.",
                st->queue_length);
     put_global(&o, "nea_shedding", "gauge", "1 while shedding for CPU.", st->shedding);

@@ -319,8 +319,6 @@ int nea_server_port(const nea_server *s)
 static void own_stats(const nea_server *s, nea_stats *out)
 {
     *out = s->stats;
-    out->arenas_in_use = out->arenas_high_water = out->arena_count = 0;
-    out->arena_peak_bytes = 0;
     out->arena_class_count = s->plan.class_count;
     for (unsigned k = 0; k < s->plan.class_count; k++) {
         const nea__pool *p = &s->pools[k];
@@ -330,11 +328,6 @@ static void own_stats(const nea_server *s, nea_stats *out)
         c->in_use = p->in_use;
         c->high_water = p->high_water;
         c->peak_bytes = p->peak_bytes;
-        out->arenas_in_use += p->in_use;
-        out->arenas_high_water += p->high_water;
-        out->arena_count += p->count;
-        out->arena_peak_bytes =
-            p->peak_bytes > out->arena_peak_bytes ? p->peak_bytes : out->arena_peak_bytes;
     }
     out->queue_length = s->admission.wait_len;
     out->shedding = s->load.shedding;
@@ -492,8 +485,9 @@ int nea_server_agent_port(const nea_server *s)
 static void add_capacity(void *data, const nea_server *w, const nea_stats *st)
 {
     nea__capacity *out = data;
-    unsigned reserved = w->admission.reserved, count = st->arena_count;
-    unsigned free = st->arena_count - st->arenas_in_use;
+    nea_stats_class arenas = nea_stats_arenas(st);
+    unsigned reserved = w->admission.reserved, count = arenas.count;
+    unsigned free = arenas.count - arenas.in_use;
     out->arenas += count > reserved ? count - reserved : 0;
     out->arenas_free += free > reserved ? free - reserved : 0;
     out->queued += st->queue_length;

@@ -799,7 +799,7 @@ static void test_server_new_uses_plan(void **state)
     snprintf(num, sizeof(num), "%zu", p.total);
     assert_non_null(strstr(lc.last, num));
     nea_server_stats(srv, &st);
-    assert_int_equal(st.arena_count, p.classes[0].count);
+    assert_int_equal(nea_stats_arenas(&st).count, p.classes[0].count);
     assert_int_equal(srv->pools[0].count, p.classes[0].count);
     assert_int_equal(srv->region.size, p.total);
     assert_int_equal(nea_server_port(srv), -1);
@@ -909,7 +909,7 @@ static void test_server_new_carves_worker_slabs(void **state)
         assert_ptr_equal(w->loop, i == 0 ? &loop : &w->worker.loop);
     }
     nea_server_stats(srv, &st);
-    assert_int_equal(st.arena_count, 3 * p.classes[0].count);
+    assert_int_equal(nea_stats_arenas(&st).count, 3 * p.classes[0].count);
     assert_memory_equal(nea_server_plan(srv), &p, sizeof(p));
 
     nea_server_close(srv, on_closed, &closed);

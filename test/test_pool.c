@@ -278,15 +278,15 @@ static void test_server_stats_and_peak(void **state)
     assert_non_null(nea_try_alloc(r2, 9000));
     used2 = r2->arena->used;
     nea_server_stats(f->srv, &st);
-    assert_int_equal(st.arenas_in_use, 2);
-    assert_int_equal(st.arenas_high_water, 2);
-    assert_int_equal(st.arena_count, 4);
+    assert_int_equal(nea_stats_arenas(&st).in_use, 2);
+    assert_int_equal(nea_stats_arenas(&st).high_water, 2);
+    assert_int_equal(nea_stats_arenas(&st).count, 4);
     end_req(f, r2);
     end_req(f, r1);
     nea_server_stats(f->srv, &st);
-    assert_int_equal(st.arenas_in_use, 0);
-    assert_int_equal(st.arenas_high_water, 2);
-    assert_int_equal(st.arena_peak_bytes, used2);
+    assert_int_equal(nea_stats_arenas(&st).in_use, 0);
+    assert_int_equal(nea_stats_arenas(&st).high_water, 2);
+    assert_int_equal(nea_stats_arenas(&st).peak_bytes, used2);
 }
 
 static void test_server_pool_exhaustion(void **state)
