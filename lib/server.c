@@ -31,9 +31,8 @@
  * unmaps the one reservation. Counters cross threads only as snapshots
  * (stats.c) that each worker publishes before its loop waits, and as the
  * per-route records, which each worker writes with relaxed atomic stores
- * (metrics.c); nea__server_each_worker is the one place that reads them,
- * so the route stats and the Prometheus text are the process's sums from
- * any worker's thread.
+ * (metrics.c); nea__server_figures reads one worker's counters from any
+ * thread, and totals.c sums the workers for the public readers.
  */
 #include "server.h"
 
@@ -348,102 +347,13 @@ static bool on_this_thread(const nea_server *w)
     return cur == NULL && uv_thread_equal(&w->owner, &self);
 }
 
-/* Worker w's figures: live on its own thread, else its last snapshot. */
-static void worker_stats(const nea_server *w, nea_stats *out)
+void nea__server_figures(const nea_server *w, nea_stats *out)
 {
     if (w->plan.workers == 1 || on_this_thread(w)) {
         own_stats(w, out);
     } else {
         nea__stats_read(&w->snapshot, out);
     }
-}
-
-void nea__server_each_worker(const nea_server *s,
-                             void (*fn)(void *data, const nea_server *w, const nea_stats *st),
-                             void *data)
-{
-    const nea_server *g = s->group;
-    nea_stats st;
-    for (unsigned i = 0; i < g->plan.workers; i++) {
-        const nea_server *w = nea__server_worker(g, i);
-        worker_stats(w, &st);
-        fn(data, w, &st);
-    }
-}
-
-int nea_server_worker_stats(const nea_server *s, unsigned worker, nea_stats *out)
-{
-    if (worker >= s->plan.workers) {
-        return UV_EINVAL;
-    }
-    worker_stats(nea__server_worker(s, worker), out);
-    return 0;
-}
-
-static void add_worker(void *data, const nea_server *w, const nea_stats *st)
-{
-    (void)w;
-    nea__stats_add(data, st);
-}
-
-void nea_server_stats(const nea_server *s, nea_stats *out)
-{
-    if (s->plan.workers == 1) {
-        own_stats(s, out);
-        return;
-    }
-    memset(out, 0, sizeof(*out));
-    nea__server_each_worker(s, add_worker, out);
-}
-
-unsigned nea_server_route_stats_count(const nea_server *s)
-{
-    return s->group->metrics.count;
-}
-
-typedef struct sum_route {
-    unsigned i;
-    nea_route_stats *out;
-} sum_route;
-
-/* One worker's record i, added into the sum (its names taken from worker
- * 0, whose records come first). */
-static void add_route(void *data, const nea_server *w, const nea_stats *st)
-{
-    sum_route *a = data;
-    nea_route_stats one;
-    (void)st;
-    if (w->index == 0) {
-        nea__metrics_read(&w->metrics, a->i, a->out);
-    } else {
-        nea__metrics_read(&w->metrics, a->i, &one);
-        nea__route_stats_add(a->out, &one);
-    }
-}
-
-/* Record i summed over every worker: each worker's block is written by its
- * own thread only, with relaxed atomics, so any thread may read it. */
-static void read_route(const void *data, unsigned i, nea_route_stats *out)
-{
-    sum_route a = {i, out};
-    nea__server_each_worker(data, add_route, &a);
-}
-
-int nea_server_route_stats(const nea_server *s, unsigned i, nea_route_stats *out)
-{
-    if (i >= nea_server_route_stats_count(s)) {
-        return UV_EINVAL;
-    }
-    read_route(s, i, out);
-    return 0;
-}
-
-size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap)
-{
-    nea__records src = {nea_server_route_stats_count(s), read_route, s};
-    nea_stats st;
-    nea_server_stats(s, &st);
-    return nea__metrics_write(&src, &st, buf, cap);
 }
 
 /* Keeps this worker's flag in the balance program's map in step with
@@ -482,9 +392,8 @@ int nea_server_agent_port(const nea_server *s)
  * thread) is read live; another worker from its published counters, where
  * its busy slots are its open connections (idle keep-alive ones included:
  * the process looks a little fuller than it is, never emptier). */
-static void add_capacity(void *data, const nea_server *w, const nea_stats *st)
+static void add_capacity(nea__capacity *out, const nea_server *w, const nea_stats *st)
 {
-    nea__capacity *out = data;
     nea_stats_class arenas = nea_stats_arenas(st);
     unsigned reserved = w->admission.reserved, count = arenas.count;
     unsigned free = arenas.count - arenas.in_use;
@@ -502,8 +411,13 @@ static void add_capacity(void *data, const nea_server *w, const nea_stats *st)
 static void read_capacity(void *data, nea__capacity *out)
 {
     const nea_server *s = data;
+    nea_stats st;
     memset(out, 0, sizeof(*out));
-    nea__server_each_worker(s, add_capacity, out);
+    for (unsigned i = 0; i < s->plan.workers; i++) {
+        const nea_server *w = nea__server_worker(s, i);
+        nea__server_figures(w, &st);
+        add_capacity(out, w, &st);
+    }
     out->draining = s->closing;
 }
 

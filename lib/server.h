@@ -62,12 +62,10 @@ struct nea_server {
 const nea__sizes *nea__server_sizes(void);
 /* Worker i of s's group (0 <= i < plan.workers). */
 nea_server *nea__server_worker(const nea_server *s, unsigned i);
-/* The read-side summing point: calls fn once per worker with that worker's
- * figures (live for the worker running on the calling thread, else its last
- * published snapshot). Safe from the host's thread and every worker thread. */
-void nea__server_each_worker(const nea_server *s,
-                             void (*fn)(void *data, const nea_server *w, const nea_stats *st),
-                             void *data);
+/* Worker w's counters with its pools', queue's and load's figures: live
+ * when w runs on the calling thread (or is the only worker), else as w last
+ * published them. Safe from the host's thread and every worker thread. */
+void nea__server_figures(const nea_server *w, nea_stats *out);
 
 #ifdef NEA_FAULT_INJECTION
 /* Serves an already-connected stream socket (e.g. one end of a socketpair)
