@@ -195,14 +195,14 @@ typedef struct nea_config {
                                       0 = stop accepting at once. Default 0 */
     unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */
 
-    /* Refusal when the CPU is the limit (see README "Overload"): when in
-     * every loop iteration for overload_interval_ms handlers ran longer than
-     * overload_target_ms, each iteration admits requests until handlers have
-     * run overload_budget_us and answers the rest 503 at once. Shedding lasts
-     * at least overload_hold_ms, then stops at the first interval in which
-     * handlers (counting what the shed requests would have run) asked for
-     * less than 90% of the time, or once overload_hold_ms pass without a
-     * shed. */
+    /* Refusal when the CPU is the limit (see docs/operations.md, "Refusal
+     * on every axis"): when in every loop iteration for overload_interval_ms
+     * handlers ran longer than overload_target_ms, each iteration admits
+     * requests until handlers have run overload_budget_us and answers the
+     * rest 503 at once. Shedding lasts at least overload_hold_ms, then
+     * stops at the first interval in which handlers (counting what the shed
+     * requests would have run) asked for less than 90% of the time, or once
+     * overload_hold_ms pass without a shed. */
     unsigned overload_target_ms;   /* 0 = never shed for CPU. Default 5 */
     unsigned overload_interval_ms; /* Default 25 */
     unsigned overload_budget_us;   /* while shedding, handler time per loop iteration
@@ -227,8 +227,8 @@ typedef struct nea_config {
     int agent_port;         /* -1 = no agent; 0 = any free port (see
                                nea_server_agent_port). Default -1 */
     const char *agent_host; /* IP literal; NULL = host. Default NULL */
-    /* Share-nothing worker threads (see README "Workers"). Each worker is a
-     * thread with its own uv_loop_t, its own listening socket on host:port
+    /* Share-nothing worker threads (see docs/memory.md, "Workers"). Each
+     * worker is a thread with its own uv_loop_t, its own listening socket on host:port
      * (SO_REUSEPORT) and its own slab of the one reservation holding
      * max_connections slots, arena_count arenas and a queue of queue_length:
      * those fields, and reserved_arenas, are per worker, while memory_limit
@@ -834,8 +834,8 @@ int nea_respond_static(nea_req *req, int status, const char *content_type, const
 /* --- Using C libraries inside handlers --------------------------------------
  *
  * Adapters that make a library's allocations come from the request's arena
- * (see README "Using C libraries inside handlers" for each recipe). Every
- * block carries a small header, so these functions free and reallocate only
+ * (see docs/guide.md, "Using C libraries inside handlers", for each
+ * recipe). Every block carries a small header, so these functions free and reallocate only
  * what they allocated themselves. A block lives until its request ends:
  * nea_arena_free (and the libraries' free hooks) reclaims a block only when
  * it is the most recent allocation of its arena, and is otherwise a no-op.
