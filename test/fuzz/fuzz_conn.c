@@ -115,8 +115,9 @@ static void fail(const char *what)
             "fuzz_conn: invariant violated: %s\n"
             "  connections_open=%u arenas_in_use=%u queue_length=%u env.reqs.live=%u "
             "requests=%llu rx_len=%zu rx_eof=%d defers %lu/%lu\n",
-            what, st.connections_open, nea_stats_arenas(&st).in_use, st.queue_length, srv->env.reqs.live,
-            (unsigned long long)st.requests, rx_len, (int)rx_eof, defers_run, defers_registered);
+            what, st.connections_open, nea_stats_arenas(&st).in_use, st.queue_length,
+            srv->env.reqs.live, (unsigned long long)st.requests, rx_len, (int)rx_eof, defers_run,
+            defers_registered);
     fprintf(stderr, "  received: %.*s\n", (int)(rx_len < 2048 ? rx_len : 2048), rx);
     abort();
 }
