@@ -358,6 +358,7 @@ static void stats(nea_req *req, void *data)
     nea_server *srv = demo_server();
     unsigned workers = nea_server_plan(srv)->workers;
     nea_stats st;
+    nea_stats_class arenas;
     char *json, *accepted = "", *requests = "";
     (void)data;
     for (unsigned i = 0; i < workers; i++) {
@@ -367,6 +368,7 @@ static void stats(nea_req *req, void *data)
         requests = nea_printf(req, "%s%s%" PRIu64, requests, i ? "," : "", one.requests);
     }
     nea_server_stats(srv, &st);
+    arenas = nea_stats_arenas(&st);
     json = nea_printf(
         req,
         "{\"requests\":%" PRIu64 ",\"responses\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
@@ -381,11 +383,11 @@ static void stats(nea_req *req, void *data)
         "\"arena_peak_bytes\":%zu,\"reserved\":%zu,\"workers\":%u,"
         "\"worker_accepted\":[%s],\"worker_requests\":[%s]}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
-        st.responses[5], st.oom_500, st.shed_503, st.shed_no_slot, st.shed_no_arena, st.shed_cpu,
-        st.shed_fair, st.shed_draining, st.shedding, st.shed_transitions, st.loop_lag_us,
-        st.unanswered, st.timeouts, st.rejected_400, st.accepted, st.evicted, st.accept_errors,
-        st.connections_open, st.connections_max, st.arenas_in_use, st.arenas_high_water,
-        st.arena_count, st.queue_length, st.arena_peak_bytes, nea_server_plan(srv)->total, workers,
+        st.responses[5], st.oom_500, nea_stats_shed(&st), st.shed_no_slot, st.shed_no_arena,
+        st.shed_cpu, st.shed_fair, st.shed_draining, st.shedding, st.shed_transitions,
+        st.loop_lag_us, st.unanswered, st.timeouts, st.rejected_400, st.accepted, st.evicted,
+        st.accept_errors, st.connections_open, st.connections_max, arenas.in_use, arenas.high_water,
+        arenas.count, st.queue_length, arenas.peak_bytes, nea_server_plan(srv)->total, workers,
         accepted, requests);
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
@@ -615,8 +617,8 @@ static void on_ready(nea_server *s, void *data)
     /* arenas and connections are per worker; reserved is the total. */
     printf("listening on http://%s:%d reserved=%zu workers=%u arenas=%u arena_size=%zu "
            "connections=%u",
-           cfg->host, nea_server_port(s), plan->total, plan->workers, plan->arena_count,
-           plan->arena_size, cfg->max_connections);
+           cfg->host, nea_server_port(s), plan->total, plan->workers, plan->classes[0].count,
+           plan->classes[0].size, cfg->max_connections);
     if (nea_server_agent_port(s) >= 0) {
         printf(" agent=%d", nea_server_agent_port(s));
     }

@@ -87,8 +87,8 @@ static void check(const char *fn, size_t n)
     path = nea_req_path(req);
     len = snprintf(report, sizeof(report),
                    "libnea heap guard: %s(%zu) called inside handler code of %s %s "
-                   "(handlers allocate from their arena; see README \"Using C libraries "
-                   "inside handlers\")\n",
+                   "(handlers allocate from their arena; see docs/guide.md, \"Using C "
+                   "libraries inside handlers\")\n",
                    fn, n, method != NULL ? method : "-", path != NULL ? path : "-");
     write_all(report, len > 0 && (size_t)len < sizeof(report) ? (size_t)len : strlen(report));
     depth = backtrace(frames, (int)(sizeof(frames) / sizeof(frames[0])));

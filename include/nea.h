@@ -203,14 +203,14 @@ typedef struct nea_config {
                                       0 = stop accepting at once. Default 0 */
     unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */
 
-    /* Refusal when the CPU is the limit (see README "Overload"): when in
-     * every loop iteration for overload_interval_ms handlers ran longer than
-     * overload_target_ms, each iteration admits requests until handlers have
-     * run overload_budget_us and answers the rest 503 at once. Shedding lasts
-     * at least overload_hold_ms, then stops at the first interval in which
-     * handlers (counting what the shed requests would have run) asked for
-     * less than 90% of the time, or once overload_hold_ms pass without a
-     * shed. */
+    /* Refusal when the CPU is the limit (see docs/operations.md, "Refusal
+     * on every axis"): when in every loop iteration for overload_interval_ms
+     * handlers ran longer than overload_target_ms, each iteration admits
+     * requests until handlers have run overload_budget_us and answers the
+     * rest 503 at once. Shedding lasts at least overload_hold_ms, then
+     * stops at the first interval in which handlers (counting what the shed
+     * requests would have run) asked for less than 90% of the time, or once
+     * overload_hold_ms pass without a shed. */
     unsigned overload_target_ms;   /* 0 = never shed for CPU. Default 5 */
     unsigned overload_interval_ms; /* Default 25 */
     unsigned overload_budget_us;   /* while shedding, handler time per loop iteration
@@ -235,8 +235,8 @@ typedef struct nea_config {
     int agent_port;         /* -1 = no agent; 0 = any free port (see
                                nea_server_agent_port). Default -1 */
     const char *agent_host; /* IP literal; NULL = host. Default NULL */
-    /* Share-nothing worker threads (see README "Workers"). Each worker is a
-     * thread with its own uv_loop_t, its own listening socket on host:port
+    /* Share-nothing worker threads (see docs/memory.md, "Workers"). Each
+     * worker is a thread with its own uv_loop_t, its own listening socket on host:port
      * (SO_REUSEPORT) and its own slab of the one reservation holding
      * max_connections slots, arena_count arenas and a queue of queue_length:
      * those fields, and reserved_arenas, are per worker, while memory_limit
@@ -313,15 +313,16 @@ typedef struct nea_completion {
  *   arenas_bytes      = the sum over the classes of count * stride
  *   stride            = size rounded up to a page + guard page (if enabled)
  *
- * arena_size, arena_stride and arena_count describe class 0, the default;
- * classes[] lists every class, class 0 first (counts per worker).
+ * classes[] lists every arena class, class 0 (arena_size x arena_count, the
+ * default) first; counts are per worker.
  */
 typedef struct nea_plan_class {
-    size_t size;          /* usable bytes per arena */
+    size_t size;          /* usable bytes per arena (class 0: arena_size) */
     size_t stride;        /* size page-rounded, plus the guard page */
-    unsigned count;       /* arenas (resolved: never 0) */
+    unsigned count;       /* arenas (class 0: arena_count resolved, never 0) */
     size_t bytes;         /* count * stride */
-    size_t max_body_size; /* the buffered-body limit in force for its routes */
+    size_t max_body_size; /* the buffered-body limit in force for its routes: the config's
+                             max_body_size, or when that is 0 the most the arena holds */
 } nea_plan_class;
 
 typedef struct nea_plan {
@@ -332,20 +333,15 @@ typedef struct nea_plan {
                               records (see nea_route_stats) */
     size_t conn_slot_size; /* one connection slot including its read buffer */
     size_t connections_bytes;
-    size_t arena_size;    /* usable bytes per arena (as configured) */
-    size_t arena_stride;  /* arena_size page-rounded, plus guard page */
-    unsigned arena_count; /* resolved (never 0) */
-    size_t arenas_bytes;
+    size_t arenas_bytes;     /* the sum of classes[].bytes */
     size_t request_overhead; /* bytes of each arena libnea uses before the handler runs,
                                 not counting the request head and body */
-    size_t max_body_size;    /* the buffered-body limit in force: max_body_size, or when
-                                that is 0 the most an arena can hold */
     unsigned class_count;    /* 1 + arena_class_count */
     unsigned arena_total;    /* arenas of every class */
     nea_plan_class classes[NEA_ARENA_CLASSES];
-    unsigned workers;        /* resolved (never 0) */
-    size_t worker_bytes;     /* one worker's slab: fixed + connections + arenas */
-    size_t total;            /* the whole reservation: workers * worker_bytes */
+    unsigned workers;    /* resolved (never 0) */
+    size_t worker_bytes; /* one worker's slab: fixed + connections + arenas */
+    size_t total;        /* the whole reservation: workers * worker_bytes */
 } nea_plan;
 
 /* Fills cfg with the documented defaults (always a valid configuration). */
@@ -497,12 +493,14 @@ typedef struct nea_stats_class {
     size_t peak_bytes;   /* the largest use any of its requests reached */
 } nea_stats_class;
 
-/* Server counters since nea_server_new, copied into *out. */
+/* Server counters since nea_server_new, copied into *out. Totals that are
+ * sums of other fields are not stored: nea_stats_shed and nea_stats_arenas
+ * compute them from the copy. */
 typedef struct nea_stats {
     uint64_t requests;      /* request heads fully received */
     uint64_t responses[6];  /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
     uint64_t oom_500;       /* 500s from arena exhaustion */
-    uint64_t shed_503;      /* every 503 (the handler never started); by cause: */
+                            /* 503s (the handler never started), by cause: */
     uint64_t shed_no_slot;  /*   no connection slot (and none to evict) */
     uint64_t shed_no_arena; /*   no arena within queue_timeout_ms, or the queue full */
     uint64_t shed_cpu;      /*   the loop overloaded (overload_target_ms) */
@@ -517,22 +515,26 @@ typedef struct nea_stats {
     uint64_t accept_errors; /* failed accepts, e.g. at the process fd limit */
     unsigned connections_open;
     unsigned connections_max;
-    unsigned arenas_in_use;     /* of every class */
-    unsigned arenas_high_water; /* the sum of each class's high-water mark */
-    unsigned arena_count;       /* of every class */
-    unsigned queue_length;      /* requests waiting for an arena now */
-    unsigned shedding;          /* 1 while shedding for CPU */
-    uint64_t shed_transitions;  /* CPU shedding turned on or off */
-    uint64_t loop_lag_us;       /* busy time of the loop's last iteration with I/O */
-    size_t arena_peak_bytes;    /* the largest arena use any request reached */
+    unsigned queue_length;     /* requests waiting for an arena now */
+    unsigned shedding;         /* 1 while shedding for CPU */
+    uint64_t shed_transitions; /* CPU shedding turned on or off */
+    uint64_t loop_lag_us;      /* busy time of the loop's last iteration with I/O */
     unsigned arena_class_count;
     nea_stats_class classes[NEA_ARENA_CLASSES]; /* per arena class, class 0 first */
 } nea_stats;
 
+/* Every 503 counted in st: the sum of its five shed_* causes. */
+uint64_t nea_stats_shed(const nea_stats *st);
+
+/* st's arena classes taken together: count, in_use and high_water are the
+ * sums over the classes (high_water thus the sum of each class's mark),
+ * peak_bytes the largest of any class, size 0 (the classes differ). */
+nea_stats_class nea_stats_arenas(const nea_stats *st);
+
 /* Copies the counters into *out. With workers > 1 they are summed across
- * the workers (capacities such as arena_count and connections_max add up;
- * arena_peak_bytes and loop_lag_us are the largest of any worker; shedding
- * is the number of workers shedding for CPU). Each worker's figures are
+ * the workers (capacities such as each class's count and connections_max
+ * add up; each class's peak_bytes and loop_lag_us are the largest of any
+ * worker; shedding is the number of workers shedding for CPU). Each worker's figures are
  * live for the worker running on the calling thread and, for the others, as
  * that worker published them before its loop last waited for I/O (so at
  * most one loop iteration old). With workers > 1 this function (and
@@ -1000,8 +1002,8 @@ int nea_respond_static(nea_req *req, int status, const char *content_type, const
 /* --- Using C libraries inside handlers --------------------------------------
  *
  * Adapters that make a library's allocations come from the request's arena
- * (see README "Using C libraries inside handlers" for each recipe). Every
- * block carries a small header, so these functions free and reallocate only
+ * (see docs/guide.md, "Using C libraries inside handlers", for each
+ * recipe). Every block carries a small header, so these functions free and reallocate only
  * what they allocated themselves. A block lives until its request ends:
  * nea_arena_free (and the libraries' free hooks) reclaims a block only when
  * it is the most recent allocation of its arena, and is otherwise a no-op.

@@ -384,7 +384,6 @@ static void reject(nea__admission *adm)
         reject_close(r);
         return;
     }
-    env->stats->shed_503++;
     env->stats->shed_no_slot++;
     /* Remember who was refused: fair share limits the others now. */
     {

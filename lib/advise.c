@@ -3,9 +3,10 @@
  * classes for a memory budget out (nea_advise), and the advice as text
  * ready to paste (nea_advice_format).
  *
- * It sits at the top with run.c and uses only the public API: the
- * histograms of nea_route_stats and nea_config_plan, which decides whether
- * a layout fits. Pure arithmetic on the caller's data, no allocation:
+ * It sits at the top with run.c. It reads the histograms of
+ * nea_route_stats, takes its floor (the smallest arena) and its budget (one
+ * worker's arena bytes) from plan.c, and asks nea_config_plan whether a
+ * layout fits. Pure arithmetic on the caller's data, no allocation:
  *
  *   need(route)  = page_round(max(min_arena, min(quantile(peaks, 1 - oom_rate),
  *                                                largest peak) * (1 + headroom)))
@@ -19,13 +20,11 @@
  *                  memory_limit less its slab's fixed part and connections;
  *                  class 0 (the smallest) takes what memory_limit leaves
  */
-#include "metrics.h"
-#include "req.h"
+#include "server.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 static bool has_peaks(const nea_route_stats *r)
 {
@@ -34,7 +33,7 @@ static bool has_peaks(const nea_route_stats *r)
 
 /* What one route's arena must hold for all but oom_rate of its requests. */
 static size_t route_need(const nea_route_stats *r, double oom_rate, unsigned headroom_pct,
-                         size_t min_size, size_t page)
+                         size_t min_size, const nea_plan *p)
 {
     uint64_t q = nea_histogram_quantile(&r->arena_peak_bytes, NEA_HIST_BYTES_LOG2, 1.0 - oom_rate);
     if (q > r->arena_peak_max) {
@@ -44,7 +43,7 @@ static size_t route_need(const nea_route_stats *r, double oom_rate, unsigned hea
     if (q < min_size) {
         q = min_size;
     }
-    return NEA__ROUND_UP((size_t)q, page);
+    return nea__plan_span(p, (size_t)q);
 }
 
 static double route_weight(const nea_route_stats *r)
@@ -84,7 +83,7 @@ static double mix_in_flight(const nea_plan *p, const double *weight, double tota
 int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n, double oom_rate,
                unsigned headroom_pct, unsigned *route_class, nea_advice *out)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), min_size, floor = 0, budget;
+    size_t min_size, floor = 0, budget;
     size_t sizes[NEA_ARENA_CLASSES];
     double weight[NEA_ARENA_CLASSES] = {0}, total = 0, held = 0, ideal = 0, one = 0, per = 0;
     double floor_ideal = 0;
@@ -100,13 +99,13 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
     if ((rc = nea_config_plan(cfg, &p, NULL, 0)) != 0) {
         return rc;
     }
-    min_size = p.request_overhead + cfg->read_buffer_size + NEA__MIN_HANDLER_BYTES;
+    min_size = nea__plan_min_arena(cfg, nea__server_sizes());
     /* Classes, smallest first. */
     while (k < NEA_ARENA_CLASSES) {
         size_t lo = SIZE_MAX, hi;
         for (unsigned i = 0; i < n; i++) {
             size_t need = has_peaks(&routes[i])
-                              ? route_need(&routes[i], oom_rate, headroom_pct, min_size, page)
+                              ? route_need(&routes[i], oom_rate, headroom_pct, min_size, &p)
                               : 0;
             lo = need > floor && need < lo ? need : lo;
         }
@@ -116,7 +115,7 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
         hi = lo;
         for (unsigned i = 0; i < n; i++) {
             size_t need = has_peaks(&routes[i])
-                              ? route_need(&routes[i], oom_rate, headroom_pct, min_size, page)
+                              ? route_need(&routes[i], oom_rate, headroom_pct, min_size, &p)
                               : 0;
             if (need > floor && (k == NEA_ARENA_CLASSES - 1 || need <= lo + lo / 4) && need > hi) {
                 hi = need;
@@ -126,11 +125,11 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
         floor = hi;
     }
     if (k == 0) {
-        sizes[k++] = NEA__ROUND_UP(cfg->arena_size, page); /* nothing observed: as configured */
+        sizes[k++] = nea__plan_span(&p, cfg->arena_size); /* nothing observed: as configured */
     }
     for (unsigned i = 0; i < n; i++) {
         const nea_route_stats *r = &routes[i];
-        size_t need = has_peaks(r) ? route_need(r, oom_rate, headroom_pct, min_size, page) : 0;
+        size_t need = has_peaks(r) ? route_need(r, oom_rate, headroom_pct, min_size, &p) : 0;
         unsigned c = 0;
         while (c + 1 < k && sizes[c] < need) {
             c++;
@@ -167,7 +166,7 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
     if ((rc = nea_config_plan(&out->cfg, &p, NULL, 0)) != 0) {
         return rc;
     }
-    budget = cfg->memory_limit / p.workers - (p.worker_bytes - p.arenas_bytes);
+    budget = nea__plan_arena_budget(cfg, &p);
     for (unsigned c = 0; c < k; c++) {
         per += weight[c] * (double)p.classes[c].stride;
     }
@@ -200,7 +199,7 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
     one_cfg.arena_count = 0;
     one_cfg.arena_class_count = 0;
     if (nea_config_plan(&one_cfg, &p, NULL, 0) == 0) {
-        out->in_flight_one_class = (double)p.arena_count * p.workers;
+        out->in_flight_one_class = (double)p.classes[0].count * p.workers;
     }
     return 0;
 }

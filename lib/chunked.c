@@ -29,6 +29,8 @@
  */
 #include "chunked.h"
 
+#include "tchar.h"
+
 #include <string.h>
 
 enum {
@@ -62,14 +64,6 @@ static const char *const forbidden[] = {"content-length", "transfer-encoding", "
 #define ALL_FORBIDDEN ((unsigned char)((1u << (sizeof(forbidden) / sizeof(forbidden[0]))) - 1))
 /* Longer than every forbidden name: name_len stops counting here. */
 #define NAME_LEN_CAP 32u
-
-/* RFC 9110 tchar. */
-static bool is_tchar(unsigned char c)
-{
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && memchr(extra, c, sizeof(extra) - 1) != NULL);
-}
 
 static bool is_ws(unsigned char c)
 {
@@ -195,13 +189,13 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
         if (is_ws(c)) {
             return NULL;
         }
-        if (is_tchar(c)) {
+        if (nea__is_tchar(c)) {
             go(ck, S_EXT_NAME);
             return NULL;
         }
         return "chunk extension without a name";
     case S_EXT_NAME:
-        if (is_tchar(c)) {
+        if (nea__is_tchar(c)) {
             return NULL;
         }
         if (c == '=') {
@@ -230,13 +224,13 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
             go(ck, S_EXT_QUOTED);
             return NULL;
         }
-        if (is_tchar(c)) {
+        if (nea__is_tchar(c)) {
             go(ck, S_EXT_VAL_TOKEN);
             return NULL;
         }
         return "chunk-ext value is neither a token nor a quoted-string";
     case S_EXT_VAL_TOKEN:
-        if (is_tchar(c)) {
+        if (nea__is_tchar(c)) {
             return NULL;
         }
         return after_element(ck, c, S_BWS_SEMI, "invalid byte in chunk-ext value");
@@ -292,7 +286,7 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
         if (c == ':') {
             return "trailer field with an empty name";
         }
-        if (!is_tchar(c)) {
+        if (!nea__is_tchar(c)) {
             return c == '\n' ? "trailer line ended by a bare LF" : "invalid byte in trailer name";
         }
         ck->name_len = 0;
@@ -301,7 +295,7 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
         go(ck, S_TRAILER_NAME);
         return NULL;
     case S_TRAILER_NAME:
-        if (is_tchar(c)) {
+        if (nea__is_tchar(c)) {
             match_name(ck, c);
             return NULL;
         }

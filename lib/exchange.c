@@ -211,7 +211,6 @@ void nea__conn_respond_error(nea__conn *c, nea__prebuilt e)
 
 void nea__conn_shed(nea__conn *c, bool keep)
 {
-    c->env->stats->shed_503++;
     c->must_close = c->must_close || !keep;
     nea__conn_respond_error(c, NEA__PB_503);
 }

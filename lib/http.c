@@ -27,28 +27,14 @@
 #include "http.h"
 #include "url.h"
 
+#include "tchar.h"
+
 #include <string.h>
 #include <strings.h>
 
 static bool is_alnum(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-/* RFC 9110 tchar. A switch, not a search of a string: every byte of every
- * field name comes through here. */
-static bool is_tchar(unsigned char c)
-{
-    if (is_alnum(c)) {
-        return true; /* most bytes: range tests before the switch */
-    }
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return true;
-    default:
-        return false;
-    }
 }
 
 nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len)
@@ -97,7 +83,7 @@ nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len)
                     return NEA__HEAD_BAD; /* empty field name */
                 }
                 h->in_name = false;
-            } else if (!is_tchar(c)) {
+            } else if (!nea__is_tchar(c)) {
                 return NEA__HEAD_BAD; /* obs-fold, or whitespace before ':' */
             }
             continue;
@@ -194,7 +180,7 @@ static bool list_next(const char **v, size_t *len, const char **el, size_t *el_l
 static bool all_tchars(const char *v, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
-        if (!is_tchar((unsigned char)v[i])) {
+        if (!nea__is_tchar((unsigned char)v[i])) {
             return false;
         }
     }
@@ -417,7 +403,7 @@ static int check_request_line(const char *line, size_t len)
     size_t tlen;
 
     sp1 = line;
-    while (sp1 < end && is_tchar((unsigned char)*sp1)) {
+    while (sp1 < end && nea__is_tchar((unsigned char)*sp1)) {
         sp1++;
     }
     if (sp1 == line || sp1 == end || *sp1 != ' ') {

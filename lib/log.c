@@ -6,25 +6,21 @@
  */
 #include "log.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 
-void nea__logv(const nea_config *cfg, int level, const char *fmt, va_list ap)
+void nea__log(const nea_config *cfg, int level, const char *fmt, ...)
 {
     char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
     if (cfg->log != NULL) {
         cfg->log(cfg->log_data, level, buf);
     } else {
         fprintf(stderr, "libnea: %s\n", buf);
     }
-}
-
-void nea__log(const nea_config *cfg, int level, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    nea__logv(cfg, level, fmt, ap);
-    va_end(ap);
 }
 
 bool nea__log_limit_pass(nea__log_limit *l, uint64_t now_ms, uint64_t *suppressed)

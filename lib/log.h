@@ -7,13 +7,11 @@
 
 #include "nea.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 /* Formats into a fixed stack buffer (512 bytes, truncated beyond) and hands
  * it to cfg->log, or prints "libnea: <msg>" to stderr. Never allocates. */
-void nea__logv(const nea_config *cfg, int level, const char *fmt, va_list ap) NEA_PRINTF(3, 0);
 void nea__log(const nea_config *cfg, int level, const char *fmt, ...) NEA_PRINTF(3, 4);
 
 /* At most one line a second for a kind of event; the rest are counted. */

@@ -3,7 +3,7 @@
  * Prometheus text exposition.
  *
  * The block is an array of nea_route_stats in the reservation (plan.c
- * counts it): record 0 for requests answered before routing, then one per
+ * sizes and places it): record 0 for requests answered before routing, then one per
  * route in registration order, so a finished request finds its record by
  * index. Recording is a few increments and, per histogram, one
  * count-leading-zeros to find the bucket: O(1), no allocation, loop thread
@@ -41,17 +41,12 @@ _Static_assert(NEA_HIST_STEPS == 4, "bucket index takes two bits below the top o
 #define EXPO_EVERY (2 * NEA_HIST_STEPS)
 _Static_assert(NEA_HIST_OCTAVES % 2 == 0, "the highest edge is printed");
 
-size_t nea__metrics_bytes(unsigned max_routes)
-{
-    return ((size_t)max_routes + 1) * sizeof(nea_route_stats);
-}
-
-void nea__metrics_init(nea__metrics *m, void *mem, unsigned max_routes)
+void nea__metrics_init(nea__metrics *m, void *mem, unsigned records)
 {
     m->routes = mem;
-    m->cap = max_routes + 1;
+    m->cap = records;
     m->count = 1;
-    memset(m->routes, 0, nea__metrics_bytes(max_routes));
+    memset(m->routes, 0, (size_t)records * sizeof(*m->routes));
     m->routes[0].method = "";
     m->routes[0].path = "unrouted";
 }
@@ -372,6 +367,7 @@ size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *bu
     static const char *const causes[] = {"no_slot", "no_arena", "cpu", "fair", "draining"};
     const uint64_t shed[] = {st->shed_no_slot, st->shed_no_arena, st->shed_cpu, st->shed_fair,
                              st->shed_draining};
+    const nea_stats_class arenas = nea_stats_arenas(st);
     nea__text o = {buf, cap, 0};
     nea_route_stats rec;
 
@@ -383,8 +379,8 @@ size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *bu
                st->accepted);
     put_global(&o, "nea_connections_open", "gauge", "Connections in a slot now.",
                st->connections_open);
-    put_global(&o, "nea_arenas", "gauge", "Arenas in the reservation.", st->arena_count);
-    put_global(&o, "nea_arenas_in_use", "gauge", "Arenas held by requests now.", st->arenas_in_use);
+    put_global(&o, "nea_arenas", "gauge", "Arenas in the reservation.", arenas.count);
+    put_global(&o, "nea_arenas_in_use", "gauge", "Arenas held by requests now.", arenas.in_use);
     put_global(&o, "nea_arena_queue_length", "gauge", "Routed heads waiting for an arena now.",
                st->queue_length);
     put_global(&o, "nea_shedding", "gauge", "1 while shedding for CPU.", st->shedding);

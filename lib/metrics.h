@@ -1,7 +1,7 @@
 /*
- * metrics.h - per-route counters and histograms in the reservation, the
- * Prometheus text writer, and the sizing advisor's arithmetic (see
- * metrics.c).
+ * metrics.h - per-route counters and histograms in the reservation and the
+ * Prometheus text writer, with the bounded text builder the advisor's
+ * output shares (see metrics.c).
  */
 #ifndef NEA_METRICS_H
 #define NEA_METRICS_H
@@ -29,10 +29,9 @@ typedef struct nea__sample {
     uint64_t queue_ns, handler_ns, total_ns;
 } nea__sample;
 
-/* Bytes of the block for max_routes routes (for the plan). */
-size_t nea__metrics_bytes(unsigned max_routes);
-/* Zeroes the block at mem and names record 0 "unrouted". */
-void nea__metrics_init(nea__metrics *m, void *mem, unsigned max_routes);
+/* Takes the block of `records` records at mem (max_routes + 1, where the
+ * layout puts them), zeroes it and names record 0 "unrouted". */
+void nea__metrics_init(nea__metrics *m, void *mem, unsigned records);
 /* Names the next record after a route that was just registered. */
 void nea__metrics_route_added(nea__metrics *m, const char *method, const char *path,
                               unsigned arena_class);

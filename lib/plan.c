@@ -1,13 +1,16 @@
 /*
  * plan.c - defaults, validation, and the memory plan and layout.
  *
- * The plan is the single source of truth for the reservation's size and
- * layout; server.c carves the mapping exactly as nea__plan_layout says, and
- * no other file computes an offset or a size of the reservation:
+ * This file is the single source of truth for the reservation: every size
+ * (nea__plan) and every offset (nea__plan_layout, nea__plan_slab,
+ * nea__plan_arena) is computed here, from the config and the struct sizes
+ * it is given; server.c and region.c carve and protect the mapping by these
+ * figures, and the advisor sizes classes with nea__plan_min_arena and
+ * nea__plan_arena_budget.
  *
  *   [ fixed: server struct | route table | route metrics | arena descriptors ]  page-rounded
  *   [ connection slots: max_connections * conn_slot_size ]       page-rounded
- *   [ arena 0 | guard ][ arena 1 | guard ] ...                   class 0: arena_count * stride
+ *   [ arena 0 | guard ][ arena 1 | guard ] ...                   class 0: count * stride
  *   [ arena | guard ] ...                                        class 1, 2, ...: count * stride
  *
  *   metrics_bytes  = round64((max_routes + 1) * sizeof(nea_route_stats))
@@ -106,9 +109,14 @@ static size_t routes_bytes(const nea_config *cfg, const nea__sizes *sz)
 }
 
 /* The per-route metrics: one record per route and one for unrouted requests. */
+static unsigned metrics_records(const nea_config *cfg)
+{
+    return cfg->max_routes + 1;
+}
+
 static size_t metrics_bytes(const nea_config *cfg, const nea__sizes *sz)
 {
-    return NEA__ROUND_UP(((size_t)cfg->max_routes + 1) * sz->route_stats, 64);
+    return NEA__ROUND_UP((size_t)metrics_records(cfg) * sz->route_stats, 64);
 }
 
 static size_t fixed_bytes(const nea_config *cfg, const nea__sizes *sz, unsigned arenas, size_t page)
@@ -121,6 +129,17 @@ static size_t fixed_bytes(const nea_config *cfg, const nea__sizes *sz, unsigned 
 static size_t conn_struct_bytes(const nea__sizes *sz)
 {
     return NEA__ROUND_UP(sz->conn, 64);
+}
+
+/* One worker's share of memory_limit. */
+static size_t worker_share(const nea_config *cfg, unsigned workers)
+{
+    return cfg->memory_limit / workers;
+}
+
+size_t nea__plan_min_arena(const nea_config *cfg, const nea__sizes *sz)
+{
+    return NEA__ROUND_UP(sz->request, NEA__ALIGN) + cfg->read_buffer_size + sz->min_handler;
 }
 
 /* workers resolved: 0 means one per online CPU. */
@@ -211,8 +230,7 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
         return refuse(E, errbuf, errlen, "fair_share_pct %u is above 100", cfg->fair_share_pct);
     }
     if (cfg->workers > NEA__WORKERS_MAX) {
-        return refuse(E, errbuf, errlen, "workers %u is above %u", cfg->workers,
-                      NEA__WORKERS_MAX);
+        return refuse(E, errbuf, errlen, "workers %u is above %u", cfg->workers, NEA__WORKERS_MAX);
     }
     if (cfg->queue_length > cfg->max_connections) {
         return refuse(E, errbuf, errlen,
@@ -227,6 +245,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
               size_t errlen)
 {
     nea_plan p;
+    nea_plan_class *c0 = &p.classes[0]; /* the default class: its count may be resolved here */
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t min_arena, body_room, more_bytes = 0, limit;
     unsigned more_count = 0; /* arenas of the classes besides the default one */
@@ -237,11 +256,11 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
     }
     memset(&p, 0, sizeof(p));
     p.workers = resolve_workers(cfg);
-    limit = cfg->memory_limit / p.workers; /* one worker's share */
+    limit = worker_share(cfg, p.workers);
     /* A request needs its struct and a copy of the largest head it can
      * receive, plus room for the handler. */
     p.request_overhead = NEA__ROUND_UP(sz->request, NEA__ALIGN);
-    min_arena = p.request_overhead + cfg->read_buffer_size + sz->min_handler;
+    min_arena = nea__plan_min_arena(cfg, sz);
     if (cfg->arena_size < min_arena) {
         return refuse(NEA_EARENA_SMALL, errbuf, errlen,
                       "arena_size %zu is below %zu (request struct %zu + read_buffer_size %zu + "
@@ -294,15 +313,11 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
                       "(0 = as large as the arena allows)",
                       cfg->max_body_size, body_room);
     }
-    p.max_body_size = p.classes[0].max_body_size;
 
     p.page_size = page;
-    p.arena_size = cfg->arena_size;
     for (unsigned i = 0; i < p.class_count; i++) {
-        p.classes[i].stride =
-            NEA__ROUND_UP(p.classes[i].size, page) + (cfg->guard_pages ? page : 0);
+        p.classes[i].stride = nea__plan_span(&p, p.classes[i].size) + (cfg->guard_pages ? page : 0);
     }
-    p.arena_stride = p.classes[0].stride;
     /* The classes besides the default one: their count is given. */
     for (unsigned i = 1; i < p.class_count; i++) {
         p.classes[i].count = cfg->arena_classes[i - 1].count;
@@ -320,48 +335,47 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
     p.connections_bytes &= ~(page - 1);
 
     if (cfg->arena_count != 0) {
-        p.arena_count = cfg->arena_count;
+        c0->count = cfg->arena_count;
     } else {
         /* As many arenas as fit: each costs its stride plus its descriptor.
          * Start from the fixed part before page rounding (an upper bound on
          * the count), then step down to the exact maximum. */
         size_t base = server_bytes(sz) + routes_bytes(cfg, sz) + metrics_bytes(cfg, sz) +
                       p.connections_bytes + more_bytes + (size_t)more_count * sz->arena;
-        size_t per = p.arena_stride + sz->arena;
+        size_t per = c0->stride + sz->arena;
         size_t n = limit > base ? (limit - base) / per : 0;
         if (n > UINT32_MAX - more_count) {
             n = UINT32_MAX - more_count;
         }
-        p.arena_count = (unsigned)n;
+        c0->count = (unsigned)n;
         /* Page-rounding the descriptor table may push one arena out. */
-        while (p.arena_count > 0 && fixed_bytes(cfg, sz, p.arena_count + more_count, page) +
-                                            p.connections_bytes + more_bytes +
-                                            (size_t)p.arena_count * p.arena_stride >
-                                        limit) {
-            p.arena_count--;
+        while (c0->count > 0 && fixed_bytes(cfg, sz, c0->count + more_count, page) +
+                                        p.connections_bytes + more_bytes +
+                                        (size_t)c0->count * c0->stride >
+                                    limit) {
+            c0->count--;
         }
-        if (p.arena_count == 0) {
+        if (c0->count == 0) {
             return refuse(NEA_EOVERLIMIT, errbuf, errlen,
                           "memory_limit %zu (%zu per worker of %u) leaves no room for one arena "
                           "(fixed %zu + connections %zu + other classes %zu + one arena %zu)",
                           cfg->memory_limit, limit, p.workers,
                           fixed_bytes(cfg, sz, 1 + more_count, page), p.connections_bytes,
-                          more_bytes, p.arena_stride);
+                          more_bytes, c0->stride);
         }
     }
-    if (cfg->reserved_arenas >= p.arena_count) {
+    if (cfg->reserved_arenas >= c0->count) {
         return refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
                       "reserved_arenas %u leaves none of the %u arenas for ordinary routes",
-                      cfg->reserved_arenas, p.arena_count);
+                      cfg->reserved_arenas, c0->count);
     }
-    if (__builtin_add_overflow(p.arena_count, more_count, &p.arena_total)) {
+    if (__builtin_add_overflow(c0->count, more_count, &p.arena_total)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena count overflows");
     }
-    p.classes[0].count = p.arena_count;
     p.fixed_overhead = fixed_bytes(cfg, sz, p.arena_total, page);
     p.metrics_bytes = metrics_bytes(cfg, sz);
-    if (!mul_add(p.arena_count, p.arena_stride, 0, &p.classes[0].bytes) ||
-        !mul_add(1, p.classes[0].bytes, more_bytes, &p.arenas_bytes) ||
+    if (!mul_add(c0->count, c0->stride, 0, &c0->bytes) ||
+        !mul_add(1, c0->bytes, more_bytes, &p.arenas_bytes) ||
         !mul_add(1, p.arenas_bytes, p.connections_bytes, &p.worker_bytes) ||
         !mul_add(1, p.worker_bytes, p.fixed_overhead, &p.worker_bytes)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_count * arena stride overflows");
@@ -373,9 +387,8 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         return refuse(NEA_EOVERLIMIT, errbuf, errlen,
                       "plan needs %zu bytes (workers %u x (fixed %zu + connections %u x %zu + "
                       "arenas %u x %zu + other classes %zu)) but memory_limit is %zu",
-                      p.total, p.workers, p.fixed_overhead, cfg->max_connections,
-                      p.conn_slot_size, p.arena_count, p.arena_stride, more_bytes,
-                      cfg->memory_limit);
+                      p.total, p.workers, p.fixed_overhead, cfg->max_connections, p.conn_slot_size,
+                      c0->count, c0->stride, more_bytes, cfg->memory_limit);
     }
     *plan = p;
     return 0;
@@ -384,37 +397,52 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
 void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_plan *plan,
                       nea__layout *out)
 {
+    size_t off = plan->fixed_overhead + plan->connections_bytes;
+    unsigned first = 0;
+
     memset(out, 0, sizeof(*out));
-    out->page = plan->page_size;
     out->routes_off = server_bytes(sz);
     out->metrics_off = out->routes_off + routes_bytes(cfg, sz);
+    out->metrics_count = metrics_records(cfg);
     out->arena_table_off = out->metrics_off + metrics_bytes(cfg, sz);
     out->conns_off = plan->fixed_overhead;
-    out->conn_stride = plan->conn_slot_size;
     out->conn_rbuf_off = conn_struct_bytes(sz);
     out->conn_obuf_off = out->conn_rbuf_off + NEA__ROUND_UP(cfg->read_buffer_size, 64);
-    out->conn_count = cfg->max_connections;
-    {
-        size_t off = plan->fixed_overhead + plan->connections_bytes;
-        unsigned first = 0;
-        for (unsigned i = 0; i < plan->class_count; i++) {
-            struct nea__layout_class *k = &out->classes[i];
-            k->off = off;
-            k->stride = plan->classes[i].stride;
-            k->span = NEA__ROUND_UP(plan->classes[i].size, plan->page_size);
-            k->size = plan->classes[i].size;
-            k->count = plan->classes[i].count;
-            k->first = first;
-            off += plan->classes[i].bytes;
-            first += k->count;
-        }
+    for (unsigned i = 0; i < plan->class_count; i++) {
+        out->classes[i].off = off;
+        out->classes[i].first = first;
+        off += plan->classes[i].bytes;
+        first += plan->classes[i].count;
     }
-    out->class_count = plan->class_count;
-    out->arena_total = plan->arena_total;
-    out->guard_pages = cfg->guard_pages != 0;
-    out->workers = plan->workers;
-    out->worker_bytes = plan->worker_bytes;
-    out->total = plan->total;
+}
+
+size_t nea__plan_slab(const nea_plan *plan, unsigned worker)
+{
+    return (size_t)worker * plan->worker_bytes;
+}
+
+nea__arena_place nea__plan_arena(const nea_plan *plan, const nea__layout *layout, unsigned cls,
+                                 unsigned i)
+{
+    const nea_plan_class *c = &plan->classes[cls];
+    size_t span = nea__plan_span(plan, c->size);
+    nea__arena_place at;
+    at.span = layout->classes[cls].off + (size_t)i * c->stride;
+    at.usable = at.span + span - c->size;
+    at.guard = at.span + span;
+    return at;
+}
+
+size_t nea__plan_span(const nea_plan *plan, size_t size)
+{
+    return NEA__ROUND_UP(size, plan->page_size);
+}
+
+size_t nea__plan_arena_budget(const nea_config *cfg, const nea_plan *plan)
+{
+    size_t rest = plan->fixed_overhead + plan->connections_bytes;
+    size_t share = worker_share(cfg, plan->workers);
+    return share > rest ? share - rest : 0;
 }
 
 void nea_plan_format(const nea_plan *p, char *buf, size_t len)
@@ -423,7 +451,7 @@ void nea_plan_format(const nea_plan *p, char *buf, size_t len)
                      "reserved=%zu workers=%u x %zu (fixed %zu incl. metrics %zu + connections "
                      "%zu + arenas %zu) arena_size=%zu",
                      p->total, p->workers, p->worker_bytes, p->fixed_overhead, p->metrics_bytes,
-                     p->connections_bytes, p->arenas_bytes, p->arena_size);
+                     p->connections_bytes, p->arenas_bytes, p->classes[0].size);
     /* Every class: count x stride (size). */
     for (unsigned i = 0; i < p->class_count && n > 0 && (size_t)n < len; i++) {
         n += snprintf(buf + n, len - (size_t)n, " class%u=%ux%zu(%zu)", i, p->classes[i].count,

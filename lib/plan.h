@@ -1,6 +1,7 @@
 /*
- * plan.h - configuration defaults, validation and the reservation's layout
- * (see plan.c): the only place where sizes and offsets are computed.
+ * plan.h - configuration defaults, validation, and the reservation's sizes
+ * and layout (see plan.c): where every size and offset of the reservation is
+ * computed.
  */
 #ifndef NEA_PLAN_H
 #define NEA_PLAN_H
@@ -10,32 +11,31 @@
 /* The most worker threads one server runs. */
 #define NEA__WORKERS_MAX 1024u
 
-/* Where everything sits inside the one mapping, in bytes from its base. */
+/* Where everything sits in one worker's slab, in bytes from the slab's
+ * start, beyond what the plan already says (sizes and counts are the
+ * plan's; the functions below combine the two). */
 typedef struct nea__layout {
-    size_t page;
     size_t routes_off;      /* the route table, after the server struct */
     size_t metrics_off;     /* the per-route metrics records, after the route table */
-    size_t arena_table_off; /* the arena descriptors */
-    size_t conns_off;       /* the first connection slot (== plan.fixed_overhead) */
-    size_t conn_stride;     /* one slot (== plan.conn_slot_size) */
+    unsigned metrics_count; /* records there: max_routes + 1 (record 0: unrouted) */
+    size_t arena_table_off; /* the arena descriptors, every class's, class 0 first */
+    size_t conns_off;       /* the first connection slot (== plan.fixed_overhead); the
+                               slots follow each other plan.conn_slot_size apart */
     size_t conn_rbuf_off;   /* a slot's read buffer, from the slot's start */
     size_t conn_obuf_off;   /* a slot's output buffer, from the slot's start */
-    unsigned conn_count;
     struct nea__layout_class {
-        size_t off;    /* the class's first arena stride */
-        size_t stride; /* arena span + guard page */
-        size_t span;   /* size rounded up to a page */
-        size_t size;   /* usable bytes, at the end of the span */
-        unsigned count;
+        size_t off;               /* the class's first arena */
         unsigned first;           /* its first descriptor in the arena table */
     } classes[NEA_ARENA_CLASSES]; /* class 0 first, then class 1, ... */
-    unsigned class_count;
-    unsigned arena_total;
-    bool guard_pages;
-    unsigned workers;    /* identical slabs, back to back */
-    size_t worker_bytes; /* one slab; every offset above is from a slab's start */
-    size_t total;
 } nea__layout;
+
+/* One arena's place, in bytes from its slab's start. */
+typedef struct nea__arena_place {
+    size_t span;   /* its first page: the span is its size rounded up to whole pages */
+    size_t usable; /* its usable bytes, the last `size` of the span: an overrun of one
+                      byte reaches the guard page */
+    size_t guard;  /* the page right after the span (PROT_NONE with guard_pages) */
+} nea__arena_place;
 
 /* The sizes of what the reservation holds, given by the files that define
  * those structs (server.c), so that this arithmetic depends on nothing. */
@@ -58,5 +58,19 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
 /* The layout of a plan that nea__plan accepted for cfg. */
 void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_plan *plan,
                       nea__layout *out);
+/* Worker w's slab, in bytes from the mapping's base (the slabs are identical
+ * and back to back). */
+size_t nea__plan_slab(const nea_plan *plan, unsigned worker);
+/* Where arena i of class cls sits in every slab. */
+nea__arena_place nea__plan_arena(const nea_plan *plan, const nea__layout *layout, unsigned cls,
+                                 unsigned i);
+/* The bytes an arena of `size` usable bytes spans: whole pages. */
+size_t nea__plan_span(const nea_plan *plan, size_t size);
+/* The smallest arena cfg allows: the request struct, a head of
+ * read_buffer_size and the handler's minimum. */
+size_t nea__plan_min_arena(const nea_config *cfg, const nea__sizes *sz);
+/* What one worker's arenas may take: its share of memory_limit less its
+ * slab's fixed part and connection slots. */
+size_t nea__plan_arena_budget(const nea_config *cfg, const nea_plan *plan);
 
 #endif /* NEA_PLAN_H */

@@ -3,13 +3,13 @@
  *
  * Invariants: every arena is either on the free list or owned by exactly one
  * request; in_use + length(free list) == count. Acquire and release are O(1)
- * (LIFO, so a recently used, cache-warm arena is reused first). Waiting for
- * an arena is admission's business (admission.c), not the pool's.
+ * (LIFO, so a recently used, cache-warm arena is reused first). Where an
+ * arena sits is the plan's business (plan.c), waiting for one admission's
+ * (admission.c): the pool only hands out and takes back.
  */
 #include "pool.h"
 
-void nea__pool_init(nea__pool *p, nea__arena *table, char *first, unsigned count, size_t stride,
-                    size_t span, size_t size, int scrub, nea__fault *fault)
+void nea__pool_init(nea__pool *p, nea__arena *table, unsigned count, int scrub)
 {
     p->arenas = table;
     p->free = NULL;
@@ -18,15 +18,10 @@ void nea__pool_init(nea__pool *p, nea__arena *table, char *first, unsigned count
     p->high_water = 0;
     p->peak_bytes = 0;
     p->scrub = scrub;
-    /* Build the free list backwards so arena 0 is handed out first. Each
-     * arena ends right at its stride's end (where the guard page, if any,
-     * starts), so an overrun of even one byte reaches the guard. */
+    /* Build the free list backwards so arena 0 is handed out first. */
     for (unsigned i = count; i-- > 0;) {
-        nea__arena *a = &table[i];
-        char *end = first + (size_t)i * stride + span;
-        nea__arena_init(a, end - size, size, fault);
-        a->next_free = p->free;
-        p->free = a;
+        table[i].next_free = p->free;
+        p->free = &table[i];
     }
 }
 

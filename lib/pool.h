@@ -16,10 +16,9 @@ typedef struct nea__pool {
     int scrub;
 } nea__pool;
 
-/* Arena i occupies the `span` (page-rounded) bytes at first + i * stride and
- * ends exactly at the span's end; `size` bytes of it are usable. */
-void nea__pool_init(nea__pool *p, nea__arena *table, char *first, unsigned count, size_t stride,
-                    size_t span, size_t size, int scrub, nea__fault *fault);
+/* Takes the `count` arenas of table, each already placed (nea__arena_init
+ * over the bytes the plan gives it), as free; arena 0 is handed out first. */
+void nea__pool_init(nea__pool *p, nea__arena *table, unsigned count, int scrub);
 /* A free arena, or NULL when every arena is in use. */
 nea__arena *nea__pool_acquire(nea__pool *p);
 /* Scrubs a (per the policy) and makes it free again. */

@@ -78,17 +78,18 @@ static int lock(nea__region *r, void *addr, size_t len, nea__fault *fault)
 /* Applies fn to every part of the reservation that is not a guard page:
  * in each worker's slab, the fixed part with the connection slots, then each
  * arena's span. */
-static int each_usable_range(nea__region *r, const nea__layout *l, nea__fault *fault,
+static int each_usable_range(nea__region *r, const nea_plan *p, const nea__layout *l,
+                             nea__fault *fault,
                              int (*fn)(nea__region *, void *, size_t, nea__fault *))
 {
     int rc = 0;
-    for (unsigned w = 0; rc == 0 && w < l->workers; w++) {
-        char *slab = r->base + (size_t)w * l->worker_bytes;
+    for (unsigned w = 0; rc == 0 && w < p->workers; w++) {
+        char *slab = r->base + nea__plan_slab(p, w);
         rc = fn(r, slab, l->classes[0].off, fault);
-        for (unsigned k = 0; k < l->class_count; k++) {
-            const struct nea__layout_class *c = &l->classes[k];
-            for (unsigned i = 0; rc == 0 && i < c->count; i++) {
-                rc = fn(r, slab + c->off + (size_t)i * c->stride, c->span, fault);
+        for (unsigned k = 0; k < p->class_count; k++) {
+            size_t span = nea__plan_span(p, p->classes[k].size);
+            for (unsigned i = 0; rc == 0 && i < p->classes[k].count; i++) {
+                rc = fn(r, slab + nea__plan_arena(p, l, k, i).span, span, fault);
             }
         }
     }
@@ -97,21 +98,20 @@ static int each_usable_range(nea__region *r, const nea__layout *l, nea__fault *f
 
 /* Protects the guard page after every arena of every class, in every
  * worker's slab. */
-static int guard_all(nea__region *r, const nea__layout *l, const nea_config *cfg,
+static int guard_all(nea__region *r, const nea_plan *p, const nea__layout *l, const nea_config *cfg,
                      nea__fault *fault)
 {
     int rc = 0;
-    for (unsigned w = 0; w < l->workers; w++) {
-        char *slab = r->base + (size_t)w * l->worker_bytes;
-        for (unsigned k = 0; k < l->class_count; k++) {
-            const struct nea__layout_class *c = &l->classes[k];
-            for (unsigned i = 0; i < c->count; i++) {
-                rc = guard(r, slab + c->off + (size_t)i * c->stride + c->span, l->page, fault);
+    for (unsigned w = 0; w < p->workers; w++) {
+        char *slab = r->base + nea__plan_slab(p, w);
+        for (unsigned k = 0; k < p->class_count; k++) {
+            for (unsigned i = 0; i < p->classes[k].count; i++) {
+                rc = guard(r, slab + nea__plan_arena(p, l, k, i).guard, p->page_size, fault);
                 if (rc != 0) {
                     nea__log(cfg, NEA_LOG_ERROR,
                              "cannot protect guard page %u of class %u of worker %u: %s "
                              "(vm.max_map_count too low for %u x %u arenas? set guard_pages = 0)",
-                             i, k, w, nea_strerror(rc), l->workers, l->arena_total);
+                             i, k, w, nea_strerror(rc), p->workers, p->arena_total);
                     return rc;
                 }
             }
@@ -120,24 +120,24 @@ static int guard_all(nea__region *r, const nea__layout *l, const nea_config *cfg
     return 0;
 }
 
-int nea__region_prepare(nea__region *r, const nea__layout *l, const nea_config *cfg,
-                        nea__fault *fault)
+int nea__region_prepare(nea__region *r, const nea_plan *p, const nea__layout *l,
+                        const nea_config *cfg, nea__fault *fault)
 {
-    int rc = map(r, l->total, cfg->prefault || cfg->lock_memory, fault);
+    int rc = map(r, p->total, cfg->prefault || cfg->lock_memory, fault);
 
     if (rc != 0) {
-        nea__log(cfg, NEA_LOG_ERROR, "cannot reserve %zu bytes: %s", l->total, nea_strerror(rc));
+        nea__log(cfg, NEA_LOG_ERROR, "cannot reserve %zu bytes: %s", p->total, nea_strerror(rc));
         return rc;
     }
-    if (l->guard_pages && (rc = guard_all(r, l, cfg, fault)) != 0) {
+    if (cfg->guard_pages && (rc = guard_all(r, p, l, cfg, fault)) != 0) {
         nea__region_unmap(r);
         return rc;
     }
     if (cfg->prefault) {
-        (void)each_usable_range(r, l, fault, touch);
+        (void)each_usable_range(r, p, l, fault, touch);
     }
-    if (cfg->lock_memory && (rc = each_usable_range(r, l, fault, lock)) != 0) {
-        nea__log(cfg, NEA_LOG_ERROR, "cannot lock %zu bytes: %s", l->total, nea_strerror(rc));
+    if (cfg->lock_memory && (rc = each_usable_range(r, p, l, fault, lock)) != 0) {
+        nea__log(cfg, NEA_LOG_ERROR, "cannot lock %zu bytes: %s", p->total, nea_strerror(rc));
         nea__region_unmap(r);
         return rc;
     }

@@ -14,12 +14,13 @@ typedef struct nea__region {
     bool locked;
 } nea__region;
 
-/* Maps layout->total bytes and, per cfg, protects the guard pages, prefaults
- * and locks the usable ranges, before anything is stored in the mapping.
- * Returns 0, or a UV_E* error from mmap/mprotect, or NEA_EMLOCK; the reason
- * is logged through cfg and nothing stays mapped on failure. */
-int nea__region_prepare(nea__region *r, const nea__layout *layout, const nea_config *cfg,
-                        nea__fault *fault);
+/* Maps plan->total bytes and, per cfg, protects the guard pages, prefaults
+ * and locks the usable ranges (where plan and layout put them), before
+ * anything is stored in the mapping. Returns 0, or a UV_E* error from
+ * mmap/mprotect, or NEA_EMLOCK; the reason is logged through cfg and nothing
+ * stays mapped on failure. */
+int nea__region_prepare(nea__region *r, const nea_plan *plan, const nea__layout *layout,
+                        const nea_config *cfg, nea__fault *fault);
 void nea__region_unmap(nea__region *r);
 
 #endif /* NEA_REGION_H */

@@ -31,9 +31,8 @@
  * unmaps the one reservation. Counters cross threads only as snapshots
  * (stats.c) that each worker publishes before its loop waits, and as the
  * per-route records, which each worker writes with relaxed atomic stores
- * (metrics.c); nea__server_each_worker is the one place that reads them,
- * so the route stats and the Prometheus text are the process's sums from
- * any worker's thread.
+ * (metrics.c); nea__server_figures reads one worker's counters from any
+ * thread, and totals.c sums the workers for the public readers.
  */
 #include "server.h"
 
@@ -75,15 +74,26 @@ static const nea__sizes sizes = {
     .host_max = NEA__HOST_MAX,
 };
 
+const nea__sizes *nea__server_sizes(void)
+{
+    return &sizes;
+}
+
 int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t errlen)
 {
     return nea__plan(cfg, &sizes, plan, errbuf, errlen);
 }
 
+/* Worker i's server, at the start of its slab. */
+static nea_server *slab_server(char *base, const nea_plan *plan, unsigned i)
+{
+    return (nea_server *)(base + nea__plan_slab(plan, i));
+}
+
 nea_server *nea__server_worker(const nea_server *s, unsigned i)
 {
     const nea_server *g = s->group;
-    return (nea_server *)(g->region.base + (size_t)i * g->plan.worker_bytes);
+    return slab_server(g->region.base, &g->plan, i);
 }
 
 static void own_stats(const nea_server *s, nea_stats *out);
@@ -157,16 +167,18 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     s->balance_map = -1;
     nea__router_init(&s->router, (nea__route *)(base + layout->routes_off), cfg->max_routes,
                      cfg->read_buffer_size);
-    nea__metrics_init(&s->metrics, base + layout->metrics_off, cfg->max_routes);
-    for (unsigned k = 0; k < layout->class_count; k++) {
-        const struct nea__layout_class *c = &layout->classes[k];
-        nea__arena *table = (nea__arena *)(base + layout->arena_table_off) + c->first;
-        nea__pool_init(&s->pools[k], table, base + c->off, c->count, c->stride, c->span, c->size,
-                       cfg->scrub, &s->fault);
+    nea__metrics_init(&s->metrics, base + layout->metrics_off, layout->metrics_count);
+    for (unsigned k = 0; k < plan->class_count; k++) {
+        const nea_plan_class *c = &plan->classes[k];
+        nea__arena *table =
+            (nea__arena *)(base + layout->arena_table_off) + layout->classes[k].first;
         for (unsigned i = 0; i < c->count; i++) {
+            nea__arena_init(&table[i], base + nea__plan_arena(plan, layout, k, i).usable, c->size,
+                            &s->fault);
             table[i].cls = k;
             table[i].home = &s->env.reqs;
         }
+        nea__pool_init(&s->pools[k], table, c->count, cfg->scrub);
     }
     nea__statics_build(&s->statics, cfg->retry_after_s);
     nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools, plan);
@@ -176,13 +188,12 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
                    cfg->overload_budget_us, cfg->overload_hold_ms);
     s->env.handles_open++;
-    nea__admission_init(&s->admission, &s->env, s->pools, layout->class_count, &s->load,
-                        base + layout->conns_off, layout->conn_stride, layout->conn_rbuf_off,
-                        layout->conn_obuf_off, layout->conn_count, on_admission_changed, s);
+    nea__admission_init(&s->admission, &s->env, s->pools, plan->class_count, &s->load,
+                        base + layout->conns_off, plan->conn_slot_size, layout->conn_rbuf_off,
+                        layout->conn_obuf_off, cfg->max_connections, on_admission_changed, s);
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
     s->env.handles_open++;
-    s->stats.arena_count = plan->arena_count;
     if (plan->workers > 1) {
         /* Unreferenced: publishing alone must not keep the host's loop
          * alive. */
@@ -218,21 +229,21 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
 #ifdef NEA_FAULT_INJECTION
     fault = nea__fault_next_server();
 #endif
-    rc = nea__region_prepare(&region, &layout, cfg, fault);
+    rc = nea__region_prepare(&region, &plan, &layout, cfg, fault);
     if (rc != 0) {
         return rc;
     }
-    s = (nea_server *)region.base;
+    s = slab_server(region.base, &plan, 0);
     /* The workers' loops first: the only step here that can fail. */
     for (i = 1, rc = 0; i < plan.workers && rc == 0; i++) {
-        nea_server *w = (nea_server *)(region.base + (size_t)i * plan.worker_bytes);
+        nea_server *w = slab_server(region.base, &plan, i);
         rc = nea__worker_init(&w->worker, on_wake, w);
     }
     if (rc != 0) {
         nea__log(cfg, NEA_LOG_ERROR, "cannot create the loop of worker %u: %s", i - 1,
                  uv_strerror(rc));
         while (--i > 1) {
-            nea_server *w = (nea_server *)(region.base + (size_t)(i - 1) * plan.worker_bytes);
+            nea_server *w = slab_server(region.base, &plan, i - 1);
             uv_close((uv_handle_t *)&w->worker.wake, NULL);
             nea__worker_run_here(&w->worker);
         }
@@ -245,7 +256,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     memset(fault, 0, sizeof(*fault));
 #endif
     for (i = 0; i < plan.workers; i++) {
-        nea_server *w = (nea_server *)(region.base + (size_t)i * plan.worker_bytes);
+        nea_server *w = slab_server(region.base, &plan, i);
         server_init(w, s, i, i == 0 ? loop : &w->worker.loop, cfg, &plan, &layout);
     }
     s->owner = uv_thread_self();
@@ -341,8 +352,6 @@ int nea_server_port(const nea_server *s)
 static void own_stats(const nea_server *s, nea_stats *out)
 {
     *out = s->stats;
-    out->arenas_in_use = out->arenas_high_water = out->arena_count = 0;
-    out->arena_peak_bytes = 0;
     out->arena_class_count = s->plan.class_count;
     for (unsigned k = 0; k < s->plan.class_count; k++) {
         const nea__pool *p = &s->pools[k];
@@ -352,11 +361,6 @@ static void own_stats(const nea_server *s, nea_stats *out)
         c->in_use = p->in_use;
         c->high_water = p->high_water;
         c->peak_bytes = p->peak_bytes;
-        out->arenas_in_use += p->in_use;
-        out->arenas_high_water += p->high_water;
-        out->arena_count += p->count;
-        out->arena_peak_bytes =
-            p->peak_bytes > out->arena_peak_bytes ? p->peak_bytes : out->arena_peak_bytes;
     }
     out->queue_length = s->admission.wait_len;
     out->shedding = s->load.shedding;
@@ -375,107 +379,13 @@ bool nea__server_on_thread(const nea_server *w)
     return cur == NULL && uv_thread_equal(&w->owner, &self);
 }
 
-/* Worker w's figures: live on its own thread, else its last snapshot. */
-static void worker_stats(const nea_server *w, nea_stats *out)
+void nea__server_figures(const nea_server *w, nea_stats *out)
 {
     if (w->plan.workers == 1 || nea__server_on_thread(w)) {
         own_stats(w, out);
     } else {
         nea__stats_read(&w->snapshot, out);
     }
-}
-
-void nea__server_each_worker(const nea_server *s,
-                             void (*fn)(void *data, const nea_server *w, const nea_stats *st),
-                             void *data)
-{
-    const nea_server *g = s->group;
-    nea_stats st;
-    for (unsigned i = 0; i < g->plan.workers; i++) {
-        const nea_server *w = nea__server_worker(g, i);
-        worker_stats(w, &st);
-        fn(data, w, &st);
-    }
-}
-
-int nea_server_worker_stats(const nea_server *s, unsigned worker, nea_stats *out)
-{
-    NEA__NEED(s, "server");
-    if (worker >= s->plan.workers) {
-        return UV_EINVAL;
-    }
-    worker_stats(nea__server_worker(s, worker), out);
-    return 0;
-}
-
-static void add_worker(void *data, const nea_server *w, const nea_stats *st)
-{
-    (void)w;
-    nea__stats_add(data, st);
-}
-
-void nea_server_stats(const nea_server *s, nea_stats *out)
-{
-    NEA__NEED(s, "server");
-    if (s->plan.workers == 1) {
-        own_stats(s, out);
-        return;
-    }
-    memset(out, 0, sizeof(*out));
-    nea__server_each_worker(s, add_worker, out);
-}
-
-unsigned nea_server_route_stats_count(const nea_server *s)
-{
-    NEA__NEED(s, "server");
-    return s->group->metrics.count;
-}
-
-typedef struct sum_route {
-    unsigned i;
-    nea_route_stats *out;
-} sum_route;
-
-/* One worker's record i, added into the sum (its names taken from worker
- * 0, whose records come first). */
-static void add_route(void *data, const nea_server *w, const nea_stats *st)
-{
-    sum_route *a = data;
-    nea_route_stats one;
-    (void)st;
-    if (w->index == 0) {
-        nea__metrics_read(&w->metrics, a->i, a->out);
-    } else {
-        nea__metrics_read(&w->metrics, a->i, &one);
-        nea__route_stats_add(a->out, &one);
-    }
-}
-
-/* Record i summed over every worker: each worker's block is written by its
- * own thread only, with relaxed atomics, so any thread may read it. */
-static void read_route(const void *data, unsigned i, nea_route_stats *out)
-{
-    sum_route a = {i, out};
-    nea__server_each_worker(data, add_route, &a);
-}
-
-int nea_server_route_stats(const nea_server *s, unsigned i, nea_route_stats *out)
-{
-    NEA__NEED(s, "server");
-    if (i >= nea_server_route_stats_count(s)) {
-        return UV_EINVAL;
-    }
-    read_route(s, i, out);
-    return 0;
-}
-
-size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap)
-{
-    NEA__NEED(s, "server");
-    nea__records src = {nea_server_route_stats_count(s), read_route, s};
-    nea_stats st;
-    nea_server_stats(s, &st);
-    return nea__metrics_write(&src, &st, buf, cap);
 }
 
 /* Keeps this worker's flag in the balance program's map in step with
@@ -515,17 +425,17 @@ int nea_server_agent_port(const nea_server *s)
  * thread) is read live; another worker from its published counters, where
  * its busy slots are its open connections (idle keep-alive ones included:
  * the process looks a little fuller than it is, never emptier). */
-static void add_capacity(void *data, const nea_server *w, const nea_stats *st)
+static void add_capacity(nea__capacity *out, const nea_server *w, const nea_stats *st)
 {
-    nea__capacity *out = data;
-    unsigned reserved = w->admission.reserved, count = st->arena_count;
-    unsigned free = st->arena_count - st->arenas_in_use;
+    nea_stats_class arenas = nea_stats_arenas(st);
+    unsigned reserved = w->admission.reserved, count = arenas.count;
+    unsigned free = arenas.count - arenas.in_use;
     out->arenas += count > reserved ? count - reserved : 0;
     out->arenas_free += free > reserved ? free - reserved : 0;
     out->queued += st->queue_length;
     out->slots += w->admission.count;
-    out->slots_busy += w->index == 0 ? nea__admission_slots_busy(&w->admission)
-                                     : st->connections_open;
+    out->slots_busy +=
+        w->index == 0 ? nea__admission_slots_busy(&w->admission) : st->connections_open;
     out->shedding = out->shedding || st->shedding > 0;
 }
 
@@ -534,17 +444,21 @@ static void add_capacity(void *data, const nea_server *w, const nea_stats *st)
 static void read_capacity(void *data, nea__capacity *out)
 {
     const nea_server *s = data;
+    nea_stats st;
     memset(out, 0, sizeof(*out));
-    nea__server_each_worker(s, add_capacity, out);
+    for (unsigned i = 0; i < s->plan.workers; i++) {
+        const nea_server *w = nea__server_worker(s, i);
+        nea__server_figures(w, &st);
+        add_capacity(out, w, &st);
+    }
     out->draining = s->closing;
 }
 
 static int listen_one(nea_server *s, int port)
 {
-    return nea__listener_start(&s->listener, s->loop, &s->cfg, s->cfg.host, port,
-                               s->cfg.reuse_port || s->plan.workers > 1, &s->stats,
-                               &s->env.handles_open, &s->fault, on_connection, maybe_finish_close,
-                               s);
+    return nea__listener_start(
+        &s->listener, s->loop, &s->cfg, s->cfg.host, port, s->cfg.reuse_port || s->plan.workers > 1,
+        &s->stats, &s->env.handles_open, &s->fault, on_connection, maybe_finish_close, s);
 }
 
 /* Deals connections round-robin over the workers' sockets when the kernel

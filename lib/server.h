@@ -39,14 +39,14 @@ struct nea_server {
 
     nea_stats stats;
     nea__metrics metrics; /* per-route records (metrics.c) */
-    nea__fault fault; /* test builds: this server's failure plan */
+    nea__fault fault;     /* test builds: this server's failure plan */
 
     /* Workers (server.c): one nea_server per worker, each at the start of
      * its slab; worker 0 is the one nea_server_new returned and runs on the
      * host's loop. Fields marked (0) are used by worker 0 only. */
-    unsigned index;     /* this worker's number */
-    nea_server *group;  /* worker 0 */
-    nea__worker worker; /* workers 1..: the thread and its loop */
+    unsigned index;               /* this worker's number */
+    nea_server *group;            /* worker 0 */
+    nea__worker worker;           /* workers 1..: the thread and its loop */
     uv_prepare_t publish;         /* with workers: publishes stats before every wait */
     nea__stats_snapshot snapshot; /* what other threads read of this worker's stats */
     uv_thread_t owner;            /* (0) the host's thread: the one that created the server */
@@ -66,14 +66,14 @@ struct nea_server {
 /* True when worker w runs on the calling thread (worker 0: the thread that
  * created the server), so its live state may be touched directly. */
 bool nea__server_on_thread(const nea_server *w);
+/* The sizes of the structs the reservation holds, for plan.c's arithmetic. */
+const nea__sizes *nea__server_sizes(void);
 /* Worker i of s's group (0 <= i < plan.workers). */
 nea_server *nea__server_worker(const nea_server *s, unsigned i);
-/* The read-side summing point: calls fn once per worker with that worker's
- * figures (live for the worker running on the calling thread, else its last
- * published snapshot). Safe from the host's thread and every worker thread. */
-void nea__server_each_worker(const nea_server *s,
-                             void (*fn)(void *data, const nea_server *w, const nea_stats *st),
-                             void *data);
+/* Worker w's counters with its pools', queue's and load's figures: live
+ * when w runs on the calling thread (or is the only worker), else as w last
+ * published them. Safe from the host's thread and every worker thread. */
+void nea__server_figures(const nea_server *w, nea_stats *out);
 
 #ifdef NEA_FAULT_INJECTION
 /* Serves an already-connected stream socket (e.g. one end of a socketpair)

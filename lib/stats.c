@@ -2,7 +2,10 @@
  * stats.c - keeping the server's counters. Every counter is a plain field of
  * nea_stats in the reservation, changed on the loop thread only, so
  * recording is a few instructions and never allocates; nea_server_stats
- * copies them out together with the pool's and the queue's live figures.
+ * copies them out together with the pools', the queue's and the load's live
+ * figures. A total that is a sum of other fields (every 503, the arenas of
+ * every class) is never stored: nea_stats_shed and nea_stats_arenas compute
+ * it from a copy, so it cannot drift from its parts.
  *
  * With workers, each worker counts in its own nea_stats and publishes a
  * snapshot once per loop iteration; a reader on another thread sums the
@@ -40,7 +43,6 @@ void nea__stats_add(nea_stats *sum, const nea_stats *one)
         sum->responses[i] += one->responses[i];
     }
     sum->oom_500 += one->oom_500;
-    sum->shed_503 += one->shed_503;
     sum->shed_no_slot += one->shed_no_slot;
     sum->shed_no_arena += one->shed_no_arena;
     sum->shed_cpu += one->shed_cpu;
@@ -54,17 +56,11 @@ void nea__stats_add(nea_stats *sum, const nea_stats *one)
     sum->accept_errors += one->accept_errors;
     sum->connections_open += one->connections_open;
     sum->connections_max += one->connections_max;
-    sum->arenas_in_use += one->arenas_in_use;
-    sum->arenas_high_water += one->arenas_high_water;
-    sum->arena_count += one->arena_count;
     sum->queue_length += one->queue_length;
     sum->shedding += one->shedding;
     sum->shed_transitions += one->shed_transitions;
     if (one->loop_lag_us > sum->loop_lag_us) {
         sum->loop_lag_us = one->loop_lag_us;
-    }
-    if (one->arena_peak_bytes > sum->arena_peak_bytes) {
-        sum->arena_peak_bytes = one->arena_peak_bytes;
     }
     sum->arena_class_count = one->arena_class_count; /* every worker has the same classes */
     for (unsigned k = 0; k < one->arena_class_count && k < NEA_ARENA_CLASSES; k++) {
@@ -76,6 +72,24 @@ void nea__stats_add(nea_stats *sum, const nea_stats *one)
         c->high_water += o->high_water;
         c->peak_bytes = o->peak_bytes > c->peak_bytes ? o->peak_bytes : c->peak_bytes;
     }
+}
+
+uint64_t nea_stats_shed(const nea_stats *st)
+{
+    return st->shed_no_slot + st->shed_no_arena + st->shed_cpu + st->shed_fair + st->shed_draining;
+}
+
+nea_stats_class nea_stats_arenas(const nea_stats *st)
+{
+    nea_stats_class all = {0};
+    for (unsigned k = 0; k < st->arena_class_count && k < NEA_ARENA_CLASSES; k++) {
+        const nea_stats_class *c = &st->classes[k];
+        all.count += c->count;
+        all.in_use += c->in_use;
+        all.high_water += c->high_water;
+        all.peak_bytes = c->peak_bytes > all.peak_bytes ? c->peak_bytes : all.peak_bytes;
+    }
+    return all;
 }
 
 void nea__stats_publish(nea__stats_snapshot *snap, const nea_stats *st)

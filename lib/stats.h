@@ -16,8 +16,8 @@ void nea__stats_conn_opened(nea_stats *st);
 void nea__stats_conn_closed(nea_stats *st);
 
 /* Adds one worker's figures into a process-wide sum: counters and
- * capacities add up, arena_peak_bytes and loop_lag_us take the largest,
- * shedding counts the workers shedding for CPU. */
+ * capacities add up, each class's peak_bytes and loop_lag_us take the
+ * largest, shedding counts the workers shedding for CPU. */
 void nea__stats_add(nea_stats *sum, const nea_stats *one);
 
 /* A copy of one worker's nea_stats that other threads may read while the

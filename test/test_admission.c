@@ -124,7 +124,7 @@ static void test_class_admission_and_oom(void **state)
     assert_int_equal(st.classes[1].high_water, 1);
     assert_true(st.classes[1].peak_bytes > 200u << 10);
     assert_true(st.classes[0].peak_bytes < 64u << 10);
-    assert_int_equal(st.arena_count, st.classes[0].count + 1);
+    assert_int_equal(nea_stats_arenas(&st).count, st.classes[0].count + 1);
     assert_int_equal(st.oom_500, 2);
     /* The route's metrics name its class. */
     assert_int_equal(nea_server_route_stats(f->srv, nea_server_route_stats_count(f->srv) - 1, &rs),
@@ -195,8 +195,8 @@ static void test_503_when_arenas_exhausted_then_recovery(void **state)
     d = h_get(f, "/hello");
     assert_int_equal(h_read(f, d, &r, H_DEADLINE_MS), 200);
     h_stats(f, &st);
-    assert_int_equal(st.shed_503, 1);
-    assert_int_equal(st.arenas_high_water, 2);
+    assert_int_equal(nea_stats_shed(&st), 1);
+    assert_int_equal(nea_stats_arenas(&st).high_water, 2);
     close(a);
     close(b);
     close(c);
@@ -257,7 +257,7 @@ static void test_long_queue_drains_in_order(void **state)
         close(fds[i]);
     }
     h_stats(f, &st);
-    assert_int_equal(st.shed_503, 0);
+    assert_int_equal(nea_stats_shed(&st), 0);
     assert_int_equal(st.queue_length, 0);
     close(busy);
 }
@@ -422,7 +422,7 @@ static void test_no_slot_and_none_idle_gets_503(void **state)
     assert_true(h_closed(f, b, H_DEADLINE_MS));
     assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
     h_stats(f, &st);
-    assert_int_equal(st.shed_503, 1);
+    assert_int_equal(nea_stats_shed(&st), 1);
     close(a);
     close(b);
 }
@@ -467,7 +467,7 @@ static void test_accept_keeps_idle_with_request_waiting(void **state)
     assert_string_equal(r.body, "again");
     h_stats(f, &st);
     assert_int_equal(st.evicted, 0);
-    assert_int_equal(st.shed_503, 1);
+    assert_int_equal(nea_stats_shed(&st), 1);
     close(a);
     close(c);
 }
@@ -491,7 +491,7 @@ static void test_accept_evicts_idle_with_nothing_waiting(void **state)
     assert_true(h_closed(f, a, H_DEADLINE_MS));
     h_stats(f, &st);
     assert_int_equal(st.evicted, 1);
-    assert_int_equal(st.shed_503, 0);
+    assert_int_equal(nea_stats_shed(&st), 0);
     close(a);
     close(c);
 }

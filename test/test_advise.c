@@ -81,7 +81,7 @@ static void test_advice_arithmetic(void **state)
     /* The layout fits the same memory_limit, class 0 taking the rest. */
     assert_int_equal(a.cfg.memory_limit, cfg.memory_limit);
     assert_true(a.plan.total <= cfg.memory_limit);
-    assert_true(a.plan.total + a.plan.arena_stride > cfg.memory_limit);
+    assert_true(a.plan.total + a.plan.classes[0].stride > cfg.memory_limit);
     assert_true(a.cfg.arena_classes[0].count >= 1 && a.cfg.arena_classes[1].count >= 1);
     /* One outlier of 12001 requests may exceed its class. */
     assert_true(a.predicted_oom > 0.9 / 12001 && a.predicted_oom < 1.1 / 12001);
@@ -120,7 +120,7 @@ static void test_advice_with_workers(void **state)
         assert_int_equal(two.cfg.arena_classes[c].size, one.cfg.arena_classes[c].size);
         assert_int_equal(two.cfg.arena_classes[c].count, one.cfg.arena_classes[c].count);
     }
-    assert_int_equal(two.plan.arena_count, one.plan.arena_count);
+    assert_int_equal(two.plan.classes[0].count, one.plan.classes[0].count);
     assert_memory_equal(cls_two, cls_one, sizeof(cls_one));
     assert_true(two.in_flight > 1.999 * one.in_flight && two.in_flight < 2.001 * one.in_flight);
     assert_true(two.in_flight_one_class > 1.999 * one.in_flight_one_class &&

@@ -187,7 +187,7 @@ static void test_drain_is_announced_while_still_serving(void **state)
     h_expect(f, late, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, &r);
     assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "close");
     h_stats(f, &st);
-    assert_int_equal(st.shed_503, 0);
+    assert_int_equal(nea_stats_shed(&st), 0);
     assert_false(f->closed);
     close(idle);
     close(late);
@@ -250,7 +250,7 @@ static void test_ready_route_needs_no_arena(void **state)
     assert_true(h_closed(f, probe, H_DEADLINE_MS));
     h_stats(f, &st);
     assert_int_equal(st.shed_draining, 1);
-    assert_int_equal(st.shed_503, 1);
+    assert_int_equal(nea_stats_shed(&st), 1);
     for (int i = 0; i < 8; i++) {
         assert_int_equal(h_read(f, fd[i], &r, H_DEADLINE_MS), 200);
         close(fd[i]);

@@ -26,39 +26,6 @@
 
 #include "unit.h"
 
-/*
- * test_arena.c - bump allocation, scrub, the arena pool and the region's
- * options (guard pages, prefault, mlock).
- *
- * Arena and pool functions are tested directly on buffers this file maps
- * itself (so every boundary is known exactly), then through a server, whose
- * reservation puts arenas next to guard pages. Faults are provoked in fork()ed
- * children; the parent only looks at how the child died.
- *
- * Under AddressSanitizer and Valgrind, libnea poisons arena bytes that are not
- * handed out. A test that reads arena bytes libnea has not handed out (to see
- * what a scrub left there) first exposes them with expose(), and a buffer this
- * file mapped is unpoisoned before it is unmapped.
- */
-#include "server.h"
-
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
-
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include "unit.h"
-
 static char *map_buf(size_t n)
 {
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

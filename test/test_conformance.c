@@ -30,7 +30,7 @@
  *   RFC 9110 10.1.1 Expect: 100-continue
  *
  * The expected status and connection outcome follow libnea's documented
- * policy (README, "Status codes") plus the strict rules: chunked framing
+ * policy (docs/operations.md, "Status codes") plus the strict rules: chunked framing
  * lines end in exactly CRLF, Content-Length/Transfer-Encoding/Host are
  * refused in a trailer section, chunk extensions must be well-formed,
  * Connection, Transfer-Encoding and Expect are comma-separated token lists

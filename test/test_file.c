@@ -117,7 +117,7 @@ static void test_file_larger_than_the_arena(void **state)
     assert_non_null(strstr(r.head, "Last-Modified: Sun, 09 Sep 2001 01:46:40 GMT\r\n"));
     assert_int_equal(r.body_len, 300000);
     assert_true(r.pattern_ok);
-    assert_true(h_st(f).arena_peak_bytes < 8192);
+    assert_true(h_arenas(f).peak_bytes < 8192);
     assert_true(h_arenas_settle(f));
     assert_int_equal(file_fds(), 0);
     close(fd);

@@ -18,6 +18,26 @@
 #include <unistd.h>
 
 #include "e2e.h"
+#include "tchar.h"
+
+/* --- token characters (tchar.h) ------------------------------------------------- */
+
+/* Every byte is a tchar exactly when RFC 9110 lists it: the one definition
+ * behind method, field-name and Transfer-Encoding checks here and chunk
+ * extension and trailer names in chunked.c. */
+static void test_tchar_is_rfc9110s_set(void **state)
+{
+    static const char listed[] = "!#$%&'*+-.^_`|~0123456789"
+                                 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    unsigned count = 0;
+    (void)state;
+    for (unsigned c = 0; c < 256; c++) {
+        bool want = c != 0 && memchr(listed, (int)c, sizeof(listed) - 1) != NULL;
+        assert_int_equal(nea__is_tchar((unsigned char)c), want);
+        count += want;
+    }
+    assert_int_equal(count, 15 + 10 + 26 + 26);
+}
 
 /* --- the head guard, driven directly --------------------------------------------- */
 
@@ -273,6 +293,7 @@ static void test_body_limit_exact(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tchar_is_rfc9110s_set),
         cmocka_unit_test(test_scanner_refuses_bare_lf_and_del),
         cmocka_unit_test(test_body_limit_exact),
         cmocka_unit_test(test_te_with_cl_refused_by_libnea),

@@ -1,7 +1,8 @@
 /*
- * test_plan.c - nea_config_init defaults, the memory plan's arithmetic
- * (plan.c), every refusal of nea_config_plan (code, and a message naming the
- * field), and nea_server_new refusing the same configs through its log.
+ * test_plan.c - nea_config_init defaults, the memory plan's arithmetic,
+ * where the layout puts every part of a slab, every refusal of
+ * nea_config_plan (code, and a message naming the field), and
+ * nea_server_new refusing the same configs through its log.
  *
  * The plan is what an operator reads to "do the math" before deploying, so
  * each term is checked against the formula in nea.h rather than against
@@ -20,30 +21,6 @@
 #include <unistd.h>
 
 #include "log.h"
-
-#define KIB ((size_t)1024)
-#define MIB (KIB * 1024)
-
-/*
- * test_plan.c - nea_config_init defaults, the memory plan's arithmetic,
- * every refusal of nea_config_plan (code and message), nea_server_new
- * refusing the same configs through its log, and the error-name tables.
- *
- * The plan is what an operator reads to "do the math" before deploying, so
- * each term is checked against the formula in nea.h rather than against
- * numbers copied from the implementation.
- */
-#include "server.h"
-
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
-
-#include <limits.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * 1024)
@@ -75,12 +52,24 @@ static void check_plan_identities(const nea_config *cfg, const nea_plan *p)
     size_t page = page_size();
 
     assert_int_equal(p->page_size, page);
-    assert_int_equal(p->arena_size, cfg->arena_size);
+    assert_int_equal(p->classes[0].size, cfg->arena_size);
     assert_int_equal(p->worker_bytes, p->fixed_overhead + p->connections_bytes + p->arenas_bytes);
     assert_true(p->workers >= 1);
     assert_int_equal(p->total, (size_t)p->workers * p->worker_bytes);
-    assert_int_equal(p->arenas_bytes, (size_t)p->arena_count * p->arena_stride);
-    assert_int_equal(p->arena_stride,
+    assert_int_equal(p->class_count, 1 + cfg->arena_class_count);
+    {
+        size_t sum = 0;
+        unsigned arenas = 0;
+        for (unsigned k = 0; k < p->class_count; k++) {
+            assert_int_equal(p->classes[k].bytes,
+                             (size_t)p->classes[k].count * p->classes[k].stride);
+            sum += p->classes[k].bytes;
+            arenas += p->classes[k].count;
+        }
+        assert_int_equal(p->arenas_bytes, sum);
+        assert_int_equal(p->arena_total, arenas);
+    }
+    assert_int_equal(p->classes[0].stride,
                      round_up(cfg->arena_size, page) + (cfg->guard_pages ? page : 0));
     assert_int_equal(p->fixed_overhead % page, 0);
     /* Connection slots: page-rounded, at least one slot struct + read buffer each, and
@@ -91,10 +80,10 @@ static void check_plan_identities(const nea_config *cfg, const nea_plan *p)
     assert_true(p->connections_bytes < p->conn_slot_size * cfg->max_connections + page);
     /* The descriptor table for every arena is inside the fixed part. */
     assert_true(p->fixed_overhead >=
-                sizeof(nea_server) + (size_t)p->arena_count * sizeof(nea__arena));
+                sizeof(nea_server) + (size_t)p->arena_total * sizeof(nea__arena));
     assert_true(p->request_overhead >= sizeof(nea_req));
     assert_int_equal(p->request_overhead % alignof(max_align_t), 0);
-    assert_true(p->arena_count > 0);
+    assert_true(p->classes[0].count > 0);
     assert_true(p->total <= cfg->memory_limit);
 }
 
@@ -151,7 +140,7 @@ static void test_defaults_plan(void **state)
     check_plan_identities(&cfg, &p);
     /* 1024 slots of at least 8 KiB each, and the rest is arenas. */
     assert_true(p.connections_bytes >= 1024 * 8 * KIB);
-    assert_true(p.arena_count > 100);
+    assert_true(p.classes[0].count > 100);
 }
 
 /* The defaults stay valid whatever the arena size, and max_body_size 0
@@ -175,13 +164,13 @@ static void test_defaults_any_arena_size(void **state)
         }
         assert_int_equal(rc, 0);
         check_plan_identities(&cfg, &p);
-        assert_int_equal(p.max_body_size, sizes[i] - p.request_overhead - 18 - 1);
+        assert_int_equal(p.classes[0].max_body_size, sizes[i] - p.request_overhead - 18 - 1);
 
         /* That largest body is accepted when asked for explicitly; one more
          * byte is not. */
-        cfg.max_body_size = p.max_body_size;
+        cfg.max_body_size = p.classes[0].max_body_size;
         assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
-        assert_int_equal(p.max_body_size, cfg.max_body_size);
+        assert_int_equal(p.classes[0].max_body_size, cfg.max_body_size);
         cfg.max_body_size++;
         err[0] = '\0';
         assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EINVAL_CONFIG);
@@ -201,8 +190,8 @@ static void test_plan_terms_guard(void **state)
     small_config(&cfg);
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
     check_plan_identities(&cfg, &p);
-    assert_int_equal(p.arena_count, 8);
-    assert_int_equal(p.arena_stride, 32 * KIB + page);
+    assert_int_equal(p.classes[0].count, 8);
+    assert_int_equal(p.classes[0].stride, 32 * KIB + page);
     assert_int_equal(p.arenas_bytes, 8 * (32 * KIB + page));
 }
 
@@ -217,7 +206,7 @@ static void test_plan_terms_no_guard(void **state)
     cfg.guard_pages = 0;
     assert_int_equal(nea_config_plan(&cfg, &without, NULL, 0), 0);
     check_plan_identities(&cfg, &without);
-    assert_int_equal(without.arena_stride, 32 * KIB);
+    assert_int_equal(without.classes[0].stride, 32 * KIB);
     /* Guard pages cost exactly one page per arena, nothing else. */
     assert_int_equal(with.total - without.total, 8 * page_size());
     assert_int_equal(with.fixed_overhead, without.fixed_overhead);
@@ -238,8 +227,8 @@ static void test_plan_unaligned_sizes(void **state)
     cfg.max_connections = 7;
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
     check_plan_identities(&cfg, &p);
-    assert_int_equal(p.arena_stride, round_up(20000, page) + page);
-    assert_int_equal(p.arena_size, 20000);
+    assert_int_equal(p.classes[0].stride, round_up(20000, page) + page);
+    assert_int_equal(p.classes[0].size, 20000);
     assert_int_equal(p.connections_bytes, round_up(7 * p.conn_slot_size, page));
 }
 
@@ -280,12 +269,12 @@ static void check_resolves_to_max(nea_config *cfg)
     }
     assert_int_equal(rc, 0);
     check_plan_identities(cfg, &p);
-    resolved = p.arena_count;
+    resolved = p.classes[0].count;
 
     cfg->arena_count = resolved;
     assert_int_equal(nea_config_plan(cfg, &q, NULL, 0), 0);
     assert_int_equal(q.total, p.total);
-    assert_int_equal(q.arena_count, resolved);
+    assert_int_equal(q.classes[0].count, resolved);
 
     cfg->arena_count = resolved + 1;
     err[0] = '\0';
@@ -331,8 +320,8 @@ static void test_arena_count_auto_sweep(void **state)
     cfg.arena_count = 0;
     cfg.memory_limit = 64 * MIB;
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
-    base_limit = p.fixed_overhead + p.connections_bytes + 2 * p.arena_stride;
-    for (size_t limit = base_limit; limit < base_limit + 3 * p.arena_stride; limit += 40) {
+    base_limit = p.fixed_overhead + p.connections_bytes + 2 * p.classes[0].stride;
+    for (size_t limit = base_limit; limit < base_limit + 3 * p.classes[0].stride; limit += 40) {
         cfg.memory_limit = limit;
         check_resolves_to_max(&cfg);
     }
@@ -521,7 +510,7 @@ static void test_arena_small_boundary(void **state)
 
     cfg.arena_size = min;
     assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), 0);
-    assert_int_equal(p.arena_size, min);
+    assert_int_equal(p.classes[0].size, min);
 
     cfg.arena_size = min - 1;
     assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EARENA_SMALL);
@@ -571,7 +560,7 @@ static void test_plan_format(void **state)
     nea_plan_format(&p, buf, sizeof(buf));
     snprintf(num, sizeof(num), "%zu", p.total);
     assert_non_null(strstr(buf, num));
-    snprintf(num, sizeof(num), "%zu", p.arena_stride);
+    snprintf(num, sizeof(num), "%zu", p.classes[0].stride);
     assert_non_null(strstr(buf, num));
 }
 
@@ -608,7 +597,6 @@ static void test_classes_sum_in_the_plan(void **state)
     /* Each class's body limit is what its arena holds. */
     assert_true(p.classes[1].max_body_size > 200 * KIB);
     assert_true(p.classes[2].max_body_size < 20000);
-    assert_int_equal(p.max_body_size, p.classes[0].max_body_size);
     /* Descriptors of every arena are in the fixed part. */
     small_config(&cfg);
     assert_int_equal(nea_config_plan(&cfg, &one, NULL, 0), 0);
@@ -619,6 +607,86 @@ static void test_classes_sum_in_the_plan(void **state)
     assert_non_null(strstr(buf, "class0=8x"));
     assert_non_null(strstr(buf, "class1=2x"));
     assert_non_null(strstr(buf, "class2=3x"));
+}
+
+/* Where plan.c puts every part of a slab: the fixed part's tables in order,
+ * the connection slots after it, then every class's arenas back to back,
+ * each arena's usable bytes ending where its span ends and its guard page
+ * right after, the last guard page ending the slab; slabs one after the
+ * other. */
+static void test_plan_places_every_part(void **state)
+{
+    nea_config cfg;
+    nea_plan p;
+    nea__layout l;
+    const nea__sizes *sz = nea__server_sizes();
+    size_t page = page_size(), end;
+    (void)state;
+
+    two_classes(&cfg);
+    cfg.workers = 2;
+    cfg.memory_limit = 64 * MIB;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    nea__plan_layout(&cfg, sz, &p, &l);
+
+    assert_true(l.routes_off >= sizeof(nea_server));
+    assert_true(l.metrics_off >= l.routes_off + cfg.max_routes * sizeof(nea__route));
+    assert_int_equal(l.metrics_count, cfg.max_routes + 1);
+    assert_true(l.arena_table_off >= l.metrics_off + l.metrics_count * sizeof(nea_route_stats));
+    assert_true(l.arena_table_off + p.arena_total * sizeof(nea__arena) <= p.fixed_overhead);
+    assert_int_equal(l.conns_off, p.fixed_overhead);
+    assert_true(l.conn_rbuf_off >= sizeof(nea__conn));
+    assert_true(l.conn_obuf_off >= l.conn_rbuf_off + cfg.read_buffer_size);
+    assert_true(l.conn_obuf_off < p.conn_slot_size);
+
+    end = p.fixed_overhead + p.connections_bytes;
+    for (unsigned k = 0; k < p.class_count; k++) {
+        const nea_plan_class *c = &p.classes[k];
+        size_t span = nea__plan_span(&p, c->size);
+        assert_int_equal(span % page, 0);
+        assert_true(span >= c->size && span < c->size + page);
+        assert_int_equal(l.classes[k].first,
+                         k == 0 ? 0 : l.classes[k - 1].first + p.classes[k - 1].count);
+        for (unsigned i = 0; i < c->count; i++) {
+            nea__arena_place at = nea__plan_arena(&p, &l, k, i);
+            assert_int_equal(at.span, end); /* right after the previous arena's guard */
+            assert_int_equal(at.span % page, 0);
+            assert_int_equal(at.usable + c->size, at.span + span);
+            assert_int_equal(at.guard, at.span + span);
+            end = at.guard + (cfg.guard_pages ? page : 0);
+        }
+    }
+    assert_int_equal(end, p.worker_bytes);
+    for (unsigned w = 0; w < p.workers; w++) {
+        assert_int_equal(nea__plan_slab(&p, w), w * p.worker_bytes);
+    }
+    assert_int_equal(nea__plan_slab(&p, p.workers), p.total);
+}
+
+/* The advisor's floor and budget are the plan's own figures: the smallest
+ * arena is the one nea_config_plan still accepts, and one worker's arena
+ * budget is its share less what its slab holds besides arenas. */
+static void test_plan_min_arena_and_budget(void **state)
+{
+    nea_config cfg;
+    nea_plan p;
+    size_t min;
+    (void)state;
+
+    small_config(&cfg);
+    min = nea__plan_min_arena(&cfg, nea__server_sizes());
+    cfg.arena_size = min;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    cfg.arena_size = min - 1;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), NEA_EARENA_SMALL);
+
+    small_config(&cfg);
+    cfg.workers = 2;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    assert_int_equal(nea__plan_arena_budget(&cfg, &p),
+                     cfg.memory_limit / 2 - p.fixed_overhead - p.connections_bytes);
+    cfg.memory_limit = p.fixed_overhead; /* less than the slab's fixed part: no budget */
+    assert_int_equal(nea__plan_arena_budget(&cfg, &p), 0);
 }
 
 /* arena_count = 0: class 0 takes what memory_limit leaves after the other
@@ -633,11 +701,11 @@ static void test_classes_auto_default_class(void **state)
     cfg.arena_count = 0;
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
     assert_true(p.total <= cfg.memory_limit);
-    assert_true(p.total + p.arena_stride > cfg.memory_limit); /* one more would not fit */
+    assert_true(p.total + p.classes[0].stride > cfg.memory_limit); /* one more would not fit */
     cfg.arena_class_count = 0;
     assert_int_equal(nea_config_plan(&cfg, &base, NULL, 0), 0);
-    assert_true(p.arena_count < base.arena_count);
-    assert_true((base.arena_count - p.arena_count) * p.arena_stride >=
+    assert_true(p.classes[0].count < base.classes[0].count);
+    assert_true((base.classes[0].count - p.classes[0].count) * p.classes[0].stride >=
                 p.classes[1].bytes + p.classes[2].bytes);
 }
 
@@ -731,8 +799,8 @@ static void test_server_new_uses_plan(void **state)
     snprintf(num, sizeof(num), "%zu", p.total);
     assert_non_null(strstr(lc.last, num));
     nea_server_stats(srv, &st);
-    assert_int_equal(st.arena_count, p.arena_count);
-    assert_int_equal(srv->pools[0].count, p.arena_count);
+    assert_int_equal(nea_stats_arenas(&st).count, p.classes[0].count);
+    assert_int_equal(srv->pools[0].count, p.classes[0].count);
     assert_int_equal(srv->region.size, p.total);
     assert_int_equal(nea_server_port(srv), -1);
 
@@ -765,7 +833,7 @@ static void test_plan_workers_sum(void **state)
     assert_int_equal(three.total, 3 * one.total);
     assert_int_equal(three.fixed_overhead, one.fixed_overhead);
     assert_int_equal(three.connections_bytes, one.connections_bytes);
-    assert_int_equal(three.arena_count, one.arena_count);
+    assert_int_equal(three.classes[0].count, one.classes[0].count);
     assert_int_equal(three.arenas_bytes, one.arenas_bytes);
 
     /* memory_limit caps the sum, to the byte. */
@@ -801,7 +869,7 @@ static void test_plan_workers_share_memory_limit(void **state)
     cfg.workers = 1;
     cfg.memory_limit /= 2;
     assert_int_equal(nea_config_plan(&cfg, &half, NULL, 0), 0);
-    assert_int_equal(two.arena_count, half.arena_count);
+    assert_int_equal(two.classes[0].count, half.classes[0].count);
     assert_int_equal(two.worker_bytes, half.total);
     assert_true(two.total <= 8 * MIB + 12345);
 
@@ -834,14 +902,14 @@ static void test_server_new_carves_worker_slabs(void **state)
         nea_server *w = nea__server_worker(srv, i);
         assert_ptr_equal(w, srv->region.base + i * p.worker_bytes);
         assert_int_equal(w->index, i);
-        assert_int_equal(w->pools[0].count, p.arena_count);
+        assert_int_equal(w->pools[0].count, p.classes[0].count);
         assert_true((char *)w->pools[0].arenas[0].base > (char *)w);
-        assert_true((char *)w->pools[0].arenas[p.arena_count - 1].base <
+        assert_true((char *)w->pools[0].arenas[p.classes[0].count - 1].base <
                     (char *)w + p.worker_bytes);
         assert_ptr_equal(w->loop, i == 0 ? &loop : &w->worker.loop);
     }
     nea_server_stats(srv, &st);
-    assert_int_equal(st.arena_count, 3 * p.arena_count);
+    assert_int_equal(nea_stats_arenas(&st).count, 3 * p.classes[0].count);
     assert_memory_equal(nea_server_plan(srv), &p, sizeof(p));
 
     nea_server_close(srv, on_closed, &closed);
@@ -868,6 +936,8 @@ int main(void)
         cmocka_unit_test(test_errbuf_truncated),
         cmocka_unit_test(test_plan_format),
         cmocka_unit_test(test_classes_sum_in_the_plan),
+        cmocka_unit_test(test_plan_places_every_part),
+        cmocka_unit_test(test_plan_min_arena_and_budget),
         cmocka_unit_test(test_classes_auto_default_class),
         cmocka_unit_test(test_classes_refused),
         cmocka_unit_test(test_server_new_refuses),

@@ -1,6 +1,6 @@
 /*
- * test_pool.c - the fixed set of arenas and its free list (pool.c): layout
- * inside the spans, counts and high water, LIFO reuse, reset and scrub on
+ * test_pool.c - the fixed set of arenas and its free list (pool.c): the
+ * table taken as placed, counts and high water, LIFO reuse, reset and scrub on
  * release, the peak; first on a buffer this file maps itself, then through
  * a server's reservation.
  */
@@ -104,8 +104,13 @@ static int pool_setup_scrub(void **state, int scrub)
     rp->len = rp->stride * POOL_N;
     rp->buf = map_buf(rp->len);
     memset(rp->buf, 0x11, rp->len);
-    nea__pool_init(&rp->pool, rp->table, rp->buf, POOL_N, rp->stride, rp->span, POOL_SIZE, scrub,
-                   NULL);
+    /* Placed as plan.c places a server's: each arena's usable bytes end
+     * where its span ends. */
+    for (unsigned i = 0; i < POOL_N; i++) {
+        nea__arena_init(&rp->table[i], rp->buf + (size_t)i * rp->stride + rp->span - POOL_SIZE,
+                        POOL_SIZE, NULL);
+    }
+    nea__pool_init(&rp->pool, rp->table, POOL_N, scrub);
     *state = rp;
     return 0;
 }
@@ -128,20 +133,20 @@ static int pool_teardown(void **state)
     return 0;
 }
 
-static void test_pool_layout(void **state)
+/* The pool takes the arenas as placed, every one free and untouched. */
+static void test_pool_takes_the_table(void **state)
 {
     rawpool *rp = *state;
     for (unsigned i = 0; i < POOL_N; i++) {
         nea__arena *a = &rp->table[i];
-        char *span_start = rp->buf + (size_t)i * rp->stride;
+        assert_ptr_equal(a->base, rp->buf + (size_t)i * rp->stride + rp->span - POOL_SIZE);
         assert_int_equal(a->size, POOL_SIZE);
         assert_int_equal(a->used, 0);
         assert_true(aligned(a->base, alignof(max_align_t)));
-        /* Inside its span, ending at the span's end (where a guard would be). */
-        assert_true(a->base >= span_start);
-        assert_ptr_equal(a->base + NEA__ROUND_UP(POOL_SIZE, NEA__ALIGN), span_start + rp->span);
     }
+    assert_ptr_equal(rp->pool.arenas, rp->table);
     assert_int_equal(rp->pool.count, POOL_N);
+    assert_int_equal(rp->pool.in_use, 0);
     assert_int_equal(free_len(&rp->pool), POOL_N);
 }
 
@@ -273,15 +278,15 @@ static void test_server_stats_and_peak(void **state)
     assert_non_null(nea_try_alloc(r2, 9000));
     used2 = r2->arena->used;
     nea_server_stats(f->srv, &st);
-    assert_int_equal(st.arenas_in_use, 2);
-    assert_int_equal(st.arenas_high_water, 2);
-    assert_int_equal(st.arena_count, 4);
+    assert_int_equal(nea_stats_arenas(&st).in_use, 2);
+    assert_int_equal(nea_stats_arenas(&st).high_water, 2);
+    assert_int_equal(nea_stats_arenas(&st).count, 4);
     end_req(f, r2);
     end_req(f, r1);
     nea_server_stats(f->srv, &st);
-    assert_int_equal(st.arenas_in_use, 0);
-    assert_int_equal(st.arenas_high_water, 2);
-    assert_int_equal(st.arena_peak_bytes, used2);
+    assert_int_equal(nea_stats_arenas(&st).in_use, 0);
+    assert_int_equal(nea_stats_arenas(&st).high_water, 2);
+    assert_int_equal(nea_stats_arenas(&st).peak_bytes, used2);
 }
 
 static void test_server_pool_exhaustion(void **state)
@@ -321,7 +326,7 @@ static void test_server_scrub_zero(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_pool_layout, pool_setup, pool_teardown),
+        cmocka_unit_test_setup_teardown(test_pool_takes_the_table, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(test_pool_counts, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(test_pool_release_resets, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(test_pool_peak_bytes, pool_setup, pool_teardown),

@@ -244,7 +244,7 @@ static int mlock_child(rlim_t limit)
         if (!srv->region.locked ||
             status_kib("VmLck") * KIB <
                 srv->plan.total -
-                    (f.cfg.guard_pages ? srv->plan.arena_count * srv->plan.page_size : 0)) {
+                    (f.cfg.guard_pages ? srv->plan.arena_total * srv->plan.page_size : 0)) {
             _exit(15);
         }
         _exit(1);

@@ -285,7 +285,7 @@ static void test_length_framing_and_keep_alive(void **state)
     assert_true(r.pattern_ok);
     assert_int_equal(pieces, 300);
     /* The arena held the producer's one piece, not the body. */
-    assert_true(h_st(f).arena_peak_bytes < 8192);
+    assert_true(h_arenas(f).peak_bytes < 8192);
     /* The connection stays usable. */
     assert_int_equal(
         t_strict_fetch(&f->loop, fd, "GET /s/10 HTTP/1.1\r\nHost: x\r\n\r\n", &r, false), 200);
@@ -407,7 +407,7 @@ static void test_backpressure_stalls_the_producer(void **state)
     } while (pieces != before && h_now_ms() < end);
     assert_int_equal(pieces, before);
     assert_true((uint64_t)pieces * PIECE < 16u << 20);
-    assert_true(h_st(f).arena_peak_bytes < 8192);
+    assert_true(h_arenas(f).peak_bytes < 8192);
     /* Reading lets it go on. */
     assert_int_equal(t_strict_read(&f->loop, fd, &r, false, (uint64_t)before * PIECE + (1u << 20),
                                    H_DEADLINE_MS),
@@ -544,7 +544,7 @@ static void test_upload_larger_than_the_arena(void **state)
     expect_upload(f, fd, body, n);
     /* Pieces are views into the read buffer: nothing was stored. */
     assert_true(max_piece <= f->cfg.read_buffer_size);
-    assert_true(h_st(f).arena_peak_bytes < 8192);
+    assert_true(h_arenas(f).peak_bytes < 8192);
     expect_cleanup(f, 1);
     free(body);
     close(fd);

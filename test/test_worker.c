@@ -179,10 +179,17 @@ static nea_stats worker_st(h_fixture *f, unsigned i)
     return st;
 }
 
+/* Worker i's arenas, every class taken together. */
+static nea_stats_class worker_arenas(h_fixture *f, unsigned i)
+{
+    nea_stats st = worker_st(f, i);
+    return nea_stats_arenas(&st);
+}
+
 static bool all_idle(h_fixture *f)
 {
     nea_stats st = h_st(f);
-    return st.arenas_in_use == 0 && st.connections_open == 0;
+    return nea_stats_arenas(&st).in_use == 0 && st.connections_open == 0;
 }
 
 /* Once every worker is idle (unless the test closed already), h_stop:
@@ -246,11 +253,11 @@ static void test_every_worker_serves_and_stats_add_up(void **state)
     H_WAIT(&f, accepted_add_up(&f, 3, sent));
     for (unsigned i = 0; i < 3; i++) {
         assert_int_equal(worker_st(&f, i).requests, served[i]);
-        assert_int_equal(worker_st(&f, i).arena_count, 16);
+        assert_int_equal(worker_arenas(&f, i).count, 16);
     }
     nea_server_stats(f.srv, &st);
     assert_int_equal(st.requests, sent);
-    assert_int_equal(st.arena_count, 3 * 16);
+    assert_int_equal(nea_stats_arenas(&st).count, 3 * 16);
     assert_int_equal(nea_server_worker_stats(f.srv, 3, &st), UV_EINVAL);
     w_stop(&f);
 }
@@ -297,7 +304,7 @@ static void test_routes_are_read_only_once_workers_run(void **state)
 static bool holding_on_every_worker(h_fixture *f, unsigned workers)
 {
     for (unsigned i = 0; i < workers; i++) {
-        if (worker_st(f, i).arenas_in_use == 0) {
+        if (worker_arenas(f, i).in_use == 0) {
             return false;
         }
     }
@@ -313,7 +320,7 @@ static unsigned hold_on_every_worker(h_fixture *f, const char *path, int fds[40]
     while (n < 40 && !holding_on_every_worker(f, 2)) {
         fds[n] = h_get(f, path);
         n++;
-        H_WAIT(f, h_st(f).arenas_in_use == n);
+        H_WAIT(f, h_arenas(f).in_use == n);
     }
     assert_true(holding_on_every_worker(f, 2));
     return n;
@@ -533,7 +540,7 @@ static void test_agent_answers_for_every_worker(void **state)
     while (n < 8) {
         fds[n] = h_get(&f, "/hold/60000");
         n++;
-        H_WAIT(&f, h_st(&f).arenas_in_use == n);
+        H_WAIT(&f, h_arenas(&f).in_use == n);
     }
     H_WAIT(&f, weight_in(&f, 0, (32 - n) * 100 / 32 + 5));
     assert_true(agent_weight(&f, line, sizeof(line)) >= (32 - n) * 100 / 32 - 5);

@@ -20,7 +20,8 @@ Runs nea-demo (Release, built with the tools into DIR, default
      here), every arena back afterwards.
 
 Ports: P (default 20300) for nea-demo, P+1 for nginx. Scripts, not tests:
-the figures go into the README with the command and the date.
+a run's figures go into test/bench/results/ as a file named by its date,
+with the command.
 """
 import argparse
 import http.client

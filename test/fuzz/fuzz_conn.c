@@ -115,8 +115,9 @@ static void fail(const char *what)
             "fuzz_conn: invariant violated: %s\n"
             "  connections_open=%u arenas_in_use=%u queue_length=%u env.reqs.live=%u "
             "requests=%llu rx_len=%zu rx_eof=%d defers %lu/%lu\n",
-            what, st.connections_open, st.arenas_in_use, st.queue_length, srv->env.reqs.live,
-            (unsigned long long)st.requests, rx_len, (int)rx_eof, defers_run, defers_registered);
+            what, st.connections_open, nea_stats_arenas(&st).in_use, st.queue_length,
+            srv->env.reqs.live, (unsigned long long)st.requests, rx_len, (int)rx_eof, defers_run,
+            defers_registered);
     fprintf(stderr, "  received: %.*s\n", (int)(rx_len < 2048 ? rx_len : 2048), rx);
     abort();
 }
@@ -447,7 +448,7 @@ static bool settled(bool held)
 {
     nea_stats st;
     nea_server_stats(srv, &st);
-    return st.connections_open == 0 && st.arenas_in_use == (held ? 1u : 0u) &&
+    return st.connections_open == 0 && nea_stats_arenas(&st).in_use == (held ? 1u : 0u) &&
            st.queue_length == 0 && srv->env.reqs.live == 0;
 }
 
@@ -580,7 +581,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     nea__fault_arm(&srv->fault, NEA__FAULT_ARENA, 0, false);
     nea_server_stats(srv, &st);
-    if (st.connections_open != 0 || st.arenas_in_use != 0 || st.queue_length != 0 ||
+    if (st.connections_open != 0 || nea_stats_arenas(&st).in_use != 0 || st.queue_length != 0 ||
         srv->env.reqs.live != 0) {
         fail("server not back to idle after the input");
     }

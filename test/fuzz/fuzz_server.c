@@ -139,8 +139,8 @@ static void fail(const char *what, const client *cl)
             "fuzz_server: invariant violated: %s\n"
             "  connections_open=%u arenas_in_use=%u queue_length=%u env.reqs.live=%u "
             "requests=%llu defers %lu/%lu\n",
-            what, st.connections_open, st.arenas_in_use, st.queue_length, srv->env.reqs.live,
-            (unsigned long long)st.requests, defers_run, defers_registered);
+            what, st.connections_open, nea_stats_arenas(&st).in_use, st.queue_length,
+            srv->env.reqs.live, (unsigned long long)st.requests, defers_run, defers_registered);
     if (cl != NULL) {
         fprintf(stderr, "  client received %zu bytes%s%s: %.*s\n", cl->rx_len,
                 cl->eof ? ", then EOF" : "", cl->reset ? ", then a reset" : "",
@@ -162,8 +162,8 @@ static void dump_server(const char *when)
     fprintf(stderr,
             "fuzz_server: %s: connections_open=%u arenas_in_use=%u queue_length=%u live=%u "
             "accept_pending=%d rejects_in_use=%u\n",
-            when, st.connections_open, st.arenas_in_use, st.queue_length, srv->env.reqs.live,
-            (int)adm->accept_pending, rejects);
+            when, st.connections_open, nea_stats_arenas(&st).in_use, st.queue_length,
+            srv->env.reqs.live, (int)adm->accept_pending, rejects);
     for (unsigned i = 0; i < adm->count; i++) {
         const nea__conn *c = nea__admission_slot(adm, i);
         fprintf(stderr, "  slot %u: state %d eof %d reading %d rlen %zu req %p\n", i, (int)c->state,
@@ -627,7 +627,7 @@ static bool quiescent(void)
     const nea__admission *adm = &srv->admission;
     nea_stats st;
     nea_server_stats(srv, &st);
-    return st.connections_open == 0 && st.arenas_in_use == 0 && st.queue_length == 0 &&
+    return st.connections_open == 0 && nea_stats_arenas(&st).in_use == 0 && st.queue_length == 0 &&
            srv->env.reqs.live == 0 && !adm->accept_pending && !nea__admission_busy(adm);
 }
 
@@ -665,7 +665,7 @@ static void check_idle(void)
     const nea__admission *adm = &srv->admission;
     nea_stats st;
     nea_server_stats(srv, &st);
-    if (st.connections_open != 0 || st.arenas_in_use != 0 || st.queue_length != 0 ||
+    if (st.connections_open != 0 || nea_stats_arenas(&st).in_use != 0 || st.queue_length != 0 ||
         srv->env.reqs.live != 0) {
         fail("server not back to idle after the input", NULL);
     }
@@ -673,8 +673,8 @@ static void check_idle(void)
         fail("a protected frame is left on the trampoline", NULL);
     }
     for (unsigned k = 0; k < NEA_ARENA_CLASSES; k++) {
-        if (adm->wait_head[k] != NULL || adm->wait_tail[k] != NULL ||
-            adm->exempt_head[k] != NULL || adm->exempt_tail[k] != NULL) {
+        if (adm->wait_head[k] != NULL || adm->wait_tail[k] != NULL || adm->exempt_head[k] != NULL ||
+            adm->exempt_tail[k] != NULL) {
             fail("an arena wait queue is not empty", NULL);
         }
     }
@@ -877,7 +877,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 "fuzz_server: %zu bytes: %llu ms; so far accepted %llu, evicted %llu, shed_503 "
                 "%llu, timeouts %llu, unanswered %llu, oom_500 %llu\n",
                 size, (unsigned long long)(now_ms() - started), (unsigned long long)st.accepted,
-                (unsigned long long)st.evicted, (unsigned long long)st.shed_503,
+                (unsigned long long)st.evicted, (unsigned long long)nea_stats_shed(&st),
                 (unsigned long long)st.timeouts, (unsigned long long)st.unanswered,
                 (unsigned long long)st.oom_500);
     }

@@ -8,7 +8,7 @@ the mutant did not compile (INVALID, not counted). The original file is always
 written back (try/finally, also on SIGINT/SIGTERM/SIGHUP) and checked against
 its SHA-256 before the next mutation starts.
 
-Run it with `python3 -B test/mutation/mutate.py` from anywhere; see README.md.
+Run it with `python3 -B test/mutation/mutate.py` from anywhere; see test/mutation/README.md.
 Python 3 standard library only.
 """
 

@@ -227,9 +227,15 @@ int h_test_teardown(void **state)
     return 0;
 }
 
+nea_stats_class h_arenas(h_fixture *f)
+{
+    nea_stats st = h_st(f);
+    return nea_stats_arenas(&st);
+}
+
 unsigned h_arenas_in_use(h_fixture *f)
 {
-    return h_st(f).arenas_in_use;
+    return h_arenas(f).in_use;
 }
 
 bool h_arenas_settle(h_fixture *f)

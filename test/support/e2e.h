@@ -60,6 +60,8 @@ void h_test_start(void **state, void (*tweak)(nea_config *));
 int h_test_setup(void **state);
 int h_test_teardown(void **state);
 
+/* The server's arenas, every class taken together (nea_stats_arenas). */
+nea_stats_class h_arenas(h_fixture *f);
 /* Arenas in use now (the request reading /stats-like figures counts). */
 unsigned h_arenas_in_use(h_fixture *f);
 /* Runs the loop until no arena is in use, at most H_DEADLINE_MS; returns
