@@ -375,19 +375,23 @@ static void stats(nea_req *req, void *data)
         ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},\"oom_500\":%" PRIu64
         ",\"shed_503\":%" PRIu64 ",\"shed_no_slot\":%" PRIu64 ",\"shed_no_arena\":%" PRIu64
         ",\"shed_cpu\":%" PRIu64 ",\"shed_fair\":%" PRIu64 ",\"shed_draining\":%" PRIu64
-        ",\"shedding\":%u,\"shed_transitions\":%" PRIu64 ",\"loop_lag_us\":%" PRIu64
+        ",\"shed_no_buffer\":%" PRIu64 ",\"shedding\":%u,\"shed_transitions\":%" PRIu64 ",\"loop_lag_us\":%" PRIu64
         ",\"unanswered\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"rejected_400\":%" PRIu64
         ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"accept_errors\":%" PRIu64
         ",\"connections_open\":%u,\"connections_max\":%u,\"arenas_in_use\":%u,"
         "\"arenas_high_water\":%u,\"arena_count\":%u,\"queue_length\":%u,"
+        "\"conn_buffers\":%u,\"conn_buffers_in_use\":%u,\"conn_buffers_high_water\":%u,"
+        "\"buffer_waiters\":%u,"
         "\"arena_peak_bytes\":%zu,\"reserved\":%zu,\"workers\":%u,"
         "\"worker_accepted\":[%s],\"worker_requests\":[%s]}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
         st.responses[5], st.oom_500, nea_stats_shed(&st), st.shed_no_slot, st.shed_no_arena,
-        st.shed_cpu, st.shed_fair, st.shed_draining, st.shedding, st.shed_transitions,
+        st.shed_cpu, st.shed_fair, st.shed_draining, st.shed_no_buffer, st.shedding,
+        st.shed_transitions,
         st.loop_lag_us, st.unanswered, st.timeouts, st.rejected_400, st.accepted, st.evicted,
         st.accept_errors, st.connections_open, st.connections_max, arenas.in_use, arenas.high_water,
-        arenas.count, st.queue_length, arenas.peak_bytes, nea_server_plan(srv)->total, workers,
+        arenas.count, st.queue_length, st.conn_buffers, st.conn_buffers_in_use,
+        st.conn_buffers_high_water, st.buffer_waiters, arenas.peak_bytes, nea_server_plan(srv)->total, workers,
         accepted, requests);
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
@@ -466,7 +470,10 @@ static void usage(FILE *to)
             "  --memory-limit SIZE       ceiling for the reservation (default 64M)\n"
             "  --arena-size SIZE         bytes per in-flight request (default 64k)\n"
             "  --arenas N                in-flight requests, 0 = as many as fit (default 0)\n"
-            "  --connections N           connection slots (default 1024)\n"
+            "  --connections N           connection slots: what an idle connection costs\n"
+            "                            (default 16384)\n"
+            "  --conn-buffers N          connection buffers, held only while a connection\n"
+            "                            has work (default: --connections, at most 1024)\n"
             "  --read-buffer SIZE        per connection; the max request head (default 8k)\n"
             "  --max-body SIZE           largest buffered request body (default: what the arena "
             "holds)\n"
@@ -616,9 +623,10 @@ static void on_ready(nea_server *s, void *data)
     }
     /* arenas and connections are per worker; reserved is the total. */
     printf("listening on http://%s:%d reserved=%zu workers=%u arenas=%u arena_size=%zu "
-           "connections=%u",
+           "connections=%u buffers=%u slot_bytes=%zu buffer_bytes=%zu",
            cfg->host, nea_server_port(s), plan->total, plan->workers, plan->classes[0].count,
-           plan->classes[0].size, cfg->max_connections);
+           plan->classes[0].size, cfg->max_connections, plan->conn_buffers, plan->conn_slot_size,
+           plan->conn_buffer_size);
     if (nea_server_agent_port(s) >= 0) {
         printf(" agent=%d", nea_server_agent_port(s));
     }
@@ -635,6 +643,7 @@ int main(int argc, char **argv)
         O_ARENA,
         O_ARENAS,
         O_CONNS,
+        O_BUFS,
         O_RBUF,
         O_BODY,
         O_HTO,
@@ -673,6 +682,7 @@ int main(int argc, char **argv)
         {"arena-size", required_argument, NULL, O_ARENA},
         {"arenas", required_argument, NULL, O_ARENAS},
         {"connections", required_argument, NULL, O_CONNS},
+        {"conn-buffers", required_argument, NULL, O_BUFS},
         {"read-buffer", required_argument, NULL, O_RBUF},
         {"max-body", required_argument, NULL, O_BODY},
         {"header-timeout-ms", required_argument, NULL, O_HTO},
@@ -755,6 +765,9 @@ int main(int argc, char **argv)
             break;
         case O_CONNS:
             rc = parse_uint(optarg, 1u << 22, &cfg.max_connections);
+            break;
+        case O_BUFS:
+            rc = parse_uint(optarg, 1u << 22, &cfg.conn_buffers);
             break;
         case O_RBUF:
             rc = parse_size(optarg, &cfg.read_buffer_size);

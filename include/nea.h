@@ -157,7 +157,16 @@ typedef struct nea_config {
     size_t arena_size;        /* bytes per in-flight request. Default 64 KiB */
     unsigned arena_count;     /* in-flight requests; 0 = as many as memory_limit allows.
                                  Default 0 */
-    unsigned max_connections; /* connection slots. Default 1024 */
+    unsigned max_connections; /* connection slots: what an idle connection costs is one
+                                 slot (conn_slot_size in the plan, <= 512 bytes).
+                                 Default 16384 */
+    unsigned conn_buffers;    /* connection buffers: a connection holds one (its read
+                                 buffer, output buffer and exchange state) only while
+                                 it has work; with none free, a connection that has
+                                 something to say waits for one in line, at most
+                                 header_timeout_ms (then 503). Every request in
+                                 flight holds one. At most max_connections;
+                                 0 = max_connections, at most 1024. Default 0 */
     size_t read_buffer_size;  /* bytes per connection; also the max request head.
                                  Default 8 KiB */
     size_t max_body_size;     /* bytes of a buffered request body; 0 = as large as the
@@ -307,11 +316,19 @@ typedef struct nea_completion {
  * such slab per worker:
  *
  *   total        = workers * worker_bytes
- *   worker_bytes = fixed_overhead + connections_bytes + arenas_bytes
- *   connections_bytes = max_connections * conn_slot_size
- *   conn_slot_size    = page-free slot struct (libuv handles, llhttp) + read_buffer_size
+ *   worker_bytes = fixed_overhead + connections_bytes + buffers_bytes + arenas_bytes
+ *   connections_bytes = max_connections * conn_slot_size   (page-rounded)
+ *   conn_slot_size    = what a waiting connection keeps: its socket handle, its
+ *                       deadline's links, its list links, its peer (<= 512)
+ *   buffers_bytes     = conn_buffers * conn_buffer_size    (page-rounded)
+ *   conn_buffer_size  = exchange state (parser, write requests, ...)
+ *                       + read_buffer_size + output buffer (2 KiB)
  *   arenas_bytes      = the sum over the classes of count * stride
  *   stride            = size rounded up to a page + guard page (if enabled)
+ *
+ * A connection holds a buffer only while it has work (a request under way,
+ * an answer being written): an idle keep-alive connection costs
+ * conn_slot_size, nothing more.
  *
  * classes[] lists every arena class, class 0 (arena_size x arena_count, the
  * default) first; counts are per worker.
@@ -331,8 +348,11 @@ typedef struct nea_plan {
                               queue tables */
     size_t metrics_bytes;  /* of fixed_overhead: (max_routes + 1) per-route metrics
                               records (see nea_route_stats) */
-    size_t conn_slot_size; /* one connection slot including its read buffer */
-    size_t connections_bytes;
+    size_t conn_slot_size;   /* one connection slot: all an idle connection costs */
+    size_t connections_bytes; /* max_connections slots */
+    unsigned conn_buffers;    /* connection buffers (conn_buffers resolved, never 0) */
+    size_t conn_buffer_size;  /* one: exchange state, read buffer, output buffer */
+    size_t buffers_bytes;     /* conn_buffers of them */
     size_t arenas_bytes;     /* the sum of classes[].bytes */
     size_t request_overhead; /* bytes of each arena libnea uses before the handler runs,
                                 not counting the request head and body */
@@ -340,7 +360,7 @@ typedef struct nea_plan {
     unsigned arena_total;    /* arenas of every class */
     nea_plan_class classes[NEA_ARENA_CLASSES];
     unsigned workers;    /* resolved (never 0) */
-    size_t worker_bytes; /* one worker's slab: fixed + connections + arenas */
+    size_t worker_bytes; /* one worker's slab: fixed + connections + buffers + arenas */
     size_t total;        /* the whole reservation: workers * worker_bytes */
 } nea_plan;
 
@@ -506,6 +526,7 @@ typedef struct nea_stats {
     uint64_t shed_cpu;      /*   the loop overloaded (overload_target_ms) */
     uint64_t shed_fair;     /*   the client's address over fair_share_pct */
     uint64_t shed_draining; /*   a NEA_ROUTE_READY check while the server drains */
+    uint64_t shed_no_buffer; /*  no connection buffer within header_timeout_ms */
     uint64_t timeouts;      /* header, body (idle, deadline, rate), response and write */
     uint64_t unanswered;    /* handlers that never responded: 500 when one returned with
                                nothing pending, 504 at response_timeout_ms */
@@ -516,6 +537,10 @@ typedef struct nea_stats {
     unsigned connections_open;
     unsigned connections_max;
     unsigned queue_length;     /* requests waiting for an arena now */
+    unsigned conn_buffers;         /* connection buffers (plan.conn_buffers) */
+    unsigned conn_buffers_in_use;  /* held by connections with work now */
+    unsigned conn_buffers_high_water;
+    unsigned buffer_waiters;       /* connections waiting in line for a buffer now */
     unsigned shedding;         /* 1 while shedding for CPU */
     uint64_t shed_transitions; /* CPU shedding turned on or off */
     uint64_t loop_lag_us;      /* busy time of the loop's last iteration with I/O */
@@ -523,7 +548,7 @@ typedef struct nea_stats {
     nea_stats_class classes[NEA_ARENA_CLASSES]; /* per arena class, class 0 first */
 } nea_stats;
 
-/* Every 503 counted in st: the sum of its five shed_* causes. */
+/* Every 503 counted in st: the sum of its six shed_* causes. */
 uint64_t nea_stats_shed(const nea_stats *st);
 
 /* st's arena classes taken together: count, in_use and high_water are the

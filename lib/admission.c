@@ -90,8 +90,8 @@ static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_st
         *tail = &adm->idle_tail;
         return c->served ? &adm->idle_head : NULL;
     case NEA__LIST_WAIT: {
-        unsigned k = c->route->arena_class;
-        if ((c->route->flags & NEA_ROUTE_EXEMPT) != 0) {
+        unsigned k = nea__conn_route(c)->arena_class;
+        if ((nea__conn_route(c)->flags & NEA_ROUTE_EXEMPT) != 0) {
             *tail = &adm->exempt_tail[k];
             return &adm->exempt_head[k];
         }
@@ -101,6 +101,9 @@ static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_st
     case NEA__LIST_LINGER:
         *tail = &adm->linger_tail;
         return &adm->linger_head;
+    case NEA__LIST_BUFFER:
+        *tail = &adm->bufwait_tail;
+        return &adm->bufwait_head;
     case NEA__LIST_NONE:
         break;
     }
@@ -115,21 +118,23 @@ static void on_state(nea__conn *c, nea__conn_state from)
     if ((head = list_of(adm, c, from, &tail)) != NULL) {
         list_remove(head, tail, c);
         adm->wait_len -= from == NEA__C_QUEUED;
+        adm->bufwait_len -= from == NEA__C_WAITBUF;
     }
     if ((head = list_of(adm, c, c->state, &tail)) != NULL) {
         list_push(head, tail, c);
         adm->wait_len += c->state == NEA__C_QUEUED;
+        adm->bufwait_len += c->state == NEA__C_WAITBUF;
     }
 }
 
 static bool is_exempt(const nea__conn *c)
 {
-    return c->route != NULL && (c->route->flags & NEA_ROUTE_EXEMPT) != 0;
+    return nea__conn_route(c) != NULL && (nea__conn_route(c)->flags & NEA_ROUTE_EXEMPT) != 0;
 }
 
 static nea__pool *pool_of(const nea__admission *adm, const nea__conn *c)
 {
-    return &adm->pools[c->route->arena_class];
+    return &adm->pools[nea__conn_route(c)->arena_class];
 }
 
 /* An arena of c's class is free for c (the reserved ones of class 0:
@@ -137,7 +142,7 @@ static nea__pool *pool_of(const nea__admission *adm, const nea__conn *c)
 static bool arena_free_for(const nea__admission *adm, const nea__conn *c)
 {
     const nea__pool *p = pool_of(adm, c);
-    unsigned keep = is_exempt(c) || c->route->arena_class != 0 ? 0 : adm->reserved;
+    unsigned keep = is_exempt(c) || nea__conn_route(c)->arena_class != 0 ? 0 : adm->reserved;
     return p->count - p->in_use > keep;
 }
 
@@ -152,14 +157,14 @@ static void count_peer(const nea__admission *adm, nea__conn *c, unsigned *slots,
             continue;
         }
         (*slots)++;
-        *arenas += o->req != NULL;
+        *arenas += nea__conn_has_request(o);
     }
 }
 
 /* Another address has a head waiting for an arena of c's class. */
 static bool other_waiting(const nea__admission *adm, nea__conn *c)
 {
-    for (nea__conn *w = adm->wait_head[c->route->arena_class]; w != NULL; w = w->next) {
+    for (nea__conn *w = adm->wait_head[nea__conn_route(c)->arena_class]; w != NULL; w = w->next) {
         if (w != c && !nea__conn_same_peer(w, nea__conn_peer(c))) {
             return true;
         }
@@ -204,7 +209,7 @@ static bool refused(nea__admission *adm, nea__conn *c)
  * arena: ready while serving, 503 once the drain is announced. */
 static bool answered_ready(nea__conn *c)
 {
-    if (c->route == NULL || (c->route->flags & NEA_ROUTE_READY) == 0) {
+    if (nea__conn_route(c) == NULL || (nea__conn_route(c)->flags & NEA_ROUTE_READY) == 0) {
         return false;
     }
     if (c->env->closing) {
@@ -246,10 +251,21 @@ static void on_closed(nea__conn *c)
     adm->changed(adm->changed_data);
 }
 
+/* A connection buffer came back: the connection that waited longest for
+ * one takes it. */
+static void on_buffer_free(nea__conn_env *env)
+{
+    nea__admission *adm = env->hooks_data;
+    if (adm->bufwait_head != NULL) {
+        (void)nea__conn_resume(adm->bufwait_head);
+    }
+}
+
 static const nea__conn_hooks conn_hooks = {
     .state = on_state,
     .routed = on_routed,
     .closed = on_closed,
+    .buffer_free = on_buffer_free,
 };
 
 /* An arena returned to the pool: the first head waiting gets it. A granted
@@ -324,7 +340,7 @@ static void note_no_slot(nea__admission *adm)
 
     nea__metrics_record(env->records.metrics, &sample);
     if (nea__log_limit_pass(&env->records.log_503, uv_now(env->loop), &skipped)) {
-        nea__addr_name(&adm->refused, addr, sizeof(addr));
+        nea__addr_name((const struct sockaddr *)&adm->refused, addr, sizeof(addr));
         nea__log(env->cfg, NEA_LOG_WARN,
                  "503 for a connection from %s (no free connection slot); %" PRIu64
                  " more 503s since the last such line",
@@ -429,7 +445,7 @@ static void over_share(nea__admission *adm, nea__conn *c)
     unsigned slots, arenas;
     uint64_t now = uv_now(adm->env->loop);
     if (adm->share_slots == 0 || adm->refused_ms == 0 || now - adm->refused_ms > 1000 ||
-        nea__conn_same_peer(c, &adm->refused)) {
+        nea__conn_same_peer(c, (const struct sockaddr *)&adm->refused)) {
         return;
     }
     count_peer(adm, c, &slots, &arenas);
@@ -504,8 +520,7 @@ static unsigned share_of(unsigned n, unsigned pct)
 
 void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pools,
                          unsigned classes, nea__load *load, char *slots, size_t stride,
-                         size_t rbuf_off, size_t obuf_off, unsigned count,
-                         void (*changed)(void *data), void *changed_data)
+                         unsigned count, void (*changed)(void *data), void *changed_data)
 {
     const nea_config *cfg = env->cfg;
     unsigned arenas = 0;
@@ -533,8 +548,7 @@ void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *poo
     env->reqs.released_data = adm;
     for (unsigned i = count; i-- > 0;) {
         nea__conn *c = nea__admission_slot(adm, i);
-        char *base = (char *)c;
-        nea__conn_init(c, env, base + rbuf_off, base + obuf_off);
+        nea__conn_init(c, env);
         c->next = adm->free_conns;
         adm->free_conns = c;
     }
@@ -557,7 +571,7 @@ void nea__admission_drain(nea__admission *adm)
     adm->stopped = true;
     for (unsigned i = 0; i < adm->count; i++) {
         nea__conn *c = nea__admission_slot(adm, i);
-        if (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD) {
+        if (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD || c->state == NEA__C_WAITBUF) {
             nea__conn_close(c);
         }
     }

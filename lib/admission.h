@@ -47,6 +47,8 @@ struct nea__admission {
     nea__conn *wait_head[NEA_ARENA_CLASSES], *wait_tail[NEA_ARENA_CLASSES];
     nea__conn *exempt_head[NEA_ARENA_CLASSES], *exempt_tail[NEA_ARENA_CLASSES];
     nea__conn *linger_head, *linger_tail; /* closing after their last response, oldest first */
+    nea__conn *bufwait_head, *bufwait_tail; /* waiting for a connection buffer, first come */
+    unsigned bufwait_len;
     unsigned wait_len;                    /* over every class */
     unsigned wait_max;
     nea__reject rejects[NEA__REJECT_SLOTS];
@@ -64,14 +66,13 @@ struct nea__admission {
     void *changed_data;
 };
 
-/* Sets up count slots of `stride` bytes at slots (each with its read buffer
- * at rbuf_off and output buffer at obuf_off) and the reject handles, and
- * makes admission the owner of the slots and of the waiters of the pools
- * (pools[0 .. classes), one per arena class). */
+/* Sets up count slots of `stride` bytes at slots and the reject handles,
+ * and makes admission the owner of the slots, of the waiters of the arena
+ * pools (pools[0 .. classes), one per arena class) and of the connections
+ * waiting for a connection buffer. */
 void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *pools,
                          unsigned classes, nea__load *load, char *slots, size_t stride,
-                         size_t rbuf_off, size_t obuf_off, unsigned count,
-                         void (*changed)(void *data), void *changed_data);
+                         unsigned count, void (*changed)(void *data), void *changed_data);
 nea__conn *nea__admission_slot(const nea__admission *adm, unsigned i);
 /* A connection is pending on listener: accept it into a slot, make room by
  * evicting an idle one, or answer it 503 on a reject handle. */

@@ -47,6 +47,8 @@ static const struct phase {
 } phases[NEA__C_PHASES] = {
     [NEA__C_FREE] = {NO_DEADLINE, NEA__EXPIRE_NONE, NEA__LIST_NONE},
     [NEA__C_IDLE] = {offsetof(nea_config, keepalive_timeout_ms), NEA__EXPIRE_CLOSE, NEA__LIST_IDLE},
+    [NEA__C_WAITBUF] = {offsetof(nea_config, header_timeout_ms), NEA__EXPIRE_NO_BUFFER,
+                        NEA__LIST_BUFFER},
     [NEA__C_HEAD] = {offsetof(nea_config, header_timeout_ms), NEA__EXPIRE_408, NEA__LIST_NONE},
     [NEA__C_QUEUED] = {offsetof(nea_config, queue_timeout_ms), NEA__EXPIRE_SHED, NEA__LIST_WAIT},
     [NEA__C_BODY] = {BODY_PACE, NEA__EXPIRE_408, NEA__LIST_NONE},
@@ -71,7 +73,7 @@ static uint64_t phase_due(const nea__conn *c, uint64_t now)
     case NO_DEADLINE:
         return UINT64_MAX;
     case BODY_PACE:
-        return nea__body_rx_due(&c->body, c->env->cfg);
+        return nea__body_rx_due(&c->w->body, c->env->cfg);
     case LINGER:
         return now + NEA__LINGER_MS;
     default:
@@ -114,7 +116,7 @@ void nea__conn_expired(nea__timed *e)
 {
     nea__conn *c = CONN_OF_DEADLINE(e);
     if (c->state == NEA__C_BODY &&
-        nea__body_rx_due(&c->body, c->env->cfg) > uv_now(c->env->loop)) {
+        nea__body_rx_due(&c->w->body, c->env->cfg) > uv_now(c->env->loop)) {
         arm(c); /* the body moved since: its pace gives a later deadline */
         return;
     }
@@ -130,17 +132,135 @@ void nea__conn_expired(nea__timed *e)
     }
 }
 
+/* --- writing: output.c's reports ------------------------------------------- */
+
+/* The slot whose socket o writes to. */
+#define CONN_OF(o) ((nea__conn *)(o)->stream->data)
+
+static void on_sent(nea__output *o, int status)
+{
+    nea__conn *c = CONN_OF(o);
+    if (c->state != NEA__C_CLOSING) {
+        c->env->exchange->sent(c, status);
+    }
+}
+
+static void on_piece(nea__output *o, int status)
+{
+    nea__conn *c = CONN_OF(o);
+    if (c->state != NEA__C_CLOSING) { /* else closed under the write: already cancelled */
+        c->env->exchange->piece(c, status);
+    }
+}
+
+static void on_drained(nea__output *o, int status)
+{
+    nea__conn *c = CONN_OF(o);
+    if (c->state == NEA__C_CLOSING) {
+        return;
+    }
+    if (status < 0) {
+        close_now(c);
+    } else if (c->eof && c->state == NEA__C_IDLE) {
+        close_now(c); /* the peer finished sending while the batch drained */
+    } else {
+        nea__conn_release_work(c); /* idle, nothing more to write: the buffer goes back */
+    }
+}
+
+static const nea__output_hooks out_hooks = {
+    .sent = on_sent,
+    .piece = on_piece,
+    .drained = on_drained,
+};
+
+/* --- connection buffers ----------------------------------------------------- */
+
+/* Takes a buffer from the server's pool for c; false when none is free. */
+static bool work_take(nea__conn *c)
+{
+    nea__work_pool *pool = &c->env->works;
+    nea__work *w = pool->free;
+    char *rbuf;
+    if (w == NULL) {
+        return false;
+    }
+    pool->free = w->next_free;
+    pool->in_use++;
+    if (pool->in_use > pool->high_water) {
+        pool->high_water = pool->in_use;
+    }
+    rbuf = w->rbuf;
+    memset(w, 0, sizeof(*w)); /* nothing of the last connection that held it */
+    w->rbuf = rbuf;
+    nea__out_start(&w->out, (uv_stream_t *)&c->tcp, rbuf + pool->obuf_off, &out_hooks);
+    w->shut.data = c;
+    c->w = w;
+    return true;
+}
+
+/* c's buffer goes back; the first connection waiting for one gets it. */
+static void work_give(nea__conn *c)
+{
+    nea__work_pool *pool = &c->env->works;
+    nea__work *w = c->w;
+    c->w = NULL;
+    w->next_free = pool->free;
+    pool->free = w;
+    pool->in_use--;
+    c->env->hooks->buffer_free(c->env);
+}
+
+void nea__conn_work_pool_init(nea__conn_env *env, char *first, size_t stride, unsigned count,
+                              size_t rbuf_off, size_t obuf_off)
+{
+    nea__work_pool *pool = &env->works;
+    memset(pool, 0, sizeof(*pool));
+    pool->count = count;
+    pool->obuf_off = obuf_off - rbuf_off;
+    for (unsigned i = count; i-- > 0;) {
+        nea__work *w = (nea__work *)(void *)(first + (size_t)i * stride);
+        w->rbuf = (char *)w + rbuf_off;
+        w->next_free = pool->free;
+        pool->free = w;
+    }
+}
+
+void nea__conn_release_work(nea__conn *c)
+{
+    if (c->w != NULL && c->state == NEA__C_IDLE && c->w->rpos == c->w->rlen &&
+        c->w->req == NULL && nea__out_idle(&c->w->out)) {
+        work_give(c);
+    }
+}
+
+bool nea__conn_resume(nea__conn *c)
+{
+    if (c->state != NEA__C_WAITBUF || !work_take(c)) {
+        return false;
+    }
+    nea__conn_enter(c, NEA__C_IDLE);
+    nea__conn_update_reading(c);
+    return true;
+}
+
 /* --- reading --------------------------------------------------------------- */
 
+/* libuv asks for a buffer only when the socket is readable: an idle
+ * connection takes one from the pool then, and none at all while it waits.
+ * With the pool empty the zero-length buffer makes libuv report
+ * UV_ENOBUFS, and the connection waits in line for one (on_read). */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     nea__conn *c = h->data;
     size_t size = c->env->cfg->read_buffer_size;
     (void)suggested;
-    if (c->state == NEA__C_LINGER) {
-        *buf = nea__buf(c->rbuf, size); /* discarded */
+    if (c->w == NULL && !work_take(c)) {
+        *buf = nea__buf(NULL, 0);
+    } else if (c->state == NEA__C_LINGER) {
+        *buf = nea__buf(c->w->rbuf, size); /* discarded */
     } else {
-        *buf = nea__buf(c->rbuf + c->rlen, size - c->rlen);
+        *buf = nea__buf(c->w->rbuf + c->w->rlen, size - c->w->rlen);
     }
 }
 
@@ -150,6 +270,13 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     (void)buf;
     nea__load_touch(c->env->load);
     if (n == 0) {
+        return;
+    }
+    if (n == UV_ENOBUFS) {
+        /* Readable, and no buffer free: stop polling, wait in line. */
+        uv_read_stop(st);
+        c->reading = false;
+        nea__conn_enter(c, NEA__C_WAITBUF);
         return;
     }
     if (n == UV_EOF && c->state != NEA__C_LINGER) {
@@ -168,19 +295,22 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     if (c->state == NEA__C_BODY) {
-        nea__body_rx_arrived(&c->body, (size_t)n, uv_now(c->env->loop));
+        nea__body_rx_arrived(&c->w->body, (size_t)n, uv_now(c->env->loop));
     }
-    c->rlen += (size_t)n;
+    c->w->rlen += (size_t)n;
     c->env->exchange->input(c);
 }
 
 void nea__conn_update_reading(nea__conn *c)
 {
     bool want;
-    if (c->state == NEA__C_FREE || c->state == NEA__C_CLOSING || c->eof) {
+    if (c->state == NEA__C_FREE || c->state == NEA__C_CLOSING || c->state == NEA__C_WAITBUF ||
+        c->eof) {
         want = false;
     } else {
-        want = c->state == NEA__C_LINGER || c->rlen < c->env->cfg->read_buffer_size;
+        /* Without a buffer the connection waits for readability only. */
+        want = c->state == NEA__C_LINGER || c->w == NULL ||
+               c->w->rlen < c->env->cfg->read_buffer_size;
     }
     if (want && !c->reading) {
         c->reading = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0;
@@ -196,6 +326,9 @@ static void on_tcp_close(uv_handle_t *h)
 {
     nea__conn *c = h->data;
     nea__conn_env *env = c->env;
+    if (c->w != NULL) {
+        work_give(c); /* every write's callback ran (cancelled) before this one */
+    }
     c->state = NEA__C_FREE;
     nea__stats_conn_closed(env->stats);
     env->handles_open--;
@@ -237,12 +370,12 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 void nea__conn_close_lingering(nea__conn *c)
 {
     c->env->exchange->closing(c);
-    if (nea__out_flush(&c->out) < 0 || (c->eof && nea__out_idle(&c->out))) {
+    if (c->w == NULL || nea__out_flush(&c->w->out) < 0 ||
+        (c->eof && nea__out_idle(&c->w->out))) {
         close_now(c);
         return;
     }
-    c->shut.data = c;
-    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    if (uv_shutdown(&c->w->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         close_now(c);
         return;
     }
@@ -263,89 +396,49 @@ bool nea__conn_input_waiting(nea__conn *c)
            recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
-/* --- writing: output.c's reports ------------------------------------------- */
-
-#define CONN_OF(o) ((nea__conn *)(void *)((char *)(o)-offsetof(nea__conn, out)))
-
-static void on_sent(nea__output *o, int status)
-{
-    nea__conn *c = CONN_OF(o);
-    if (c->state != NEA__C_CLOSING) {
-        c->env->exchange->sent(c, status);
-    }
-}
-
-static void on_piece(nea__output *o, int status)
-{
-    nea__conn *c = CONN_OF(o);
-    if (c->state != NEA__C_CLOSING) { /* else closed under the write: already cancelled */
-        c->env->exchange->piece(c, status);
-    }
-}
-
-static void on_drained(nea__output *o, int status)
-{
-    nea__conn *c = CONN_OF(o);
-    if (c->state == NEA__C_CLOSING) {
-        return;
-    }
-    if (status < 0) {
-        close_now(c);
-    } else if (c->eof && c->state == NEA__C_IDLE) {
-        close_now(c); /* the peer finished sending while the batch drained */
-    }
-}
-
-static const nea__output_hooks out_hooks = {
-    .sent = on_sent,
-    .piece = on_piece,
-    .drained = on_drained,
-};
-
 /* --- the peer ------------------------------------------------------------------ */
 
-const struct sockaddr_storage *nea__conn_peer(nea__conn *c)
+const struct sockaddr *nea__conn_peer(nea__conn *c)
 {
     if (!c->peer_known) {
         int len = sizeof(c->peer);
         if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0) {
-            c->peer.ss_family = AF_UNSPEC;
+            c->peer.sin6_family = AF_UNSPEC;
         }
         c->peer_known = true;
     }
-    return &c->peer;
+    return (const struct sockaddr *)&c->peer;
 }
 
-bool nea__conn_same_peer(nea__conn *c, const struct sockaddr_storage *y)
+bool nea__conn_same_peer(nea__conn *c, const struct sockaddr *y)
 {
-    const struct sockaddr_storage *x = nea__conn_peer(c);
-    if (x->ss_family != y->ss_family) {
+    const struct sockaddr *x = nea__conn_peer(c);
+    if (x->sa_family != y->sa_family) {
         return false;
     }
-    if (x->ss_family == AF_INET) {
-        return ((const struct sockaddr_in *)x)->sin_addr.s_addr ==
-               ((const struct sockaddr_in *)y)->sin_addr.s_addr;
+    if (x->sa_family == AF_INET) {
+        return ((const struct sockaddr_in *)(const void *)x)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)(const void *)y)->sin_addr.s_addr;
     }
-    return x->ss_family == AF_INET6 &&
-           memcmp(&((const struct sockaddr_in6 *)x)->sin6_addr,
-                  &((const struct sockaddr_in6 *)y)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return x->sa_family == AF_INET6 &&
+           memcmp(&((const struct sockaddr_in6 *)(const void *)x)->sin6_addr,
+                  &((const struct sockaddr_in6 *)(const void *)y)->sin6_addr,
+                  sizeof(struct in6_addr)) == 0;
 }
 
 /* --- slots ------------------------------------------------------------------- */
 
-void nea__conn_init(nea__conn *c, nea__conn_env *env, char *rbuf, char *obuf)
+void nea__conn_init(nea__conn *c, nea__conn_env *env)
 {
     memset(c, 0, sizeof(*c));
     c->env = env;
-    c->rbuf = rbuf;
-    c->obuf = obuf;
     c->state = NEA__C_FREE;
 }
 
 int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
 {
     nea__conn_env *env = c->env;
-    size_t fresh = offsetof(nea__conn, state);
+    size_t fresh = offsetof(nea__conn, deadline);
     int rc;
 
     memset((char *)c + fresh, 0, sizeof(*c) - fresh); /* nothing of the last connection */
@@ -368,8 +461,6 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
         uv_close((uv_handle_t *)&c->tcp, on_refused_close);
         return rc;
     }
-    nea__out_start(&c->out, (uv_stream_t *)&c->tcp, c->obuf, &out_hooks);
-    c->keep_alive = true;
     nea__stats_conn_opened(env->stats);
     if (listener == NULL) {
         uv_tcp_nodelay(&c->tcp, 1); /* accepted ones inherit it from the listener */

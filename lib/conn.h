@@ -28,6 +28,7 @@
 typedef enum {
     NEA__C_FREE,    /* no connection */
     NEA__C_IDLE,    /* no partial request; keep-alive deadline */
+    NEA__C_WAITBUF, /* readable, waiting in line for a connection buffer */
     NEA__C_HEAD,    /* receiving a head; header deadline */
     NEA__C_QUEUED,  /* head complete, waiting for an arena */
     NEA__C_BODY,    /* receiving the body (into the arena, or in pieces) */
@@ -48,6 +49,7 @@ typedef enum {
     NEA__EXPIRE_504,     /* the handler's work is abandoned: cancel, answer 504 */
     NEA__EXPIRE_SHED,    /* no arena in time: 503 and close */
     NEA__EXPIRE_TIMEOUT, /* a response that cannot be sent: counted, closed */
+    NEA__EXPIRE_NO_BUFFER, /* no connection buffer in time: 503 and close */
 } nea__expiry;
 
 /* The admission list a phase belongs to (conn.c's table says which). */
@@ -56,9 +58,11 @@ typedef enum {
     NEA__LIST_IDLE,   /* answered keep-alive connections, oldest first */
     NEA__LIST_WAIT,   /* routed heads waiting for an arena, per class */
     NEA__LIST_LINGER, /* closing after their last response, oldest first */
+    NEA__LIST_BUFFER, /* readable, waiting for a connection buffer, first come first */
 } nea__conn_list;
 
 typedef struct nea__conn nea__conn;
+typedef struct nea__conn_env nea__conn_env;
 
 /* What a slot tells its owner (admission.c). */
 typedef struct nea__conn_hooks {
@@ -69,6 +73,9 @@ typedef struct nea__conn_hooks {
     void (*routed)(nea__conn *c);
     /* The socket closed: the slot is free again. */
     void (*closed)(nea__conn *c);
+    /* A connection buffer went back to the pool: the first connection
+     * waiting for one may take it (nea__conn_resume). */
+    void (*buffer_free)(nea__conn_env *env);
 } nea__conn_hooks;
 
 /* How a slot reports to the exchange running on it (exchange.c): the slot
@@ -88,6 +95,14 @@ typedef struct nea__slot_hooks {
     void (*piece)(nea__conn *c, int status);
 } nea__slot_hooks;
 
+/* The server's connection buffers (nea__work and their read and output
+ * buffers, in the reservation). */
+typedef struct nea__work_pool {
+    struct nea__work *free;
+    size_t obuf_off; /* a buffer's output buffer, from its read buffer */
+    unsigned count, in_use, high_water;
+} nea__work_pool;
+
 /* What every slot of one server shares. */
 typedef struct nea__conn_env {
     uv_loop_t *loop;
@@ -105,51 +120,81 @@ typedef struct nea__conn_env {
     nea__fault *fault;
     nea__load *load;         /* touched by every read: the loop's busy time */
     nea__timers timers;      /* every slot's deadline, by phase */
+    nea__work_pool works;    /* connection buffers, taken while there is work */
     bool closing;            /* the server drains: every response closes its connection */
     unsigned handles_open;   /* libuv handles of this server not yet closed */
 } nea__conn_env;
 
-struct nea__conn {
-    /* The slot's own: set once, kept across connections. */
-    uv_tcp_t tcp;
-    nea__conn_env *env;
-    char *rbuf;
-    char *obuf;
-    nea__conn *next, *prev; /* owner's lists: free slots, idle, arena wait queue */
-
-    /* Everything below belongs to one connection: zeroed when a connection
-     * is accepted into the slot, so nothing of the previous one survives. */
-    nea__conn_state state;
-    nea__timed deadline; /* the current phase's, on the server's list for it */
-    size_t rlen;        /* bytes in rbuf */
-    size_t rpos;        /* start of the unprocessed part */
-    bool reading;       /* uv_read_start is in force */
-    bool eof;           /* the peer finished sending (half-close or close) */
-    bool in_process;    /* conn_process is on the stack */
-    bool served;        /* at least one response completed on this connection */
-    /* Per request: */
-    bool keep_alive;   /* the request lets the connection stay open */
-    bool must_close;   /* close after the current response */
-    bool peer_closing; /* the peer asked to close and its request was read to the end */
-    bool body_unread;  /* a body read in pieces is not over: close after answering */
-
+/* A connection's working state: its read buffer, output side and HTTP
+ * exchange. Drawn from the server's pool of connection buffers (conn.c)
+ * while the connection has work (a partial request, a request in flight,
+ * an answer being written, a lingering close) and given back when it goes
+ * idle: an idle connection holds none. */
+typedef struct nea__work {
+    struct nea__work *next_free;
+    char *rbuf; /* read_buffer_size bytes, after the struct */
+    size_t rlen; /* bytes in rbuf */
+    size_t rpos; /* start of the unprocessed part */
+    size_t keep; /* rbuf's first bytes hold the live request's head (views into it) */
+    nea__output out; /* its batch buffer is NEA__OBUF bytes after rbuf */
     uv_shutdown_t shut;
-    nea__output out;
     llhttp_t parser;
     nea__head head;
     const nea__route *route;
     nea__body_rx body;
     nea__record record;
     nea_req *req;
-    struct sockaddr_storage peer; /* the client's address, read on first use (nea__conn_peer) */
-    bool peer_known;
-
+    /* Per request: */
+    bool keep_alive;   /* the request lets the connection stay open */
+    bool must_close;   /* close after the current response */
+    bool peer_closing; /* the peer asked to close and its request was read to the end */
+    bool body_unread;  /* a body read in pieces is not over: close after answering */
     char hdrbuf[NEA__HDRBUF]; /* dynamic lines of a pre-built response */
     uv_buf_t ebufs[3];
+} nea__work;
+
+/* A connection slot: what a connection keeps while it waits (its socket,
+ * its deadline, its links, its peer), a few hundred bytes. */
+struct nea__conn {
+    /* The slot's own: set once, kept across connections. */
+    uv_tcp_t tcp;
+    nea__conn_env *env;
+    nea__conn *next, *prev; /* owner's lists: free slots, idle, arena and buffer queues */
+
+    /* Everything below belongs to one connection: zeroed when a connection
+     * is accepted into the slot, so nothing of the previous one survives. */
+    nea__timed deadline; /* the current phase's, on the server's list for it */
+    nea__work *w;        /* its working state; NULL while it waits for nothing */
+    nea__conn_state state;
+    bool reading;    /* uv_read_start is in force */
+    bool eof;        /* the peer finished sending (half-close or close) */
+    bool in_process; /* the exchange runs over its input (exchange.c) */
+    bool served;     /* at least one response completed on this connection */
+    bool peer_known;
+    struct sockaddr_in6 peer; /* the client's address (an IPv4 one fits), read on first use */
 };
 
-/* rbuf: read_buffer_size bytes; obuf: NEA__OBUF bytes (both in the slot). */
-void nea__conn_init(nea__conn *c, nea__conn_env *env, char *rbuf, char *obuf);
+void nea__conn_init(nea__conn *c, nea__conn_env *env);
+/* Sets up count connection buffers of stride bytes from first, each with
+ * its read buffer at rbuf_off and its output buffer at obuf_off. */
+void nea__conn_work_pool_init(nea__conn_env *env, char *first, size_t stride, unsigned count,
+                              size_t rbuf_off, size_t obuf_off);
+/* Gives c's buffer back when c is idle with nothing buffered, no request
+ * and nothing to write. */
+void nea__conn_release_work(nea__conn *c);
+/* c waits for a buffer (NEA__C_WAITBUF): takes one and reads again; false
+ * when none is free or c does not wait. */
+bool nea__conn_resume(nea__conn *c);
+/* The route of the head in c, if any. */
+static inline const nea__route *nea__conn_route(const nea__conn *c)
+{
+    return c->w != NULL ? c->w->route : NULL;
+}
+/* c holds a request (and so an arena). */
+static inline bool nea__conn_has_request(const nea__conn *c)
+{
+    return c->w != NULL && c->w->req != NULL;
+}
 /* Starts serving the free slot c on the connection pending on listener, or,
  * when listener is NULL, on the connected socket fd. On failure the slot is
  * handed back through the closed hook. */
@@ -175,8 +220,8 @@ bool nea__conn_input_waiting(nea__conn *c);
 /* The client's address (family AF_UNSPEC when unknown). Asked of the kernel
  * on first use only: most connections never need it, and accepting stays
  * one system call shorter. */
-const struct sockaddr_storage *nea__conn_peer(nea__conn *c);
+const struct sockaddr *nea__conn_peer(nea__conn *c);
 /* True when c's client has the address peer (ports not compared). */
-bool nea__conn_same_peer(nea__conn *c, const struct sockaddr_storage *peer);
+bool nea__conn_same_peer(nea__conn *c, const struct sockaddr *peer);
 
 #endif /* NEA_CONN_H */

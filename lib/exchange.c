@@ -54,7 +54,7 @@ static bool needs_input(const nea__conn *c)
     case NEA__C_HEAD:
         return true;
     case NEA__C_BODY:
-        return !nea__stream_body_paused(c->req);
+        return !nea__stream_body_paused(c->w->req);
     default:
         return false;
     }
@@ -68,7 +68,7 @@ static void on_expired(nea__conn *c, nea__expiry e)
     switch (e) {
     case NEA__EXPIRE_408:
         st->timeouts++;
-        c->must_close = true;
+        c->w->must_close = true;
         nea__conn_respond_error(c, NEA__PB_408);
         break;
     case NEA__EXPIRE_504:
@@ -76,8 +76,8 @@ static void on_expired(nea__conn *c, nea__expiry e)
         st->unanswered++;
         nea__log(c->env->cfg, NEA_LOG_WARN,
                  "no response to %s %s within response_timeout_ms (%u); answering 504",
-                 c->req->msg.method, c->req->msg.path, c->env->cfg->response_timeout_ms);
-        nea__req_cancel(c->req); /* its work is abandoned: it may not answer now */
+                 c->w->req->msg.method, c->w->req->msg.path, c->env->cfg->response_timeout_ms);
+        nea__req_cancel(c->w->req); /* its work is abandoned: it may not answer now */
         nea__conn_respond_error(c, NEA__PB_504);
         break;
     case NEA__EXPIRE_SHED:
@@ -86,8 +86,12 @@ static void on_expired(nea__conn *c, nea__expiry e)
         break;
     case NEA__EXPIRE_TIMEOUT:
         st->timeouts++;
-        c->record.sample.outcome = NEA_OUTCOME_TIMEOUT;
+        c->w->record.sample.outcome = NEA_OUTCOME_TIMEOUT;
         nea__conn_close(c);
+        break;
+    case NEA__EXPIRE_NO_BUFFER:
+        st->shed_no_buffer++;
+        nea__conn_shed(c, false);
         break;
     default:
         break;
@@ -98,18 +102,22 @@ static void on_expired(nea__conn *c, nea__expiry e)
  * schedule). */
 static void end_request(nea__conn *c)
 {
-    nea_req *req = c->req;
+    nea_req *req = c->w->req;
     if (req != NULL) {
-        c->req = NULL;
+        c->w->req = NULL;
+        c->w->keep = 0; /* nothing reads its head any more */
         nea__req_end(req);
     }
 }
 
 static void on_closing(nea__conn *c)
 {
+    if (c->w == NULL) {
+        return; /* it had nothing under way */
+    }
     finish_record(c, NEA_OUTCOME_CANCELLED);
-    if (c->req != NULL) {
-        nea__req_cancel(c->req);
+    if (c->w->req != NULL) {
+        nea__req_cancel(c->w->req);
         end_request(c);
     }
 }
@@ -119,10 +127,10 @@ static void on_closing(nea__conn *c)
 static void write_finished(nea__conn *c, int status)
 {
     if (status < 0) {
-        c->must_close = true;
+        c->w->must_close = true;
         c->eof = true; /* nothing more can be said on this socket */
     }
-    if (c->req != NULL && !nea__req_written(c->req)) {
+    if (c->w->req != NULL && !nea__req_written(c->w->req)) {
         return; /* handler code still on the stack: its settle finishes */
     }
     response_done(c, status);
@@ -132,20 +140,20 @@ static void write_finished(nea__conn *c, int status)
  * buffered behind it and it keeps the connection open. */
 static bool may_gather(const nea__conn *c)
 {
-    return c->in_process && c->rpos < c->rlen && !c->must_close && !c->env->closing;
+    return c->in_process && c->w->rpos < c->w->rlen && !c->w->must_close && !c->env->closing;
 }
 
 static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
 {
     int r;
 
-    nea__record_out(&c->record, bufs, n);
+    nea__record_out(&c->w->record, bufs, n);
     nea__conn_enter(c, NEA__C_WRITING);
-    if (n == 0 || (may_gather(c) && nea__out_gather(&c->out, bufs, n))) {
+    if (n == 0 || (may_gather(c) && nea__out_gather(&c->w->out, bufs, n))) {
         write_finished(c, 0); /* the request ends; its bytes wait in the batch */
         return;
     }
-    r = nea__out_send(&c->out, bufs, n);
+    r = nea__out_send(&c->w->out, bufs, n);
     if (r != 0) {
         write_finished(c, r > 0 ? 0 : r);
     }
@@ -158,18 +166,18 @@ static const char *conn_line(nea__conn *c)
     /* peer_closing: only the peer's own wish. An error response has set
      * must_close already (its framing or an unread body may still be
      * arriving), and a draining server closes for its own reasons. */
-    bool server_closes = c->must_close || c->env->closing || c->body_unread;
-    c->peer_closing = !c->keep_alive && !server_closes;
-    if (!c->keep_alive || server_closes) {
-        c->must_close = true;
+    bool server_closes = c->w->must_close || c->env->closing || c->w->body_unread;
+    c->w->peer_closing = !c->w->keep_alive && !server_closes;
+    if (!c->w->keep_alive || server_closes) {
+        c->w->must_close = true;
         return "Connection: close\r\n";
     }
-    return c->parser.http_minor == 0 ? "Connection: keep-alive\r\n" : "";
+    return c->w->parser.http_minor == 0 ? "Connection: keep-alive\r\n" : "";
 }
 
 static bool body_expected(const nea__conn *c)
 {
-    return c->head.chunked || (c->head.has_cl && c->head.content_length > 0);
+    return c->w->head.chunked || (c->w->head.has_cl && c->w->head.content_length > 0);
 }
 
 void nea__conn_respond_error(nea__conn *c, nea__prebuilt e)
@@ -177,41 +185,63 @@ void nea__conn_respond_error(nea__conn *c, nea__prebuilt e)
     nea__conn_env *env = c->env;
     char allow[96];
     size_t allow_len = 0;
-    bool head_only = c->head.headers_done && c->parser.method == HTTP_HEAD;
+    bool head_only = c->w->head.headers_done && c->w->parser.method == HTTP_HEAD;
     unsigned n;
 
     if (!nea__prebuilt_keeps(e)) {
-        c->must_close = true; /* the connection's framing can't be trusted */
-    } else if ((c->req == NULL && body_expected(c)) || c->body_unread) {
-        c->must_close = true; /* answered from the head: the unread body follows */
+        c->w->must_close = true; /* the connection's framing can't be trusted */
+    } else if ((c->w->req == NULL && body_expected(c)) || c->w->body_unread) {
+        c->w->must_close = true; /* answered from the head: the unread body follows */
     }
     if (e == NEA__PB_405) {
         allow_len =
-            nea__route_allow(env->router, c->head.url, c->head.url_len, allow, sizeof(allow));
+            nea__route_allow(env->router, c->w->head.url, c->w->head.url_len, allow, sizeof(allow));
     }
     if (e == NEA__PB_400) {
         env->stats->rejected_400++;
     }
-    if (c->req != NULL && nea__req_live(c->req)) {
-        c->req->phase = NEA__R_ANSWERED;
+    if (c->w->req != NULL && nea__req_live(c->w->req)) {
+        c->w->req->phase = NEA__R_ANSWERED;
     }
-    if (!c->record.open) {
-        nea__record_begin(&c->record, 0); /* answered before the head was complete: unrouted */
+    if (!c->w->record.open) {
+        nea__record_begin(&c->w->record, 0); /* answered before the head was complete: unrouted */
     }
-    nea__record_stamp(&c->record);
-    c->record.sample.status = nea__prebuilt_status(e);
+    nea__record_stamp(&c->w->record);
+    c->w->record.sample.status = nea__prebuilt_status(e);
     if (nea__prebuilt_outcome(e) != NEA_OUTCOME_COMPLETED) {
-        c->record.sample.outcome = nea__prebuilt_outcome(e);
+        c->w->record.sample.outcome = nea__prebuilt_outcome(e);
     }
     n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), e, conn_line(c), allow,
-                         allow_len, head_only, c->hdrbuf, c->ebufs);
+                         allow_len, head_only, c->w->hdrbuf, c->w->ebufs);
     nea__stats_response(env->stats, nea__prebuilt_status(e));
-    write_bufs(c, c->ebufs, n);
+    write_bufs(c, c->w->ebufs, n);
+}
+
+/* A 503 for a connection that holds no buffer (refused as it was accepted,
+ * or waiting for a buffer in vain): the pre-built bytes go out with one
+ * try-write from the stack, as much as the kernel takes, and the
+ * connection closes. Counted in the unrouted record. */
+static void refuse_without_buffer(nea__conn *c)
+{
+    nea__conn_env *env = c->env;
+    nea__sample sample = {.status = 503, .outcome = NEA_OUTCOME_SHED};
+    char hdrbuf[NEA__HDRBUF];
+    uv_buf_t bufs[3];
+    unsigned n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__PB_503,
+                                  "Connection: close\r\n", "", 0, false, hdrbuf, bufs);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    nea__stats_response(env->stats, 503);
+    nea__metrics_record(env->records.metrics, &sample);
+    nea__conn_close(c);
 }
 
 void nea__conn_shed(nea__conn *c, bool keep)
 {
-    c->must_close = c->must_close || !keep;
+    if (c->w == NULL) {
+        refuse_without_buffer(c);
+        return;
+    }
+    c->w->must_close = c->w->must_close || !keep;
     nea__conn_respond_error(c, NEA__PB_503);
 }
 
@@ -220,14 +250,14 @@ void nea__conn_shed(nea__conn *c, bool keep)
 static const char *req_conn_line(nea_req *req, bool close)
 {
     nea__conn *c = req->conn;
-    c->must_close = c->must_close || close;
+    c->w->must_close = c->w->must_close || close;
     return conn_line(c);
 }
 
 static void req_send(nea_req *req, uv_buf_t *bufs, unsigned n)
 {
     nea__conn *c = req->conn;
-    c->record.sample.status = req->status;
+    c->w->record.sample.status = req->status;
     write_bufs(c, bufs, n);
 }
 
@@ -243,11 +273,11 @@ static void req_written(nea_req *req)
 
 static int req_peer(nea_req *req, struct sockaddr_storage *addr)
 {
-    const struct sockaddr_storage *p = nea__conn_peer(req->conn);
-    if (p->ss_family != AF_INET && p->ss_family != AF_INET6) {
+    const struct sockaddr *p = nea__conn_peer(req->conn);
+    if (p->sa_family != AF_INET && p->sa_family != AF_INET6) {
         return UV_ENOTCONN;
     }
-    *addr = *p;
+    nea__addr_copy(addr, p);
     return 0;
 }
 
@@ -257,9 +287,9 @@ static int req_send_piece(nea_req *req, uv_buf_t *bufs, unsigned n)
 {
     nea__conn *c = req->conn;
     int r;
-    nea__record_out(&c->record, bufs, n);
-    c->record.sample.status = req->status;
-    r = nea__out_piece(&c->out, bufs, n);
+    nea__record_out(&c->w->record, bufs, n);
+    c->w->record.sample.status = req->status;
+    r = nea__out_piece(&c->w->out, bufs, n);
     if (r < 0) {
         nea__conn_close(c);
         return r;
@@ -271,9 +301,9 @@ static int req_send_piece(nea_req *req, uv_buf_t *bufs, unsigned n)
 static int req_send_file(nea_req *req, int fd, uint64_t off, size_t len)
 {
     nea__conn *c = req->conn;
-    int64_t n = nea__out_file(&c->out, fd, off, len);
+    int64_t n = nea__out_file(&c->w->out, fd, off, len);
     if (n > 0) {
-        c->record.sample.bytes_out += (uint64_t)n;
+        c->w->record.sample.bytes_out += (uint64_t)n;
     }
     return (int)n; /* sendfile(2) sends at most 0x7ffff000 bytes a call */
 }
@@ -286,7 +316,7 @@ static void req_abort(nea_req *req)
 /* The routed head's handler takes its body in pieces. */
 static bool stream_route(const nea__conn *c)
 {
-    return (c->route->flags & NEA_ROUTE_STREAM_BODY) != 0;
+    return (c->w->route->flags & NEA_ROUTE_STREAM_BODY) != 0;
 }
 
 /* The handler of a streaming route is ready for its body. */
@@ -296,7 +326,7 @@ static int req_body_begin(nea_req *req)
     if (!stream_route(c)) {
         return NEA_ESTATE;
     }
-    if (!c->body_unread) {
+    if (!c->w->body_unread) {
         nea__stream_body_piece(req, NULL, 0); /* no body: its end at once */
         return 0;
     }
@@ -311,12 +341,12 @@ static void req_body_resume(nea_req *req)
     if (c->state != NEA__C_BODY) {
         return;
     }
-    if (!c->body.is_chunked && c->body.left == 0) {
+    if (!c->w->body.is_chunked && c->w->body.left == 0) {
         body_end(c); /* the paused piece was the last */
         return;
     }
-    if (c->rpos == c->rlen) {
-        c->rpos = c->rlen = 0; /* the paused piece is released */
+    if (c->w->rpos == c->w->rlen) {
+        c->w->rpos = c->w->rlen = c->w->keep; /* the paused piece is released */
     }
     conn_process(c);
 }
@@ -340,12 +370,14 @@ static const nea__req_hooks req_hooks = {
  * read (record.c) is the one after, so it costs two reads in all. */
 static void dispatch(nea__conn *c)
 {
-    unsigned seq = c->record.seq;
+    unsigned seq = c->w->record.seq;
     uint64_t t0, t1;
     nea__conn_enter(c, NEA__C_HANDLER);
-    t0 = nea__record_handler_start(&c->record);
-    nea__req_dispatch(c->req);
-    t1 = nea__record_handler_end(&c->record, seq, t0);
+    t0 = nea__record_handler_start(&c->w->record);
+    nea__req_dispatch(c->w->req);
+    /* Answered, written and done inside: the slot may be idle and its
+     * buffer back in the pool by now (its record was finished then). */
+    t1 = c->w != NULL ? nea__record_handler_end(&c->w->record, seq, t0) : uv_hrtime();
     nea__load_handler_ran(c->env->load, t1 - t0);
 }
 
@@ -356,13 +388,13 @@ static void response_done(nea__conn *c, int status)
     end_request(c); /* every branch below sets the next deadline or closes */
     if (status < 0) {
         nea__conn_close(c);
-    } else if (c->peer_closing && c->rpos == c->rlen) {
+    } else if (c->w->peer_closing && c->w->rpos == c->w->rlen) {
         /* The peer said Connection: close and everything it sent has been
          * read and answered: it sends nothing more, so there is nothing to
          * drain and no reset to fear. Closing now saves the shutdown, a
          * read and the linger timer of the half-close. */
         nea__conn_close(c);
-    } else if (c->must_close || c->env->closing) {
+    } else if (c->w->must_close || c->env->closing) {
         nea__conn_close_lingering(c);
     } else {
         c->served = true;
@@ -375,16 +407,16 @@ static void response_done(nea__conn *c, int status)
 
 static void begin_head(nea__conn *c)
 {
-    if (c->rpos > 0) {
-        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-        c->rlen -= c->rpos;
-        c->rpos = 0;
+    if (c->w->rpos > 0) {
+        memmove(c->w->rbuf, c->w->rbuf + c->w->rpos, c->w->rlen - c->w->rpos);
+        c->w->rlen -= c->w->rpos;
+        c->w->rpos = 0;
     }
-    nea__head_begin(&c->head, &c->parser);
-    memset(&c->body, 0, sizeof(c->body));
-    c->route = NULL;
-    c->must_close = false;
-    c->body_unread = false;
+    nea__head_begin(&c->w->head, &c->w->parser);
+    memset(&c->w->body, 0, sizeof(c->w->body));
+    c->w->route = NULL;
+    c->w->must_close = false;
+    c->w->body_unread = false;
     nea__conn_enter(c, NEA__C_HEAD); /* a deadline: more bytes do not extend it */
 }
 
@@ -392,16 +424,16 @@ static void begin_head(nea__conn *c)
 static uint64_t body_limit(const nea__conn *c)
 {
     if (stream_route(c)) {
-        return c->route->body_max;
+        return c->w->route->body_max;
     }
-    return c->env->max_body[c->route->arena_class];
+    return c->env->max_body[c->w->route->arena_class];
 }
 
 static void head_done(nea__conn *c)
 {
     nea__conn_env *env = c->env;
-    nea__head *h = &c->head;
-    const char *method = c->rbuf + h->start;
+    nea__head *h = &c->w->head;
+    const char *method = c->w->rbuf + h->start;
     const char *space = memchr(method, ' ', h->end - h->start);
     size_t method_len = space != NULL ? (size_t)(space - method) : 0;
     const char *q;
@@ -409,18 +441,18 @@ static void head_done(nea__conn *c)
     int status;
 
     env->stats->requests++;
-    nea__record_begin(&c->record, h->end - h->start);
-    c->record.method = method; /* named in the refusal log even when the head is bad */
-    c->record.method_len = method_len;
-    status = nea__head_parse(h, &c->parser, c->rbuf);
+    nea__record_begin(&c->w->record, h->end - h->start);
+    c->w->record.method = method; /* named in the refusal log even when the head is bad */
+    c->w->record.method_len = method_len;
+    status = nea__head_parse(h, &c->w->parser, c->w->rbuf);
     if (status != 0) {
         nea__conn_respond_error(c, nea__prebuilt_for_status(status));
         return;
     }
-    c->rpos = h->end; /* whatever answers this head, the next request starts after it */
-    c->keep_alive = nea__head_keep_alive(h, &c->parser);
-    if (c->parser.upgrade) {
-        c->must_close = true; /* no protocol switch: what follows is not HTTP/1.1 */
+    c->w->rpos = h->end; /* whatever answers this head, the next request starts after it */
+    c->w->keep_alive = nea__head_keep_alive(h, &c->w->parser);
+    if (c->w->parser.upgrade) {
+        c->w->must_close = true; /* no protocol switch: what follows is not HTTP/1.1 */
     }
     path_len = nea__target_path(h->url, h->url_len);
     h->url += path_len;
@@ -431,11 +463,11 @@ static void head_done(nea__conn *c)
         h->url = "/"; /* absolute-form without a path */
         path_len = h->url_len = 1;
     }
-    c->record.path = h->url;
-    c->record.path_len = path_len;
-    switch (nea__route_find(env->router, method, method_len, h->url, path_len, &c->route)) {
+    c->w->record.path = h->url;
+    c->w->record.path_len = path_len;
+    switch (nea__route_find(env->router, method, method_len, h->url, path_len, &c->w->route)) {
     case NEA__ROUTE_FOUND:
-        c->record.sample.route = (unsigned)(c->route - env->router->routes) + 1;
+        c->w->record.sample.route = (unsigned)(c->w->route - env->router->routes) + 1;
         break;
     case NEA__ROUTE_NO_METHOD:
         h->url_len = path_len;
@@ -449,20 +481,20 @@ static void head_done(nea__conn *c)
         nea__conn_respond_error(c, NEA__PB_413); /* decided before reading the body */
         return;
     }
-    c->record.sample.waited = true;
+    c->w->record.sample.waited = true;
     env->hooks->routed(c);
 }
 
 static void process_head(nea__conn *c)
 {
     size_t size = c->env->cfg->read_buffer_size;
-    switch (nea__head_scan(&c->head, c->rbuf, c->rlen)) {
+    switch (nea__head_scan(&c->w->head, c->w->rbuf, c->w->rlen)) {
     case NEA__HEAD_BAD:
         nea__conn_respond_error(c, NEA__PB_400);
         break;
     case NEA__HEAD_MORE:
-        if (c->rlen == size) {
-            nea__conn_respond_error(c, c->head.line_done ? NEA__PB_431 : NEA__PB_414);
+        if (c->w->rlen == size) {
+            nea__conn_respond_error(c, c->w->head.line_done ? NEA__PB_431 : NEA__PB_414);
         }
         break;
     case NEA__HEAD_DONE:
@@ -478,31 +510,31 @@ static void process_head(nea__conn *c)
 static void begin_body(nea__conn *c)
 {
     const nea_config *cfg = c->env->cfg;
-    nea__head *h = &c->head;
-    if (h->expect_continue && c->parser.http_minor == 1 && c->rpos == c->rlen) {
+    nea__head *h = &c->w->head;
+    if (h->expect_continue && c->w->parser.http_minor == 1 && c->w->rpos == c->w->rlen) {
         /* Earlier pipelined answers go first; if the client does not read
          * them, the interim answer is left out (output.c). */
-        if (nea__out_flush(&c->out) < 0 || nea__out_continue(&c->out) < 0) {
+        if (nea__out_flush(&c->w->out) < 0 || nea__out_continue(&c->w->out) < 0) {
             nea__conn_close(c);
             return;
         }
     }
-    nea__record_stamp(&c->record);
+    nea__record_stamp(&c->w->record);
     /* A body read in pieces holds no more arena the longer it runs: only
      * idleness and the minimum rate bound it. Size lines and trailers each
      * take at most what a head may. */
-    nea__body_rx_start(&c->body, h->chunked, h->content_length, body_limit(c),
+    nea__body_rx_start(&c->w->body, h->chunked, h->content_length, body_limit(c),
                        cfg->read_buffer_size, uv_now(c->env->loop),
-                       stream_route(c) ? 0 : cfg->body_deadline_ms, c->rlen - c->rpos);
+                       stream_route(c) ? 0 : cfg->body_deadline_ms, c->w->rlen - c->w->rpos);
     nea__conn_enter(c, NEA__C_BODY);
 }
 
 static void start_body(nea__conn *c)
 {
-    nea_req *req = c->req;
-    nea__head *h = &c->head;
+    nea_req *req = c->w->req;
+    nea__head *h = &c->w->head;
     if (nea__body_start(&req->body, req->arena, h->chunked ? 0 : (size_t)h->content_length,
-                        c->env->max_body[c->route->arena_class]) != 0) {
+                        c->env->max_body[c->w->route->arena_class]) != 0) {
         nea__conn_respond_error(c, NEA__PB_413);
         return;
     }
@@ -513,9 +545,9 @@ static void start_body(nea__conn *c)
  * response deadline. */
 static void body_end(nea__conn *c)
 {
-    c->body_unread = false;
+    c->w->body_unread = false;
     nea__conn_enter(c, NEA__C_HANDLER);
-    nea__stream_body_piece(c->req, NULL, 0);
+    nea__stream_body_piece(c->w->req, NULL, 0);
 }
 
 /* Hands one piece to the handler; false when the request moved on (it
@@ -524,8 +556,8 @@ static void body_end(nea__conn *c)
  * it resumes. */
 static bool deliver(nea__conn *c, const char *data, size_t len)
 {
-    nea__stream_body_piece(c->req, data, len);
-    return c->state == NEA__C_BODY && !nea__stream_body_paused(c->req);
+    nea__stream_body_piece(c->w->req, data, len);
+    return c->state == NEA__C_BODY && !nea__stream_body_paused(c->w->req);
 }
 
 /* Decodes what is buffered: into the arena, or in pieces to the handler. */
@@ -535,15 +567,15 @@ static void process_body(nea__conn *c)
         const char *data = NULL;
         size_t used = 0, len = 0;
         nea__body_step step =
-            nea__body_rx_feed(&c->body, c->rbuf + c->rpos, c->rlen - c->rpos, &used, &data, &len);
-        c->rpos += used;
+            nea__body_rx_feed(&c->w->body, c->w->rbuf + c->w->rpos, c->w->rlen - c->w->rpos, &used, &data, &len);
+        c->w->rpos += used;
         switch (step) {
         case NEA__BODY_DATA:
             if (stream_route(c)) {
                 if (!deliver(c, data, len)) {
                     return;
                 }
-            } else if (nea__body_append(&c->req->body, data, len) != 0) {
+            } else if (nea__body_append(&c->w->req->body, data, len) != 0) {
                 nea__conn_respond_error(c, NEA__PB_413); /* the arena cannot hold it */
                 return;
             }
@@ -566,8 +598,9 @@ static void process_body(nea__conn *c)
         }
         break;
     }
-    /* Everything buffered belongs to the body and is now consumed. */
-    c->rpos = c->rlen = 0;
+    /* Everything buffered belongs to the body and is now consumed; the
+     * head before it stays (the request reads it in place). */
+    c->w->rpos = c->w->rlen = c->w->keep;
     nea__conn_rearm(c);
 }
 
@@ -578,12 +611,12 @@ static void process_body(nea__conn *c)
  * iteratively, not by recursion. */
 static void conn_process(nea__conn *c)
 {
-    if (c->in_process) {
-        return;
+    if (c->in_process || c->w == NULL) {
+        return; /* running already, or idle with its buffer given back */
     }
     c->in_process = true;
     for (;;) {
-        if (c->state == NEA__C_IDLE && c->rpos < c->rlen) {
+        if (c->state == NEA__C_IDLE && c->w->rpos < c->w->rlen) {
             begin_head(c);
         }
         if (c->state == NEA__C_HEAD) {
@@ -591,8 +624,8 @@ static void conn_process(nea__conn *c)
             if (c->state == NEA__C_HEAD) {
                 break; /* needs more bytes */
             }
-        } else if (c->state == NEA__C_BODY && c->rpos < c->rlen &&
-                   !nea__stream_body_paused(c->req)) {
+        } else if (c->state == NEA__C_BODY && c->w->rpos < c->w->rlen &&
+                   !nea__stream_body_paused(c->w->req)) {
             process_body(c);
             if (c->state == NEA__C_BODY) {
                 break;
@@ -605,7 +638,7 @@ static void conn_process(nea__conn *c)
     if (c->state == NEA__C_CLOSING || c->state == NEA__C_LINGER) {
         return;
     }
-    if (nea__out_flush(&c->out) < 0) {
+    if (nea__out_flush(&c->w->out) < 0) {
         nea__conn_close(c);
         return;
     }
@@ -613,8 +646,9 @@ static void conn_process(nea__conn *c)
         nea__conn_close_lingering(c); /* it can never come: what is queued goes out, then close */
         return;
     }
-    if (c->state == NEA__C_IDLE && c->rpos == c->rlen) {
-        c->rpos = c->rlen = 0;
+    if (c->state == NEA__C_IDLE && c->w->rpos == c->w->rlen) {
+        c->w->rpos = c->w->rlen = 0;
+        nea__conn_release_work(c); /* idle: the buffer goes back unless a write is queued */
     }
     nea__conn_update_reading(c);
 }
@@ -628,23 +662,24 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
 
     if (req == NULL) {
         nea__req_give_back(&env->reqs, a);
-        c->must_close = true;
+        c->w->must_close = true;
         nea__conn_respond_error(c, NEA__PB_500);
         return;
     }
-    c->req = req;
+    c->w->req = req;
     /* 0: granted at once (the head's time was never read) */
-    c->record.sample.queue_ns = c->record.t_head != 0 ? uv_hrtime() - c->record.t_head : 0;
-    req->fn = c->route->fn;
-    req->fn_data = c->route->data;
-    req->http_minor = c->parser.http_minor;
-    req->is_head = c->parser.method == HTTP_HEAD;
-    if (nea__head_index(req->arena, &c->head, c->rbuf, c->route->prefix, c->route->path_len,
+    c->w->record.sample.queue_ns = c->w->record.t_head != 0 ? uv_hrtime() - c->w->record.t_head : 0;
+    req->fn = c->w->route->fn;
+    req->fn_data = c->w->route->data;
+    req->http_minor = c->w->parser.http_minor;
+    req->is_head = c->w->parser.method == HTTP_HEAD;
+    c->w->keep = c->w->head.end; /* the request's views point into the head */
+    if (nea__head_index(req->arena, &c->w->head, c->w->rbuf, c->w->route->prefix, c->w->route->path_len,
                         &req->msg) != 0) {
         nea__conn_respond_error(c, NEA__PB_431);
         return;
     }
-    c->body_unread = stream_route(c) && body_expected(c);
+    c->w->body_unread = stream_route(c) && body_expected(c);
     if (body_expected(c) && !stream_route(c)) {
         start_body(c);
     } else {
@@ -655,13 +690,13 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
 
 void nea__conn_wait(nea__conn *c)
 {
-    nea__record_stamp(&c->record);
+    nea__record_stamp(&c->w->record);
     nea__conn_enter(c, NEA__C_QUEUED);
 }
 
 /* --- the record ----------------------------------------------------------------- */
 
-static const struct sockaddr_storage *peer_of(void *data)
+static const struct sockaddr *peer_of(void *data)
 {
     return nea__conn_peer(data);
 }
@@ -670,15 +705,15 @@ static const struct sockaddr_storage *peer_of(void *data)
 static void finish_record(nea__conn *c, nea_outcome fallback)
 {
     nea__record_end end;
-    if (!c->record.open) {
+    if (!c->w->record.open) {
         return;
     }
-    end.req = c->req;
-    end.body_in = c->body.got;
+    end.req = c->w->req;
+    end.body_in = c->w->body.got;
     end.fallback = fallback;
     end.peer = peer_of;
     end.peer_data = c;
-    nea__record_finish(&c->record, &c->env->records, &end);
+    nea__record_finish(&c->w->record, &c->env->records, &end);
 }
 
 /* A piece of a streamed response was written: the producer's turn. */
@@ -689,7 +724,7 @@ static void on_piece_written(nea__conn *c, int status)
         return;
     }
     nea__conn_enter(c, NEA__C_STREAM);
-    nea__stream_written(c->req);
+    nea__stream_written(c->w->req);
 }
 
 static const nea__slot_hooks slot_hooks = {

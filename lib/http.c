@@ -20,8 +20,10 @@
  *      interprets (Connection, Transfer-Encoding, Expect) are parsed as
  *      comma-separated lists with SP/HTAB around elements.
  *
- * After an arena is granted, nea__head_index copies the head into it and
- * builds the NUL-terminated views handlers read. Bodies never go through
+ * After an arena is granted, nea__head_index builds the NUL-terminated
+ * views handlers read, in the read buffer itself (separators become NULs;
+ * no byte after the head is touched): only their index goes into the
+ * arena, so an arena need not hold a copy of the largest head. Bodies never go through
  * llhttp: chunked framing is decoded strictly by chunked.c.
  */
 #include "http.h"
@@ -524,20 +526,13 @@ size_t nea__target_path(const char *url, size_t len)
     return 0;
 }
 
-int nea__head_index(nea__arena *a, const nea__head *h, const char *buf, bool prefix,
-                    size_t prefix_len, nea__msg *m)
+int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, size_t prefix_len,
+                    nea__msg *m)
 {
-    size_t len = h->end - h->start;
-    char *copy = nea__arena_alloc(a, len + 1, 1);
-    char *p, *end, *sp, *q;
+    char *copy = buf + h->start; /* the head, read where it was received */
+    char *end = buf + h->end;
+    char *p, *sp, *q;
     size_t n = 0;
-
-    if (copy == NULL) {
-        return 431;
-    }
-    memcpy(copy, buf + h->start, len);
-    copy[len] = '\0';
-    end = copy + len;
 
     /* Request line: METHOD SP target SP version CRLF (validated by llhttp). */
     m->method = p = copy;

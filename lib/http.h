@@ -71,17 +71,20 @@ typedef struct nea__hdr {
     const char *value;
 } nea__hdr;
 
-/* The views handlers read: NUL-terminated strings in the request's arena. */
+/* The views handlers read: NUL-terminated strings in the connection's read
+ * buffer (the head, indexed in place), valid while the request is live. */
 typedef struct nea__msg {
     const char *method, *path, *query, *tail;
     nea__hdr *hdrs;
     size_t nhdrs;
 } nea__msg;
 
-/* Copies the complete head h (in buf) into the arena and indexes it;
- * prefix_len is the matched prefix route's length (0 for exact routes).
- * Returns 0, or 431 when the arena cannot hold the head. */
-int nea__head_index(nea__arena *a, const nea__head *h, const char *buf, bool prefix,
-                    size_t prefix_len, nea__msg *out);
+/* Indexes the complete head h in place: its separators in buf become NULs
+ * and out's views point into buf, which must stay put while they are read;
+ * the index of its fields goes into the arena. prefix_len is the matched
+ * prefix route's length (0 for exact routes). Returns 0, or 431 when the
+ * arena cannot hold the index. */
+int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, size_t prefix_len,
+                    nea__msg *out);
 
 #endif /* NEA_HTTP_H */

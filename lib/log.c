@@ -8,6 +8,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
 
 void nea__log(const nea_config *cfg, int level, const char *fmt, ...)
 {
@@ -35,16 +37,28 @@ bool nea__log_limit_pass(nea__log_limit *l, uint64_t now_ms, uint64_t *suppresse
     return true;
 }
 
-void nea__addr_name(const struct sockaddr_storage *a, char *buf, size_t len)
+void nea__addr_name(const struct sockaddr *a, char *buf, size_t len)
 {
     int rc = UV_EINVAL;
-    if (a->ss_family == AF_INET) {
+    if (a->sa_family == AF_INET) {
         rc = uv_ip4_name((const struct sockaddr_in *)a, buf, len);
-    } else if (a->ss_family == AF_INET6) {
+    } else if (a->sa_family == AF_INET6) {
         rc = uv_ip6_name((const struct sockaddr_in6 *)a, buf, len);
     }
     if (rc != 0 && len > 1) {
         buf[0] = '-';
         buf[1] = '\0';
+    }
+}
+
+void nea__addr_copy(struct sockaddr_storage *out, const struct sockaddr *a)
+{
+    memset(out, 0, sizeof(*out));
+    if (a->sa_family == AF_INET) {
+        memcpy(out, a, sizeof(struct sockaddr_in));
+    } else if (a->sa_family == AF_INET6) {
+        memcpy(out, a, sizeof(struct sockaddr_in6));
+    } else {
+        out->ss_family = AF_UNSPEC;
     }
 }

@@ -26,7 +26,10 @@ bool nea__log_limit_pass(nea__log_limit *l, uint64_t now_ms, uint64_t *suppresse
 
 /* An address (no port) as text into buf, or "-" when it is not an IPv4 or
  * IPv6 address. */
+struct sockaddr;
+void nea__addr_name(const struct sockaddr *a, char *buf, size_t len);
+/* Copies an IPv4 or IPv6 address (family AF_UNSPEC otherwise) into out. */
 struct sockaddr_storage;
-void nea__addr_name(const struct sockaddr_storage *a, char *buf, size_t len);
+void nea__addr_copy(struct sockaddr_storage *out, const struct sockaddr *a);
 
 #endif /* NEA_LOG_H */

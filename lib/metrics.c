@@ -364,9 +364,10 @@ size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *bu
         {"nea_arena_class_arenas", "Arenas of a class."},
         {"nea_arena_class_in_use", "Arenas of a class held by requests now."},
     };
-    static const char *const causes[] = {"no_slot", "no_arena", "cpu", "fair", "draining"};
-    const uint64_t shed[] = {st->shed_no_slot, st->shed_no_arena, st->shed_cpu, st->shed_fair,
-                             st->shed_draining};
+    static const char *const causes[] = {"no_slot", "no_arena", "cpu",
+                                         "fair",    "draining", "no_buffer"};
+    const uint64_t shed[] = {st->shed_no_slot, st->shed_no_arena, st->shed_cpu,
+                             st->shed_fair,    st->shed_draining, st->shed_no_buffer};
     const nea_stats_class arenas = nea_stats_arenas(st);
     nea__text o = {buf, cap, 0};
     nea_route_stats rec;
@@ -383,6 +384,12 @@ size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *bu
     put_global(&o, "nea_arenas_in_use", "gauge", "Arenas held by requests now.", arenas.in_use);
     put_global(&o, "nea_arena_queue_length", "gauge", "Routed heads waiting for an arena now.",
                st->queue_length);
+    put_global(&o, "nea_conn_buffers", "gauge", "Connection buffers in the reservation.",
+               st->conn_buffers);
+    put_global(&o, "nea_conn_buffers_in_use", "gauge",
+               "Connection buffers held by connections with work now.", st->conn_buffers_in_use);
+    put_global(&o, "nea_conn_buffer_waiters", "gauge",
+               "Connections waiting in line for a connection buffer now.", st->buffer_waiters);
     put_global(&o, "nea_shedding", "gauge", "1 while shedding for CPU.", st->shedding);
     for (unsigned g = 0; g < sizeof(class_gauges) / sizeof(class_gauges[0]); g++) {
         put_family(&o, class_gauges[g].name, "gauge", class_gauges[g].help);

@@ -10,11 +10,13 @@
  *
  *   [ fixed: server struct | route table | route metrics | arena descriptors ]  page-rounded
  *   [ connection slots: max_connections * conn_slot_size ]       page-rounded
+ *   [ connection buffers: conn_buffers * conn_buffer_size ]      page-rounded
  *   [ arena 0 | guard ][ arena 1 | guard ] ...                   class 0: count * stride
  *   [ arena | guard ] ...                                        class 1, 2, ...: count * stride
  *
  *   metrics_bytes  = round64((max_routes + 1) * sizeof(nea_route_stats))
- *   conn_slot_size = round64(sizeof(nea__conn)) + round64(read_buffer_size) + NEA__OBUF
+ *   conn_slot_size   = round64(sizeof(nea__conn))
+ *   conn_buffer_size = round64(sizeof(nea__work)) + round64(read_buffer_size) + NEA__OBUF
  *   stride         = round_page(size) + (guard_pages ? page : 0), per class
  *
  * That is one worker's slab (worker_bytes, a whole number of pages). With
@@ -45,7 +47,8 @@ void nea_config_init(nea_config *cfg)
     cfg->memory_limit = 64 * MIB;
     cfg->arena_size = 64 * KIB;
     cfg->arena_count = 0;
-    cfg->max_connections = 1024;
+    cfg->max_connections = 16384;
+    cfg->conn_buffers = 0;
     cfg->read_buffer_size = 8 * KIB;
     cfg->max_body_size = 0;
     cfg->max_routes = 64;
@@ -131,6 +134,26 @@ static size_t conn_struct_bytes(const nea__sizes *sz)
     return NEA__ROUND_UP(sz->conn, 64);
 }
 
+static size_t work_struct_bytes(const nea__sizes *sz)
+{
+    return NEA__ROUND_UP(sz->work, 64);
+}
+
+/* conn_buffers resolved: 0 means one per slot, at most 1024. */
+static unsigned resolve_buffers(const nea_config *cfg)
+{
+    if (cfg->conn_buffers != 0) {
+        return cfg->conn_buffers;
+    }
+    return cfg->max_connections < 1024 ? cfg->max_connections : 1024;
+}
+
+/* A worker's connection slots and buffers together. */
+static size_t conn_bytes(const nea_plan *p)
+{
+    return p->connections_bytes + p->buffers_bytes;
+}
+
 /* One worker's share of memory_limit. */
 static size_t worker_share(const nea_config *cfg, unsigned workers)
 {
@@ -139,7 +162,8 @@ static size_t worker_share(const nea_config *cfg, unsigned workers)
 
 size_t nea__plan_min_arena(const nea_config *cfg, const nea__sizes *sz)
 {
-    return NEA__ROUND_UP(sz->request, NEA__ALIGN) + cfg->read_buffer_size + sz->min_handler;
+    (void)cfg; /* the head is read where it was received: no copy in the arena */
+    return NEA__ROUND_UP(sz->request, NEA__ALIGN) + sz->min_handler;
 }
 
 /* workers resolved: 0 means one per online CPU. */
@@ -232,6 +256,12 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
     if (cfg->workers > NEA__WORKERS_MAX) {
         return refuse(E, errbuf, errlen, "workers %u is above %u", cfg->workers, NEA__WORKERS_MAX);
     }
+    if (cfg->conn_buffers > cfg->max_connections) {
+        return refuse(E, errbuf, errlen,
+                      "conn_buffers %u is above max_connections %u (a connection holds at most "
+                      "one)",
+                      cfg->conn_buffers, cfg->max_connections);
+    }
     if (cfg->queue_length > cfg->max_connections) {
         return refuse(E, errbuf, errlen,
                       "queue_length %u is above max_connections %u (a queued request holds a "
@@ -257,16 +287,14 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
     memset(&p, 0, sizeof(p));
     p.workers = resolve_workers(cfg);
     limit = worker_share(cfg, p.workers);
-    /* A request needs its struct and a copy of the largest head it can
-     * receive, plus room for the handler. */
+    /* A request needs its struct and room for the handler (its head stays
+     * in the connection's read buffer). */
     p.request_overhead = NEA__ROUND_UP(sz->request, NEA__ALIGN);
     min_arena = nea__plan_min_arena(cfg, sz);
     if (cfg->arena_size < min_arena) {
         return refuse(NEA_EARENA_SMALL, errbuf, errlen,
-                      "arena_size %zu is below %zu (request struct %zu + read_buffer_size %zu + "
-                      "%zu for the handler)",
-                      cfg->arena_size, min_arena, p.request_overhead, cfg->read_buffer_size,
-                      sz->min_handler);
+                      "arena_size %zu is below %zu (request struct %zu + %zu for the handler)",
+                      cfg->arena_size, min_arena, p.request_overhead, sz->min_handler);
     }
     if (cfg->arena_size > ((size_t)1 << 40)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_size %zu is above 1 TiB",
@@ -327,12 +355,18 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
             return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_classes[%u] overflow", i - 1);
         }
     }
-    p.conn_slot_size =
-        conn_struct_bytes(sz) + NEA__ROUND_UP(cfg->read_buffer_size, 64) + sz->conn_obuf;
+    p.conn_slot_size = conn_struct_bytes(sz);
     if (!mul_add(cfg->max_connections, p.conn_slot_size, page - 1, &p.connections_bytes)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "max_connections * slot size overflows");
     }
     p.connections_bytes &= ~(page - 1);
+    p.conn_buffers = resolve_buffers(cfg);
+    p.conn_buffer_size =
+        work_struct_bytes(sz) + NEA__ROUND_UP(cfg->read_buffer_size, 64) + sz->conn_obuf;
+    if (!mul_add(p.conn_buffers, p.conn_buffer_size, page - 1, &p.buffers_bytes)) {
+        return refuse(NEA_EOVERFLOW, errbuf, errlen, "conn_buffers * buffer size overflows");
+    }
+    p.buffers_bytes &= ~(page - 1);
 
     if (cfg->arena_count != 0) {
         c0->count = cfg->arena_count;
@@ -341,7 +375,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
          * Start from the fixed part before page rounding (an upper bound on
          * the count), then step down to the exact maximum. */
         size_t base = server_bytes(sz) + routes_bytes(cfg, sz) + metrics_bytes(cfg, sz) +
-                      p.connections_bytes + more_bytes + (size_t)more_count * sz->arena;
+                      conn_bytes(&p) + more_bytes + (size_t)more_count * sz->arena;
         size_t per = c0->stride + sz->arena;
         size_t n = limit > base ? (limit - base) / per : 0;
         if (n > UINT32_MAX - more_count) {
@@ -350,7 +384,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         c0->count = (unsigned)n;
         /* Page-rounding the descriptor table may push one arena out. */
         while (c0->count > 0 && fixed_bytes(cfg, sz, c0->count + more_count, page) +
-                                        p.connections_bytes + more_bytes +
+                                        conn_bytes(&p) + more_bytes +
                                         (size_t)c0->count * c0->stride >
                                     limit) {
             c0->count--;
@@ -360,7 +394,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
                           "memory_limit %zu (%zu per worker of %u) leaves no room for one arena "
                           "(fixed %zu + connections %zu + other classes %zu + one arena %zu)",
                           cfg->memory_limit, limit, p.workers,
-                          fixed_bytes(cfg, sz, 1 + more_count, page), p.connections_bytes,
+                          fixed_bytes(cfg, sz, 1 + more_count, page), conn_bytes(&p),
                           more_bytes, c0->stride);
         }
     }
@@ -376,7 +410,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
     p.metrics_bytes = metrics_bytes(cfg, sz);
     if (!mul_add(c0->count, c0->stride, 0, &c0->bytes) ||
         !mul_add(1, c0->bytes, more_bytes, &p.arenas_bytes) ||
-        !mul_add(1, p.arenas_bytes, p.connections_bytes, &p.worker_bytes) ||
+        !mul_add(1, p.arenas_bytes, conn_bytes(&p), &p.worker_bytes) ||
         !mul_add(1, p.worker_bytes, p.fixed_overhead, &p.worker_bytes)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_count * arena stride overflows");
     }
@@ -386,9 +420,11 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
     if (p.total > cfg->memory_limit) {
         return refuse(NEA_EOVERLIMIT, errbuf, errlen,
                       "plan needs %zu bytes (workers %u x (fixed %zu + connections %u x %zu + "
-                      "arenas %u x %zu + other classes %zu)) but memory_limit is %zu",
+                      "buffers %u x %zu + arenas %u x %zu + other classes %zu)) but "
+                      "memory_limit is %zu",
                       p.total, p.workers, p.fixed_overhead, cfg->max_connections, p.conn_slot_size,
-                      c0->count, c0->stride, more_bytes, cfg->memory_limit);
+                      p.conn_buffers, p.conn_buffer_size, c0->count, c0->stride, more_bytes,
+                      cfg->memory_limit);
     }
     *plan = p;
     return 0;
@@ -397,7 +433,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
 void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_plan *plan,
                       nea__layout *out)
 {
-    size_t off = plan->fixed_overhead + plan->connections_bytes;
+    size_t off = plan->fixed_overhead + conn_bytes(plan);
     unsigned first = 0;
 
     memset(out, 0, sizeof(*out));
@@ -406,8 +442,9 @@ void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_pla
     out->metrics_count = metrics_records(cfg);
     out->arena_table_off = out->metrics_off + metrics_bytes(cfg, sz);
     out->conns_off = plan->fixed_overhead;
-    out->conn_rbuf_off = conn_struct_bytes(sz);
-    out->conn_obuf_off = out->conn_rbuf_off + NEA__ROUND_UP(cfg->read_buffer_size, 64);
+    out->buffers_off = plan->fixed_overhead + plan->connections_bytes;
+    out->buf_rbuf_off = work_struct_bytes(sz);
+    out->buf_obuf_off = out->buf_rbuf_off + NEA__ROUND_UP(cfg->read_buffer_size, 64);
     for (unsigned i = 0; i < plan->class_count; i++) {
         out->classes[i].off = off;
         out->classes[i].first = first;
@@ -440,7 +477,7 @@ size_t nea__plan_span(const nea_plan *plan, size_t size)
 
 size_t nea__plan_arena_budget(const nea_config *cfg, const nea_plan *plan)
 {
-    size_t rest = plan->fixed_overhead + plan->connections_bytes;
+    size_t rest = plan->fixed_overhead + conn_bytes(plan);
     size_t share = worker_share(cfg, plan->workers);
     return share > rest ? share - rest : 0;
 }
@@ -449,9 +486,12 @@ void nea_plan_format(const nea_plan *p, char *buf, size_t len)
 {
     int n = snprintf(buf, len,
                      "reserved=%zu workers=%u x %zu (fixed %zu incl. metrics %zu + connections "
-                     "%zu + arenas %zu) arena_size=%zu",
+                     "%zu + buffers %zu + arenas %zu) connections=%ux%zu buffers=%ux%zu "
+                     "arena_size=%zu",
                      p->total, p->workers, p->worker_bytes, p->fixed_overhead, p->metrics_bytes,
-                     p->connections_bytes, p->arenas_bytes, p->classes[0].size);
+                     p->connections_bytes, p->buffers_bytes, p->arenas_bytes,
+                     (unsigned)(p->connections_bytes / p->conn_slot_size), p->conn_slot_size,
+                     p->conn_buffers, p->conn_buffer_size, p->classes[0].size);
     /* Every class: count x stride (size). */
     for (unsigned i = 0; i < p->class_count && n > 0 && (size_t)n < len; i++) {
         n += snprintf(buf + n, len - (size_t)n, " class%u=%ux%zu(%zu)", i, p->classes[i].count,

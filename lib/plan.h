@@ -21,8 +21,10 @@ typedef struct nea__layout {
     size_t arena_table_off; /* the arena descriptors, every class's, class 0 first */
     size_t conns_off;       /* the first connection slot (== plan.fixed_overhead); the
                                slots follow each other plan.conn_slot_size apart */
-    size_t conn_rbuf_off;   /* a slot's read buffer, from the slot's start */
-    size_t conn_obuf_off;   /* a slot's output buffer, from the slot's start */
+    size_t buffers_off;     /* the first connection buffer, after the slots; they
+                               follow each other plan.conn_buffer_size apart */
+    size_t buf_rbuf_off;    /* a buffer's read buffer, from the buffer's start */
+    size_t buf_obuf_off;    /* a buffer's output buffer, from the buffer's start */
     struct nea__layout_class {
         size_t off;               /* the class's first arena */
         unsigned first;           /* its first descriptor in the arena table */
@@ -45,7 +47,8 @@ typedef struct nea__sizes {
     size_t route_stats; /* one per-route metrics record (max_routes + 1 of them) */
     size_t arena;       /* one arena descriptor */
     size_t conn;        /* one connection slot's struct */
-    size_t conn_obuf;   /* a slot's output buffer */
+    size_t work;        /* one connection buffer's struct (before its buffers) */
+    size_t conn_obuf;   /* a connection buffer's output buffer */
     size_t request;     /* the request struct at the start of every arena */
     size_t min_handler; /* arena bytes a handler is guaranteed */
     size_t min_head;    /* the shortest request head */
@@ -66,8 +69,8 @@ nea__arena_place nea__plan_arena(const nea_plan *plan, const nea__layout *layout
                                  unsigned i);
 /* The bytes an arena of `size` usable bytes spans: whole pages. */
 size_t nea__plan_span(const nea_plan *plan, size_t size);
-/* The smallest arena cfg allows: the request struct, a head of
- * read_buffer_size and the handler's minimum. */
+/* The smallest arena cfg allows: the request struct and the handler's
+ * minimum. */
 size_t nea__plan_min_arena(const nea_config *cfg, const nea__sizes *sz);
 /* What one worker's arenas may take: its share of memory_limit less its
  * slab's fixed part and connection slots. */

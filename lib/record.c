@@ -156,7 +156,9 @@ void nea__record_finish(nea__record *r, nea__record_env *env, const nea__record_
         log_refusal(env, end, &done);
     }
     if (env->cfg->on_complete != NULL) {
-        done.peer = end->peer(end->peer_data);
+        struct sockaddr_storage peer;
+        nea__addr_copy(&peer, end->peer(end->peer_data));
+        done.peer = &peer;
         env->cfg->on_complete(env->cfg->on_complete_data, &done);
     }
 }

@@ -45,7 +45,7 @@ typedef struct nea__record_end {
     nea_outcome fallback;
     /* The client's address, asked for only when a line is logged or the
      * completion hook runs. */
-    const struct sockaddr_storage *(*peer)(void *data);
+    const struct sockaddr *(*peer)(void *data);
     void *peer_data;
 } nea__record_end;
 

@@ -67,6 +67,7 @@ static const nea__sizes sizes = {
     .route_stats = sizeof(nea_route_stats),
     .arena = sizeof(nea__arena),
     .conn = sizeof(nea__conn),
+    .work = sizeof(nea__work),
     .conn_obuf = NEA__OBUF,
     .request = sizeof(nea_req),
     .min_handler = NEA__MIN_HANDLER_BYTES,
@@ -188,9 +189,11 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
                    cfg->overload_budget_us, cfg->overload_hold_ms);
     s->env.handles_open++;
+    nea__conn_work_pool_init(&s->env, base + layout->buffers_off, plan->conn_buffer_size,
+                             plan->conn_buffers, layout->buf_rbuf_off, layout->buf_obuf_off);
     nea__admission_init(&s->admission, &s->env, s->pools, plan->class_count, &s->load,
-                        base + layout->conns_off, plan->conn_slot_size, layout->conn_rbuf_off,
-                        layout->conn_obuf_off, cfg->max_connections, on_admission_changed, s);
+                        base + layout->conns_off, plan->conn_slot_size, cfg->max_connections,
+                        on_admission_changed, s);
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
     s->env.handles_open++;
@@ -363,6 +366,10 @@ static void own_stats(const nea_server *s, nea_stats *out)
         c->peak_bytes = p->peak_bytes;
     }
     out->queue_length = s->admission.wait_len;
+    out->conn_buffers = s->env.works.count;
+    out->conn_buffers_in_use = s->env.works.in_use;
+    out->conn_buffers_high_water = s->env.works.high_water;
+    out->buffer_waiters = s->admission.bufwait_len;
     out->shedding = s->load.shedding;
     out->shed_transitions = s->load.transitions;
     out->loop_lag_us = s->load.lag / 1000u;

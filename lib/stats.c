@@ -48,6 +48,7 @@ void nea__stats_add(nea_stats *sum, const nea_stats *one)
     sum->shed_cpu += one->shed_cpu;
     sum->shed_fair += one->shed_fair;
     sum->shed_draining += one->shed_draining;
+    sum->shed_no_buffer += one->shed_no_buffer;
     sum->timeouts += one->timeouts;
     sum->unanswered += one->unanswered;
     sum->rejected_400 += one->rejected_400;
@@ -57,6 +58,10 @@ void nea__stats_add(nea_stats *sum, const nea_stats *one)
     sum->connections_open += one->connections_open;
     sum->connections_max += one->connections_max;
     sum->queue_length += one->queue_length;
+    sum->conn_buffers += one->conn_buffers;
+    sum->conn_buffers_in_use += one->conn_buffers_in_use;
+    sum->conn_buffers_high_water += one->conn_buffers_high_water;
+    sum->buffer_waiters += one->buffer_waiters;
     sum->shedding += one->shedding;
     sum->shed_transitions += one->shed_transitions;
     if (one->loop_lag_us > sum->loop_lag_us) {
@@ -76,7 +81,8 @@ void nea__stats_add(nea_stats *sum, const nea_stats *one)
 
 uint64_t nea_stats_shed(const nea_stats *st)
 {
-    return st->shed_no_slot + st->shed_no_arena + st->shed_cpu + st->shed_fair + st->shed_draining;
+    return st->shed_no_slot + st->shed_no_arena + st->shed_cpu + st->shed_fair +
+           st->shed_draining + st->shed_no_buffer;
 }
 
 nea_stats_class nea_stats_arenas(const nea_stats *st)

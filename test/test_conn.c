@@ -2,8 +2,10 @@
  * test_conn.c - the connection slot (conn.c) over real sockets: every
  * phase's deadline comes from its own row of the phase table, the
  * admission list each phase belongs to, lingering after a last answer,
- * the peer's address, and a fresh connection's independence from the
- * slot's last one.
+ * the peer's address, a fresh connection's independence from the slot's
+ * last one, and the connection buffers: an idle connection holds none,
+ * newcomers wait for one in line (served in order, 503 at the deadline),
+ * and a request in flight always finishes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,8 +80,10 @@ static void test_phase_lists(void **state)
     assert_int_equal(nea__conn_list_of(NEA__C_IDLE), NEA__LIST_IDLE);
     assert_int_equal(nea__conn_list_of(NEA__C_QUEUED), NEA__LIST_WAIT);
     assert_int_equal(nea__conn_list_of(NEA__C_LINGER), NEA__LIST_LINGER);
+    assert_int_equal(nea__conn_list_of(NEA__C_WAITBUF), NEA__LIST_BUFFER);
     for (int st = 0; st < NEA__C_PHASES; st++) {
-        if (st != NEA__C_IDLE && st != NEA__C_QUEUED && st != NEA__C_LINGER) {
+        if (st != NEA__C_IDLE && st != NEA__C_QUEUED && st != NEA__C_LINGER &&
+            st != NEA__C_WAITBUF) {
             assert_int_equal(nea__conn_list_of((nea__conn_state)st), NEA__LIST_NONE);
         }
     }
@@ -116,15 +120,15 @@ static void test_peer_address(void **state)
     struct sockaddr_storage other;
     int fd = h_connect(f);
     H_WAIT(f, (c = slot_in(f, NEA__C_IDLE)) != NULL);
-    assert_int_equal(nea__conn_peer(c)->ss_family, AF_INET);
+    assert_int_equal(nea__conn_peer(c)->sa_family, AF_INET);
     assert_int_equal(((const struct sockaddr_in *)nea__conn_peer(c))->sin_addr.s_addr,
                      htonl(INADDR_LOOPBACK));
     memset(&other, 0, sizeof(other));
     other.ss_family = AF_INET;
     ((struct sockaddr_in *)&other)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_true(nea__conn_same_peer(c, &other));
+    assert_true(nea__conn_same_peer(c, (const struct sockaddr *)&other));
     ((struct sockaddr_in *)&other)->sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1);
-    assert_false(nea__conn_same_peer(c, &other));
+    assert_false(nea__conn_same_peer(c, (const struct sockaddr *)&other));
     close(fd);
 }
 
@@ -161,6 +165,142 @@ static void test_fresh_connection_does_not_inherit_a_head(void **state)
     close(fd);
 }
 
+/* --- connection buffers ------------------------------------------------------------ */
+
+static unsigned buffers_in_use(h_fixture *f)
+{
+    return h_st(f).conn_buffers_in_use;
+}
+
+/* A keep-alive connection between requests holds no buffer: only its slot. */
+static void test_idle_connection_holds_no_buffer(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    int fd = h_connect(f);
+    for (int i = 0; i < 3; i++) {
+        h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, &r);
+        H_WAIT(f, buffers_in_use(f) == 0);
+    }
+    assert_int_equal(h_st(f).connections_open, 1);
+    /* A partial head holds one. */
+    h_sends(f, fd, "GET /hello HTTP/1.1\r\n");
+    H_WAIT(f, buffers_in_use(f) == 1);
+    h_expect(f, fd, "Host: x\r\n\r\n", 200, &r);
+    H_WAIT(f, buffers_in_use(f) == 0);
+    close(fd);
+}
+
+static void two_buffers(nea_config *cfg)
+{
+    cfg->max_connections = 8;
+    cfg->conn_buffers = 2;
+    cfg->header_timeout_ms = 3000;
+}
+
+/* Both buffers held by partial heads: newcomers with something to say wait
+ * in line, first come first served, and are answered as buffers return. */
+static void test_buffer_waiters_are_served_in_order(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int a, b, c, d;
+    h_test_start(state, two_buffers);
+    f = *state;
+    a = h_connect(f);
+    h_sends(f, a, "GET /p/a HTTP/1.1\r\n");
+    b = h_connect(f);
+    h_sends(f, b, "GET /p/b HTTP/1.1\r\n");
+    H_WAIT(f, buffers_in_use(f) == 2);
+    c = h_get(f, "/sleep/300"); /* once it has a buffer, holds it 300 ms */
+    H_WAIT(f, h_st(f).buffer_waiters == 1);
+    d = h_get(f, "/p/d");
+    H_WAIT(f, h_st(f).buffer_waiters == 2);
+    assert_true(h_quiet(f, c, 50)); /* waiting, not refused */
+    /* a finishes: its buffer goes to c, the first in line, not to d. */
+    h_expect(f, a, "Host: x\r\n\r\n", 200, &r);
+    H_WAIT(f, h_slots_in(f, NEA__C_HANDLER) == 1); /* c's handler runs */
+    assert_int_equal(h_st(f).buffer_waiters, 1);     /* d still waits */
+    assert_true(h_quiet(f, d, 50));
+    /* b finishes: d gets that one, and is answered while c still sleeps. */
+    h_expect(f, b, "Host: x\r\n\r\n", 200, &r);
+    assert_int_equal(h_read(f, d, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "d");
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "slept");
+    assert_int_equal(h_st(f).shed_no_buffer, 0);
+    close(a);
+    close(b);
+    close(c);
+    close(d);
+}
+
+static void one_buffer_short_wait(nea_config *cfg)
+{
+    cfg->max_connections = 8;
+    cfg->conn_buffers = 1;
+    cfg->header_timeout_ms = 200;
+}
+
+/* No buffer within header_timeout_ms: the pre-built 503 with Retry-After,
+ * and the connection closes. The holder is cut by the same deadline. */
+static void test_buffer_wait_has_a_deadline(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    char v[16];
+    int holder, waiter;
+    uint64_t t0;
+    h_test_start(state, one_buffer_short_wait);
+    f = *state;
+    holder = h_connect(f);
+    h_sends(f, holder, "GET /hello HTTP/1.1\r\n");
+    H_WAIT(f, buffers_in_use(f) == 1);
+    t0 = h_now_ms();
+    waiter = h_get(f, "/hello");
+    assert_int_equal(h_read(f, waiter, &r, H_DEADLINE_MS), 503);
+    assert_true(h_now_ms() - t0 >= 150);
+    assert_string_equal(h_header(&r, "Retry-After", v, sizeof(v)), "1");
+    assert_string_equal(h_header(&r, "Connection", v, sizeof(v)), "close");
+    assert_true(h_closed(f, waiter, H_DEADLINE_MS));
+    assert_int_equal(h_st(f).shed_no_buffer, 1);
+    assert_int_equal(h_read(f, holder, &r, H_DEADLINE_MS), 408); /* its own deadline */
+    close(holder);
+    close(waiter);
+    /* The buffer is back: the next one is served. */
+    assert_int_equal(h_request(f, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+}
+
+static void one_buffer(nea_config *cfg)
+{
+    cfg->max_connections = 8;
+    cfg->conn_buffers = 1;
+}
+
+/* A request in flight holds its buffer from its head to its answer, so it
+ * always finishes, whoever waits: a slow reader of a big answer, then the
+ * waiters in turn. */
+static void test_admitted_requests_always_finish(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int big, w1, w2;
+    h_test_start(state, one_buffer);
+    f = *state;
+    big = h_get(f, "/big");
+    H_WAIT(f, h_slots_in(f, NEA__C_WRITING) == 1); /* the client does not read yet */
+    w1 = h_get(f, "/hello");
+    w2 = h_get(f, "/sleep/10");
+    H_WAIT(f, h_st(f).buffer_waiters == 2);
+    assert_true(s_drain(&f->loop, big, t_big_len, H_DEADLINE_MS));
+    assert_int_equal(h_read(f, w1, &r, H_DEADLINE_MS), 200);
+    assert_int_equal(h_read(f, w2, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "slept");
+    close(big);
+    close(w1);
+    close(w2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +310,11 @@ int main(void)
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_peer_address, h_test_setup, h_test_teardown),
         cmocka_unit_test_teardown(test_fresh_connection_does_not_inherit_a_head, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connection_holds_no_buffer, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_teardown(test_buffer_waiters_are_served_in_order, h_test_teardown),
+        cmocka_unit_test_teardown(test_buffer_wait_has_a_deadline, h_test_teardown),
+        cmocka_unit_test_teardown(test_admitted_requests_always_finish, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

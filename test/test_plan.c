@@ -53,7 +53,8 @@ static void check_plan_identities(const nea_config *cfg, const nea_plan *p)
 
     assert_int_equal(p->page_size, page);
     assert_int_equal(p->classes[0].size, cfg->arena_size);
-    assert_int_equal(p->worker_bytes, p->fixed_overhead + p->connections_bytes + p->arenas_bytes);
+    assert_int_equal(p->worker_bytes, p->fixed_overhead + p->connections_bytes +
+                                          p->buffers_bytes + p->arenas_bytes);
     assert_true(p->workers >= 1);
     assert_int_equal(p->total, (size_t)p->workers * p->worker_bytes);
     assert_int_equal(p->class_count, 1 + cfg->arena_class_count);
@@ -72,12 +73,21 @@ static void check_plan_identities(const nea_config *cfg, const nea_plan *p)
     assert_int_equal(p->classes[0].stride,
                      round_up(cfg->arena_size, page) + (cfg->guard_pages ? page : 0));
     assert_int_equal(p->fixed_overhead % page, 0);
-    /* Connection slots: page-rounded, at least one slot struct + read buffer each, and
-     * less than one page of rounding on top of the product. */
+    /* Connection slots: what an idle connection costs, at most 512 bytes, the
+     * slot struct rounded to 64; page-rounded in all. */
     assert_int_equal(p->connections_bytes % page, 0);
-    assert_true(p->conn_slot_size >= cfg->read_buffer_size + sizeof(nea__conn));
-    assert_true(p->connections_bytes >= p->conn_slot_size * cfg->max_connections);
-    assert_true(p->connections_bytes < p->conn_slot_size * cfg->max_connections + page);
+    assert_int_equal(p->conn_slot_size, round_up(sizeof(nea__conn), 64));
+    assert_true(p->conn_slot_size <= 512);
+    assert_int_equal(p->connections_bytes, round_up(p->conn_slot_size * cfg->max_connections, page));
+    /* Connection buffers: the working state, the read buffer and the output
+     * buffer, each rounded to 64; page-rounded in all. */
+    assert_int_equal(p->conn_buffers, cfg->conn_buffers != 0 ? cfg->conn_buffers
+                                      : cfg->max_connections < 1024 ? cfg->max_connections
+                                                                    : 1024);
+    assert_int_equal(p->conn_buffer_size, round_up(sizeof(nea__work), 64) +
+                                              round_up(cfg->read_buffer_size, 64) + NEA__OBUF);
+    assert_int_equal(p->buffers_bytes % page, 0);
+    assert_int_equal(p->buffers_bytes, round_up(p->conn_buffer_size * p->conn_buffers, page));
     /* The descriptor table for every arena is inside the fixed part. */
     assert_true(p->fixed_overhead >=
                 sizeof(nea_server) + (size_t)p->arena_total * sizeof(nea__arena));
@@ -102,7 +112,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.memory_limit, 64 * MIB);
     assert_int_equal(cfg.arena_size, 64 * KIB);
     assert_int_equal(cfg.arena_count, 0);
-    assert_int_equal(cfg.max_connections, 1024);
+    assert_int_equal(cfg.max_connections, 16384);
+    assert_int_equal(cfg.conn_buffers, 0); /* max_connections, at most 1024 */
     assert_int_equal(cfg.read_buffer_size, 8 * KIB);
     assert_int_equal(cfg.max_body_size, 0); /* as large as the arena allows */
     assert_int_equal(cfg.max_routes, 64);
@@ -138,8 +149,11 @@ static void test_defaults_plan(void **state)
     nea_config_init(&cfg);
     assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), 0);
     check_plan_identities(&cfg, &p);
-    /* 1024 slots of at least 8 KiB each, and the rest is arenas. */
-    assert_true(p.connections_bytes >= 1024 * 8 * KIB);
+    /* 16384 slots of at most 512 bytes (8 MiB at most), 1024 buffers of at
+     * least 8 KiB each, and the rest is arenas. */
+    assert_int_equal(p.conn_buffers, 1024);
+    assert_true(p.connections_bytes <= 16384 * 512);
+    assert_true(p.buffers_bytes >= 1024 * 8 * KIB);
     assert_true(p.classes[0].count > 100);
 }
 
@@ -211,6 +225,7 @@ static void test_plan_terms_no_guard(void **state)
     assert_int_equal(with.total - without.total, 8 * page_size());
     assert_int_equal(with.fixed_overhead, without.fixed_overhead);
     assert_int_equal(with.connections_bytes, without.connections_bytes);
+    assert_int_equal(with.buffers_bytes, without.buffers_bytes);
 }
 
 static void test_plan_unaligned_sizes(void **state)
@@ -230,6 +245,8 @@ static void test_plan_unaligned_sizes(void **state)
     assert_int_equal(p.classes[0].stride, round_up(20000, page) + page);
     assert_int_equal(p.classes[0].size, 20000);
     assert_int_equal(p.connections_bytes, round_up(7 * p.conn_slot_size, page));
+    assert_int_equal(p.conn_buffers, 7);
+    assert_int_equal(p.buffers_bytes, round_up(7 * p.conn_buffer_size, page));
 }
 
 static void test_plan_scales_with_connections(void **state)
@@ -246,11 +263,18 @@ static void test_plan_scales_with_connections(void **state)
     assert_int_equal(a.conn_slot_size, b.conn_slot_size);
     assert_int_equal(a.connections_bytes, round_up(100 * a.conn_slot_size, page_size()));
     assert_int_equal(b.connections_bytes, round_up(200 * b.conn_slot_size, page_size()));
-    /* A bigger read buffer makes every slot bigger by the same amount. */
+    /* A bigger read buffer makes every connection buffer bigger by the same
+     * amount, and no slot bigger: an idle connection holds none. */
     cfg.read_buffer_size += 1024;
-    cfg.arena_size += 1024;
     assert_int_equal(nea_config_plan(&cfg, &b, NULL, 0), 0);
-    assert_int_equal(b.conn_slot_size, a.conn_slot_size + 1024);
+    assert_int_equal(b.conn_slot_size, a.conn_slot_size);
+    assert_int_equal(b.conn_buffer_size, a.conn_buffer_size + 1024);
+    /* Buffers are counted on their own. */
+    cfg.conn_buffers = 10;
+    assert_int_equal(nea_config_plan(&cfg, &b, NULL, 0), 0);
+    assert_int_equal(b.conn_buffers, 10);
+    assert_int_equal(b.buffers_bytes, round_up(10 * b.conn_buffer_size, page_size()));
+    assert_int_equal(b.connections_bytes, round_up(200 * b.conn_slot_size, page_size()));
 }
 
 /* arena_count = 0 resolves to the largest count that fits: the resolved count plans
@@ -320,7 +344,7 @@ static void test_arena_count_auto_sweep(void **state)
     cfg.arena_count = 0;
     cfg.memory_limit = 64 * MIB;
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
-    base_limit = p.fixed_overhead + p.connections_bytes + 2 * p.classes[0].stride;
+    base_limit = p.fixed_overhead + p.connections_bytes + p.buffers_bytes + 2 * p.classes[0].stride;
     for (size_t limit = base_limit; limit < base_limit + 3 * p.classes[0].stride; limit += 40) {
         cfg.memory_limit = limit;
         check_resolves_to_max(&cfg);
@@ -403,6 +427,7 @@ static const refusal refusals[] = {
     {"agent_host", {SET_STR(agent_host, HOST_LONG)}, EINV, "not an IPv4 or IPv6 literal"},
     {"retry_after_s", {SET(retry_after_s, 86401)}, EINV, "above 86400"},
     {"max_connections", {SET(max_connections, (1u << 22) + 1)}, EINV, "outside 1..4194304"},
+    {"conn_buffers", {SET(max_connections, 16), SET(conn_buffers, 17)}, EINV, "conn_buffers 17 is above max_connections 16"},
     {"max_routes", {SET(max_routes, (1u << 16) + 1)}, EINV, "outside 1..65536"},
     {"queue_length", {SET(queue_length, 17)}, EINV, "above max_connections"},
     /* host: an IP literal, nothing else. */
@@ -506,7 +531,7 @@ static void test_arena_small_boundary(void **state)
 
     small_config(&cfg);
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
-    min = p.request_overhead + cfg.read_buffer_size + 1024;
+    min = p.request_overhead + 1024; /* the head stays in the read buffer: no copy */
 
     cfg.arena_size = min;
     assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), 0);
@@ -522,12 +547,12 @@ static void test_arena_small_boundary(void **state)
         assert_non_null(strstr(err, num));
     }
 
-    /* The minimum follows the read buffer. */
+    /* The minimum does not follow the read buffer. */
     cfg.read_buffer_size = 16 * KIB;
     cfg.arena_size = min;
-    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), NEA_EARENA_SMALL);
-    cfg.arena_size = min + 12 * KIB;
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    /* The smallest arena that serves /hello fits 2 KiB. */
+    assert_true(min <= 2 * KIB);
 }
 
 static void test_errbuf_truncated(void **state)
@@ -593,7 +618,8 @@ static void test_classes_sum_in_the_plan(void **state)
     assert_int_equal(p.classes[2].stride, round_up(20000, page) + page);
     assert_int_equal(p.classes[2].bytes, 3 * (round_up(20000, page) + page));
     assert_int_equal(p.arenas_bytes, p.classes[0].bytes + p.classes[1].bytes + p.classes[2].bytes);
-    assert_int_equal(p.total, p.fixed_overhead + p.connections_bytes + p.arenas_bytes);
+    assert_int_equal(p.total,
+                     p.fixed_overhead + p.connections_bytes + p.buffers_bytes + p.arenas_bytes);
     /* Each class's body limit is what its arena holds. */
     assert_true(p.classes[1].max_body_size > 200 * KIB);
     assert_true(p.classes[2].max_body_size < 20000);
@@ -635,11 +661,12 @@ static void test_plan_places_every_part(void **state)
     assert_true(l.arena_table_off >= l.metrics_off + l.metrics_count * sizeof(nea_route_stats));
     assert_true(l.arena_table_off + p.arena_total * sizeof(nea__arena) <= p.fixed_overhead);
     assert_int_equal(l.conns_off, p.fixed_overhead);
-    assert_true(l.conn_rbuf_off >= sizeof(nea__conn));
-    assert_true(l.conn_obuf_off >= l.conn_rbuf_off + cfg.read_buffer_size);
-    assert_true(l.conn_obuf_off < p.conn_slot_size);
+    assert_int_equal(l.buffers_off, p.fixed_overhead + p.connections_bytes);
+    assert_true(l.buf_rbuf_off >= sizeof(nea__work));
+    assert_true(l.buf_obuf_off >= l.buf_rbuf_off + cfg.read_buffer_size);
+    assert_int_equal(l.buf_obuf_off + NEA__OBUF, p.conn_buffer_size);
 
-    end = p.fixed_overhead + p.connections_bytes;
+    end = p.fixed_overhead + p.connections_bytes + p.buffers_bytes;
     for (unsigned k = 0; k < p.class_count; k++) {
         const nea_plan_class *c = &p.classes[k];
         size_t span = nea__plan_span(&p, c->size);
@@ -665,7 +692,8 @@ static void test_plan_places_every_part(void **state)
 
 /* The advisor's floor and budget are the plan's own figures: the smallest
  * arena is the one nea_config_plan still accepts, and one worker's arena
- * budget is its share less what its slab holds besides arenas. */
+ * budget is its share less what its slab holds besides arenas (the fixed
+ * part, the connection slots and the connection buffers). */
 static void test_plan_min_arena_and_budget(void **state)
 {
     nea_config cfg;
@@ -684,7 +712,8 @@ static void test_plan_min_arena_and_budget(void **state)
     cfg.workers = 2;
     assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
     assert_int_equal(nea__plan_arena_budget(&cfg, &p),
-                     cfg.memory_limit / 2 - p.fixed_overhead - p.connections_bytes);
+                     cfg.memory_limit / 2 - p.fixed_overhead - p.connections_bytes -
+                         p.buffers_bytes);
     cfg.memory_limit = p.fixed_overhead; /* less than the slab's fixed part: no budget */
     assert_int_equal(nea__plan_arena_budget(&cfg, &p), 0);
 }

@@ -167,7 +167,8 @@ static void dump_server(const char *when)
     for (unsigned i = 0; i < adm->count; i++) {
         const nea__conn *c = nea__admission_slot(adm, i);
         fprintf(stderr, "  slot %u: state %d eof %d reading %d rlen %zu req %p\n", i, (int)c->state,
-                (int)c->eof, (int)c->reading, c->rlen, (void *)c->req);
+                (int)c->eof, (int)c->reading, c->w != NULL ? c->w->rlen : 0,
+                c->w != NULL ? (void *)c->w->req : NULL);
     }
     for (unsigned i = 0; i < CLIENTS; i++) {
         fprintf(stderr, "  client %u: fd %d rx %zu eof %d reset %d shut %d\n", i, clients[i].fd,
