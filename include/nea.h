@@ -908,8 +908,12 @@ int nea_req_protect(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg
 /* The loop the request runs on (the server's). */
 uv_loop_t *nea_req_loop(const nea_req *req);
 
-/* Request data: all of it lives in the arena and is valid until the request
- * ends. Strings are NUL-terminated. */
+/* Request data. The head's strings (method, path, query, headers) are
+ * read where they were received, in the connection's read buffer, and the
+ * body is in the arena: all of it is valid while the request is live, that
+ * is until its response is written or it is cancelled (a reference's
+ * nea_ref_req says which). Copy what a hold's later callback needs into the
+ * arena (nea_strdup) first. Strings are NUL-terminated. */
 const char *nea_req_method(const nea_req *req);
 const char *nea_req_path(const nea_req *req);  /* without the query; not decoded */
 const char *nea_req_query(const nea_req *req); /* after '?', or "" */
