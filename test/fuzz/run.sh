@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan + UBSan) and fuzzes for a while.
 #
-#   test/fuzz/run.sh [SECONDS] [TARGET]     SECONDS default 600; TARGET conn, server
-#                                           or all (default: both, SECONDS split evenly)
+#   test/fuzz/run.sh [SECONDS] [TARGET]     SECONDS default 600; TARGET conn, server,
+#                                           tls or all (default: every one built,
+#                                           SECONDS split evenly)
 #
 #   conn    fuzz_conn: the request reader and connection state machine, one
 #           socketpair per input (corpus/, regressions/)
 #   server  fuzz_server: the whole server behind its listener, driven by a script
 #           of client ops (corpus_server/, regressions_server/)
+#   tls     fuzz_tls: the TLS engine's input side (corpus_tls/, regressions_tls/);
+#           only when BearSSL is installed (libbearssl-dev)
 #
 # Build directory: build-fuzz/ at the top of the checkout (NEA_FUZZ_BUILD_DIR
 # overrides). Each fuzzer works on a copy of its target's corpus (plus its
@@ -30,19 +33,16 @@ seconds=${1:-600}
 which=${2:-all}
 build=${NEA_FUZZ_BUILD_DIR:-build-fuzz}
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds == 0)); then
-    echo "usage: $0 [SECONDS] [conn|server|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|tls|all]" >&2
     exit 2
 fi
 case "$which" in
-conn | server) targets=("$which") ;;
-all) targets=(conn server) ;;
+conn | server | tls | all) ;;
 *)
-    echo "usage: $0 [SECONDS] [conn|server|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|tls|all]" >&2
     exit 2
     ;;
 esac
-share=$((seconds / ${#targets[@]}))
-((share > 0)) || share=1
 
 if ! command -v clang >/dev/null 2>&1; then
     ./scripts/install-deps.sh </dev/null
@@ -53,6 +53,27 @@ cmake -S . -B "$build" \
     -DNEA_FUZZ=ON \
     -DNEA_BUILD_TESTS=ON \
     -DNEA_BUILD_EXAMPLES=OFF >/dev/null
+# fuzz_tls exists when the configure step found BearSSL.
+have_tls=0
+if grep -qE '^NEA_BEARSSL_LIBRARY:FILEPATH=.*bearssl' "$build/CMakeCache.txt"; then
+    have_tls=1
+fi
+case "$which" in
+all)
+    targets=(conn server)
+    ((have_tls)) && targets+=(tls)
+    ;;
+tls)
+    if ((!have_tls)); then
+        echo "fuzz tls: BearSSL not found (apt-get install libbearssl-dev)" >&2
+        exit 2
+    fi
+    targets=(tls)
+    ;;
+*) targets=("$which") ;;
+esac
+share=$((seconds / ${#targets[@]}))
+((share > 0)) || share=1
 cmake --build "$build" --target "${targets[@]/#/fuzz_}" --parallel "$(nproc)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/nea-fuzz.XXXXXX")
