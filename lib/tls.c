@@ -145,17 +145,17 @@ struct nea__tls_conn {
     bool full;          /* choose ran: a full handshake */
     bool shed;          /* the admit hook refused it */
     bool closing;       /* close_notify queued */
+    bool peer_eof;      /* the stream ended between records: no more input */
     int detail;         /* BearSSL's error code */
 };
 
 /* --- Certificates ------------------------------------------------------------ */
 
+/* memset that the compiler may not drop: secrets leave no copy behind. */
 static void wipe(void *p, size_t n)
 {
-    volatile unsigned char *v = p;
-    while (n-- > 0) {
-        *v++ = 0;
-    }
+    memset(p, 0, n);
+    __asm__ __volatile__("" : : "r"(p) : "memory");
 }
 
 NEA_PRINTF(3, 4) static int cert_error(char *errbuf, size_t errlen, const char *fmt, ...)
@@ -777,6 +777,11 @@ static bool live(const nea__tls_conn *c)
     return (c->phase & (NEA__TLS_CLOSED | NEA__TLS_FAILED)) == 0 && c->records != NULL;
 }
 
+static bool input_open(const nea__tls_conn *c)
+{
+    return live(c) && !c->peer_eof;
+}
+
 static void fail(nea__tls_conn *c, nea__tls_reason r, int detail)
 {
     if ((c->phase & (NEA__TLS_CLOSED | NEA__TLS_FAILED)) != 0) {
@@ -971,12 +976,14 @@ unsigned nea__tls_status(const nea__tls_conn *c)
     size_t n;
 
     if (c->records == NULL) {
-        return s | NEA__TLS_PARKED;
+        return s | NEA__TLS_PARKED | (c->peer_eof ? NEA__TLS_EOF : 0);
     }
     if ((s & (NEA__TLS_CLOSED | NEA__TLS_FAILED)) != 0) {
         return s;
     }
-    if (br_ssl_engine_recvrec_buf(eng, &n) != NULL) {
+    if (c->peer_eof) {
+        s |= NEA__TLS_EOF;
+    } else if (br_ssl_engine_recvrec_buf(eng, &n) != NULL) {
         s |= NEA__TLS_RECV;
     }
     if (br_ssl_engine_recvapp_buf(eng, &n) != NULL) {
@@ -1018,7 +1025,7 @@ unsigned char *nea__tls_recv_buf(nea__tls_conn *c, size_t *len)
 {
     unsigned char *p = NULL;
     *len = 0;
-    if (live(c)) {
+    if (input_open(c)) {
         p = br_ssl_engine_recvrec_buf(&c->sc.eng, len);
     }
     if (p == NULL) {
@@ -1163,15 +1170,17 @@ void nea__tls_close(nea__tls_conn *c)
 
 void nea__tls_eof(nea__tls_conn *c)
 {
-    if ((c->phase & (NEA__TLS_CLOSED | NEA__TLS_FAILED)) != 0) {
+    if ((c->phase & (NEA__TLS_CLOSED | NEA__TLS_FAILED)) != 0 || c->peer_eof) {
         return;
     }
-    if (!c->seen || (c->phase == NEA__TLS_OPEN && c->hdr_len == 0)) {
+    if (!c->seen) {
         c->phase = NEA__TLS_CLOSED;
         unpin(c);
-        return;
+    } else if (c->phase == NEA__TLS_OPEN && c->hdr_len == 0) {
+        c->peer_eof = true; /* a half-close: what was received can still be read and answered */
+    } else {
+        fail(c, NEA__TLS_R_TRUNCATED, 0);
     }
-    fail(c, NEA__TLS_R_TRUNCATED, 0);
 }
 
 void nea__tls_abort(nea__tls_conn *c, nea__tls_reason r)

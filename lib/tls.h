@@ -129,13 +129,16 @@ void *nea__tls_conn_end(nea__tls_conn *c);
 enum {
     NEA__TLS_HANDSHAKE = 1u << 0, /* handshake in progress */
     NEA__TLS_OPEN = 1u << 1,      /* handshake done: application data flows */
-    NEA__TLS_CLOSED = 1u << 2,    /* ended cleanly: close_notify, or EOF between records */
+    NEA__TLS_CLOSED = 1u << 2,    /* ended cleanly: close_notify exchanged, or the stream
+                                     ended before its first byte */
     NEA__TLS_FAILED = 1u << 3,    /* ended with a reason (nea__tls_reason_of) */
     NEA__TLS_RECV = 1u << 4,      /* can take ciphertext (recv_buf/feed) */
     NEA__TLS_READ = 1u << 5,      /* plaintext waits (read_buf) */
     NEA__TLS_WRITE = 1u << 6,     /* can take plaintext (write_buf) */
     NEA__TLS_SEND = 1u << 7,      /* ciphertext waits to be sent (send_buf) */
     NEA__TLS_PARKED = 1u << 8,    /* record buffers given back (nea__tls_park) */
+    NEA__TLS_EOF = 1u << 9,       /* OPEN, and the peer's stream ended between records: what
+                                     was received can still be read, and answers sent */
 };
 unsigned nea__tls_status(const nea__tls_conn *c);
 nea__tls_reason nea__tls_reason_of(const nea__tls_conn *c);
@@ -175,8 +178,11 @@ void nea__tls_send_ack(nea__tls_conn *c, size_t n);
 
 /* Queues a close_notify (send it, then close the socket). */
 void nea__tls_close(nea__tls_conn *c);
-/* The peer ended the stream (EOF or reset): CLOSED between records of an
- * established connection or before any byte, FAILED (truncated) otherwise. */
+/* The peer ended its stream (EOF; a reset too). Before any byte: CLOSED.
+ * Between records of an established connection: a half-close - it stays
+ * OPEN with NEA__TLS_EOF, takes no more input, and what was received can
+ * still be read and answered; the caller closes when done. Inside the
+ * handshake or a record: FAILED, truncated. */
 void nea__tls_eof(nea__tls_conn *c);
 /* Fails the connection for a reason found outside the engine (a deadline). */
 void nea__tls_abort(nea__tls_conn *c, nea__tls_reason r);

@@ -38,6 +38,8 @@
 #include "sock.h"
 #include "tls.h"
 
+#include <bearssl.h>
+
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
 #else
@@ -568,6 +570,11 @@ static void pump(tconn *c)
         finish(c); /* close_notify sent */
         return;
     }
+    if ((st & NEA__TLS_EOF) != 0 && !c->responding && (st & (NEA__TLS_READ | NEA__TLS_SEND)) == 0 &&
+        !c->writing) {
+        finish(c); /* the client half-closed and everything it asked is answered */
+        return;
+    }
     if ((st & (NEA__TLS_RECV | NEA__TLS_PARKED)) != 0 && !c->reading) {
         assert_int_equal(uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read), 0);
         c->reading = true;
@@ -834,7 +841,10 @@ static const char *port_arg(void)
  *                       connections, one GET each, every other one resuming
  *                       the previous session; prints "done N RESUMED"
  *   raw PORT HEX        handshake over a plain socket, then sends HEX as
- *                       raw bytes; prints "closed", "reset" or "data" */
+ *                       raw bytes; prints "closed", "reset" or "data"
+ *   halfclose PORT      handshake over a plain socket, one GET, then
+ *                       shutdown(SHUT_WR); prints the response's first line
+ *                       and whether close_notify came */
 static const char PY[] =
     "import hashlib, socket, ssl, sys\n"
     "mode, port = sys.argv[1], int(sys.argv[2])\n"
@@ -902,7 +912,7 @@ static const char PY[] =
     "        sess = s.session\n"
     "        s.close()\n"
     "    print('done', n, resumed)\n"
-    "elif mode == 'raw':\n"
+    "else:\n"
     "    raw = socket.create_connection(('127.0.0.1', port), timeout=10)\n"
     "    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()\n"
     "    obj = ctx().wrap_bio(inc, out)\n"
@@ -914,6 +924,30 @@ static const char PY[] =
     "            raw.sendall(out.read())\n"
     "            inc.write(recv(raw))\n"
     "    raw.sendall(out.read())\n"
+    "if mode == 'halfclose':\n"
+    "    obj.write(b'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+    "    raw.sendall(out.read())\n"
+    "    raw.shutdown(socket.SHUT_WR)\n"
+    "    while True:\n"
+    "        d = raw.recv(65536)\n"
+    "        if not d:\n"
+    "            break\n"
+    "        inc.write(d)\n"
+    "    inc.write_eof()\n"
+    "    text = b''\n"
+    "    try:\n"
+    "        while True:\n"
+    "            d = obj.read(65536)\n"
+    "            if not d:\n"
+    "                text += b' eof'\n"
+    "                break\n"
+    "            text += d\n"
+    "    except ssl.SSLZeroReturnError:\n"
+    "        text += b' close_notify'\n"
+    "    except ssl.SSLError as e:\n"
+    "        text += (' ' + e.reason).encode()\n"
+    "    print(text.split(b'\\r\\n')[0].decode(), text.split()[-1].decode())\n"
+    "elif mode == 'raw':\n"
     "    raw.sendall(bytes.fromhex(sys.argv[3]))\n"
     "    try:\n"
     "        print('closed' if raw.recv(100) == b'' else 'data')\n"
@@ -1321,6 +1355,128 @@ static void test_hostile(void **state)
     harness_stop();
 }
 
+/* A client that sends a request and half-closes gets its answer: the
+ * engine stays open for it after the EOF (NEA__TLS_EOF), and the harness
+ * closes once it has answered. */
+static void test_half_close(void **state)
+{
+    nea_tls_cert cert = files("one.crt", "one.key");
+    (void)state;
+    harness_start(&cert, 64);
+    if (python(&cl, "halfclose", NULL) != 0) {
+        fail_msg("python: %s", cl.output);
+    }
+    assert_non_null(strstr(cl.output, "HTTP/1.1 200 OK"));
+    wait_ended(1);
+    assert_int_equal(H.log[0].served, 1);
+    assert_int_equal(H.log[0].reason, NEA__TLS_R_NONE);
+    harness_stop();
+}
+
+/* The same, in memory and in a fixed order: a request arrives, the stream
+ * ends before the server reads it, and the request can still be read and
+ * answered. The client is BearSSL in this process, trusting the
+ * certificate's key as known. */
+static br_ssl_client_context mem_client;
+static br_x509_minimal_context mem_minimal;
+static br_x509_knownkey_context mem_known;
+static unsigned char mem_client_buf[BR_SSL_BUFSIZE_BIDI];
+
+/* Moves ciphertext both ways until neither side moves. */
+static void mem_shuttle(nea__tls_conn *c)
+{
+    bool moved = true;
+    while (moved) {
+        const unsigned char *p;
+        unsigned char *q;
+        size_t n, room;
+        moved = false;
+        p = nea__tls_send_buf(c, &n);
+        q = br_ssl_engine_recvrec_buf(&mem_client.eng, &room);
+        if (p != NULL && q != NULL) {
+            n = n < room ? n : room;
+            memcpy(q, p, n);
+            br_ssl_engine_recvrec_ack(&mem_client.eng, n);
+            nea__tls_send_ack(c, n);
+            moved = true;
+        }
+        p = br_ssl_engine_sendrec_buf(&mem_client.eng, &n);
+        if (p != NULL && (n = nea__tls_feed(c, p, n)) > 0) {
+            br_ssl_engine_sendrec_ack(&mem_client.eng, n);
+            moved = true;
+        }
+    }
+}
+
+static void test_half_close_in_memory(void **state)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char *alpn[] = {"http/1.1"};
+    static alignas(16) unsigned char srv_mem[4096], conn_mem[STATE_BYTES], rec[BLOCK_BYTES];
+    nea_tls_cert cert = files("one.crt", "one.key");
+    nea__tls_server *srv;
+    nea__tls_conn *c;
+    br_x509_decoder_context xd;
+    unsigned char der[2048], *q;
+    size_t der_len = 0, n;
+    char err[512], path[128];
+    const unsigned char *p;
+    FILE *f;
+    (void)state;
+
+    /* The certificate's key, for the client. */
+    path_of(path, sizeof(path), "one.crt");
+    snprintf(err, sizeof(err), "openssl x509 -in %s -outform DER -out %s.der", path, path);
+    assert_int_equal(system(err), 0);
+    snprintf(err, sizeof(err), "%s.der", path);
+    f = fopen(err, "rb");
+    assert_non_null(f);
+    der_len = fread(der, 1, sizeof(der), f);
+    fclose(f);
+    br_x509_decoder_init(&xd, NULL, NULL);
+    br_x509_decoder_push(&xd, der, der_len);
+    assert_non_null(br_x509_decoder_get_pkey(&xd));
+
+    assert_int_equal(nea__tls_server_init(srv_mem, 8, &cert, NULL, &srv, err, sizeof(err)), 0);
+    c = nea__tls_conn_start(conn_mem, srv, rec, NULL);
+    br_ssl_client_init_full(&mem_client, &mem_minimal, NULL, 0);
+    br_x509_knownkey_init_ec(&mem_known, &br_x509_decoder_get_pkey(&xd)->key.ec, BR_KEYTYPE_SIGN);
+    br_ssl_engine_set_x509(&mem_client.eng, &mem_known.vtable);
+    br_ssl_engine_set_buffer(&mem_client.eng, mem_client_buf, sizeof(mem_client_buf), 1);
+    br_ssl_engine_set_protocol_names(&mem_client.eng, alpn, 1);
+    assert_int_equal(br_ssl_client_reset(&mem_client, "x", 0), 1);
+    mem_shuttle(c);
+    assert_true((nea__tls_status(c) & NEA__TLS_OPEN) != 0);
+    assert_string_equal(nea__tls_alpn(c), "http/1.1");
+
+    q = br_ssl_engine_sendapp_buf(&mem_client.eng, &n);
+    assert_non_null(q);
+    memcpy(q, req, sizeof(req) - 1);
+    br_ssl_engine_sendapp_ack(&mem_client.eng, sizeof(req) - 1);
+    br_ssl_engine_flush(&mem_client.eng, 0);
+    mem_shuttle(c);
+    /* The request is in; the stream ends before the server reads it. */
+    nea__tls_eof(c);
+    assert_int_equal(nea__tls_status(c) &
+                         (NEA__TLS_OPEN | NEA__TLS_EOF | NEA__TLS_READ | NEA__TLS_RECV),
+                     NEA__TLS_OPEN | NEA__TLS_EOF | NEA__TLS_READ);
+    assert_null(nea__tls_recv_buf(c, &n));
+    p = nea__tls_read_buf(c, &n);
+    assert_non_null(p);
+    assert_int_equal(n, sizeof(req) - 1);
+    assert_memory_equal(p, req, n);
+    nea__tls_read_ack(c, n);
+    assert_int_equal(nea__tls_write(c, "HTTP/1.1 200 OK\r\n\r\n", 19), 19);
+    nea__tls_flush(c);
+    assert_non_null(nea__tls_send_buf(c, &n));
+    assert_true((nea__tls_status(c) & NEA__TLS_SEND) != 0);
+    /* A second EOF changes nothing; the end hands the block back. */
+    nea__tls_eof(c);
+    assert_int_equal(nea__tls_reason_of(c), NEA__TLS_R_NONE);
+    assert_ptr_equal(nea__tls_conn_end(c), rec);
+    nea__tls_server_destroy(srv);
+}
+
 /* A handshake that stalls meets the caller's deadline (nea__tls_abort). */
 static void test_deadline(void **state)
 {
@@ -1533,12 +1689,20 @@ static void test_load(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),   cmocka_unit_test(test_load),
-        cmocka_unit_test(test_curl),    cmocka_unit_test(test_python),
-        cmocka_unit_test(test_rsa),     cmocka_unit_test(test_resumption),
-        cmocka_unit_test(test_reload),  cmocka_unit_test(test_reload_mid_handshake),
-        cmocka_unit_test(test_hostile), cmocka_unit_test(test_deadline),
-        cmocka_unit_test(test_shed),    cmocka_unit_test(test_park),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_load),
+        cmocka_unit_test(test_curl),
+        cmocka_unit_test(test_python),
+        cmocka_unit_test(test_rsa),
+        cmocka_unit_test(test_resumption),
+        cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_reload_mid_handshake),
+        cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_half_close),
+        cmocka_unit_test(test_half_close_in_memory),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_shed),
+        cmocka_unit_test(test_park),
         cmocka_unit_test(test_no_heap),
     };
     signal(SIGPIPE, SIG_IGN);

@@ -27,7 +27,8 @@
  * FAILED exactly when there is a reason; an ended or parked connection
  * offers no buffer; no buffer larger than the record block; ALPN, once
  * open, is "http/1.1" or none. At the end of each input: the stream's end
- * leaves it CLOSED or FAILED, nea__tls_conn_end hands back the block it
+ * leaves it CLOSED, FAILED or half-closed (OPEN with NEA__TLS_EOF, taking
+ * no more input), nea__tls_conn_end hands back the block it
  * holds, and only the server's current certificate is alive.
  *
  * Seeds (corpus_tls/): ClientHellos captured from python3's ssl module
@@ -416,7 +417,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     nea__tls_eof(r.c);
     check_state(&r);
-    check((nea__tls_status(r.c) & (NEA__TLS_CLOSED | NEA__TLS_FAILED)) != 0, "ended after EOF");
+    shuttle(&r);
+    check((nea__tls_status(r.c) & (NEA__TLS_CLOSED | NEA__TLS_FAILED | NEA__TLS_EOF)) != 0,
+          "ended, or half-closed, after EOF");
+    check(nea__tls_recv_buf(r.c, &step) == NULL, "no input after EOF");
     back = nea__tls_conn_end(r.c);
     check(back == (r.parked ? NULL : records_mem), "the block comes back");
     check(nea__tls_server_certs(server, NULL) == 1, "only the current certificate alive");
