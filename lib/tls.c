@@ -25,8 +25,10 @@
  *  - Parking: between requests BearSSL's input and output positions are at
  *    rest (nothing buffered either way), so its two buffer pointers are the
  *    only reference to the record block; nea__tls_park takes them away and
- *    nea__tls_unpark sets them to another block. Only connection_at_rest
- *    and the two park functions read BearSSL's fields directly.
+ *    nea__tls_unpark sets them to another block. Only connection_at_rest,
+ *    the two park functions and policy_choose (which keeps the policy
+ *    BearSSL's set_single_* installed) touch BearSSL's fields directly;
+ *    test_tls proves the parking by making given-back blocks PROT_NONE.
  */
 #include "tls.h"
 #include "common.h"
