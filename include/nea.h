@@ -100,7 +100,9 @@ extern "C" {
     XX(ERESPONDED, -30009, "request already has a response")                                       \
     XX(EROUTE_DUP, -30010, "a route with this method and path is already registered")              \
     XX(EROUTE_METHOD, -30011, "route method is not one libnea can route")                          \
-    XX(EROUTE_PATH, -30012, "route path can never match a request")
+    XX(EROUTE_PATH, -30012, "route path can never match a request")                                \
+    XX(ETLS_CERT, -30040, "TLS certificate or private key cannot be used")                         \
+    XX(ENOTLS, -30041, "libnea was built without TLS support")
 
 enum {
 #define NEA__ERRNO_ENUM(name, value, text) NEA_##name = (value),
@@ -142,6 +144,28 @@ typedef struct nea_arena_class {
     size_t size;    /* usable bytes per arena of the class */
     unsigned count; /* arenas of the class (>= 1) */
 } nea_arena_class;
+
+/*
+ * TLS (see docs/tls.md). A certificate chain and its private key, in PEM:
+ * from files, or from memory. Used by nea_config.tls and
+ * nea_server_tls_reload; copied when used, so nothing here need outlive
+ * the call.
+ *
+ * The certificate file holds the server's certificate first, then the
+ * intermediates that lead to the client's trust anchor. The key is RSA
+ * (2048 to 4096 bits) or EC (P-256, P-384, P-521), unencrypted, in any of
+ * the usual PEM forms ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"),
+ * and must belong to the first certificate. For each of the two, a file
+ * name wins over memory.
+ */
+typedef struct nea_tls_cert {
+    const char *cert_file; /* PEM file: certificate chain, server's certificate first */
+    const char *key_file;  /* PEM file: the private key */
+    const void *cert_pem;  /* or the same PEM text in memory, cert_pem_len bytes */
+    size_t cert_pem_len;
+    const void *key_pem; /* or the key's PEM text in memory, key_pem_len bytes */
+    size_t key_pem_len;
+} nea_tls_cert;
 
 /*
  * Server configuration. Fill with nea_config_init, change what you need,
@@ -262,6 +286,19 @@ typedef struct nea_config {
      * sharing one address (the kernel spreads connections across them).
      * Implied by workers > 1. Default 0 */
     int reuse_port;
+
+    /* TLS (see docs/tls.md): with a certificate and key, every connection
+     * speaks TLS 1.2 (ECDHE with AES-GCM or ChaCha20-Poly1305, ALPN
+     * "http/1.1", renegotiation refused). The per-connection TLS state and
+     * record buffers are part of the plan. An unusable certificate or key
+     * fails nea_server_new with NEA_ETLS_CERT; a build without TLS, with
+     * NEA_ENOTLS. Default: nothing set, plain HTTP. */
+    nea_tls_cert tls;
+    unsigned tls_sessions;     /* sessions remembered for resumption (an abbreviated
+                                  handshake, no public-key work), shared by every worker,
+                                  100 bytes each; 0 = 1024 */
+    unsigned tls_handshake_ms; /* accept to handshake done, however the bytes arrive;
+                                  0 = header_timeout_ms */
 
     int prefault;    /* make the whole reservation resident at start. Default 0 */
     int lock_memory; /* mlock the reservation. Default 0 */
@@ -478,6 +515,23 @@ uv_loop_t *nea_server_loop(const nea_server *s);
 
 /* The plan the server was created with. */
 const nea_plan *nea_server_plan(const nea_server *s);
+
+/*
+ * Replaces the TLS certificate and key without a restart (for example on
+ * SIGHUP): cert is read now (files or memory, as nea_config.tls), and every
+ * handshake that starts after the call returns uses it, on every worker.
+ * Handshakes in progress finish with the previous certificate and
+ * established connections carry on; the previous certificate is freed when
+ * the last handshake using it ends. Sessions cached before the call can
+ * still be resumed.
+ *
+ * Returns 0, NEA_ETLS_CERT (nothing changes; the reason is written to
+ * errbuf when not NULL, and logged), NEA_ESTATE (the server was created
+ * without TLS) or NEA_ENOTLS. Allocates the new certificate from the heap,
+ * never the reservation. May be called from any thread, including while
+ * workers serve.
+ */
+int nea_server_tls_reload(nea_server *s, const nea_tls_cert *cert, char *errbuf, size_t errlen);
 
 /*
  * Graceful drain. First the announcement: the agent answers "drain",

@@ -2,6 +2,7 @@
 # Installs the Debian 12 packages libnea needs to build and test
 # (prometheus: its promtool validates the metrics exposition in test_metrics and test_worker;
 # python3-wsproto: a second WebSocket implementation test_ws checks the protocol core against).
+# libbearssl-dev: TLS; openssl and python3: test_tls makes certificates and runs clients).
 #
 #   scripts/install-deps.sh          build + test toolchain
 #   scripts/install-deps.sh bench    also the benchmark peers and load tools
@@ -16,6 +17,7 @@ packages=(
     clang libclang-rt-14-dev valgrind curl haproxy
     libjansson-dev zlib1g-dev libprotobuf-c-dev
     prometheus python3-wsproto
+    libbearssl-dev openssl python3
 )
 bench_packages=(
     wrk nginx libmicrohttpd-dev libh2o-dev gnuplot-nox

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan + UBSan) and fuzzes for a while.
 #
-#   test/fuzz/run.sh [SECONDS] [TARGET]     SECONDS default 600; TARGET conn, server, ws
-#                                           or all (default: all, SECONDS split evenly)
+#   test/fuzz/run.sh [SECONDS] [TARGET]     SECONDS default 600; TARGET conn, server,
+#                                           ws, tls or all (default: every one built,
+#                                           SECONDS split evenly)
 #
 #   conn    fuzz_conn: the request reader and connection state machine, one
 #           socketpair per input (corpus/, regressions/)
@@ -10,6 +11,8 @@
 #           of client ops (corpus_server/, regressions_server/)
 #   ws      fuzz_ws: the WebSocket protocol core, no sockets (corpus_ws/,
 #           regressions_ws/)
+#   tls     fuzz_tls: the TLS engine's input side (corpus_tls/, regressions_tls/);
+#           only when BearSSL is installed (libbearssl-dev)
 #
 # Build directory: build-fuzz/ at the top of the checkout (NEA_FUZZ_BUILD_DIR
 # overrides). Each fuzzer works on a copy of its target's corpus (plus its
@@ -32,19 +35,16 @@ seconds=${1:-600}
 which=${2:-all}
 build=${NEA_FUZZ_BUILD_DIR:-build-fuzz}
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds == 0)); then
-    echo "usage: $0 [SECONDS] [conn|server|ws|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|ws|tls|all]" >&2
     exit 2
 fi
 case "$which" in
-conn | server | ws) targets=("$which") ;;
-all) targets=(conn server ws) ;;
+conn | server | ws | tls | all) ;;
 *)
-    echo "usage: $0 [SECONDS] [conn|server|ws|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|ws|tls|all]" >&2
     exit 2
     ;;
 esac
-share=$((seconds / ${#targets[@]}))
-((share > 0)) || share=1
 
 if ! command -v clang >/dev/null 2>&1; then
     ./scripts/install-deps.sh </dev/null
@@ -55,6 +55,27 @@ cmake -S . -B "$build" \
     -DNEA_FUZZ=ON \
     -DNEA_BUILD_TESTS=ON \
     -DNEA_BUILD_EXAMPLES=OFF >/dev/null
+# fuzz_tls exists when the configure step found BearSSL.
+have_tls=0
+if grep -qE '^NEA_BEARSSL_LIBRARY:FILEPATH=.*bearssl' "$build/CMakeCache.txt"; then
+    have_tls=1
+fi
+case "$which" in
+all)
+    targets=(conn server ws)
+    ((have_tls)) && targets+=(tls)
+    ;;
+tls)
+    if ((!have_tls)); then
+        echo "fuzz tls: BearSSL not found (apt-get install libbearssl-dev)" >&2
+        exit 2
+    fi
+    targets=(tls)
+    ;;
+*) targets=("$which") ;;
+esac
+share=$((seconds / ${#targets[@]}))
+((share > 0)) || share=1
 cmake --build "$build" --target "${targets[@]/#/fuzz_}" --parallel "$(nproc)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/nea-fuzz.XXXXXX")
