@@ -133,6 +133,34 @@ const char *nea_outcome_name(nea_outcome outcome);
 
 struct nea_completion; /* below: what the completion hook is told */
 
+/*
+ * A body the host chooses for one of libnea's own error answers
+ * (nea_config.error_bodies), e.g. {"error":"not found"} for a JSON API.
+ * nea_server_new copies the content type and the body into the
+ * reservation (the plan counts them: nea_plan.error_bodies_bytes), so the
+ * answer stays pre-built: no arena, no allocation, the same 503-before-
+ * handler rule, the same Retry-After on 503, the same Connection handling
+ * (a 404 keeps the connection, a 400 or 413 closes it), no body for HEAD.
+ *
+ * status: one libnea answers itself: 400, 404, 405, 408, 413, 414, 431,
+ * 500 (both the out-of-memory 500 and the unanswered one), 501, 503, 504,
+ * 505; each at most once in the list. content_type: non-empty, at most
+ * NEA_ERROR_TYPE_MAX bytes, no control characters (CR, LF, NUL...). body:
+ * len bytes (NULL allowed when len is 0), at most NEA_ERROR_BODY_MAX.
+ * Anything else makes nea_config_plan and nea_server_new refuse the config
+ * with NEA_EINVAL_CONFIG, naming the entry. Responses from handlers
+ * (nea_respond with status 404, ...) are the handler's own and unaffected.
+ */
+typedef struct nea_error_body {
+    int status;
+    const char *content_type;
+    const void *body;
+    size_t len;
+} nea_error_body;
+
+#define NEA_ERROR_TYPE_MAX 127
+#define NEA_ERROR_BODY_MAX 65536
+
 /* Arena size classes: the default class 0 (arena_size x arena_count) and
  * up to NEA_ARENA_CLASSES - 1 more, so a route that needs 1 MiB does not
  * force 1 MiB arenas on routes that need 4 KiB. */
@@ -202,6 +230,11 @@ typedef struct nea_config {
                                       refused. Set it above the balancer's check interval.
                                       0 = stop accepting at once. Default 0 */
     unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */
+    /* The host's bodies for libnea's error answers (see nea_error_body):
+     * error_body_count entries, copied by nea_server_new. Statuses not
+     * listed keep libnea's text/plain body. Default: none (NULL, 0). */
+    const nea_error_body *error_bodies;
+    unsigned error_body_count;
 
     /* Refusal when the CPU is the limit (see README "Overload"): when in
      * every loop iteration for overload_interval_ms handlers ran longer than
@@ -330,6 +363,8 @@ typedef struct nea_plan {
                               queue tables */
     size_t metrics_bytes;  /* of fixed_overhead: (max_routes + 1) per-route metrics
                               records (see nea_route_stats) */
+    size_t error_bodies_bytes; /* of fixed_overhead: the copies of nea_config.error_bodies'
+                                  bodies, their lengths summed, rounded up to 64 */
     size_t conn_slot_size; /* one connection slot including its read buffer */
     size_t connections_bytes;
     size_t arena_size;    /* usable bytes per arena (as configured) */

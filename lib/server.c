@@ -77,7 +77,9 @@ static const nea__sizes sizes = {
 
 int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t errlen)
 {
-    return nea__plan(cfg, &sizes, plan, errbuf, errlen);
+    /* The error bodies first: the plan sums their lengths. */
+    int rc = nea__error_bodies_check(cfg, errbuf, errlen);
+    return rc != 0 ? rc : nea__plan(cfg, &sizes, plan, errbuf, errlen);
 }
 
 nea_server *nea__server_worker(const nea_server *s, unsigned i)
@@ -168,7 +170,11 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
             table[i].home = &s->env.reqs;
         }
     }
-    nea__statics_build(&s->statics, cfg->retry_after_s);
+    nea__statics_build(&s->statics, cfg, base + layout->errors_off);
+    /* The host's array need not outlive nea_server_new: its copies live in
+     * the statics. */
+    s->cfg.error_bodies = NULL;
+    s->cfg.error_body_count = 0;
     nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools, plan);
     s->env.fault = &s->fault;
     s->env.records.metrics = &s->metrics;

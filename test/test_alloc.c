@@ -4,8 +4,9 @@
  * This executable interposes malloc and friends (forwarding to glibc's
  * __libc_* entry points) and counts calls while a mixed workload runs after
  * a warm-up: 200s, 404, 405, 400 (smuggling), 413, the OOM 500, 503 from
- * an exhausted arena pool, async handlers, chunked bodies, pipelining, and
- * fresh connections; and a second workload while the loop sheds for CPU,
+ * an exhausted arena pool (those answers with the host's own JSON bodies),
+ * async handlers, chunked bodies, pipelining, and fresh connections; and a
+ * second workload while the loop sheds for CPU,
  * with exempt routes, handlers that never answer (500, 504) and fair-share
  * refusals; a third with the demo's /json and /gzip routes, where jansson
  * and zlib allocate through the arena adapters (their out-of-memory 500s
@@ -128,9 +129,11 @@ static void keepalive_mix(h_fixture *f, int ka)
              "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
              "3\r\nabc\r\n0\r\n\r\n",
              200, NULL);
-    h_expect(f, ka, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, NULL);
+    h_expect(f, ka, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, &r);
+    assert_string_equal(r.body, "{\"error\":\"not found\"}");
     h_expect(f, ka, "DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n", 405, NULL);
-    h_expect(f, ka, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n", 500, NULL);
+    h_expect(f, ka, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n", 500, &r);
+    assert_string_equal(r.body, "{\"error\":\"internal\"}");
     h_sends(f, ka, "GET /p/a HTTP/1.1\r\nHost: x\r\n\r\nGET /p/b HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
@@ -163,7 +166,8 @@ static void workload(h_fixture *f)
     h_sends(f, busy, "GET /sleep/100 HTTP/1.1\r\nHost: x\r\n\r\n");
     H_WAIT(f, f->srv->pools[0].in_use == 1);
     fd = h_connect(f);
-    h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 503, NULL);
+    h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 503, &r);
+    assert_string_equal(r.body, "{\"error\":\"busy\"}");
     close(fd);
     assert_int_equal(h_read(f, busy, &r, H_DEADLINE_MS), 200);
     close(busy);
@@ -178,9 +182,22 @@ static void on_complete(void *data, const nea_completion *c)
     completions += c->peer->ss_family == AF_INET;
 }
 
+/* The host's bodies for libnea's own answers: the 404, 405, 400, 413, 500
+ * and 503 of the workload are sent from their copies. */
+static const nea_error_body json_errors[] = {
+    {400, "application/json", "{\"error\":\"bad request\"}", 23},
+    {404, "application/json", "{\"error\":\"not found\"}", 21},
+    {405, "application/json", "{\"error\":\"method\"}", 18},
+    {413, "application/json", "{\"error\":\"too large\"}", 21},
+    {500, "application/json", "{\"error\":\"internal\"}", 20},
+    {503, "application/json", "{\"error\":\"busy\"}", 16},
+};
+
 static void one_arena(nea_config *c)
 {
     c->on_complete = on_complete;
+    c->error_bodies = json_errors;
+    c->error_body_count = sizeof(json_errors) / sizeof(json_errors[0]);
     c->arena_count = 1;
     c->queue_timeout_ms = 10;
 }
@@ -574,6 +591,8 @@ static int setup_workers(void **state)
     h_config(&cfg);
     cfg.workers = 2;
     cfg.log = quiet; /* the capture is not for several threads */
+    cfg.error_bodies = json_errors; /* each worker answers from its own copies */
+    cfg.error_body_count = sizeof(json_errors) / sizeof(json_errors[0]);
     memset(&f, 0, sizeof(f));
     t_handlers_reset();
     assert_int_equal(uv_loop_init(&f.loop), 0);
