@@ -704,24 +704,24 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     nea_route routes[] = {
-        {"GET", "/hello", hello, NULL, 0, 0, 0},
-        {"GET", "/alloc/", alloc, NULL, 0, 0, 0},
-        {"POST", "/svg", svg, NULL, 0, 0, 0},
-        {"GET", "/static", static_file, NULL, 0, 0, 0},
-        {"GET", "/stream/", stream_route, NULL, 0, 0, 0},
+        {"GET", "/hello", hello, NULL, 0, 0, 0, 0},
+        {"GET", "/alloc/", alloc, NULL, 0, 0, 0, 0},
+        {"POST", "/svg", svg, NULL, 0, 0, 0, 0},
+        {"GET", "/static", static_file, NULL, 0, 0, 0, 0},
+        {"GET", "/stream/", stream_route, NULL, 0, 0, 0, 0},
         /* max_body: --max-upload, set after the options */
-        {"POST", "/upload", upload_route, NULL, NEA_ROUTE_STREAM_BODY, 0, 0},
-        {"GET", "/sleep/", sleep_route, NULL, 0, 0, 0},
-        {"GET", "/spin/", spin, NULL, 0, 0, 0},
-        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT, 0, 0},
-        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT, 0, 0},
-        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY, 0, 0},
-        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT, 0, 0},
-        {"GET", "/json/", clib_json, NULL, 0, 0, 0},
-        {"GET", "/gzip/", clib_gzip, NULL, 0, 0, 0},
+        {"POST", "/upload", upload_route, NULL, NEA_ROUTE_STREAM_BODY, 0, 0, 0},
+        {"GET", "/sleep/", sleep_route, NULL, 0, 0, 0, 0},
+        {"GET", "/spin/", spin, NULL, 0, 0, 0, 0},
+        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0},
+        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0},
+        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY, 0, 0, 0},
+        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0},
+        {"GET", "/json/", clib_json, NULL, 0, 0, 0, 0},
+        {"GET", "/gzip/", clib_gzip, NULL, 0, 0, 0, 0},
         /* the last two only with --libc-routes */
-        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0, 0, 0},
-        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0, 0, 0},
+        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0, 0, 0, 0},
+        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0, 0, 0, 0},
     };
     size_t nroutes = sizeof(routes) / sizeof(routes[0]) - 2;
     size_t max_upload = (size_t)4 << 30;

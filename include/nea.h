@@ -46,7 +46,8 @@
  *      that returns without responding must have something pending: a
  *      tracked handle, a hold or a job (nea_req_hold, nea_req_work), or
  *      nea_req_keep; otherwise the request gets a 500.
- *      No response within response_timeout_ms: 504. After the response is
+ *      No response within response_timeout_ms (the route's own, if it
+ *      has one: nea_server_route_timeout): 504. After the response is
  *      written, or the request is cancelled, the nea_req pointer and all
  *      arena memory are invalid.
  *
@@ -214,6 +215,7 @@ typedef struct nea_config {
     unsigned body_rate_grace_ms;   /* see body_min_rate. Default 5000 */
     unsigned response_timeout_ms;  /* handler start to response: after it the request
                                       gets a 504, its defers run and its handles close.
+                                      A route may have its own (nea_server_route_timeout).
                                       Default 30000 */
     unsigned keepalive_timeout_ms; /* idle time between requests. Default 5000 */
     unsigned write_timeout_ms;     /* a response that cannot be sent at once must be
@@ -477,6 +479,22 @@ int nea_server_route_class(nea_server *s, const char *method, const char *path, 
  */
 int nea_server_route_stream(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                             void *data, unsigned flags, uint64_t max_body);
+
+/*
+ * Gives the route registered with exactly this method and path its own
+ * response timeout, in place of nea_config.response_timeout_ms for its
+ * requests: from the handler's start to its response (then 504), and, for
+ * a streamed response, from one piece written to the next piece (then the
+ * connection closes). So one server can keep a tight default and still
+ * hold long polls and server-sent events (docs/applications.md).
+ * response_timeout_ms 0 gives the route the config's again. Takes effect
+ * for requests whose handler starts afterwards. Returns 0, UV_EINVAL
+ * (method or path NULL), UV_ENOENT (no route registered with that method
+ * and path; a route's path, not a request's), NEA_ESTATE (with workers > 1,
+ * after nea_server_listen: the routes are read-only then).
+ */
+int nea_server_route_timeout(nea_server *s, const char *method, const char *path,
+                             unsigned response_timeout_ms);
 
 /* Binds and listens on cfg->host:cfg->port, and on the agent port when
  * cfg->agent_port >= 0. Returns 0, NEA_ESTATE (already listening, or
@@ -1110,11 +1128,11 @@ void nea_pbc_free(void *req, void *p);
  * always called from the loop, never from inside nea_stream_write.
  *
  * Timeouts: a piece must be written within write_timeout_ms, and the
- * handler must write the next piece (or end) within response_timeout_ms of
- * the previous one being written; otherwise the connection is closed and
- * the request cancelled (defers run, tracked handles close, more is not
- * called). The same happens when the client goes away or a drain times
- * out. An out-of-memory unwind after nea_stream_start closes the
+ * handler must write the next piece (or end) within response_timeout_ms
+ * (the route's own, if it has one) of the previous one being written;
+ * otherwise the connection is closed and the request cancelled (defers
+ * run, tracked handles close, more is not called). The same happens when
+ * the client goes away or a drain times out. An out-of-memory unwind after nea_stream_start closes the
  * connection (the status line may already be on the wire, so no 500).
  */
 
@@ -1217,11 +1235,13 @@ typedef struct nea_route {
     unsigned flags;       /* NEA_ROUTE_*; 0 when left out of an initializer */
     unsigned arena_class; /* see nea_server_route_class; 0 when left out */
     uint64_t max_body;    /* with NEA_ROUTE_STREAM_BODY: the route's body limit (0 = none) */
+    unsigned response_timeout_ms; /* the route's own (see nea_server_route_timeout);
+                                     0 = the config's. 0 when left out */
 } nea_route;
 
-/* Registers route with every field it has: flags, arena_class and, with
- * NEA_ROUTE_STREAM_BODY, max_body (what nea_run does for each route). The
- * same errors as nea_server_route_class. */
+/* Registers route with every field it has: flags, arena_class, with
+ * NEA_ROUTE_STREAM_BODY max_body, and response_timeout_ms (what nea_run
+ * does for each route). The same errors as nea_server_route_class. */
 int nea_server_add_route(nea_server *s, const nea_route *route);
 
 /*

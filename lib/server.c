@@ -308,14 +308,43 @@ int nea_server_add_route(nea_server *s, const nea_route *r)
     if (rc == 0 && (r->flags & NEA_ROUTE_STREAM_BODY) != 0 && r->max_body > 0) {
         s->router.routes[s->router.count - 1].body_max = r->max_body; /* the route just added */
     }
+    if (rc == 0) {
+        s->router.routes[s->router.count - 1].response_ms = r->response_timeout_ms;
+    }
     return rc;
+}
+
+int nea_server_route_timeout(nea_server *s, const char *method, const char *path,
+                             unsigned response_timeout_ms)
+{
+    NEA__NEED(s, "server");
+    nea__route *r;
+    if (method == NULL || path == NULL) {
+        return UV_EINVAL;
+    }
+    if (s->started) {
+        nea__log(&s->cfg, NEA_LOG_ERROR, "route timeout refused: the workers are running");
+        return NEA_ESTATE;
+    }
+    r = nea__router_get(&s->router, method, path);
+    if (r == NULL) {
+        nea__log(&s->cfg, NEA_LOG_ERROR, "route timeout refused: no route %s %s", method, path);
+        return UV_ENOENT;
+    }
+    r->response_ms = response_timeout_ms;
+    return 0;
 }
 
 int nea_server_route_stream(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                             void *data, unsigned flags, uint64_t max_body)
 {
     NEA__NEED(s, "server");
-    nea_route r = {method, path, fn, data, flags | NEA_ROUTE_STREAM_BODY, 0, max_body};
+    nea_route r = {.method = method,
+                   .path = path,
+                   .fn = fn,
+                   .data = data,
+                   .flags = flags | NEA_ROUTE_STREAM_BODY,
+                   .max_body = max_body};
     return nea_server_add_route(s, &r);
 }
 
