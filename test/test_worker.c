@@ -284,10 +284,21 @@ static void test_connections_are_dealt_round_robin(void **state)
 static void test_routes_are_read_only_once_workers_run(void **state)
 {
     h_fixture f;
+    nea_config cfg;
     (void)state;
-    w_start(&f, 2);
+    w_config(&cfg, 2);
+    w_new(&f, &cfg);
+    /* Set before listen: every worker's copy of the route has it. */
+    assert_int_equal(nea_server_route_timeout(f.srv, "GET", "/hold/", 1234), 0);
+    w_listen(&f);
+    for (unsigned i = 0; i < 2; i++) {
+        const nea__router *r = &nea__server_worker(f.srv, i)->router;
+        assert_int_equal(r->routes[2].response_ms, 1234);
+        assert_string_equal(r->routes[2].path, "/hold/");
+    }
     assert_int_equal(nea_server_route(f.srv, "GET", "/late", who, NULL), NEA_ESTATE);
     assert_true(log_has("workers are running"));
+    assert_int_equal(nea_server_route_timeout(f.srv, "GET", "/hold/", 10), NEA_ESTATE);
     assert_int_equal(nea_server_listen(f.srv), NEA_ESTATE);
     w_stop(&f);
 }
