@@ -934,6 +934,33 @@ int nea_req_protect(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg
 /* The loop the request runs on (the server's). */
 uv_loop_t *nea_req_loop(const nea_req *req);
 
+/*
+ * The server the request belongs to: the handle nea_server_new returned,
+ * also with workers > 1 (worker 0's, whichever worker's thread runs the
+ * request). From a handler on any worker it may be given to the functions
+ * documented as callable from any worker's thread (nea_server_stats,
+ * nea_server_worker_stats, the route stats, nea_server_metrics_text,
+ * nea_respond_metrics, nea_server_close) and to the read-only
+ * nea_server_plan and nea_server_port; the rest (nea_server_loop among
+ * them) belong to worker 0's thread. Never NULL; allocates nothing.
+ */
+nea_server *nea_req_server(const nea_req *req);
+
+/*
+ * Per-request user data: one pointer the host attaches to req (a session,
+ * a parsed token, the state a handler shares with its continuations) and
+ * reads back wherever it holds the request: the handler, functions run by
+ * nea_req_run and nea_req_protect, stream and body callbacks, nea_req_work's
+ * done and nea_hold_release's fn (with a live request). NULL until set; set
+ * again, it is replaced. libnea never dereferences nor frees it, and
+ * forgets it when the request ends: what it points at must live at least
+ * that long, so point it at arena memory (which dies with the request), or
+ * at host memory released by a nea_req_defer. Loop thread only, like
+ * everything on a request.
+ */
+void nea_req_set_data(nea_req *req, void *data);
+void *nea_req_data(const nea_req *req);
+
 /* Request data: all of it lives in the arena and is valid until the request
  * ends. Strings are NUL-terminated. */
 const char *nea_req_method(const nea_req *req);

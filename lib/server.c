@@ -177,6 +177,7 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     s->cfg.error_body_count = 0;
     nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools, plan);
     s->env.fault = &s->fault;
+    s->env.reqs.server = group; /* what nea_req_server answers on every worker */
     s->env.records.metrics = &s->metrics;
     s->env.load = &s->load;
     nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
