@@ -704,6 +704,28 @@ void nea_route_stats_add(nea_route_stats *into, const nea_route_stats *from);
  */
 size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap);
 
+/* The Content-Type of the exposition (Prometheus text format 0.0.4). */
+#define NEA_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/*
+ * Answers a scrape from a handler: the text nea_server_metrics_text writes
+ * for the request's server (the whole process with workers, from any
+ * worker's thread), as a streamed 200 with NEA_METRICS_CONTENT_TYPE
+ * (chunked; HTTP/1.0: delimited by the close), written whole lines at a
+ * time through one buffer of buf_size bytes of the arena (0: 4 KiB), so a
+ * scrape needs no buffer the size of the text (with 8 routes in use it is
+ * about 35 KB). buf_size is raised to hold the longest line, which grows
+ * with the longest route path. The state besides the buffer is about
+ * 3.6 KiB of the arena. The server counters are read once, at the start;
+ * each family's per-route records when the text reaches them, one record
+ * at a time. HEAD gets the head only. The route's response timeout bounds
+ * the time between pieces, write_timeout_ms each piece. Allocates nothing
+ * from the heap. Returns 0 (the response is under way), NEA_ENOMEM (the
+ * arena cannot hold the state and the buffer; nothing was sent: answer it
+ * yourself), or what nea_stream_start returns.
+ */
+int nea_respond_metrics(nea_req *req, size_t buf_size);
+
 /* --- The sizing advisor -------------------------------------------------- */
 
 /* What nea_advise recommends. */

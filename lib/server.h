@@ -74,6 +74,9 @@ nea_server *nea__server_worker(const nea_server *s, unsigned i);
 void nea__server_each_worker(const nea_server *s,
                              void (*fn)(void *data, const nea_server *w, const nea_stats *st),
                              void *data);
+/* The per-route records as the metrics writers read them: the routes
+ * registered so far, each summed over every worker (any worker's thread). */
+void nea__server_records(const nea_server *s, nea__records *out);
 
 #ifdef NEA_FAULT_INJECTION
 /* Serves an already-connected stream socket (e.g. one end of a socketpair)

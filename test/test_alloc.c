@@ -23,7 +23,8 @@
  * thread-pool jobs (answered, cut by a reset, cut by the response
  * deadline), and half-closed clients answered. Every request is counted in the per-route
  * metrics and passed to a completion hook, and each round of the first
- * workload scrapes the Prometheus text (GET /metrics) and logs rate-limited
+ * workload scrapes the Prometheus text (GET /metrics, and streamed by
+ * nea_respond_metrics on both workers too) and logs rate-limited
  * refusals. libuv may grow its fd table when a new fd number first appears
  * (per loop); the warm-up uses the same number of connections on every
  * worker, so after it no allocation at all is expected. Worker threads call
@@ -139,6 +140,30 @@ static void keepalive_mix(h_fixture *f, int ka)
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
 }
 
+/* GET /scrape: the metrics streamed (nea_respond_metrics), read to the
+ * close; true when it is a whole chunked 200 with the routes' series. */
+static void r_scrape(nea_req *req, void *d)
+{
+    (void)d;
+    if (nea_respond_metrics(req, 0) != 0) {
+        nea_respond(req, 507, "text/plain", "no room", 7);
+    }
+}
+
+static void scrape_streamed(h_fixture *f)
+{
+    static char buf[1 << 20];
+    int fd = h_connect(f), n;
+    h_sends(f, fd, "GET /scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    n = s_read_all(&f->loop, fd, buf, sizeof(buf), H_DEADLINE_MS);
+    close(fd);
+    assert_true(n > 5);
+    assert_memory_equal(buf, "HTTP/1.1 200 ", 13);
+    assert_non_null(strstr(buf, "Transfer-Encoding: chunked\r\n"));
+    assert_non_null(strstr(buf, "nea_route_requests_total{route=\"/hello\""));
+    assert_memory_equal(buf + n - 5, "0\r\n\r\n", 5);
+}
+
 /* One round of the mixed workload. */
 static void workload(h_fixture *f)
 {
@@ -150,6 +175,7 @@ static void workload(h_fixture *f)
     h_expect(f, ka, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 200, &r);
     assert_non_null(strstr(r.body, "nea_route_arena_peak_bytes_bucket{route=\"/hello\""));
     close(ka);
+    scrape_streamed(f);
 
     fd = h_connect(f);
     h_expect(f, fd,
@@ -541,6 +567,8 @@ static void worker_workload(h_fixture *f)
     keepalive_mix(f, ka);
     close(ka);
     H_WAIT(f, h_st(f).connections_open == 0);
+    scrape_streamed(f); /* on either worker, summing both */
+    H_WAIT(f, h_st(f).connections_open == 0);
 }
 
 static uint64_t accepted_by(h_fixture *f, unsigned worker)
@@ -599,6 +627,7 @@ static int setup_workers(void **state)
     f.cfg = cfg;
     assert_int_equal(nea_server_new(&f.loop, &f.cfg, &f.srv), 0);
     t_routes_add(f.srv);
+    assert_int_equal(nea_server_route(f.srv, "GET", "/scrape", r_scrape, NULL), 0);
     assert_int_equal(nea_server_listen(f.srv), 0);
     f.port = nea_server_port(f.srv);
     *state = &f;
@@ -835,6 +864,7 @@ static int setup(void **state)
     h_config(&cfg);
     one_arena(&cfg);
     h_start(&f, &cfg);
+    assert_int_equal(nea_server_route(f.srv, "GET", "/scrape", r_scrape, NULL), 0);
     *state = &f;
     return 0;
 }
