@@ -488,7 +488,8 @@ int nea_server_route_stream(nea_server *s, const char *method, const char *path,
  * connection closes). So one server can keep a tight default and still
  * hold long polls and server-sent events (docs/applications.md).
  * response_timeout_ms 0 gives the route the config's again. Takes effect
- * for requests whose handler starts afterwards. Returns 0, UV_EINVAL
+ * from the next deadline armed: for requests whose handler starts
+ * afterwards, and the next gap of streams under way. Returns 0, UV_EINVAL
  * (method or path NULL), UV_ENOENT (no route registered with that method
  * and path; a route's path, not a request's), NEA_ESTATE (with workers > 1,
  * after nea_server_listen: the routes are read-only then).
