@@ -4,7 +4,8 @@
  * arena, chunk by chunk, that promtool (Debian package prometheus) accepts
  * and that is the same text nea_server_metrics_text writes; HEAD, HTTP/1.0
  * (delimited by the close), the buffer raised to the longest line, an
- * arena too small for the buffer (nothing sent), the scrape on another
+ * arena too small for the buffer (nothing sent), a client that resets
+ * mid-scrape, the scrape on another
  * worker summing every worker, and the connection kept for the next
  * request.
  */
@@ -257,6 +258,27 @@ static void test_scrape_head_and_keep_alive(void **state)
     close(fd);
 }
 
+/* A client that resets mid-scrape cancels it: the arena comes back and
+ * the request is counted cancelled. A small buffer makes the scrape a few
+ * hundred chunks, one per loop iteration. */
+static void test_scrape_client_leaves(void **state)
+{
+    h_fixture *f;
+    nea_route_stats rec;
+    int fd;
+    start(state, small_arena);
+    f = *state;
+    use_the_routes(f);
+    fd = h_get(f, "/scrape?buf=1");
+    H_WAIT(f, h_arenas_in_use(f) == 1);
+    s_reset(fd);
+    assert_true(h_arenas_settle(f));
+    H_WAIT(f, record_of(f, "/scrape").requests == 1);
+    rec = record_of(f, "/scrape");
+    assert_int_equal(rec.outcomes[NEA_OUTCOME_CANCELLED], 1);
+    assert_int_equal(h_st(f).connections_open, 0);
+}
+
 static void r_long(nea_req *req, void *data)
 {
     (void)data;
@@ -353,6 +375,7 @@ int main(void)
         cmocka_unit_test_teardown(test_scrape_is_the_metrics_text, h_test_teardown),
         cmocka_unit_test_teardown(test_scrape_head_and_keep_alive, h_test_teardown),
         cmocka_unit_test_teardown(test_scrape_buffer_sizes, h_test_teardown),
+        cmocka_unit_test_teardown(test_scrape_client_leaves, h_test_teardown),
         cmocka_unit_test(test_scrape_on_another_worker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
