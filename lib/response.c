@@ -180,6 +180,23 @@ static int bad_body(char *errbuf, size_t errlen, const nea_config *cfg, unsigned
     return NEA_EINVAL_CONFIG;
 }
 
+/* "400, 404, ..." from the table, each status once. */
+static void error_statuses(char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int e = 0; e < NEA__PB_COUNT && n < len; e++) {
+        bool seen = prebuilt[e].status < 400;
+        for (int k = 0; k < e && !seen; k++) {
+            seen = prebuilt[k].status == prebuilt[e].status;
+        }
+        if (!seen) {
+            int w = snprintf(buf + n, len - n, "%s%d", n > 0 ? ", " : "", prebuilt[e].status);
+            n += w > 0 ? (size_t)w : 0;
+        }
+    }
+}
+
 int nea__error_bodies_check(const nea_config *cfg, char *errbuf, size_t errlen)
 {
     if (cfg->error_body_count > 0 && cfg->error_bodies == NULL) {
@@ -192,9 +209,10 @@ int nea__error_bodies_check(const nea_config *cfg, char *errbuf, size_t errlen)
     for (unsigned i = 0; i < cfg->error_body_count; i++) {
         const nea_error_body *b = &cfg->error_bodies[i];
         if (!error_status(b->status)) {
+            char list[128];
+            error_statuses(list, sizeof(list));
             return bad_body(errbuf, errlen, cfg, i,
-                            "libnea has no answer of its own with this status (400, 404, 405, "
-                            "408, 413, 414, 431, 500, 501, 503, 504, 505)");
+                            "libnea has no answer of its own with this status (%s)", list);
         }
         for (unsigned j = 0; j < i; j++) {
             if (cfg->error_bodies[j].status == b->status) {
