@@ -1182,8 +1182,9 @@ void nea_pbc_free(void *req, void *p);
  * (the route's own, if it has one) of the previous one being written;
  * otherwise the connection is closed and the request cancelled (defers
  * run, tracked handles close, more is not called). The same happens when
- * the client goes away or a drain times out. An out-of-memory unwind after nea_stream_start closes the
- * connection (the status line may already be on the wire, so no 500).
+ * the client goes away or a drain times out. An out-of-memory unwind after
+ * nea_stream_start closes the connection (the status line may already be
+ * on the wire, so no 500).
  */
 
 /* nea_stream_start length for a body whose size is not known in advance:
