@@ -23,7 +23,14 @@
  *                    (exempt: answered while the server sheds everything else)
  *   GET  /health     "ok" (exempt)
  *   GET  /metrics    per-route metrics, Prometheus text format 0.0.4, summed
- *                    over the workers, on any of them (exempt)
+ *                    over the workers, on any of them, streamed through a
+ *                    4 KiB buffer whatever the number of routes (exempt)
+ *   GET  /events/N   server-sent events: N events (text/event-stream,
+ *                    chunked), one every 100 ms, "id: K" and "data: tick K
+ *                    of N"; a client reconnecting with Last-Event-ID: K
+ *                    resumes after K. Its route has its own response
+ *                    timeout (1000 ms between events), so it works under
+ *                    any --response-timeout-ms
  *   GET  /json/N     N objects encoded by jansson, allocating from the arena
  *   GET  /gzip/N     N KiB of text deflated by zlib from the arena
  *                    (Content-Encoding: gzip; needs --arena-size 512k)
@@ -44,6 +51,9 @@
  * SIGINT or SIGTERM starts the drain, the sizing advisor's classes for the
  * same memory limit (target: 0.1% OOM 500s) from the peaks observed on
  * every worker.
+ *
+ * --json-errors answers libnea's own errors (400, 404, 405, 413, 500, 503,
+ * 504) with {"error":"..."} bodies (nea_config.error_bodies).
  *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */
@@ -397,23 +407,103 @@ static void stats(nea_req *req, void *data)
 }
 
 /* The process's Prometheus text (with --workers, every worker's records
- * summed, on whichever worker got the scrape): measured, then formatted
- * into about that much arena (so the route's arena peak, which the advisor
- * sizes from, is what it needs). Other workers go on counting in between,
- * so the text may have grown a little: room to spare, and measured again
- * on a miss. A text beyond the arena unwinds to the 500. */
+ * summed, on whichever worker got the scrape), streamed a few lines at a
+ * time through a 4 KiB buffer of the arena: the text grows with the routes
+ * (about 6 KB each), the arena a scrape takes does not. */
 static void metrics(nea_req *req, void *data)
 {
-    size_t cap = 0, len = nea_server_metrics_text(demo_server(), NULL, 0);
-    char *buf = NULL;
     (void)data;
-    while (len >= cap) {
-        cap = len + len / 16 + 1;
-        buf = nea_alloc(req, cap);
-        len = nea_server_metrics_text(demo_server(), buf, cap);
+    if (nea_respond_metrics(req, 0) == NEA_ENOMEM) {
+        (void)nea_respond_static(req, 507, "text/plain", "arena too small for a scrape\n", 29);
     }
-    nea_respond_static(req, 200, "text/plain; version=0.0.4", buf, len);
 }
+
+/* GET /events/N: server-sent events, one every EVENT_MS. Between two
+ * events the handler holds only this state; the wait is a tracked timer
+ * (closed with the request when the client leaves), and the next event is
+ * written once the previous one is: a client that stops reading stalls
+ * the producer instead of piling events up. */
+#define EVENT_MS 100
+
+typedef struct events {
+    uint64_t next, last;
+    nea_req *req; /* the tracked timer's request */
+    uv_timer_t *timer;
+    char text[96];
+} events;
+
+static void events_write(nea_req *req, void *arg);
+
+static void on_event_timer(uv_timer_t *t)
+{
+    events *ev = t->data;
+    nea_req_run(ev->req, events_write, ev);
+}
+
+static void event_written(nea_req *req, void *arg)
+{
+    events *ev = arg;
+    (void)req;
+    uv_timer_start(ev->timer, on_event_timer, EVENT_MS, 0);
+}
+
+static void events_write(nea_req *req, void *arg)
+{
+    events *ev = arg;
+    int n;
+    if (ev->next > ev->last) {
+        (void)nea_stream_end(req);
+        return;
+    }
+    n = snprintf(ev->text, sizeof(ev->text),
+                 "id: %" PRIu64 "\ndata: tick %" PRIu64 " of %" PRIu64 "\n\n", ev->next, ev->next,
+                 ev->last);
+    ev->next++;
+    (void)nea_stream_write(req, ev->text, (size_t)n, event_written, ev); /* an error: stop */
+}
+
+static void events_route(nea_req *req, void *data)
+{
+    const char *resume = nea_req_header(req, "Last-Event-ID");
+    uint64_t n, after = 0;
+    events *ev;
+    (void)data;
+    if (parse_u64(nea_req_path_tail(req), 1000000, &n) != 0 ||
+        (resume != NULL && parse_u64(resume, UINT64_MAX - 1, &after) != 0)) {
+        bad_request(req, "usage: /events/N (N <= 1000000; Last-Event-ID: a number)\n");
+        return;
+    }
+    (void)nea_resp_header(req, "Cache-Control", "no-cache");
+    if (strcmp(nea_req_method(req), "HEAD") == 0) {
+        (void)nea_stream_start(req, 200, "text/event-stream", NEA_LENGTH_UNKNOWN);
+        return; /* the head is the whole answer */
+    }
+    ev = nea_alloc(req, sizeof(*ev));
+    ev->next = after + 1;
+    ev->last = n;
+    ev->req = req;
+    ev->timer = nea_req_timer(req);
+    ev->timer->data = ev;
+    if (nea_stream_start(req, 200, "text/event-stream", NEA_LENGTH_UNKNOWN) == 0) {
+        events_write(req, ev); /* the first event at once */
+    }
+}
+
+/* --json-errors: libnea's own answers with JSON bodies. */
+#define JSON_ERROR(status, text)                                                                   \
+    {                                                                                              \
+        status, "application/json", "{\"error\":\"" text "\"}\n",                                  \
+            sizeof("{\"error\":\"" text "\"}\n") - 1                                               \
+    }
+static const nea_error_body json_errors[] = {
+    JSON_ERROR(400, "bad request"),
+    JSON_ERROR(404, "not found"),
+    JSON_ERROR(405, "method not allowed"),
+    JSON_ERROR(413, "too large"),
+    JSON_ERROR(500, "internal"),
+    JSON_ERROR(503, "busy, retry later"),
+    JSON_ERROR(504, "timeout"),
+};
 
 /* --advise: the advisor's classes for what was observed (summed over every
  * worker), on stdout, as the drain starts (libnea's own signal handler
@@ -509,6 +599,7 @@ static void usage(FILE *to)
             "  --workers N               worker threads, 0 = one per CPU; --arenas and\n"
             "                            --connections are per worker, --memory-limit the\n"
             "                            total (default 1)\n"
+            "  --json-errors             libnea's own errors with {\"error\":...} bodies\n"
             "  --help                    this text\n"
             "SIZE takes a k, M or G suffix (powers of 1024).\n");
 }
@@ -673,6 +764,7 @@ int main(int argc, char **argv)
         O_UPLOAD,
         O_WTO,
         O_WORKERS,
+        O_JSON_ERRORS,
         O_HELP
     };
     static const struct option opts[] = {
@@ -712,28 +804,31 @@ int main(int argc, char **argv)
         {"max-upload", required_argument, NULL, O_UPLOAD},
         {"write-timeout-ms", required_argument, NULL, O_WTO},
         {"workers", required_argument, NULL, O_WORKERS},
+        {"json-errors", no_argument, NULL, O_JSON_ERRORS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
     nea_route routes[] = {
-        {"GET", "/hello", hello, NULL, 0, 0, 0},
-        {"GET", "/alloc/", alloc, NULL, 0, 0, 0},
-        {"POST", "/svg", svg, NULL, 0, 0, 0},
-        {"GET", "/static", static_file, NULL, 0, 0, 0},
-        {"GET", "/stream/", stream_route, NULL, 0, 0, 0},
+        {"GET", "/hello", hello, NULL, 0, 0, 0, 0},
+        {"GET", "/alloc/", alloc, NULL, 0, 0, 0, 0},
+        {"POST", "/svg", svg, NULL, 0, 0, 0, 0},
+        {"GET", "/static", static_file, NULL, 0, 0, 0, 0},
+        {"GET", "/stream/", stream_route, NULL, 0, 0, 0, 0},
         /* max_body: --max-upload, set after the options */
-        {"POST", "/upload", upload_route, NULL, NEA_ROUTE_STREAM_BODY, 0, 0},
-        {"GET", "/sleep/", sleep_route, NULL, 0, 0, 0},
-        {"GET", "/spin/", spin, NULL, 0, 0, 0},
-        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT, 0, 0},
-        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT, 0, 0},
-        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY, 0, 0},
-        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT, 0, 0},
-        {"GET", "/json/", clib_json, NULL, 0, 0, 0},
-        {"GET", "/gzip/", clib_gzip, NULL, 0, 0, 0},
+        {"POST", "/upload", upload_route, NULL, NEA_ROUTE_STREAM_BODY, 0, 0, 0},
+        {"GET", "/sleep/", sleep_route, NULL, 0, 0, 0, 0},
+        {"GET", "/spin/", spin, NULL, 0, 0, 0, 0},
+        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0},
+        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0},
+        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY, 0, 0, 0},
+        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0},
+        /* its own response timeout: at most 1 s from one event to the next */
+        {"GET", "/events/", events_route, NULL, 0, 0, 0, 1000},
+        {"GET", "/json/", clib_json, NULL, 0, 0, 0, 0},
+        {"GET", "/gzip/", clib_gzip, NULL, 0, 0, 0, 0},
         /* the last two only with --libc-routes */
-        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0, 0, 0},
-        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0, 0, 0},
+        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0, 0, 0, 0},
+        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0, 0, 0, 0},
     };
     size_t nroutes = sizeof(routes) / sizeof(routes[0]) - 2;
     size_t max_upload = (size_t)4 << 30;
@@ -857,6 +952,10 @@ int main(int argc, char **argv)
             break;
         case O_WORKERS:
             rc = parse_uint(optarg, 1024, &cfg.workers);
+            break;
+        case O_JSON_ERRORS:
+            cfg.error_bodies = json_errors;
+            cfg.error_body_count = sizeof(json_errors) / sizeof(json_errors[0]);
             break;
         case O_HELP:
             usage(stdout);

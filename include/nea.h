@@ -46,7 +46,8 @@
  *      that returns without responding must have something pending: a
  *      tracked handle, a hold or a job (nea_req_hold, nea_req_work), or
  *      nea_req_keep; otherwise the request gets a 500.
- *      No response within response_timeout_ms: 504. After the response is
+ *      No response within response_timeout_ms (the route's own, if it
+ *      has one: nea_server_route_timeout): 504. After the response is
  *      written, or the request is cancelled, the nea_req pointer and all
  *      arena memory are invalid.
  *
@@ -135,6 +136,34 @@ const char *nea_outcome_name(nea_outcome outcome);
 
 struct nea_completion; /* below: what the completion hook is told */
 
+/*
+ * A body the host chooses for one of libnea's own error answers
+ * (nea_config.error_bodies), e.g. {"error":"not found"} for a JSON API.
+ * nea_server_new copies the content type and the body into the
+ * reservation (the plan counts them: nea_plan.error_bodies_bytes), so the
+ * answer stays pre-built: no arena, no allocation, the same 503-before-
+ * handler rule, the same Retry-After on 503, the same Connection handling
+ * (a 404 keeps the connection, a 400 or 413 closes it), no body for HEAD.
+ *
+ * status: one libnea answers itself: 400, 404, 405, 408, 413, 414, 431,
+ * 500 (both the out-of-memory 500 and the unanswered one), 501, 503, 504,
+ * 505; each at most once in the list. content_type: non-empty, at most
+ * NEA_ERROR_TYPE_MAX bytes, no control characters (CR, LF, NUL...). body:
+ * len bytes (NULL allowed when len is 0), at most NEA_ERROR_BODY_MAX.
+ * Anything else makes nea_config_plan and nea_server_new refuse the config
+ * with NEA_EINVAL_CONFIG, naming the entry. Responses from handlers
+ * (nea_respond with status 404, ...) are the handler's own and unaffected.
+ */
+typedef struct nea_error_body {
+    int status;
+    const char *content_type;
+    const void *body;
+    size_t len;
+} nea_error_body;
+
+#define NEA_ERROR_TYPE_MAX 127
+#define NEA_ERROR_BODY_MAX 65536
+
 /* Arena size classes: the default class 0 (arena_size x arena_count) and
  * up to NEA_ARENA_CLASSES - 1 more, so a route that needs 1 MiB does not
  * force 1 MiB arenas on routes that need 4 KiB. */
@@ -219,6 +248,7 @@ typedef struct nea_config {
     unsigned body_rate_grace_ms;   /* see body_min_rate. Default 5000 */
     unsigned response_timeout_ms;  /* handler start to response: after it the request
                                       gets a 504, its defers run and its handles close.
+                                      A route may have its own (nea_server_route_timeout).
                                       Default 30000 */
     unsigned keepalive_timeout_ms; /* idle time between requests. Default 5000 */
     unsigned write_timeout_ms;     /* a response that cannot be sent at once must be
@@ -235,6 +265,11 @@ typedef struct nea_config {
                                       refused. Set it above the balancer's check interval.
                                       0 = stop accepting at once. Default 0 */
     unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */
+    /* The host's bodies for libnea's error answers (see nea_error_body):
+     * error_body_count entries, copied by nea_server_new. Statuses not
+     * listed keep libnea's text/plain body. Default: none (NULL, 0). */
+    const nea_error_body *error_bodies;
+    unsigned error_body_count;
 
     /* Refusal when the CPU is the limit (see docs/operations.md, "Refusal
      * on every axis"): when in every loop iteration for overload_interval_ms
@@ -385,6 +420,8 @@ typedef struct nea_plan {
                               queue tables */
     size_t metrics_bytes;  /* of fixed_overhead: (max_routes + 1) per-route metrics
                               records (see nea_route_stats) */
+    size_t error_bodies_bytes; /* of fixed_overhead: the copies of nea_config.error_bodies'
+                                  bodies, their lengths summed, rounded up to 64 */
     size_t conn_slot_size;   /* one connection slot: all an idle connection costs */
     size_t connections_bytes; /* max_connections slots */
     unsigned conn_buffers;    /* connection buffers (conn_buffers resolved, never 0) */
@@ -495,6 +532,23 @@ int nea_server_route_class(nea_server *s, const char *method, const char *path, 
  */
 int nea_server_route_stream(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                             void *data, unsigned flags, uint64_t max_body);
+
+/*
+ * Gives the route registered with exactly this method and path its own
+ * response timeout, in place of nea_config.response_timeout_ms for its
+ * requests: from the handler's start to its response (then 504), and, for
+ * a streamed response, from one piece written to the next piece (then the
+ * connection closes). So one server can keep a tight default and still
+ * hold long polls and server-sent events (docs/applications.md).
+ * response_timeout_ms 0 gives the route the config's again. Takes effect
+ * from the next deadline armed: for requests whose handler starts
+ * afterwards, and the next gap of streams under way. Returns 0, UV_EINVAL
+ * (method or path NULL), UV_ENOENT (no route registered with that method
+ * and path; a route's path, not a request's), NEA_ESTATE (with workers > 1,
+ * after nea_server_listen: the routes are read-only then).
+ */
+int nea_server_route_timeout(nea_server *s, const char *method, const char *path,
+                             unsigned response_timeout_ms);
 
 /* Binds and listens on cfg->host:cfg->port, and on the agent port when
  * cfg->agent_port >= 0. Returns 0, NEA_ESTATE (already listening, or
@@ -732,6 +786,28 @@ void nea_route_stats_add(nea_route_stats *into, const nea_route_stats *from);
  */
 size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap);
 
+/* The Content-Type of the exposition (Prometheus text format 0.0.4). */
+#define NEA_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/*
+ * Answers a scrape from a handler: the text nea_server_metrics_text writes
+ * for the request's server (the whole process with workers, from any
+ * worker's thread), as a streamed 200 with NEA_METRICS_CONTENT_TYPE
+ * (chunked; HTTP/1.0: delimited by the close), written whole lines at a
+ * time through one buffer of buf_size bytes of the arena (0: 4 KiB), so a
+ * scrape needs no buffer the size of the text (with 8 routes in use it is
+ * about 35 KB). buf_size is raised to hold the longest line, which grows
+ * with the longest route path. The state besides the buffer is about
+ * 3.6 KiB of the arena. The server counters are read once, at the start;
+ * each family's per-route records when the text reaches them, one record
+ * at a time. HEAD gets the head only. The route's response timeout bounds
+ * the time between pieces, write_timeout_ms each piece. Allocates nothing
+ * from the heap. Returns 0 (the response is under way), NEA_ENOMEM (the
+ * arena cannot hold the state and the buffer; nothing was sent: answer it
+ * yourself), or what nea_stream_start returns.
+ */
+int nea_respond_metrics(nea_req *req, size_t buf_size);
+
 /* --- The sizing advisor -------------------------------------------------- */
 
 /* What nea_advise recommends. */
@@ -962,6 +1038,33 @@ int nea_req_protect(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg
 /* The loop the request runs on (the server's). */
 uv_loop_t *nea_req_loop(const nea_req *req);
 
+/*
+ * The server the request belongs to: the handle nea_server_new returned,
+ * also with workers > 1 (worker 0's, whichever worker's thread runs the
+ * request). From a handler on any worker it may be given to the functions
+ * documented as callable from any worker's thread (nea_server_stats,
+ * nea_server_worker_stats, the route stats, nea_server_metrics_text,
+ * nea_respond_metrics, nea_server_close) and to the read-only
+ * nea_server_plan and nea_server_port; the rest (nea_server_loop among
+ * them) belong to worker 0's thread. Never NULL; allocates nothing.
+ */
+nea_server *nea_req_server(const nea_req *req);
+
+/*
+ * Per-request user data: one pointer the host attaches to req (a session,
+ * a parsed token, the state a handler shares with its continuations) and
+ * reads back wherever it holds the request: the handler, functions run by
+ * nea_req_run and nea_req_protect, stream and body callbacks, nea_req_work's
+ * done and nea_hold_release's fn (with a live request). NULL until set; set
+ * again, it is replaced. libnea never dereferences nor frees it, and
+ * forgets it when the request ends: what it points at must live at least
+ * that long, so point it at arena memory (which dies with the request), or
+ * at host memory released by a nea_req_defer. Loop thread only, like
+ * everything on a request.
+ */
+void nea_req_set_data(nea_req *req, void *data);
+void *nea_req_data(const nea_req *req);
+
 /* Request data. The head's strings (method, path, query, headers) are
  * read where they were received, in the connection's read buffer, and the
  * body is in the arena: all of it is valid while the request is live, that
@@ -1160,12 +1263,13 @@ void nea_pbc_free(void *req, void *p);
  * always called from the loop, never from inside nea_stream_write.
  *
  * Timeouts: a piece must be written within write_timeout_ms, and the
- * handler must write the next piece (or end) within response_timeout_ms of
- * the previous one being written; otherwise the connection is closed and
- * the request cancelled (defers run, tracked handles close, more is not
- * called). The same happens when the client goes away or a drain times
- * out. An out-of-memory unwind after nea_stream_start closes the
- * connection (the status line may already be on the wire, so no 500).
+ * handler must write the next piece (or end) within response_timeout_ms
+ * (the route's own, if it has one) of the previous one being written;
+ * otherwise the connection is closed and the request cancelled (defers
+ * run, tracked handles close, more is not called). The same happens when
+ * the client goes away or a drain times out. An out-of-memory unwind after
+ * nea_stream_start closes the connection (the status line may already be
+ * on the wire, so no 500).
  */
 
 /* nea_stream_start length for a body whose size is not known in advance:
@@ -1267,11 +1371,13 @@ typedef struct nea_route {
     unsigned flags;       /* NEA_ROUTE_*; 0 when left out of an initializer */
     unsigned arena_class; /* see nea_server_route_class; 0 when left out */
     uint64_t max_body;    /* with NEA_ROUTE_STREAM_BODY: the route's body limit (0 = none) */
+    unsigned response_timeout_ms; /* the route's own (see nea_server_route_timeout);
+                                     0 = the config's. 0 when left out */
 } nea_route;
 
-/* Registers route with every field it has: flags, arena_class and, with
- * NEA_ROUTE_STREAM_BODY, max_body (what nea_run does for each route). The
- * same errors as nea_server_route_class. */
+/* Registers route with every field it has: flags, arena_class, with
+ * NEA_ROUTE_STREAM_BODY max_body, and response_timeout_ms (what nea_run
+ * does for each route). The same errors as nea_server_route_class. */
 int nea_server_add_route(nea_server *s, const nea_route *route);
 
 /*

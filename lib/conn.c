@@ -39,6 +39,7 @@ static void close_now(nea__conn *c);
 #define NO_DEADLINE SIZE_MAX
 #define BODY_PACE (SIZE_MAX - 1) /* body.c computes it from the body's progress */
 #define LINGER (SIZE_MAX - 2)    /* NEA__LINGER_MS */
+#define RESPONSE (SIZE_MAX - 3)  /* the route's response timeout, else the config's */
 
 static const struct phase {
     size_t deadline; /* offsetof(nea_config, <field>_ms), or one of the above */
@@ -52,9 +53,8 @@ static const struct phase {
     [NEA__C_HEAD] = {offsetof(nea_config, header_timeout_ms), NEA__EXPIRE_408, NEA__LIST_NONE},
     [NEA__C_QUEUED] = {offsetof(nea_config, queue_timeout_ms), NEA__EXPIRE_SHED, NEA__LIST_WAIT},
     [NEA__C_BODY] = {BODY_PACE, NEA__EXPIRE_408, NEA__LIST_NONE},
-    [NEA__C_HANDLER] = {offsetof(nea_config, response_timeout_ms), NEA__EXPIRE_504, NEA__LIST_NONE},
-    [NEA__C_STREAM] = {offsetof(nea_config, response_timeout_ms), NEA__EXPIRE_TIMEOUT,
-                       NEA__LIST_NONE},
+    [NEA__C_HANDLER] = {RESPONSE, NEA__EXPIRE_504, NEA__LIST_NONE},
+    [NEA__C_STREAM] = {RESPONSE, NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE},
     [NEA__C_WRITING] = {offsetof(nea_config, write_timeout_ms), NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE},
     [NEA__C_LINGER] = {LINGER, NEA__EXPIRE_CLOSE, NEA__LIST_LINGER},
     [NEA__C_CLOSING] = {NO_DEADLINE, NEA__EXPIRE_NONE, NEA__LIST_NONE},
@@ -76,6 +76,8 @@ static uint64_t phase_due(const nea__conn *c, uint64_t now)
         return nea__body_rx_due(&c->w->body, c->env->cfg);
     case LINGER:
         return now + NEA__LINGER_MS;
+    case RESPONSE:
+        return now + nea__route_response_ms(c->w->route, c->env->cfg);
     default:
         return now + *(const unsigned *)(const void *)((const char *)c->env->cfg + d);
     }

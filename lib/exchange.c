@@ -76,7 +76,8 @@ static void on_expired(nea__conn *c, nea__expiry e)
         st->unanswered++;
         nea__log(c->env->cfg, NEA_LOG_WARN,
                  "no response to %s %s within response_timeout_ms (%u); answering 504",
-                 c->w->req->msg.method, c->w->req->msg.path, c->env->cfg->response_timeout_ms);
+                 c->w->req->msg.method, c->w->req->msg.path,
+                 nea__route_response_ms(c->w->route, c->env->cfg));
         nea__req_cancel(c->w->req); /* its work is abandoned: it may not answer now */
         nea__conn_respond_error(c, NEA__PB_504);
         break;

@@ -446,3 +446,288 @@ size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *bu
     }
     return o.len;
 }
+
+/* --- the exposition a piece at a time ------------------------------------------ */
+
+/* The families in nea__metrics_write's order, each with its kind of lines:
+ * one value (a server counter), one per arena class, one per shed cause,
+ * or, per route that counted a request, ROUTE_LINES[which] lines. */
+enum { K_GLOBAL, K_CLASS, K_SHED, K_ROUTE };
+enum { R_REQUESTS, R_RESPONSES, R_RECEIVED, R_SENT, R_HIST };
+
+/* Lines per histogram and route: every EXPO_EVERY-th bucket edge, +Inf,
+ * _sum, _count. */
+#define HIST_EDGES ((NEA_HIST_BUCKETS - 2) / EXPO_EVERY + 1)
+#define HIST_LINES (HIST_EDGES + 3)
+
+static const struct expo_family {
+    const char *name, *type, *help;
+    unsigned kind;
+    unsigned which; /* the counter, class gauge or route family */
+    size_t offset;  /* histograms: of the histogram in nea_route_stats */
+    unsigned min_log2;
+    bool seconds;
+} expo_families[] = {
+    {"nea_requests_total", "counter", "Request heads fully received.", K_GLOBAL, 0, 0, 0, false},
+    {"nea_connections_accepted_total", "counter", "Connections accepted into a slot.", K_GLOBAL, 1,
+     0, 0, false},
+    {"nea_connections_open", "gauge", "Connections in a slot now.", K_GLOBAL, 2, 0, 0, false},
+    {"nea_arenas", "gauge", "Arenas in the reservation.", K_GLOBAL, 3, 0, 0, false},
+    {"nea_arenas_in_use", "gauge", "Arenas held by requests now.", K_GLOBAL, 4, 0, 0, false},
+    {"nea_arena_queue_length", "gauge", "Routed heads waiting for an arena now.", K_GLOBAL, 5, 0, 0,
+     false},
+    {"nea_conn_buffers", "gauge", "Connection buffers in the reservation.", K_GLOBAL, 6, 0, 0,
+     false},
+    {"nea_conn_buffers_in_use", "gauge", "Connection buffers held by connections with work now.",
+     K_GLOBAL, 7, 0, 0, false},
+    {"nea_conn_buffer_waiters", "gauge", "Connections waiting in line for a connection buffer now.",
+     K_GLOBAL, 8, 0, 0, false},
+    {"nea_shedding", "gauge", "1 while shedding for CPU.", K_GLOBAL, 9, 0, 0, false},
+    {"nea_arena_class_size_bytes", "gauge", "Usable bytes per arena of a class.", K_CLASS, 0, 0, 0,
+     false},
+    {"nea_arena_class_arenas", "gauge", "Arenas of a class.", K_CLASS, 1, 0, 0, false},
+    {"nea_arena_class_in_use", "gauge", "Arenas of a class held by requests now.", K_CLASS, 2, 0, 0,
+     false},
+    {"nea_shed_total", "counter", "503 answers by cause (no handler ran).", K_SHED, 0, 0, 0, false},
+    {"nea_route_requests_total", "counter", "Finished requests by outcome.", K_ROUTE, R_REQUESTS, 0,
+     0, false},
+    {"nea_route_responses_total", "counter", "Responses by status class.", K_ROUTE, R_RESPONSES, 0,
+     0, false},
+    {"nea_route_received_bytes_total", "counter", "Request head and body bytes.", K_ROUTE,
+     R_RECEIVED, 0, 0, false},
+    {"nea_route_sent_bytes_total", "counter", "Response bytes sent.", K_ROUTE, R_SENT, 0, 0, false},
+    {"nea_route_arena_peak_bytes", "histogram", "Most arena bytes a request used.", K_ROUTE, R_HIST,
+     offsetof(nea_route_stats, arena_peak_bytes), NEA_HIST_BYTES_LOG2, false},
+    {"nea_route_queue_seconds", "histogram", "Wait from a routed head to its arena.", K_ROUTE,
+     R_HIST, offsetof(nea_route_stats, queue_ns), NEA_HIST_NS_LOG2, true},
+    {"nea_route_handler_seconds", "histogram", "Handler start to response issued.", K_ROUTE, R_HIST,
+     offsetof(nea_route_stats, handler_ns), NEA_HIST_NS_LOG2, true},
+    {"nea_route_duration_seconds", "histogram", "Request start to end (response written).", K_ROUTE,
+     R_HIST, offsetof(nea_route_stats, total_ns), NEA_HIST_NS_LOG2, true},
+};
+#define EXPO_FAMILIES (sizeof(expo_families) / sizeof(expo_families[0]))
+
+static const char *const shed_causes[] = {"no_slot", "no_arena", "cpu",
+                                          "fair",    "draining", "no_buffer"};
+#define SHED_CAUSES (sizeof(shed_causes) / sizeof(shed_causes[0]))
+
+static uint64_t global_value(const nea_stats *st, unsigned which)
+{
+    const nea_stats_class arenas = nea_stats_arenas(st);
+    const uint64_t v[] = {st->requests,        st->accepted,
+                          st->connections_open, arenas.count,
+                          arenas.in_use,       st->queue_length,
+                          st->conn_buffers,    st->conn_buffers_in_use,
+                          st->buffer_waiters,  st->shedding};
+    return v[which];
+}
+
+static uint64_t shed_value(const nea_stats *st, unsigned i)
+{
+    const uint64_t v[SHED_CAUSES] = {st->shed_no_slot, st->shed_no_arena, st->shed_cpu,
+                                     st->shed_fair,    st->shed_draining, st->shed_no_buffer};
+    return v[i];
+}
+
+/* Lines of a family after its header: per route for K_ROUTE. */
+static unsigned expo_lines(const struct expo_family *f, const nea_stats *st)
+{
+    static const unsigned per_route[] = {[R_REQUESTS] = NEA_OUTCOME_COUNT,
+                                         [R_RESPONSES] = 5,
+                                         [R_RECEIVED] = 1,
+                                         [R_SENT] = 1,
+                                         [R_HIST] = HIST_LINES};
+    switch (f->kind) {
+    case K_GLOBAL:
+        return 1;
+    case K_CLASS:
+        return st->arena_class_count;
+    case K_SHED:
+        return SHED_CAUSES;
+    default:
+        return per_route[f->which];
+    }
+}
+
+/* Line `line` of a histogram family for record rec. */
+static void expo_hist_line(nea__text *o, const struct expo_family *f, const nea_route_stats *rec,
+                           unsigned line)
+{
+    const nea_histogram *h = (const nea_histogram *)((const char *)rec + f->offset);
+    char series[96];
+    if (line < HIST_EDGES) {
+        unsigned edge = line * EXPO_EVERY;
+        uint64_t cum = 0;
+        for (unsigned i = 0; i <= edge; i++) {
+            cum += h->buckets[i];
+        }
+        snprintf(series, sizeof(series), "%s_bucket", f->name);
+        put_route(o, series, rec);
+        nea__textf(o, ",le=\"");
+        put_value(o, nea_histogram_edge(f->min_log2, edge), f->seconds);
+        nea__textf(o, "\"} %" PRIu64 "\n", cum);
+    } else if (line == HIST_EDGES) {
+        snprintf(series, sizeof(series), "%s_bucket", f->name);
+        put_route(o, series, rec);
+        nea__textf(o, ",le=\"+Inf\"} %" PRIu64 "\n", h->count);
+    } else if (line == HIST_EDGES + 1) {
+        snprintf(series, sizeof(series), "%s_sum", f->name);
+        put_route(o, series, rec);
+        nea__textf(o, "} ");
+        put_value(o, h->sum, f->seconds);
+        nea__textf(o, "\n");
+    } else {
+        snprintf(series, sizeof(series), "%s_count", f->name);
+        put_route(o, series, rec);
+        nea__textf(o, "} %" PRIu64 "\n", h->count);
+    }
+}
+
+/* Line `line` of family f (after its header). */
+static void expo_body_line(nea__text *o, const struct expo_family *f, const nea_stats *st,
+                           const nea_route_stats *rec, unsigned line)
+{
+    switch (f->kind) {
+    case K_GLOBAL:
+        nea__textf(o, "%s %" PRIu64 "\n", f->name, global_value(st, f->which));
+        return;
+    case K_CLASS: {
+        const nea_stats_class *c = &st->classes[line];
+        uint64_t v = f->which == 0 ? c->size : f->which == 1 ? c->count : c->in_use;
+        nea__textf(o, "%s{class=\"%u\"} %" PRIu64 "\n", f->name, line, v);
+        return;
+    }
+    case K_SHED:
+        nea__textf(o, "%s{cause=\"%s\"} %" PRIu64 "\n", f->name, shed_causes[line],
+                   shed_value(st, line));
+        return;
+    default:
+        break;
+    }
+    switch (f->which) {
+    case R_REQUESTS:
+        put_route(o, f->name, rec);
+        nea__textf(o, ",outcome=\"%s\"} %" PRIu64 "\n", nea_outcome_name((nea_outcome)line),
+                   rec->outcomes[line]);
+        break;
+    case R_RESPONSES:
+        put_route(o, f->name, rec);
+        nea__textf(o, ",code=\"%uxx\"} %" PRIu64 "\n", line + 1, rec->responses[line + 1]);
+        break;
+    case R_RECEIVED:
+    case R_SENT:
+        put_route(o, f->name, rec);
+        nea__textf(o, "} %" PRIu64 "\n", f->which == R_RECEIVED ? rec->bytes_in : rec->bytes_out);
+        break;
+    default:
+        expo_hist_line(o, f, rec, line);
+        break;
+    }
+}
+
+void nea__expo_begin(nea__expo *x)
+{
+    memset(x, 0, sizeof(*x));
+}
+
+static void expo_next_family(nea__expo *x)
+{
+    x->family++;
+    x->record = 0;
+    x->line = 0;
+    x->header_done = false;
+    x->have = false;
+}
+
+/* Writes the line at x (moving x past units that have no line left, and
+ * past routes that counted no request); false at the end of the text. */
+static bool expo_line(nea__text *o, nea__expo *x, const nea__records *src, const nea_stats *st)
+{
+    while (x->family < EXPO_FAMILIES) {
+        const struct expo_family *f = &expo_families[x->family];
+        if (!x->header_done) {
+            put_family(o, f->name, f->type, f->help);
+            return true;
+        }
+        if (f->kind != K_ROUTE) {
+            if (x->line < expo_lines(f, st)) {
+                expo_body_line(o, f, st, NULL, x->line);
+                return true;
+            }
+            expo_next_family(x);
+            continue;
+        }
+        if (x->record >= src->n) {
+            expo_next_family(x);
+            continue;
+        }
+        if (!x->have) {
+            x->have = fetch(src, x->record, &x->rec);
+            if (!x->have) {
+                x->record++; /* counted no request: left out */
+                continue;
+            }
+        }
+        if (x->line < expo_lines(f, st)) {
+            expo_body_line(o, f, st, &x->rec, x->line);
+            return true;
+        }
+        x->record++;
+        x->line = 0;
+        x->have = false;
+    }
+    return false;
+}
+
+static void expo_advance(nea__expo *x)
+{
+    if (!x->header_done) {
+        x->header_done = true;
+        x->line = 0;
+    } else {
+        x->line++;
+    }
+}
+
+size_t nea__expo_next(nea__expo *x, const nea__records *src, const nea_stats *st, char *buf,
+                      size_t cap)
+{
+    nea__text o = {buf, cap, 0};
+    if (cap == 0) {
+        return 0;
+    }
+    buf[0] = '\0';
+    for (;;) {
+        size_t mark = o.len;
+        if (!expo_line(&o, x, src, st)) {
+            break;
+        }
+        if (o.len >= cap) {
+            /* It does not fit: cut it off, and write it first next time
+             * (from the same record copy). */
+            o.len = mark;
+            buf[mark] = '\0';
+            break;
+        }
+        expo_advance(x);
+    }
+    return o.len;
+}
+
+/* A label value's escaped length is at most twice its length; the rest of
+ * a line (names, other labels, an edge, a 64-bit count, HELP and TYPE) is
+ * well under EXPO_LINE_FIXED. */
+#define EXPO_LINE_FIXED 256
+
+size_t nea__expo_line_max(const nea__records *src)
+{
+    size_t most = 0;
+    nea_route_stats rec;
+    for (unsigned r = 0; r < src->n; r++) {
+        size_t n;
+        src->read(src->data, r, &rec);
+        n = strlen(rec.path) + strlen(rec.method);
+        most = n > most ? n : most;
+    }
+    return EXPO_LINE_FIXED + 2 * most;
+}

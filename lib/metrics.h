@@ -73,4 +73,29 @@ typedef struct nea__records {
  * cap > 0); returns the length the whole text needs, like snprintf. */
 size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *buf, size_t cap);
 
+/* The same exposition written a piece at a time (a streamed scrape): a
+ * position in it, which nea__expo_next moves through whole lines. It holds
+ * the record of the unit it is in (one family's lines for one route), read
+ * once, so a unit continued in the next piece reads the same counters. */
+typedef struct nea__expo {
+    unsigned family; /* the metric family */
+    unsigned record; /* a per-route family's record */
+    unsigned line;   /* the next line of the family's (or the record's) lines */
+    bool header_done;
+    bool have; /* rec holds record `record`, read for this family */
+    nea_route_stats rec;
+} nea__expo;
+
+/* Starts at the exposition's first line. */
+void nea__expo_begin(nea__expo *x);
+/* The longest line src's exposition can have: cap for nea__expo_next must
+ * exceed it (it grows with the longest route path and method). */
+size_t nea__expo_line_max(const nea__records *src);
+/* Writes the next whole lines into buf, as many as fit in cap - 1 bytes
+ * (buf is NUL-terminated), and moves past them; returns the bytes written,
+ * 0 once the text is over. Pieces written from nea__expo_begin to 0 add up
+ * to what nea__metrics_write writes for the same records and counters. */
+size_t nea__expo_next(nea__expo *x, const nea__records *src, const nea_stats *st, char *buf,
+                      size_t cap);
+
 #endif /* NEA_METRICS_H */

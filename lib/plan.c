@@ -8,13 +8,15 @@
  * figures, and the advisor sizes classes with nea__plan_min_arena and
  * nea__plan_arena_budget.
  *
- *   [ fixed: server struct | route table | route metrics | arena descriptors ]  page-rounded
+ *   [ fixed: server struct | route table | route metrics | error bodies | arena descriptors ]
+ *                                                                 page-rounded
  *   [ connection slots: max_connections * conn_slot_size ]       page-rounded
  *   [ connection buffers: conn_buffers * conn_buffer_size ]      page-rounded
  *   [ arena 0 | guard ][ arena 1 | guard ] ...                   class 0: count * stride
  *   [ arena | guard ] ...                                        class 1, 2, ...: count * stride
  *
  *   metrics_bytes  = round64((max_routes + 1) * sizeof(nea_route_stats))
+ *   error_bodies_bytes = round64(sum of error_bodies[i].len)
  *   conn_slot_size   = round64(sizeof(nea__conn))
  *   conn_buffer_size = round64(sizeof(nea__work)) + round64(read_buffer_size) + NEA__OBUF
  *   stride         = round_page(size) + (guard_pages ? page : 0), per class
@@ -122,10 +124,22 @@ static size_t metrics_bytes(const nea_config *cfg, const nea__sizes *sz)
     return NEA__ROUND_UP((size_t)metrics_records(cfg) * sz->route_stats, 64);
 }
 
+/* The copies of the host's error bodies (response.c checked each: at most
+ * one per pre-built status, each at most NEA_ERROR_BODY_MAX, so the sum
+ * cannot overflow). */
+static size_t error_bodies_bytes(const nea_config *cfg)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < cfg->error_body_count; i++) {
+        n += cfg->error_bodies[i].len;
+    }
+    return NEA__ROUND_UP(n, 64);
+}
+
 static size_t fixed_bytes(const nea_config *cfg, const nea__sizes *sz, unsigned arenas, size_t page)
 {
     size_t n = server_bytes(sz) + routes_bytes(cfg, sz) + metrics_bytes(cfg, sz) +
-               (size_t)arenas * sz->arena;
+               error_bodies_bytes(cfg) + (size_t)arenas * sz->arena;
     return NEA__ROUND_UP(n, page);
 }
 
@@ -375,7 +389,8 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
          * Start from the fixed part before page rounding (an upper bound on
          * the count), then step down to the exact maximum. */
         size_t base = server_bytes(sz) + routes_bytes(cfg, sz) + metrics_bytes(cfg, sz) +
-                      conn_bytes(&p) + more_bytes + (size_t)more_count * sz->arena;
+                      error_bodies_bytes(cfg) + conn_bytes(&p) + more_bytes +
+                      (size_t)more_count * sz->arena;
         size_t per = c0->stride + sz->arena;
         size_t n = limit > base ? (limit - base) / per : 0;
         if (n > UINT32_MAX - more_count) {
@@ -408,6 +423,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
     }
     p.fixed_overhead = fixed_bytes(cfg, sz, p.arena_total, page);
     p.metrics_bytes = metrics_bytes(cfg, sz);
+    p.error_bodies_bytes = error_bodies_bytes(cfg);
     if (!mul_add(c0->count, c0->stride, 0, &c0->bytes) ||
         !mul_add(1, c0->bytes, more_bytes, &p.arenas_bytes) ||
         !mul_add(1, p.arenas_bytes, conn_bytes(&p), &p.worker_bytes) ||
@@ -440,7 +456,8 @@ void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_pla
     out->routes_off = server_bytes(sz);
     out->metrics_off = out->routes_off + routes_bytes(cfg, sz);
     out->metrics_count = metrics_records(cfg);
-    out->arena_table_off = out->metrics_off + metrics_bytes(cfg, sz);
+    out->errors_off = out->metrics_off + metrics_bytes(cfg, sz);
+    out->arena_table_off = out->errors_off + error_bodies_bytes(cfg);
     out->conns_off = plan->fixed_overhead;
     out->buffers_off = plan->fixed_overhead + plan->connections_bytes;
     out->buf_rbuf_off = work_struct_bytes(sz);
@@ -492,6 +509,9 @@ void nea_plan_format(const nea_plan *p, char *buf, size_t len)
                      p->connections_bytes, p->buffers_bytes, p->arenas_bytes,
                      (unsigned)(p->connections_bytes / p->conn_slot_size), p->conn_slot_size,
                      p->conn_buffers, p->conn_buffer_size, p->classes[0].size);
+    if (p->error_bodies_bytes > 0 && n > 0 && (size_t)n < len) {
+        n += snprintf(buf + n, len - (size_t)n, " error_bodies=%zu", p->error_bodies_bytes);
+    }
     /* Every class: count x stride (size). */
     for (unsigned i = 0; i < p->class_count && n > 0 && (size_t)n < len; i++) {
         n += snprintf(buf + n, len - (size_t)n, " class%u=%ux%zu(%zu)", i, p->classes[i].count,

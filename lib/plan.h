@@ -18,6 +18,7 @@ typedef struct nea__layout {
     size_t routes_off;      /* the route table, after the server struct */
     size_t metrics_off;     /* the per-route metrics records, after the route table */
     unsigned metrics_count; /* records there: max_routes + 1 (record 0: unrouted) */
+    size_t errors_off;      /* the copies of the host's error bodies, after the metrics */
     size_t arena_table_off; /* the arena descriptors, every class's, class 0 first */
     size_t conns_off;       /* the first connection slot (== plan.fixed_overhead); the
                                slots follow each other plan.conn_slot_size apart */
@@ -55,7 +56,8 @@ typedef struct nea__sizes {
     size_t host_max;    /* room for the host literal, NUL included */
 } nea__sizes;
 
-/* nea_config_plan with the struct sizes given. */
+/* nea_config_plan with the struct sizes given; cfg's error bodies must have
+ * passed nea__error_bodies_check (response.c) first. */
 int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char *errbuf,
               size_t errlen);
 /* The layout of a plan that nea__plan accepted for cfg. */

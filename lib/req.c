@@ -490,6 +490,24 @@ uv_loop_t *nea_req_loop(const nea_req *req)
     return req->env->loop;
 }
 
+nea_server *nea_req_server(const nea_req *req)
+{
+    NEA__NEED(req, "request");
+    return req->env->server;
+}
+
+void nea_req_set_data(nea_req *req, void *data)
+{
+    NEA__NEED(req, "request");
+    req->user = data;
+}
+
+void *nea_req_data(const nea_req *req)
+{
+    NEA__NEED(req, "request");
+    return req->user;
+}
+
 /* The request whose protected frame is innermost on this thread (handler code,
  * nea_req_protect, nea_req_run); NULL in defers and outside any frame. */
 nea_req *nea_req_current(void)

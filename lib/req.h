@@ -54,6 +54,7 @@ typedef struct nea__req_hooks {
 
 /* What every request of one server shares. */
 typedef struct nea__req_env {
+    nea_server *server; /* the host's handle (worker 0's), whichever worker this is */
     uv_loop_t *loop;
     const nea_config *cfg;
     nea_stats *stats;
@@ -116,6 +117,7 @@ struct nea_req {
 
     nea_handler_fn fn;
     void *fn_data;
+    void *user; /* nea_req_set_data: the host's, never touched by libnea */
 
     unsigned depth;           /* protected frames of this request on the stack */
     unsigned holds;           /* nea_req_hold / nea_req_work not yet released */

@@ -7,12 +7,16 @@
  * reservation, so answering 400, 503 or an out-of-memory 500 never needs an
  * arena or the heap: a write of three buffers (pre-built head, a small line
  * block with Date and Connection kept in the connection slot, the body).
+ * The host may give its own content type and body per status
+ * (nea_config.error_bodies): they are copied into the reservation when the
+ * server is made, so the answer stays exactly as pre-built as libnea's own.
  * Handler responses are serialised into the request's arena: the head and,
  * unless the body is referenced, the body too, so a response is one or two
  * buffers and one uv_write (libuv only allocates beyond four).
  */
 #include "response.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -134,22 +138,144 @@ nea_outcome nea__prebuilt_outcome(nea__prebuilt e)
     return prebuilt[e].outcome;
 }
 
-void nea__statics_build(nea__statics *st, unsigned retry_after_s)
+/* An error status libnea answers itself with a pre-built response (the
+ * readiness 200 is not an error). */
+static bool error_status(int status)
+{
+    for (int e = 0; e < NEA__PB_COUNT; e++) {
+        if (prebuilt[e].status == status && status >= 400) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool type_safe(const char *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c < 0x20 || c == 0x7f) {
+            return false; /* CR and LF above all: the line would end early */
+        }
+    }
+    return n > 0;
+}
+
+static int bad_body(char *errbuf, size_t errlen, const nea_config *cfg, unsigned i, const char *fmt,
+                    ...) NEA_PRINTF(5, 6);
+
+static int bad_body(char *errbuf, size_t errlen, const nea_config *cfg, unsigned i, const char *fmt,
+                    ...)
+{
+    if (errbuf != NULL && errlen > 0) {
+        va_list ap;
+        int n = snprintf(errbuf, errlen, "error_bodies[%u] (status %d): ", i,
+                         cfg->error_bodies[i].status);
+        if (n > 0 && (size_t)n < errlen) {
+            va_start(ap, fmt);
+            vsnprintf(errbuf + n, errlen - (size_t)n, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return NEA_EINVAL_CONFIG;
+}
+
+/* "400, 404, ..." from the table, each status once. */
+static void error_statuses(char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int e = 0; e < NEA__PB_COUNT && n < len; e++) {
+        bool seen = prebuilt[e].status < 400;
+        for (int k = 0; k < e && !seen; k++) {
+            seen = prebuilt[k].status == prebuilt[e].status;
+        }
+        if (!seen) {
+            int w = snprintf(buf + n, len - n, "%s%d", n > 0 ? ", " : "", prebuilt[e].status);
+            n += w > 0 ? (size_t)w : 0;
+        }
+    }
+}
+
+int nea__error_bodies_check(const nea_config *cfg, char *errbuf, size_t errlen)
+{
+    if (cfg->error_body_count > 0 && cfg->error_bodies == NULL) {
+        if (errbuf != NULL && errlen > 0) {
+            snprintf(errbuf, errlen, "error_body_count %u with error_bodies NULL",
+                     cfg->error_body_count);
+        }
+        return NEA_EINVAL_CONFIG;
+    }
+    for (unsigned i = 0; i < cfg->error_body_count; i++) {
+        const nea_error_body *b = &cfg->error_bodies[i];
+        if (!error_status(b->status)) {
+            char list[128];
+            error_statuses(list, sizeof(list));
+            return bad_body(errbuf, errlen, cfg, i,
+                            "libnea has no answer of its own with this status (%s)", list);
+        }
+        for (unsigned j = 0; j < i; j++) {
+            if (cfg->error_bodies[j].status == b->status) {
+                return bad_body(errbuf, errlen, cfg, i, "the status is given twice");
+            }
+        }
+        if (b->content_type == NULL ||
+            strnlen(b->content_type, NEA_ERROR_TYPE_MAX + 1) > NEA_ERROR_TYPE_MAX ||
+            !type_safe(b->content_type, strlen(b->content_type))) {
+            return bad_body(errbuf, errlen, cfg, i,
+                            "content_type must be 1 to %d bytes without control characters",
+                            NEA_ERROR_TYPE_MAX);
+        }
+        if (b->len > NEA_ERROR_BODY_MAX) {
+            return bad_body(errbuf, errlen, cfg, i, "len %zu is above NEA_ERROR_BODY_MAX (%d)",
+                            b->len, NEA_ERROR_BODY_MAX);
+        }
+        if (b->body == NULL && b->len > 0) {
+            return bad_body(errbuf, errlen, cfg, i, "body NULL with len %zu", b->len);
+        }
+    }
+    return 0;
+}
+
+/* The status line, the Content-Type, the Content-Length and, for 503,
+ * Retry-After: every line of a pre-built head but Date and Connection. */
+static void build_head(nea__static_resp *r, const char *ctype, unsigned retry_after_s)
+{
+    int n = snprintf(r->head, sizeof(r->head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", r->status,
+                     nea__reason(r->status), ctype, r->body_len);
+    if (r->status == 503) {
+        n += snprintf(r->head + n, sizeof(r->head) - (size_t)n, "Retry-After: %u\r\n",
+                      retry_after_s);
+    }
+    r->head_len = (size_t)n;
+}
+
+void nea__statics_build(nea__statics *st, const nea_config *cfg, char *store)
 {
     for (int e = 0; e < NEA__PB_COUNT; e++) {
         nea__static_resp *r = &st->at[e];
-        int n;
         r->status = prebuilt[e].status;
         r->body = prebuilt[e].body;
         r->body_len = strlen(r->body);
-        n = snprintf(r->head, sizeof(r->head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n",
-                     r->status, nea__reason(r->status), r->body_len);
-        if (r->status == 503) {
-            n += snprintf(r->head + n, sizeof(r->head) - (size_t)n, "Retry-After: %u\r\n",
-                          retry_after_s);
+        build_head(r, "text/plain", cfg->retry_after_s);
+    }
+    /* The host's bodies, one copy each, shared by the answers with that
+     * status (the two 500s). */
+    for (unsigned i = 0; i < cfg->error_body_count; i++) {
+        const nea_error_body *b = &cfg->error_bodies[i];
+        if (b->len > 0) {
+            memcpy(store, b->body, b->len);
         }
-        r->head_len = (size_t)n;
+        for (int e = 0; e < NEA__PB_COUNT; e++) {
+            nea__static_resp *r = &st->at[e];
+            if (r->status == b->status && b->status >= 400) {
+                r->body = store;
+                r->body_len = b->len;
+                build_head(r, b->content_type, cfg->retry_after_s);
+            }
+        }
+        store += b->len;
     }
 }
 

@@ -38,11 +38,16 @@ typedef enum {
         NEA__PB_COUNT
 } nea__prebuilt;
 
+/* Room for a pre-built head: the longest status line (46), Content-Type
+ * with NEA_ERROR_TYPE_MAX bytes (143), Content-Length up to
+ * NEA_ERROR_BODY_MAX (23), Retry-After up to 86400 (20). */
+#define NEA__STATIC_HEAD 256
+
 typedef struct nea__static_resp {
     int status;
-    char head[160]; /* status line, Content-Type, Content-Length, Retry-After */
+    char head[NEA__STATIC_HEAD]; /* status line, Content-Type, Content-Length, Retry-After */
     size_t head_len;
-    const char *body;
+    const char *body; /* libnea's text, or the host's copy in the reservation */
     size_t body_len;
 } nea__static_resp;
 
@@ -63,7 +68,13 @@ typedef struct nea__date {
 #define NEA__HDRBUF 192
 
 const char *nea__reason(int status);
-void nea__statics_build(nea__statics *st, unsigned retry_after_s);
+/* Checks cfg's error bodies (see nea_error_body): 0, or NEA_EINVAL_CONFIG
+ * with a one-line reason naming the entry in errbuf (when not NULL). */
+int nea__error_bodies_check(const nea_config *cfg, char *errbuf, size_t errlen);
+/* Builds every pre-built response: libnea's own, or, for the statuses cfg's
+ * error bodies (checked) name, the host's content type and a copy of its
+ * body in store (plan.error_bodies_bytes bytes of the reservation). */
+void nea__statics_build(nea__statics *st, const nea_config *cfg, char *store);
 /* The pre-built answer for an error status found while reading a head
  * (400 for any status without one). */
 nea__prebuilt nea__prebuilt_for_status(int status);

@@ -131,7 +131,18 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     rt->data = data;
     rt->flags = flags;
     rt->body_max = UINT64_MAX;
+    rt->response_ms = 0;
     return 0;
+}
+
+nea__route *nea__router_get(nea__router *r, const char *method, const char *path)
+{
+    for (unsigned i = 0; i < r->count; i++) {
+        if (strcmp(r->routes[i].method, method) == 0 && strcmp(r->routes[i].path, path) == 0) {
+            return &r->routes[i];
+        }
+    }
+    return NULL;
 }
 
 /* encoded: path holds a '%', so it is compared in its routing view. */

@@ -18,7 +18,15 @@ typedef struct nea__route {
     unsigned flags;       /* NEA_ROUTE_* */
     unsigned arena_class; /* its requests take arenas of this class (server.c sets it) */
     uint64_t body_max;    /* NEA_ROUTE_STREAM_BODY: the route's body limit (UINT64_MAX: none) */
+    unsigned response_ms; /* its own response_timeout_ms; 0: the config's */
 } nea__route;
+
+/* The response deadline of a request on route r (NULL: not routed): the
+ * route's own, else the config's response_timeout_ms. */
+static inline unsigned nea__route_response_ms(const nea__route *r, const nea_config *cfg)
+{
+    return r != NULL && r->response_ms != 0 ? r->response_ms : cfg->response_timeout_ms;
+}
 
 typedef struct nea__router {
     nea__route *routes; /* max_routes entries in the reservation */
@@ -38,6 +46,8 @@ void nea__router_copy(nea__router *dst, const nea__router *src);
  * or NEA_EROUTE_PATH; on refusal a one-line reason is written to why. */
 int nea__router_add(nea__router *r, const char *method, const char *path, nea_handler_fn fn,
                     void *data, unsigned flags, char *why, size_t why_len);
+/* The route registered with exactly this method and path, or NULL. */
+nea__route *nea__router_get(nea__router *r, const char *method, const char *path);
 nea__route_result nea__route_find(const nea__router *r, const char *method, size_t method_len,
                                   const char *path, size_t path_len, const nea__route **out);
 /* Writes "Allow: GET, HEAD\r\n" for a path into buf (at most cap bytes,

@@ -82,7 +82,9 @@ const nea__sizes *nea__server_sizes(void)
 
 int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t errlen)
 {
-    return nea__plan(cfg, &sizes, plan, errbuf, errlen);
+    /* The error bodies first: the plan sums their lengths. */
+    int rc = nea__error_bodies_check(cfg, errbuf, errlen);
+    return rc != 0 ? rc : nea__plan(cfg, &sizes, plan, errbuf, errlen);
 }
 
 /* Worker i's server, at the start of its slab. */
@@ -181,9 +183,14 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
         }
         nea__pool_init(&s->pools[k], table, c->count, cfg->scrub);
     }
-    nea__statics_build(&s->statics, cfg->retry_after_s);
+    nea__statics_build(&s->statics, cfg, base + layout->errors_off);
+    /* The host's array need not outlive nea_server_new: its copies live in
+     * the statics. */
+    s->cfg.error_bodies = NULL;
+    s->cfg.error_body_count = 0;
     nea__conn_env_init(&s->env, loop, &s->cfg, &s->stats, &s->router, &s->statics, s->pools, plan);
     s->env.fault = &s->fault;
+    s->env.reqs.server = group; /* what nea_req_server answers on every worker */
     s->env.records.metrics = &s->metrics;
     s->env.load = &s->load;
     nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
@@ -316,14 +323,43 @@ int nea_server_add_route(nea_server *s, const nea_route *r)
     if (rc == 0 && (r->flags & NEA_ROUTE_STREAM_BODY) != 0 && r->max_body > 0) {
         s->router.routes[s->router.count - 1].body_max = r->max_body; /* the route just added */
     }
+    if (rc == 0) {
+        s->router.routes[s->router.count - 1].response_ms = r->response_timeout_ms;
+    }
     return rc;
+}
+
+int nea_server_route_timeout(nea_server *s, const char *method, const char *path,
+                             unsigned response_timeout_ms)
+{
+    NEA__NEED(s, "server");
+    nea__route *r;
+    if (method == NULL || path == NULL) {
+        return UV_EINVAL;
+    }
+    if (s->started) {
+        nea__log(&s->cfg, NEA_LOG_ERROR, "route timeout refused: the workers are running");
+        return NEA_ESTATE;
+    }
+    r = nea__router_get(&s->router, method, path);
+    if (r == NULL) {
+        nea__log(&s->cfg, NEA_LOG_ERROR, "route timeout refused: no route %s %s", method, path);
+        return UV_ENOENT;
+    }
+    r->response_ms = response_timeout_ms;
+    return 0;
 }
 
 int nea_server_route_stream(nea_server *s, const char *method, const char *path, nea_handler_fn fn,
                             void *data, unsigned flags, uint64_t max_body)
 {
     NEA__NEED(s, "server");
-    nea_route r = {method, path, fn, data, flags | NEA_ROUTE_STREAM_BODY, 0, max_body};
+    nea_route r = {.method = method,
+                   .path = path,
+                   .fn = fn,
+                   .data = data,
+                   .flags = flags | NEA_ROUTE_STREAM_BODY,
+                   .max_body = max_body};
     return nea_server_add_route(s, &r);
 }
 

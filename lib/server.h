@@ -74,6 +74,9 @@ nea_server *nea__server_worker(const nea_server *s, unsigned i);
  * when w runs on the calling thread (or is the only worker), else as w last
  * published them. Safe from the host's thread and every worker thread. */
 void nea__server_figures(const nea_server *w, nea_stats *out);
+/* The per-route records as the metrics writers read them: the routes
+ * registered so far, each summed over every worker (any worker's thread). */
+void nea__server_records(const nea_server *s, nea__records *out);
 
 #ifdef NEA_FAULT_INJECTION
 /* Serves an already-connected stream socket (e.g. one end of a socketpair)

@@ -72,6 +72,13 @@ int nea_server_route_stats(const nea_server *s, unsigned i, nea_route_stats *out
     return 0;
 }
 
+void nea__server_records(const nea_server *s, nea__records *out)
+{
+    out->n = nea_server_route_stats_count(s);
+    out->read = read_route;
+    out->data = s;
+}
+
 size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap)
 {
     NEA__NEED(s, "server");

@@ -81,7 +81,15 @@ static void test_advice_arithmetic(void **state)
     /* The layout fits the same memory_limit, class 0 taking the rest. */
     assert_int_equal(a.cfg.memory_limit, cfg.memory_limit);
     assert_true(a.plan.total <= cfg.memory_limit);
-    assert_true(a.plan.total + a.plan.classes[0].stride > cfg.memory_limit);
+    /* Class 0 has every arena that fits: one more is refused (it costs its
+     * stride and its descriptor, which may round the fixed part up a page:
+     * total + stride alone can still be within the limit). */
+    {
+        nea_config more = a.cfg;
+        nea_plan bigger;
+        more.arena_count = a.plan.classes[0].count + 1;
+        assert_int_equal(nea_config_plan(&more, &bigger, NULL, 0), NEA_EOVERLIMIT);
+    }
     assert_true(a.cfg.arena_classes[0].count >= 1 && a.cfg.arena_classes[1].count >= 1);
     /* One outlier of 12001 requests may exceed its class. */
     assert_true(a.predicted_oom > 0.9 / 12001 && a.predicted_oom < 1.1 / 12001);

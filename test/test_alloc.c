@@ -4,8 +4,9 @@
  * This executable interposes malloc and friends (forwarding to glibc's
  * __libc_* entry points) and counts calls while a mixed workload runs after
  * a warm-up: 200s, 404, 405, 400 (smuggling), 413, the OOM 500, 503 from
- * an exhausted arena pool, async handlers, chunked bodies, pipelining, and
- * fresh connections; and a second workload while the loop sheds for CPU,
+ * an exhausted arena pool (those answers with the host's own JSON bodies),
+ * async handlers, chunked bodies, pipelining, and fresh connections; and a
+ * second workload while the loop sheds for CPU,
  * with exempt routes, handlers that never answer (500, 504) and fair-share
  * refusals; a third with the demo's /json and /gzip routes, where jansson
  * and zlib allocate through the arena adapters (their out-of-memory 500s
@@ -22,7 +23,8 @@
  * thread-pool jobs (answered, cut by a reset, cut by the response
  * deadline), and half-closed clients answered. Every request is counted in the per-route
  * metrics and passed to a completion hook, and each round of the first
- * workload scrapes the Prometheus text (GET /metrics) and logs rate-limited
+ * workload scrapes the Prometheus text (GET /metrics, and streamed by
+ * nea_respond_metrics on both workers too) and logs rate-limited
  * refusals. libuv may grow its fd table when a new fd number first appears
  * (per loop); the warm-up uses the same number of connections on every
  * worker, so after it no allocation at all is expected. Worker threads call
@@ -128,12 +130,38 @@ static void keepalive_mix(h_fixture *f, int ka)
              "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
              "3\r\nabc\r\n0\r\n\r\n",
              200, NULL);
-    h_expect(f, ka, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, NULL);
+    h_expect(f, ka, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, &r);
+    assert_string_equal(r.body, "{\"error\":\"not found\"}");
     h_expect(f, ka, "DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n", 405, NULL);
-    h_expect(f, ka, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n", 500, NULL);
+    h_expect(f, ka, "GET /alloc/100000000 HTTP/1.1\r\nHost: x\r\n\r\n", 500, &r);
+    assert_string_equal(r.body, "{\"error\":\"internal\"}");
     h_sends(f, ka, "GET /p/a HTTP/1.1\r\nHost: x\r\n\r\nGET /p/b HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
     assert_int_equal(h_read(f, ka, &r, H_DEADLINE_MS), 200);
+}
+
+/* GET /scrape: the metrics streamed (nea_respond_metrics), read to the
+ * close; true when it is a whole chunked 200 with the routes' series. */
+static void r_scrape(nea_req *req, void *d)
+{
+    (void)d;
+    if (nea_respond_metrics(req, 0) != 0) {
+        nea_respond(req, 507, "text/plain", "no room", 7);
+    }
+}
+
+static void scrape_streamed(h_fixture *f)
+{
+    static char buf[1 << 20];
+    int fd = h_connect(f), n;
+    h_sends(f, fd, "GET /scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    n = s_read_all(&f->loop, fd, buf, sizeof(buf), H_DEADLINE_MS);
+    close(fd);
+    assert_true(n > 5);
+    assert_memory_equal(buf, "HTTP/1.1 200 ", 13);
+    assert_non_null(strstr(buf, "Transfer-Encoding: chunked\r\n"));
+    assert_non_null(strstr(buf, "nea_route_requests_total{route=\"/hello\""));
+    assert_memory_equal(buf + n - 5, "0\r\n\r\n", 5);
 }
 
 /* One round of the mixed workload. */
@@ -147,6 +175,7 @@ static void workload(h_fixture *f)
     h_expect(f, ka, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 200, &r);
     assert_non_null(strstr(r.body, "nea_route_arena_peak_bytes_bucket{route=\"/hello\""));
     close(ka);
+    scrape_streamed(f);
 
     fd = h_connect(f);
     h_expect(f, fd,
@@ -163,7 +192,8 @@ static void workload(h_fixture *f)
     h_sends(f, busy, "GET /sleep/100 HTTP/1.1\r\nHost: x\r\n\r\n");
     H_WAIT(f, f->srv->pools[0].in_use == 1);
     fd = h_connect(f);
-    h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 503, NULL);
+    h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 503, &r);
+    assert_string_equal(r.body, "{\"error\":\"busy\"}");
     close(fd);
     assert_int_equal(h_read(f, busy, &r, H_DEADLINE_MS), 200);
     close(busy);
@@ -178,9 +208,22 @@ static void on_complete(void *data, const nea_completion *c)
     completions += c->peer->ss_family == AF_INET;
 }
 
+/* The host's bodies for libnea's own answers: the 404, 405, 400, 413, 500
+ * and 503 of the workload are sent from their copies. */
+static const nea_error_body json_errors[] = {
+    {400, "application/json", "{\"error\":\"bad request\"}", 23},
+    {404, "application/json", "{\"error\":\"not found\"}", 21},
+    {405, "application/json", "{\"error\":\"method\"}", 18},
+    {413, "application/json", "{\"error\":\"too large\"}", 21},
+    {500, "application/json", "{\"error\":\"internal\"}", 20},
+    {503, "application/json", "{\"error\":\"busy\"}", 16},
+};
+
 static void one_arena(nea_config *c)
 {
     c->on_complete = on_complete;
+    c->error_bodies = json_errors;
+    c->error_body_count = sizeof(json_errors) / sizeof(json_errors[0]);
     c->arena_count = 1;
     c->queue_timeout_ms = 10;
 }
@@ -524,6 +567,8 @@ static void worker_workload(h_fixture *f)
     keepalive_mix(f, ka);
     close(ka);
     H_WAIT(f, h_st(f).connections_open == 0);
+    scrape_streamed(f); /* on either worker, summing both */
+    H_WAIT(f, h_st(f).connections_open == 0);
 }
 
 static uint64_t accepted_by(h_fixture *f, unsigned worker)
@@ -574,12 +619,15 @@ static int setup_workers(void **state)
     h_config(&cfg);
     cfg.workers = 2;
     cfg.log = quiet; /* the capture is not for several threads */
+    cfg.error_bodies = json_errors; /* each worker answers from its own copies */
+    cfg.error_body_count = sizeof(json_errors) / sizeof(json_errors[0]);
     memset(&f, 0, sizeof(f));
     t_handlers_reset();
     assert_int_equal(uv_loop_init(&f.loop), 0);
     f.cfg = cfg;
     assert_int_equal(nea_server_new(&f.loop, &f.cfg, &f.srv), 0);
     t_routes_add(f.srv);
+    assert_int_equal(nea_server_route(f.srv, "GET", "/scrape", r_scrape, NULL), 0);
     assert_int_equal(nea_server_listen(f.srv), 0);
     f.port = nea_server_port(f.srv);
     *state = &f;
@@ -816,6 +864,7 @@ static int setup(void **state)
     h_config(&cfg);
     one_arena(&cfg);
     h_start(&f, &cfg);
+    assert_int_equal(nea_server_route(f.srv, "GET", "/scrape", r_scrape, NULL), 0);
     *state = &f;
     return 0;
 }

@@ -18,6 +18,10 @@
 #include <unistd.h>
 
 #include "e2e.h"
+#include "strict.h"
+
+#include <stdio.h>
+#include <stdlib.h>
 
 static nea__conn *slot_in(h_fixture *f, nea__conn_state st)
 {
@@ -87,6 +91,141 @@ static void test_phase_lists(void **state)
             assert_int_equal(nea__conn_list_of((nea__conn_state)st), NEA__LIST_NONE);
         }
     }
+}
+
+/* --- per-route response timeouts ------------------------------------------------- */
+
+/* GET /tick/N: a streamed (chunked) response of N lines "tick K\n", one
+ * every TICK_MS, the producer waiting on a tracked timer between pieces
+ * (the STREAM phase). */
+#define TICK_MS 150
+
+typedef struct ticker {
+    unsigned left;
+    char line[32];
+    nea_req *req;
+    uv_timer_t *timer;
+} ticker;
+
+static void tick_write(nea_req *req, void *arg);
+
+static void on_tick(uv_timer_t *t)
+{
+    ticker *k = t->data;
+    nea_req_run(k->req, tick_write, k);
+}
+
+static void tick_written(nea_req *req, void *arg)
+{
+    ticker *k = arg;
+    (void)req;
+    uv_timer_start(k->timer, on_tick, TICK_MS, 0);
+}
+
+static void tick_write(nea_req *req, void *arg)
+{
+    ticker *k = arg;
+    int n;
+    if (k->left == 0) {
+        assert_int_equal(nea_stream_end(req), 0);
+        return;
+    }
+    n = snprintf(k->line, sizeof(k->line), "tick %u\n", --k->left);
+    assert_int_equal(nea_stream_write(req, k->line, (size_t)n, tick_written, k), 0);
+}
+
+static void r_tick(nea_req *req, void *data)
+{
+    ticker *k = nea_alloc(req, sizeof(*k));
+    (void)data;
+    k->left = (unsigned)strtoul(nea_req_path_tail(req), NULL, 10);
+    k->req = req;
+    k->timer = nea_req_timer(req);
+    k->timer->data = k;
+    assert_int_equal(nea_stream_start(req, 200, "text/plain", NEA_LENGTH_UNKNOWN), 0);
+    tick_write(req, k);
+}
+
+static void tight_default(nea_config *cfg)
+{
+    cfg->response_timeout_ms = 100;
+}
+
+/* The HANDLER phase's deadline is the route's response timeout when it has
+ * one (longer or shorter than the config's), else the config's. */
+static void test_route_response_timeout(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    uint64_t t0;
+    h_test_start(state, tight_default);
+    f = *state;
+
+    /* The config's 100 ms: /sleep/250 gets its 504, logged with 100. */
+    assert_int_equal(h_request(f, "GET /sleep/250 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 504);
+    assert_true(t_log_has(&f->log, "within response_timeout_ms (100)"));
+
+    /* Its own 1000 ms: answered. */
+    assert_int_equal(nea_server_route_timeout(f->srv, "GET", "/sleep/", 1000), 0);
+    t0 = h_now_ms();
+    assert_int_equal(h_request(f, "GET /sleep/250 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+    assert_true(h_now_ms() - t0 >= 240);
+    assert_string_equal(r.body, "slept");
+
+    /* Its own 40 ms, tighter than the config's: 504 although 90 ms is
+     * within the config's 100. */
+    assert_int_equal(nea_server_route_timeout(f->srv, "GET", "/sleep/", 40), 0);
+    assert_int_equal(h_request(f, "GET /sleep/90 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 504);
+    assert_true(t_log_has(&f->log, "within response_timeout_ms (40)"));
+    /* Other routes keep the config's. */
+    assert_int_equal(h_request(f, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+
+    /* 0: the config's again. */
+    assert_int_equal(nea_server_route_timeout(f->srv, "GET", "/sleep/", 0), 0);
+    assert_int_equal(h_request(f, "GET /sleep/250 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 504);
+    assert_int_equal(h_st(f).unanswered, 3);
+}
+
+/* The STREAM phase (the producer's turn between pieces) takes the route's
+ * timeout too: a 150 ms gap between pieces is cut under the config's
+ * 100 ms, and kept under the route's own 1000 ms, set with
+ * nea_server_route_timeout or the nea_route field. */
+static void test_route_timeout_between_pieces(void **state)
+{
+    nea_route own = {
+        .method = "GET", .path = "/tick-own/", .fn = r_tick, .response_timeout_ms = 1000};
+    h_fixture *f;
+    t_strict r;
+    int fd;
+    h_test_start(state, tight_default);
+    f = *state;
+    assert_int_equal(nea_server_route(f->srv, "GET", "/tick/", r_tick, NULL), 0);
+    assert_int_equal(nea_server_add_route(f->srv, &own), 0);
+
+    /* The config's 100 ms: the first line, then the connection is cut. */
+    fd = h_connect(f);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /tick/3 HTTP/1.1\r\nHost: x\r\n\r\n", &r, false), -1);
+    assert_true(r.eof);
+    assert_int_equal(r.body_len, 7); /* "tick 2\n" */
+    close(fd);
+    assert_true(h_arenas_settle(f));
+    assert_int_equal(h_st(f).timeouts, 1);
+
+    /* The route's own, from the nea_route field: all three lines, and the
+     * connection stays open. */
+    fd = h_connect(f);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /tick-own/3 HTTP/1.1\r\nHost: x\r\n\r\n", &r, false),
+        200);
+    assert_int_equal(r.body_len, 21);
+    /* The same from nea_server_route_timeout. */
+    assert_int_equal(nea_server_route_timeout(f->srv, "GET", "/tick/", 1000), 0);
+    assert_int_equal(
+        t_strict_fetch(&f->loop, fd, "GET /tick/2 HTTP/1.1\r\nHost: x\r\n\r\n", &r, false), 200);
+    assert_int_equal(r.body_len, 14);
+    close(fd);
+    assert_int_equal(h_st(f).timeouts, 1);
 }
 
 /* --- lingering ------------------------------------------------------------------- */
@@ -306,6 +445,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_each_phase_has_its_own_deadline, h_test_teardown),
         cmocka_unit_test(test_phase_lists),
+        cmocka_unit_test_teardown(test_route_response_timeout, h_test_teardown),
+        cmocka_unit_test_teardown(test_route_timeout_between_pieces, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_lingers_until_the_peer_closes, h_test_setup,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_peer_address, h_test_setup, h_test_teardown),

@@ -398,11 +398,162 @@ static void test_promtool_accepts_exposition(void **state)
     assert_int_equal(rc, 0);
 }
 
+/* --- the exposition a piece at a time ------------------------------------------ */
+
+/* Three records as a reader would give them: the unrouted one, a route
+ * that counted nothing (left out), and a route with a long path full of
+ * characters the format escapes. gen is added to every counter, so a
+ * reader that moves between two reads shows it. */
+static char long_path[700];
+static unsigned fake_gen;
+
+static void fake_read(const void *data, unsigned i, nea_route_stats *out)
+{
+    uint64_t k = 1 + fake_gen;
+    (void)data;
+    memset(out, 0, sizeof(*out));
+    out->method = i == 0 ? "" : "GET";
+    out->path = i == 0 ? "unrouted" : i == 1 ? "/idle" : long_path;
+    if (i == 1) {
+        return;
+    }
+    for (unsigned o = 0; o < NEA_OUTCOME_COUNT; o++) {
+        out->outcomes[o] = k * (o + 1);
+        out->requests += out->outcomes[o];
+    }
+    for (unsigned c = 1; c <= 5; c++) {
+        out->responses[c] = k * c;
+    }
+    out->bytes_in = 1000 * k;
+    out->bytes_out = 2000 * k;
+    for (unsigned b = 0; b < NEA_HIST_BUCKETS; b++) {
+        out->arena_peak_bytes.buckets[b] = k;
+        out->queue_ns.buckets[b] = k;
+        out->handler_ns.buckets[b] = k;
+        out->total_ns.buckets[b] = k;
+    }
+    out->arena_peak_bytes.count = out->queue_ns.count = NEA_HIST_BUCKETS * k;
+    out->handler_ns.count = out->total_ns.count = NEA_HIST_BUCKETS * k;
+    out->arena_peak_bytes.sum = 123456 * k;
+    out->queue_ns.sum = out->handler_ns.sum = out->total_ns.sum = 987654321 * k;
+}
+
+static void fake_source(nea__records *src, nea_stats *st)
+{
+    for (size_t i = 0; i < sizeof(long_path) - 1; i++) {
+        long_path[i] = "/a\"b\\c\nx"[i % 8];
+    }
+    long_path[sizeof(long_path) - 1] = '\0';
+    src->n = 3;
+    src->read = fake_read;
+    src->data = NULL;
+    memset(st, 0, sizeof(*st));
+    st->requests = 41;
+    st->accepted = 7;
+    st->shed_no_arena = 3;
+    st->shed_draining = 1;
+    st->arena_class_count = 2;
+    st->classes[0].size = 65536;
+    st->classes[0].count = 8;
+    st->classes[1].size = 1 << 20;
+    st->classes[1].count = 2;
+    st->classes[1].in_use = 1;
+}
+
+/* The pieces, concatenated, are the text nea__metrics_write writes, for
+ * every piece size from the longest line up; each piece is whole lines. */
+static void test_pieces_add_up_to_the_text(void **state)
+{
+    static char whole[1 << 20], joined[1 << 20], piece[1 << 16];
+    nea__records src;
+    nea_stats st;
+    size_t len, line_max;
+    (void)state;
+    fake_gen = 0;
+    fake_source(&src, &st);
+    len = nea__metrics_write(&src, &st, whole, sizeof(whole));
+    assert_true(len < sizeof(whole));
+    line_max = nea__expo_line_max(&src);
+    assert_int_equal(line_max, 256 + 2 * (sizeof(long_path) - 1 + 3));
+    {
+        const size_t caps[] = {line_max + 1, line_max + 2, line_max + 77, 4097, sizeof(piece)};
+        for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+            nea__expo x;
+            size_t at = 0, n, pieces = 0;
+            nea__expo_begin(&x);
+            while ((n = nea__expo_next(&x, &src, &st, piece, caps[c])) > 0) {
+                assert_true(n < caps[c]);
+                assert_int_equal(strlen(piece), n);
+                assert_int_equal(piece[n - 1], '\n');
+                assert_true(at + n <= len);
+                memcpy(joined + at, piece, n);
+                at += n;
+                pieces++;
+            }
+            assert_int_equal(at, len);
+            assert_memory_equal(joined, whole, len);
+            assert_true(pieces >= len / caps[c]);
+            /* Over stays over. */
+            assert_int_equal(nea__expo_next(&x, &src, &st, piece, caps[c]), 0);
+        }
+    }
+    /* The route that counted nothing is left out, the escapes are there. */
+    assert_null(strstr(whole, "/idle"));
+    assert_non_null(strstr(whole, "route=\"/a\\\"b\\\\c\\nx/a"));
+}
+
+/* Counters that move between pieces: each route's lines of one family come
+ * from one copy of its record (a histogram's buckets, +Inf and _count
+ * agree), whatever piece they fall in. */
+static void test_pieces_read_each_unit_once(void **state)
+{
+    static char text[1 << 20], piece[1 << 16];
+    nea__records src;
+    nea_stats st;
+    nea__expo x;
+    size_t at = 0, n, cap;
+    const char *p;
+    unsigned checked = 0;
+    (void)state;
+    fake_source(&src, &st);
+    cap = nea__expo_line_max(&src) + 1; /* about one line a piece */
+    fake_gen = 0;
+    nea__expo_begin(&x);
+    while ((n = nea__expo_next(&x, &src, &st, piece, cap)) > 0) {
+        memcpy(text + at, piece, n);
+        at += n;
+        fake_gen++;
+    }
+    text[at] = '\0';
+    assert_true(fake_gen > 70); /* about one line of the long route a piece */
+    /* Every histogram of the long route: bucket j shows (8j + 1) k, +Inf
+     * and _count NEA_HIST_BUCKETS k, for one k per histogram. */
+    for (p = text; (p = strstr(p, "_bucket{route=\"/a")) != NULL; checked++) {
+        uint64_t k = 0;
+        for (unsigned j = 0; j < (NEA_HIST_BUCKETS - 2) / 8 + 1; j++) {
+            uint64_t v = strtoull(strstr(p, "} ") + 2, NULL, 10);
+            if (j == 0) {
+                k = v;
+            }
+            assert_int_equal(v, (8 * j + 1) * k);
+            p = strchr(p, '\n') + 1;
+        }
+        assert_non_null(strstr(p, "le=\"+Inf\"} ") == NULL ? NULL : p);
+        assert_int_equal(strtoull(strstr(p, "} ") + 2, NULL, 10), NEA_HIST_BUCKETS * k);
+        p = strchr(p, '\n') + 1; /* _sum */
+        p = strchr(p, '\n') + 1; /* _count */
+        assert_int_equal(strtoull(strstr(p, "} ") + 2, NULL, 10), NEA_HIST_BUCKETS * k);
+    }
+    assert_int_equal(checked, 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_edges),
         cmocka_unit_test(test_quantile_and_sum),
+        cmocka_unit_test(test_pieces_add_up_to_the_text),
+        cmocka_unit_test(test_pieces_read_each_unit_once),
         cmocka_unit_test_teardown(test_outcomes_by_route, h_test_teardown),
         cmocka_unit_test_teardown(test_shed_and_timeout, h_test_teardown),
         cmocka_unit_test_teardown(test_completion_hook, h_test_teardown),

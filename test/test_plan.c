@@ -128,6 +128,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.drain_delay_ms, 0);
     assert_int_equal(cfg.agent_port, -1); /* no agent unless asked for */
     assert_null(cfg.agent_host);
+    assert_null(cfg.error_bodies); /* libnea's own text for every error */
+    assert_int_equal(cfg.error_body_count, 0);
     assert_int_equal(cfg.retry_after_s, 1);
     assert_int_equal(cfg.prefault, 0);
     assert_int_equal(cfg.workers, 1);
@@ -491,6 +493,112 @@ static void test_refusals(void **state)
         assert_memory_equal(&p, &before, sizeof(p));
         /* NULL errbuf is allowed and gives the same answer. */
         assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), r->code);
+    }
+}
+
+/* --- the host's error bodies ------------------------------------------------------ */
+
+/* Their copies are one more term of the fixed part: the sum of their
+ * lengths rounded up to 64, whatever their content types. */
+static void test_error_bodies_in_the_plan(void **state)
+{
+    static char big[10000];
+    nea_error_body bodies[] = {
+        {404, "application/json", "{\"error\":\"not found\"}", 21},
+        {503, "text/html; charset=utf-8", big, sizeof(big)},
+        {400, "application/json", NULL, 0},
+    };
+    nea_config cfg;
+    nea_plan with, without, auto_with, auto_without;
+    char line[512];
+    (void)state;
+
+    small_config(&cfg);
+    assert_int_equal(nea_config_plan(&cfg, &without, NULL, 0), 0);
+    assert_int_equal(without.error_bodies_bytes, 0);
+    cfg.error_bodies = bodies;
+    cfg.error_body_count = 3;
+    assert_int_equal(nea_config_plan(&cfg, &with, NULL, 0), 0);
+    check_plan_identities(&cfg, &with);
+    assert_int_equal(with.error_bodies_bytes, round_up(21 + 10000, 64));
+    /* Inside the page-rounded fixed part: it grows by the term, give or take
+     * that rounding; nothing else moves. */
+    assert_true(with.fixed_overhead >=
+                without.fixed_overhead + with.error_bodies_bytes - page_size());
+    assert_true(with.fixed_overhead <=
+                without.fixed_overhead + with.error_bodies_bytes + page_size());
+    assert_int_equal(with.connections_bytes, without.connections_bytes);
+    assert_int_equal(with.arenas_bytes, without.arenas_bytes);
+    nea_plan_format(&with, line, sizeof(line));
+    assert_non_null(strstr(line, " error_bodies=10048 "));
+    nea_plan_format(&without, line, sizeof(line));
+    assert_null(strstr(line, "error_bodies"));
+
+    /* arena_count 0: the term is taken from what is left for arenas. */
+    cfg.arena_count = 0;
+    assert_int_equal(nea_config_plan(&cfg, &auto_with, NULL, 0), 0);
+    check_plan_identities(&cfg, &auto_with);
+    cfg.error_body_count = 0;
+    assert_int_equal(nea_config_plan(&cfg, &auto_without, NULL, 0), 0);
+    assert_true(auto_with.classes[0].count <= auto_without.classes[0].count);
+}
+
+/* Every bad entry is refused with NEA_EINVAL_CONFIG, naming it. */
+static void test_error_bodies_refused(void **state)
+{
+    static char too_long[NEA_ERROR_BODY_MAX + 1];
+    char long_type[NEA_ERROR_TYPE_MAX + 2];
+    const nea_error_body ok = {404, "application/json", "{}", 2};
+    const struct {
+        nea_error_body bad;
+        const char *text;
+    } rows[] = {
+        {{200, "application/json", "{}", 2}, "no answer of its own"},
+        {{302, "application/json", "{}", 2}, "no answer of its own"},
+        {{418, "application/json", "{}", 2}, "no answer of its own"},
+        {{0, "application/json", "{}", 2}, "no answer of its own"},
+        {{404, "application/json", "{}", 2}, "given twice"},
+        {{503, NULL, "{}", 2}, "content_type"},
+        {{503, "", "{}", 2}, "content_type"},
+        {{503, "application/json\r\nX-Injected: 1", "{}", 2}, "content_type"},
+        {{503, "text/plain\n", "{}", 2}, "content_type"},
+        {{503, "text/plain\t", "{}", 2}, "content_type"},
+        {{503, long_type, "{}", 2}, "content_type"},
+        {{503, "application/json", too_long, sizeof(too_long)}, "NEA_ERROR_BODY_MAX"},
+        {{503, "application/json", NULL, 2}, "body NULL"},
+    };
+    (void)state;
+    memset(long_type, 'a', sizeof(long_type) - 1);
+    long_type[sizeof(long_type) - 1] = '\0';
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        nea_error_body bodies[2] = {ok, rows[i].bad};
+        nea_config cfg;
+        nea_plan p;
+        char err[512] = "";
+        small_config(&cfg);
+        cfg.error_bodies = bodies;
+        cfg.error_body_count = 2;
+        assert_int_equal(nea_config_plan(&cfg, &p, err, sizeof(err)), NEA_EINVAL_CONFIG);
+        if (strstr(err, "error_bodies[1]") == NULL || strstr(err, rows[i].text) == NULL) {
+            fail_msg("row %zu: \"%s\" does not name error_bodies[1] with \"%s\"", i, err,
+                     rows[i].text);
+        }
+        assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), NEA_EINVAL_CONFIG);
+    }
+    /* The longest content type and body are accepted. */
+    {
+        nea_error_body b = {503, long_type, too_long, NEA_ERROR_BODY_MAX};
+        nea_config cfg;
+        nea_plan p;
+        long_type[NEA_ERROR_TYPE_MAX] = '\0';
+        small_config(&cfg);
+        cfg.error_bodies = &b;
+        cfg.error_body_count = 1;
+        assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+        assert_int_equal(p.error_bodies_bytes, NEA_ERROR_BODY_MAX);
+        /* A count without an array. */
+        cfg.error_bodies = NULL;
+        assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), NEA_EINVAL_CONFIG);
     }
 }
 
@@ -961,6 +1069,8 @@ int main(void)
         cmocka_unit_test(test_arena_count_auto_sweep),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_boundaries_accepted),
+        cmocka_unit_test(test_error_bodies_in_the_plan),
+        cmocka_unit_test(test_error_bodies_refused),
         cmocka_unit_test(test_arena_small_boundary),
         cmocka_unit_test(test_errbuf_truncated),
         cmocka_unit_test(test_plan_format),

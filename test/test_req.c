@@ -1011,6 +1011,62 @@ static void child_null(void *arg)
     }
 }
 
+/* --- the server and the host's data ----------------------------------------- */
+
+typedef struct data_probe {
+    nea_server *server;
+    void *before, *after, *later;
+    int cell;
+} data_probe;
+
+static void set_data(nea_req *req, void *arg)
+{
+    data_probe *p = arg;
+    p->server = nea_req_server(req);
+    p->before = nea_req_data(req);
+    nea_req_set_data(req, &p->cell);
+    p->after = nea_req_data(req);
+}
+
+static void read_data(nea_req *req, void *arg)
+{
+    data_probe *p = arg;
+    p->later = nea_req_data(req);
+}
+
+static void one_arena(nea_config *cfg)
+{
+    cfg->arena_count = 1;
+}
+
+/* nea_req_server is the server; the host's pointer is NULL until set, kept
+ * for the request's later frames, and forgotten when it ends: the next
+ * request in the same arena (nothing scrubbed) starts with NULL again. */
+static void test_req_server_and_data(void **state)
+{
+    fixture *f = unit_start(one_arena);
+    data_probe p;
+    nea_req *req, *next;
+    (void)state;
+    memset(&p, 0, sizeof(p));
+    req = open_req(f);
+    nea__req_call(req, set_data, &p);
+    nea__req_call(req, read_data, &p);
+    assert_ptr_equal(p.server, f->srv);
+    assert_null(p.before);
+    assert_ptr_equal(p.after, &p.cell);
+    assert_ptr_equal(p.later, &p.cell);
+    nea_req_set_data(req, NULL);
+    assert_null(nea_req_data(req));
+    nea_req_set_data(req, &p);
+    end_req(f, req);
+    next = open_req(f);
+    assert_ptr_equal(next, req); /* the one arena again */
+    assert_null(nea_req_data(next));
+    end_req(f, next);
+    unit_stop(f);
+}
+
 static void test_null_arguments_abort_naming_the_function(void **state)
 {
     static const char *const names[] = {
@@ -1053,8 +1109,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_oom_sweep_persistent, unit_setup, unit_teardown),
         cmocka_unit_test_setup_teardown(test_ref_from_another_thread_aborts, unit_setup,
                                         unit_teardown),
-        cmocka_unit_test_setup_teardown(test_hold_released_twice_aborts, unit_setup,
-                                        unit_teardown),
+        cmocka_unit_test_setup_teardown(test_hold_released_twice_aborts, unit_setup, unit_teardown),
+        cmocka_unit_test(test_req_server_and_data),
         cmocka_unit_test(test_null_arguments_abort_naming_the_function),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -154,7 +154,7 @@ static void on_run_ready(nea_server *s, void *data)
 
 static void test_nea_run_drains_on_sigterm(void **state)
 {
-    static const nea_route routes[] = {{"GET", "/x", NULL, NULL, 0, 0, 0}};
+    static const nea_route routes[] = {{"GET", "/x", NULL, NULL, 0, 0, 0, 0}};
     nea_config cfg;
     (void)state;
     h_config(&cfg);
@@ -180,6 +180,20 @@ static void second_cb(nea_server *s, void *data)
     (void)s;
     (void)data;
     second_cb_runs++;
+}
+
+/* nea_server_route_timeout names a registered route by its method and
+ * path exactly. */
+static void test_route_timeout_errors(void **state)
+{
+    h_fixture *f = *state;
+    assert_int_equal(nea_server_route_timeout(f->srv, "GET", "/sleep/", 5000), 0);
+    assert_int_equal(nea_server_route_timeout(f->srv, "GET", "/sleep/5", 5000), UV_ENOENT);
+    assert_true(t_log_has(&f->log, "no route GET /sleep/5"));
+    assert_int_equal(nea_server_route_timeout(f->srv, "DELETE", "/sleep/", 5000), UV_ENOENT);
+    assert_int_equal(nea_server_route_timeout(f->srv, "get", "/hello", 5000), UV_ENOENT);
+    assert_int_equal(nea_server_route_timeout(f->srv, NULL, "/hello", 5000), UV_EINVAL);
+    assert_int_equal(nea_server_route_timeout(f->srv, "GET", NULL, 5000), UV_EINVAL);
 }
 
 static void test_close_twice(void **state)
@@ -338,9 +352,9 @@ static void on_refused_run_ready(nea_server *s, void *data)
 static void test_run_refuses_bad_route(void **state)
 {
     nea_config cfg;
-    static const nea_route routes[] = {{"GET", "/ok", r_never_called, NULL, 0, 0, 0},
-                                       {"get", "/lower", r_never_called, NULL, 0, 0, 0},
-                                       {"GET", "/after", r_never_called, NULL, 0, 0, 0}};
+    static const nea_route routes[] = {{"GET", "/ok", r_never_called, NULL, 0, 0, 0, 0},
+                                       {"get", "/lower", r_never_called, NULL, 0, 0, 0, 0},
+                                       {"GET", "/after", r_never_called, NULL, 0, 0, 0, 0}};
     (void)state;
     nea_config_init(&cfg);
     cfg.port = 0;
@@ -406,6 +420,7 @@ int main(void)
         cmocka_unit_test_teardown(test_listen_errors, h_test_teardown),
         cmocka_unit_test_teardown(test_ipv6, h_test_teardown),
         cmocka_unit_test_teardown(test_nea_run_drains_on_sigterm, no_teardown),
+        cmocka_unit_test_setup_teardown(test_route_timeout_errors, h_test_setup, h_test_teardown),
         cmocka_unit_test_teardown(test_close_twice, h_test_teardown),
         cmocka_unit_test_teardown(test_close_from_another_thread, h_test_teardown),
         cmocka_unit_test_teardown(test_close_from_handler, h_test_teardown),

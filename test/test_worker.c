@@ -48,11 +48,15 @@ static unsigned worker_of(nea_req *req)
     return 99;
 }
 
-/* GET /who: "w<worker>". */
+/* GET /who: "w<worker>"; 500 unless nea_req_server gives the host's
+ * handle (data, when not NULL), on every worker. */
 static void who(nea_req *req, void *data)
 {
     char *body = nea_printf(req, "w%u", worker_of(req));
-    (void)data;
+    if (data != NULL && nea_req_server(req) != data) {
+        nea_respond(req, 500, "text/plain", "not the host's handle", 21);
+        return;
+    }
     nea_respond(req, 200, "text/plain", body, strlen(body));
 }
 
@@ -146,7 +150,7 @@ static void w_new(h_fixture *f, const nea_config *cfg)
     assert_int_equal(uv_loop_init(&f->loop), 0);
     f->cfg = *cfg;
     assert_int_equal(nea_server_new(&f->loop, &f->cfg, &f->srv), 0);
-    assert_int_equal(nea_server_route(f->srv, "GET", "/who", who, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/who", who, f->srv), 0);
     assert_int_equal(nea_server_route(f->srv, "GET", "/alloc", alloc_who, NULL), 0);
     assert_int_equal(nea_server_route(f->srv, "GET", "/hold/", hold, NULL), 0);
     assert_int_equal(nea_server_route(f->srv, "GET", "/close-here", close_here, NULL), 0);
@@ -291,10 +295,21 @@ static void test_connections_are_dealt_round_robin(void **state)
 static void test_routes_are_read_only_once_workers_run(void **state)
 {
     h_fixture f;
+    nea_config cfg;
     (void)state;
-    w_start(&f, 2);
+    w_config(&cfg, 2);
+    w_new(&f, &cfg);
+    /* Set before listen: every worker's copy of the route has it. */
+    assert_int_equal(nea_server_route_timeout(f.srv, "GET", "/hold/", 1234), 0);
+    w_listen(&f);
+    for (unsigned i = 0; i < 2; i++) {
+        const nea__router *r = &nea__server_worker(f.srv, i)->router;
+        assert_int_equal(r->routes[2].response_ms, 1234);
+        assert_string_equal(r->routes[2].path, "/hold/");
+    }
     assert_int_equal(nea_server_route(f.srv, "GET", "/late", who, NULL), NEA_ESTATE);
     assert_true(log_has("workers are running"));
+    assert_int_equal(nea_server_route_timeout(f.srv, "GET", "/hold/", 10), NEA_ESTATE);
     assert_int_equal(nea_server_listen(f.srv), NEA_ESTATE);
     w_stop(&f);
 }
@@ -915,7 +930,7 @@ static void test_embedding_servers_on_host_threads_share_an_address(void **state
     assert_int_equal(uv_loop_init(&h.loop), 0);
     cfg.port = f.port;
     assert_int_equal(nea_server_new(&h.loop, &cfg, &h.srv), 0);
-    assert_int_equal(nea_server_route(h.srv, "GET", "/who", who, NULL), 0);
+    assert_int_equal(nea_server_route(h.srv, "GET", "/who", who, h.srv), 0);
     assert_int_equal(nea_server_listen(h.srv), 0);
     assert_int_equal(nea_server_port(h.srv), f.port);
     /* The second server's requests run on its loop: worker_of tells them

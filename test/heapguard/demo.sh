@@ -75,6 +75,10 @@ for round in 1 2; do
     expect 400 /svg --data-binary $'1,x\n'
     expect 200 /stats
     expect 200 /health
+    expect 200 /metrics
+    expect 200 /events/3
+    expect 200 /events/3 -H 'Last-Event-ID: 1'
+    expect 400 /events/x
     expect 404 /nope
 done
 
