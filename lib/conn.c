@@ -89,20 +89,32 @@ static uint64_t phase_due(const nea__conn *c, uint64_t now)
 static void arm(nea__conn *c)
 {
     uint64_t due = phase_due(c, uv_now(c->env->loop));
+    c->due = due;
     if (due == UINT64_MAX) {
         nea__timers_cancel(&c->env->timers, &c->deadline);
-    } else {
-        nea__timers_set(&c->env->timers, &c->deadline, (unsigned)c->state, due);
+        return;
     }
+    /* A request moves through several deadlines, each usually later than
+     * the one before (keep-alive, head, response, write): an entry that
+     * fires no later than the new deadline stays where it is, fires early
+     * once and is moved then (nea__conn_expired). Steady keep-alive
+     * traffic touches no list. */
+    if (c->deadline.linked && c->deadline.due <= due) {
+        return;
+    }
+    nea__timers_set(&c->env->timers, &c->deadline, (unsigned)c->state, due);
 }
 
 /* Every phase change goes through here: admission's lists always match the
- * phase, and the phase's deadline is armed. */
+ * phase (it is told when the slot enters or leaves a phase that has one),
+ * and the phase's deadline is armed. */
 void nea__conn_enter(nea__conn *c, nea__conn_state st)
 {
     nea__conn_state from = c->state;
     c->state = st;
-    c->env->hooks->state(c, from);
+    if (phases[from].list != NEA__LIST_NONE || phases[st].list != NEA__LIST_NONE) {
+        c->env->hooks->state(c, from);
+    }
     arm(c);
 }
 
@@ -117,9 +129,13 @@ void nea__conn_rearm(nea__conn *c)
 void nea__conn_expired(nea__timed *e)
 {
     nea__conn *c = CONN_OF_DEADLINE(e);
-    if (c->state == NEA__C_BODY &&
-        nea__body_rx_due(&c->w->body, c->env->cfg) > uv_now(c->env->loop)) {
-        arm(c); /* the body moved since: its pace gives a later deadline */
+    uint64_t now = uv_now(c->env->loop);
+    if (c->state == NEA__C_BODY) {
+        c->due = phase_due(c, now); /* the body moved since: its pace moved the deadline */
+    }
+    if (now < c->due) {
+        /* Set for an earlier deadline: moved to its phase's list, due then. */
+        nea__timers_set(&c->env->timers, &c->deadline, (unsigned)c->state, c->due);
         return;
     }
     switch (phases[c->state].on_expiry) {

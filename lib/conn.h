@@ -66,7 +66,8 @@ typedef struct nea__conn_env nea__conn_env;
 
 /* What a slot tells its owner (admission.c). */
 typedef struct nea__conn_hooks {
-    /* The slot changed phase (c->state is the new one). */
+    /* The slot entered or left a phase that has an admission list (c->state
+     * is the new one). */
     void (*state)(nea__conn *c, nea__conn_state from);
     /* A head is complete and routed: grant an arena (nea__conn_arena_ready),
      * queue it (nea__conn_wait) or refuse it (nea__conn_respond_error). */
@@ -163,7 +164,8 @@ struct nea__conn {
 
     /* Everything below belongs to one connection: zeroed when a connection
      * is accepted into the slot, so nothing of the previous one survives. */
-    nea__timed deadline; /* the current phase's, on the server's list for it */
+    nea__timed deadline; /* on a deadline list, due no later than the phase's deadline */
+    uint64_t due;        /* loop time the current phase's deadline passes (UINT64_MAX: none) */
     nea__work *w;        /* its working state; NULL while it waits for nothing */
     nea__conn_state state;
     bool reading;    /* uv_read_start is in force */

@@ -149,15 +149,16 @@ static void write_bufs(nea__conn *c, uv_buf_t *bufs, unsigned n)
     int r;
 
     nea__record_out(&c->w->record, bufs, n);
-    nea__conn_enter(c, NEA__C_WRITING);
     if (n == 0 || (may_gather(c) && nea__out_gather(&c->w->out, bufs, n))) {
         write_finished(c, 0); /* the request ends; its bytes wait in the batch */
         return;
     }
     r = nea__out_send(&c->w->out, bufs, n);
-    if (r != 0) {
-        write_finished(c, r > 0 ? 0 : r);
+    if (r == 0) {
+        nea__conn_enter(c, NEA__C_WRITING); /* queued: the write deadline runs */
+        return;
     }
+    write_finished(c, r > 0 ? 0 : r); /* written at once (or failed): no WRITING phase */
 }
 
 /* The Connection line for the current response: closes the connection
@@ -418,7 +419,6 @@ static void begin_head(nea__conn *c)
     c->w->route = NULL;
     c->w->must_close = false;
     c->w->body_unread = false;
-    nea__conn_enter(c, NEA__C_HEAD); /* a deadline: more bytes do not extend it */
 }
 
 /* The route's own limit for a body read in pieces, else the buffered one. */
@@ -486,22 +486,27 @@ static void head_done(nea__conn *c)
     env->hooks->routed(c);
 }
 
-static void process_head(nea__conn *c)
+/* Scans the head buffered so far and acts on it; true when it needs more
+ * bytes (the request may also have been answered, and the slot idle
+ * again, by the time this returns false). */
+static bool process_head(nea__conn *c)
 {
     size_t size = c->env->cfg->read_buffer_size;
     switch (nea__head_scan(&c->w->head, c->w->rbuf, c->w->rlen)) {
     case NEA__HEAD_BAD:
         nea__conn_respond_error(c, NEA__PB_400);
-        break;
+        return false;
     case NEA__HEAD_MORE:
         if (c->w->rlen == size) {
             nea__conn_respond_error(c, c->w->head.line_done ? NEA__PB_431 : NEA__PB_414);
+            return false;
         }
-        break;
+        return true;
     case NEA__HEAD_DONE:
         head_done(c);
-        break;
+        return false;
     }
+    return false;
 }
 
 /* --- the body ------------------------------------------------------------------ */
@@ -618,11 +623,18 @@ static void conn_process(nea__conn *c)
     c->in_process = true;
     for (;;) {
         if (c->state == NEA__C_IDLE && c->w->rpos < c->w->rlen) {
+            /* A head that is already whole (pipelined, or in one read) never
+             * waits: only one that needs more bytes enters HEAD, whose
+             * deadline runs from then (more bytes do not extend it). */
             begin_head(c);
+            if (process_head(c)) {
+                nea__conn_enter(c, NEA__C_HEAD);
+                break;
+            }
+            continue;
         }
         if (c->state == NEA__C_HEAD) {
-            process_head(c);
-            if (c->state == NEA__C_HEAD) {
+            if (process_head(c)) {
                 break; /* needs more bytes */
             }
         } else if (c->state == NEA__C_BODY && c->w->rpos < c->w->rlen &&

@@ -27,12 +27,14 @@ void nea__router_init(nea__router *r, nea__route *table, unsigned cap, size_t he
     r->count = 0;
     r->cap = cap;
     r->head_max = head_max;
+    memset(r->chain, 0, sizeof(r->chain));
 }
 
 void nea__router_copy(nea__router *dst, const nea__router *src)
 {
     memcpy(dst->routes, src->routes, (size_t)src->count * sizeof(*src->routes));
     dst->count = src->count;
+    memcpy(dst->chain, src->chain, sizeof(dst->chain));
 }
 
 /* A method llhttp parses; any other gets 501 before routing. */
@@ -132,6 +134,11 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     rt->flags = flags;
     rt->body_max = UINT64_MAX;
     rt->response_ms = 0;
+    {
+        unsigned char k = len > 1 ? (unsigned char)path[1] : 0;
+        rt->next = r->chain[k];
+        r->chain[k] = r->count; /* 1 + its index */
+    }
     return 0;
 }
 
@@ -151,6 +158,11 @@ static bool path_matches(const nea__route *r, const char *path, size_t len, bool
     if (encoded) {
         size_t raw = nea__url_match(path, len, r->path, r->path_len);
         return raw != SIZE_MAX && (r->prefix || raw == len);
+    }
+    /* Most routes differ from the path in their first byte after '/':
+     * one comparison rules them out before memcmp. */
+    if (r->path_len > 1 && (len < 2 || path[1] != r->path[1])) {
+        return false;
     }
     if (r->prefix) {
         return len >= r->path_len && memcmp(path, r->path, r->path_len) == 0;
@@ -178,9 +190,12 @@ nea__route_result nea__route_find(const nea__router *s, const char *method, size
 {
     const nea__route *best = NULL;
     bool path_known = false, encoded = memchr(path, '%', path_len) != NULL;
+    /* Decoded matching looks at every route; a plain path only at its chain. */
+    unsigned i = encoded ? 1 : s->chain[path_len > 1 ? (unsigned char)path[1] : 0];
 
-    for (unsigned i = 0; i < s->count; i++) {
-        const nea__route *r = &s->routes[i];
+    while (i != 0 && i <= s->count) {
+        const nea__route *r = &s->routes[i - 1];
+        i = encoded ? i + 1 : r->next;
         if (!path_matches(r, path, path_len, encoded)) {
             continue;
         }

@@ -19,6 +19,7 @@ typedef struct nea__route {
     unsigned arena_class; /* its requests take arenas of this class (server.c sets it) */
     uint64_t body_max;    /* NEA_ROUTE_STREAM_BODY: the route's body limit (UINT64_MAX: none) */
     unsigned response_ms; /* its own response_timeout_ms; 0: the config's */
+    unsigned next;        /* 1 + the next route whose path has the same second byte; 0: none */
 } nea__route;
 
 /* The response deadline of a request on route r (NULL: not routed): the
@@ -33,6 +34,10 @@ typedef struct nea__router {
     unsigned count;
     unsigned cap;
     size_t head_max; /* read_buffer_size: the largest head a request can have */
+    /* Routes by the byte after the path's leading '/' (0 for "/"): 1 + the
+     * first route of that chain, 0 when none. A path without '%' is only
+     * compared with the routes of its own chain. */
+    unsigned chain[256];
 } nea__router;
 
 typedef enum { NEA__ROUTE_FOUND, NEA__ROUTE_NO_PATH, NEA__ROUTE_NO_METHOD } nea__route_result;

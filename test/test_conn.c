@@ -440,11 +440,38 @@ static void test_admitted_requests_always_finish(void **state)
     close(w2);
 }
 
+/* Steady keep-alive traffic touches no deadline list: each phase's
+ * deadline is later than the entry's, which stays put (and would fire
+ * early once, then move); the slot's own deadline follows the phase. */
+static void test_requests_leave_the_deadline_entry_in_place(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    nea__conn *c;
+    uint64_t entry, due;
+    int fd = h_connect(f);
+    h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, &r);
+    H_WAIT(f, (c = slot_in(f, NEA__C_IDLE)) != NULL);
+    assert_true(c->deadline.linked);
+    entry = c->deadline.due;
+    due = c->due;
+    h_pump(f, 20, NULL); /* the loop's clock moves on */
+    for (int i = 0; i < 5; i++) {
+        h_expect(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, &r);
+    }
+    H_WAIT(f, c->state == NEA__C_IDLE);
+    assert_int_equal(c->deadline.due, entry); /* not moved */
+    assert_true(c->due > due);                /* the keep-alive deadline moved on */
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_each_phase_has_its_own_deadline, h_test_teardown),
         cmocka_unit_test(test_phase_lists),
+        cmocka_unit_test_setup_teardown(test_requests_leave_the_deadline_entry_in_place,
+                                        h_test_setup, h_test_teardown),
         cmocka_unit_test_teardown(test_route_response_timeout, h_test_teardown),
         cmocka_unit_test_teardown(test_route_timeout_between_pieces, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_lingers_until_the_peer_closes, h_test_setup,

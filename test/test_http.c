@@ -274,6 +274,38 @@ static void test_scanner_refuses_bare_lf_and_del(void **state)
     }
 }
 
+/* The scanner steps over values eight bytes at a time: a control byte at
+ * any place of a long value (every offset within those eight) is still
+ * refused, and every byte from 0x80 up (obs-text) and HTAB still pass. */
+static void test_scanner_finds_a_control_byte_anywhere_in_a_value(void **state)
+{
+    char raw[128];
+    static const unsigned char bad[] = {0x00, 0x01, 0x0b, 0x1f, 0x7f};
+    static const unsigned char good[] = {0x09, 0x20, 0x7e, 0x80, 0x9f, 0xff};
+    const char *pre = "GET / HTTP/1.1\r\nHost: x\r\nX-Long: ";
+    size_t plen = strlen(pre);
+    (void)state;
+    for (size_t at = 0; at < 40; at++) {
+        for (size_t k = 0; k < sizeof(bad) + sizeof(good); k++) {
+            bool is_bad = k < sizeof(bad);
+            unsigned char b = is_bad ? bad[k] : good[k - sizeof(bad)];
+            nea__head h;
+            llhttp_t parser;
+            size_t len;
+            memcpy(raw, pre, plen);
+            memset(raw + plen, 'v', 40);
+            raw[plen + at] = (char)b;
+            memcpy(raw + plen + 40, "\r\n\r\n", 4);
+            len = plen + 44;
+            nea__head_begin(&h, &parser);
+            if ((nea__head_scan(&h, raw, len) == NEA__HEAD_BAD) != is_bad) {
+                fail_msg("byte 0x%02x at value offset %zu: %s", b, at,
+                         is_bad ? "not refused" : "refused");
+            }
+        }
+    }
+}
+
 /* A buffered body may be exactly max bytes, not one more. */
 static void test_body_limit_exact(void **state)
 {
@@ -296,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_tchar_is_rfc9110s_set),
         cmocka_unit_test(test_scanner_refuses_bare_lf_and_del),
         cmocka_unit_test(test_body_limit_exact),
+        cmocka_unit_test(test_scanner_finds_a_control_byte_anywhere_in_a_value),
         cmocka_unit_test(test_te_with_cl_refused_by_libnea),
         cmocka_unit_test(test_head_guard_accepts_and_refuses),
         cmocka_unit_test_setup_teardown(test_te_with_cl_end_to_end, h_test_setup, h_test_teardown),

@@ -272,9 +272,57 @@ static void test_root_is_exact_and_allow_lists_once(void **state)
     assert_string_equal(allow, "Allow: GET, HEAD\r\n");
 }
 
+/* Lookup by the path's second byte (router.c's chains) finds the same
+ * route a scan of every route would: routes sharing that byte, registered
+ * in any order, exact against prefix, the root, a copy of the table (as
+ * workers get), and encoded paths (which do scan every route). */
+static void test_lookup_by_second_byte_matches_a_full_scan(void **state)
+{
+    static nea__route table[16], copy[16];
+    static const char *const paths[] = {"/a/",  "/ab", "/abc/", "/a/b/", "/b",
+                                        "/abc", "/",   "/bb/",  "/a"};
+    static const struct {
+        const char *path;
+        int want; /* index into paths, -1: no route */
+    } cases[] = {
+        {"/", 6},      {"/a", 8},      {"/a/", 0},     {"/a/x", 0},    {"/a/b/c", 3},
+        {"/ab", 1},    {"/abc", 5},    {"/abc/", 2},   {"/abc/d", 2},  {"/abd", -1},
+        {"/b", 4},     {"/bb/x", 7},   {"/c", -1},     {"/%61b", 1},   {"/a%2fb", -1},
+    };
+    nea__router r, w;
+    const nea__route *out;
+    char why[128];
+    (void)state;
+    nea__router_init(&r, table, 16, 4096);
+    nea__router_init(&w, copy, 16, 4096);
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        assert_int_equal(nea__router_add(&r, "GET", paths[i], r_tail, (void *)paths[i], 0, why,
+                                         sizeof(why)),
+                         0);
+    }
+    nea__router_copy(&w, &r);
+    for (int pass = 0; pass < 2; pass++) {
+        const nea__router *t = pass == 0 ? &r : &w;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            nea__route_result res =
+                nea__route_find(t, "GET", 3, cases[i].path, strlen(cases[i].path), &out);
+            if (cases[i].want < 0) {
+                if (res == NEA__ROUTE_FOUND) {
+                    fail_msg("%s: found %s, wanted none", cases[i].path, out->path);
+                }
+            } else if (res != NEA__ROUTE_FOUND ||
+                       strcmp(out->path, paths[cases[i].want]) != 0) {
+                fail_msg("%s: found %s, wanted %s", cases[i].path,
+                         res == NEA__ROUTE_FOUND ? out->path : "none", paths[cases[i].want]);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lookup_by_second_byte_matches_a_full_scan),
         cmocka_unit_test(test_root_is_exact_and_allow_lists_once),
         cmocka_unit_test_teardown(test_route_refusals, h_test_teardown),
         cmocka_unit_test_teardown(test_accepted_routes_are_reachable, h_test_teardown),
