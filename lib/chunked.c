@@ -82,20 +82,6 @@ static bool is_qdtext(unsigned char c)
     return is_ws(c) || (is_vchar_obs(c) && c != '"' && c != '\\');
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 static unsigned char lower(unsigned char c)
 {
     return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
@@ -160,7 +146,7 @@ static const char *frame_byte(nea__chunked *ck, unsigned char c)
     switch (ck->state) {
     case S_SIZE_FIRST:
     case S_SIZE: {
-        int v = hex_value(c);
+        int v = nea__hex_value(c);
         if (v >= 0) {
             /* 16 hex digits are 64 bits: the limit is also the overflow check. */
             if (ck->digits == 16) {

@@ -206,11 +206,6 @@ static bool all_tchars(const char *v, size_t len)
     return len > 0;
 }
 
-static bool is_hex(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 /* RFC 3986 unreserved / sub-delims, plus what the caller allows (":@/?" in
  * a target, ":" in a Host); "%" must start a pct-encoded octet. */
 static bool uri_plain(unsigned char c)
@@ -234,8 +229,8 @@ static bool uri_chars(const char *v, size_t len, const char *also)
         if (uri_plain(c) || (c != '\0' && strchr(also, c) != NULL)) {
             continue;
         }
-        if (c == '%' && i + 2 < len && is_hex((unsigned char)v[i + 1]) &&
-            is_hex((unsigned char)v[i + 2])) {
+        if (c == '%' && i + 2 < len && nea__hex_value((unsigned char)v[i + 1]) >= 0 &&
+            nea__hex_value((unsigned char)v[i + 2]) >= 0) {
             i += 2;
             continue;
         }

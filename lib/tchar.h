@@ -1,7 +1,9 @@
 /*
- * tchar.h - RFC 9110's token characters, the one definition the request
- * head guard (http.c: methods, field names, list elements) and the chunked
- * decoder (chunked.c: extension and trailer names) share.
+ * tchar.h - the byte classes of HTTP's grammar, one definition each:
+ * RFC 9110's token characters, which the request head guard (http.c:
+ * methods, field names, list elements) and the chunked decoder (chunked.c:
+ * extension and trailer names) share, and hex digits (chunk sizes,
+ * percent-encoding in http.c and url.c).
  *
  *   tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
  *           "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
@@ -40,6 +42,21 @@ static inline bool nea__is_tchar(unsigned char c)
     default:
         return false;
     }
+}
+
+/* The value of hex digit c, or -1 when c is none. */
+static inline int nea__hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
 }
 
 #endif /* NEA_TCHAR_H */

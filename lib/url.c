@@ -21,21 +21,9 @@
  */
 #include "url.h"
 
-#include <string.h>
+#include "tchar.h"
 
-static int hex_value(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
+#include <string.h>
 
 /* The value of the escape at p ('%' and two hex digits within left
  * bytes), or -1 when p does not start one. */
@@ -45,8 +33,8 @@ static int escape_at(const char *p, size_t left)
     if (left < 3 || p[0] != '%') {
         return -1;
     }
-    hi = hex_value((unsigned char)p[1]);
-    lo = hex_value((unsigned char)p[2]);
+    hi = nea__hex_value((unsigned char)p[1]);
+    lo = nea__hex_value((unsigned char)p[2]);
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
