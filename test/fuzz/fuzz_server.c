@@ -151,6 +151,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -995,6 +996,17 @@ static void run_loop(uv_run_mode mode, uint64_t due)
     if (last_run_end != 0 && t0 - last_run_end > STALL_MS) {
         stalled = true;
     }
+    if (mode == UV_RUN_ONCE) {
+        /* The wake-up timer bounds the wait: a much longer one (or none)
+         * means the loop lost track of its timers. */
+        int wait = uv_backend_timeout(&loop);
+        if (wait < 0 || (uint64_t)wait > due - t0 + 1000) {
+            fprintf(stderr, "fuzz_server: the loop would wait %d ms, its wake-up is due in %llu\n",
+                    wait, (unsigned long long)(due - t0));
+            dump_server("loop lost its timers");
+            fail("the loop would sleep past its wake-up timer", NULL);
+        }
+    }
     uv_run(&loop, mode);
     last_run_end = now_ms();
     if (last_run_end > due + STALL_MS) {
@@ -1091,6 +1103,7 @@ static void bind_source(int fd, unsigned k)
  * so the window it offers stays that small. */
 static void client_open(client *c, int rcvbuf)
 {
+    int one = 1;
     struct sockaddr_in sin;
     socklen_t len = sizeof(c->local);
     struct pollfd pfd;
@@ -1106,6 +1119,10 @@ static void client_open(client *c, int rcvbuf)
         abort();
     }
     bind_source(fd, (unsigned)(c - clients));
+    /* Every send its own segment, at once: no Nagle wait for the server's
+     * ACK (which it delays while it has nothing to send with it, e.g.
+     * against a client's closed window). */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (rcvbuf > 0) {
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     }

@@ -122,8 +122,8 @@ SEEDS = {
     "head_answered_later": cat(OREQ(0, HEAD_HOST5), LATE, READ(0)),
 
     # A late answer must never reach the client that took the arena over.
-    "late_ref_after_client_left": cat(OREQ(0, HOST30), PUMP(2), CLOSE(0, True), OREQ(1, NEVER), OREQ(2, HOST5), WAIT(36), READALL, LATE),
-    "late_ref_after_504_arena_reused": cat(OREQ(0, HOST30), WAIT(21), REQ(0, HOST5), OREQ(1, NOW), LATE, READALL),
+    "late_ref_after_client_left": cat(OREQ(0, HOST5), PUMP(1), CLOSE(0, True), OREQ(1, NEVER), OREQ(2, NEVER), LATE, WAIT(24), READALL),
+    "late_ref_after_504_arena_reused": cat(OREQ(0, HOST30), AWAIT(0, IDLE), REQ(0, NEVER), OREQ(1, NEVER), LATE, WAIT(24), READALL),
     "work_client_left_midjob": cat(OREQ(0, WORK40), PUMP(2), CLOSE(0, True), OREQ(1, WORK0), OREQ(2, NOW), LATE, LATE, READALL),
     "work_client_left_arena_poisoned": cat(OREQ(0, WORK10), OREQ(1, WORK10), PUMP(1), CLOSE(0, True), CLOSE(1, True), OREQ(2, NOW), OREQ(3, HOST5), LATE, READALL),
     "hold_client_left": cat(OREQ(0, HOLD30), PUMP(2), CLOSE(0, True), OREQ(1, NOW), OREQ(2, HOLD8), LATE, LATE, READALL),
@@ -166,6 +166,9 @@ SEEDS = {
 
     # Expect: 100-continue pipelines: each body followed by the next head with Expect.
     "expect_pipeline_unread": cat(OPENT(0, 0, 0), XPIPE(0, 32, 1), XPIPE(0, 32, 1), READ(0), XPIPE(0, 32, 2), PUMP(4), READ(0), WAIT(9), READ(0)),
+    # ... with the server's flush of gathered answers cut right before the interim answer.
+    "expect_pipeline_unread_batch_cut": cat(OPENT(0, 0, 0), XPIPE(0, 32, 2), XPIPE(0, 32, 2), XPIPE(0, 32, 2), READ(0), XPIPE(0, 32, 2)),
+    "expect_pipeline_unread_batch_cut_sink": cat(OPENT(0, 1, 1), XPIPE(0, 32, 0, True), XPIPE(0, 32, 0, True), XPIPE(0, 32, 0, True), READ(0), XPIPE(0, 32, 0)),
     "expect_pipeline_unread_small": cat(OPENT(0, 0, 0), REQ(0, BULK16K), XPIPE(0, 32, 0), READ(0), XPIPE(0, 32, 0), WAIT(9)),
     "expect_pipeline_sink": cat(OPENT(0, 1, 0), XPIPE(0, 16, 1, True), READ(0), XPIPE(0, 16, 2, True), WAIT(9), READ(0)),
     "expect_pipeline_reading": cat(OPEN(0), XPIPE(0, 32, 3), PUMP(4), READ(0)),
