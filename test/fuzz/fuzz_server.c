@@ -100,7 +100,12 @@
  *   /work/MS/M  nea_req_work: the job (on libuv's thread pool) sleeps MS ms
  *               and writes into its arena memory; done answers;
  *   /hold/MS/M  nea_req_hold, released by a host timer after MS ms (0: at
- *               once, inside the handler) with nea_hold_release.
+ *               once, inside the handler) with nea_hold_release;
+ *   POST /psink a body read in pieces that pauses after each piece
+ *               (nea_body_pause); a host timer resumes it PSINK_MS later
+ *               through a stored reference (nea_body_resume); the end
+ *               answers the id (a paused body counts as idle: pauses
+ *               longer than body_timeout_ms in all are answered 408).
  * M: a answer, o exhaust the arena in the late callback (500), n do not
  * answer (504), e (work) answer in the handler, then run the job anyway.
  * After every op the loop runs a couple of times without waiting.
@@ -126,8 +131,11 @@
  *     line with a valid 3-digit status, bodies framed by Content-Length
  *     (HEAD: announced, not sent; allowed only if the client sent "HEAD"),
  *     nothing after "Connection: close", and every 503 carries Retry-After.
- *     A response may be cut short only where the client stopped reading or
- *     saw a reset;
+ *     A response may be cut short only where the client stopped reading
+ *     (or the server's send buffer of its connection was shrunk: writes
+ *     then wait for the client's delayed ACKs), saw a reset, or the loop
+ *     was held up more than STALL_MS between two runs (a loaded machine: a
+ *     write deadline may pass while the socket is writable);
  *   - every id a client received is one it asked for, in the order it
  *     asked (a late answer never reaches another client);
  *   - a client that sent only whole canned requests (no raw bytes, no head
@@ -135,8 +143,8 @@
  *     an id answers its i-th request; none is 400, 413, 414 or 431, and an
  *     unanswered handler's 500 does not speak of the memory arena (unless
  *     a fault was injected in this input); and when the server ended the
- *     connection with an orderly close (no reset, the client read
- *     throughout), every request was answered, or the last answer said
+ *     connection with an orderly close (no reset, and no cut allowed as
+ *     above), every request was answered, or the last answer said
  *     Connection: close (a half-close is not a cancel).
  *
  * Built two ways: with clang and -fsanitize=fuzzer (test/fuzz/CMakeLists.txt,
@@ -209,11 +217,14 @@ typedef struct client {
     int fd;
     char rx[RX_CAP];
     size_t rx_len;
-    bool eof;      /* the server closed its end (orderly) */
-    bool reset;    /* the connection was reset: what was in flight may be lost */
-    bool shut;     /* we half-closed */
-    bool deaf;     /* stopped reading: only sips at READ, all at the end */
-    bool was_deaf; /* stopped reading at some point: a response may be cut */
+    bool eof;   /* the server closed its end (orderly) */
+    bool reset; /* the connection was reset: what was in flight may be lost */
+    bool shut;  /* we half-closed */
+    bool deaf;  /* stopped reading: only sips at READ, all at the end */
+    /* It stopped reading at some point, or the server's send buffer of its
+     * connection was shrunk (writes then wait for ACKs the client delays):
+     * the write deadline may cut a response short. */
+    bool slowed;
     bool squeeze;  /* the server's send buffer of this connection is still to be set */
     int sndbuf;    /* ... to this */
     bool exact;    /* only whole canned requests were sent */
@@ -256,8 +267,8 @@ static void fail(const char *what, const client *cl)
     if (cl != NULL) {
         fprintf(stderr, "  client %d received %zu bytes%s%s%s: %.*s\n", (int)(cl - clients),
                 cl->rx_len, cl->eof ? ", then EOF" : "", cl->reset ? ", then a reset" : "",
-                cl->was_deaf ? " (stopped reading)" : "",
-                (int)(cl->rx_len < 4096 ? cl->rx_len : 4096), cl->rx);
+                cl->slowed ? " (slowed)" : "", (int)(cl->rx_len < 4096 ? cl->rx_len : 4096),
+                cl->rx);
         fprintf(stderr, "  it sent %u request(s)%s:", cl->nreq, cl->exact ? ", all whole" : "");
         for (unsigned i = 0; i < cl->nreq && i < REQS_KEPT; i++) {
             fprintf(stderr, " %u/id%u", cl->reqs[i].canned, cl->reqs[i].id);
@@ -571,9 +582,10 @@ typedef struct late_mem {
     unsigned id;
 } late_mem;
 
-/* A host timer (/host: a stored reference; /hold: a hold to release). The
- * entry is static, neither tracked nor in the arena; it is free again once
- * its timer fired and its request ended. */
+/* A host timer (/host: a stored reference; /hold: a hold to release;
+ * /psink: a paused body to resume). The entry is static, neither tracked
+ * nor in the arena; it is free again once its timer fired (and is not
+ * armed again) and its request ended. */
 typedef struct late {
     uv_timer_t timer;
     bool busy;
@@ -745,6 +757,72 @@ static void h_hold(nea_req *req, void *d)
         return;
     }
     uv_timer_start(&e->timer, on_late_timer, ms, 0);
+}
+
+/* POST /psink?id=N: a body read in pieces, pausing after each; a host
+ * timer resumes it PSINK_MS later through a stored reference. */
+#define PSINK_MS 1
+
+static void psink_resume(nea_req *req, void *arg)
+{
+    (void)arg;
+    nea_body_resume(req);
+}
+
+static void on_psink_timer(uv_timer_t *t)
+{
+    late *e = t->data;
+    nea_req *r = nea_ref_req(e->ref);
+    e->in_timer = true;
+    e->fired = true;
+    if (r != NULL) {
+        if (e->ended) {
+            fail("nea_ref_req found a request that had ended", NULL);
+        }
+        if (req_id(r) != e->id) {
+            fail("nea_ref_req found another request", NULL);
+        }
+        late_found++;
+        nea_req_run(r, psink_resume, e); /* the next piece may arm the timer again */
+    } else {
+        late_gone++;
+    }
+    e->in_timer = false;
+    late_maybe_free(e);
+}
+
+static void psink_piece(nea_req *req, const char *data, size_t len, void *arg)
+{
+    late *e = arg;
+    (void)len;
+    if (data == NULL) {
+        answer_id(req, e->id);
+        return;
+    }
+    nea_body_pause(req);
+    if (e->fired) {
+        e->fired = false;
+        uv_timer_start(&e->timer, on_psink_timer, PSINK_MS, 0);
+    }
+}
+
+static void h_psink(nea_req *req, void *d)
+{
+    unsigned id = req_id(req);
+    late *e = late_get();
+    (void)d;
+    if (e == NULL) {
+        answer_id(req, id); /* before the body: the connection closes after it */
+        return;
+    }
+    e->id = id;
+    e->fired = true; /* no timer armed */
+    e->ref = nea_req_ref(req);
+    e->end_tracked = nea_req_defer(req, on_late_end, e) == 0;
+    defers_registered += e->end_tracked ? 1u : 0u;
+    if (nea_body_read(req, psink_piece, e) != 0) {
+        answer_id(req, id);
+    }
 }
 
 /* A thread-pool job (/work). The slot is static; the job's memory is in
@@ -967,6 +1045,7 @@ static void setup(void)
         nea_server_route(srv, "GET", "/stream/", h_stream, NULL) != 0 ||
         nea_server_route(srv, "GET", "/drip/", h_drip, NULL) != 0 ||
         nea_server_route_stream(srv, "POST", "/sink", h_sink, NULL, 0, SINK_MAX) != 0 ||
+        nea_server_route_stream(srv, "POST", "/psink", h_psink, NULL, 0, SINK_MAX) != 0 ||
         nea_server_route(srv, "GET", "/host/", h_host, NULL) != 0 ||
         nea_server_route(srv, "GET", "/work/", h_work, NULL) != 0 ||
         nea_server_route(srv, "GET", "/hold/", h_hold, NULL) != 0) {
@@ -1146,7 +1225,7 @@ static void client_open(client *c, int rcvbuf)
     c->fd = fd;
     c->rx_len = 0;
     c->eof = c->reset = c->shut = false;
-    c->deaf = c->was_deaf = c->squeeze = false;
+    c->deaf = c->slowed = c->squeeze = false;
     c->exact = true;
     c->head = false;
     c->roll = 0;
@@ -1256,6 +1335,7 @@ static const int sndbufs[4] = {1, 4096, 8192, 0};
 static void set_squeeze(client *c, unsigned b)
 {
     c->sndbuf = sndbufs[b & 3u];
+    c->slowed = c->slowed || c->sndbuf > 0;
     c->squeeze = c->fd >= 0 && c->sndbuf > 0;
     for (unsigned i = 0; i < 3 && c->squeeze; i++) {
         squeeze(c);
@@ -1367,15 +1447,15 @@ static void check_client(const client *c)
     if (verbose) {
         fprintf(stderr, "fuzz_server: client %d received %zu bytes%s%s%s:\n%.*s\n",
                 (int)(c - clients), c->rx_len, c->eof ? ", then EOF" : "",
-                c->reset ? ", then a reset" : "", c->was_deaf ? " (stopped reading)" : "",
-                (int)c->rx_len, c->rx);
+                c->reset ? ", then a reset" : "", c->slowed ? " (slowed)" : "", (int)c->rx_len,
+                c->rx);
     }
     /* A reset after the server's FIN (our bytes reached its closed socket)
      * shows only here: recv() reports the FIN first. */
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
         err = errno;
     }
-    cut_ok = !c->eof || c->reset || err != 0 || c->rx_len == RX_CAP || c->was_deaf || stalled;
+    cut_ok = !c->eof || c->reset || err != 0 || c->rx_len == RX_CAP || c->slowed || stalled;
     clean = !cut_ok;
     fz_stream st = {c->rx, c->rx_len, cut_ok, true, rx_memo, !c->head};
     if (!fz_responses_valid(&st)) {
@@ -1474,6 +1554,11 @@ static const char *const canned[] = {
     "GET /work/20/a?id=@ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     "HEAD /host/5/a?id=@ HTTP/1.1\r\nHost: a\r\n\r\n",
     "GET /drip/8 HTTP/1.1\r\nHost: a\r\n\r\n",
+    /* 53: bodies paused after every piece, resumed by a host timer */
+    "POST /psink?id=@ HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" CHUNK1 CHUNK1
+        CHUNK1 CHUNK1 "0\r\n\r\n",
+    "POST /psink?id=@ HTTP/1.1\r\nHost: a\r\nContent-Length: 200\r\n\r\n",
+    "POST /psink?id=@ HTTP/1.1\r\nHost: a\r\nContent-Length: 16\r\nExpect: 100-continue\r\n\r\n",
 };
 #define CANNED (sizeof(canned) / sizeof(canned[0]))
 
@@ -1670,7 +1755,7 @@ static const uint8_t *run_extended(unsigned sub, const uint8_t *p, const uint8_t
     case 0: /* OPENT */
         client_close(c, false);
         client_open(c, rcvbufs[b & 3u]);
-        c->deaf = c->was_deaf = true;
+        c->deaf = c->slowed = true;
         set_squeeze(c, b >> 2);
         break;
     case 1: /* SQUEEZE */
@@ -1678,7 +1763,7 @@ static const uint8_t *run_extended(unsigned sub, const uint8_t *p, const uint8_t
         break;
     case 2: /* DEAF */
         c->deaf = !c->deaf;
-        c->was_deaf = true;
+        c->slowed = true;
         break;
     case 3: /* XPIPE */
         send_xpipe(c, b);

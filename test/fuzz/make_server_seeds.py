@@ -19,6 +19,7 @@ WORK0, WORK10, WORK40, WORK_OOM, WORK_EARLY, WORK_SILENT = range(32, 38)
 HOLD0, HOLD8, HOLD30, HOLD_SILENT, HOLD_OOM = range(38, 43)
 BULK16K, BULK4K, STREAM20K = range(43, 46)
 EXPECT_WHOLE, EXPECT_NEXT, CHUNK_FLOOD, HEAD_NEVER, WORK20_CLOSE, HEAD_HOST5, DRIP8 = range(46, 53)
+PSINK_CHUNKED, PSINK200_HEAD, PSINK_EXPECT = range(53, 56)
 
 # Slot phases (lib/conn.h, nea__conn_state), for AWAIT.
 FREE, IDLE, HEAD_PHASE, QUEUED, BODY, HANDLER, STREAM, WRITING, LINGER, CLOSING = range(10)
@@ -121,6 +122,22 @@ SEEDS = {
     "hold_past_deadline": cat(OREQ(0, HOLD30), WAIT(24), READ(0), LATE),
     "head_answered_later": cat(OREQ(0, HEAD_HOST5), LATE, READ(0)),
 
+    # Bodies paused after every piece, resumed by a host timer through a reference.
+    "psink_chunked": cat(OREQ(0, PSINK_CHUNKED), LATE, WAIT(6), READ(0)),
+    "psink_pipelined_half_closed": cat(OPEN(0), PIPE(0, PSINK_CHUNKED), SHUT(0), LATE, LATE, READ(0)),
+    "psink_filled": cat(OREQ(0, PSINK200_HEAD), FILL(0, True), FILL(0, True), PUMP(2), FILL(0, True), SEND(0, b"x" * 8), LATE, READ(0)),
+    "psink_expect": cat(OREQ(0, PSINK_EXPECT), PUMP(4), READ(0), SEND(0, b"0123456789abcdef"), LATE, READ(0)),
+    "psink_reset_while_paused": cat(OREQ(0, PSINK200_HEAD), FILL(0, True), AWAIT(0, BODY), CLOSE(0, True), LATE),
+    "psink_shut_while_paused": cat(OREQ(0, PSINK200_HEAD), FILL(0, True), FILL(0, True), SHUT(0), LATE, READ(0)),
+    "psink_deaf_pipelined": cat(OPENT(0, 0, 0), REQ(0, BULK16K), PIPE(0, PSINK_CHUNKED), LATE, READ(0), LATE, READ(0)),
+
+    # Writes that fail: the server stopped reading (its read buffer full behind a
+    # pending handler), the client resets, the late answer meets the reset.
+    "late_answer_meets_reset": cat(OPEN(0), REQ(0, HOST5), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), CLOSE(0, True), LATE),
+    "work_done_meets_reset": cat(OPEN(0), REQ(0, WORK10), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), PIPE(0, NOW), CLOSE(0, True), LATE),
+    "drained_batch_then_eof": cat(OPENT(0, 0, 0), REQ(0, BULK4K), SEND(0, b"GET /now HTTP/1.1\r\nHost: a\r\n\r\n" * 8), SEND(0, b"GET /now HTTP/1.1\r\nHost: a\r\n\r\n" * 8), PUMP(2), SHUT(0), READ(0), PUMP(4), READ(0), PUMP(4), READ(0), PUMP(4), READ(0), WAIT(9), READ(0)),
+    "batch_cut_before_response": cat(OPENT(0, 0, 0), SEND(0, b"GET /now HTTP/1.1\r\nHost: a\r\n\r\n" * 6 + b"GET /bulk/4000 HTTP/1.1\r\nHost: a\r\n\r\n"), PUMP(2), SEND(0, b"GET /now HTTP/1.1\r\nHost: a\r\n\r\n" * 6 + b"GET /bulk/4000 HTTP/1.1\r\nHost: a\r\n\r\n"), PUMP(2), READ(0), PUMP(2), SEND(0, b"GET /now HTTP/1.1\r\nHost: a\r\n\r\n" * 6 + b"GET /bulk/4000 HTTP/1.1\r\nHost: a\r\n\r\n"), PUMP(2), READ(0), WAIT(9), READ(0)),
+
     # A late answer must never reach the client that took the arena over.
     "late_ref_after_client_left": cat(OREQ(0, HOST5), PUMP(1), CLOSE(0, True), OREQ(1, NEVER), OREQ(2, NEVER), LATE, WAIT(24), READALL),
     "late_ref_after_504_arena_reused": cat(OREQ(0, HOST30), AWAIT(0, IDLE), REQ(0, NEVER), OREQ(1, NEVER), LATE, WAIT(24), READALL),
@@ -162,6 +179,7 @@ SEEDS = {
     "deaf_reads_a_little": cat(OPENT(0, 1, 0), PIPE(0, BULK4K), READ(0), PUMP(4), READ(0), PUMP(4), READ(0), WAIT(9), READ(0)),
     "deaf_after_answers": cat(OREQ(0, NOW), DEAF(0), PIPE(0, BULK16K), PIPE(0, STREAM20K), WAIT(12), DEAF(0), PUMP(4)),
     "deaf_late_answers": cat(OPENT(0, 0, 0), REQ(0, BULK16K), REQ(0, HOST5), REQ(0, WORK0), REQ(0, HOLD8), LATE, READ(0), WAIT(9), READ(0)),
+    "squeezed_reading_client": cat(OPEN(0), SQUEEZE(0, 0), PIPE(0, BULK4K), PUMP(4), READ(0), WAIT(9), READ(0), PIPE(0, BULK4K), PUMP(4), READ(0), WAIT(9), READ(0)),
     "squeezed_pipeline": cat(OPEN(0), SQUEEZE(0, 0), DEAF(0), PIPE(0, BIG900), PIPE(0, BULK4K), PUMP(4), READ(0), WAIT(9), READ(0)),
 
     # Expect: 100-continue pipelines: each body followed by the next head with Expect.
