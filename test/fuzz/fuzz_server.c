@@ -19,6 +19,12 @@
  * every input from 127.64.0.0/16 with kernel-chosen ports (a pair of
  * addresses comes back only after 30000 inputs, long after the server's
  * TIME_WAIT entries for it expired: no fixed ports, no stalled handshakes).
+ * Clients set TCP_NODELAY, so every send leaves as its own segment at once
+ * (with Nagle, a segment waits for the server's ACK, which the server
+ * delays while it has nothing to send: 40 ms stalls, and pipelined pieces
+ * merged). The server's memory of an address refused a slot is cleared
+ * between inputs (it would make the next input's addresses over their
+ * share).
  *
  * Two kinds of client. An ordinary client reads everything it is sent
  * after every op (so the server's writes never block on it). A deaf client
@@ -120,6 +126,8 @@
  *     request, no protected frame, the idle, wait and linger lists empty,
  *     no connection pending acceptance, no reject handle in use;
  *   - every defer a handler registered ran exactly once;
+ *   - before every wait, the loop's timeout is bounded by the harness's
+ *     wake-up timer (a loop that would sleep longer lost a timer);
  *   - late answers: every job's done was called exactly once, after its
  *     work, before its request ended, with the arena memory it was given
  *     intact, and with NULL exactly when nea_ref_req says the request is
@@ -146,6 +154,21 @@
  *     connection with an orderly close (no reset, and no cut allowed as
  *     above), every request was answered, or the last answer said
  *     Connection: close (a half-close is not a cancel).
+ *
+ * Seeds (corpus_server/, written by make_server_seeds.py, each named for
+ * what it reaches or reproduces): every op and route; a SHUT and a reset
+ * in every phase of a request's life (shut_* and reset_*: mid-head,
+ * mid-body, queued, handler pending, streaming, writing, lingering);
+ * half-closed clients whose complete requests must still be answered
+ * (half_close_*: asynchronous, queued for an arena, streamed, thread-pool
+ * work, holds); late answers after the client left or the arena was taken
+ * over (late_ref_*, work_client_left_*, hold_client_left); Expect:
+ * 100-continue pipelines against a client that does not read
+ * (expect_pipeline_unread*: the interim answer must never be queued while
+ * the gathered batch is); a refusal on a fresh connection in a slot whose
+ * last request was a HEAD (fresh_conn_refusal_after_head); chunked uploads
+ * of many small chunks (chunked_many_chunks*); an unanswered handler's 500
+ * (forget_500).
  *
  * Built two ways: with clang and -fsanitize=fuzzer (test/fuzz/CMakeLists.txt,
  * target fuzz_server), and with any compiler together with replay.c (target
