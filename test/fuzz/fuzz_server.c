@@ -836,11 +836,18 @@ static void h_psink(nea_req *req, void *d)
         answer_id(req, id); /* before the body: the connection closes after it */
         return;
     }
+    e->mode = 'p';
     e->id = id;
     e->fired = true; /* no timer armed */
     e->ref = nea_req_ref(req);
+    /* Its pieces name the entry until the request ends: it must know when. */
     e->end_tracked = nea_req_defer(req, on_late_end, e) == 0;
-    defers_registered += e->end_tracked ? 1u : 0u;
+    if (!e->end_tracked) {
+        late_maybe_free(e);
+        answer_id(req, id);
+        return;
+    }
+    defers_registered++;
     if (nea_body_read(req, psink_piece, e) != 0) {
         answer_id(req, id);
     }
@@ -958,6 +965,29 @@ static unsigned jobs_busy(void)
         n += jobs[i].busy ? 1u : 0u;
     }
     return n;
+}
+
+/* The host timers and jobs still pending, for a report. */
+static void dump_late(void)
+{
+    for (unsigned i = 0; i < LATES; i++) {
+        const late *e = &lates[i];
+        if (e->busy) {
+            fprintf(stderr,
+                    "  host timer %u: id %u mode %c hold %d fired %d in_timer %d ended %d "
+                    "tracked %d active %d\n",
+                    i, e->id, e->mode, (int)e->is_hold, (int)e->fired, (int)e->in_timer,
+                    (int)e->ended, (int)e->end_tracked,
+                    uv_is_active((const uv_handle_t *)&e->timer));
+        }
+    }
+    for (unsigned i = 0; i < JOBS; i++) {
+        const job *j = &jobs[i];
+        if (j->busy) {
+            fprintf(stderr, "  job %u: id %u mode %c done %d ended %d tracked %d\n", i, j->id,
+                    j->mode, (int)j->done, (int)j->ended, (int)j->end_tracked);
+        }
+    }
 }
 
 /* GET /work/MS/M?id=N: a job on the thread pool; done answers. */
@@ -1700,6 +1730,7 @@ static bool wait_until(bool (*cond)(void), const char *what)
         pump_wait(1, cond);
         if (!reported && now_ms() - start > SLOW_MS) {
             dump_server(what);
+            dump_late();
             reported = true;
         }
     }
