@@ -436,7 +436,7 @@ static void check_responses(void)
     if (rx_len == RX_CAP) {
         rx_eof = false; /* cut by our buffer: judge only what fits */
     }
-    fz_stream st = {rx, rx_len, !rx_eof || rx_cut_ok, false, rx_memo};
+    fz_stream st = {rx, rx_len, !rx_eof || rx_cut_ok, false, rx_memo, false};
     if (!fz_responses_valid(&st)) {
         fail("the client received something that is not a sequence of HTTP/1.1 responses");
     }
