@@ -92,7 +92,8 @@ extern "C" {
     XX(ERESPONDED, -30009, "request already has a response")                                       \
     XX(EROUTE_DUP, -30010, "a route with this method and path is already registered")              \
     XX(EROUTE_METHOD, -30011, "route method is not one libnea can route")                          \
-    XX(EROUTE_PATH, -30012, "route path can never match a request")
+    XX(EROUTE_PATH, -30012, "route path can never match a request")                                \
+    XX(ESUCCESSOR, -30013, "the successor process ended or gave up before it listened")
 
 enum {
 #define NEA__ERRNO_ENUM(name, value, text) NEA_##name = (value),
@@ -136,6 +137,47 @@ typedef struct nea_arena_class {
 } nea_arena_class;
 
 /*
+ * Listening sockets a process was handed by the one that started it:
+ * systemd's socket activation, or the predecessor of an upgrade
+ * (nea_server_upgrade). nea_listen_fds_from_env fills one; point
+ * nea_config.inherit at it and nea_server_listen serves on these sockets
+ * instead of binding: the connections already waiting in their queues,
+ * and every later one, are served. From nea_server_listen on, libnea owns
+ * the descriptors (it closes them with the server, or at once on an
+ * error).
+ */
+#define NEA_LISTEN_FDS_MAX 64
+
+typedef struct nea_listen_fds {
+    /* Listening stream sockets (TCP or Unix domain) for HTTP: worker i
+     * serves on http[i]. Workers beyond http_count join the first one's
+     * SO_REUSEPORT group when it has SO_REUSEPORT set (TCP), else share it.
+     * More sockets than workers is an error (UV_EINVAL from
+     * nea_server_listen): an upgrade may keep or raise the number of
+     * workers, not lower it. */
+    int http[NEA_LISTEN_FDS_MAX];
+    unsigned http_count;
+    int agent; /* the agent's listening socket (used when agent_port >= 0), or -1 */
+    int ready; /* once nea_server_listen succeeded, libnea writes one byte here and closes
+                  it (a predecessor waits for it before it stops accepting); closed
+                  without a byte when listening failed. -1 = none */
+} nea_listen_fds;
+
+/*
+ * Fills *out from the environment: LISTEN_PID and LISTEN_FDS (systemd's
+ * protocol: LISTEN_FDS sockets from descriptor 3 on, for the process whose
+ * pid is LISTEN_PID) with LISTEN_FDNAMES, where a socket named "nea-agent"
+ * is the agent's and every other one is for HTTP; and NEA_READY_FD (set by
+ * nea_server_upgrade). The variables are removed from the environment (so
+ * child processes do not take them for theirs) and the descriptors marked
+ * close-on-exec. Returns the number of HTTP sockets (0: nothing was handed
+ * over, *out is empty: http_count 0, agent and ready -1), or UV_EINVAL
+ * when the variables are malformed or name more than NEA_LISTEN_FDS_MAX
+ * sockets (*out is then empty too).
+ */
+int nea_listen_fds_from_env(nea_listen_fds *out);
+
+/*
  * Server configuration. Fill with nea_config_init, change what you need,
  * pass to nea_server_new, which copies it (the struct and the strings it
  * points to need not outlive the call). Units are in the names or comments.
@@ -144,6 +186,21 @@ typedef struct nea_config {
     const char *host; /* listen address, IPv4 or IPv6 literal. Default "127.0.0.1" */
     int port;         /* 0 picks a free port (see nea_server_port). Default 8080 */
     int backlog;      /* listen(2) backlog. Default 511 */
+    /* Listen on this Unix domain socket path instead of host:port (at most
+     * 107 bytes; "@name" is Linux's abstract namespace, no file). A socket
+     * file left by a process that is gone is replaced; a path a live
+     * process serves is UV_EADDRINUSE from nea_server_listen, one too long
+     * UV_ENAMETOOLONG from nea_server_new. The file is removed when the
+     * server closes, unless it was handed to a successor
+     * (nea_server_upgrade). Workers share the one socket (Unix domain
+     * sockets have no SO_REUSEPORT groups). Peers have no IP address:
+     * fair_share_pct does not apply, nea_req_peer returns UV_ENOTCONN.
+     * NULL = TCP. Default NULL */
+    const char *unix_path;
+    /* Sockets handed over by the parent process (see nea_listen_fds),
+     * served instead of host:port or unix_path. Copied by nea_server_new.
+     * NULL = bind. Default NULL */
+    const nea_listen_fds *inherit;
 
     size_t memory_limit;      /* bytes; the reservation may not exceed it. Default 64 MiB */
     size_t arena_size;        /* bytes per in-flight request. Default 64 KiB */
@@ -443,8 +500,38 @@ int nea_server_route_stream(nea_server *s, const char *method, const char *path,
  * workers' threads start; from then on nea_server_route returns NEA_ESTATE. */
 int nea_server_listen(nea_server *s);
 
-/* The bound port (useful after port 0), or -1 when not listening. */
+/* The bound port (useful after port 0), or -1 when not listening or not on
+ * TCP (a Unix domain socket). */
 int nea_server_port(const nea_server *s);
+
+/*
+ * A zero-downtime upgrade, the way nginx's binary upgrade does it: starts
+ * argv[0] (a path; no PATH search) with argv, this process's environment,
+ * and the server's listening sockets (one per worker, then the agent's)
+ * handed over as systemd's socket activation hands them (descriptors 3 on,
+ * LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES), plus NEA_READY_FD. The new
+ * program takes them with nea_listen_fds_from_env (nea_config.inherit) and, once
+ * its nea_server_listen succeeded, says so on NEA_READY_FD. Until then
+ * both processes accept on the same sockets, so nothing is refused while
+ * the successor starts. Then cb(s, 0, data) runs on s's loop, and the
+ * host closes this server (nea_server_close): with a successor serving,
+ * the close skips the drain's announcement (drain_delay_ms; the agent's
+ * listening socket is now the successor's and stays quiet here), stops
+ * accepting at once, answers the next request on each idle keep-alive
+ * connection with Connection: close instead of closing it under the
+ * client, and leaves a Unix socket's file in place. If the successor ends
+ * or closes NEA_READY_FD without listening, cb(s, NEA_ESUCCESSOR, data)
+ * runs and this server goes on as before (the failure is logged).
+ * Call it on the thread of the loop given to nea_server_new, while
+ * listening. Returns 0 (cb will run exactly once, unless the server is
+ * closed first), NEA_ESTATE (not listening, closing, or an upgrade already
+ * under way), UV_EINVAL (argv empty), or a UV_E* error from pipe or fork
+ * (cb is then never called). Starting the successor allocates and forks:
+ * do it from a signal handler of the loop (SIGUSR2 is customary), not per
+ * request.
+ */
+int nea_server_upgrade(nea_server *s, char *const argv[],
+                       void (*cb)(nea_server *s, int status, void *data), void *data);
 
 /* The bound agent port, or -1 when there is no agent or it is not listening. */
 int nea_server_agent_port(const nea_server *s);
@@ -1013,6 +1100,8 @@ int nea_server_add_route(nea_server *s, const nea_route *route);
  * Owns a loop: creates a server from cfg, registers routes[0..n), listens,
  * prints nothing (ready_cb, if not NULL, is called once listening), runs
  * until SIGINT or SIGTERM, drains gracefully and returns 0, or an error.
+ * It also returns once the host closed the server itself (nea_server_close
+ * from a handler or a callback on the loop, e.g. after nea_server_upgrade).
  */
 int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
             void (*ready_cb)(nea_server *s, void *data), void *data);

@@ -551,10 +551,10 @@ void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *poo
     }
 }
 
-void nea__admission_drain(nea__admission *adm)
+void nea__admission_drain(nea__admission *adm, bool keep_idle)
 {
     adm->stopped = true;
-    for (unsigned i = 0; i < adm->count; i++) {
+    for (unsigned i = 0; i < adm->count && !keep_idle; i++) {
         nea__conn *c = nea__admission_slot(adm, i);
         if (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD) {
             nea__conn_close(c);

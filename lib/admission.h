@@ -80,8 +80,10 @@ void nea__admission_on_connection(nea__admission *adm, uv_stream_t *listener);
  * Returns 0, UV_EBUSY (no free slot) or the accept error. */
 int nea__admission_adopt(nea__admission *adm, uv_os_sock_t fd);
 /* Drain: accept no more, close idle connections and those receiving a
- * head. Queued heads keep their place; in-flight requests carry on. */
-void nea__admission_drain(nea__admission *adm);
+ * head (unless keep_idle: a successor serves the address, so each is
+ * answered once more, with Connection: close, or closes at its keep-alive
+ * deadline). Queued heads keep their place; in-flight requests carry on. */
+void nea__admission_drain(nea__admission *adm, bool keep_idle);
 /* Slots holding a request or a connection on its way to one (idle
  * keep-alive and lingering slots give way to newcomers, so they count as
  * free). O(max_connections). */

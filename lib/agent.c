@@ -200,8 +200,8 @@ static void on_sample_closed(uv_handle_t *h)
     maybe_closed(a);
 }
 
-int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, const char *host,
-                     int port, nea_stats *stats, unsigned *handles_open,
+int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg,
+                     const nea__listen_on *on, nea_stats *stats, unsigned *handles_open,
                      void (*read)(void *data, nea__capacity *out), void (*closed)(void *data),
                      void *data)
 {
@@ -211,8 +211,8 @@ int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, cons
     a->closed = closed;
     a->data = data;
     a->free_avg = 0; /* slow start: see the top of this file */
-    rc = nea__listener_start(&a->listener, loop, cfg, host, port, false, stats, handles_open, NULL,
-                             on_connection, on_listener_closed, a);
+    rc = nea__listener_start(&a->listener, loop, cfg, on, stats, handles_open, NULL, on_connection,
+                             on_listener_closed, a);
     if (rc == 0) {
         uv_timer_init(loop, &a->sample);
         a->sample.data = a;

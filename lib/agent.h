@@ -66,11 +66,12 @@ struct nea__agent {
     void *data;
 };
 
-/* Listens on host:port and answers every connection with the line for the
- * capacity read() returns at that moment. Returns 0 or a UV_E* error
- * (logged; closed() is then called once the listener handle has closed). */
-int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, const char *host,
-                     int port, nea_stats *stats, unsigned *handles_open,
+/* Listens where on says (host:port, or an inherited socket) and answers
+ * every connection with the line for the capacity read() returns at that
+ * moment. Returns 0 or a UV_E* error (logged; closed() is then called once
+ * the listener handle has closed). */
+int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg,
+                     const nea__listen_on *on, nea_stats *stats, unsigned *handles_open,
                      void (*read)(void *data, nea__capacity *out), void (*closed)(void *data),
                      void *data);
 /* True while any of its handles is open. */

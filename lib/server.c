@@ -37,9 +37,10 @@
  */
 #include "server.h"
 
-#include "balance.h"
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -126,11 +127,16 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     s->cfg.host = s->host;
     strcpy(s->agent_host, cfg->agent_host != NULL ? cfg->agent_host : cfg->host);
     s->cfg.agent_host = s->agent_host;
+    strcpy(s->unix_path, cfg->unix_path != NULL ? cfg->unix_path : "");
+    s->cfg.unix_path = cfg->unix_path != NULL ? s->unix_path : NULL;
+    s->cfg.inherit = NULL; /* worker 0 keeps the copy: s->inherit */
+    s->inherit.agent = s->inherit.ready = -1;
     s->plan = *plan;
     s->loop = loop;
     s->index = index;
     s->group = group;
-    s->balance_map = -1;
+    s->flags_map = -1;
+    s->balance.flags_map = s->balance.socks_map = -1;
     nea__router_init(&s->router, (nea__route *)(base + layout->routes_off), cfg->max_routes,
                      cfg->read_buffer_size);
     nea__metrics_init(&s->metrics, base + layout->metrics_off, cfg->max_routes);
@@ -187,6 +193,11 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
         nea__log(cfg, NEA_LOG_ERROR, "config refused: %s", err);
         return rc;
     }
+    if (cfg->unix_path != NULL && strlen(cfg->unix_path) >= NEA__UNIX_PATH_MAX) {
+        nea__log(cfg, NEA_LOG_ERROR, "config refused: unix_path is %zu bytes, at most %d fit",
+                 strlen(cfg->unix_path), NEA__UNIX_PATH_MAX - 1);
+        return UV_ENAMETOOLONG;
+    }
     nea__plan_layout(cfg, &sizes, &plan, &layout);
 #ifdef NEA_FAULT_INJECTION
     fault = nea__fault_next_server();
@@ -220,6 +231,9 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     for (i = 0; i < plan.workers; i++) {
         nea_server *w = (nea_server *)(region.base + (size_t)i * plan.worker_bytes);
         server_init(w, s, i, i == 0 ? loop : &w->worker.loop, cfg, &plan, &layout);
+    }
+    if (cfg->inherit != NULL) {
+        s->inherit = *cfg->inherit;
     }
     if (plan.workers > 1) {
         s->owner = uv_thread_self();
@@ -301,7 +315,7 @@ const nea_plan *nea_server_plan(const nea_server *s)
 
 int nea_server_port(const nea_server *s)
 {
-    return s->listener.listening ? s->listener.port : -1;
+    return s->listener.listening && s->listener.family != AF_UNIX ? s->listener.port : -1;
 }
 
 static void own_stats(const nea_server *s, nea_stats *out)
@@ -447,10 +461,9 @@ size_t nea_server_metrics_text(const nea_server *s, char *buf, size_t cap)
 static void report_full(nea_server *s)
 {
     bool full = s->admission.free_conns == NULL;
-    int map = s->group->balance_map;
-    if (map >= 0 && full != s->reported_full) {
+    if (s->flags_map >= 0 && full != s->reported_full) {
         s->reported_full = full;
-        nea__balance_set_full(map, s->index, full);
+        nea__balance_set_full(s->flags_map, s->index, full);
     }
 }
 
@@ -486,8 +499,8 @@ static void add_capacity(void *data, const nea_server *w, const nea_stats *st)
     out->arenas_free += free > reserved ? free - reserved : 0;
     out->queued += st->queue_length;
     out->slots += w->admission.count;
-    out->slots_busy += w->index == 0 ? nea__admission_slots_busy(&w->admission)
-                                     : st->connections_open;
+    out->slots_busy +=
+        w->index == 0 ? nea__admission_slots_busy(&w->admission) : st->connections_open;
     out->shedding = out->shedding || st->shedding > 0;
 }
 
@@ -501,36 +514,175 @@ static void read_capacity(void *data, nea__capacity *out)
     out->draining = s->closing;
 }
 
-static int listen_one(nea_server *s, int port)
+/* What worker w listens on (g: worker 0, already listening when w is
+ * another). Inherited sockets go one per worker; a worker beyond them
+ * joins the first one's reuseport group when it has one, else shares it,
+ * as every worker shares a Unix domain socket. A TCP address is bound by
+ * every worker, with SO_REUSEPORT when more than one socket shares it. */
+static int listen_spec(nea_server *g, nea_server *w, nea__listen_on *on,
+                       struct sockaddr_storage *addr)
 {
-    return nea__listener_start(&s->listener, s->loop, &s->cfg, s->cfg.host, port,
-                               s->cfg.reuse_port || s->plan.workers > 1, &s->stats,
-                               &s->env.handles_open, &s->fault, on_connection, maybe_finish_close,
-                               s);
+    int first = nea__listener_fd(&g->listener);
+    memset(on, 0, sizeof(*on));
+    on->fd = -1;
+    w->own_socket = true;
+    if (g->inherit.http_count > 0 && w->index < g->inherit.http_count) {
+        on->fd = g->inherit.http[w->index];
+        g->inherit.http[w->index] = -1; /* the listener owns it now */
+    } else if (g->inherit.http_count > 0 && g->listener.family != AF_UNIX &&
+               nea__listener_fd_reuseport(first)) {
+        socklen_t len = sizeof(*addr);
+        if (getsockname(first, (struct sockaddr *)addr, &len) != 0) {
+            return -errno;
+        }
+        on->addr = addr;
+        on->shared = true;
+    } else if (w->index > 0 && (g->inherit.http_count > 0 || g->cfg.unix_path != NULL)) {
+        on->fd = fcntl(first, F_DUPFD_CLOEXEC, 3);
+        w->own_socket = false;
+        if (on->fd < 0) {
+            return -errno;
+        }
+    } else if (g->cfg.unix_path != NULL) {
+        on->path = g->cfg.unix_path;
+    } else {
+        on->host = g->cfg.host;
+        on->port = w->index == 0 ? g->cfg.port : g->listener.port;
+        on->shared = g->cfg.reuse_port || g->plan.workers > 1;
+    }
+    return 0;
 }
 
-/* Deals connections round-robin over the workers' sockets when the kernel
- * lets libnea load the program (balance.c); logs which way it went. */
+static int listen_one(nea_server *w)
+{
+    nea__listen_on on;
+    struct sockaddr_storage addr;
+    int rc = listen_spec(w->group, w, &on, &addr);
+    if (rc != 0) {
+        nea__log(&w->cfg, NEA_LOG_ERROR, "cannot listen on worker %u: %s", w->index,
+                 uv_strerror(rc));
+        return rc;
+    }
+    return nea__listener_start(&w->listener, w->loop, &w->cfg, &on, &w->stats, &w->env.handles_open,
+                               &w->fault, on_connection, maybe_finish_close, w);
+}
+
+/* Inherited descriptors nobody took (an error stopped the listen). */
+static void close_inherited(nea_server *s)
+{
+    for (unsigned i = 0; i < s->inherit.http_count; i++) {
+        if (s->inherit.http[i] >= 0) {
+            close(s->inherit.http[i]);
+            s->inherit.http[i] = -1;
+        }
+    }
+    if (s->inherit.agent >= 0) {
+        close(s->inherit.agent);
+        s->inherit.agent = -1;
+    }
+}
+
+/* Every worker's listening socket, in worker order (s: worker 0). */
+static unsigned worker_fds(const nea_server *s, int *fds)
+{
+    for (unsigned i = 0; i < s->plan.workers; i++) {
+        fds[i] = nea__listener_fd(&nea__server_worker(s, i)->listener);
+    }
+    return s->plan.workers;
+}
+
+/* Deals connections round-robin while the reuseport group holds this
+ * server's sockets alone; leaves them to the kernel's hash while another
+ * server or process shares the address (balance.c). Logs every change. */
+static void rebalance(nea_server *s)
+{
+    int fds[1024], rc;
+    unsigned n = worker_fds(s, fds);
+    int alone = nea__balance_alone(fds, n);
+
+    if (alone == 1 && !s->balance.attached) {
+        rc = nea__balance_attach(&s->balance, fds[0]);
+        if (rc == 0) {
+            nea__log(&s->cfg, NEA_LOG_INFO,
+                     "%u workers: new connections dealt round-robin, past workers with no free "
+                     "slot",
+                     n);
+        } else {
+            nea__log(&s->cfg, NEA_LOG_INFO,
+                     "%u workers: new connections spread by the kernel's reuseport hash (the "
+                     "round-robin program could not be attached: %s)",
+                     n, uv_strerror(rc));
+        }
+    } else if (alone != 1 && (s->balance.attached || !s->balance_check_open)) {
+        (void)nea__balance_detach(&s->balance, fds[0]);
+        nea__log(&s->cfg, NEA_LOG_INFO,
+                 "%u workers: new connections spread by the kernel's reuseport hash (%s)", n,
+                 alone == 0 ? "another server or process listens on the same address"
+                            : "cannot tell who else listens on the address");
+    }
+}
+
+static void on_balance_check(uv_timer_t *t)
+{
+    rebalance(t->data);
+}
+
+static void on_balance_check_closed(uv_handle_t *h)
+{
+    nea_server *s = h->data;
+    s->balance_check_open = false;
+    s->env.handles_open--;
+    maybe_finish_close(s);
+}
+
+/* With workers on one TCP address, each with a socket of its own: the
+ * round-robin program's maps, then the first look at the group. Without
+ * CAP_BPF (or with a shared socket) the kernel spreads connections. */
 static void balance(nea_server *s)
 {
-    uv_os_fd_t fd;
-    int rc = uv_fileno((uv_handle_t *)&s->listener.tcp, &fd);
-    if (rc == 0) {
-        rc = nea__fault_hit(&s->fault, NEA__FAULT_BALANCE)
-                 ? UV_EPERM
-                 : nea__balance_attach(fd, s->plan.workers);
+    int fds[1024], rc;
+    unsigned n = worker_fds(s, fds);
+
+    for (unsigned i = 0; i < n; i++) {
+        if (!nea__server_worker(s, i)->own_socket || s->listener.family == AF_UNIX) {
+            nea__log(&s->cfg, NEA_LOG_INFO,
+                     "%u workers share one listening socket: each accepts when it can", n);
+            return;
+        }
     }
-    s->balanced = rc >= 0;
-    s->balance_map = rc >= 0 ? rc : -1;
-    if (s->balanced) {
-        nea__log(&s->cfg, NEA_LOG_INFO,
-                 "%u workers: new connections dealt round-robin, past workers with no free slot",
-                 s->plan.workers);
-    } else {
+    rc = nea__fault_hit(&s->fault, NEA__FAULT_BALANCE) ? UV_EPERM
+                                                       : nea__balance_init(&s->balance, fds, n);
+    if (rc != 0) {
         nea__log(&s->cfg, NEA_LOG_INFO,
                  "%u workers: new connections spread by the kernel's reuseport hash (the "
                  "round-robin program could not be loaded: %s)",
-                 s->plan.workers, uv_strerror(rc));
+                 n, uv_strerror(rc));
+        return;
+    }
+    s->balance_ready = true;
+    for (unsigned i = 0; i < n; i++) {
+        nea__server_worker(s, i)->flags_map = s->balance.flags_map;
+    }
+    rebalance(s);
+    uv_timer_init(s->loop, &s->balance_check);
+    s->balance_check.data = s;
+    s->balance_check_open = true;
+    s->env.handles_open++;
+    uv_timer_start(&s->balance_check, on_balance_check, NEA__BALANCE_CHECK_MS,
+                   NEA__BALANCE_CHECK_MS);
+    uv_unref((uv_handle_t *)&s->balance_check); /* never keeps the loop alive */
+}
+
+/* A single socket joining a group others hold (reuse_port): whatever
+ * program they attached would never select it; the kernel's hash will. */
+static void join_group(nea_server *s)
+{
+    int fd = nea__listener_fd(&s->listener);
+    if (s->listener.family != AF_UNIX && nea__balance_alone(&fd, 1) == 0 &&
+        nea__balance_detach(NULL, fd) == 0) {
+        nea__log(&s->cfg, NEA_LOG_INFO,
+                 "another server or process listens on the same address: its round-robin "
+                 "program is detached, the kernel's reuseport hash spreads connections");
     }
 }
 
@@ -549,7 +701,7 @@ static int start_workers(nea_server *s)
             const nea_route_stats *m = &s->metrics.routes[r];
             nea__metrics_route_added(&w->metrics, m->method, m->path, m->arena_class);
         }
-        rc = listen_one(w, s->listener.port);
+        rc = listen_one(w);
     }
     if (rc == 0) {
         balance(s);
@@ -572,24 +724,104 @@ static int start_workers(nea_server *s)
     return rc;
 }
 
+static int start_agent(nea_server *s)
+{
+    nea__listen_on on;
+    memset(&on, 0, sizeof(on));
+    on.host = s->cfg.agent_host;
+    on.port = s->cfg.agent_port;
+    on.fd = s->inherit.agent;
+    s->inherit.agent = -1; /* the agent's listener owns it now */
+    return nea__agent_start(&s->agent, s->loop, &s->cfg, &on, &s->stats, &s->env.handles_open,
+                            read_capacity, maybe_finish_close, s);
+}
+
 int nea_server_listen(nea_server *s)
 {
-    int rc;
+    int rc = 0;
     if (s->listener.open || s->closing || s->started) {
         return NEA_ESTATE;
     }
-    rc = listen_one(s, s->cfg.port);
+    if (s->inherit.http_count > s->plan.workers) {
+        nea__log(&s->cfg, NEA_LOG_ERROR,
+                 "cannot listen: %u inherited listening sockets for %u workers (each needs one "
+                 "worker to serve it)",
+                 s->inherit.http_count, s->plan.workers);
+        rc = UV_EINVAL;
+    }
+    if (rc == 0) {
+        rc = listen_one(s);
+    }
     if (rc == 0 && s->plan.workers > 1) {
         s->started = true;
         rc = start_workers(s);
+    } else if (rc == 0 && s->cfg.reuse_port) {
+        join_group(s);
     }
     if (rc == 0 && s->cfg.agent_port >= 0) {
-        rc =
-            nea__agent_start(&s->agent, s->loop, &s->cfg, s->cfg.agent_host, s->cfg.agent_port,
-                             &s->stats, &s->env.handles_open, read_capacity, maybe_finish_close, s);
+        rc = start_agent(s);
         if (rc != 0) {
             nea__listener_close(&s->listener);
         }
+    }
+    close_inherited(s);
+    nea__upgrade_ready(s->inherit.ready, rc == 0);
+    s->inherit.ready = -1;
+    return rc;
+}
+
+/* --- upgrades -------------------------------------------------------------- */
+
+/* A successor serves on these sockets, or not: with workers, read on
+ * every worker's thread while closing. */
+static bool handed_off(const nea_server *s)
+{
+    return __atomic_load_n(&s->group->handed_off, __ATOMIC_ACQUIRE);
+}
+
+static void on_upgrade_done(void *data, int status)
+{
+    nea_server *s = data;
+    if (status == 0) {
+        __atomic_store_n(&s->handed_off, true, __ATOMIC_RELEASE);
+        s->listener.keep_path = true; /* the successor's path now */
+    }
+    s->upgrade_cb(s, status, s->upgrade_data);
+}
+
+int nea_server_upgrade(nea_server *s, char *const argv[],
+                       void (*cb)(nea_server *s, int status, void *data), void *data)
+{
+    int fds[NEA_LISTEN_FDS_MAX + 1];
+    const char *names[NEA_LISTEN_FDS_MAX + 1];
+    unsigned n = 0;
+    int rc;
+
+    if (s->index != 0 || !s->listener.listening || s->closing || s->upgrade.open || handed_off(s)) {
+        return NEA_ESTATE;
+    }
+    if (argv == NULL || argv[0] == NULL || cb == NULL) {
+        return UV_EINVAL;
+    }
+    /* Each worker's own socket (a shared one once), in worker order: the
+     * successor's worker i serves the socket worker i served. */
+    for (unsigned i = 0; i < s->plan.workers && n < NEA_LISTEN_FDS_MAX; i++) {
+        const nea_server *w = nea__server_worker(s, i);
+        if (w->own_socket) {
+            fds[n] = nea__listener_fd(&w->listener);
+            names[n++] = NEA__FDNAME_HTTP;
+        }
+    }
+    if (s->agent.listener.listening) {
+        fds[n] = nea__listener_fd(&s->agent.listener);
+        names[n++] = NEA__FDNAME_AGENT;
+    }
+    s->upgrade_cb = cb;
+    s->upgrade_data = data;
+    rc = nea__upgrade_start(&s->upgrade, s->loop, &s->cfg, &s->env.handles_open, argv, fds, names,
+                            n, on_upgrade_done, maybe_finish_close, s);
+    if (rc != 0) {
+        nea__log(&s->cfg, NEA_LOG_ERROR, "upgrade: cannot start %s: %s", argv[0], uv_strerror(rc));
     }
     return rc;
 }
@@ -643,10 +875,17 @@ static void maybe_finish_close(void *data)
         for (unsigned i = 1; i < s->plan.workers; i++) {
             nea__worker_join(&nea__server_worker(s, i)->worker);
         }
-        if (s->balance_map >= 0) {
-            close(s->balance_map);
-            s->balance_map = -1;
+        nea__balance_close(&s->balance);
+    }
+    if (s->balance_check_open) {
+        if (!uv_is_closing((uv_handle_t *)&s->balance_check)) {
+            uv_close((uv_handle_t *)&s->balance_check, on_balance_check_closed);
         }
+        return;
+    }
+    if (s->upgrade.open) {
+        nea__upgrade_close(&s->upgrade); /* its closed hook comes back here */
+        return;
     }
     if (nea__agent_open(&s->agent)) {
         nea__agent_close(&s->agent); /* its closed hook comes back here */
@@ -678,7 +917,7 @@ static void on_drain_deadline(uv_timer_t *t)
 static void stop_accepting(nea_server *s)
 {
     nea__listener_close(&s->listener);
-    nea__admission_drain(&s->admission);
+    nea__admission_drain(&s->admission, handed_off(s));
     uv_timer_start(&s->drain_timer, on_drain_deadline, s->cfg.drain_timeout_ms, 0);
     maybe_finish_close(s);
 }
@@ -718,7 +957,12 @@ int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void 
             }
         }
     }
-    if (s->cfg.drain_delay_ms > 0 && s->listener.listening) {
+    if (handed_off(s)) {
+        /* The successor accepts on the same sockets and answers the
+         * balancer's agent: nothing to announce, nothing is refused. */
+        nea__agent_close(&s->agent);
+        stop_accepting(s);
+    } else if (s->cfg.drain_delay_ms > 0 && s->listener.listening) {
         nea__log(&s->cfg, NEA_LOG_INFO, "draining: still accepting for %u ms",
                  s->cfg.drain_delay_ms);
         uv_timer_start(&s->drain_timer, on_drain_delay, s->cfg.drain_delay_ms, 0);

@@ -7,9 +7,11 @@
 
 #include "admission.h"
 #include "agent.h"
+#include "balance.h"
 #include "listener.h"
 #include "region.h"
 #include "stats.h"
+#include "upgrade.h"
 #include "worker.h"
 
 /* Room for the host literal (INET6_ADDRSTRLEN plus a zone suffix). */
@@ -18,7 +20,9 @@
 struct nea_server {
     nea_config cfg; /* the host's config, copied; cfg.host points at host */
     char host[NEA__HOST_MAX];
-    char agent_host[NEA__HOST_MAX]; /* cfg.agent_host, or host when that was NULL */
+    char agent_host[NEA__HOST_MAX];     /* cfg.agent_host, or host when that was NULL */
+    char unix_path[NEA__UNIX_PATH_MAX]; /* cfg.unix_path ("" = TCP); cfg.unix_path points here */
+    nea_listen_fds inherit;             /* (0) cfg.inherit, copied; an fd is -1 once handed on */
     nea_plan plan;
     nea__region region;
     uv_loop_t *loop;
@@ -39,23 +43,31 @@ struct nea_server {
 
     nea_stats stats;
     nea__metrics metrics; /* per-route records (metrics.c) */
-    nea__fault fault; /* test builds: this server's failure plan */
+    nea__fault fault;     /* test builds: this server's failure plan */
 
     /* Workers (server.c): one nea_server per worker, each at the start of
      * its slab; worker 0 is the one nea_server_new returned and runs on the
      * host's loop. Fields marked (0) are used by worker 0 only. */
-    unsigned index;     /* this worker's number */
-    nea_server *group;  /* worker 0 */
-    nea__worker worker; /* workers 1..: the thread and its loop */
+    unsigned index;               /* this worker's number */
+    nea_server *group;            /* worker 0 */
+    nea__worker worker;           /* workers 1..: the thread and its loop */
     uv_prepare_t publish;         /* with workers: publishes stats before every wait */
     nea__stats_snapshot snapshot; /* what other threads read of this worker's stats */
     uv_thread_t owner;            /* (0) the host's thread */
     uv_async_t done;              /* (0) a worker finished closing */
     unsigned workers_closed;      /* (0) atomic: workers that finished closing */
     bool started;                 /* (0) the worker threads run: routes are read-only */
-    bool balanced;                /* (0) connections are dealt round-robin (balance.c) */
-    int balance_map;              /* (0) the balance program's map, or -1 */
-    bool reported_full;           /* the balance map says this worker has no free slot */
+    nea__balance balance;         /* (0) the round-robin program's maps (balance.c) */
+    bool balance_ready;           /* (0) the maps exist: the program may be attached */
+    uv_timer_t balance_check;     /* (0) every NEA__BALANCE_CHECK_MS: who shares the group */
+    bool balance_check_open;      /* (0) */
+    int flags_map;                /* worker 0's balance.flags_map, or -1: the "full" flags */
+    bool own_socket;              /* this worker's listening socket is its own, not a dup */
+    bool handed_off;              /* (0, atomic) a successor serves on these sockets */
+    nea__upgrade upgrade;         /* (0) a successor being started (upgrade.c) */
+    void (*upgrade_cb)(nea_server *, int, void *); /* (0) nea_server_upgrade's callback */
+    void *upgrade_data;
+    bool reported_full; /* the balance map says this worker has no free slot */
 };
 
 /* Worker i of s's group (0 <= i < plan.workers). */

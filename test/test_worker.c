@@ -242,7 +242,7 @@ static void test_connections_are_dealt_round_robin(void **state)
     unsigned served[3] = {0};
     (void)state;
     w_start(&f, 3);
-    if (!f.srv->balanced) {
+    if (!f.srv->balance.attached) {
         /* No CAP_BPF here: the kernel hashes (the other tests cover that). */
         assert_true(log_has("reuseport hash"));
         w_stop(&f);
@@ -384,7 +384,7 @@ static void test_full_worker_answers_503_while_sibling_idles(void **state)
      * its share of new connections. */
     nea__fault_arm(&f.srv->fault, NEA__FAULT_BALANCE, 1, false);
     w_listen(&f);
-    assert_false(f.srv->balanced);
+    assert_false(f.srv->balance.attached);
     assert_true(log_has("reuseport hash"));
     /* One connection holds its worker's only slot (half a head). */
     held = h_connect(&f);
@@ -430,7 +430,7 @@ static void test_full_worker_stops_competing(void **state)
     one_slot(&cfg);
     w_new(&f, &cfg);
     w_listen(&f);
-    if (!f.srv->balanced) {
+    if (!f.srv->balance.attached) {
         w_stop(&f);
         skip(); /* no CAP_BPF: the test above covers the kernel's hash */
     }
