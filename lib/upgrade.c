@@ -239,21 +239,54 @@ static void exec_successor(char *const argv[], char **env, char *pid_at, const i
     _exit(127);
 }
 
-static void on_ready_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
     nea__upgrade *u = h->data;
-    u->open = false;
     (*u->handles_open)--;
-    u->closed(u->data);
+    if (--u->closing == 0) {
+        u->open = false;
+        u->closed(u->data);
+    }
+}
+
+static void close_handles(nea__upgrade *u)
+{
+    if (u->open && u->closing == 0) {
+        u->closing = 2;
+        uv_close((uv_handle_t *)&u->ready, on_handle_closed);
+        uv_close((uv_handle_t *)&u->reap, on_handle_closed);
+    }
 }
 
 static void report(nea__upgrade *u, int status)
 {
     if (!u->reported) {
         u->reported = true;
-        uv_close((uv_handle_t *)&u->ready, on_ready_closed);
+        close_handles(u);
         u->done(u->data, status);
     }
+}
+
+/* The ready pipe closed without a byte: the successor's exit status, once
+ * it has one (its descriptors close before its parent can reap it), is
+ * logged; a live one that gave up is its own business. */
+static void on_reap(uv_timer_t *t)
+{
+    nea__upgrade *u = t->data;
+    int wstatus = 0;
+    if (waitpid(u->pid, &wstatus, WNOHANG) == u->pid) {
+        nea__log(u->cfg, NEA_LOG_ERROR,
+                 "upgrade: successor %ld ended before it listened (%s %d); still serving",
+                 (long)u->pid, WIFSIGNALED(wstatus) ? "signal" : "exit status",
+                 WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
+    } else if (++u->tries < NEA__UPGRADE_REAP_TRIES) {
+        return;
+    } else {
+        nea__log(u->cfg, NEA_LOG_ERROR,
+                 "upgrade: successor %ld closed its ready pipe without listening; still serving",
+                 (long)u->pid);
+    }
+    report(u, NEA_ESUCCESSOR);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -266,26 +299,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     nea__upgrade *u = st->data;
-    int wstatus = 0;
     (void)buf;
     if (n > 0) {
         nea__log(u->cfg, NEA_LOG_INFO, "upgrade: successor %ld listens", (long)u->pid);
         report(u, 0);
     } else if (n < 0) {
-        /* Closed without the byte: reap it if it is gone (a live one that
-         * gave up is its own business). */
-        if (waitpid(u->pid, &wstatus, WNOHANG) == u->pid) {
-            nea__log(u->cfg, NEA_LOG_ERROR,
-                     "upgrade: successor %ld ended before it listened (%s %d); still serving",
-                     (long)u->pid, WIFSIGNALED(wstatus) ? "signal" : "exit status",
-                     WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
-        } else {
-            nea__log(u->cfg, NEA_LOG_ERROR,
-                     "upgrade: successor %ld closed its ready pipe without listening; still "
-                     "serving",
-                     (long)u->pid);
-        }
-        report(u, NEA_ESUCCESSOR);
+        uv_read_stop(st);
+        uv_timer_start(&u->reap, on_reap, 0, NEA__UPGRADE_REAP_MS);
     }
 }
 
@@ -333,8 +353,10 @@ int nea__upgrade_start(nea__upgrade *u, uv_loop_t *loop, const nea_config *cfg,
     u->data = data;
     uv_pipe_init(loop, &u->ready, 0);
     u->ready.data = u;
+    uv_timer_init(loop, &u->reap);
+    u->reap.data = u;
     u->open = true;
-    (*handles_open)++;
+    (*handles_open) += 2;
     rc = uv_pipe_open(&u->ready, pipefd[0]);
     if (rc == 0) {
         rc = uv_read_start((uv_stream_t *)&u->ready, on_alloc, on_read);
@@ -344,7 +366,7 @@ int nea__upgrade_start(nea__upgrade *u, uv_loop_t *loop, const nea_config *cfg,
     if (rc != 0) {
         /* The child runs on; without the pipe it cannot be heard. */
         u->reported = true;
-        uv_close((uv_handle_t *)&u->ready, on_ready_closed);
+        close_handles(u);
         return rc;
     }
     nea__log(cfg, NEA_LOG_INFO, "upgrade: started %s as process %ld with %u listening sockets",
@@ -355,7 +377,5 @@ int nea__upgrade_start(nea__upgrade *u, uv_loop_t *loop, const nea_config *cfg,
 void nea__upgrade_close(nea__upgrade *u)
 {
     u->reported = true;
-    if (u->open && !uv_is_closing((uv_handle_t *)&u->ready)) {
-        uv_close((uv_handle_t *)&u->ready, on_ready_closed);
-    }
+    close_handles(u);
 }
