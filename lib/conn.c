@@ -1387,6 +1387,7 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     c->olen = 0;
     c->owrite_pending = false;
     c->served = false;
+    c->accept_ms = uv_now(env->loop);
     c->peer_closing = false;
     c->reading = c->eof = c->must_close = c->body_unread = false;
     c->keep_alive = true;

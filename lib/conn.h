@@ -127,6 +127,7 @@ struct nea__conn {
     struct sockaddr_storage peer; /* the client's address, read on first use (nea__conn_peer) */
     bool peer_known;
     nea__conn *next, *prev; /* owner's lists: free slots, idle, arena wait queue */
+    uint64_t accept_ms;     /* loop time of the accept (how long a silent one has waited) */
 
     char hdrbuf[NEA__HDRBUF]; /* dynamic lines of a pre-built response */
     uv_buf_t ebufs[3];
