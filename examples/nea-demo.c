@@ -30,9 +30,10 @@
  *   GET  /ready      readiness for HTTP-only balancers: 200 "ready", 503 once
  *                    draining (NEA_ROUTE_READY: answered without an arena)
  *
- * With --agent-port N, HAProxy's agent-check on port N gets "up ready N%"
- * (the share of capacity free) or "drain"; --drain-delay-ms keeps serving
- * that long after SIGTERM so the balancer notices the drain first.
+ * With --agent-port N, HAProxy's agent-check on port N gets "up ready" or
+ * "drain"; with --agent-weight W (the server's weight in HAProxy) also the
+ * share of capacity free, "N%" of W; --drain-delay-ms keeps serving that
+ * long after SIGTERM so the balancer notices the drain first.
  *
  * --access-log prints one line per finished request to stdout (the
  * completion hook); refused requests (503, 400) are logged by libnea to
@@ -505,6 +506,8 @@ static void usage(FILE *to)
             "  --libc-routes             also serve /json-libc/N and /gzip-libc/N (libc malloc;\n"
             "                            only with --workers 1)\n"
             "  --agent-port N            answer HAProxy agent-check on port N (0 = any free)\n"
+            "  --agent-weight W          the server's weight in HAProxy: the agent answers\n"
+            "                            percentages of it (0 = unknown, no percentage; 0)\n"
             "  --drain-delay-ms MS       after SIGTERM, keep accepting this long while the\n"
             "                            agent says drain (default 0)\n"
             "  --drain-timeout-ms MS     then wait this long for in-flight requests (5000)\n"
@@ -717,6 +720,7 @@ int main(int argc, char **argv)
         O_WORKERS,
         O_UNIX,
         O_UPGRADE,
+        O_AWEIGHT,
         O_HELP
     };
     static const struct option opts[] = {
@@ -757,6 +761,7 @@ int main(int argc, char **argv)
         {"workers", required_argument, NULL, O_WORKERS},
         {"unix", required_argument, NULL, O_UNIX},
         {"upgrade-on-sigusr2", no_argument, NULL, O_UPGRADE},
+        {"agent-weight", required_argument, NULL, O_AWEIGHT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -905,6 +910,9 @@ int main(int argc, char **argv)
             break;
         case O_UPGRADE:
             upgrade_on_usr2 = true;
+            break;
+        case O_AWEIGHT:
+            rc = parse_uint(optarg, 256, &cfg.agent_weight);
             break;
         case O_HELP:
             usage(stdout);

@@ -275,15 +275,26 @@ typedef struct nea_config {
                                       more gets 503. 0 = off. Default 50 */
 
     /* Load-balancer agent (HAProxy's agent-check): a TCP port on which every
-     * connection is answered one line and closed: "up ready N%\n", N the
-     * share of arenas and connection slots free, averaged over about a
-     * second (at most 10 while shedding for CPU, at least 1; rising from 1
-     * over the first seconds: a slow start), or "drain\n" once
-     * nea_server_close was called. Costs no arena and no allocation;
-     * started by nea_server_listen. */
+     * connection is answered one line and closed: "drain\n" once
+     * nea_server_close was called; otherwise "up ready\n" and, when
+     * agent_weight is set, "N%": the share of arenas and connection slots
+     * free, averaged over about a second (at most 10 while shedding for
+     * CPU). Costs no arena and no allocation; started by
+     * nea_server_listen. */
     int agent_port;         /* -1 = no agent; 0 = any free port (see
                                nea_server_agent_port). Default -1 */
     const char *agent_host; /* IP literal; NULL = host. Default NULL */
+    /* The weight the balancer gives this server (HAProxy's "weight", 1 when
+     * its configuration says nothing). HAProxy sets a server's weight to
+     * weight * N / 100 rounded down, so N% means something only for a
+     * known weight: with 1, anything below 100% is 0, no traffic. 0 (the
+     * weight is not known): the agent answers no percentage and the
+     * configured weight stands. W > 0: N is never below ceil(100 / W),
+     * which keeps a weight of at least 1 (e.g. weight 100: 1% .. 100%).
+     * Percentages start at the capacity free when listening; ramping a
+     * restarted server up is the balancer's job (HAProxy: slowstart).
+     * Default 0 */
+    unsigned agent_weight;
     /* Share-nothing worker threads (see README "Workers"). Each worker is a
      * thread with its own uv_loop_t, its own listening socket on host:port
      * (SO_REUSEPORT) and its own slab of the one reservation holding

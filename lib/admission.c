@@ -1,15 +1,30 @@
 /*
  * admission.c - who gets a connection slot and who gets an arena.
  *
- * Slots: a new connection takes a free slot. With none free, a lingering
- * connection (its last response sent, draining input before the close)
- * gives way first, then the oldest idle keep-alive connection that has no
- * request on its way is closed to make room (the new one is accepted when
- * that close completes). With neither, it is accepted on one of a few reject handles,
- * told 503 with Retry-After and closed: never a silent drop. While a
- * connection waits to be accepted libuv stops polling the listener, so
- * nothing spins; at the process fd limit libuv's own reserve-fd trick sheds
- * connections without a busy loop.
+ * Slots: a new connection takes a free slot. With none free, someone
+ * gives way, in this order: a lingering connection (its last response
+ * sent, draining input before the close); then, of the addresses holding
+ * more than fair_share_pct of the slots, heaviest first, the oldest
+ * connection that never sent a byte (silent), then the oldest idle
+ * keep-alive one; then anyone's connection silent for
+ * NEA__SILENT_GRACE_MS; then anyone's oldest idle keep-alive connection.
+ * A connection with request bytes waiting in the kernel never gives way.
+ * The one chosen is closed and the newcomer accepted when that close
+ * completes. So silent connections cost whoever opens them: an address
+ * that floods the slots with them loses its own first, and a newcomer from
+ * anywhere gets in. With nobody to give way, the newcomer is accepted on
+ * one of a few reject handles, told 503 with Retry-After and closed (never
+ * a silent drop), and its address is remembered as waiting. While another
+ * address waits (refused within NEA__WAITING_MS, any of the last
+ * NEA__WAITING such addresses), a new connection from an address holding
+ * more than its share is told 503 and closed at once, so slots that free
+ * up go to the others. An address alone (a benchmark, a single proxy) is
+ * never limited: its new connections take the place of its old silent or
+ * idle ones. Who holds how many slots is counted only when an accept finds
+ * no free slot, at most every NEA__TALLY_MS (two passes over the slots).
+ * While a connection waits to be accepted libuv stops polling the
+ * listener, so nothing spins; at the process fd limit libuv's own
+ * reserve-fd trick sheds connections without a busy loop.
  *
  * Arenas: a routed head takes a free arena at once, or waits in a bounded
  * FIFO for at most queue_timeout_ms, or is told 503 (queue full, no waiting
@@ -24,14 +39,11 @@
  * Before an arena is taken, two more refusals, both 503 at once and both
  * skipped for exempt routes: the loop is overloaded (load.c decides), or
  * the client's address holds more than its fair share while others wait.
- * Fair share applies only while another address is waiting: a head from an
- * address that holds fair_share_pct of the arenas is refused while a head
- * from another address waits in the queue (and a queued one is skipped for
- * it when an arena returns); a connection from an address that holds that
- * share of the slots is refused while another address was refused a slot
- * in the last second. One address alone (a benchmark, a single proxy) is
- * never limited. Counting holdings scans the slots and the queue, so it
- * runs only under contention: O(max_connections) then.
+ * Fair share on arenas applies only while another address is waiting: a
+ * head from an address that holds fair_share_pct of the arenas is refused
+ * while a head from another address waits in the queue (and a queued one
+ * is skipped for it when an arena returns). Counting that holding scans
+ * the slots, so it runs only under contention: O(max_connections) then.
  *
  * This is where admission policy lives: the lists here are kept in step
  * with every slot's state through nea__conn_hooks, and nothing below calls
@@ -77,16 +89,20 @@ static void list_remove(nea__conn **head, nea__conn **tail, nea__conn *c)
 
 /* The list a slot in state st belongs to, if any. Membership is derived
  * from the state, never stored: every state change goes through on_state,
- * which moves the slot between lists. Only a connection that has been
- * answered can be evicted: a fresh one may hold a request that was sent but
- * not read yet (served only changes while a slot is not idle). */
+ * which moves the slot between lists. An idle connection is silent (it
+ * never sent a byte: a byte makes it HEAD) until it has been answered once
+ * (served only changes while a slot is not idle). */
 static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_state st,
                            nea__conn ***tail)
 {
     switch (st) {
     case NEA__C_IDLE:
+        if (!c->served) {
+            *tail = &adm->silent_tail;
+            return &adm->silent_head;
+        }
         *tail = &adm->idle_tail;
-        return c->served ? &adm->idle_head : NULL;
+        return &adm->idle_head;
     case NEA__C_QUEUED: {
         unsigned k = c->route->arena_class;
         if ((c->route->flags & NEA_ROUTE_EXEMPT) != 0) {
@@ -297,23 +313,175 @@ static void on_arena_released(void *data)
     adm->changed(adm->changed_data);
 }
 
+/* --- who holds the slots ------------------------------------------------------ */
+
+static nea__peer_key key_of(const struct sockaddr_storage *ss)
+{
+    nea__peer_key k;
+    memset(&k, 0, sizeof(k));
+    if (ss->ss_family == AF_INET) {
+        k.family = AF_INET;
+        memcpy(k.addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        k.family = AF_INET6;
+        memcpy(k.addr, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    }
+    return k;
+}
+
+static bool same_key(const nea__peer_key *a, const nea__peer_key *b)
+{
+    return a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+/* c's client has the address k. */
+static bool key_is(nea__conn *c, const nea__peer_key *k)
+{
+    nea__peer_key ck = key_of(nea__conn_peer(c));
+    return same_key(&ck, k);
+}
+
+/* c holds a slot that counts towards its address's holding. */
+static bool holds_slot(const nea__conn *c)
+{
+    return c->state != NEA__C_FREE && c->state != NEA__C_CLOSING;
+}
+
+/* Counts who holds the slots: the NEA__TALLY addresses that may hold the
+ * most (a Misra-Gries pass: every address holding more than count /
+ * (NEA__TALLY + 1) is among them), then their exact holdings, heaviest
+ * first. Two passes over the slots, and only under contention: when an
+ * accept finds no free slot, at most every NEA__TALLY_MS. */
+static void tally(nea__admission *adm)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < adm->count; i++) {
+        nea__conn *c = nea__admission_slot(adm, i);
+        nea__peer_key k;
+        unsigned j;
+        if (!holds_slot(c) || (k = key_of(nea__conn_peer(c))).family == 0) {
+            continue;
+        }
+        for (j = 0; j < n && !same_key(&adm->tally[j].key, &k); j++) {
+        }
+        if (j < n) {
+            adm->tally[j].slots++;
+        } else if (n < NEA__TALLY) {
+            adm->tally[n].key = k;
+            adm->tally[n++].slots = 1;
+        } else {
+            unsigned kept = 0;
+            for (j = 0; j < n; j++) {
+                if (--adm->tally[j].slots > 0) {
+                    adm->tally[kept++] = adm->tally[j];
+                }
+            }
+            n = kept;
+        }
+    }
+    for (unsigned j = 0; j < n; j++) {
+        adm->tally[j].slots = 0;
+    }
+    for (unsigned i = 0; i < adm->count; i++) {
+        nea__conn *c = nea__admission_slot(adm, i);
+        nea__peer_key k;
+        if (!holds_slot(c) || (k = key_of(nea__conn_peer(c))).family == 0) {
+            continue;
+        }
+        for (unsigned j = 0; j < n; j++) {
+            if (same_key(&adm->tally[j].key, &k)) {
+                adm->tally[j].slots++;
+                break;
+            }
+        }
+    }
+    for (unsigned j = 1; j < n; j++) { /* heaviest first */
+        for (unsigned m = j; m > 0 && adm->tally[m].slots > adm->tally[m - 1].slots; m--) {
+            nea__holding t = adm->tally[m];
+            adm->tally[m] = adm->tally[m - 1];
+            adm->tally[m - 1] = t;
+        }
+    }
+    adm->tally_len = n;
+    adm->tally_ms = uv_now(adm->env->loop);
+    if (adm->tally_ms == 0) {
+        adm->tally_ms = 1;
+    }
+}
+
+static void fresh_tally(nea__admission *adm)
+{
+    if (adm->tally_ms == 0 || uv_now(adm->env->loop) - adm->tally_ms >= NEA__TALLY_MS) {
+        tally(adm);
+    }
+}
+
+/* Slots held by address k (from the tally; an address not in it holds at
+ * most count / (NEA__TALLY + 1)). */
+static unsigned held_by(const nea__admission *adm, const nea__peer_key *k)
+{
+    for (unsigned j = 0; j < adm->tally_len; j++) {
+        if (same_key(&adm->tally[j].key, k)) {
+            return adm->tally[j].slots;
+        }
+    }
+    return 0;
+}
+
+/* An address holds more than its share of the slots. */
+static bool over_slot_share(const nea__admission *adm, unsigned held)
+{
+    return adm->share_slots > 0 && held > adm->share_slots;
+}
+
+/* Remembers that k was refused a slot: it waits. */
+static void note_waiting(nea__admission *adm, const nea__peer_key *k)
+{
+    unsigned j, oldest = 0;
+    if (k->family == 0) {
+        return;
+    }
+    for (j = 0; j < NEA__WAITING; j++) {
+        if (adm->waiting[j].ms != 0 && same_key(&adm->waiting[j].key, k)) {
+            break;
+        }
+        if (adm->waiting[j].ms < adm->waiting[oldest].ms) {
+            oldest = j;
+        }
+    }
+    j = j < NEA__WAITING ? j : oldest;
+    adm->waiting[j].key = *k;
+    adm->waiting[j].ms = uv_now(adm->env->loop);
+}
+
+/* Another address than k was refused a slot within NEA__WAITING_MS. */
+static bool other_waiting_for_slot(const nea__admission *adm, const nea__peer_key *k)
+{
+    uint64_t now = uv_now(adm->env->loop);
+    for (unsigned j = 0; j < NEA__WAITING; j++) {
+        if (adm->waiting[j].ms != 0 && now - adm->waiting[j].ms <= NEA__WAITING_MS &&
+            !same_key(&adm->waiting[j].key, k)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* --- rejecting with 503 when every slot is busy --------------------------- */
 
-static void on_reject_closed(uv_handle_t *h)
+static void on_reject_closed(nea__oneshot *o)
 {
-    nea__reject *r = h->data;
+    nea__reject *r = o->data;
     nea__admission *adm = r->adm;
-    r->in_use = false;
     r->next = adm->free_rejects;
     adm->free_rejects = r;
-    adm->env->handles_open--;
     accept_pending(adm);
     adm->changed(adm->changed_data);
 }
 
 /* A connection refused a slot is counted in the unrouted record (no
  * request was read) and logged at most once a second. */
-static void note_no_slot(nea__admission *adm)
+static void note_no_slot(nea__admission *adm, const struct sockaddr_storage *peer)
 {
     nea__conn_env *env = adm->env;
     nea__sample sample = {.status = 503, .outcome = NEA_OUTCOME_SHED};
@@ -322,48 +490,11 @@ static void note_no_slot(nea__admission *adm)
 
     nea__metrics_record(env->metrics, &sample);
     if (nea__log_limit_pass(&env->log_503, uv_now(env->loop), &skipped)) {
-        nea__addr_name(&adm->refused, addr, sizeof(addr));
+        nea__addr_name(peer, addr, sizeof(addr));
         nea__log(env->cfg, NEA_LOG_WARN,
                  "503 for a connection from %s (no free connection slot); %" PRIu64
                  " more 503s since the last such line",
-                 adm->refused_ms == uv_now(env->loop) ? addr : "-", skipped);
-    }
-}
-
-static void reject_close(nea__reject *r)
-{
-    if (!uv_is_closing((uv_handle_t *)&r->tcp)) {
-        uv_timer_stop(&r->timer);
-        uv_close((uv_handle_t *)&r->tcp, on_reject_closed);
-    }
-}
-
-static void on_reject_timer(uv_timer_t *t)
-{
-    reject_close(t->data);
-}
-
-static void on_reject_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    nea__reject *r = h->data;
-    (void)suggested;
-    /* Whatever the peer sent is discarded. */
-    *buf = uv_buf_init(r->discard, sizeof(r->discard));
-}
-
-static void on_reject_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
-{
-    (void)buf;
-    if (n < 0) {
-        reject_close(st->data);
-    }
-}
-
-static void on_reject_written(uv_write_t *w, int status)
-{
-    nea__reject *r = w->data;
-    if (status < 0 || uv_shutdown(&r->shut, (uv_stream_t *)&r->tcp, NULL) != 0) {
-        reject_close(r);
+                 addr, skipped);
     }
 }
 
@@ -371,68 +502,105 @@ static void reject(nea__admission *adm)
 {
     nea__conn_env *env = adm->env;
     nea__reject *r = adm->free_rejects;
+    struct sockaddr_storage peer;
+    int len = sizeof(peer);
     unsigned n;
 
     adm->free_rejects = r->next;
-    r->in_use = true;
-    uv_tcp_init(env->loop, &r->tcp);
-    env->handles_open++;
-    r->tcp.data = r;
-    if (uv_accept(adm->listener, (uv_stream_t *)&r->tcp) != 0) {
-        reject_close(r);
+    if (nea__oneshot_accept(&r->o, adm->listener) != 0) {
         return;
     }
     env->stats->shed_503++;
     env->stats->shed_no_slot++;
-    /* Remember who was refused: fair share limits the others now. */
+    if (uv_tcp_getpeername(&r->o.tcp, (struct sockaddr *)&peer, &len) != 0) {
+        peer.ss_family = AF_UNSPEC;
+    }
+    /* It waits now: fair share limits the others (every waiting address
+     * counts, not only the last one refused). */
     {
-        int len = sizeof(adm->refused);
-        if (uv_tcp_getpeername(&r->tcp, (struct sockaddr *)&adm->refused, &len) == 0) {
-            adm->refused_ms = uv_now(env->loop);
-        }
+        nea__peer_key k = key_of(&peer);
+        note_waiting(adm, &k);
     }
     nea__stats_response(env->stats, 503);
-    note_no_slot(adm);
+    note_no_slot(adm, &peer);
     n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__E503,
                          "Connection: close\r\n", "", 0, false, r->hdrbuf, r->ebufs);
-    r->wreq.data = r;
-    if (uv_write(&r->wreq, (uv_stream_t *)&r->tcp, r->ebufs, n, on_reject_written) != 0) {
-        reject_close(r);
-        return;
-    }
-    uv_read_start((uv_stream_t *)&r->tcp, on_reject_alloc, on_reject_read);
-    uv_timer_start(&r->timer, on_reject_timer, NEA__LINGER_MS / 4, 0);
+    nea__oneshot_send(&r->o, r->ebufs, n);
 }
 
 /* --- accepting ------------------------------------------------------------ */
 
-/* An idle keep-alive connection that may be closed to make room (answered
- * at least once, no request bytes waiting), oldest first; NULL if none. */
-static nea__conn *evictable(nea__admission *adm)
+/* c may be closed to make room: it has no request bytes waiting in the
+ * kernel (they would be a request on its way). */
+static bool may_evict(nea__conn *c)
 {
+    return !nea__conn_input_waiting(c);
+}
+
+/* The oldest connection of list (from head) whose address is k (any
+ * address when k is NULL) that may be evicted and, unless any_age, was
+ * accepted at least NEA__SILENT_GRACE_MS ago; NULL if none among the first
+ * NEA__EVICT_SCAN. */
+static nea__conn *oldest_of(nea__admission *adm, nea__conn *head, const nea__peer_key *k,
+                            bool any_age)
+{
+    uint64_t now = uv_now(adm->env->loop);
     unsigned looked = 0;
-    for (nea__conn *c = adm->idle_head; c != NULL && looked < NEA__EVICT_SCAN;
-         c = c->next, looked++) {
-        if (!nea__conn_input_waiting(c)) {
+    for (nea__conn *c = head; c != NULL && looked < NEA__EVICT_SCAN; c = c->next, looked++) {
+        bool young = !any_age && now - c->accept_ms < NEA__SILENT_GRACE_MS;
+        if (!young && (k == NULL || key_is(c, k)) && may_evict(c)) {
             return c;
         }
     }
     return NULL;
 }
 
-/* While another address was refused a slot in the last second, a
- * connection from an address that already holds its share of the slots is
- * told 503 and closed, so the slots it would keep go to the others. */
-static void over_share(nea__admission *adm, nea__conn *c)
+/* Who gives way to a newcomer when every slot is taken. First the
+ * addresses holding more than their share, heaviest first: their oldest
+ * connection that never sent a byte, then their oldest idle keep-alive
+ * one. Then anyone's connection that has been silent for
+ * NEA__SILENT_GRACE_MS, then anyone's oldest idle keep-alive connection.
+ * Silent connections cost whoever opens them, not the others; an address
+ * alone is never limited: its own connections make room for its new
+ * ones. NULL: nobody may give way. */
+static nea__conn *victim(nea__admission *adm)
 {
-    unsigned slots, arenas;
-    uint64_t now = uv_now(adm->env->loop);
-    if (adm->share_slots == 0 || adm->refused_ms == 0 || now - adm->refused_ms > 1000 ||
-        nea__conn_same_peer(c, &adm->refused)) {
+    nea__conn *v = NULL;
+    fresh_tally(adm);
+    for (unsigned j = 0; j < adm->tally_len && v == NULL; j++) {
+        if (!over_slot_share(adm, adm->tally[j].slots)) {
+            break; /* heaviest first: the rest hold less */
+        }
+        v = oldest_of(adm, adm->silent_head, &adm->tally[j].key, true);
+        if (v == NULL) {
+            v = oldest_of(adm, adm->idle_head, &adm->tally[j].key, true);
+        }
+        if (v != NULL) {
+            adm->tally[j].slots--;
+        }
+    }
+    if (v == NULL) {
+        v = oldest_of(adm, adm->silent_head, NULL, false);
+    }
+    if (v == NULL) {
+        v = oldest_of(adm, adm->idle_head, NULL, true);
+    }
+    return v;
+}
+
+/* While another address is waiting for a slot (refused within
+ * NEA__WAITING_MS), a connection from an address that holds more than its
+ * share is told 503 and closed, so the slots it would keep go to the
+ * others. */
+static void fair_check(nea__admission *adm, nea__conn *c)
+{
+    nea__peer_key k;
+    if (adm->share_slots == 0 || (k = key_of(nea__conn_peer(c))).family == 0 ||
+        !other_waiting_for_slot(adm, &k)) {
         return;
     }
-    count_peer(adm, c, &slots, &arenas);
-    if (slots > adm->share_slots) {
+    fresh_tally(adm);
+    if (over_slot_share(adm, held_by(adm, &k) + 1)) {
         adm->env->stats->shed_fair++;
         nea__conn_shed(c, false);
     }
@@ -440,7 +608,7 @@ static void over_share(nea__admission *adm, nea__conn *c)
 
 static void accept_pending(nea__admission *adm)
 {
-    nea__conn *c, *victim;
+    nea__conn *c, *v;
 
     if (!adm->accept_pending || adm->stopped) {
         return;
@@ -450,17 +618,17 @@ static void accept_pending(nea__admission *adm)
         adm->free_conns = c->next;
         adm->accept_pending = false;
         if (nea__conn_accept(c, adm->listener, -1) == 0) {
-            over_share(adm, c);
+            fair_check(adm, c);
         }
     } else if (adm->linger_head != NULL) {
         /* Its last response is sent: the lingering only spares the peer a
          * reset, and a newcomer needs the slot more. Accepted on close. */
         nea__conn_close(adm->linger_head);
-    } else if ((victim = evictable(adm)) != NULL) {
+    } else if ((v = victim(adm)) != NULL) {
         /* Make room: the slot frees when the close completes, and the
          * waiting connection is accepted then (on_closed). */
         adm->env->stats->evicted++;
-        nea__conn_close(victim);
+        nea__conn_close(v);
     } else if (adm->free_rejects != NULL) {
         adm->accept_pending = false;
         reject(adm);
@@ -543,9 +711,7 @@ void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *poo
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
         nea__reject *r = &adm->rejects[i];
         r->adm = adm;
-        uv_timer_init(env->loop, &r->timer);
-        r->timer.data = r;
-        env->handles_open++;
+        nea__oneshot_init(&r->o, env->loop, &env->handles_open, on_reject_closed, r);
         r->next = adm->free_rejects;
         adm->free_rejects = r;
     }
@@ -587,7 +753,7 @@ bool nea__admission_busy(const nea__admission *adm)
         }
     }
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
-        if (adm->rejects[i].in_use) {
+        if (adm->rejects[i].o.in_use) {
             return true;
         }
     }
@@ -604,7 +770,6 @@ void nea__admission_close_timers(nea__admission *adm, uv_close_cb cb, void *data
         uv_close((uv_handle_t *)&c->timer, cb);
     }
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
-        adm->rejects[i].timer.data = data;
-        uv_close((uv_handle_t *)&adm->rejects[i].timer, cb);
+        nea__oneshot_close_timer(&adm->rejects[i].o, cb, data);
     }
 }

@@ -6,27 +6,48 @@
 #define NEA_ADMISSION_H
 
 #include "conn.h"
+#include "oneshot.h"
 
 /* Connections accepted only to be told 503 when every slot is busy. */
 #define NEA__REJECT_SLOTS 16
-/* How many of the oldest idle connections an accept looks at for one it may
- * evict (bounded work per accept when slots are full). */
-#define NEA__EVICT_SCAN 8
+/* How many connections of a list an accept looks at for one it may evict
+ * (bounded work per accept when slots are full). */
+#define NEA__EVICT_SCAN 64
+/* A connection that never sent a byte is evicted for a newcomer only once
+ * it is this old, unless its address holds more than its share: a client
+ * that just connected sends its request within a round trip. */
+#define NEA__SILENT_GRACE_MS 1000
+/* Addresses refused a slot recently (fair share: they are waiting). */
+#define NEA__WAITING 16
+/* How long an address refused a slot counts as waiting. */
+#define NEA__WAITING_MS 1000
+/* The heaviest addresses, counted under contention: how many, and how
+ * long a count is used before the slots are counted again. */
+#define NEA__TALLY 16
+#define NEA__TALLY_MS 10
 
 typedef struct nea__admission nea__admission;
 
-/* A handle used only to tell a connection 503 when every slot is busy. */
+/* A client address, as fair share compares them (no port). family 0: no
+ * address (a Unix domain socket, or unknown): never counted. */
+typedef struct nea__peer_key {
+    uint8_t family;
+    uint8_t addr[16];
+} nea__peer_key;
+
+/* How many slots an address holds. */
+typedef struct nea__holding {
+    nea__peer_key key;
+    unsigned slots;
+} nea__holding;
+
+/* A connection that gets no slot: told 503 and closed (oneshot.c). */
 typedef struct nea__reject {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_write_t wreq;
-    uv_shutdown_t shut;
+    nea__oneshot o;
     nea__admission *adm;
     struct nea__reject *next;
     char hdrbuf[NEA__HDRBUF];
-    char discard[256];
     uv_buf_t ebufs[3];
-    bool in_use;
 } nea__reject;
 
 struct nea__admission {
@@ -41,7 +62,8 @@ struct nea__admission {
     size_t stride;
     unsigned count;
     nea__conn *free_conns;
-    nea__conn *idle_head, *idle_tail; /* answered keep-alive connections, oldest first */
+    nea__conn *idle_head, *idle_tail;     /* answered keep-alive connections, oldest first */
+    nea__conn *silent_head, *silent_tail; /* accepted, never sent a byte, oldest first */
     /* Per arena class: FIFO of routed heads waiting for an arena of that
      * class, and the same for NEA_ROUTE_EXEMPT routes, served first. */
     nea__conn *wait_head[NEA_ARENA_CLASSES], *wait_tail[NEA_ARENA_CLASSES];
@@ -52,8 +74,18 @@ struct nea__admission {
     nea__reject rejects[NEA__REJECT_SLOTS];
     nea__reject *free_rejects;
     uv_stream_t *listener;
-    struct sockaddr_storage refused; /* the last address refused a slot */
-    uint64_t refused_ms;             /* when (loop time); 0 = never */
+    /* Every address refused a slot in the last NEA__WAITING_MS (the oldest
+     * entry gives way when all are taken): fair share limits the others. */
+    struct {
+        nea__peer_key key;
+        uint64_t ms; /* loop time of the last refusal; 0 = free entry */
+    } waiting[NEA__WAITING];
+    /* The addresses holding the most slots, heaviest first, exact for
+     * each; counted when slots are contended, at most every NEA__TALLY_MS.
+     * An address not listed holds no more than count / (NEA__TALLY + 1). */
+    nea__holding tally[NEA__TALLY];
+    unsigned tally_len;
+    uint64_t tally_ms;   /* loop time of the count; 0 = none */
     uv_idle_t regrant;   /* hands out arenas in the next iteration (admission.c: grant) */
     bool accept_pending; /* a connection waits on the listener for a slot */
     bool granting;       /* the arena hand-off loop is running */

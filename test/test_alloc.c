@@ -49,7 +49,7 @@ extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
 
-static int counting;            /* atomic */
+static int counting;             /* atomic */
 static unsigned long heap_calls; /* atomic */
 
 static void count_call(int yes)
@@ -580,7 +580,9 @@ static void agent_expect(h_fixture *f, const char *line)
     int fd = s_connect(&f->loop, nea_server_agent_port(f->srv));
     assert_true(s_read_all(&f->loop, fd, buf, sizeof(buf), H_DEADLINE_MS) > 0);
     close(fd);
-    assert_true(strncmp(buf, line, strlen(line)) == 0);
+    if (strncmp(buf, line, strlen(line)) != 0) {
+        fail_msg("the agent said \"%s\", not \"%s\"", buf, line);
+    }
 }
 
 static void balancer_workload(h_fixture *f, const char *agent, int ready)
@@ -629,6 +631,7 @@ static int setup_balancer(void **state)
     nea_config cfg;
     h_config(&cfg);
     cfg.agent_port = 0;
+    cfg.agent_weight = 100;     /* answers with a percentage */
     cfg.drain_delay_ms = 60000; /* ended by the test */
     h_start(&f, &cfg);
     assert_int_equal(nea_server_route_flags(f.srv, "GET", "/ready", NULL, NULL, NEA_ROUTE_READY),

@@ -502,11 +502,12 @@ static void test_agent_answers_for_every_worker(void **state)
     (void)state;
     w_config(&cfg, 2);
     cfg.agent_port = 0;
+    cfg.agent_weight = 100;
     cfg.drain_timeout_ms = 200; /* the held requests are cancelled */
     w_new(&f, &cfg);
     w_listen(&f);
     assert_true(nea_server_agent_port(f.srv) > 0);
-    H_WAIT(&f, weight_in(&f, 90, 100)); /* after the slow start */
+    H_WAIT(&f, weight_in(&f, 90, 100)); /* all free */
     /* Requests held on both workers: the free share is taken over the 32
      * arenas of the two (8 held: 75%), read from worker 1's published
      * counters on worker 0's thread. */

@@ -157,7 +157,7 @@ static void dump_server(const char *when)
     nea_stats st;
     nea_server_stats(srv, &st);
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
-        rejects += adm->rejects[i].in_use ? 1u : 0u;
+        rejects += adm->rejects[i].o.in_use ? 1u : 0u;
     }
     fprintf(stderr,
             "fuzz_server: %s: connections_open=%u arenas_in_use=%u queue_length=%u live=%u "
