@@ -3,11 +3,12 @@
  *
  * Slots: a new connection takes a free slot. With none free, someone
  * gives way, in this order: a lingering connection (its last response
- * sent, draining input before the close); then, of the addresses holding
- * more than fair_share_pct of the slots, heaviest first, the oldest
- * connection that never sent a byte (silent), then the oldest idle
- * keep-alive one; then anyone's connection silent for
- * NEA__SILENT_GRACE_MS; then anyone's oldest idle keep-alive connection.
+ * sent, draining input before the close); then, by address, heaviest
+ * holder first: an address holding more than fair_share_pct of the slots
+ * loses its oldest connection that never sent a byte (silent), then its
+ * oldest idle keep-alive one; another address its oldest connection silent
+ * for NEA__SILENT_GRACE_MS; then anyone's connection silent that long;
+ * then anyone's oldest idle keep-alive connection.
  * A connection with request bytes waiting in the kernel never gives way.
  * The one chosen is closed and the newcomer accepted when that close
  * completes. So silent connections cost whoever opens them: an address
@@ -54,6 +55,7 @@
 #include "stats.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 /* --- lists ----------------------------------------------------------------- */
@@ -120,11 +122,16 @@ static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_st
     }
 }
 
+static void tally_closing(nea__admission *adm, nea__conn *c);
+
 static void on_state(nea__conn *c, nea__conn_state from)
 {
     nea__admission *adm = c->env->hooks_data;
     nea__conn **head, **tail;
 
+    if (c->state == NEA__C_CLOSING && from != NEA__C_FREE) {
+        tally_closing(adm, c);
+    }
     if ((head = list_of(adm, c, from, &tail)) != NULL) {
         list_remove(head, tail, c);
         adm->wait_len -= from == NEA__C_QUEUED;
@@ -403,9 +410,39 @@ static void tally(nea__admission *adm)
         }
     }
     adm->tally_len = n;
+    adm->tally_accepts = 0;
     adm->tally_ms = uv_now(adm->env->loop);
     if (adm->tally_ms == 0) {
         adm->tally_ms = 1;
+    }
+}
+
+/* Keeps the count in step between two counts: a slot taken or given up
+ * by address k. */
+static void tally_add(nea__admission *adm, const nea__peer_key *k, int d)
+{
+    for (unsigned j = 0; j < adm->tally_len; j++) {
+        if (same_key(&adm->tally[j].key, k)) {
+            if (d > 0 || adm->tally[j].slots > 0) {
+                adm->tally[j].slots = (unsigned)((int)adm->tally[j].slots + d);
+            }
+            return;
+        }
+    }
+}
+
+/* The count is being used: slots are contended. */
+static bool tally_in_use(const nea__admission *adm)
+{
+    return adm->tally_ms != 0 && uv_now(adm->env->loop) - adm->tally_ms < NEA__TALLY_MS;
+}
+
+/* c gives up its slot (evicted, or closing on its own). */
+static void tally_closing(nea__admission *adm, nea__conn *c)
+{
+    if (tally_in_use(adm)) {
+        nea__peer_key k = key_of(nea__conn_peer(c));
+        tally_add(adm, &k, -1);
     }
 }
 
@@ -428,10 +465,30 @@ static unsigned held_by(const nea__admission *adm, const nea__peer_key *k)
     return 0;
 }
 
+/* An address's share of the slots while they are contended: an even
+ * split between the addresses holding slots or waiting for one (so three
+ * greedy addresses end up with a third each, not first-come), and never
+ * more than fair_share_pct of them. 0: fair share is off. */
+static unsigned slot_share(const nea__admission *adm)
+{
+    uint64_t now = uv_now(adm->env->loop);
+    unsigned contenders = adm->tally_len, even;
+    for (unsigned j = 0; j < NEA__WAITING; j++) {
+        if (adm->waiting[j].ms != 0 && now - adm->waiting[j].ms <= NEA__WAITING_MS &&
+            held_by(adm, &adm->waiting[j].key) == 0) {
+            contenders++;
+        }
+    }
+    contenders = contenders > 0 ? contenders : 1;
+    even = (adm->count + contenders - 1) / contenders;
+    return adm->share_slots == 0 || even > adm->share_slots ? adm->share_slots : even;
+}
+
 /* An address holds more than its share of the slots. */
 static bool over_slot_share(const nea__admission *adm, unsigned held)
 {
-    return adm->share_slots > 0 && held > adm->share_slots;
+    unsigned share = slot_share(adm);
+    return share > 0 && held > share;
 }
 
 /* Remembers that k was refused a slot: it waits. */
@@ -454,13 +511,27 @@ static void note_waiting(nea__admission *adm, const nea__peer_key *k)
     adm->waiting[j].ms = uv_now(adm->env->loop);
 }
 
-/* Another address than k was refused a slot within NEA__WAITING_MS. */
+/* Some address was refused a slot within NEA__WAITING_MS. */
+static bool someone_waiting(const nea__admission *adm)
+{
+    uint64_t now = uv_now(adm->env->loop);
+    for (unsigned j = 0; j < NEA__WAITING; j++) {
+        if (adm->waiting[j].ms != 0 && now - adm->waiting[j].ms <= NEA__WAITING_MS) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Another address than k was refused a slot within NEA__WAITING_MS and
+ * holds less than its share: a slot k gives up would serve it. */
 static bool other_waiting_for_slot(const nea__admission *adm, const nea__peer_key *k)
 {
     uint64_t now = uv_now(adm->env->loop);
     for (unsigned j = 0; j < NEA__WAITING; j++) {
         if (adm->waiting[j].ms != 0 && now - adm->waiting[j].ms <= NEA__WAITING_MS &&
-            !same_key(&adm->waiting[j].key, k)) {
+            !same_key(&adm->waiting[j].key, k) &&
+            !over_slot_share(adm, held_by(adm, &adm->waiting[j].key) + 1)) {
             return true;
         }
     }
@@ -555,29 +626,38 @@ static nea__conn *oldest_of(nea__admission *adm, nea__conn *head, const nea__pee
     return NULL;
 }
 
-/* Who gives way to a newcomer when every slot is taken. First the
- * addresses holding more than their share, heaviest first: their oldest
- * connection that never sent a byte, then their oldest idle keep-alive
- * one. Then anyone's connection that has been silent for
- * NEA__SILENT_GRACE_MS, then anyone's oldest idle keep-alive connection.
- * Silent connections cost whoever opens them, not the others; an address
- * alone is never limited: its own connections make room for its new
- * ones. NULL: nobody may give way. */
-static nea__conn *victim(nea__admission *adm)
+/* Who gives way to a newcomer when every slot is taken. The addresses
+ * holding the most slots first: one holding more than its share loses its
+ * oldest silent connection (never sent a byte) of any age, then its oldest
+ * idle keep-alive one; any other loses a silent connection once it is
+ * NEA__SILENT_GRACE_MS old. Then anyone's oldest such silent connection,
+ * then anyone's oldest idle keep-alive one. Silent connections cost
+ * whoever opens them, and the heaviest address pays first, so holdings
+ * even out; an address alone is never limited: its own connections make
+ * room for its new ones. NULL: nobody may give way. */
+static nea__conn *victim_by_address(nea__admission *adm)
 {
     nea__conn *v = NULL;
-    fresh_tally(adm);
     for (unsigned j = 0; j < adm->tally_len && v == NULL; j++) {
-        if (!over_slot_share(adm, adm->tally[j].slots)) {
-            break; /* heaviest first: the rest hold less */
-        }
-        v = oldest_of(adm, adm->silent_head, &adm->tally[j].key, true);
-        if (v == NULL) {
+        bool over = over_slot_share(adm, adm->tally[j].slots);
+        v = oldest_of(adm, adm->silent_head, &adm->tally[j].key, over);
+        if (v == NULL && over) {
             v = oldest_of(adm, adm->idle_head, &adm->tally[j].key, true);
         }
-        if (v != NULL) {
-            adm->tally[j].slots--;
-        }
+    }
+    return v;
+}
+
+static nea__conn *victim(nea__admission *adm)
+{
+    nea__conn *v;
+    fresh_tally(adm);
+    v = victim_by_address(adm);
+    if (v == NULL && adm->tally_accepts > 0) {
+        /* Connections accepted since the count may have changed who is
+         * over the share (a flood replacing what it lost): count again. */
+        tally(adm);
+        v = victim_by_address(adm);
     }
     if (v == NULL) {
         v = oldest_of(adm, adm->silent_head, NULL, false);
@@ -595,12 +675,12 @@ static nea__conn *victim(nea__admission *adm)
 static void fair_check(nea__admission *adm, nea__conn *c)
 {
     nea__peer_key k;
-    if (adm->share_slots == 0 || (k = key_of(nea__conn_peer(c))).family == 0 ||
-        !other_waiting_for_slot(adm, &k)) {
+    if (adm->share_slots == 0 || !someone_waiting(adm) ||
+        (k = key_of(nea__conn_peer(c))).family == 0) {
         return;
     }
     fresh_tally(adm);
-    if (over_slot_share(adm, held_by(adm, &k) + 1)) {
+    if (over_slot_share(adm, held_by(adm, &k)) && other_waiting_for_slot(adm, &k)) {
         adm->env->stats->shed_fair++;
         nea__conn_shed(c, false);
     }
@@ -618,6 +698,12 @@ static void accept_pending(nea__admission *adm)
         adm->free_conns = c->next;
         adm->accept_pending = false;
         if (nea__conn_accept(c, adm->listener, -1) == 0) {
+            adm->tally_accepts++;
+            if (tally_in_use(adm)) {
+                nea__peer_key k = key_of(nea__conn_peer(c));
+                tally_add(adm, &k, 1);
+                adm->tally_accepts--; /* counted */
+            }
             fair_check(adm, c);
         }
     } else if (adm->linger_head != NULL) {

@@ -85,11 +85,12 @@ struct nea__admission {
      * An address not listed holds no more than count / (NEA__TALLY + 1). */
     nea__holding tally[NEA__TALLY];
     unsigned tally_len;
-    uint64_t tally_ms;   /* loop time of the count; 0 = none */
-    uv_idle_t regrant;   /* hands out arenas in the next iteration (admission.c: grant) */
-    bool accept_pending; /* a connection waits on the listener for a slot */
-    bool granting;       /* the arena hand-off loop is running */
-    bool stopped;        /* draining: no connection is accepted any more */
+    uint64_t tally_ms;      /* loop time of the count; 0 = none */
+    unsigned tally_accepts; /* connections accepted since the count */
+    uv_idle_t regrant;      /* hands out arenas in the next iteration (admission.c: grant) */
+    bool accept_pending;    /* a connection waits on the listener for a slot */
+    bool granting;          /* the arena hand-off loop is running */
+    bool stopped;           /* draining: no connection is accepted any more */
     /* A slot, a reject handle or an arena came back (the server may finish
      * closing). */
     void (*changed)(void *data);
