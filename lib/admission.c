@@ -465,34 +465,37 @@ static unsigned held_by(const nea__admission *adm, const nea__peer_key *k)
     return 0;
 }
 
+static bool recent(const nea__admission *adm, uint64_t ms)
+{
+    return ms != 0 && uv_now(adm->env->loop) - ms <= NEA__WAITING_MS;
+}
+
 /* An address's share of the slots while they are contended: an even
- * split between the addresses holding slots or waiting for one (so three
- * greedy addresses end up with a third each, not first-come), and never
- * more than fair_share_pct of them. 0: fair share is off. */
+ * split between the addresses holding slots or asking for one (so four
+ * greedy addresses end up with a quarter each, not first-come), and,
+ * when fair share is on, never more than fair_share_pct of them. */
 static unsigned slot_share(const nea__admission *adm)
 {
-    uint64_t now = uv_now(adm->env->loop);
     unsigned contenders = adm->tally_len, even;
     for (unsigned j = 0; j < NEA__WAITING; j++) {
-        if (adm->waiting[j].ms != 0 && now - adm->waiting[j].ms <= NEA__WAITING_MS &&
-            held_by(adm, &adm->waiting[j].key) == 0) {
+        if (recent(adm, adm->waiting[j].ms) && held_by(adm, &adm->waiting[j].key) == 0) {
             contenders++;
         }
     }
     contenders = contenders > 0 ? contenders : 1;
     even = (adm->count + contenders - 1) / contenders;
-    return adm->share_slots == 0 || even > adm->share_slots ? adm->share_slots : even;
+    return adm->share_slots != 0 && adm->share_slots < even ? adm->share_slots : even;
 }
 
 /* An address holds more than its share of the slots. */
 static bool over_slot_share(const nea__admission *adm, unsigned held)
 {
-    unsigned share = slot_share(adm);
-    return share > 0 && held > share;
+    return held > slot_share(adm);
 }
 
-/* Remembers that k was refused a slot: it waits. */
-static void note_waiting(nea__admission *adm, const nea__peer_key *k)
+/* Remembers that k asked for a slot while they were contended, and
+ * whether it was refused (it waits). */
+static void note_contender(nea__admission *adm, const nea__peer_key *k, bool refused)
 {
     unsigned j, oldest = 0;
     if (k->family == 0) {
@@ -506,17 +509,22 @@ static void note_waiting(nea__admission *adm, const nea__peer_key *k)
             oldest = j;
         }
     }
-    j = j < NEA__WAITING ? j : oldest;
-    adm->waiting[j].key = *k;
+    if (j == NEA__WAITING) {
+        j = oldest;
+        adm->waiting[j].key = *k;
+        adm->waiting[j].refused_ms = 0;
+    }
     adm->waiting[j].ms = uv_now(adm->env->loop);
+    if (refused) {
+        adm->waiting[j].refused_ms = adm->waiting[j].ms;
+    }
 }
 
 /* Some address was refused a slot within NEA__WAITING_MS. */
 static bool someone_waiting(const nea__admission *adm)
 {
-    uint64_t now = uv_now(adm->env->loop);
     for (unsigned j = 0; j < NEA__WAITING; j++) {
-        if (adm->waiting[j].ms != 0 && now - adm->waiting[j].ms <= NEA__WAITING_MS) {
+        if (recent(adm, adm->waiting[j].refused_ms)) {
             return true;
         }
     }
@@ -527,10 +535,8 @@ static bool someone_waiting(const nea__admission *adm)
  * holds less than its share: a slot k gives up would serve it. */
 static bool other_waiting_for_slot(const nea__admission *adm, const nea__peer_key *k)
 {
-    uint64_t now = uv_now(adm->env->loop);
     for (unsigned j = 0; j < NEA__WAITING; j++) {
-        if (adm->waiting[j].ms != 0 && now - adm->waiting[j].ms <= NEA__WAITING_MS &&
-            !same_key(&adm->waiting[j].key, k) &&
+        if (recent(adm, adm->waiting[j].refused_ms) && !same_key(&adm->waiting[j].key, k) &&
             !over_slot_share(adm, held_by(adm, &adm->waiting[j].key) + 1)) {
             return true;
         }
@@ -590,7 +596,7 @@ static void reject(nea__admission *adm)
      * counts, not only the last one refused). */
     {
         nea__peer_key k = key_of(&peer);
-        note_waiting(adm, &k);
+        note_contender(adm, &k, true);
     }
     nea__stats_response(env->stats, 503);
     note_no_slot(adm, &peer);
@@ -612,14 +618,30 @@ static bool may_evict(nea__conn *c)
  * address when k is NULL) that may be evicted and, unless any_age, was
  * accepted at least NEA__SILENT_GRACE_MS ago; NULL if none among the first
  * NEA__EVICT_SCAN. */
-static nea__conn *oldest_of(nea__admission *adm, nea__conn *head, const nea__peer_key *k,
-                            bool any_age)
+static bool evictable(nea__admission *adm, nea__conn *c, const nea__peer_key *k, bool any_age)
 {
-    uint64_t now = uv_now(adm->env->loop);
+    bool young = !any_age && uv_now(adm->env->loop) - c->accept_ms < NEA__SILENT_GRACE_MS;
+    return !young && (k == NULL || key_is(c, k)) && may_evict(c);
+}
+
+/* The oldest connection of a list (head to tail) whose address is k (any
+ * address when k is NULL) that may be evicted and, unless any_age, was
+ * accepted at least NEA__SILENT_GRACE_MS ago; NULL if none. At most
+ * NEA__EVICT_SCAN from each end are looked at: an address whose
+ * connections come and go (a flood replacing what it lost) has them at
+ * the young end, behind others that stay. */
+static nea__conn *oldest_of(nea__admission *adm, nea__conn *head, nea__conn *tail,
+                            const nea__peer_key *k, bool any_age)
+{
     unsigned looked = 0;
-    for (nea__conn *c = head; c != NULL && looked < NEA__EVICT_SCAN; c = c->next, looked++) {
-        bool young = !any_age && now - c->accept_ms < NEA__SILENT_GRACE_MS;
-        if (!young && (k == NULL || key_is(c, k)) && may_evict(c)) {
+    nea__conn *c;
+    for (c = head; c != NULL && looked < NEA__EVICT_SCAN; c = c->next, looked++) {
+        if (evictable(adm, c, k, any_age)) {
+            return c;
+        }
+    }
+    for (looked = 0, c = tail; c != NULL && looked < NEA__EVICT_SCAN; c = c->prev, looked++) {
+        if (evictable(adm, c, k, any_age)) {
             return c;
         }
     }
@@ -640,9 +662,9 @@ static nea__conn *victim_by_address(nea__admission *adm)
     nea__conn *v = NULL;
     for (unsigned j = 0; j < adm->tally_len && v == NULL; j++) {
         bool over = over_slot_share(adm, adm->tally[j].slots);
-        v = oldest_of(adm, adm->silent_head, &adm->tally[j].key, over);
+        v = oldest_of(adm, adm->silent_head, adm->silent_tail, &adm->tally[j].key, over);
         if (v == NULL && over) {
-            v = oldest_of(adm, adm->idle_head, &adm->tally[j].key, true);
+            v = oldest_of(adm, adm->idle_head, adm->idle_tail, &adm->tally[j].key, true);
         }
     }
     return v;
@@ -660,10 +682,10 @@ static nea__conn *victim(nea__admission *adm)
         v = victim_by_address(adm);
     }
     if (v == NULL) {
-        v = oldest_of(adm, adm->silent_head, NULL, false);
+        v = oldest_of(adm, adm->silent_head, adm->silent_tail, NULL, false);
     }
     if (v == NULL) {
-        v = oldest_of(adm, adm->idle_head, NULL, true);
+        v = oldest_of(adm, adm->idle_head, adm->idle_tail, NULL, true);
     }
     return v;
 }
@@ -702,6 +724,7 @@ static void accept_pending(nea__admission *adm)
             if (tally_in_use(adm)) {
                 nea__peer_key k = key_of(nea__conn_peer(c));
                 tally_add(adm, &k, 1);
+                note_contender(adm, &k, false);
                 adm->tally_accepts--; /* counted */
             }
             fair_check(adm, c);

@@ -74,11 +74,14 @@ struct nea__admission {
     nea__reject rejects[NEA__REJECT_SLOTS];
     nea__reject *free_rejects;
     uv_stream_t *listener;
-    /* Every address refused a slot in the last NEA__WAITING_MS (the oldest
-     * entry gives way when all are taken): fair share limits the others. */
+    /* The addresses that asked for a slot while they were contended, in
+     * the last NEA__WAITING_MS (the entry seen longest ago gives way when
+     * all are taken): they count in the even split of the slots, and those
+     * refused one are waiting, which limits the others. */
     struct {
         nea__peer_key key;
-        uint64_t ms; /* loop time of the last refusal; 0 = free entry */
+        uint64_t ms;         /* loop time it last asked; 0 = free entry */
+        uint64_t refused_ms; /* loop time it was last refused; 0 = never */
     } waiting[NEA__WAITING];
     /* The addresses holding the most slots, heaviest first, exact for
      * each; counted when slots are contended, at most every NEA__TALLY_MS.
