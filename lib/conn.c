@@ -953,6 +953,11 @@ void nea__conn_wait(nea__conn *c, unsigned ms)
     arm(c, ms);
 }
 
+uint64_t nea__conn_waiting_since(const nea__conn *c)
+{
+    return c->state == NEA__C_QUEUED ? c->t_head : 0;
+}
+
 /* The routed head's handler takes its body in pieces. */
 static bool stream_route(const nea__conn *c)
 {

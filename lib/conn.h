@@ -166,5 +166,8 @@ const struct sockaddr_storage *nea__conn_peer(nea__conn *c);
 void nea__addr_name(const struct sockaddr_storage *a, char *buf, size_t len);
 /* True when c's client has the address peer (ports not compared). */
 bool nea__conn_same_peer(nea__conn *c, const struct sockaddr_storage *peer);
+/* uv_hrtime() since which the routed head in c has waited to run (set by
+ * nea__conn_wait), or 0 when it has not waited. */
+uint64_t nea__conn_waiting_since(const nea__conn *c);
 
 #endif /* NEA_CONN_H */
