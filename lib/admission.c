@@ -38,8 +38,13 @@
  * response before any of this, 503 once the drain is announced.
  *
  * Before an arena is taken, two more refusals, both 503 at once and both
- * skipped for exempt routes: the loop is overloaded (load.c decides), or
+ * skipped for exempt routes: the request would wait for the loop longer
+ * than the CPU target (load.c predicts it from the heads queued ahead), or
  * the client's address holds more than its fair share while others wait.
+ * And the loop's budget: once handlers have run overload_budget_us in an
+ * iteration, a routed head waits in the queue for the next one even with
+ * an arena free (whatever queue_timeout_ms says: it waits for the loop);
+ * exempt routes never wait for it.
  * Fair share on arenas applies only while another address is waiting: a
  * head from an address that holds fair_share_pct of the arenas is refused
  * while a head from another address waits in the queue (and a queued one
@@ -198,16 +203,17 @@ static bool over_arena_share(const nea__admission *adm, nea__conn *c)
     return arenas >= adm->share_arenas;
 }
 
-/* The refusals before an arena, for ordinary routes: the loop is
- * overloaded (the connection stays), or c's address is over its share
- * while another waits. Returns true when c was answered 503. */
-static bool refused(nea__admission *adm, nea__conn *c)
+/* The refusals when a head is routed, for ordinary routes: its wait for
+ * the loop would exceed the CPU target (load.c; the connection stays), or
+ * its address is over its share of the arenas while another waits.
+ * Returns true when c was answered 503. */
+static bool refused_at_once(nea__admission *adm, nea__conn *c)
 {
     nea_stats *st = c->env->stats;
     if (is_exempt(c)) {
         return false;
     }
-    if (nea__load_shed(adm->load)) {
+    if (nea__load_refuse(adm->load, adm->wait_len)) {
         st->shed_cpu++;
         nea__conn_shed(c, true);
         return true;
@@ -218,6 +224,18 @@ static bool refused(nea__admission *adm, nea__conn *c)
         return true;
     }
     return false;
+}
+
+/* The refusal when a queued head's turn comes: its address is over its
+ * share of the arenas while another waits. */
+static bool refused_at_grant(nea__admission *adm, nea__conn *c)
+{
+    if (is_exempt(c) || !over_arena_share(adm, c)) {
+        return false;
+    }
+    c->env->stats->shed_fair++;
+    nea__conn_shed(c, false);
+    return true;
 }
 
 /* A readiness check is answered here, before any refusal and without an
@@ -236,16 +254,34 @@ static bool answered_ready(nea__conn *c)
     return true;
 }
 
+static void on_regrant(uv_idle_t *h);
+
+/* Whether the routed head c may run now: an arena of its class is free
+ * and, for an ordinary route, this iteration's handler budget is not spent
+ * and nothing of its class queues ahead of it. */
+static bool runs_now(const nea__admission *adm, const nea__conn *c)
+{
+    return arena_free_for(adm, c) &&
+           (is_exempt(c) ||
+            (!nea__load_spent(adm->load) && adm->wait_head[c->route->arena_class] == NULL));
+}
+
 static void on_routed(nea__conn *c)
 {
     nea__admission *adm = c->env->hooks_data;
     const nea_config *cfg = c->env->cfg;
 
-    if (answered_ready(c) || refused(adm, c)) {
+    if (answered_ready(c) || refused_at_once(adm, c)) {
         return;
     }
-    if (arena_free_for(adm, c)) {
+    if (runs_now(adm, c)) {
         nea__conn_arena_ready(c, nea__pool_acquire(pool_of(adm, c)));
+    } else if (arena_free_for(adm, c) && adm->wait_len < adm->wait_max) {
+        /* Waits for the loop, not for an arena: the next iteration runs
+         * it, whatever queue_timeout_ms says (the CPU target bounds the
+         * wait; without one, NEA__LOOP_WAIT_MAX_MS does). */
+        nea__conn_wait(c, NEA__LOOP_WAIT_MAX_MS);
+        uv_idle_start(&adm->regrant, on_regrant);
     } else if (cfg->queue_timeout_ms > 0 && adm->wait_len < adm->wait_max) {
         nea__conn_wait(c, cfg->queue_timeout_ms);
     } else {
@@ -255,7 +291,6 @@ static void on_routed(nea__conn *c)
 }
 
 static void accept_pending(nea__admission *adm);
-static void on_regrant(uv_idle_t *h);
 
 static void on_closed(nea__conn *c)
 {
@@ -272,14 +307,15 @@ static const nea__conn_hooks conn_hooks = {
     .closed = on_closed,
 };
 
-/* An arena returned to the pool: the first head waiting gets it. A granted
- * handler may respond at once and return its arena from inside this loop;
- * the nested call leaves the hand-off to this loop, so the stack stays flat
- * however long the queue is. Once handlers have spent the iteration's
- * budget the loop stops (a long queue of CPU-heavy requests must not hold
- * the loop, and the health checks behind it, for the whole queue): while
- * shedding, the waiting heads are answered 503 at once; otherwise the rest
- * is handed out from the next iteration on (regrant). */
+/* An arena returned to the pool, or a new iteration began: the first
+ * head waiting gets an arena and runs. A granted handler may respond at
+ * once and return its arena from inside this loop; the nested call leaves
+ * the hand-off to this loop, so the stack stays flat however long the
+ * queue is. Once handlers have spent the iteration's budget the loop stops
+ * (a queue of CPU-heavy requests must not hold the loop, and the health
+ * checks behind it, for the whole queue) and the rest runs from the next
+ * iteration on (regrant); a head that has by then waited longer than the
+ * CPU target allows is answered 503 instead (load.c). */
 static void grant(nea__admission *adm)
 {
     unsigned k = 0;
@@ -293,13 +329,19 @@ static void grant(nea__admission *adm)
             k++;
             continue;
         }
-        if (!is_exempt(c) && nea__load_spent(adm->load) && !adm->load->shedding) {
+        if (!is_exempt(c) && nea__load_spent(adm->load)) {
+            if (nea__load_stale(adm->load, nea__conn_waiting_since(c))) {
+                uv_timer_stop(&c->timer);
+                c->env->stats->shed_cpu++;
+                nea__conn_shed(c, true);
+                continue; /* it left the queue; the next waiter is looked at */
+            }
             uv_idle_start(&adm->regrant, on_regrant);
             break;
         }
         uv_timer_stop(&c->timer);
-        if (refused(adm, c)) {
-            continue; /* it left the queue; the next waiter is looked at */
+        if (refused_at_grant(adm, c)) {
+            continue;
         }
         nea__conn_arena_ready(c, nea__pool_acquire(pool_of(adm, c)));
     }

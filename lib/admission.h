@@ -17,6 +17,9 @@
  * it is this old, unless its address holds more than its share: a client
  * that just connected sends its request within a round trip. */
 #define NEA__SILENT_GRACE_MS 1000
+/* The longest a head waits for the loop's next iterations (the CPU
+ * target refuses it long before, when there is one). */
+#define NEA__LOOP_WAIT_MAX_MS 1000
 /* Addresses refused a slot recently (fair share: they are waiting). */
 #define NEA__WAITING 16
 /* How long an address refused a slot counts as waiting. */
