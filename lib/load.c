@@ -20,7 +20,10 @@
  *     average time. A predicted wait beyond the target is refused at once,
  *     503, before the request took anything but the read of its head; so
  *     what is admitted waits at most about the target, and what is refused
- *     is told in the iteration that read it. A queued request that has
+ *     is told in the iteration that read it. The target is an allowance for
+ *     bursts, not a queue to keep: while shedding (overload that lasts), the
+ *     wait allowed is two budgets, so what is admitted then waits about two
+ *     iterations. A queued request that has
  *     waited overload_interval_ms when the loop could run it (the
  *     prediction was wrong: handlers got slower) is refused then instead.
  *
@@ -110,7 +113,14 @@ static bool refused(nea__load *l)
 
 bool nea__load_refuse(nea__load *l, unsigned ahead)
 {
-    if (l->target_ns == 0 || (uint64_t)ahead * l->avg_ns <= l->target_ns) {
+    uint64_t limit = l->target_ns;
+    if (limit == 0) {
+        return false;
+    }
+    if (l->shedding && 2 * l->budget_ns < limit) {
+        limit = 2 * l->budget_ns; /* sustained: no standing queue */
+    }
+    if ((uint64_t)ahead * l->avg_ns <= limit) {
         return false;
     }
     return refused(l);

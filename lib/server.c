@@ -644,9 +644,12 @@ static void balance(nea_server *s)
     unsigned n = worker_fds(s, fds);
 
     for (unsigned i = 0; i < n; i++) {
-        if (!nea__server_worker(s, i)->own_socket || s->listener.family == AF_UNIX) {
+        const nea_server *w = nea__server_worker(s, i);
+        if (!w->own_socket || w->listener.family == AF_UNIX) {
             nea__log(&s->cfg, NEA_LOG_INFO,
-                     "%u workers share one listening socket: each accepts when it can", n);
+                     "%u workers, not each on a TCP socket of its own in one reuseport group: "
+                     "each accepts when it can",
+                     n);
             return;
         }
     }

@@ -77,6 +77,8 @@ def add_args(ap):
     ap.add_argument("--capacity-hello", type=float, help="skip the ramp, use this C for /hello")
     ap.add_argument("--capacity-sleep5", type=float, help="skip the ramp, use this C for /sleep/5")
     ap.add_argument("--step-seconds", type=float, help="seconds per step (default 10, quick 2)")
+    ap.add_argument("--compare-demo", help="the step series once more with this nea-demo "
+                    "(e.g. an older build), in the same run, for a before/after")
 
 
 def wrk_rate(port, path):
@@ -245,7 +247,7 @@ def run_q100(args, rep, demo_bin, lg, cap):
     return {"capacity": cap, "step_s": step_s, "steps": [steps[0.5], steps[2.0]]}
 
 
-def run_step(args, rep, demo_bin, lg):
+def run_step(args, rep, demo_bin, lg, label="step", targets=True):
     """The step series: a CPU-bound route (/spin/1000) at 0.5C, then 2C,
     several times over, open loop; each 2C phase's figures include its
     onset. A second loadgen asks GET /health 100 times a second throughout
@@ -256,9 +258,9 @@ def run_step(args, rep, demo_bin, lg):
     path = "/spin/1000"
     cycles = 1 if quick else 5
     low_s, high_s = (1.0, 2.0) if quick else (2.0, 3.0)
-    demo = C.Demo(demo_bin, ["--prefault"], tag="step")
+    demo = C.Demo(demo_bin, ["--prefault"], tag=label)
     if not demo.started:
-        raise SystemExit("overload_sweep: demo for step did not start")
+        raise SystemExit(f"overload_sweep: demo for {label} did not start")
     cap, _ = C.capacity_ramp(lg, demo, path, 400, 1.25 if not quick else 1.5, 20000,
                              1.0 if quick else 2.0, 512)
     phases = []
@@ -286,21 +288,29 @@ def run_step(args, rep, demo_bin, lg):
                      C.ms(ph["503_svc_p99"]), ph["err"] + ph["tmo"]])
         if i % 2 == 1:
             highs.append(ph)
-    C.table(f"overload_sweep step: {path}, C = {cap:.0f}/s, {cycles} x (0.5C {low_s:g} s, "
+    C.table(f"overload_sweep {label}: {path}, C = {cap:.0f}/s, {cycles} x (0.5C {low_s:g} s, "
             f"2C {high_s:g} s), open loop; latencies in ms from the intended send time "
             "(503svc: from the socket write)",
             ["phase", "offered/s", "s", "goodput/s", "503/s", "ok_p50", "ok_p99", "ok_max",
              "503_p50", "503_p99", "503svc_p99", "err+tmo"], rows)
-    C.table("overload_sweep step: GET /health at 100/s throughout (its own loadgen)",
-            ["sent", "200", "p50 ms", "p99 ms", "max ms"],
+    C.table(f"overload_sweep {label}: GET /health at 100/s throughout (its own loadgen)",
+            ["sent", "200", "p50 ms", "p99 ms", "max ms", "svc p99 ms", "svc max ms"],
             [[health["sent"], health["2xx"], C.ms(health["ok_p50"]), C.ms(health["ok_p99"]),
-              C.ms(health["ok_max"])]])
+              C.ms(health["ok_max"]), C.ms(health.get("ok_svc_p99")),
+              C.ms(health.get("ok_svc_max"))]])
 
     def worst(key):
         vals = [ph[key] for ph in highs if ph[key] is not None]
         return max(vals) if vals else None
 
     ok99, s99, svc99 = worst("ok_p99"), worst("503_p99"), worst("503_svc_p99")
+    fig = {"binary": demo_bin, "path": path, "capacity": round(cap, 1), "cycles": cycles,
+           "low_s": low_s, "high_s": high_s, "phases": r.s["phases"], "health": health,
+           "shed_cpu": st1.get("shed_cpu", 0) - st0.get("shed_cpu", 0),
+           "worst_2c": {"ok_p99_us": ok99, "503_p99_us": s99, "503_svc_p99_us": svc99},
+           "exit_code": code}
+    if not targets:
+        return fig
     rep.target("step: admitted p99 over every 2C phase", ok99 is not None and ok99 <= 20000,
                f"{C.ms(ok99)} ms", "<= 20 ms",
                by=None if ok99 is None else f"{(ok99 - 20000) / 1000:+.2f} ms")
@@ -319,11 +329,7 @@ def run_step(args, rep, demo_bin, lg):
     rep.hard("step: only 200 and 503 answered", other == 0, other, 0)
     rep.hard("step: process alive, exit 0 after SIGTERM", alive and code == 0,
              f"alive={alive} exit={code}", "alive, 0")
-    return {"path": path, "capacity": round(cap, 1), "cycles": cycles, "low_s": low_s,
-            "high_s": high_s, "phases": r.s["phases"], "health": health,
-            "shed_cpu": st1.get("shed_cpu", 0) - st0.get("shed_cpu", 0),
-            "worst_2c": {"ok_p99_us": ok99, "503_p99_us": s99, "503_svc_p99_us": svc99},
-            "exit_code": code}
+    return fig
 
 
 def run(args, rep):
@@ -334,6 +340,9 @@ def run(args, rep):
     if "step" in names:
         names.remove("step")
         figs["step"] = run_step(args, rep, demo_bin, lg)
+        if args.compare_demo:
+            figs["step-compare"] = run_step(args, rep, args.compare_demo, lg, "step-compare",
+                                            targets=False)
     for n in names:
         if n not in SERIES:
             raise SystemExit(f"overload_sweep: unknown series {n}")
