@@ -28,8 +28,9 @@
  *     prediction was wrong: handlers got slower) is refused then instead.
  *
  * The average is per handler run, recent: it moves by 1/NEA__LOAD_AVG_WEIGHT
- * of the difference on every run, so a change of the handlers' cost is
- * followed within a few dozen requests. "shedding" (nea_stats, the agent's
+ * of the difference on every run, a run counting at most NEA__LOAD_CLIP
+ * times the average (a handler the OS preempted is not a costlier one), so
+ * a change of the handlers' cost is followed within a few dozen requests. "shedding" (nea_stats, the agent's
  * weight) is on from a refusal until overload_hold_ms pass without one.
  *
  * Two times are measured per iteration as well: the loop's busy time (from
@@ -89,12 +90,22 @@ void nea__load_touch(nea__load *l)
 
 void nea__load_handler_ran(nea__load *l, uint64_t ns)
 {
-    int64_t d = (int64_t)ns - (int64_t)l->avg_ns;
+    uint64_t x = ns;
+    int64_t d;
     l->iter_handler += ns;
     if (l->avg_ns == 0) {
         l->avg_ns = ns > 0 ? ns : 1; /* the first run is the estimate */
         return;
     }
+    /* A run the OS preempted looks many times longer than it was: one
+     * sample moves the average by at most as much as a run of
+     * NEA__LOAD_CLIP times it would, so an outlier shifts it by a few
+     * percent while a real change of cost is followed within a few dozen
+     * runs. */
+    if (x > NEA__LOAD_CLIP * l->avg_ns) {
+        x = NEA__LOAD_CLIP * l->avg_ns;
+    }
+    d = (int64_t)x - (int64_t)l->avg_ns;
     l->avg_ns = (uint64_t)((int64_t)l->avg_ns + d / NEA__LOAD_AVG_WEIGHT);
     l->avg_ns = l->avg_ns > 0 ? l->avg_ns : 1;
 }

@@ -10,6 +10,8 @@
 /* The handlers' average time moves by 1 / NEA__LOAD_AVG_WEIGHT of the
  * difference per handler run. */
 #define NEA__LOAD_AVG_WEIGHT 8
+/* A run counts at most this many times the average. */
+#define NEA__LOAD_CLIP 4
 
 typedef struct nea__load {
     uv_prepare_t prepare;
