@@ -947,6 +947,10 @@ int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void 
     s->env.closing = true;
     s->close_cb = cb;
     s->close_data = data;
+    if (s->balance_check_open) {
+        /* It reads every worker's listener, which the workers close now. */
+        uv_timer_stop(&s->balance_check);
+    }
     if (s->plan.workers > 1 && s->index == 0) {
         uv_ref((uv_handle_t *)&s->done);
         for (unsigned i = 1; i < s->plan.workers; i++) {
