@@ -21,9 +21,10 @@
  *     503, before the request took anything but the read of its head; so
  *     what is admitted waits at most about the target, and what is refused
  *     is told in the iteration that read it. The target is an allowance for
- *     bursts, not a queue to keep: while shedding (overload that lasts), the
- *     wait allowed is two budgets, so what is admitted then waits about two
- *     iterations. A queued request that has
+ *     bursts, not a queue to keep: once refusals have kept coming for
+ *     overload_interval_ms (none more than that apart: overload that
+ *     lasts, not a burst or a stall of the machine), the wait allowed is two
+ *     budgets, so what is admitted then waits about two iterations. A queued request that has
  *     waited overload_interval_ms when the loop could run it (the
  *     prediction was wrong: handlers got slower) is refused then instead.
  *
@@ -74,6 +75,7 @@ void nea__load_init(nea__load *l, uv_loop_t *loop, unsigned target_ms, unsigned 
     l->budget_ns = (uint64_t)budget_us * 1000u;
     l->target_ns = (uint64_t)target_ms * 1000000u;
     l->stale_ns = (uint64_t)interval_ms * 1000000u;
+    l->interval_ns = l->stale_ns;
     l->hold_ns = (uint64_t)hold_ms * 1000000u;
     uv_prepare_init(loop, &l->prepare);
     l->prepare.data = l;
@@ -117,9 +119,23 @@ bool nea__load_spent(const nea__load *l)
 
 static bool refused(nea__load *l)
 {
-    l->last_shed = uv_hrtime();
+    uint64_t now = uv_hrtime();
+    if (!l->shedding || now - l->last_shed > l->interval_ns) {
+        l->run_since = now; /* a new run of refusals */
+    }
+    l->last_shed = now;
     set_shedding(l, true);
     return true;
+}
+
+/* Refusals have kept coming, none more than an interval after the one
+ * before, for a whole interval: overload that lasts, not a burst or a
+ * stall of the machine. */
+static bool sustained(const nea__load *l)
+{
+    uint64_t now = uv_hrtime();
+    return l->shedding && now - l->last_shed <= l->interval_ns &&
+           l->last_shed - l->run_since >= l->interval_ns;
 }
 
 bool nea__load_refuse(nea__load *l, unsigned ahead)
@@ -128,8 +144,8 @@ bool nea__load_refuse(nea__load *l, unsigned ahead)
     if (limit == 0) {
         return false;
     }
-    if (l->shedding && 2 * l->budget_ns < limit) {
-        limit = 2 * l->budget_ns; /* sustained: no standing queue */
+    if (2 * l->budget_ns < limit && sustained(l)) {
+        limit = 2 * l->budget_ns; /* no standing queue */
     }
     if ((uint64_t)ahead * l->avg_ns <= limit) {
         return false;

@@ -24,6 +24,8 @@ typedef struct nea__load {
     uint64_t lag;          /* busy time of the last iteration that had I/O */
     uint64_t avg_ns;       /* handlers' average time (per run, recent) */
     uint64_t last_shed;    /* when the last request was refused for CPU */
+    uint64_t run_since;    /* refusals no more than interval apart since then */
+    uint64_t interval_ns;  /* overload_interval_ms */
     bool shedding;         /* refused one within hold_ns */
     uint64_t transitions;  /* shedding turned on or off */
 } nea__load;
