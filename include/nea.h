@@ -252,27 +252,35 @@ typedef struct nea_config {
                                       0 = stop accepting at once. Default 0 */
     unsigned retry_after_s;        /* Retry-After value on 503 (0..86400). Default 1 */
 
-    /* Refusal when the CPU is the limit (see README "Overload"): when in
-     * every loop iteration for overload_interval_ms handlers ran longer than
-     * overload_target_ms, each iteration admits requests until handlers have
-     * run overload_budget_us and answers the rest 503 at once. Shedding lasts
-     * at least overload_hold_ms, then stops at the first interval in which
-     * handlers (counting what the shed requests would have run) asked for
-     * less than 90% of the time, or once overload_hold_ms pass without a
-     * shed. */
-    unsigned overload_target_ms;   /* 0 = never shed for CPU. Default 5 */
+    /* Refusal when the CPU is the limit (docs/admission.md, "CPU"), always
+     * on, decided per request. Handlers run for at most overload_budget_us
+     * per loop iteration (the first one of an iteration always runs); a
+     * request ready after that waits in the queue for the next iteration
+     * (exempt routes never wait for it). A request whose wait for the loop
+     * is predicted (the queued requests ahead of it, at the handlers'
+     * recent average time) to exceed overload_target_ms is answered 503 at
+     * once, its connection kept; once such refusals have kept coming for
+     * overload_interval_ms, the wait allowed is two budgets. A queued
+     * request that has waited overload_interval_ms when the loop could run
+     * it is answered 503 instead. nea_stats.shedding is 1 from a refusal
+     * until overload_hold_ms pass without one. */
+    unsigned overload_target_ms;   /* 0 = never refuse for CPU (the budget still holds).
+                                      Default 5 */
     unsigned overload_interval_ms; /* Default 25 */
-    unsigned overload_budget_us;   /* while shedding, handler time per loop iteration
-                                      (the first request is always admitted).
-                                      Default 1000 */
+    unsigned overload_budget_us;   /* handler time per loop iteration. Default 1000 */
     unsigned overload_hold_ms;     /* Default 1000 */
     unsigned reserved_arenas;      /* arenas only NEA_ROUTE_EXEMPT routes may take, so
                                       health and metrics answer when all others are
                                       busy. Default 0 */
-    unsigned fair_share_pct;       /* under contention (few free slots, or no free arena)
-                                      one client address may hold at most this percent
-                                      of the slots and of the arenas (at least one);
-                                      more gets 503. 0 = off. Default 50 */
+    unsigned fair_share_pct;       /* under contention one client address may hold at
+                                      most this percent of the arenas while another
+                                      address waits for one, and of the slots at most
+                                      an even split between the addresses contending
+                                      for them, capped at this percent (at least one);
+                                      a newcomer over it gets 503 while an address under
+                                      it waits (docs/admission.md, "Connection slots").
+                                      An address alone is never limited. 0 = no
+                                      refusals for fairness. Default 50 */
 
     /* Load-balancer agent (HAProxy's agent-check): a TCP port on which every
      * connection is answered one line and closed: "drain\n" once
@@ -297,7 +305,9 @@ typedef struct nea_config {
     unsigned agent_weight;
     /* Share-nothing worker threads (see README "Workers"). Each worker is a
      * thread with its own uv_loop_t, its own listening socket on host:port
-     * (SO_REUSEPORT) and its own slab of the one reservation holding
+     * (SO_REUSEPORT; a Unix socket, or an inherited socket without
+     * SO_REUSEPORT, is shared instead: docs/listeners.md) and its own slab
+     * of the one reservation holding
      * max_connections slots, arena_count arenas and a queue of queue_length:
      * those fields, and reserved_arenas, are per worker, while memory_limit
      * caps the sum (with arena_count 0, each worker gets as many arenas as
@@ -311,7 +321,11 @@ typedef struct nea_config {
     /* Listen with SO_REUSEPORT even when workers is 1, so a host that runs
      * its own loops on its own threads can put one server on each, all
      * sharing one address (the kernel spreads connections across them).
-     * Implied by workers > 1. Default 0 */
+     * Implied by workers > 1. A server whose workers deal connections
+     * round-robin does so only while the address's reuseport group holds
+     * its own sockets alone; with another server or process in the group
+     * the kernel spreads connections over all of them (docs/listeners.md).
+     * Default 0 */
     int reuse_port;
 
     int prefault;    /* make the whole reservation resident at start. Default 0 */
@@ -601,7 +615,8 @@ typedef struct nea_stats {
                                nothing pending, 504 at response_timeout_ms */
     uint64_t rejected_400;  /* malformed or smuggling-shaped requests */
     uint64_t accepted;      /* connections accepted into a slot */
-    uint64_t evicted;       /* idle keep-alive connections closed to make room */
+    uint64_t evicted;       /* silent (never sent a byte) or idle keep-alive connections
+                               closed to make room for a newcomer */
     uint64_t accept_errors; /* failed accepts, e.g. at the process fd limit */
     unsigned connections_open;
     unsigned connections_max;
