@@ -260,10 +260,10 @@ typedef struct nea_config {
      * is predicted (the queued requests ahead of it, at the handlers'
      * recent average time) to exceed overload_target_ms is answered 503 at
      * once, its connection kept; once such refusals have kept coming for
-     * overload_interval_ms, the wait allowed is two budgets. A queued
-     * request that has waited overload_interval_ms when the loop could run
-     * it is answered 503 instead. nea_stats.shedding is 1 from a refusal
-     * until overload_hold_ms pass without one. */
+     * overload_interval_ms, the wait allowed is two budgets. While
+     * shedding, a queued request that has waited overload_interval_ms when
+     * the loop could run it is answered 503 instead. nea_stats.shedding is 1
+     * from a refusal until overload_hold_ms pass without one. */
     unsigned overload_target_ms;   /* 0 = never refuse for CPU (the budget still holds).
                                       Default 5 */
     unsigned overload_interval_ms; /* Default 25 */

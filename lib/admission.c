@@ -127,15 +127,13 @@ static nea__conn **list_of(nea__admission *adm, const nea__conn *c, nea__conn_st
     }
 }
 
-static void tally_closing(nea__admission *adm, nea__conn *c);
-
 static void on_state(nea__conn *c, nea__conn_state from)
 {
     nea__admission *adm = c->env->hooks_data;
     nea__conn **head, **tail;
 
     if (c->state == NEA__C_CLOSING && from != NEA__C_FREE) {
-        tally_closing(adm, c);
+        nea__share_closing(&adm->share, c);
     }
     if ((head = list_of(adm, c, from, &tail)) != NULL) {
         list_remove(head, tail, c);
@@ -166,19 +164,18 @@ static bool arena_free_for(const nea__admission *adm, const nea__conn *c)
     return p->count - p->in_use > keep;
 }
 
-/* Slots (and of those, slots holding an arena) that c's address holds. */
-static void count_peer(const nea__admission *adm, nea__conn *c, unsigned *slots, unsigned *arenas)
+/* Arenas that c's address holds (a scan of the slots). */
+static unsigned arenas_of_peer(const nea__admission *adm, nea__conn *c)
 {
-    *slots = *arenas = 0;
+    unsigned arenas = 0;
     for (unsigned i = 0; i < adm->count; i++) {
         nea__conn *o = nea__admission_slot(adm, i);
-        if (o->state == NEA__C_FREE || o->state == NEA__C_CLOSING ||
-            !nea__conn_same_peer(o, nea__conn_peer(c))) {
-            continue;
+        if (o->state != NEA__C_FREE && o->state != NEA__C_CLOSING && o->req != NULL &&
+            nea__conn_same_peer(o, nea__conn_peer(c))) {
+            arenas++;
         }
-        (*slots)++;
-        *arenas += o->req != NULL;
     }
+    return arenas;
 }
 
 /* Another address has a head waiting for an arena of c's class. */
@@ -195,12 +192,10 @@ static bool other_waiting(const nea__admission *adm, nea__conn *c)
 /* c's address holds its share of the arenas while another address waits. */
 static bool over_arena_share(const nea__admission *adm, nea__conn *c)
 {
-    unsigned slots, arenas;
     if (adm->share_arenas == 0 || !other_waiting(adm, c)) {
         return false;
     }
-    count_peer(adm, c, &slots, &arenas);
-    return arenas >= adm->share_arenas;
+    return arenas_of_peer(adm, c) >= adm->share_arenas;
 }
 
 /* The refusals when a head is routed, for ordinary routes: its wait for
@@ -362,230 +357,6 @@ static void on_arena_released(void *data)
     adm->changed(adm->changed_data);
 }
 
-/* --- who holds the slots ------------------------------------------------------ */
-
-static nea__peer_key key_of(const struct sockaddr_storage *ss)
-{
-    nea__peer_key k;
-    memset(&k, 0, sizeof(k));
-    if (ss->ss_family == AF_INET) {
-        k.family = AF_INET;
-        memcpy(k.addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-    } else if (ss->ss_family == AF_INET6) {
-        k.family = AF_INET6;
-        memcpy(k.addr, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-    }
-    return k;
-}
-
-static bool same_key(const nea__peer_key *a, const nea__peer_key *b)
-{
-    return a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
-}
-
-/* c's client has the address k. */
-static bool key_is(nea__conn *c, const nea__peer_key *k)
-{
-    nea__peer_key ck = key_of(nea__conn_peer(c));
-    return same_key(&ck, k);
-}
-
-/* c holds a slot that counts towards its address's holding. */
-static bool holds_slot(const nea__conn *c)
-{
-    return c->state != NEA__C_FREE && c->state != NEA__C_CLOSING;
-}
-
-/* Counts who holds the slots: the NEA__TALLY addresses that may hold the
- * most (a Misra-Gries pass: every address holding more than count /
- * (NEA__TALLY + 1) is among them), then their exact holdings, heaviest
- * first. Two passes over the slots, and only under contention: when an
- * accept finds no free slot, at most every NEA__TALLY_MS. */
-static void tally(nea__admission *adm)
-{
-    unsigned n = 0;
-    for (unsigned i = 0; i < adm->count; i++) {
-        nea__conn *c = nea__admission_slot(adm, i);
-        nea__peer_key k;
-        unsigned j;
-        if (!holds_slot(c) || (k = key_of(nea__conn_peer(c))).family == 0) {
-            continue;
-        }
-        for (j = 0; j < n && !same_key(&adm->tally[j].key, &k); j++) {
-        }
-        if (j < n) {
-            adm->tally[j].slots++;
-        } else if (n < NEA__TALLY) {
-            adm->tally[n].key = k;
-            adm->tally[n++].slots = 1;
-        } else {
-            unsigned kept = 0;
-            for (j = 0; j < n; j++) {
-                if (--adm->tally[j].slots > 0) {
-                    adm->tally[kept++] = adm->tally[j];
-                }
-            }
-            n = kept;
-        }
-    }
-    for (unsigned j = 0; j < n; j++) {
-        adm->tally[j].slots = 0;
-    }
-    for (unsigned i = 0; i < adm->count; i++) {
-        nea__conn *c = nea__admission_slot(adm, i);
-        nea__peer_key k;
-        if (!holds_slot(c) || (k = key_of(nea__conn_peer(c))).family == 0) {
-            continue;
-        }
-        for (unsigned j = 0; j < n; j++) {
-            if (same_key(&adm->tally[j].key, &k)) {
-                adm->tally[j].slots++;
-                break;
-            }
-        }
-    }
-    for (unsigned j = 1; j < n; j++) { /* heaviest first */
-        for (unsigned m = j; m > 0 && adm->tally[m].slots > adm->tally[m - 1].slots; m--) {
-            nea__holding t = adm->tally[m];
-            adm->tally[m] = adm->tally[m - 1];
-            adm->tally[m - 1] = t;
-        }
-    }
-    adm->tally_len = n;
-    adm->tally_accepts = 0;
-    adm->tally_ms = uv_now(adm->env->loop);
-    if (adm->tally_ms == 0) {
-        adm->tally_ms = 1;
-    }
-}
-
-/* Keeps the count in step between two counts: a slot taken or given up
- * by address k. */
-static void tally_add(nea__admission *adm, const nea__peer_key *k, int d)
-{
-    for (unsigned j = 0; j < adm->tally_len; j++) {
-        if (same_key(&adm->tally[j].key, k)) {
-            if (d > 0 || adm->tally[j].slots > 0) {
-                adm->tally[j].slots = (unsigned)((int)adm->tally[j].slots + d);
-            }
-            return;
-        }
-    }
-}
-
-/* The count is being used: slots are contended. */
-static bool tally_in_use(const nea__admission *adm)
-{
-    return adm->tally_ms != 0 && uv_now(adm->env->loop) - adm->tally_ms < NEA__TALLY_MS;
-}
-
-/* c gives up its slot (evicted, or closing on its own). */
-static void tally_closing(nea__admission *adm, nea__conn *c)
-{
-    if (tally_in_use(adm)) {
-        nea__peer_key k = key_of(nea__conn_peer(c));
-        tally_add(adm, &k, -1);
-    }
-}
-
-static void fresh_tally(nea__admission *adm)
-{
-    if (adm->tally_ms == 0 || uv_now(adm->env->loop) - adm->tally_ms >= NEA__TALLY_MS) {
-        tally(adm);
-    }
-}
-
-/* Slots held by address k (from the tally; an address not in it holds at
- * most count / (NEA__TALLY + 1)). */
-static unsigned held_by(const nea__admission *adm, const nea__peer_key *k)
-{
-    for (unsigned j = 0; j < adm->tally_len; j++) {
-        if (same_key(&adm->tally[j].key, k)) {
-            return adm->tally[j].slots;
-        }
-    }
-    return 0;
-}
-
-static bool recent(const nea__admission *adm, uint64_t ms)
-{
-    return ms != 0 && uv_now(adm->env->loop) - ms <= NEA__WAITING_MS;
-}
-
-/* An address's share of the slots while they are contended: an even
- * split between the addresses holding slots or asking for one (so four
- * greedy addresses end up with a quarter each, not first-come), and,
- * when fair share is on, never more than fair_share_pct of them. */
-static unsigned slot_share(const nea__admission *adm)
-{
-    unsigned contenders = adm->tally_len, even;
-    for (unsigned j = 0; j < NEA__WAITING; j++) {
-        if (recent(adm, adm->waiting[j].ms) && held_by(adm, &adm->waiting[j].key) == 0) {
-            contenders++;
-        }
-    }
-    contenders = contenders > 0 ? contenders : 1;
-    even = (adm->count + contenders - 1) / contenders;
-    return adm->share_slots != 0 && adm->share_slots < even ? adm->share_slots : even;
-}
-
-/* An address holds more than its share of the slots. */
-static bool over_slot_share(const nea__admission *adm, unsigned held)
-{
-    return held > slot_share(adm);
-}
-
-/* Remembers that k asked for a slot while they were contended, and
- * whether it was refused (it waits). */
-static void note_contender(nea__admission *adm, const nea__peer_key *k, bool refused)
-{
-    unsigned j, oldest = 0;
-    if (k->family == 0) {
-        return;
-    }
-    for (j = 0; j < NEA__WAITING; j++) {
-        if (adm->waiting[j].ms != 0 && same_key(&adm->waiting[j].key, k)) {
-            break;
-        }
-        if (adm->waiting[j].ms < adm->waiting[oldest].ms) {
-            oldest = j;
-        }
-    }
-    if (j == NEA__WAITING) {
-        j = oldest;
-        adm->waiting[j].key = *k;
-        adm->waiting[j].refused_ms = 0;
-    }
-    adm->waiting[j].ms = uv_now(adm->env->loop);
-    if (refused) {
-        adm->waiting[j].refused_ms = adm->waiting[j].ms;
-    }
-}
-
-/* Some address was refused a slot within NEA__WAITING_MS. */
-static bool someone_waiting(const nea__admission *adm)
-{
-    for (unsigned j = 0; j < NEA__WAITING; j++) {
-        if (recent(adm, adm->waiting[j].refused_ms)) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Another address than k was refused a slot within NEA__WAITING_MS and
- * holds less than its share: a slot k gives up would serve it. */
-static bool other_waiting_for_slot(const nea__admission *adm, const nea__peer_key *k)
-{
-    for (unsigned j = 0; j < NEA__WAITING; j++) {
-        if (recent(adm, adm->waiting[j].refused_ms) && !same_key(&adm->waiting[j].key, k) &&
-            !over_slot_share(adm, held_by(adm, &adm->waiting[j].key) + 1)) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* --- rejecting with 503 when every slot is busy --------------------------- */
 
 static void on_reject_closed(nea__oneshot *o)
@@ -637,8 +408,8 @@ static void reject(nea__admission *adm)
     /* It waits now: fair share limits the others (every waiting address
      * counts, not only the last one refused). */
     {
-        nea__peer_key k = key_of(&peer);
-        note_contender(adm, &k, true);
+        nea__peer_key k = nea__share_key(&peer);
+        nea__share_asked(&adm->share, &k, true);
     }
     nea__stats_response(env->stats, 503);
     note_no_slot(adm, &peer);
@@ -663,7 +434,7 @@ static bool may_evict(nea__conn *c)
 static bool evictable(nea__admission *adm, nea__conn *c, const nea__peer_key *k, bool any_age)
 {
     bool young = !any_age && uv_now(adm->env->loop) - c->accept_ms < NEA__SILENT_GRACE_MS;
-    return !young && (k == NULL || key_is(c, k)) && may_evict(c);
+    return !young && (k == NULL || nea__share_is(c, k)) && may_evict(c);
 }
 
 /* The oldest connection of a list (head to tail) whose address is k (any
@@ -702,11 +473,11 @@ static nea__conn *oldest_of(nea__admission *adm, nea__conn *head, nea__conn *tai
 static nea__conn *victim_by_address(nea__admission *adm)
 {
     nea__conn *v = NULL;
-    for (unsigned j = 0; j < adm->tally_len && v == NULL; j++) {
-        bool over = over_slot_share(adm, adm->tally[j].slots);
-        v = oldest_of(adm, adm->silent_head, adm->silent_tail, &adm->tally[j].key, over);
+    for (unsigned j = 0; j < adm->share.tally_len && v == NULL; j++) {
+        bool over = nea__share_over(&adm->share, adm->share.tally[j].slots);
+        v = oldest_of(adm, adm->silent_head, adm->silent_tail, &adm->share.tally[j].key, over);
         if (v == NULL && over) {
-            v = oldest_of(adm, adm->idle_head, adm->idle_tail, &adm->tally[j].key, true);
+            v = oldest_of(adm, adm->idle_head, adm->idle_tail, &adm->share.tally[j].key, true);
         }
     }
     return v;
@@ -715,12 +486,12 @@ static nea__conn *victim_by_address(nea__admission *adm)
 static nea__conn *victim(nea__admission *adm)
 {
     nea__conn *v;
-    fresh_tally(adm);
+    nea__share_fresh(&adm->share);
     v = victim_by_address(adm);
-    if (v == NULL && adm->tally_accepts > 0) {
+    if (v == NULL && adm->share.tally_accepts > 0) {
         /* Connections accepted since the count may have changed who is
          * over the share (a flood replacing what it lost): count again. */
-        tally(adm);
+        nea__share_count(&adm->share);
         v = victim_by_address(adm);
     }
     if (v == NULL) {
@@ -739,12 +510,13 @@ static nea__conn *victim(nea__admission *adm)
 static void fair_check(nea__admission *adm, nea__conn *c)
 {
     nea__peer_key k;
-    if (adm->share_slots == 0 || !someone_waiting(adm) ||
-        (k = key_of(nea__conn_peer(c))).family == 0) {
+    if (adm->share.pct_slots == 0 || !nea__share_someone_waiting(&adm->share) ||
+        (k = nea__share_key(nea__conn_peer(c))).family == 0) {
         return;
     }
-    fresh_tally(adm);
-    if (over_slot_share(adm, held_by(adm, &k)) && other_waiting_for_slot(adm, &k)) {
+    nea__share_fresh(&adm->share);
+    if (nea__share_over(&adm->share, nea__share_held(&adm->share, &k)) &&
+        nea__share_other_waiting(&adm->share, &k)) {
         adm->env->stats->shed_fair++;
         nea__conn_shed(c, false);
     }
@@ -762,13 +534,7 @@ static void accept_pending(nea__admission *adm)
         adm->free_conns = c->next;
         adm->accept_pending = false;
         if (nea__conn_accept(c, adm->listener, -1) == 0) {
-            adm->tally_accepts++;
-            if (tally_in_use(adm)) {
-                nea__peer_key k = key_of(nea__conn_peer(c));
-                tally_add(adm, &k, 1);
-                note_contender(adm, &k, false);
-                adm->tally_accepts--; /* counted */
-            }
+            nea__share_accepted(&adm->share, c);
             fair_check(adm, c);
         }
     } else if (adm->linger_head != NULL) {
@@ -837,7 +603,8 @@ void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *poo
     }
     adm->load = load;
     adm->reserved = cfg->reserved_arenas;
-    adm->share_slots = share_of(count, cfg->fair_share_pct);
+    nea__share_init(&adm->share, env->loop, slots, stride, count,
+                    share_of(count, cfg->fair_share_pct));
     adm->share_arenas = share_of(arenas, cfg->fair_share_pct); /* of every class together */
     adm->slots = slots;
     adm->stride = stride;

@@ -5,8 +5,8 @@
 #ifndef NEA_ADMISSION_H
 #define NEA_ADMISSION_H
 
-#include "conn.h"
 #include "oneshot.h"
+#include "share.h"
 
 /* Connections accepted only to be told 503 when every slot is busy. */
 #define NEA__REJECT_SLOTS 16
@@ -20,29 +20,7 @@
 /* The longest a head waits for the loop's next iterations (the CPU
  * target refuses it long before, when there is one). */
 #define NEA__LOOP_WAIT_MAX_MS 1000
-/* Addresses refused a slot recently (fair share: they are waiting). */
-#define NEA__WAITING 16
-/* How long an address refused a slot counts as waiting. */
-#define NEA__WAITING_MS 1000
-/* The heaviest addresses, counted under contention: how many, and how
- * long a count is used before the slots are counted again. */
-#define NEA__TALLY 16
-#define NEA__TALLY_MS 10
-
 typedef struct nea__admission nea__admission;
-
-/* A client address, as fair share compares them (no port). family 0: no
- * address (a Unix domain socket, or unknown): never counted. */
-typedef struct nea__peer_key {
-    uint8_t family;
-    uint8_t addr[16];
-} nea__peer_key;
-
-/* How many slots an address holds. */
-typedef struct nea__holding {
-    nea__peer_key key;
-    unsigned slots;
-} nea__holding;
 
 /* A connection that gets no slot: told 503 and closed (oneshot.c). */
 typedef struct nea__reject {
@@ -58,8 +36,7 @@ struct nea__admission {
     nea__pool *pools; /* one per arena class */
     unsigned classes;
     nea__load *load;
-    unsigned reserved;    /* arenas of class 0 only exempt routes may take */
-    unsigned share_slots; /* most slots one address may hold under contention (0 = no limit) */
+    unsigned reserved; /* arenas of class 0 only exempt routes may take */
     unsigned share_arenas;
     char *slots; /* the first connection slot */
     size_t stride;
@@ -77,26 +54,11 @@ struct nea__admission {
     nea__reject rejects[NEA__REJECT_SLOTS];
     nea__reject *free_rejects;
     uv_stream_t *listener;
-    /* The addresses that asked for a slot while they were contended, in
-     * the last NEA__WAITING_MS (the entry seen longest ago gives way when
-     * all are taken): they count in the even split of the slots, and those
-     * refused one are waiting, which limits the others. */
-    struct {
-        nea__peer_key key;
-        uint64_t ms;         /* loop time it last asked; 0 = free entry */
-        uint64_t refused_ms; /* loop time it was last refused; 0 = never */
-    } waiting[NEA__WAITING];
-    /* The addresses holding the most slots, heaviest first, exact for
-     * each; counted when slots are contended, at most every NEA__TALLY_MS.
-     * An address not listed holds no more than count / (NEA__TALLY + 1). */
-    nea__holding tally[NEA__TALLY];
-    unsigned tally_len;
-    uint64_t tally_ms;      /* loop time of the count; 0 = none */
-    unsigned tally_accepts; /* connections accepted since the count */
-    uv_idle_t regrant;      /* hands out arenas in the next iteration (admission.c: grant) */
-    bool accept_pending;    /* a connection waits on the listener for a slot */
-    bool granting;          /* the arena hand-off loop is running */
-    bool stopped;           /* draining: no connection is accepted any more */
+    nea__share share;    /* who holds the slots and who asks for one (share.c) */
+    uv_idle_t regrant;   /* hands out arenas in the next iteration (admission.c: grant) */
+    bool accept_pending; /* a connection waits on the listener for a slot */
+    bool granting;       /* the arena hand-off loop is running */
+    bool stopped;        /* draining: no connection is accepted any more */
     /* A slot, a reject handle or an arena came back (the server may finish
      * closing). */
     void (*changed)(void *data);

@@ -25,14 +25,15 @@
  *     overload_interval_ms (none more than that apart: overload that
  *     lasts, not a burst or a stall of the machine), the wait allowed is two
  *     budgets, so what is admitted then waits about two iterations. A queued request that has
- *     waited overload_interval_ms when the loop could run it (the
- *     prediction was wrong: handlers got slower) is refused then instead.
+ *     waited overload_interval_ms when the loop could run it, while
+ *     shedding (the prediction was wrong: handlers got slower), is refused
+ *     then instead.
  *
  * The average is per handler run, recent: it moves by 1/NEA__LOAD_AVG_WEIGHT
  * of the difference on every run, a run counting at most NEA__LOAD_CLIP
  * times the average (a handler the OS preempted is not a costlier one), so
- * a change of the handlers' cost is followed within a few dozen requests. "shedding" (nea_stats, the agent's
- * weight) is on from a refusal until overload_hold_ms pass without one.
+ * a change of the handlers' cost is followed within a few dozen requests. "shedding" (nea_stats,
+ * the agent's weight) is on from a refusal until overload_hold_ms pass without one.
  *
  * Two times are measured per iteration as well: the loop's busy time (from
  * its first I/O callback, nea__load_touch, to the next prepare phase, just
@@ -155,7 +156,9 @@ bool nea__load_refuse(nea__load *l, unsigned ahead)
 
 bool nea__load_stale(nea__load *l, uint64_t since)
 {
-    if (l->target_ns == 0 || since == 0 || uv_hrtime() - since <= l->stale_ns) {
+    /* Only while shedding: a head that waited for an arena (memory, not
+     * the loop) is not a misprediction of the handlers' time. */
+    if (!l->shedding || since == 0 || uv_hrtime() - since <= l->stale_ns) {
         return false;
     }
     return refused(l);

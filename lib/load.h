@@ -46,8 +46,9 @@ bool nea__load_spent(const nea__load *l);
  * taking the handlers' average time) must be refused: its wait would
  * exceed the target. A refusal is counted (shedding turns on). */
 bool nea__load_refuse(nea__load *l, unsigned ahead);
-/* Whether a request that has waited since `since` (uv_hrtime) for the loop
- * must be refused instead of run now (counted like nea__load_refuse). */
+/* Whether a request that has waited since `since` (uv_hrtime) must be
+ * refused instead of run now: while shedding, once it waited
+ * overload_interval_ms (counted like nea__load_refuse). */
 bool nea__load_stale(nea__load *l, uint64_t since);
 void nea__load_close(nea__load *l, uv_close_cb cb, void *data);
 
