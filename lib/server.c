@@ -35,7 +35,7 @@
  * so the route stats and the Prometheus text are the process's sums from
  * any worker's thread.
  */
-#include "server.h"
+#include "sockets.h"
 
 #include "log.h"
 
@@ -59,7 +59,6 @@ static void ignore_default_sigpipe(const nea_config *cfg)
     }
 }
 
-static void maybe_finish_close(void *data);
 static void on_admission_changed(void *data);
 
 /* What the reservation holds, for the arithmetic in plan.c. */
@@ -113,7 +112,7 @@ static void on_wake(void *data)
 
 static void on_done(uv_async_t *h)
 {
-    maybe_finish_close(h->data);
+    nea__server_maybe_finish_close(h->data);
 }
 
 /* Carves one worker's slab (s is its start) exactly as the plan laid it
@@ -467,7 +466,7 @@ static void report_full(nea_server *s)
     }
 }
 
-static void on_connection(void *data, uv_stream_t *listener)
+void nea__server_on_connection(void *data, uv_stream_t *listener)
 {
     nea_server *s = data;
     nea__admission_on_connection(&s->admission, listener);
@@ -478,7 +477,7 @@ static void on_connection(void *data, uv_stream_t *listener)
 static void on_admission_changed(void *data)
 {
     report_full(data);
-    maybe_finish_close(data);
+    nea__server_maybe_finish_close(data);
 }
 
 int nea_server_agent_port(const nea_server *s)
@@ -514,181 +513,6 @@ static void read_capacity(void *data, nea__capacity *out)
     out->draining = s->closing;
 }
 
-/* What worker w listens on (g: worker 0, already listening when w is
- * another). Inherited sockets go one per worker; a worker beyond them
- * joins the first one's reuseport group when it has one, else shares it,
- * as every worker shares a Unix domain socket. A TCP address is bound by
- * every worker, with SO_REUSEPORT when more than one socket shares it. */
-static int listen_spec(nea_server *g, nea_server *w, nea__listen_on *on,
-                       struct sockaddr_storage *addr)
-{
-    int first = nea__listener_fd(&g->listener);
-    memset(on, 0, sizeof(*on));
-    on->fd = -1;
-    w->own_socket = true;
-    if (g->inherit.http_count > 0 && w->index < g->inherit.http_count) {
-        on->fd = g->inherit.http[w->index];
-        g->inherit.http[w->index] = -1; /* the listener owns it now */
-    } else if (g->inherit.http_count > 0 && g->listener.family != AF_UNIX &&
-               nea__listener_fd_reuseport(first)) {
-        socklen_t len = sizeof(*addr);
-        if (getsockname(first, (struct sockaddr *)addr, &len) != 0) {
-            return -errno;
-        }
-        on->addr = addr;
-        on->shared = true;
-    } else if (w->index > 0 && (g->inherit.http_count > 0 || g->cfg.unix_path != NULL)) {
-        on->fd = fcntl(first, F_DUPFD_CLOEXEC, 3);
-        w->own_socket = false;
-        if (on->fd < 0) {
-            return -errno;
-        }
-    } else if (g->cfg.unix_path != NULL) {
-        on->path = g->cfg.unix_path;
-    } else {
-        on->host = g->cfg.host;
-        on->port = w->index == 0 ? g->cfg.port : g->listener.port;
-        on->shared = g->cfg.reuse_port || g->plan.workers > 1;
-    }
-    return 0;
-}
-
-static int listen_one(nea_server *w)
-{
-    nea__listen_on on;
-    struct sockaddr_storage addr;
-    int rc = listen_spec(w->group, w, &on, &addr);
-    if (rc != 0) {
-        nea__log(&w->cfg, NEA_LOG_ERROR, "cannot listen on worker %u: %s", w->index,
-                 uv_strerror(rc));
-        return rc;
-    }
-    return nea__listener_start(&w->listener, w->loop, &w->cfg, &on, &w->stats, &w->env.handles_open,
-                               &w->fault, on_connection, maybe_finish_close, w);
-}
-
-/* Inherited descriptors nobody took (an error stopped the listen). */
-static void close_inherited(nea_server *s)
-{
-    for (unsigned i = 0; i < s->inherit.http_count; i++) {
-        if (s->inherit.http[i] >= 0) {
-            close(s->inherit.http[i]);
-            s->inherit.http[i] = -1;
-        }
-    }
-    if (s->inherit.agent >= 0) {
-        close(s->inherit.agent);
-        s->inherit.agent = -1;
-    }
-}
-
-/* Every worker's listening socket, in worker order (s: worker 0). */
-static unsigned worker_fds(const nea_server *s, int *fds)
-{
-    for (unsigned i = 0; i < s->plan.workers; i++) {
-        fds[i] = nea__listener_fd(&nea__server_worker(s, i)->listener);
-    }
-    return s->plan.workers;
-}
-
-/* Deals connections round-robin while the reuseport group holds this
- * server's sockets alone; leaves them to the kernel's hash while another
- * server or process shares the address (balance.c). Logs every change. */
-static void rebalance(nea_server *s)
-{
-    int fds[1024], rc;
-    unsigned n = worker_fds(s, fds);
-    int alone = nea__balance_alone(fds, n);
-
-    if (alone == 1 && !s->balance.attached) {
-        rc = nea__balance_attach(&s->balance, fds[0]);
-        if (rc == 0) {
-            nea__log(&s->cfg, NEA_LOG_INFO,
-                     "%u workers: new connections dealt round-robin, past workers with no free "
-                     "slot",
-                     n);
-        } else {
-            nea__log(&s->cfg, NEA_LOG_INFO,
-                     "%u workers: new connections spread by the kernel's reuseport hash (the "
-                     "round-robin program could not be attached: %s)",
-                     n, uv_strerror(rc));
-        }
-    } else if (alone != 1 && (s->balance.attached || !s->balance_check_open)) {
-        (void)nea__balance_detach(&s->balance, fds[0]);
-        nea__log(&s->cfg, NEA_LOG_INFO,
-                 "%u workers: new connections spread by the kernel's reuseport hash (%s)", n,
-                 alone == 0 ? "another server or process listens on the same address"
-                            : "cannot tell who else listens on the address");
-    }
-}
-
-static void on_balance_check(uv_timer_t *t)
-{
-    rebalance(t->data);
-}
-
-static void on_balance_check_closed(uv_handle_t *h)
-{
-    nea_server *s = h->data;
-    s->balance_check_open = false;
-    s->env.handles_open--;
-    maybe_finish_close(s);
-}
-
-/* With workers on one TCP address, each with a socket of its own: the
- * round-robin program's maps, then the first look at the group. Without
- * CAP_BPF (or with a shared socket) the kernel spreads connections. */
-static void balance(nea_server *s)
-{
-    int fds[1024], rc;
-    unsigned n = worker_fds(s, fds);
-
-    for (unsigned i = 0; i < n; i++) {
-        const nea_server *w = nea__server_worker(s, i);
-        if (!w->own_socket || w->listener.family == AF_UNIX) {
-            nea__log(&s->cfg, NEA_LOG_INFO,
-                     "%u workers, not each on a TCP socket of its own in one reuseport group: "
-                     "each accepts when it can",
-                     n);
-            return;
-        }
-    }
-    rc = nea__fault_hit(&s->fault, NEA__FAULT_BALANCE) ? UV_EPERM
-                                                       : nea__balance_init(&s->balance, fds, n);
-    if (rc != 0) {
-        nea__log(&s->cfg, NEA_LOG_INFO,
-                 "%u workers: new connections spread by the kernel's reuseport hash (the "
-                 "round-robin program could not be loaded: %s)",
-                 n, uv_strerror(rc));
-        return;
-    }
-    s->balance_ready = true;
-    for (unsigned i = 0; i < n; i++) {
-        nea__server_worker(s, i)->flags_map = s->balance.flags_map;
-    }
-    rebalance(s);
-    uv_timer_init(s->loop, &s->balance_check);
-    s->balance_check.data = s;
-    s->balance_check_open = true;
-    s->env.handles_open++;
-    uv_timer_start(&s->balance_check, on_balance_check, NEA__BALANCE_CHECK_MS,
-                   NEA__BALANCE_CHECK_MS);
-    uv_unref((uv_handle_t *)&s->balance_check); /* never keeps the loop alive */
-}
-
-/* A single socket joining a group others hold (reuse_port): whatever
- * program they attached would never select it; the kernel's hash will. */
-static void join_group(nea_server *s)
-{
-    int fd = nea__listener_fd(&s->listener);
-    if (s->listener.family != AF_UNIX && nea__balance_alone(&fd, 1) == 0 &&
-        nea__balance_detach(NULL, fd) == 0) {
-        nea__log(&s->cfg, NEA_LOG_INFO,
-                 "another server or process listens on the same address: its round-robin "
-                 "program is detached, the kernel's reuseport hash spreads connections");
-    }
-}
-
 /* Every other worker: its own copy of the routes (and of their metrics
  * records), its own socket on worker 0's address and port, then its thread.
  * On an error, workers not running stop listening; the running ones stop
@@ -704,10 +528,10 @@ static int start_workers(nea_server *s)
             const nea_route_stats *m = &s->metrics.routes[r];
             nea__metrics_route_added(&w->metrics, m->method, m->path, m->arena_class);
         }
-        rc = listen_one(w);
+        rc = nea__sockets_listen(w);
     }
     if (rc == 0) {
-        balance(s);
+        nea__sockets_balance(s);
     }
     for (i = 1; i < s->plan.workers && rc == 0; i++) {
         rc = nea__worker_start(&nea__server_worker(s, i)->worker);
@@ -736,7 +560,7 @@ static int start_agent(nea_server *s)
     on.fd = s->inherit.agent;
     s->inherit.agent = -1; /* the agent's listener owns it now */
     return nea__agent_start(&s->agent, s->loop, &s->cfg, &on, &s->stats, &s->env.handles_open,
-                            read_capacity, maybe_finish_close, s);
+                            read_capacity, nea__server_maybe_finish_close, s);
 }
 
 int nea_server_listen(nea_server *s)
@@ -753,13 +577,13 @@ int nea_server_listen(nea_server *s)
         rc = UV_EINVAL;
     }
     if (rc == 0) {
-        rc = listen_one(s);
+        rc = nea__sockets_listen(s);
     }
     if (rc == 0 && s->plan.workers > 1) {
         s->started = true;
         rc = start_workers(s);
     } else if (rc == 0 && s->cfg.reuse_port) {
-        join_group(s);
+        nea__sockets_join(s);
     }
     if (rc == 0 && s->cfg.agent_port >= 0) {
         rc = start_agent(s);
@@ -767,65 +591,9 @@ int nea_server_listen(nea_server *s)
             nea__listener_close(&s->listener);
         }
     }
-    close_inherited(s);
+    nea__sockets_close_inherited(s);
     nea__upgrade_ready(s->inherit.ready, rc == 0);
     s->inherit.ready = -1;
-    return rc;
-}
-
-/* --- upgrades -------------------------------------------------------------- */
-
-/* A successor serves on these sockets, or not: with workers, read on
- * every worker's thread while closing. */
-static bool handed_off(const nea_server *s)
-{
-    return __atomic_load_n(&s->group->handed_off, __ATOMIC_ACQUIRE);
-}
-
-static void on_upgrade_done(void *data, int status)
-{
-    nea_server *s = data;
-    if (status == 0) {
-        __atomic_store_n(&s->handed_off, true, __ATOMIC_RELEASE);
-        s->listener.keep_path = true; /* the successor's path now */
-    }
-    s->upgrade_cb(s, status, s->upgrade_data);
-}
-
-int nea_server_upgrade(nea_server *s, char *const argv[],
-                       void (*cb)(nea_server *s, int status, void *data), void *data)
-{
-    int fds[NEA_LISTEN_FDS_MAX + 1];
-    const char *names[NEA_LISTEN_FDS_MAX + 1];
-    unsigned n = 0;
-    int rc;
-
-    if (s->index != 0 || !s->listener.listening || s->closing || s->upgrade.open || handed_off(s)) {
-        return NEA_ESTATE;
-    }
-    if (argv == NULL || argv[0] == NULL || cb == NULL) {
-        return UV_EINVAL;
-    }
-    /* Each worker's own socket (a shared one once), in worker order: the
-     * successor's worker i serves the socket worker i served. */
-    for (unsigned i = 0; i < s->plan.workers && n < NEA_LISTEN_FDS_MAX; i++) {
-        const nea_server *w = nea__server_worker(s, i);
-        if (w->own_socket) {
-            fds[n] = nea__listener_fd(&w->listener);
-            names[n++] = NEA__FDNAME_HTTP;
-        }
-    }
-    if (s->agent.listener.listening) {
-        fds[n] = nea__listener_fd(&s->agent.listener);
-        names[n++] = NEA__FDNAME_AGENT;
-    }
-    s->upgrade_cb = cb;
-    s->upgrade_data = data;
-    rc = nea__upgrade_start(&s->upgrade, s->loop, &s->cfg, &s->env.handles_open, argv, fds, names,
-                            n, on_upgrade_done, maybe_finish_close, s);
-    if (rc != 0) {
-        nea__log(&s->cfg, NEA_LOG_ERROR, "upgrade: cannot start %s: %s", argv[0], uv_strerror(rc));
-    }
     return rc;
 }
 
@@ -860,7 +628,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 /* Once nothing is in use any more, closes the always-open timers; the last
  * close callback unmaps. */
-static void maybe_finish_close(void *data)
+void nea__server_maybe_finish_close(void *data)
 {
     nea_server *s = data;
     if (!s->closing || s->env.handles_open == 0 || uv_is_closing((uv_handle_t *)&s->drain_timer)) {
@@ -880,11 +648,8 @@ static void maybe_finish_close(void *data)
         }
         nea__balance_close(&s->balance);
     }
-    if (s->balance_check_open) {
-        if (!uv_is_closing((uv_handle_t *)&s->balance_check)) {
-            uv_close((uv_handle_t *)&s->balance_check, on_balance_check_closed);
-        }
-        return;
+    if (nea__sockets_check_open(s)) {
+        return; /* its close callback comes back here */
     }
     if (s->upgrade.open) {
         nea__upgrade_close(&s->upgrade); /* its closed hook comes back here */
@@ -920,9 +685,9 @@ static void on_drain_deadline(uv_timer_t *t)
 static void stop_accepting(nea_server *s)
 {
     nea__listener_close(&s->listener);
-    nea__admission_drain(&s->admission, handed_off(s));
+    nea__admission_drain(&s->admission, nea__server_handed_off(s));
     uv_timer_start(&s->drain_timer, on_drain_deadline, s->cfg.drain_timeout_ms, 0);
-    maybe_finish_close(s);
+    nea__server_maybe_finish_close(s);
 }
 
 static void on_drain_delay(uv_timer_t *t)
@@ -964,7 +729,7 @@ int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void 
             }
         }
     }
-    if (handed_off(s)) {
+    if (nea__server_handed_off(s)) {
         /* The successor accepts on the same sockets and answers the
          * balancer's agent: nothing to announce, nothing is refused. */
         nea__agent_close(&s->agent);

@@ -79,6 +79,16 @@ void nea__server_each_worker(const nea_server *s,
                              void (*fn)(void *data, const nea_server *w, const nea_stats *st),
                              void *data);
 
+/* A connection is pending on one of w's listeners (the listener's hook). */
+void nea__server_on_connection(void *data, uv_stream_t *listener);
+/* Once nothing of the server (data) is in use any more, closes the
+ * always-open handles; the last close callback unmaps. Every handle that
+ * closes while the server closes comes back here. */
+void nea__server_maybe_finish_close(void *data);
+/* A successor serves on the server's sockets (nea_server_upgrade
+ * succeeded); any worker's thread may ask. */
+bool nea__server_handed_off(const nea_server *s);
+
 #ifdef NEA_FAULT_INJECTION
 /* Serves an already-connected stream socket (e.g. one end of a socketpair)
  * in a free slot, as if accepted. For fuzzing and tests. */
