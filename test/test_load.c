@@ -263,12 +263,17 @@ static void test_step_is_refused_from_its_first_request(void **state)
     print_message("burst of %d x 2 ms: %u x 200 (last %.1f ms), %u x 503 (last %.1f ms), "
                   "health %.1f ms\n",
                   N, ok, ok_max, shed, shed_max, ms[N]);
+    /* Structure first: most of the burst is refused, not run (before, all
+     * 30 ran). Then time, with room for a loaded machine (sanitizers,
+     * parallel tests): the whole burst takes 60 ms of handlers, so before
+     * the health check and the last admitted request came after 60 ms at
+     * the least; now after a budget or a few. */
     assert_int_equal(status[N], 200);
-    assert_true(ms[N] < 10.0);
     assert_true(shed >= N / 2);
     assert_true(ok >= 2);
-    assert_true(ok_max < 20.0);
-    assert_true(shed_max < 10.0);
+    assert_true(ms[N] < 40.0);
+    assert_true(ok_max < 40.0);
+    assert_true(shed_max < 40.0);
     for (int i = 0; i <= N; i++) {
         close(fd[i]);
     }

@@ -77,7 +77,8 @@ static char ask(uv_loop_t *a, uv_loop_t *b, int port)
 {
     s_response r;
     int fd = s_connect(a, port);
-    s_send(a, fd, "GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 51);
+    static const char req[] = "GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    s_send(a, fd, req, sizeof(req) - 1);
     for (uint64_t end = s_now_ms() + S_DEADLINE_MS; s_now_ms() < end;) {
         uv_run(b, UV_RUN_NOWAIT);
         if (s_read(a, fd, &r, false, 5) == 200) {
