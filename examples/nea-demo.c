@@ -40,9 +40,10 @@
  *   GET  /ready      readiness for HTTP-only balancers: 200 "ready", 503 once
  *                    draining (NEA_ROUTE_READY: answered without an arena)
  *
- * With --agent-port N, HAProxy's agent-check on port N gets "up ready N%"
- * (the share of capacity free) or "drain"; --drain-delay-ms keeps serving
- * that long after SIGTERM so the balancer notices the drain first.
+ * With --agent-port N, HAProxy's agent-check on port N gets "up ready" or
+ * "drain"; with --agent-weight W (the server's weight in HAProxy) also the
+ * share of capacity free, "N%" of W; --drain-delay-ms keeps serving that
+ * long after SIGTERM so the balancer notices the drain first.
  *
  * --access-log prints one line per finished request to stdout (the
  * completion hook); refused requests (503, 400) are logged by libnea to
@@ -54,6 +55,15 @@
  *
  * --json-errors answers libnea's own errors (400, 404, 405, 413, 500, 503,
  * 504) with {"error":"..."} bodies (nea_config.error_bodies).
+ *
+ * Listening: --host/--port (TCP), or --unix PATH (a Unix domain socket).
+ * Started with listening sockets handed over (systemd's socket activation:
+ * LISTEN_FDS; or a predecessor's upgrade), it serves on those instead.
+ * --upgrade-on-sigusr2: SIGUSR2 starts a new nea-demo from this binary's
+ * path with the same arguments on the very same listening sockets
+ * (nea_server_upgrade); once it listens, this one stops accepting, drains
+ * and exits 0. Replace the binary file, then send SIGUSR2: no connection
+ * is refused on the way.
  *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */
@@ -70,12 +80,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 static const char *static_path = "LICENSE";
 static nea_config demo_cfg; /* as given to nea_run: the advisor's starting point */
 static bool advise;         /* --advise */
 static uv_signal_t advise_sigint, advise_sigterm;
+static bool upgrade_on_usr2; /* --upgrade-on-sigusr2 */
+static uv_signal_t upgrade_sigusr2;
+static char self_path[4096]; /* this binary, read at start: what an upgrade runs */
+static char **self_argv;
+static nea_listen_fds inherited; /* sockets handed to this process, if any */
 /* Set once listening; handlers on worker threads read it (demo_server). */
 static nea_server *server;
 
@@ -393,7 +409,7 @@ static void stats(nea_req *req, void *data)
         "\"conn_buffers\":%u,\"conn_buffers_in_use\":%u,\"conn_buffers_high_water\":%u,"
         "\"buffer_waiters\":%u,"
         "\"arena_peak_bytes\":%zu,\"reserved\":%zu,\"workers\":%u,"
-        "\"worker_accepted\":[%s],\"worker_requests\":[%s]}\n",
+        "\"worker_accepted\":[%s],\"worker_requests\":[%s],\"pid\":%ld}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
         st.responses[5], st.oom_500, nea_stats_shed(&st), st.shed_no_slot, st.shed_no_arena,
         st.shed_cpu, st.shed_fair, st.shed_draining, st.shed_no_buffer, st.shedding,
@@ -402,7 +418,7 @@ static void stats(nea_req *req, void *data)
         st.accept_errors, st.connections_open, st.connections_max, arenas.in_use, arenas.high_water,
         arenas.count, st.queue_length, st.conn_buffers, st.conn_buffers_in_use,
         st.conn_buffers_high_water, st.buffer_waiters, arenas.peak_bytes, nea_server_plan(srv)->total, workers,
-        accepted, requests);
+        accepted, requests, (long)getpid());
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
@@ -557,6 +573,10 @@ static void usage(FILE *to)
             "usage: nea-demo [options]\n"
             "  --host ADDR               listen address (default 127.0.0.1)\n"
             "  --port N                  port, 0 = any free one (default 8080)\n"
+            "  --unix PATH               listen on this Unix domain socket instead\n"
+            "  --upgrade-on-sigusr2      SIGUSR2 starts this binary (same path, same options)\n"
+            "                            on the listening sockets; once it listens, this\n"
+            "                            process drains and exits\n"
             "  --memory-limit SIZE       ceiling for the reservation (default 64M)\n"
             "  --arena-size SIZE         bytes per in-flight request (default 64k)\n"
             "  --arenas N                in-flight requests, 0 = as many as fit (default 0)\n"
@@ -588,6 +608,8 @@ static void usage(FILE *to)
             "  --libc-routes             also serve /json-libc/N and /gzip-libc/N (libc malloc;\n"
             "                            only with --workers 1)\n"
             "  --agent-port N            answer HAProxy agent-check on port N (0 = any free)\n"
+            "  --agent-weight W          the server's weight in HAProxy: the agent answers\n"
+            "                            percentages of it (0 = unknown, no percentage; 0)\n"
             "  --drain-delay-ms MS       after SIGTERM, keep accepting this long while the\n"
             "                            agent says drain (default 0)\n"
             "  --drain-timeout-ms MS     then wait this long for in-flight requests (5000)\n"
@@ -701,6 +723,32 @@ static const char *option_name(const struct option *opts, int val)
     return "?";
 }
 
+/* The successor listens (status 0): drain and let nea_run return. Or it
+ * failed: serve on, and take SIGUSR2 again. */
+static void on_upgraded(nea_server *s, int status, void *data)
+{
+    (void)data;
+    if (status == 0) {
+        fprintf(stderr, "nea-demo: upgrade: the successor listens; draining\n");
+        uv_close((uv_handle_t *)&upgrade_sigusr2, NULL);
+        (void)nea_server_close(s, NULL, NULL);
+    } else {
+        fprintf(stderr, "nea-demo: upgrade failed (%s); still serving\n", nea_strerror(status));
+    }
+}
+
+static void on_sigusr2(uv_signal_t *h, int signum)
+{
+    int rc;
+    (void)h;
+    (void)signum;
+    self_argv[0] = self_path;
+    rc = nea_server_upgrade(demo_server(), self_argv, on_upgraded, NULL);
+    if (rc != 0 && rc != NEA_ESTATE) {
+        fprintf(stderr, "nea-demo: upgrade not started: %s\n", nea_strerror(rc));
+    }
+}
+
 static void on_ready(nea_server *s, void *data)
 {
     const nea_plan *plan = nea_server_plan(s);
@@ -712,12 +760,24 @@ static void on_ready(nea_server *s, void *data)
         uv_signal_start_oneshot(&advise_sigint, print_advice, SIGINT);
         uv_signal_start_oneshot(&advise_sigterm, print_advice, SIGTERM);
     }
+    if (upgrade_on_usr2) {
+        uv_signal_init(nea_server_loop(s), &upgrade_sigusr2);
+        uv_signal_start(&upgrade_sigusr2, on_sigusr2, SIGUSR2);
+        uv_unref((uv_handle_t *)&upgrade_sigusr2); /* never keeps the run alive */
+    }
     /* arenas and connections are per worker; reserved is the total. */
-    printf("listening on http://%s:%d reserved=%zu workers=%u arenas=%u arena_size=%zu "
-           "connections=%u buffers=%u slot_bytes=%zu buffer_bytes=%zu",
-           cfg->host, nea_server_port(s), plan->total, plan->workers, plan->classes[0].count,
-           plan->classes[0].size, cfg->max_connections, plan->conn_buffers, plan->conn_slot_size,
-           plan->conn_buffer_size);
+    if (nea_server_port(s) < 0) {
+        printf("listening on unix:%s", cfg->unix_path != NULL ? cfg->unix_path : "(inherited)");
+    } else {
+        printf("listening on http://%s:%d", cfg->host, nea_server_port(s));
+    }
+    printf(" reserved=%zu workers=%u arenas=%u arena_size=%zu connections=%u buffers=%u "
+           "slot_bytes=%zu buffer_bytes=%zu",
+           plan->total, plan->workers, plan->classes[0].count, plan->classes[0].size,
+           cfg->max_connections, plan->conn_buffers, plan->conn_slot_size, plan->conn_buffer_size);
+    if (inherited.http_count > 0) {
+        printf(" inherited=%u", inherited.http_count);
+    }
     if (nea_server_agent_port(s) >= 0) {
         printf(" agent=%d", nea_server_agent_port(s));
     }
@@ -765,6 +825,9 @@ int main(int argc, char **argv)
         O_WTO,
         O_WORKERS,
         O_JSON_ERRORS,
+        O_UNIX,
+        O_UPGRADE,
+        O_AWEIGHT,
         O_HELP
     };
     static const struct option opts[] = {
@@ -805,6 +868,9 @@ int main(int argc, char **argv)
         {"write-timeout-ms", required_argument, NULL, O_WTO},
         {"workers", required_argument, NULL, O_WORKERS},
         {"json-errors", no_argument, NULL, O_JSON_ERRORS},
+        {"unix", required_argument, NULL, O_UNIX},
+        {"upgrade-on-sigusr2", no_argument, NULL, O_UPGRADE},
+        {"agent-weight", required_argument, NULL, O_AWEIGHT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -957,6 +1023,15 @@ int main(int argc, char **argv)
             cfg.error_bodies = json_errors;
             cfg.error_body_count = sizeof(json_errors) / sizeof(json_errors[0]);
             break;
+        case O_UNIX:
+            cfg.unix_path = optarg;
+            break;
+        case O_UPGRADE:
+            upgrade_on_usr2 = true;
+            break;
+        case O_AWEIGHT:
+            rc = parse_uint(optarg, 256, &cfg.agent_weight);
+            break;
         case O_HELP:
             usage(stdout);
             return 0;
@@ -988,6 +1063,25 @@ int main(int argc, char **argv)
         if ((routes[i].flags & NEA_ROUTE_STREAM_BODY) != 0) {
             routes[i].max_body = max_upload;
         }
+    }
+    /* Sockets handed over (systemd, or a predecessor's upgrade) replace
+     * --host/--port/--unix. */
+    rc = nea_listen_fds_from_env(&inherited);
+    if (rc < 0) {
+        fprintf(stderr, "nea-demo: LISTEN_FDS: %s\n", nea_strerror(rc));
+        return 2;
+    }
+    if (rc > 0 || inherited.agent >= 0 || inherited.ready >= 0) {
+        cfg.inherit = &inherited;
+    }
+    if (upgrade_on_usr2) {
+        ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+        if (n <= 0) {
+            fprintf(stderr, "nea-demo: --upgrade-on-sigusr2: cannot read /proc/self/exe\n");
+            return 2;
+        }
+        self_path[n] = '\0';
+        self_argv = argv;
     }
     clib_routes_init();
     demo_cfg = cfg;

@@ -102,6 +102,7 @@ extern "C" {
     XX(EROUTE_DUP, -30010, "a route with this method and path is already registered")              \
     XX(EROUTE_METHOD, -30011, "route method is not one libnea can route")                          \
     XX(EROUTE_PATH, -30012, "route path can never match a request")                                \
+    XX(ESUCCESSOR, -30013, "the successor process ended or gave up before it listened")            \
     XX(ETLS_CERT, -30040, "TLS certificate or private key cannot be used")                         \
     XX(ENOTLS, -30041, "libnea was built without TLS support")
 
@@ -197,6 +198,47 @@ typedef struct nea_tls_cert {
 } nea_tls_cert;
 
 /*
+ * Listening sockets a process was handed by the one that started it:
+ * systemd's socket activation, or the predecessor of an upgrade
+ * (nea_server_upgrade). nea_listen_fds_from_env fills one; point
+ * nea_config.inherit at it and nea_server_listen serves on these sockets
+ * instead of binding: the connections already waiting in their queues,
+ * and every later one, are served. From nea_server_listen on, libnea owns
+ * the descriptors (it closes them with the server, or at once on an
+ * error).
+ */
+#define NEA_LISTEN_FDS_MAX 64
+
+typedef struct nea_listen_fds {
+    /* Listening stream sockets (TCP or Unix domain) for HTTP: worker i
+     * serves on http[i]. Workers beyond http_count join the first one's
+     * SO_REUSEPORT group when it has SO_REUSEPORT set (TCP), else share it.
+     * More sockets than workers is an error (UV_EINVAL from
+     * nea_server_listen): an upgrade may keep or raise the number of
+     * workers, not lower it. */
+    int http[NEA_LISTEN_FDS_MAX];
+    unsigned http_count;
+    int agent; /* the agent's listening socket (used when agent_port >= 0), or -1 */
+    int ready; /* once nea_server_listen succeeded, libnea writes one byte here and closes
+                  it (a predecessor waits for it before it stops accepting); closed
+                  without a byte when listening failed. -1 = none */
+} nea_listen_fds;
+
+/*
+ * Fills *out from the environment: LISTEN_PID and LISTEN_FDS (systemd's
+ * protocol: LISTEN_FDS sockets from descriptor 3 on, for the process whose
+ * pid is LISTEN_PID) with LISTEN_FDNAMES, where a socket named "nea-agent"
+ * is the agent's and every other one is for HTTP; and NEA_READY_FD (set by
+ * nea_server_upgrade). The variables are removed from the environment (so
+ * child processes do not take them for theirs) and the descriptors marked
+ * close-on-exec. Returns the number of HTTP sockets (0: nothing was handed
+ * over, *out is empty: http_count 0, agent and ready -1), or UV_EINVAL
+ * when the variables are malformed or name more than NEA_LISTEN_FDS_MAX
+ * sockets (*out is then empty too).
+ */
+int nea_listen_fds_from_env(nea_listen_fds *out);
+
+/*
  * Server configuration. Fill with nea_config_init, change what you need,
  * pass to nea_server_new, which copies it (the struct and the strings it
  * points to need not outlive the call). Units are in the names or comments.
@@ -205,6 +247,21 @@ typedef struct nea_config {
     const char *host; /* listen address, IPv4 or IPv6 literal. Default "127.0.0.1" */
     int port;         /* 0 picks a free port (see nea_server_port). Default 8080 */
     int backlog;      /* listen(2) backlog. Default 511 */
+    /* Listen on this Unix domain socket path instead of host:port (at most
+     * 107 bytes; "@name" is Linux's abstract namespace, no file). A socket
+     * file left by a process that is gone is replaced; a path a live
+     * process serves is UV_EADDRINUSE from nea_server_listen, one too long
+     * UV_ENAMETOOLONG from nea_server_new. The file is removed when the
+     * server closes, unless it was handed to a successor
+     * (nea_server_upgrade). Workers share the one socket (Unix domain
+     * sockets have no SO_REUSEPORT groups). Peers have no IP address:
+     * fair_share_pct does not apply, nea_req_peer returns UV_ENOTCONN.
+     * NULL = TCP. Default NULL */
+    const char *unix_path;
+    /* Sockets handed over by the parent process (see nea_listen_fds),
+     * served instead of host:port or unix_path. Copied by nea_server_new.
+     * NULL = bind. Default NULL */
+    const nea_listen_fds *inherit;
 
     size_t memory_limit;      /* bytes; the reservation may not exceed it. Default 64 MiB */
     size_t arena_size;        /* bytes per in-flight request. Default 64 KiB */
@@ -271,41 +328,62 @@ typedef struct nea_config {
     const nea_error_body *error_bodies;
     unsigned error_body_count;
 
-    /* Refusal when the CPU is the limit (see docs/operations.md, "Refusal
-     * on every axis"): when in every loop iteration for overload_interval_ms
-     * handlers ran longer than overload_target_ms, each iteration admits
-     * requests until handlers have run overload_budget_us and answers the
-     * rest 503 at once. Shedding lasts at least overload_hold_ms, then
-     * stops at the first interval in which handlers (counting what the shed
-     * requests would have run) asked for less than 90% of the time, or once
-     * overload_hold_ms pass without a shed. */
-    unsigned overload_target_ms;   /* 0 = never shed for CPU. Default 5 */
+    /* Refusal when the CPU is the limit (docs/admission.md, "CPU"), always
+     * on, decided per request. Handlers run for at most overload_budget_us
+     * per loop iteration (the first one of an iteration always runs); a
+     * request ready after that waits in the queue for the next iteration
+     * (exempt routes never wait for it). A request whose wait for the loop
+     * is predicted (the queued requests ahead of it, at the handlers'
+     * recent average time) to exceed overload_target_ms is answered 503 at
+     * once, its connection kept; once such refusals have kept coming for
+     * overload_interval_ms, the wait allowed is two budgets. While
+     * shedding, a queued request that has waited overload_interval_ms when
+     * the loop could run it is answered 503 instead. nea_stats.shedding is 1
+     * from a refusal until overload_hold_ms pass without one. */
+    unsigned overload_target_ms;   /* 0 = never refuse for CPU (the budget still holds).
+                                      Default 5 */
     unsigned overload_interval_ms; /* Default 25 */
-    unsigned overload_budget_us;   /* while shedding, handler time per loop iteration
-                                      (the first request is always admitted).
-                                      Default 1000 */
+    unsigned overload_budget_us;   /* handler time per loop iteration. Default 1000 */
     unsigned overload_hold_ms;     /* Default 1000 */
     unsigned reserved_arenas;      /* arenas only NEA_ROUTE_EXEMPT routes may take, so
                                       health and metrics answer when all others are
                                       busy. Default 0 */
-    unsigned fair_share_pct;       /* under contention (few free slots, or no free arena)
-                                      one client address may hold at most this percent
-                                      of the slots and of the arenas (at least one);
-                                      more gets 503. 0 = off. Default 50 */
+    unsigned fair_share_pct;       /* under contention one client address may hold at
+                                      most this percent of the arenas while another
+                                      address waits for one, and of the slots at most
+                                      an even split between the addresses contending
+                                      for them, capped at this percent (at least one);
+                                      a newcomer over it gets 503 while an address under
+                                      it waits (docs/admission.md, "Connection slots").
+                                      An address alone is never limited. 0 = no
+                                      refusals for fairness. Default 50 */
 
     /* Load-balancer agent (HAProxy's agent-check): a TCP port on which every
-     * connection is answered one line and closed: "up ready N%\n", N the
-     * share of arenas and connection slots free, averaged over about a
-     * second (at most 10 while shedding for CPU, at least 1; rising from 1
-     * over the first seconds: a slow start), or "drain\n" once
-     * nea_server_close was called. Costs no arena and no allocation;
-     * started by nea_server_listen. */
+     * connection is answered one line and closed: "drain\n" once
+     * nea_server_close was called; otherwise "up ready\n" and, when
+     * agent_weight is set, "N%": the share of arenas and connection slots
+     * free, averaged over about a second (at most 10 while shedding for
+     * CPU). Costs no arena and no allocation; started by
+     * nea_server_listen. */
     int agent_port;         /* -1 = no agent; 0 = any free port (see
                                nea_server_agent_port). Default -1 */
     const char *agent_host; /* IP literal; NULL = host. Default NULL */
-    /* Share-nothing worker threads (see docs/memory.md, "Workers"). Each
-     * worker is a thread with its own uv_loop_t, its own listening socket on host:port
-     * (SO_REUSEPORT) and its own slab of the one reservation holding
+    /* The weight the balancer gives this server (HAProxy's "weight", 1 when
+     * its configuration says nothing). HAProxy sets a server's weight to
+     * weight * N / 100 rounded down, so N% means something only for a
+     * known weight: with 1, anything below 100% is 0, no traffic. 0 (the
+     * weight is not known): the agent answers no percentage and the
+     * configured weight stands. W > 0: N is never below ceil(100 / W),
+     * which keeps a weight of at least 1 (e.g. weight 100: 1% .. 100%).
+     * Percentages start at the capacity free when listening; ramping a
+     * restarted server up is the balancer's job (HAProxy: slowstart).
+     * Default 0 */
+    unsigned agent_weight;
+    /* Share-nothing worker threads (see docs/memory.md, "Workers"). Each worker is a
+     * thread with its own uv_loop_t, its own listening socket on host:port
+     * (SO_REUSEPORT; a Unix socket, or an inherited socket without
+     * SO_REUSEPORT, is shared instead: docs/listeners.md) and its own slab
+     * of the one reservation holding
      * max_connections slots, arena_count arenas and a queue of queue_length:
      * those fields, and reserved_arenas, are per worker, while memory_limit
      * caps the sum (with arena_count 0, each worker gets as many arenas as
@@ -319,7 +397,11 @@ typedef struct nea_config {
     /* Listen with SO_REUSEPORT even when workers is 1, so a host that runs
      * its own loops on its own threads can put one server on each, all
      * sharing one address (the kernel spreads connections across them).
-     * Implied by workers > 1. Default 0 */
+     * Implied by workers > 1. A server whose workers deal connections
+     * round-robin does so only while the address's reuseport group holds
+     * its own sockets alone; with another server or process in the group
+     * the kernel spreads connections over all of them (docs/listeners.md).
+     * Default 0 */
     int reuse_port;
 
     /* TLS (see docs/tls.md): with a certificate and key, every connection
@@ -558,8 +640,38 @@ int nea_server_route_timeout(nea_server *s, const char *method, const char *path
  * workers' threads start; from then on nea_server_route returns NEA_ESTATE. */
 int nea_server_listen(nea_server *s);
 
-/* The bound port (useful after port 0), or -1 when not listening. */
+/* The bound port (useful after port 0), or -1 when not listening or not on
+ * TCP (a Unix domain socket). */
 int nea_server_port(const nea_server *s);
+
+/*
+ * A zero-downtime upgrade, the way nginx's binary upgrade does it: starts
+ * argv[0] (a path; no PATH search) with argv, this process's environment,
+ * and the server's listening sockets (one per worker, then the agent's)
+ * handed over as systemd's socket activation hands them (descriptors 3 on,
+ * LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES), plus NEA_READY_FD. The new
+ * program takes them with nea_listen_fds_from_env (nea_config.inherit) and, once
+ * its nea_server_listen succeeded, says so on NEA_READY_FD. Until then
+ * both processes accept on the same sockets, so nothing is refused while
+ * the successor starts. Then cb(s, 0, data) runs on s's loop, and the
+ * host closes this server (nea_server_close): with a successor serving,
+ * the close skips the drain's announcement (drain_delay_ms; the agent's
+ * listening socket is now the successor's and stays quiet here), stops
+ * accepting at once, answers the next request on each idle keep-alive
+ * connection with Connection: close instead of closing it under the
+ * client, and leaves a Unix socket's file in place. If the successor ends
+ * or closes NEA_READY_FD without listening, cb(s, NEA_ESUCCESSOR, data)
+ * runs and this server goes on as before (the failure is logged).
+ * Call it on the thread of the loop given to nea_server_new, while
+ * listening. Returns 0 (cb will run exactly once, unless the server is
+ * closed first), NEA_ESTATE (not listening, closing, or an upgrade already
+ * under way), UV_EINVAL (argv empty), or a UV_E* error from pipe or fork
+ * (cb is then never called). Starting the successor allocates and forks:
+ * do it from a signal handler of the loop (SIGUSR2 is customary), not per
+ * request.
+ */
+int nea_server_upgrade(nea_server *s, char *const argv[],
+                       void (*cb)(nea_server *s, int status, void *data), void *data);
 
 /* The bound agent port, or -1 when there is no agent or it is not listening. */
 int nea_server_agent_port(const nea_server *s);
@@ -640,7 +752,8 @@ typedef struct nea_stats {
                                nothing pending, 504 at response_timeout_ms */
     uint64_t rejected_400;  /* malformed or smuggling-shaped requests */
     uint64_t accepted;      /* connections accepted into a slot */
-    uint64_t evicted;       /* idle keep-alive connections closed to make room */
+    uint64_t evicted;       /* silent (never sent a byte) or idle keep-alive connections
+                               closed to make room for a newcomer */
     uint64_t accept_errors; /* failed accepts, e.g. at the process fd limit */
     unsigned connections_open;
     unsigned connections_max;
@@ -1384,6 +1497,8 @@ int nea_server_add_route(nea_server *s, const nea_route *route);
  * Owns a loop: creates a server from cfg, registers routes[0..n), listens,
  * prints nothing (ready_cb, if not NULL, is called once listening), runs
  * until SIGINT or SIGTERM, drains gracefully and returns 0, or an error.
+ * It also returns once the host closed the server itself (nea_server_close
+ * from a handler or a callback on the loop, e.g. after nea_server_upgrade).
  */
 int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
             void (*ready_cb)(nea_server *s, void *data), void *data);

@@ -6,27 +6,30 @@
 #define NEA_ADMISSION_H
 
 #include "exchange.h"
+#include "oneshot.h"
+#include "share.h"
 
 /* Connections accepted only to be told 503 when every slot is busy. */
 #define NEA__REJECT_SLOTS 16
-/* How many of the oldest idle connections an accept looks at for one it may
- * evict (bounded work per accept when slots are full). */
-#define NEA__EVICT_SCAN 8
-
+/* How many connections of a list an accept looks at for one it may evict
+ * (bounded work per accept when slots are full). */
+#define NEA__EVICT_SCAN 64
+/* A connection that never sent a byte is evicted for a newcomer only once
+ * it is this old, unless its address holds more than its share: a client
+ * that just connected sends its request within a round trip. */
+#define NEA__SILENT_GRACE_MS 1000
+/* The longest a head waits for the loop's next iterations (the CPU
+ * target refuses it long before, when there is one). */
+#define NEA__LOOP_WAIT_MAX_MS 1000
 typedef struct nea__admission nea__admission;
 
-/* A handle used only to tell a connection 503 when every slot is busy. */
+/* A connection that gets no slot: told 503 and closed (oneshot.c). */
 typedef struct nea__reject {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_write_t wreq;
-    uv_shutdown_t shut;
+    nea__oneshot o;
     nea__admission *adm;
     struct nea__reject *next;
     char hdrbuf[NEA__HDRBUF];
-    char discard[256];
     uv_buf_t ebufs[3];
-    bool in_use;
 } nea__reject;
 
 struct nea__admission {
@@ -34,14 +37,14 @@ struct nea__admission {
     nea__pool *pools; /* one per arena class */
     unsigned classes;
     nea__load *load;
-    unsigned reserved;    /* arenas of class 0 only exempt routes may take */
-    unsigned share_slots; /* most slots one address may hold under contention (0 = no limit) */
+    unsigned reserved; /* arenas of class 0 only exempt routes may take */
     unsigned share_arenas;
     char *slots; /* the first connection slot */
     size_t stride;
     unsigned count;
     nea__conn *free_conns;
-    nea__conn *idle_head, *idle_tail; /* answered keep-alive connections, oldest first */
+    nea__conn *idle_head, *idle_tail;     /* answered keep-alive connections, oldest first */
+    nea__conn *silent_head, *silent_tail; /* accepted, never sent a byte, oldest first */
     /* Per arena class: FIFO of routed heads waiting for an arena of that
      * class, and the same for NEA_ROUTE_EXEMPT routes, served first. */
     nea__conn *wait_head[NEA_ARENA_CLASSES], *wait_tail[NEA_ARENA_CLASSES];
@@ -54,8 +57,7 @@ struct nea__admission {
     nea__reject rejects[NEA__REJECT_SLOTS];
     nea__reject *free_rejects;
     uv_stream_t *listener;
-    struct sockaddr_storage refused; /* the last address refused a slot */
-    uint64_t refused_ms;             /* when (loop time); 0 = never */
+    nea__share share;    /* who holds the slots and who asks for one (share.c) */
     uv_idle_t regrant;   /* hands out arenas in the next iteration (admission.c: grant) */
     bool accept_pending; /* a connection waits on the listener for a slot */
     bool granting;       /* the arena hand-off loop is running */
@@ -81,8 +83,10 @@ void nea__admission_on_connection(nea__admission *adm, uv_stream_t *listener);
  * Returns 0, UV_EBUSY (no free slot) or the accept error. */
 int nea__admission_adopt(nea__admission *adm, uv_os_sock_t fd);
 /* Drain: accept no more, close idle connections and those receiving a
- * head. Queued heads keep their place; in-flight requests carry on. */
-void nea__admission_drain(nea__admission *adm);
+ * head (unless keep_idle: a successor serves the address, so each is
+ * answered once more, with Connection: close, or closes at its keep-alive
+ * deadline). Queued heads keep their place; in-flight requests carry on. */
+void nea__admission_drain(nea__admission *adm, bool keep_idle);
 /* Slots holding a request or a connection on its way to one (idle
  * keep-alive and lingering slots give way to newcomers, so they count as
  * free). O(max_connections). */

@@ -3,9 +3,19 @@
  * loop that tells a balancer (HAProxy's agent-check) how full the server is
  * before it has to say 503, and that it drains before connections fail.
  *
- * Every connection is answered one line at once and closed: "up ready N%\n"
- * with N the share of capacity free, or "drain\n" once the server began to
- * close.
+ * Every connection is answered one line at once and closed (oneshot.c):
+ * "drain\n" once the server began to close, else "up ready" and, when the
+ * balancer's weight for this server is known (nea_config.agent_weight),
+ * "N%": the share of capacity free.
+ *
+ * Why the weight must be known: HAProxy turns "N%" into weight * N / 100,
+ * rounded down, and weight is 1 unless the configuration says otherwise.
+ * Under that default any N below 100 is weight 0: no new traffic, and a
+ * fleet whose instances all report less than 100% (all busy, a rolling
+ * restart, a cold start) has no server at all. So without agent_weight the
+ * agent never answers a percentage and the configured weight stands; with
+ * it, N is never below ceil(100 / weight), the least that still rounds to a
+ * weight of 1 (1% for weight 100).
  *
  * N is an average, not a snapshot. The arenas a balanced stream holds
  * jump from one instant to the next; weights taken from snapshots send one
@@ -21,10 +31,11 @@
  * still lowers the weight within about a second. Draining and CPU shedding
  * act at once.
  *
- * The average starts at 0, so a fresh process reports 1% and rises to its
- * free share over two or three seconds: a slow start. A balancer that put a
- * restarted instance in at 100% next to instances that carried its share
- * meanwhile (and report 25%) would send it most of the traffic at once. "up" lifts a down state the
+ * The average starts at the free share read when the agent starts (a fresh
+ * process: all of it). A restarted instance is ramped up by the balancer,
+ * not by the agent: HAProxy's slowstart does that once the server comes
+ * back up, and a slow start in the agent itself (starting near 0%) is what
+ * zeroed a fleet that all started at once. "up" lifts a down state the
  * agent did not cause only when health checks agree; "ready" lifts a drain
  * left from this address's previous process (a rolling restart). The
  * capacity is read through the owner's hook when the balancer asks: one
@@ -32,9 +43,7 @@
  *
  * No arena, no allocation: the listener and NEA__AGENT_CLIENTS client
  * handles live in this struct. A connection that finds them all busy stays
- * pending on the listener (libuv stops polling it) until one closes. Bytes
- * the balancer sends (agent-send) are read and dropped, so the close is a
- * FIN and never a reset that could discard the answer.
+ * pending on the listener (libuv stops polling it) until one closes.
  */
 #include "agent.h"
 
@@ -57,17 +66,30 @@ unsigned nea__capacity_free(const nea__capacity *cap)
     return (unsigned)w;
 }
 
-size_t nea__agent_line(const nea__capacity *cap, unsigned free_avg, char *buf)
+size_t nea__agent_line(const nea__capacity *cap, unsigned free_avg, unsigned weight, char *buf)
 {
-    unsigned w = free_avg > 100 ? 100 : free_avg;
+    unsigned w = free_avg > 100 ? 100 : free_avg, least;
     if (cap->draining) {
         memcpy(buf, "drain\n", 7);
         return 6;
     }
+    if (weight == 0) {
+        memcpy(buf, "up ready\n", 10);
+        return 9;
+    }
+    least = weight >= 100 ? 1 : (100 + weight - 1) / weight;
     if (cap->shedding && w > 10) {
         w = 10;
     }
-    return (size_t)snprintf(buf, NEA__AGENT_LINE, "up ready %u%%\n", w < 1 ? 1 : w);
+    return (size_t)snprintf(buf, NEA__AGENT_LINE, "up ready %u%%\n", w < least ? least : w);
+}
+
+static uint32_t read_free(nea__agent *a)
+{
+    nea__capacity cap;
+    memset(&cap, 0, sizeof(cap));
+    a->read(a->data, &cap);
+    return nea__capacity_free(&cap) << 10;
 }
 
 /* Exponential average over time: avg += (x - avg) * dt / tau, dt the time
@@ -76,13 +98,9 @@ size_t nea__agent_line(const nea__capacity *cap, unsigned free_avg, char *buf)
 static void on_sample(uv_timer_t *t)
 {
     nea__agent *a = t->data;
-    nea__capacity cap;
     uint64_t now = uv_now(t->loop), dt = now - a->sampled_ms;
-    int64_t x, avg = a->free_avg;
+    int64_t x = read_free(a), avg = a->free_avg;
 
-    memset(&cap, 0, sizeof(cap));
-    a->read(a->data, &cap);
-    x = (int64_t)nea__capacity_free(&cap) << 10;
     dt = dt < NEA__AGENT_SMOOTH_MS ? dt : NEA__AGENT_SMOOTH_MS;
     a->free_avg = (uint32_t)(avg + (x - avg) * (int64_t)dt / NEA__AGENT_SMOOTH_MS);
     a->sampled_ms = now;
@@ -90,52 +108,45 @@ static void on_sample(uv_timer_t *t)
 
 static void accept_pending(nea__agent *a);
 
+static bool clients_open(const nea__agent *a)
+{
+    for (unsigned i = 0; i < NEA__AGENT_CLIENTS; i++) {
+        if (a->clients[i].o.in_use) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void maybe_closed(nea__agent *a)
 {
-    if (!a->listener.open && a->clients_open == 0 && !a->sample_open) {
+    if (!a->listener.open && !clients_open(a) && !a->sample_open && a->timers_open == 0) {
         a->closed(a->data);
     }
 }
 
-static void on_client_closed(uv_handle_t *h)
+static void on_timer_closed(uv_handle_t *h)
 {
-    nea__agent_client *cl = h->data;
+    nea__agent *a = h->data;
+    a->timers_open--;
+    (*a->handles_open)--;
+    maybe_closed(a);
+}
+
+/* A client's connection closed; once the agent closes, so do the timers. */
+static void on_client_closed(nea__oneshot *o)
+{
+    nea__agent_client *cl = o->data;
     nea__agent *a = cl->agent;
-    cl->in_use = false;
-    a->clients_open--;
-    if (a->closing) {
-        maybe_closed(a);
-    } else {
+    if (!a->closing) {
         accept_pending(a);
+        return;
     }
-}
-
-static void client_close(nea__agent_client *cl)
-{
-    if (!uv_is_closing((uv_handle_t *)&cl->tcp)) {
-        uv_close((uv_handle_t *)&cl->tcp, on_client_closed);
+    if (!clients_open(a)) {
+        for (unsigned i = 0; i < NEA__AGENT_CLIENTS; i++) {
+            nea__oneshot_close_timer(&a->clients[i].o, on_timer_closed, a);
+        }
     }
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    nea__agent_client *cl = h->data;
-    (void)suggested;
-    *buf = uv_buf_init(cl->discard, sizeof(cl->discard));
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    (void)buf;
-    if (n < 0) { /* EOF or error: nothing more to say */
-        client_close(s->data);
-    }
-}
-
-static void on_written(uv_write_t *w, int status)
-{
-    (void)status;
-    client_close(w->data);
 }
 
 static void answer(nea__agent *a, nea__agent_client *cl)
@@ -145,14 +156,10 @@ static void answer(nea__agent *a, nea__agent_client *cl)
 
     memset(&cap, 0, sizeof(cap));
     a->read(a->data, &cap);
-    buf =
-        uv_buf_init(cl->line, (unsigned)nea__agent_line(&cap, (a->free_avg + 512) >> 10, cl->line));
-    cl->wreq.data = cl;
+    buf = uv_buf_init(
+        cl->line, (unsigned)nea__agent_line(&cap, (a->free_avg + 512) >> 10, a->weight, cl->line));
     a->answered++;
-    if (uv_read_start((uv_stream_t *)&cl->tcp, on_alloc, on_read) != 0 ||
-        uv_write(&cl->wreq, (uv_stream_t *)&cl->tcp, &buf, 1, on_written) != 0) {
-        client_close(cl);
-    }
+    nea__oneshot_send(&cl->o, &buf, 1);
 }
 
 static void accept_pending(nea__agent *a)
@@ -163,20 +170,13 @@ static void accept_pending(nea__agent *a)
         return;
     }
     for (unsigned i = 0; i < NEA__AGENT_CLIENTS && cl == NULL; i++) {
-        cl = a->clients[i].in_use ? NULL : &a->clients[i];
+        cl = a->clients[i].o.in_use ? NULL : &a->clients[i];
     }
     if (cl == NULL) {
         return; /* a client handle closes soon and calls back */
     }
-    uv_tcp_init(a->pending->loop, &cl->tcp);
-    cl->tcp.data = cl;
-    cl->agent = a;
-    cl->in_use = true;
-    a->clients_open++;
-    if (uv_accept(a->pending, (uv_stream_t *)&cl->tcp) == 0) {
+    if (nea__oneshot_accept(&cl->o, a->pending) == 0) {
         answer(a, cl);
-    } else {
-        client_close(cl);
     }
     a->pending = NULL;
 }
@@ -200,8 +200,8 @@ static void on_sample_closed(uv_handle_t *h)
     maybe_closed(a);
 }
 
-int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, const char *host,
-                     int port, nea_stats *stats, unsigned *handles_open,
+int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg,
+                     const nea__listen_on *on, nea_stats *stats, unsigned *handles_open,
                      void (*read)(void *data, nea__capacity *out), void (*closed)(void *data),
                      void *data)
 {
@@ -210,10 +210,18 @@ int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, cons
     a->read = read;
     a->closed = closed;
     a->data = data;
-    a->free_avg = 0; /* slow start: see the top of this file */
-    rc = nea__listener_start(&a->listener, loop, cfg, host, port, false, stats, handles_open, NULL,
-                             on_connection, on_listener_closed, a);
+    a->handles_open = handles_open;
+    a->weight = cfg->agent_weight;
+    rc = nea__listener_start(&a->listener, loop, cfg, on, stats, handles_open, NULL, on_connection,
+                             on_listener_closed, a);
     if (rc == 0) {
+        for (unsigned i = 0; i < NEA__AGENT_CLIENTS; i++) {
+            a->clients[i].agent = a;
+            nea__oneshot_init(&a->clients[i].o, loop, handles_open, on_client_closed,
+                              &a->clients[i]);
+        }
+        a->timers_open = NEA__AGENT_CLIENTS;
+        a->free_avg = read_free(a); /* no slow start here: see the top of this file */
         uv_timer_init(loop, &a->sample);
         a->sample.data = a;
         a->sampled_ms = uv_now(loop);
@@ -226,7 +234,7 @@ int nea__agent_start(nea__agent *a, uv_loop_t *loop, const nea_config *cfg, cons
 
 bool nea__agent_open(const nea__agent *a)
 {
-    return a->listener.open || a->clients_open > 0 || a->sample_open;
+    return a->listener.open || clients_open(a) || a->sample_open || a->timers_open > 0;
 }
 
 void nea__agent_close(nea__agent *a)
@@ -239,9 +247,13 @@ void nea__agent_close(nea__agent *a)
     if (a->sample_open && !uv_is_closing((uv_handle_t *)&a->sample)) {
         uv_close((uv_handle_t *)&a->sample, on_sample_closed);
     }
-    for (unsigned i = 0; i < NEA__AGENT_CLIENTS; i++) {
-        if (a->clients[i].in_use) {
-            client_close(&a->clients[i]);
+    if (!clients_open(a)) {
+        for (unsigned i = 0; i < NEA__AGENT_CLIENTS && a->timers_open > 0; i++) {
+            nea__oneshot_close_timer(&a->clients[i].o, on_timer_closed, a);
         }
+        return;
+    }
+    for (unsigned i = 0; i < NEA__AGENT_CLIENTS; i++) {
+        nea__oneshot_close(&a->clients[i].o); /* the last one closes the timers */
     }
 }

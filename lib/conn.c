@@ -40,6 +40,7 @@ static void close_now(nea__conn *c);
 #define BODY_PACE (SIZE_MAX - 1) /* body.c computes it from the body's progress */
 #define LINGER (SIZE_MAX - 2)    /* NEA__LINGER_MS */
 #define RESPONSE (SIZE_MAX - 3)  /* the route's response timeout, else the config's */
+#define QUEUE (SIZE_MAX - 4)     /* the wait admission chose (nea__conn_wait) */
 
 static const struct phase {
     size_t deadline; /* offsetof(nea_config, <field>_ms), or one of the above */
@@ -51,7 +52,7 @@ static const struct phase {
     [NEA__C_WAITBUF] = {offsetof(nea_config, header_timeout_ms), NEA__EXPIRE_NO_BUFFER,
                         NEA__LIST_BUFFER},
     [NEA__C_HEAD] = {offsetof(nea_config, header_timeout_ms), NEA__EXPIRE_408, NEA__LIST_NONE},
-    [NEA__C_QUEUED] = {offsetof(nea_config, queue_timeout_ms), NEA__EXPIRE_SHED, NEA__LIST_WAIT},
+    [NEA__C_QUEUED] = {QUEUE, NEA__EXPIRE_SHED, NEA__LIST_WAIT},
     [NEA__C_BODY] = {BODY_PACE, NEA__EXPIRE_408, NEA__LIST_NONE},
     [NEA__C_HANDLER] = {RESPONSE, NEA__EXPIRE_504, NEA__LIST_NONE},
     [NEA__C_STREAM] = {RESPONSE, NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE},
@@ -78,6 +79,8 @@ static uint64_t phase_due(const nea__conn *c, uint64_t now)
         return now + NEA__LINGER_MS;
     case RESPONSE:
         return now + nea__route_response_ms(c->w->route, c->env->cfg);
+    case QUEUE:
+        return now + c->w->queue_ms;
     default:
         return now + *(const unsigned *)(const void *)((const char *)c->env->cfg + d);
     }
@@ -106,13 +109,15 @@ static void arm(nea__conn *c)
 }
 
 /* Every phase change goes through here: admission's lists always match the
- * phase (it is told when the slot enters or leaves a phase that has one),
+ * phase (it is told when the slot enters or leaves a phase that has one,
+ * and when it starts closing: its count of who holds the slots drops it),
  * and the phase's deadline is armed. */
 void nea__conn_enter(nea__conn *c, nea__conn_state st)
 {
     nea__conn_state from = c->state;
     c->state = st;
-    if (phases[from].list != NEA__LIST_NONE || phases[st].list != NEA__LIST_NONE) {
+    if (phases[from].list != NEA__LIST_NONE || phases[st].list != NEA__LIST_NONE ||
+        st == NEA__C_CLOSING) {
         c->env->hooks->state(c, from);
     }
     arm(c);
@@ -480,6 +485,7 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
         return rc;
     }
     nea__stats_conn_opened(env->stats);
+    c->accept_ms = uv_now(env->loop);
     if (listener == NULL) {
         uv_tcp_nodelay(&c->tcp, 1); /* accepted ones inherit it from the listener */
     }

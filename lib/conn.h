@@ -66,8 +66,8 @@ typedef struct nea__conn_env nea__conn_env;
 
 /* What a slot tells its owner (admission.c). */
 typedef struct nea__conn_hooks {
-    /* The slot entered or left a phase that has an admission list (c->state
-     * is the new one). */
+    /* The slot entered or left a phase that has an admission list, or
+     * began to close (c->state is the new phase). */
     void (*state)(nea__conn *c, nea__conn_state from);
     /* A head is complete and routed: grant an arena (nea__conn_arena_ready),
      * queue it (nea__conn_wait) or refuse it (nea__conn_respond_error). */
@@ -150,6 +150,7 @@ typedef struct nea__work {
     bool must_close;   /* close after the current response */
     bool peer_closing; /* the peer asked to close and its request was read to the end */
     bool body_unread;  /* a body read in pieces is not over: close after answering */
+    unsigned queue_ms; /* how long a queued head may wait (nea__conn_wait) */
     char hdrbuf[NEA__HDRBUF]; /* dynamic lines of a pre-built response */
     uv_buf_t ebufs[3];
 } nea__work;
@@ -166,6 +167,7 @@ struct nea__conn {
      * is accepted into the slot, so nothing of the previous one survives. */
     nea__timed deadline; /* on a deadline list, due no later than the phase's deadline */
     uint64_t due;        /* loop time the current phase's deadline passes (UINT64_MAX: none) */
+    uint64_t accept_ms;  /* loop time of the accept (how long a silent one has waited) */
     nea__work *w;        /* its working state; NULL while it waits for nothing */
     nea__conn_state state;
     bool reading;    /* uv_read_start is in force */
@@ -173,6 +175,7 @@ struct nea__conn {
     bool in_process; /* the exchange runs over its input (exchange.c) */
     bool served;     /* at least one response completed on this connection */
     bool peer_known;
+    uint8_t listed; /* admission's: which of its lists holds the slot (0: none) */
     struct sockaddr_in6 peer; /* the client's address (an IPv4 one fits), read on first use */
 };
 

@@ -701,10 +701,16 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
     conn_process(c); /* body bytes or pipelined requests already buffered */
 }
 
-void nea__conn_wait(nea__conn *c)
+void nea__conn_wait(nea__conn *c, unsigned ms)
 {
     nea__record_stamp(&c->w->record);
+    c->w->queue_ms = ms;
     nea__conn_enter(c, NEA__C_QUEUED);
+}
+
+uint64_t nea__conn_waiting_since(const nea__conn *c)
+{
+    return c->state == NEA__C_QUEUED ? c->w->record.t_head : 0;
 }
 
 /* --- the record ----------------------------------------------------------------- */

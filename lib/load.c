@@ -1,44 +1,44 @@
 /*
- * load.c - how long ready work waits for handlers, and when to shed for it.
+ * load.c - how much handler time the loop spends, and when a request would
+ * wait too long for it.
  *
- * A request that became readable waits in the kernel until the loop polls
- * again, then behind every callback that runs before its own in that
- * iteration. Two times are measured per iteration: the loop's busy time
- * (from its first I/O callback, nea__load_touch, to the next prepare phase,
- * just before the loop polls again), reported as the lag and used to see
- * whether the loop has idle time; and the time spent inside handlers,
- * nea__load_handler_ran. Shedding is decided on the second: refusing a
- * request saves its handler's time and nothing else (reading, parsing and
- * writing a 503 cost about what a small response costs), so when handlers
- * are cheap a busy loop is not helped by shedding and does not shed.
+ * Two rules, both always on, decided per request, none of them waiting for
+ * a signal to build up (an onset of overload is refused from its first
+ * request on):
  *
- * The policy, learned from CoDel (a queue is bad only when its delay stays
- * above target for a whole interval, so bursts pass; the interval is 25 ms
- * rather than CoDel's 100, since it also bounds the backlog that builds
- * before shedding starts) and with hysteresis
- * against the flip-flop of controllers that switch on the very signal their
- * action removes:
+ *   - The budget: handlers run for at most overload_budget_us per loop
+ *     iteration (the first one of an iteration always runs). Requests that
+ *     become ready after that wait in admission's queue for the next
+ *     iteration, so the loop goes back to polling between budgets: reads,
+ *     timers and exempt routes (health checks) wait for one budget, not for
+ *     every request that happened to be ready. Cheap handlers never notice
+ *     (a 1 ms budget runs hundreds of them).
  *
- *   - shedding starts when in every iteration for overload_interval_ms
- *     handlers ran longer than overload_target_ms;
- *   - while shedding, a request is shed when handlers have already run for
- *     overload_budget_us in the iteration that found it (the first one is
- *     always admitted): each iteration serves a budget's worth of requests
- *     and answers the rest 503 at once. Iterations stay short, so what is
- *     admitted waits a couple of budgets, not the backlog, and the 503 goes
- *     out as fast. (Counting the previous iteration's length as well, as
- *     the wait the new bytes may have had in the kernel, overestimates it
- *     for bursts that arrive during that iteration: measured, it left the
- *     loop idle between bursts at 2C and cut goodput to 0.76C.);
- *   - shedding stops when the demand is gone: an interval in which the
- *     handler time asked for - what ran, plus what the shed requests would
- *     have run at the interval's average - was below nine tenths of the
- *     interval (in overload it stays above, however low shedding keeps the
- *     delay), but not before overload_hold_ms after it started; or after
- *     overload_hold_ms without a shed. Never because the delay it keeps low
- *     is low, nor because shedding left the loop idle between bursts: both
- *     would switch it off in steady overload, the flip-flop of controllers
- *     that watch their own effect.
+ *   - The sojourn: a request should not wait for the loop longer than
+ *     overload_target_ms. Its wait is predicted when its head is routed:
+ *     the requests queued ahead of it, each taking the handlers' recent
+ *     average time. A predicted wait beyond the target is refused at once,
+ *     503, before the request took anything but the read of its head; so
+ *     what is admitted waits at most about the target, and what is refused
+ *     is told in the iteration that read it. The target is an allowance for
+ *     bursts, not a queue to keep: once refusals have kept coming for
+ *     overload_interval_ms (none more than that apart: overload that
+ *     lasts, not a burst or a stall of the machine), the wait allowed is two
+ *     budgets, so what is admitted then waits about two iterations. A queued request that has
+ *     waited overload_interval_ms when the loop could run it, while
+ *     shedding (the prediction was wrong: handlers got slower), is refused
+ *     then instead.
+ *
+ * The average is per handler run, recent: it moves by 1/NEA__LOAD_AVG_WEIGHT
+ * of the difference on every run, a run counting at most NEA__LOAD_CLIP
+ * times the average (a handler the OS preempted is not a costlier one), so
+ * a change of the handlers' cost is followed within a few dozen requests. "shedding" (nea_stats,
+ * the agent's weight) is on from a refusal until overload_hold_ms pass without one.
+ *
+ * Two times are measured per iteration as well: the loop's busy time (from
+ * its first I/O callback, nea__load_touch, to the next prepare phase, just
+ * before it polls again), reported as the lag; and the handler time spent
+ * in it, against the budget.
  *
  * Nothing here allocates; the handle lives in the server struct.
  */
@@ -46,56 +46,26 @@
 
 #include <string.h>
 
-static void stop_shedding(nea__load *l)
+static void set_shedding(nea__load *l, bool on)
 {
-    l->shedding = false;
-    l->transitions++;
-}
-
-/* Once per interval: did handlers ask for most of the loop's time? */
-static void check_demand(nea__load *l, uint64_t now)
-{
-    uint64_t span = now - l->window, demand;
-    if (span < l->interval_ns) {
-        return;
+    if (l->shedding != on) {
+        l->shedding = on;
+        l->transitions++;
     }
-    demand = l->win_handler;
-    if (l->win_ran > 0) {
-        demand += l->win_shed * (l->win_handler / l->win_ran);
-    }
-    if (l->shedding && demand * 10 < span * 9 && now - l->on_since >= l->hold_ns) {
-        stop_shedding(l);
-    }
-    l->window = now;
-    l->win_handler = l->win_ran = l->win_shed = 0;
 }
 
 static void on_prepare(uv_prepare_t *h)
 {
     nea__load *l = h->data;
-    uint64_t now = uv_hrtime(), handlers = l->iter_handler;
-    bool io = l->iter_start != 0;
+    uint64_t now = uv_hrtime();
 
-    if (io) {
+    if (l->iter_start != 0) {
         l->lag = now - l->iter_start;
         l->iter_start = 0;
     }
     l->iter_handler = 0;
-    check_demand(l, now);
     if (l->shedding && now - l->last_shed >= l->hold_ns) {
-        stop_shedding(l);
-    }
-    if (!io || l->target_ns == 0) {
-        return; /* an iteration without I/O (timers only): nothing waited */
-    }
-    if (handlers <= l->target_ns) {
-        l->above_since = 0;
-    } else if (l->above_since == 0) {
-        l->above_since = now;
-    } else if (!l->shedding && now - l->above_since >= l->interval_ns) {
-        l->shedding = true;
-        l->last_shed = l->on_since = now;
-        l->transitions++;
+        set_shedding(l, false);
     }
 }
 
@@ -104,9 +74,9 @@ void nea__load_init(nea__load *l, uv_loop_t *loop, unsigned target_ms, unsigned 
 {
     memset(l, 0, sizeof(*l));
     l->budget_ns = (uint64_t)budget_us * 1000u;
-    l->window = uv_hrtime();
     l->target_ns = (uint64_t)target_ms * 1000000u;
-    l->interval_ns = (uint64_t)interval_ms * 1000000u;
+    l->stale_ns = (uint64_t)interval_ms * 1000000u;
+    l->interval_ns = l->stale_ns;
     l->hold_ns = (uint64_t)hold_ms * 1000000u;
     uv_prepare_init(loop, &l->prepare);
     l->prepare.data = l;
@@ -123,9 +93,24 @@ void nea__load_touch(nea__load *l)
 
 void nea__load_handler_ran(nea__load *l, uint64_t ns)
 {
+    uint64_t x = ns;
+    int64_t d;
     l->iter_handler += ns;
-    l->win_handler += ns;
-    l->win_ran++;
+    if (l->avg_ns == 0) {
+        l->avg_ns = ns > 0 ? ns : 1; /* the first run is the estimate */
+        return;
+    }
+    /* A run the OS preempted looks many times longer than it was: one
+     * sample moves the average by at most as much as a run of
+     * NEA__LOAD_CLIP times it would, so an outlier shifts it by a few
+     * percent while a real change of cost is followed within a few dozen
+     * runs. */
+    if (x > NEA__LOAD_CLIP * l->avg_ns) {
+        x = NEA__LOAD_CLIP * l->avg_ns;
+    }
+    d = (int64_t)x - (int64_t)l->avg_ns;
+    l->avg_ns = (uint64_t)((int64_t)l->avg_ns + d / NEA__LOAD_AVG_WEIGHT);
+    l->avg_ns = l->avg_ns > 0 ? l->avg_ns : 1;
 }
 
 bool nea__load_spent(const nea__load *l)
@@ -133,14 +118,50 @@ bool nea__load_spent(const nea__load *l)
     return l->iter_handler >= l->budget_ns;
 }
 
-bool nea__load_shed(nea__load *l)
+static bool refused(nea__load *l)
 {
-    if (!l->shedding || !nea__load_spent(l)) {
+    uint64_t now = uv_hrtime();
+    if (!l->shedding || now - l->last_shed > l->interval_ns) {
+        l->run_since = now; /* a new run of refusals */
+    }
+    l->last_shed = now;
+    set_shedding(l, true);
+    return true;
+}
+
+/* Refusals have kept coming, none more than an interval after the one
+ * before, for a whole interval: overload that lasts, not a burst or a
+ * stall of the machine. */
+static bool sustained(const nea__load *l)
+{
+    uint64_t now = uv_hrtime();
+    return l->shedding && now - l->last_shed <= l->interval_ns &&
+           l->last_shed - l->run_since >= l->interval_ns;
+}
+
+bool nea__load_refuse(nea__load *l, unsigned ahead)
+{
+    uint64_t limit = l->target_ns;
+    if (limit == 0) {
         return false;
     }
-    l->last_shed = uv_hrtime();
-    l->win_shed++;
-    return true;
+    if (2 * l->budget_ns < limit && sustained(l)) {
+        limit = 2 * l->budget_ns; /* no standing queue */
+    }
+    if ((uint64_t)ahead * l->avg_ns <= limit) {
+        return false;
+    }
+    return refused(l);
+}
+
+bool nea__load_stale(nea__load *l, uint64_t since)
+{
+    /* Only while shedding: a head that waited for an arena (memory, not
+     * the loop) is not a misprediction of the handlers' time. */
+    if (!l->shedding || since == 0 || uv_hrtime() - since <= l->stale_ns) {
+        return false;
+    }
+    return refused(l);
 }
 
 void nea__load_close(nea__load *l, uv_close_cb cb, void *data)

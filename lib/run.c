@@ -2,8 +2,10 @@
  * run.c - nea_run, the convenience entry point that owns a loop.
  *
  * For programs whose only job is serving HTTP: a private loop, the server,
- * and SIGINT/SIGTERM handlers that start a graceful drain. Hosts with their
- * own loop use nea_server_new and friends directly.
+ * and SIGINT/SIGTERM handlers that start a graceful drain. The run ends
+ * when the server has closed, whoever closed it (the host may, from
+ * ready_cb's handlers or after nea_server_upgrade). Hosts with their own
+ * loop use nea_server_new and friends directly.
  */
 #include "log.h"
 #include "server.h"
@@ -59,9 +61,19 @@ int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
     st.sigint.data = st.sigterm.data = &st;
     uv_signal_start(&st.sigint, on_signal, SIGINT);
     uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+    /* The server keeps the loop alive, the signal handlers do not: the run
+     * also ends when the host closes the server itself (after an upgrade,
+     * nea_server_upgrade). */
+    uv_unref((uv_handle_t *)&st.sigint);
+    uv_unref((uv_handle_t *)&st.sigterm);
     if (ready_cb != NULL) {
         ready_cb(st.srv, data);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    if (st.signum == 0) {
+        uv_close((uv_handle_t *)&st.sigint, NULL);
+        uv_close((uv_handle_t *)&st.sigterm, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
     return uv_loop_close(&loop);
 }

@@ -34,11 +34,12 @@
  * (metrics.c); nea__server_figures reads one worker's counters from any
  * thread, and totals.c sums the workers for the public readers.
  */
-#include "server.h"
+#include "sockets.h"
 
-#include "balance.h"
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,7 +58,6 @@ static void ignore_default_sigpipe(const nea_config *cfg)
     }
 }
 
-static void maybe_finish_close(void *data);
 static void on_admission_changed(void *data);
 
 /* What the reservation holds, for the arithmetic in plan.c. */
@@ -133,7 +133,7 @@ static void on_notify(uv_async_t *h)
     if (__atomic_exchange_n(&s->close_posted, false, __ATOMIC_ACQUIRE)) {
         begin_close(s, s->close_cb, s->close_data);
     }
-    maybe_finish_close(s);
+    nea__server_maybe_finish_close(s);
 }
 
 /* libuv starts its thread pool (threads, and their heap) on the first
@@ -149,7 +149,7 @@ static void pool_warmed(uv_work_t *w, int status)
     nea_server *s = w->data;
     (void)status;
     s->pool_warming = false;
-    maybe_finish_close(s);
+    nea__server_maybe_finish_close(s);
 }
 
 /* Carves one worker's slab (s is its start) exactly as the plan laid it
@@ -163,11 +163,16 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     s->cfg.host = s->host;
     strcpy(s->agent_host, cfg->agent_host != NULL ? cfg->agent_host : cfg->host);
     s->cfg.agent_host = s->agent_host;
+    strcpy(s->unix_path, cfg->unix_path != NULL ? cfg->unix_path : "");
+    s->cfg.unix_path = cfg->unix_path != NULL ? s->unix_path : NULL;
+    s->cfg.inherit = NULL; /* worker 0 keeps the copy: s->inherit */
+    s->inherit.agent = s->inherit.ready = -1;
     s->plan = *plan;
     s->loop = loop;
     s->index = index;
     s->group = group;
-    s->balance_map = -1;
+    s->flags_map = -1;
+    s->balance.flags_map = s->balance.socks_map = -1;
     nea__router_init(&s->router, (nea__route *)(base + layout->routes_off), cfg->max_routes,
                      cfg->read_buffer_size);
     nea__metrics_init(&s->metrics, base + layout->metrics_off, layout->metrics_count);
@@ -235,6 +240,11 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
         nea__log(cfg, NEA_LOG_ERROR, "config refused: %s", err);
         return rc;
     }
+    if (cfg->unix_path != NULL && strlen(cfg->unix_path) >= NEA__UNIX_PATH_MAX) {
+        nea__log(cfg, NEA_LOG_ERROR, "config refused: unix_path is %zu bytes, at most %d fit",
+                 strlen(cfg->unix_path), NEA__UNIX_PATH_MAX - 1);
+        return UV_ENAMETOOLONG;
+    }
     nea__plan_layout(cfg, &sizes, &plan, &layout);
 #ifdef NEA_FAULT_INJECTION
     fault = nea__fault_next_server();
@@ -268,6 +278,9 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     for (i = 0; i < plan.workers; i++) {
         nea_server *w = slab_server(region.base, &plan, i);
         server_init(w, s, i, i == 0 ? loop : &w->worker.loop, cfg, &plan, &layout);
+    }
+    if (cfg->inherit != NULL) {
+        s->inherit = *cfg->inherit;
     }
     s->owner = uv_thread_self();
     uv_async_init(loop, &s->notify, on_notify);
@@ -385,7 +398,7 @@ const nea_plan *nea_server_plan(const nea_server *s)
 int nea_server_port(const nea_server *s)
 {
     NEA__NEED(s, "server");
-    return s->listener.listening ? s->listener.port : -1;
+    return s->listener.listening && s->listener.family != AF_UNIX ? s->listener.port : -1;
 }
 
 static void own_stats(const nea_server *s, nea_stats *out)
@@ -437,14 +450,13 @@ void nea__server_figures(const nea_server *w, nea_stats *out)
 static void report_full(nea_server *s)
 {
     bool full = s->admission.free_conns == NULL;
-    int map = s->group->balance_map;
-    if (map >= 0 && full != s->reported_full) {
+    if (s->flags_map >= 0 && full != s->reported_full) {
         s->reported_full = full;
-        nea__balance_set_full(map, s->index, full);
+        nea__balance_set_full(s->flags_map, s->index, full);
     }
 }
 
-static void on_connection(void *data, uv_stream_t *listener)
+void nea__server_on_connection(void *data, uv_stream_t *listener)
 {
     nea_server *s = data;
     nea__admission_on_connection(&s->admission, listener);
@@ -455,7 +467,7 @@ static void on_connection(void *data, uv_stream_t *listener)
 static void on_admission_changed(void *data)
 {
     report_full(data);
-    maybe_finish_close(data);
+    nea__server_maybe_finish_close(data);
 }
 
 int nea_server_agent_port(const nea_server *s)
@@ -497,38 +509,6 @@ static void read_capacity(void *data, nea__capacity *out)
     out->draining = s->closing;
 }
 
-static int listen_one(nea_server *s, int port)
-{
-    return nea__listener_start(
-        &s->listener, s->loop, &s->cfg, s->cfg.host, port, s->cfg.reuse_port || s->plan.workers > 1,
-        &s->stats, &s->env.handles_open, &s->fault, on_connection, maybe_finish_close, s);
-}
-
-/* Deals connections round-robin over the workers' sockets when the kernel
- * lets libnea load the program (balance.c); logs which way it went. */
-static void balance(nea_server *s)
-{
-    uv_os_fd_t fd;
-    int rc = uv_fileno((uv_handle_t *)&s->listener.tcp, &fd);
-    if (rc == 0) {
-        rc = nea__fault_hit(&s->fault, NEA__FAULT_BALANCE)
-                 ? UV_EPERM
-                 : nea__balance_attach(fd, s->plan.workers);
-    }
-    s->balanced = rc >= 0;
-    s->balance_map = rc >= 0 ? rc : -1;
-    if (s->balanced) {
-        nea__log(&s->cfg, NEA_LOG_INFO,
-                 "%u workers: new connections dealt round-robin, past workers with no free slot",
-                 s->plan.workers);
-    } else {
-        nea__log(&s->cfg, NEA_LOG_INFO,
-                 "%u workers: new connections spread by the kernel's reuseport hash (the "
-                 "round-robin program could not be loaded: %s)",
-                 s->plan.workers, uv_strerror(rc));
-    }
-}
-
 /* Every other worker: its own copy of the routes (and of their metrics
  * records), its own socket on worker 0's address and port, then its thread.
  * On an error, workers not running stop listening; the running ones stop
@@ -544,10 +524,10 @@ static int start_workers(nea_server *s)
             const nea_route_stats *m = &s->metrics.routes[r];
             nea__metrics_route_added(&w->metrics, m->method, m->path, m->arena_class);
         }
-        rc = listen_one(w, s->listener.port);
+        rc = nea__sockets_listen(w);
     }
     if (rc == 0) {
-        balance(s);
+        nea__sockets_balance(s);
     }
     for (i = 1; i < s->plan.workers && rc == 0; i++) {
         rc = nea__worker_start(&nea__server_worker(s, i)->worker);
@@ -567,23 +547,44 @@ static int start_workers(nea_server *s)
     return rc;
 }
 
+static int start_agent(nea_server *s)
+{
+    nea__listen_on on;
+    memset(&on, 0, sizeof(on));
+    on.host = s->cfg.agent_host;
+    on.port = s->cfg.agent_port;
+    on.fd = s->inherit.agent;
+    s->inherit.agent = -1; /* the agent's listener owns it now */
+    return nea__agent_start(&s->agent, s->loop, &s->cfg, &on, &s->stats, &s->env.handles_open,
+                            read_capacity, nea__server_maybe_finish_close, s);
+}
+
 int nea_server_listen(nea_server *s)
 {
-    int rc;
+    int rc = 0;
     NEA__NEED(s, "server");
     if (s->listener.open || s->closing || s->started ||
         __atomic_load_n(&s->close_asked, __ATOMIC_ACQUIRE)) {
         return NEA_ESTATE;
     }
-    rc = listen_one(s, s->cfg.port);
+    if (s->inherit.http_count > s->plan.workers) {
+        nea__log(&s->cfg, NEA_LOG_ERROR,
+                 "cannot listen: %u inherited listening sockets for %u workers (each needs one "
+                 "worker to serve it)",
+                 s->inherit.http_count, s->plan.workers);
+        rc = UV_EINVAL;
+    }
+    if (rc == 0) {
+        rc = nea__sockets_listen(s);
+    }
     if (rc == 0 && s->plan.workers > 1) {
         s->started = true;
         rc = start_workers(s);
+    } else if (rc == 0 && s->cfg.reuse_port) {
+        nea__sockets_join(s);
     }
     if (rc == 0 && s->cfg.agent_port >= 0) {
-        rc =
-            nea__agent_start(&s->agent, s->loop, &s->cfg, s->cfg.agent_host, s->cfg.agent_port,
-                             &s->stats, &s->env.handles_open, read_capacity, maybe_finish_close, s);
+        rc = start_agent(s);
         if (rc != 0) {
             nea__listener_close(&s->listener);
         }
@@ -592,6 +593,9 @@ int nea_server_listen(nea_server *s)
         s->pool_warm.data = s;
         s->pool_warming = uv_queue_work(s->loop, &s->pool_warm, pool_warm, pool_warmed) == 0;
     }
+    nea__sockets_close_inherited(s);
+    nea__upgrade_ready(s->inherit.ready, rc == 0);
+    s->inherit.ready = -1;
     return rc;
 }
 
@@ -625,7 +629,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 /* Once nothing is in use any more, closes the always-open timers; the last
  * close callback unmaps. */
-static void maybe_finish_close(void *data)
+void nea__server_maybe_finish_close(void *data)
 {
     nea_server *s = data;
     if (!s->closing || s->env.handles_open == 0 || uv_is_closing((uv_handle_t *)&s->drain_timer) ||
@@ -644,10 +648,14 @@ static void maybe_finish_close(void *data)
         for (unsigned i = 1; i < s->plan.workers; i++) {
             nea__worker_join(&nea__server_worker(s, i)->worker);
         }
-        if (s->balance_map >= 0) {
-            close(s->balance_map);
-            s->balance_map = -1;
-        }
+        nea__balance_close(&s->balance);
+    }
+    if (nea__sockets_check_open(s)) {
+        return; /* its close callback comes back here */
+    }
+    if (s->upgrade.open) {
+        nea__upgrade_close(&s->upgrade); /* its closed hook comes back here */
+        return;
     }
     if (nea__agent_open(&s->agent)) {
         nea__agent_close(&s->agent); /* its closed hook comes back here */
@@ -679,9 +687,9 @@ static void on_drain_deadline(uv_timer_t *t)
 static void stop_accepting(nea_server *s)
 {
     nea__listener_close(&s->listener);
-    nea__admission_drain(&s->admission);
+    nea__admission_drain(&s->admission, nea__server_handed_off(s));
     uv_timer_start(&s->drain_timer, on_drain_deadline, s->cfg.drain_timeout_ms, 0);
-    maybe_finish_close(s);
+    nea__server_maybe_finish_close(s);
 }
 
 static void on_drain_delay(uv_timer_t *t)
@@ -704,6 +712,10 @@ static void begin_close(nea_server *s, void (*cb)(nea_server *, void *), void *d
     s->env.closing = true;
     s->close_cb = cb;
     s->close_data = data;
+    if (s->balance_check_open) {
+        /* It reads every worker's listener, which the workers close now. */
+        uv_timer_stop(&s->balance_check);
+    }
     if (s->plan.workers > 1 && s->index == 0) {
         uv_ref((uv_handle_t *)&s->notify);
         for (unsigned i = 1; i < s->plan.workers; i++) {
@@ -717,7 +729,12 @@ static void begin_close(nea_server *s, void (*cb)(nea_server *, void *), void *d
             }
         }
     }
-    if (s->cfg.drain_delay_ms > 0 && s->listener.listening) {
+    if (nea__server_handed_off(s)) {
+        /* The successor accepts on the same sockets and answers the
+         * balancer's agent: nothing to announce, nothing is refused. */
+        nea__agent_close(&s->agent);
+        stop_accepting(s);
+    } else if (s->cfg.drain_delay_ms > 0 && s->listener.listening) {
         nea__log(&s->cfg, NEA_LOG_INFO, "draining: still accepting for %u ms",
                  s->cfg.drain_delay_ms);
         uv_timer_start(&s->drain_timer, on_drain_delay, s->cfg.drain_delay_ms, 0);

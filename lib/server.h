@@ -7,9 +7,11 @@
 
 #include "admission.h"
 #include "agent.h"
+#include "balance.h"
 #include "listener.h"
 #include "region.h"
 #include "stats.h"
+#include "upgrade.h"
 #include "worker.h"
 
 /* Room for the host literal (INET6_ADDRSTRLEN plus a zone suffix). */
@@ -18,7 +20,9 @@
 struct nea_server {
     nea_config cfg; /* the host's config, copied; cfg.host points at host */
     char host[NEA__HOST_MAX];
-    char agent_host[NEA__HOST_MAX]; /* cfg.agent_host, or host when that was NULL */
+    char agent_host[NEA__HOST_MAX];     /* cfg.agent_host, or host when that was NULL */
+    char unix_path[NEA__UNIX_PATH_MAX]; /* cfg.unix_path ("" = TCP); cfg.unix_path points here */
+    nea_listen_fds inherit;             /* (0) cfg.inherit, copied; an fd is -1 once handed on */
     nea_plan plan;
     nea__region region;
     uv_loop_t *loop;
@@ -58,9 +62,17 @@ struct nea_server {
     uv_work_t pool_warm;          /* (0) the no-op job that starts libuv's thread pool */
     bool pool_warming;            /* (0) that job has not come back yet */
     bool started;                 /* (0) the worker threads run: routes are read-only */
-    bool balanced;                /* (0) connections are dealt round-robin (balance.c) */
-    int balance_map;              /* (0) the balance program's map, or -1 */
-    bool reported_full;           /* the balance map says this worker has no free slot */
+    nea__balance balance;         /* (0) the round-robin program's maps (balance.c) */
+    bool balance_ready;           /* (0) the maps exist: the program may be attached */
+    uv_timer_t balance_check;     /* (0) every NEA__BALANCE_CHECK_MS: who shares the group */
+    bool balance_check_open;      /* (0) */
+    int flags_map;                /* worker 0's balance.flags_map, or -1: the "full" flags */
+    bool own_socket;              /* this worker's listening socket is its own, not a dup */
+    bool handed_off;              /* (0, atomic) a successor serves on these sockets */
+    nea__upgrade upgrade;         /* (0) a successor being started (upgrade.c) */
+    void (*upgrade_cb)(nea_server *, int, void *); /* (0) nea_server_upgrade's callback */
+    void *upgrade_data;
+    bool reported_full; /* the balance map says this worker has no free slot */
 };
 
 /* True when worker w runs on the calling thread (worker 0: the thread that
@@ -77,6 +89,16 @@ void nea__server_figures(const nea_server *w, nea_stats *out);
 /* The per-route records as the metrics writers read them: the routes
  * registered so far, each summed over every worker (any worker's thread). */
 void nea__server_records(const nea_server *s, nea__records *out);
+
+/* A connection is pending on one of w's listeners (the listener's hook). */
+void nea__server_on_connection(void *data, uv_stream_t *listener);
+/* Once nothing of the server (data) is in use any more, closes the
+ * always-open handles; the last close callback unmaps. Every handle that
+ * closes while the server closes comes back here. */
+void nea__server_maybe_finish_close(void *data);
+/* A successor serves on the server's sockets (nea_server_upgrade
+ * succeeded); any worker's thread may ask. */
+bool nea__server_handed_off(const nea_server *s);
 
 #ifdef NEA_FAULT_INJECTION
 /* Serves an already-connected stream socket (e.g. one end of a socketpair)

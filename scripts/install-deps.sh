@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages libnea needs to build and test
 # (prometheus: its promtool validates the metrics exposition in test_metrics and test_worker;
-# python3-wsproto: a second WebSocket implementation test_ws checks the protocol core against).
-# libbearssl-dev: TLS; openssl and python3: test_tls makes certificates and runs clients).
+# python3-wsproto: a second WebSocket implementation test_ws checks the protocol core against;
+# libbearssl-dev: TLS; openssl and python3: test_tls makes certificates and runs clients;
+# iproute2: ss, for the slots each address holds in test/reliability/slot_flood.py).
 #
 #   scripts/install-deps.sh          build + test toolchain
 #   scripts/install-deps.sh bench    also the benchmark peers and load tools
@@ -14,7 +15,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config
     libuv1-dev node-llhttp libcmocka-dev
-    clang libclang-rt-14-dev valgrind curl haproxy
+    clang libclang-rt-14-dev valgrind curl haproxy iproute2
     libjansson-dev zlib1g-dev libprotobuf-c-dev
     prometheus python3-wsproto
     libbearssl-dev openssl python3

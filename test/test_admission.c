@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -352,6 +353,37 @@ static void test_idle_connection_evicted_for_new_one(void **state)
     close(c);
 }
 
+/* A fresh connection answered within one read (a 404 needs no arena, so
+ * the slot never leaves IDLE) turns from silent to served in place: it
+ * joins the idle keep-alive connections behind the one answered before it,
+ * and the older one gives way to a newcomer. */
+static void test_answered_without_leaving_idle_joins_the_idle_list(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int a, b, c;
+    h_test_start(state, two_slots);
+    f = *state;
+    b = h_get(f, "/hello");
+    assert_int_equal(h_read(f, b, &r, H_DEADLINE_MS), 200);
+    H_WAIT(f, f->srv->admission.idle_head != NULL);
+    a = h_get(f, "/nowhere");
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 404);
+    H_WAIT(f, f->srv->admission.idle_tail != f->srv->admission.idle_head);
+    assert_null(f->srv->admission.silent_head);
+    c = h_get(f, "/p/newcomer");
+    assert_int_equal(h_read(f, c, &r, H_DEADLINE_MS), 200);
+    assert_true(h_closed(f, b, H_DEADLINE_MS)); /* the older idle one */
+    h_sends(f, a, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, a, &r, H_DEADLINE_MS), 200);
+    h_stats(f, &st);
+    assert_int_equal(st.evicted, 1);
+    close(a);
+    close(b);
+    close(c);
+}
+
 static void one_slot(nea_config *c)
 {
     c->max_connections = 1;
@@ -672,12 +704,254 @@ static void test_fair_share_only_under_contention(void **state)
     close(b1);
 }
 
+/* --- fair share on slots --------------------------------------------------------- */
+
+static void eight_slots(nea_config *cfg)
+{
+    cfg->max_connections = 8;
+    cfg->keepalive_timeout_ms = 60000; /* silent connections stay until evicted */
+}
+
+/* A greedy client that keeps n connections open from src and sends
+ * nothing on them; whenever the server closes one (evicted, or told 503)
+ * it connects again. */
+typedef struct flood {
+    const char *src;
+    int fd[32];
+    unsigned n;
+    unsigned reconnects;
+} flood;
+
+static void flood_open(h_fixture *f, flood *fl, const char *src, unsigned n)
+{
+    fl->src = src;
+    fl->n = n;
+    fl->reconnects = 0;
+    for (unsigned i = 0; i < n; i++) {
+        fl->fd[i] = connect_from(f, src);
+    }
+}
+
+/* Reconnects what the server closed; true when none was. */
+static bool flood_keep(h_fixture *f, flood *fl)
+{
+    bool none = true;
+    for (unsigned i = 0; i < fl->n; i++) {
+        char buf[512];
+        ssize_t n;
+        while ((n = recv(fl->fd[i], buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+        }
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            close(fl->fd[i]);
+            fl->fd[i] = connect_from(f, fl->src);
+            fl->reconnects++;
+            none = false;
+        }
+    }
+    return none;
+}
+
+static void flood_close(flood *fl)
+{
+    for (unsigned i = 0; i < fl->n; i++) {
+        close(fl->fd[i]);
+    }
+}
+
+/* One address holds every slot with connections that never send a byte,
+ * and more wait behind them, reconnecting whenever one is closed. Another
+ * address asks GET /hello on a fresh connection, again and again: it is
+ * served every time, at the expense of the flood's own connections. */
+static void test_silent_flood_leaves_room_for_others(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    flood fl;
+    unsigned ok = 0;
+    h_test_start(state, eight_slots);
+    f = *state;
+    flood_open(f, &fl, "127.0.0.5", 12);
+    h_pump(f, 50, NULL);
+    for (int i = 0; i < 20; i++) {
+        int p = connect_from(f, "127.0.0.6");
+        h_sends(f, p, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        ok += h_read(f, p, &r, 2000) == 200;
+        close(p);
+        (void)flood_keep(f, &fl);
+        h_pump(f, 10, NULL);
+        (void)flood_keep(f, &fl);
+    }
+    h_stats(f, &st);
+    print_message("polite: %u of 20 200s; evicted %llu, flood reconnects %u, shed_no_slot %llu\n",
+                  ok, (unsigned long long)st.evicted, fl.reconnects,
+                  (unsigned long long)st.shed_no_slot);
+    assert_int_equal(ok, 20);
+    assert_true(st.evicted > 0);
+    assert_true(st.connections_open <= 8);
+    flood_close(&fl);
+}
+
+/* A lone address is never limited: its new connection takes the place of
+ * one of its own silent ones. */
+static void test_lone_address_is_never_limited(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    flood fl;
+    int p;
+    h_test_start(state, eight_slots);
+    f = *state;
+    flood_open(f, &fl, "127.0.0.7", 10);
+    h_pump(f, 50, NULL);
+    p = connect_from(f, "127.0.0.7");
+    h_sends(f, p, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, p, &r, H_DEADLINE_MS), 200);
+    h_stats(f, &st);
+    assert_int_equal(nea_stats_shed(&st), 0);
+    assert_true(st.evicted >= 3);
+    close(p);
+    flood_close(&fl);
+}
+
+static void four_slots_busy(nea_config *cfg)
+{
+    cfg->max_connections = 4;
+    cfg->arena_count = 8;
+}
+
+/* Every address refused a slot counts as waiting, not only the last one:
+ * the greedy address, refused after the polite one, does not exempt
+ * itself, and the slot that frees goes to the polite one. */
+static void test_every_waiting_address_counts(void **state)
+{
+    static const char first[] = "GET /sleep/300 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    static const char slow[] = "GET /sleep/1500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    h_fixture *f;
+    h_response r;
+    nea_stats st;
+    int g[4], polite, greedy, late;
+    h_test_start(state, four_slots_busy);
+    f = *state;
+    for (int i = 0; i < 4; i++) { /* every slot busy with a request */
+        g[i] = connect_from(f, "127.0.0.8");
+        h_sends(f, g[i], i == 0 ? first : slow);
+    }
+    H_WAIT(f, h_arenas_in_use(f) == 4);
+    polite = connect_from(f, "127.0.0.9");
+    assert_int_equal(h_read(f, polite, &r, H_DEADLINE_MS), 503);
+    close(polite);
+    greedy = connect_from(f, "127.0.0.8"); /* refused last */
+    assert_int_equal(h_read(f, greedy, &r, H_DEADLINE_MS), 503);
+    close(greedy);
+    /* The first request ends and frees its slot: the greedy address asks
+     * first, and is refused while the polite one waits ... */
+    assert_int_equal(h_read(f, g[0], &r, H_DEADLINE_MS), 200);
+    H_WAIT(f, h_st(f).connections_open <= 3);
+    greedy = connect_from(f, "127.0.0.8");
+    assert_int_equal(h_read(f, greedy, &r, H_DEADLINE_MS), 503);
+    h_stats(f, &st);
+    assert_int_equal(st.shed_fair, 1);
+    /* ... so the polite one gets it. */
+    late = connect_from(f, "127.0.0.9");
+    h_sends(f, late, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, late, &r, H_DEADLINE_MS), 200);
+    for (int i = 1; i < 4; i++) {
+        assert_int_equal(h_read(f, g[i], &r, H_DEADLINE_MS), 200);
+        close(g[i]);
+    }
+    close(g[0]);
+    close(greedy);
+    close(late);
+}
+
+/* Several addresses each holding more than an even share of the slots
+ * with silent connections: newcomers take from the heaviest, so the
+ * holdings even out instead of staying first-come. */
+static unsigned held_from(h_fixture *f, const char *src)
+{
+    struct in_addr want;
+    unsigned n = 0;
+    assert_int_equal(inet_pton(AF_INET, src, &want), 1);
+    for (unsigned i = 0; i < f->srv->admission.count; i++) {
+        nea__conn *c = h_slot(f, i);
+        const struct sockaddr *p;
+        if (c->state == NEA__C_FREE || c->state == NEA__C_CLOSING) {
+            continue;
+        }
+        p = nea__conn_peer(c);
+        n += p->sa_family == AF_INET &&
+             ((const struct sockaddr_in *)(const void *)p)->sin_addr.s_addr == want.s_addr;
+    }
+    return n;
+}
+
+static void twelve_slots(nea_config *cfg)
+{
+    cfg->max_connections = 12;
+    cfg->keepalive_timeout_ms = 60000;
+}
+
+static void test_greedy_addresses_even_out(void **state)
+{
+    h_fixture *f;
+    flood a, b, c;
+    unsigned ha, hb, hc;
+    h_test_start(state, twelve_slots);
+    f = *state;
+    /* First come: A takes all 12 slots (and 4 more wait). */
+    flood_open(f, &a, "127.0.0.11", 16);
+    h_pump(f, 50, NULL);
+    (void)flood_keep(f, &a);
+    h_pump(f, 50, NULL);
+    assert_int_equal(held_from(f, "127.0.0.11"), 12);
+    /* B and C arrive, each wanting more than a third. */
+    flood_open(f, &b, "127.0.0.12", 8);
+    flood_open(f, &c, "127.0.0.13", 6);
+    /* Within the second a young silent connection is spared, the even
+     * split alone moves slots: over a third is over the share. */
+    for (uint64_t end = h_now_ms() + 700; h_now_ms() < end;) {
+        (void)flood_keep(f, &a);
+        (void)flood_keep(f, &b);
+        (void)flood_keep(f, &c);
+        h_pump(f, 20, NULL);
+    }
+    ha = held_from(f, "127.0.0.11");
+    hb = held_from(f, "127.0.0.12");
+    hc = held_from(f, "127.0.0.13");
+    print_message("after 0.7 s: A %u, B %u, C %u\n", ha, hb, hc);
+    assert_true(ha <= 5 && hb <= 5 && hc <= 5);
+    for (uint64_t end = h_now_ms() + 1800; h_now_ms() < end;) {
+        (void)flood_keep(f, &a);
+        (void)flood_keep(f, &b);
+        (void)flood_keep(f, &c);
+        h_pump(f, 20, NULL);
+    }
+    ha = held_from(f, "127.0.0.11");
+    hb = held_from(f, "127.0.0.12");
+    hc = held_from(f, "127.0.0.13");
+    print_message("12 slots held: A %u, B %u, C %u (A %u reconnects, B %u, C %u)\n", ha, hb, hc,
+                  a.reconnects, b.reconnects, c.reconnects);
+    /* An even share is 4 each: none is shut out, none keeps them all. */
+    assert_true(ha >= 2 && ha <= 6);
+    assert_true(hb >= 2 && hb <= 6);
+    assert_true(hc >= 2 && hc <= 6);
+    flood_close(&a);
+    flood_close(&b);
+    flood_close(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_lingering_gives_slot_to_newcomer, h_test_teardown),
         cmocka_unit_test_teardown(test_exempt_route_uses_reserved_arena, h_test_teardown),
         cmocka_unit_test_teardown(test_fair_share_only_under_contention, h_test_teardown),
+        cmocka_unit_test_teardown(test_silent_flood_leaves_room_for_others, h_test_teardown),
+        cmocka_unit_test_teardown(test_lone_address_is_never_limited, h_test_teardown),
+        cmocka_unit_test_teardown(test_every_waiting_address_counts, h_test_teardown),
+        cmocka_unit_test_teardown(test_greedy_addresses_even_out, h_test_teardown),
         cmocka_unit_test_teardown(test_oom_is_isolated, h_test_teardown),
         cmocka_unit_test_teardown(test_class_admission_and_oom, h_test_teardown),
         cmocka_unit_test_teardown(test_class_full_sheds_alone, h_test_teardown),
@@ -687,6 +961,8 @@ int main(void)
         cmocka_unit_test_teardown(test_full_queue_sheds_at_once, h_test_teardown),
         cmocka_unit_test_teardown(test_zero_queue_timeout_sheds_at_once, h_test_teardown),
         cmocka_unit_test_teardown(test_idle_connection_evicted_for_new_one, h_test_teardown),
+        cmocka_unit_test_teardown(test_answered_without_leaving_idle_joins_the_idle_list,
+                                  h_test_teardown),
         cmocka_unit_test_teardown(test_no_slot_and_none_idle_gets_503, h_test_teardown),
         cmocka_unit_test_teardown(test_fresh_connection_is_never_evicted, h_test_teardown),
         cmocka_unit_test_teardown(test_idle_connection_with_waiting_request_is_kept,

@@ -48,25 +48,68 @@ static void test_agent_line(void **state)
     nea__capacity cap = {0};
     char line[NEA__AGENT_LINE];
     (void)state;
-    assert_int_equal(nea__agent_line(&cap, 75, line), strlen("up ready 75%\n"));
+    assert_int_equal(nea__agent_line(&cap, 75, 100, line), strlen("up ready 75%\n"));
     assert_string_equal(line, "up ready 75%\n");
-    nea__agent_line(&cap, 0, line); /* never 0: a full server still gets a trickle */
+    nea__agent_line(&cap, 0, 100, line); /* never 0: a full server still gets a trickle */
     assert_string_equal(line, "up ready 1%\n");
-    nea__agent_line(&cap, 250, line);
+    nea__agent_line(&cap, 250, 100, line);
     assert_string_equal(line, "up ready 100%\n");
     cap.shedding = true;
-    nea__agent_line(&cap, 90, line);
+    nea__agent_line(&cap, 90, 100, line);
     assert_string_equal(line, "up ready 10%\n");
-    nea__agent_line(&cap, 4, line);
+    nea__agent_line(&cap, 4, 100, line);
     assert_string_equal(line, "up ready 4%\n");
     cap.draining = true;
-    assert_int_equal(nea__agent_line(&cap, 90, line), 6);
+    assert_int_equal(nea__agent_line(&cap, 90, 100, line), 6);
+    assert_string_equal(line, "drain\n");
+}
+
+/* HAProxy sets weight * N / 100, rounded down: the least N that still
+ * leaves a weight of 1, for each configured weight; and no percentage at
+ * all when the weight is not known. */
+static void test_agent_line_never_zeroes_the_configured_weight(void **state)
+{
+    static const unsigned weights[] = {1, 2, 3, 7, 10, 33, 100, 256};
+    nea__capacity cap = {0};
+    char line[NEA__AGENT_LINE];
+    (void)state;
+    for (unsigned i = 0; i < sizeof(weights) / sizeof(weights[0]); i++) {
+        unsigned wt = weights[i], pct = 0;
+        for (unsigned free = 0; free <= 100; free += 5) {
+            cap.shedding = free % 10 == 5;
+            nea__agent_line(&cap, free, wt, line);
+            assert_int_equal(sscanf(line, "up ready %u%%", &pct), 1);
+            if (wt * pct / 100 < 1) {
+                fail_msg("weight %u, free %u: \"%s\" rounds to weight 0", wt, free, line);
+            }
+        }
+    }
+    nea__agent_line(&cap, 40, 1, line);
+    assert_string_equal(line, "up ready 100%\n"); /* HAProxy's default weight: up or drain */
+    nea__agent_line(&cap, 40, 3, line);
+    assert_string_equal(line, "up ready 40%\n");
+    nea__agent_line(&cap, 20, 3, line);
+    assert_string_equal(line, "up ready 34%\n");
+    cap.shedding = false;
+    for (unsigned free = 0; free <= 100; free += 25) {
+        assert_int_equal(nea__agent_line(&cap, free, 0, line), 9);
+        assert_string_equal(line, "up ready\n");
+    }
+    cap.draining = true;
+    nea__agent_line(&cap, 40, 0, line);
     assert_string_equal(line, "drain\n");
 }
 
 /* --- end to end ----------------------------------------------------------------- */
 
 static void with_agent(nea_config *c)
+{
+    c->agent_port = 0;
+    c->agent_weight = 100;
+    c->queue_timeout_ms = 5000;
+}
+
+static void with_agent_default_weight(nea_config *c)
 {
     c->agent_port = 0;
     c->queue_timeout_ms = 5000;
@@ -142,9 +185,9 @@ static void test_weight_follows_free_arenas(void **state)
     held_count = 0;
     assert_int_equal(nea_server_route(f->srv, "GET", "/hold", r_hold, NULL), 0);
     assert_true(nea_server_agent_port(f->srv) > 0);
-    /* A fresh server starts low and rises to its free share (slow start). */
-    assert_true(agent_weight(f) <= 10);
-    H_WAIT(f, weight_at_least(f, 90));
+    /* A fresh server answers its capacity at once: ramping it up is the
+     * balancer's slowstart, never a weight that starts near 0. */
+    assert_true(agent_weight(f) >= 90);
     for (int i = 0; i < 4; i++) { /* half of the 8 arenas */
         fd[i] = h_get(f, "/hold");
     }
@@ -281,6 +324,38 @@ static void test_more_agent_connections_than_handles(void **state)
     assert_int_equal(f->srv->agent.answered, N);
 }
 
+/* With the balancer's weight not known, the agent never answers a
+ * percentage, however full the server: the configured weight (HAProxy's
+ * default 1 included) stays, and only "drain" takes traffic away. */
+static void test_unknown_weight_answers_no_percentage(void **state)
+{
+    h_fixture *f;
+    int fd[8];
+    char line[64];
+    h_response r;
+    h_test_start(state, with_agent_default_weight);
+    f = *state;
+    held_count = 0;
+    assert_int_equal(nea_server_route(f->srv, "GET", "/hold", r_hold, NULL), 0);
+    agent_ask(f, line, sizeof(line));
+    assert_string_equal(line, "up ready\n");
+    for (int i = 0; i < 8; i++) { /* every arena */
+        fd[i] = h_get(f, "/hold");
+    }
+    H_WAIT(f, held_count == 8);
+    h_pump(f, 300, NULL); /* the average falls */
+    agent_ask(f, line, sizeof(line));
+    assert_string_equal(line, "up ready\n");
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(nea_respond(held[i], 200, "text/plain", "done", 4), 0);
+        assert_int_equal(h_read(f, fd[i], &r, H_DEADLINE_MS), 200);
+        close(fd[i]);
+    }
+    h_close(f);
+    agent_ask(f, line, sizeof(line));
+    assert_string_equal(line, "drain\n");
+}
+
 static void on_other_closed(nea_server *s, void *data)
 {
     (void)s;
@@ -311,6 +386,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_free_share_is_the_scarcer_resource),
         cmocka_unit_test(test_agent_line),
+        cmocka_unit_test(test_agent_line_never_zeroes_the_configured_weight),
+        cmocka_unit_test_teardown(test_unknown_weight_answers_no_percentage, h_test_teardown),
         cmocka_unit_test_teardown(test_weight_follows_free_arenas, h_test_teardown),
         cmocka_unit_test_teardown(test_drain_is_announced_while_still_serving, h_test_teardown),
         cmocka_unit_test_teardown(test_queued_request_is_served_through_the_drain, h_test_teardown),

@@ -35,7 +35,12 @@
 #include "e2e.h"
 #include "strict.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -649,6 +654,91 @@ static int setup_shedding(void **state)
     return 0;
 }
 
+/* --- slots contended: a silent flood, evictions, refusals ------------------------ */
+
+/* A connection from a source address in 127.0.0.0/8 (blocking connect). */
+static int connect_from(h_fixture *f, const char *src)
+{
+    struct sockaddr_in a = {0}, b = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    b.sin_family = AF_INET;
+    inet_pton(AF_INET, src, &b.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&b, sizeof(b)), 0);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)f->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    return fd;
+}
+
+enum { FLOOD = 12 };
+static int flood[FLOOD];
+
+/* The flood holds every slot silently and reconnects what is closed; a
+ * polite address is served meanwhile (its connection evicts the flood's). */
+static void contention_workload(h_fixture *f)
+{
+    for (int round = 0; round < 5; round++) {
+        int p = connect_from(f, "127.0.0.6");
+        h_expect(f, p, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, NULL);
+        close(p);
+        h_pump(f, 5, NULL);
+        for (int i = 0; i < FLOOD; i++) {
+            char buf[512];
+            ssize_t n;
+            while ((n = recv(flood[i], buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+            }
+            if (flood[i] < 0 || n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                if (flood[i] >= 0) {
+                    close(flood[i]);
+                }
+                flood[i] = connect_from(f, "127.0.0.5");
+            }
+        }
+        h_pump(f, 5, NULL);
+    }
+}
+
+static void test_slot_contention_allocates_nothing(void **state)
+{
+    h_fixture *f = *state;
+    nea_stats st;
+    if (RUNNING_ON_VALGRIND) {
+        skip();
+    }
+    for (int i = 0; i < FLOOD; i++) {
+        flood[i] = -1;
+    }
+    contention_workload(f); /* warm-up */
+    set_counting(1);
+    for (int i = 0; i < 10; i++) {
+        contention_workload(f);
+    }
+    set_counting(0);
+    h_stats(f, &st);
+    assert_true(st.evicted > 0);
+    if (heap_calls != 0) {
+        fail_msg("%lu heap calls with the slots contended", heap_calls);
+    }
+    for (int i = 0; i < FLOOD; i++) {
+        close(flood[i]);
+    }
+}
+
+static int setup_contention(void **state)
+{
+    static h_fixture f;
+    nea_config cfg;
+    h_config(&cfg);
+    cfg.max_connections = 8;
+    cfg.keepalive_timeout_ms = 60000;
+    h_start(&f, &cfg);
+    *state = &f;
+    return 0;
+}
+
 /* --- the balancer's view: agent, readiness, the announced drain --------------- */
 
 static void agent_expect(h_fixture *f, const char *line)
@@ -657,7 +747,9 @@ static void agent_expect(h_fixture *f, const char *line)
     int fd = s_connect(&f->loop, nea_server_agent_port(f->srv));
     assert_true(s_read_all(&f->loop, fd, buf, sizeof(buf), H_DEADLINE_MS) > 0);
     close(fd);
-    assert_true(strncmp(buf, line, strlen(line)) == 0);
+    if (strncmp(buf, line, strlen(line)) != 0) {
+        fail_msg("the agent said \"%s\", not \"%s\"", buf, line);
+    }
 }
 
 static void balancer_workload(h_fixture *f, const char *agent, int ready)
@@ -706,6 +798,7 @@ static int setup_balancer(void **state)
     nea_config cfg;
     h_config(&cfg);
     cfg.agent_port = 0;
+    cfg.agent_weight = 100;     /* answers with a percentage */
     cfg.drain_delay_ms = 60000; /* ended by the test */
     h_start(&f, &cfg);
     assert_int_equal(nea_server_route_flags(f.srv, "GET", "/ready", NULL, NULL, NEA_ROUTE_READY),
@@ -882,6 +975,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_agent_and_drain_allocate_nothing, setup_balancer,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_shedding_allocates_nothing, setup_shedding, teardown),
+        cmocka_unit_test_setup_teardown(test_slot_contention_allocates_nothing, setup_contention,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_clibs_allocate_nothing, setup_clibs, teardown),
         cmocka_unit_test_setup_teardown(test_streaming_allocates_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers_allocate_nothing, setup_workers, teardown),

@@ -10,7 +10,9 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "e2e.h"
@@ -174,6 +176,107 @@ static void test_cpu_shedding_off(void **state)
     }
 }
 
+/* --- no onset: a step of load is refused from its first request ------------- */
+
+/* Sends one request on each of fd[0 .. n) at once, then runs the loop and
+ * polls them all, noting when each answer's status arrived (ms after the
+ * send) and what it was. */
+static void timed_burst(h_fixture *f, int *fd, int n, const char *const *paths, int *status,
+                        double *ms)
+{
+    uint64_t t0 = uv_hrtime();
+    int left = n;
+    for (int i = 0; i < n; i++) {
+        char req[128];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+        assert_int_equal(write(fd[i], req, strlen(req)), (ssize_t)strlen(req));
+        status[i] = 0;
+    }
+    while (left > 0 && uv_hrtime() - t0 < (uint64_t)H_DEADLINE_MS * 1000000u) {
+        h_step(f, 1);
+        for (int i = 0; i < n; i++) {
+            char buf[4096];
+            ssize_t got;
+            if (status[i] != 0 || (got = recv(fd[i], buf, sizeof(buf) - 1, MSG_DONTWAIT)) <= 0) {
+                continue;
+            }
+            buf[got] = '\0';
+            status[i] = atoi(buf + 9);
+            ms[i] = (double)(uv_hrtime() - t0) / 1e6;
+            left--;
+        }
+    }
+    assert_int_equal(left, 0);
+}
+
+static void step_config(nea_config *cfg)
+{
+    cfg->max_connections = 64;
+    cfg->arena_count = 40;
+    cfg->overload_target_ms = 5; /* the defaults for the rest */
+}
+
+/* A server that was serving lightly gets 30 requests of 2 ms of CPU each,
+ * and a health check, all at once (60 ms of work): what it admits waits
+ * about the target, not the whole burst; what it refuses is told at once;
+ * the health check is answered within a budget. Before the budget and the
+ * prediction, the first burst ran whole (the last request 60 ms late)
+ * while shedding waited for overload_interval_ms of overloaded
+ * iterations. */
+static void test_step_is_refused_from_its_first_request(void **state)
+{
+    enum { N = 30 };
+    const char *paths[N + 1];
+    int fd[N + 1], status[N + 1];
+    double ms[N + 1], ok_max = 0, shed_max = 0;
+    unsigned ok = 0, shed = 0;
+    h_fixture *f;
+    h_response r;
+
+    h_test_start(state, step_config);
+    f = *state;
+    assert_int_equal(nea_server_route(f->srv, "GET", "/spin2", r_spin2, NULL), 0);
+    assert_int_equal(
+        nea_server_route_flags(f->srv, "GET", "/health", r_health, NULL, NEA_ROUTE_EXEMPT), 0);
+    for (int i = 0; i <= N; i++) {
+        fd[i] = h_connect(f);
+        paths[i] = i == N ? "/health" : "/spin2";
+    }
+    /* Light load first: one request at a time. */
+    for (int i = 0; i < 5; i++) {
+        h_sends(f, fd[i], "GET /spin2 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_int_equal(h_read(f, fd[i], &r, H_DEADLINE_MS), 200);
+    }
+    timed_burst(f, fd, N + 1, paths, status, ms);
+    for (int i = 0; i < N; i++) {
+        if (status[i] == 200) {
+            ok++;
+            ok_max = ms[i] > ok_max ? ms[i] : ok_max;
+        } else {
+            assert_int_equal(status[i], 503);
+            shed++;
+            shed_max = ms[i] > shed_max ? ms[i] : shed_max;
+        }
+    }
+    print_message("burst of %d x 2 ms: %u x 200 (last %.1f ms), %u x 503 (last %.1f ms), "
+                  "health %.1f ms\n",
+                  N, ok, ok_max, shed, shed_max, ms[N]);
+    /* Structure first: most of the burst is refused, not run (before, all
+     * 30 ran). Then time, with room for a loaded machine (sanitizers,
+     * parallel tests): the whole burst takes 60 ms of handlers, so before
+     * the health check and the last admitted request came after 60 ms at
+     * the least; now after a budget or a few. */
+    assert_int_equal(status[N], 200);
+    assert_true(shed >= N / 2);
+    assert_true(ok >= 2);
+    assert_true(ms[N] < 40.0);
+    assert_true(ok_max < 40.0);
+    assert_true(shed_max < 40.0);
+    for (int i = 0; i <= N; i++) {
+        close(fd[i]);
+    }
+}
+
 /* --- a queue of CPU work yields to the loop ---------------------------------- */
 
 /* A check handle counts loop iterations; each /spin2 run notes the iteration
@@ -258,6 +361,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cpu_shedding_starts_spares_exempt_and_stops,
                                   h_test_teardown),
         cmocka_unit_test_teardown(test_cpu_shedding_off, h_test_teardown),
+        cmocka_unit_test_teardown(test_step_is_refused_from_its_first_request, h_test_teardown),
         cmocka_unit_test_teardown(test_queue_of_cpu_work_yields_to_the_loop, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -272,7 +272,7 @@ static void test_connections_are_dealt_round_robin(void **state)
     unsigned served[3] = {0};
     (void)state;
     w_start(&f, 3);
-    if (!f.srv->balanced) {
+    if (!f.srv->balance.attached) {
         /* No CAP_BPF here: the kernel hashes (the other tests cover that). */
         assert_true(log_has("reuseport hash"));
         w_stop(&f);
@@ -425,7 +425,7 @@ static void test_full_worker_answers_503_while_sibling_idles(void **state)
      * its share of new connections. */
     nea__fault_arm(&f.srv->fault, NEA__FAULT_BALANCE, 1, false);
     w_listen(&f);
-    assert_false(f.srv->balanced);
+    assert_false(f.srv->balance.attached);
     assert_true(log_has("reuseport hash"));
     /* One connection holds its worker's only slot (half a head). */
     held = h_connect(&f);
@@ -471,7 +471,7 @@ static void test_full_worker_stops_competing(void **state)
     one_slot(&cfg);
     w_new(&f, &cfg);
     w_listen(&f);
-    if (!f.srv->balanced) {
+    if (!f.srv->balance.attached) {
         w_stop(&f);
         skip(); /* no CAP_BPF: the test above covers the kernel's hash */
     }
@@ -543,11 +543,12 @@ static void test_agent_answers_for_every_worker(void **state)
     (void)state;
     w_config(&cfg, 2);
     cfg.agent_port = 0;
+    cfg.agent_weight = 100;
     cfg.drain_timeout_ms = 200; /* the held requests are cancelled */
     w_new(&f, &cfg);
     w_listen(&f);
     assert_true(nea_server_agent_port(f.srv) > 0);
-    H_WAIT(&f, weight_in(&f, 90, 100)); /* after the slow start */
+    H_WAIT(&f, weight_in(&f, 90, 100)); /* all free */
     /* Requests held on both workers: the free share is taken over the 32
      * arenas of the two (8 held: 75%), read from worker 1's published
      * counters on worker 0's thread. */
@@ -983,6 +984,53 @@ static void test_close_from_another_workers_handler(void **state)
     h_stop(&f);
 }
 
+/* Two servers with two workers each on one address, in one process: the
+ * second finds the reuseport group shared and detaches the first one's
+ * round-robin program (which could only ever deal the first one's
+ * sockets), so the kernel's hash gives each server its share. */
+static void test_two_servers_with_workers_share_an_address(void **state)
+{
+    h_fixture f;
+    host_thread h;
+    nea_config cfg;
+    uv_thread_t tid;
+    unsigned got[MAX_W] = {0};
+    (void)state;
+    w_config(&cfg, 2);
+    w_new(&f, &cfg);
+    w_listen(&f);
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(uv_loop_init(&h.loop), 0);
+    cfg.port = f.port;
+    assert_int_equal(nea_server_new(&h.loop, &cfg, &h.srv), 0);
+    assert_int_equal(nea_server_route(h.srv, "GET", "/who", who, NULL), 0);
+    /* Its workers answer "w2" and "w3". */
+    loops[2] = &h.loop;
+    loops[3] = nea__server_worker(h.srv, 1)->loop;
+    n_loops = 4;
+    assert_int_equal(nea_server_listen(h.srv), 0);
+    assert_int_equal(nea_server_port(h.srv), f.port);
+    assert_false(h.srv->balance.attached);
+    assert_int_equal(uv_async_init(&h.loop, &h.stop, on_host_stop), 0);
+    h.stop.data = &h;
+    assert_int_equal(uv_thread_create(&tid, host_main, &h), 0);
+    for (int i = 0; i < 200; i++) {
+        int w = request_who(&f, "/who", 200);
+        assert_true(w >= 0 && w < MAX_W);
+        got[w]++;
+    }
+    /* At least a quarter each (the hash gives about half). */
+    assert_true(got[0] + got[1] >= 50);
+    assert_true(got[2] + got[3] >= 50);
+    /* The first server saw it too, on its next look at the group. */
+    H_WAIT(&f, !f.srv->balance.attached);
+    uv_async_send(&h.stop);
+    uv_thread_join(&tid);
+    assert_true(h.closed);
+    assert_int_equal(uv_loop_close(&h.loop), 0);
+    w_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1001,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_nea_run_with_workers_drains_on_sigterm),
         cmocka_unit_test(test_embedding_servers_on_host_threads_share_an_address),
         cmocka_unit_test(test_close_from_another_workers_handler),
+        cmocka_unit_test(test_two_servers_with_workers_share_an_address),
     };
     uv_mutex_init(&log_lock);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -308,7 +308,7 @@ static void dump_server(const char *when)
     nea_stats st;
     nea_server_stats(srv, &st);
     for (unsigned i = 0; i < NEA__REJECT_SLOTS; i++) {
-        rejects += adm->rejects[i].in_use ? 1u : 0u;
+        rejects += adm->rejects[i].o.in_use ? 1u : 0u;
     }
     fprintf(stderr,
             "fuzz_server: %s: connections_open=%u arenas_in_use=%u queue_length=%u live=%u "
@@ -1969,7 +1969,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     src_pair = (src_pair + 1) % SRC_PAIRS;
     /* An address refused a slot by an earlier input (another address then)
      * would make this input's second connection over its share. */
-    srv->admission.refused_ms = 0;
+    memset(srv->admission.share.waiting, 0, sizeof(srv->admission.share.waiting));
     next_id = 0;
     faulted = stalled = false;
     last_run_end = 0;

@@ -135,14 +135,16 @@ def _next_port():
     return int(base) + _ports_used - 1
 
 
-def Demo(binary, args, nofile=None, data=None, tag="demo", start_timeout=15.0):
-    """neatools.Demo on 127.0.0.1 (port 0 unless NEA_REL_PORT_BASE is set), pinned
-    to the server CPU, optionally under prlimit; stdout and stderr go to TAG.out /
-    TAG.err in the temp dir."""
+def Demo(binary, args, nofile=None, data=None, tag="demo", start_timeout=15.0, port=None):
+    """neatools.Demo on 127.0.0.1 (port 0 unless NEA_REL_PORT_BASE is set, or the
+    port given: a second server on a first one's address), pinned to the server
+    CPU, optionally under prlimit; stdout and stderr go to TAG.out / TAG.err in
+    the temp dir."""
     d = tmpdir()
     return T.Demo(binary, args, os.path.join(d, f"{tag}.out"), os.path.join(d, f"{tag}.err"),
-                  port=_next_port(), cpu=SERVER_CPU if PIN else None, nofile=nofile, data=data,
-                  tag=tag, start_timeout=start_timeout)
+                  port=_next_port() if port is None else port,
+                  cpu=SERVER_CPU if PIN else None, nofile=nofile, data=data, tag=tag,
+                  start_timeout=start_timeout)
 
 
 # --------------------------------------------------------------------------

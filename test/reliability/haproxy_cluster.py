@@ -20,6 +20,15 @@ come from its stats socket (`show stat`).
     (arenas in use from its /stats just before), failed requests at the
     client, HAProxy retries, and the time from the kill until HAProxy marks it
     DOWN (it stops sending to it). Targets: failed <= in flight, <= 2 s.
+(d) Fleet cold start: every instance stopped (HAProxy sees them DOWN), then
+    all three started at once and the load sent as soon as HAProxy sees
+    them UP (status only: a weight of 0 counts). Target: 0 failed.
+(e), (f) The rolling restart and the cold start again with HAProxy's
+    default weight: the example config without its "weight 100" and the
+    instances without --agent-weight (the agent then answers no percentage).
+    Target: 0 failed (before, every answer below 100% was weight 0 and the
+    backend had no server). Both run on a cluster and a HAProxy of their
+    own.
 (c) One instance overloaded: hogs (GET /sleep/N sent to it directly) take 5
     of its 7 arenas, one by one; after each the agent's answer is read (its
     weight must drop while the instance has not shed a single request). Then
@@ -60,7 +69,8 @@ SETTLE_S = 1.2           # a little more than the agent's averaging time (1 s)
 def add_args(ap):
     ap.add_argument("--duration", type=float,
                     help="seconds of load per measured run of (b) and (c) (default 10, quick 5)")
-    ap.add_argument("--only", default="abc", help="scenarios to run, e.g. 'a' or 'bc' (abc)")
+    ap.add_argument("--only", default="abcdef",
+                    help="scenarios to run, e.g. 'a' or 'ef' (abcdef)")
     ap.add_argument("--drain-delay-ms", type=int, default=1500,
                     help="the instances' --drain-delay-ms (1500; 0 shows a drain the balancer "
                     "learns of only from failed connections)")
@@ -80,11 +90,16 @@ class Ports:
         self.agent = [base + 20 + i for i in range(N)]
 
 
-def haproxy_config(ports, sock):
+def haproxy_config(ports, sock, default_weight=False):
     """The example config, its ports and stats socket moved, plus the
-    equal-weight frontend and backend."""
+    equal-weight frontend and backend; with default_weight, without its
+    "weight 100" (HAProxy's default weight 1)."""
     with open(EXAMPLE) as f:
         cfg = f.read()
+    if default_weight:
+        if " weight 100" not in cfg:
+            raise SystemExit(f"haproxy_cluster: {EXAMPLE} has no 'weight 100' to remove")
+        cfg = cfg.replace(" weight 100", "")
     cfg = cfg.replace("/tmp/nea-haproxy.sock", sock)
     cfg = cfg.replace("127.0.0.1:8080", f"127.0.0.1:{ports.fe_agent}")
     for i in range(N):
@@ -111,14 +126,15 @@ def haproxy_config(ports, sock):
 
 
 class HAProxy:
-    def __init__(self, binary, ports):
+    def __init__(self, binary, ports, default_weight=False):
         d = C.tmpdir()
-        self.sock = os.path.join(d, "haproxy.sock")
-        self.cfg_path = os.path.join(d, "haproxy.cfg")
+        tag = "-default" if default_weight else ""
+        self.sock = os.path.join(d, f"haproxy{tag}.sock")
+        self.cfg_path = os.path.join(d, f"haproxy{tag}.cfg")
         with open(self.cfg_path, "w") as f:
-            f.write(haproxy_config(ports, self.sock))
+            f.write(haproxy_config(ports, self.sock, default_weight))
         self.server = T.Server([binary, "-db", "-f", self.cfg_path],
-                               os.path.join(d, "haproxy.out"),
+                               os.path.join(d, f"haproxy{tag}.out"),
                                cpu=C.CLIENT_CPU if C.PIN else None, tag="haproxy")
         if not C.wait_for(lambda: os.path.exists(self.sock) and T.port_open(ports.fe_agent), 10):
             raise SystemExit("haproxy_cluster: haproxy did not start:\n"
@@ -187,10 +203,11 @@ def weight_of(line):
 # The instances
 
 class Cluster:
-    def __init__(self, demo_bin, ports, rep):
+    def __init__(self, demo_bin, ports, rep, agent_weight=100):
         self.bin = demo_bin
         self.ports = ports
         self.rep = rep
+        self.agent_weight = agent_weight  # None: not given (the agent answers no percentage)
         self.demos = [None] * N
         self.starts = 0
         self.bad_exits = []
@@ -199,10 +216,11 @@ class Cluster:
 
     def start(self, i):
         self.starts += 1
+        weight = [] if self.agent_weight is None else ["--agent-weight", str(self.agent_weight)]
         d = T.Demo(self.bin, ["--arenas", str(ARENAS), "--agent-port", str(self.ports.agent[i]),
                               "--drain-delay-ms", str(DRAIN_DELAY_MS),
                               "--keepalive-timeout-ms", "30000",
-                              "--response-timeout-ms", "120000"],
+                              "--response-timeout-ms", "120000"] + weight,
                    os.path.join(C.tmpdir(), f"nea{i + 1}-{self.starts}.out"),
                    os.path.join(C.tmpdir(), f"nea{i + 1}-{self.starts}.err"),
                    port=self.ports.http[i], cpu=C.SERVER_CPU if C.PIN else None,
@@ -217,11 +235,12 @@ class Cluster:
         return all(d is not None and d.alive() for d in self.demos)
 
 
-def wait_up(hap, backend, i, timeout=10.0):
-    """Waits until HAProxy has server i UP with a weight; returns whether it did."""
+def wait_up(hap, backend, i, timeout=10.0, weighted=True):
+    """Waits until HAProxy has server i UP (with a weight, unless not
+    weighted); returns whether it did."""
     def up():
         st, w = hap.server_state(backend, i)
-        return st == "UP" and w > 0
+        return st == "UP" and (w > 0 or not weighted)
     return C.wait_for(up, timeout, step=0.05)
 
 
@@ -262,7 +281,7 @@ def run_load(lg, port, seconds, rate, on_start=None):
 # --------------------------------------------------------------------------
 # The scenarios
 
-def rolling_restart(cl, hap, lg, rate, rep):
+def rolling_restart(cl, hap, lg, rate, rep, label="(a)", key="rolling_restart"):
     ports = cl.ports
     before = hap.counters("nea")
     log = []
@@ -276,7 +295,7 @@ def rolling_restart(cl, hap, lg, rate, rep):
             if code != 0:
                 cl.bad_exits.append(f"nea{i + 1}: {T.describe_exit(code)}")
             cl.start(i)
-            back = wait_up(hap, "nea", i)
+            back = wait_up(hap, "nea", i, weighted=False)
             log.append({"instance": i + 1, "exit": code, "exit_s": round(t_exit, 2),
                         "back_up": back, "back_s": round(time.monotonic() - t0, 2)})
             time.sleep(0.5)
@@ -290,29 +309,60 @@ def rolling_restart(cl, hap, lg, rate, rep):
     retries = after["wretr"] - before["wretr"]
     redis = after["wredis"] - before["wredis"]
     failed = client_failed(run)
-    C.table("(a) rolling restart under load", ["instance", "exit", "exit s", "back UP",
-                                               "restart to UP s"],
+    C.table(f"{label} rolling restart under load", ["instance", "exit", "exit s", "back UP",
+                                                    "restart to UP s"],
             [[e["instance"], e["exit"], e["exit_s"], e["back_up"], e["back_s"]] for e in log])
-    C.table("(a) per instance, as HAProxy saw it",
+    C.table(f"{label} per instance, as HAProxy saw it",
             ["instance", "responses", "5xx", "conn errors", "resp errors", "retries",
              "redispatches"],
             [[i + 1] + [after["servers"][i][k] - before["servers"][i][k]
                         for k in ("resp", "hrsp_5xx", "econ", "eresp", "wretr", "wredis")]
              for i in range(N)])
-    C.table("(a) totals", ["offered/s", "seconds", "sent", "2xx", "failed", "haproxy retries",
-                           "redispatches", "machine busy %"],
+    C.table(f"{label} totals", ["offered/s", "seconds", "sent", "2xx", "failed",
+                                "haproxy retries", "redispatches", "machine busy %"],
             [[round(rate), round(seconds, 1), run["sent"], run["2xx"], failed, retries, redis,
               busy(run)]])
-    rep.figures["rolling_restart"] = {"rate": rate, "seconds": seconds, "sent": run["sent"],
-                                      "ok": run["2xx"], "failed": failed, "retries": retries,
-                                      "redispatches": redis, "restarts": log,
-                                      "machine_busy_pct": busy(run)}
-    rep.hard("(a) every instance exited 0 on SIGTERM and came back UP",
+    rep.figures[key] = {"rate": rate, "seconds": seconds, "sent": run["sent"],
+                        "ok": run["2xx"], "failed": failed, "retries": retries,
+                        "redispatches": redis, "restarts": log,
+                        "machine_busy_pct": busy(run)}
+    rep.hard(f"{label} every instance exited 0 on SIGTERM and came back UP",
              not cl.bad_exits and len(log) == N and all(e["back_up"] for e in log),
              "; ".join(cl.bad_exits) or f"{sum(e['back_up'] for e in log)}/{N} back", "all")
-    rep.target("(a) failed requests at the client", failed == 0, failed, "0")
-    rep.target("(a) HAProxy retries + redispatches", retries + redis == 0,
+    rep.target(f"{label} failed requests at the client", failed == 0, failed, "0")
+    rep.target(f"{label} HAProxy retries + redispatches", retries + redis == 0,
                f"{retries} + {redis}", "0")
+
+
+def cold_start(cl, hap, lg, rate, seconds, rep, label="(d)", key="cold_start"):
+    """Every instance stopped, then all started at once; the load begins as
+    soon as HAProxy sees them UP, whatever their weight."""
+    for i in range(N):
+        code = cl.demos[i].stop(timeout=DRAIN_DELAY_MS / 1000 + 10)
+        if code != 0:
+            cl.bad_exits.append(f"nea{i + 1}: {T.describe_exit(code)}")
+    down = C.wait_for(lambda: all(hap.server_state("nea", i)[0].startswith("DOWN")
+                                  for i in range(N)), 10)
+    t0 = time.monotonic()
+    for i in range(N):
+        cl.start(i)
+    up = all(wait_up(hap, "nea", i, weighted=False) for i in range(N))
+    t_up = time.monotonic() - t0
+    weights = [hap.server_state("nea", i)[1] for i in range(N)]
+    run, _ = run_load(lg, cl.ports.fe_agent, seconds, rate)
+    failed = client_failed(run)
+    C.table(f"{label} fleet cold start: all three started at once, load from the moment "
+            "HAProxy sees them UP",
+            ["offered/s", "seconds", "start to UP s", "weights then", "sent", "failed",
+             "machine busy %"],
+            [[round(rate), seconds, round(t_up, 2), "/".join(str(w) for w in weights),
+              run["sent"], failed, busy(run)]])
+    rep.figures[key] = {"rate": rate, "seconds": seconds, "up_s": round(t_up, 2),
+                        "weights": weights, "sent": run["sent"], "failed": failed,
+                        "machine_busy_pct": busy(run)}
+    rep.hard(f"{label} all DOWN after the stop, all UP after the start", down and up,
+             f"down={down} up={up}", "both")
+    rep.target(f"{label} failed requests at the client", failed == 0, failed, "0")
 
 
 def sigkill(cl, hap, lg, rate, seconds, rep):
@@ -456,6 +506,34 @@ def overloaded(cl, hap, lg, rate, seconds, rep):
                f"{res['nea']['retries']} vs {res['nea_equal']['retries']}", "agent < equal")
 
 
+def default_weight(binary, demo_bin, lg, ports, rate, seconds, rep, only):
+    """(e) and (f): HAProxy's default weight, instances without --agent-weight."""
+    cl = Cluster(demo_bin, ports, rep, agent_weight=None)
+    hap = HAProxy(binary, ports, default_weight=True)
+    for i in range(N):
+        if not wait_up(hap, "nea", i, weighted=False):
+            raise SystemExit(f"haproxy_cluster: HAProxy never saw nea{i + 1} UP")
+    C.table("(e, f) HAProxy's default weight: the agent's answers",
+            ["instance", "agent", "HAProxy weight"],
+            [[i + 1, agent_line(ports.agent[i]), hap.server_state("nea", i)[1]]
+             for i in range(N)])
+    if "e" in only:
+        rolling_restart(cl, hap, lg, rate, rep, "(e) default weight:",
+                        "default_weight_rolling_restart")
+    if "f" in only:
+        cold_start(cl, hap, lg, rate, seconds, rep, "(f) default weight:",
+                   "default_weight_cold_start")
+    rep.hard("(e, f) no instance crashed", cl.all_alive(), "alive" if cl.all_alive() else "died",
+             "alive")
+    for d in cl.demos:
+        code = d.stop(timeout=DRAIN_DELAY_MS / 1000 + 10)
+        if code != 0:
+            cl.bad_exits.append(f"{d.tag}: {T.describe_exit(code)}")
+    rep.hard("(e, f) every instance exited 0 on SIGTERM", not cl.bad_exits,
+             "; ".join(cl.bad_exits) or "0", "0")
+    hap.server.stop()
+
+
 def run(args, rep):
     binary = shutil.which("haproxy")
     if binary is None:
@@ -472,6 +550,9 @@ def run(args, rep):
         if T.port_open(p):
             raise SystemExit(f"haproxy_cluster: port {p} is in use "
                              "(set NEA_HAPROXY_PORT_BASE)")
+    if not any(x in args.only for x in "abcd"):
+        default_weight(binary, demo_bin, lg, ports, rate, seconds, rep, args.only)
+        return
     cl = Cluster(demo_bin, ports, rep)
     hap = HAProxy(binary, ports)
     for i in range(N):
@@ -485,6 +566,8 @@ def run(args, rep):
         sigkill(cl, hap, lg, rate, seconds, rep)
     if "c" in args.only:
         overloaded(cl, hap, lg, rate * 0.8, seconds, rep)
+    if "d" in args.only:
+        cold_start(cl, hap, lg, rate, seconds, rep)
     rep.hard("no instance crashed", cl.all_alive(), "alive" if cl.all_alive() else "died",
              "alive")
     for d in cl.demos:
@@ -494,6 +577,9 @@ def run(args, rep):
     rep.hard("every instance exited 0 on SIGTERM", not cl.bad_exits,
              "; ".join(cl.bad_exits) or "0", "0")
     hap.server.stop()
+    if "e" in args.only or "f" in args.only:
+        C.wait_for(lambda: not T.port_open(ports.fe_agent), 5)
+        default_weight(binary, demo_bin, lg, ports, rate, seconds, rep, args.only)
 
 
 if __name__ == "__main__":

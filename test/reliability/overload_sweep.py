@@ -19,6 +19,12 @@ Two series, each on its own nea-demo:
   spin-off / hello-off  the same with --overload-target-ms 0 (no CPU
           shedding: the behaviour before it existed), at the C measured by
           spin / hello in the same run, for a before/after on one machine.
+  step    GET /spin/1000 (1 ms of CPU per request): 0.5C then 2C, five times
+          (quick: once), open loop, with GET /health at 100/s from a second
+          loadgen; every 2C phase's figures include its onset. Targets over
+          every 2C phase: admitted p99 <= 20 ms, 503 p99 <= 10 ms (from the
+          intended time) and < 1 ms (from the socket write, CPU-bound),
+          /health max < 10 ms.
 
 Capacity C: loadgen offers start, start*f, ... (separate runs) until goodput
 stops tracking the offered rate (< 95%) without growing (by 5%) twice in a
@@ -34,6 +40,8 @@ Targets: goodput at 2C >= 0.9C; admitted p99 at 2C <= 2x its 0.5C value;
 503 p99 < 1 ms, compared on 503_svc_p99 (the intended-time 503_p99 includes
 loadgen's ~0.6 ms mean timer lag and is reported next to it).
 """
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -62,12 +70,15 @@ STEPS = [0.5, 1.0, 2.0, 4.0]
 
 
 def add_args(ap):
-    ap.add_argument("--series", default="hello,sleep5,spin",
-                    help="comma-separated series: hello, sleep5, spin, spin-off, hello-off "
-                         "(default hello,sleep5,spin; an -off series follows its base)")
+    ap.add_argument("--series", default="hello,sleep5,spin,step",
+                    help="comma-separated series: hello, sleep5, spin, spin-off, hello-off, "
+                         "step (default hello,sleep5,spin,step; an -off series follows its "
+                         "base)")
     ap.add_argument("--capacity-hello", type=float, help="skip the ramp, use this C for /hello")
     ap.add_argument("--capacity-sleep5", type=float, help="skip the ramp, use this C for /sleep/5")
     ap.add_argument("--step-seconds", type=float, help="seconds per step (default 10, quick 2)")
+    ap.add_argument("--compare-demo", help="the step series once more with this nea-demo "
+                    "(e.g. an older build), in the same run, for a before/after")
 
 
 def wrk_rate(port, path):
@@ -236,11 +247,102 @@ def run_q100(args, rep, demo_bin, lg, cap):
     return {"capacity": cap, "step_s": step_s, "steps": [steps[0.5], steps[2.0]]}
 
 
+def run_step(args, rep, demo_bin, lg, label="step", targets=True):
+    """The step series: a CPU-bound route (/spin/1000) at 0.5C, then 2C,
+    several times over, open loop; each 2C phase's figures include its
+    onset. A second loadgen asks GET /health 100 times a second throughout
+    (its own connections). Targets over every 2C phase: admitted p99 <= 20
+    ms, 503 p99 <= 10 ms (and < 1 ms for this CPU-bound route, from the
+    socket write), /health max < 10 ms."""
+    quick = args.quick
+    path = "/spin/1000"
+    cycles = 1 if quick else 5
+    low_s, high_s = (1.0, 2.0) if quick else (2.0, 3.0)
+    demo = C.Demo(demo_bin, ["--prefault"], tag=label)
+    if not demo.started:
+        raise SystemExit(f"overload_sweep: demo for {label} did not start")
+    cap, _ = C.capacity_ramp(lg, demo, path, 400, 1.25 if not quick else 1.5, 20000,
+                             1.0 if quick else 2.0, 512)
+    phases = []
+    for _ in range(cycles):
+        phases += [(0.5 * cap, low_s), (2.0 * cap, high_s)]
+    total = sum(t for _, t in phases)
+    hcmd = C.loadgen_cmd(lg, demo.port, [(100.0, total)], [("/health", 1)], connections=4,
+                         timeout_ms=5000)
+    hout = open(os.path.join(C.tmpdir(), "step-health.out"), "w+")
+    hp = subprocess.Popen(hcmd, stdout=hout, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    st0 = demo.stats() or {}
+    r = C.run_loadgen(lg, demo.port, phases, [(path, 1)], demo=demo, connections=512)
+    hp.wait(timeout=total + 30)
+    hout.seek(0)
+    health = [json.loads(x) for x in hout if '"summary"' in x][-1]
+    hout.close()
+    st1 = demo.stats() or {}
+    alive = demo.alive()
+    code = demo.stop()
+    rows, highs = [], []
+    for i, ph in enumerate(r.s["phases"]):
+        rows.append([i, f"{ph['rate']:.0f}", f"{ph['seconds']:g}", f"{ph['goodput']:.0f}",
+                     f"{ph['rate503']:.0f}", C.ms(ph["ok_p50"]), C.ms(ph["ok_p99"]),
+                     C.ms(ph["ok_max"]), C.ms(ph["503_p50"]), C.ms(ph["503_p99"]),
+                     C.ms(ph["503_svc_p99"]), ph["err"] + ph["tmo"]])
+        if i % 2 == 1:
+            highs.append(ph)
+    C.table(f"overload_sweep {label}: {path}, C = {cap:.0f}/s, {cycles} x (0.5C {low_s:g} s, "
+            f"2C {high_s:g} s), open loop; latencies in ms from the intended send time "
+            "(503svc: from the socket write)",
+            ["phase", "offered/s", "s", "goodput/s", "503/s", "ok_p50", "ok_p99", "ok_max",
+             "503_p50", "503_p99", "503svc_p99", "err+tmo"], rows)
+    C.table(f"overload_sweep {label}: GET /health at 100/s throughout (its own loadgen)",
+            ["sent", "200", "p50 ms", "p99 ms", "max ms", "svc p99 ms", "svc max ms"],
+            [[health["sent"], health["2xx"], C.ms(health["ok_p50"]), C.ms(health["ok_p99"]),
+              C.ms(health["ok_max"]), C.ms(health.get("ok_svc_p99")),
+              C.ms(health.get("ok_svc_max"))]])
+
+    def worst(key):
+        vals = [ph[key] for ph in highs if ph[key] is not None]
+        return max(vals) if vals else None
+
+    ok99, s99, svc99 = worst("ok_p99"), worst("503_p99"), worst("503_svc_p99")
+    fig = {"binary": demo_bin, "path": path, "capacity": round(cap, 1), "cycles": cycles,
+           "low_s": low_s, "high_s": high_s, "phases": r.s["phases"], "health": health,
+           "shed_cpu": st1.get("shed_cpu", 0) - st0.get("shed_cpu", 0),
+           "worst_2c": {"ok_p99_us": ok99, "503_p99_us": s99, "503_svc_p99_us": svc99},
+           "exit_code": code}
+    if not targets:
+        return fig
+    rep.target("step: admitted p99 over every 2C phase", ok99 is not None and ok99 <= 20000,
+               f"{C.ms(ok99)} ms", "<= 20 ms",
+               by=None if ok99 is None else f"{(ok99 - 20000) / 1000:+.2f} ms")
+    rep.target("step: 503 p99 over every 2C phase (from the intended time)",
+               s99 is not None and s99 <= 10000, f"{C.ms(s99)} ms", "<= 10 ms",
+               by=None if s99 is None else f"{(s99 - 10000) / 1000:+.2f} ms")
+    rep.target("step: 503 p99 for the CPU-bound route (from the socket write)",
+               svc99 is not None and svc99 < 1000, f"{C.ms(svc99)} ms", "< 1 ms",
+               by=None if svc99 is None else f"{(svc99 - 1000) / 1000:+.2f} ms")
+    hmax = health["ok_max"]
+    rep.target("step: /health max", hmax is not None and hmax < 10000 and
+               health["2xx"] == health["sent"], f"{C.ms(hmax)} ms, {health['2xx']}/"
+               f"{health['sent']} 200", "< 10 ms, all 200",
+               by=None if hmax is None else f"{(hmax - 10000) / 1000:+.2f} ms")
+    other = r["4xx"] + r["500"] + r["other"]
+    rep.hard("step: only 200 and 503 answered", other == 0, other, 0)
+    rep.hard("step: process alive, exit 0 after SIGTERM", alive and code == 0,
+             f"alive={alive} exit={code}", "alive, 0")
+    return fig
+
+
 def run(args, rep):
     demo_bin, lg = C.tools()
     C.raise_nofile()
     figs = {}
     names = [s.strip() for s in args.series.split(",") if s.strip()]
+    if "step" in names:
+        names.remove("step")
+        figs["step"] = run_step(args, rep, demo_bin, lg)
+        if args.compare_demo:
+            figs["step-compare"] = run_step(args, rep, args.compare_demo, lg, "step-compare",
+                                            targets=False)
     for n in names:
         if n not in SERIES:
             raise SystemExit(f"overload_sweep: unknown series {n}")
