@@ -32,6 +32,8 @@
  *                    benchmark (only with --libc-routes; N at most 65536)
  *   GET  /ready      readiness for HTTP-only balancers: 200 "ready", 503 once
  *                    draining (NEA_ROUTE_READY: answered without an arena)
+ *   GET  /ws/echo    WebSocket (RFC 6455): every message is sent back as it
+ *                    came, text as text, binary as binary (docs/websocket.md)
  *
  * With --agent-port N, HAProxy's agent-check on port N gets "up ready N%"
  * (the share of capacity free) or "drain"; --drain-delay-ms keeps serving
@@ -90,6 +92,18 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
     *out = v;
     return 0;
 }
+
+/* GET /ws/echo: a WebSocket route that sends every message back as it
+ * came (text as text, binary as binary). The payload is in the message's
+ * arena, so the echo is written from there without a copy. */
+static void ws_echo_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data)
+{
+    (void)msg;
+    (void)data;
+    (void)nea_ws_send(ws, m->opcode, m->data, m->len);
+}
+
+static const nea_ws_route ws_echo = {.message = ws_echo_message};
 
 static void bad_request(nea_req *req, const char *why)
 {
@@ -716,24 +730,25 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     nea_route routes[] = {
-        {"GET", "/hello", hello, NULL, 0, 0, 0},
-        {"GET", "/alloc/", alloc, NULL, 0, 0, 0},
-        {"POST", "/svg", svg, NULL, 0, 0, 0},
-        {"GET", "/static", static_file, NULL, 0, 0, 0},
-        {"GET", "/stream/", stream_route, NULL, 0, 0, 0},
+        {"GET", "/hello", hello, NULL, 0, 0, 0, NULL},
+        {"GET", "/alloc/", alloc, NULL, 0, 0, 0, NULL},
+        {"POST", "/svg", svg, NULL, 0, 0, 0, NULL},
+        {"GET", "/static", static_file, NULL, 0, 0, 0, NULL},
+        {"GET", "/stream/", stream_route, NULL, 0, 0, 0, NULL},
         /* max_body: --max-upload, set after the options */
-        {"POST", "/upload", upload_route, NULL, NEA_ROUTE_STREAM_BODY, 0, 0},
-        {"GET", "/sleep/", sleep_route, NULL, 0, 0, 0},
-        {"GET", "/spin/", spin, NULL, 0, 0, 0},
-        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT, 0, 0},
-        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT, 0, 0},
-        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY, 0, 0},
-        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT, 0, 0},
-        {"GET", "/json/", clib_json, NULL, 0, 0, 0},
-        {"GET", "/gzip/", clib_gzip, NULL, 0, 0, 0},
+        {"POST", "/upload", upload_route, NULL, NEA_ROUTE_STREAM_BODY, 0, 0, NULL},
+        {"GET", "/sleep/", sleep_route, NULL, 0, 0, 0, NULL},
+        {"GET", "/spin/", spin, NULL, 0, 0, 0, NULL},
+        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT, 0, 0, NULL},
+        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT, 0, 0, NULL},
+        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY, 0, 0, NULL},
+        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT, 0, 0, NULL},
+        {"GET", "/json/", clib_json, NULL, 0, 0, 0, NULL},
+        {"GET", "/gzip/", clib_gzip, NULL, 0, 0, 0, NULL},
+        {"GET", "/ws/echo", NULL, NULL, 0, 0, 0, &ws_echo},
         /* the last two only with --libc-routes */
-        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0, 0, 0},
-        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0, 0, 0},
+        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0, 0, 0, NULL},
+        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0, 0, 0, NULL},
     };
     size_t nroutes = sizeof(routes) / sizeof(routes[0]) - 2;
     size_t max_upload = (size_t)4 << 30;

@@ -117,13 +117,13 @@ static void on_state(nea__conn *c, nea__conn_state from)
 
     if ((head = list_of(adm, c, from, &tail)) != NULL) {
         list_remove(head, tail, c);
-        adm->wait_len -= from == NEA__C_QUEUED;
-        adm->bufwait_len -= from == NEA__C_WAITBUF;
+        adm->wait_len -= nea__conn_list_of(from) == NEA__LIST_WAIT;
+        adm->bufwait_len -= nea__conn_list_of(from) == NEA__LIST_BUFFER;
     }
     if ((head = list_of(adm, c, c->state, &tail)) != NULL) {
         list_push(head, tail, c);
-        adm->wait_len += c->state == NEA__C_QUEUED;
-        adm->bufwait_len += c->state == NEA__C_WAITBUF;
+        adm->wait_len += nea__conn_list_of(c->state) == NEA__LIST_WAIT;
+        adm->bufwait_len += nea__conn_list_of(c->state) == NEA__LIST_BUFFER;
     }
 }
 
@@ -194,12 +194,12 @@ static bool refused(nea__admission *adm, nea__conn *c)
     }
     if (nea__load_shed(adm->load)) {
         st->shed_cpu++;
-        nea__conn_shed(c, true);
+        nea__conn_refuse(c, true);
         return true;
     }
     if (over_arena_share(adm, c)) {
         st->shed_fair++;
-        nea__conn_shed(c, false);
+        nea__conn_refuse(c, false);
         return true;
     }
     return false;
@@ -214,7 +214,7 @@ static bool answered_ready(nea__conn *c)
     }
     if (c->env->closing) {
         c->env->stats->shed_draining++;
-        nea__conn_shed(c, false);
+        nea__conn_refuse(c, false);
     } else {
         nea__conn_respond_error(c, NEA__PB_READY);
     }
@@ -230,12 +230,12 @@ static void on_routed(nea__conn *c)
         return;
     }
     if (arena_free_for(adm, c)) {
-        nea__conn_arena_ready(c, nea__pool_acquire(pool_of(adm, c)));
+        nea__conn_grant(c, nea__pool_acquire(pool_of(adm, c)));
     } else if (cfg->queue_timeout_ms > 0 && adm->wait_len < adm->wait_max) {
-        nea__conn_wait(c);
+        nea__conn_queue(c);
     } else {
         c->env->stats->shed_no_arena++;
-        nea__conn_shed(c, false);
+        nea__conn_refuse(c, false);
     }
 }
 
@@ -296,7 +296,7 @@ static void grant(nea__admission *adm)
         if (refused(adm, c)) {
             continue; /* it left the queue; the next waiter is looked at */
         }
-        nea__conn_arena_ready(c, nea__pool_acquire(pool_of(adm, c)));
+        nea__conn_grant(c, nea__pool_acquire(pool_of(adm, c)));
     }
     adm->granting = false;
 }
@@ -451,7 +451,7 @@ static void over_share(nea__admission *adm, nea__conn *c)
     count_peer(adm, c, &slots, &arenas);
     if (slots > adm->share_slots) {
         adm->env->stats->shed_fair++;
-        nea__conn_shed(c, false);
+        nea__conn_refuse(c, false);
     }
 }
 
@@ -570,10 +570,7 @@ void nea__admission_drain(nea__admission *adm)
 {
     adm->stopped = true;
     for (unsigned i = 0; i < adm->count; i++) {
-        nea__conn *c = nea__admission_slot(adm, i);
-        if (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD || c->state == NEA__C_WAITBUF) {
-            nea__conn_close(c);
-        }
+        nea__conn_drain(nea__admission_slot(adm, i)); /* as its phase's row says */
     }
 }
 

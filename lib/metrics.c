@@ -391,6 +391,20 @@ size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *bu
     put_global(&o, "nea_conn_buffer_waiters", "gauge",
                "Connections waiting in line for a connection buffer now.", st->buffer_waiters);
     put_global(&o, "nea_shedding", "gauge", "1 while shedding for CPU.", st->shedding);
+    put_global(&o, "nea_ws_connections_open", "gauge", "WebSocket connections now.", st->ws_open);
+    put_global(&o, "nea_ws_upgrades_total", "counter", "Connections switched to WebSocket.",
+               st->ws_upgraded);
+    put_global(&o, "nea_ws_messages_received_total", "counter",
+               "WebSocket messages handed to a handler.", st->ws_messages_in);
+    put_global(&o, "nea_ws_messages_sent_total", "counter", "WebSocket data frames sent.",
+               st->ws_messages_out);
+    put_global(&o, "nea_ws_failed_total", "counter",
+               "WebSocket connections failed for the peer's protocol error (1002, 1007).",
+               st->ws_failed);
+    put_global(&o, "nea_ws_too_big_total", "counter",
+               "WebSocket connections closed 1009 (a message over its limit).", st->ws_too_big);
+    put_global(&o, "nea_ws_message_oom_total", "counter",
+               "WebSocket messages whose handler ran out of arena.", st->ws_message_oom);
     for (unsigned g = 0; g < sizeof(class_gauges) / sizeof(class_gauges[0]); g++) {
         put_family(&o, class_gauges[g].name, "gauge", class_gauges[g].help);
         for (unsigned k = 0; k < st->arena_class_count; k++) {

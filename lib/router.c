@@ -131,6 +131,7 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     rt->data = data;
     rt->flags = flags;
     rt->body_max = UINT64_MAX;
+    rt->ws = NULL;
     return 0;
 }
 
