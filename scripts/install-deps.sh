@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages libnea needs to build and test
 # (prometheus: its promtool validates the metrics exposition in test_metrics and test_worker;
-# python3-wsproto: a second WebSocket implementation test_ws checks the protocol core against).
+# python3-wsproto: a second WebSocket implementation test_ws checks the protocol core against;
+# python3-websockets: a real WebSocket client test_wsconn runs against WebSocket routes).
 #
 #   scripts/install-deps.sh          build + test toolchain
 #   scripts/install-deps.sh bench    also the benchmark peers and load tools
@@ -15,7 +16,7 @@ packages=(
     libuv1-dev node-llhttp libcmocka-dev
     clang libclang-rt-14-dev valgrind curl haproxy
     libjansson-dev zlib1g-dev libprotobuf-c-dev
-    prometheus python3-wsproto
+    prometheus python3-wsproto python3-websockets
 )
 bench_packages=(
     wrk nginx libmicrohttpd-dev libh2o-dev gnuplot-nox

@@ -148,7 +148,9 @@ static t_ws_kind parse_some(t_ws *w)
                 w->opcode = ev.opcode;
             }
             assert_true(w->msg_len + ev.len <= T_WS_MSG_MAX);
-            memcpy(w->msg + w->msg_len, ev.data, ev.len);
+            if (ev.len > 0) {
+                memcpy(w->msg + w->msg_len, ev.data, ev.len);
+            }
             w->msg_len += ev.len;
             if (ev.last) {
                 return T_WS_MESSAGE;
@@ -170,7 +172,9 @@ static t_ws_kind parse_some(t_ws *w)
             break;
         case NEA__WS_EV_CLOSE:
             w->code = ev.code;
-            memcpy(w->ctl, ev.data, ev.len);
+            if (ev.len > 0) {
+                memcpy(w->ctl, ev.data, ev.len);
+            }
             w->ctl_len = ev.len;
             return T_WS_CLOSE;
         case NEA__WS_EV_ERROR:
