@@ -389,24 +389,26 @@ static void stats(nea_req *req, void *data)
         ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},\"oom_500\":%" PRIu64
         ",\"shed_503\":%" PRIu64 ",\"shed_no_slot\":%" PRIu64 ",\"shed_no_arena\":%" PRIu64
         ",\"shed_cpu\":%" PRIu64 ",\"shed_fair\":%" PRIu64 ",\"shed_draining\":%" PRIu64
-        ",\"shed_no_buffer\":%" PRIu64 ",\"shedding\":%u,\"shed_transitions\":%" PRIu64 ",\"loop_lag_us\":%" PRIu64
-        ",\"unanswered\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"rejected_400\":%" PRIu64
-        ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"accept_errors\":%" PRIu64
+        ",\"shed_no_buffer\":%" PRIu64 ",\"shedding\":%u,\"shed_transitions\":%" PRIu64
+        ",\"loop_lag_us\":%" PRIu64 ",\"unanswered\":%" PRIu64 ",\"timeouts\":%" PRIu64
+        ",\"rejected_400\":%" PRIu64 ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64
+        ",\"accept_errors\":%" PRIu64
         ",\"connections_open\":%u,\"connections_max\":%u,\"arenas_in_use\":%u,"
         "\"arenas_high_water\":%u,\"arena_count\":%u,\"queue_length\":%u,"
         "\"conn_buffers\":%u,\"conn_buffers_in_use\":%u,\"conn_buffers_high_water\":%u,"
-        "\"buffer_waiters\":%u,"
+        "\"buffer_waiters\":%u,\"ws_open\":%u,\"ws_upgraded\":%" PRIu64
+        ",\"ws_messages_in\":%" PRIu64 ",\"ws_messages_out\":%" PRIu64 ","
         "\"arena_peak_bytes\":%zu,\"reserved\":%zu,\"workers\":%u,"
         "\"worker_accepted\":[%s],\"worker_requests\":[%s]}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
         st.responses[5], st.oom_500, nea_stats_shed(&st), st.shed_no_slot, st.shed_no_arena,
         st.shed_cpu, st.shed_fair, st.shed_draining, st.shed_no_buffer, st.shedding,
-        st.shed_transitions,
-        st.loop_lag_us, st.unanswered, st.timeouts, st.rejected_400, st.accepted, st.evicted,
-        st.accept_errors, st.connections_open, st.connections_max, arenas.in_use, arenas.high_water,
-        arenas.count, st.queue_length, st.conn_buffers, st.conn_buffers_in_use,
-        st.conn_buffers_high_water, st.buffer_waiters, arenas.peak_bytes, nea_server_plan(srv)->total, workers,
-        accepted, requests);
+        st.shed_transitions, st.loop_lag_us, st.unanswered, st.timeouts, st.rejected_400,
+        st.accepted, st.evicted, st.accept_errors, st.connections_open, st.connections_max,
+        arenas.in_use, arenas.high_water, arenas.count, st.queue_length, st.conn_buffers,
+        st.conn_buffers_in_use, st.conn_buffers_high_water, st.buffer_waiters, st.ws_open,
+        st.ws_upgraded, st.ws_messages_in, st.ws_messages_out, arenas.peak_bytes,
+        nea_server_plan(srv)->total, workers, accepted, requests);
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 

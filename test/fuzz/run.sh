@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan + UBSan) and fuzzes for a while.
 #
-#   test/fuzz/run.sh [SECONDS] [TARGET]     SECONDS default 600; TARGET conn, server, ws
-#                                           or all (default: all, SECONDS split evenly)
+#   test/fuzz/run.sh [SECONDS] [TARGET]     SECONDS default 600; TARGET conn, server, ws,
+#                                           wsconn or all (default: all, SECONDS split evenly)
 #
 #   conn    fuzz_conn: the request reader and connection state machine, one
 #           socketpair per input (corpus/, regressions/)
@@ -10,6 +10,8 @@
 #           of client ops (corpus_server/, regressions_server/)
 #   ws      fuzz_ws: the WebSocket protocol core, no sockets (corpus_ws/,
 #           regressions_ws/)
+#   wsconn  fuzz_wsconn: WebSocket connections, frames over a socketpair driven by a
+#           script (corpus_wsconn/, regressions_wsconn/)
 #
 # Build directory: build-fuzz/ at the top of the checkout (NEA_FUZZ_BUILD_DIR
 # overrides). Each fuzzer works on a copy of its target's corpus (plus its
@@ -32,14 +34,14 @@ seconds=${1:-600}
 which=${2:-all}
 build=${NEA_FUZZ_BUILD_DIR:-build-fuzz}
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds == 0)); then
-    echo "usage: $0 [SECONDS] [conn|server|ws|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|ws|wsconn|all]" >&2
     exit 2
 fi
 case "$which" in
-conn | server | ws) targets=("$which") ;;
-all) targets=(conn server ws) ;;
+conn | server | ws | wsconn) targets=("$which") ;;
+all) targets=(conn server ws wsconn) ;;
 *)
-    echo "usage: $0 [SECONDS] [conn|server|ws|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|ws|wsconn|all]" >&2
     exit 2
     ;;
 esac
