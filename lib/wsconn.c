@@ -102,6 +102,7 @@ _Static_assert(sizeof(ws_state) <= NEA__WS_STATE_BYTES,
                "the WebSocket state must fit its room in the connection buffer");
 
 static void run(nea__conn *c);
+static void rest(nea__conn *c, bool heard, bool boundary);
 static void start_close(nea__conn *c, unsigned code, const char *reason, bool fin);
 static void end_message(nea__conn *c, nea_outcome outcome);
 static void end_record(nea__conn *c, nea_outcome outcome);
@@ -307,9 +308,6 @@ int nea_ws_send(nea_ws *ws, int opcode, const void *data, size_t len)
     h = nea__ws_frame_head(s->dhead, (unsigned)opcode, true, len, NULL);
     bufs[0] = nea__buf(s->dhead, h);
     bufs[1] = nea__buf(payload, len);
-    if (c->w->record.open) {
-        nea__record_out(&c->w->record, bufs, 2);
-    }
     r = nea__out_send(&c->w->out, bufs, 2);
     if (r < 0) {
         release_frame(c);
@@ -317,6 +315,9 @@ int nea_ws_send(nea_ws *ws, int opcode, const void *data, size_t len)
         return r;
     }
     c->env->stats->ws_messages_out++;
+    if (c->w->record.open) {
+        c->w->record.sample.bytes_out += h + len; /* the message being handled sent it */
+    }
     if (r == 0) {
         s->lane = LANE_DATA;
         if (msg != NULL) {
@@ -327,12 +328,18 @@ int nea_ws_send(nea_ws *ws, int opcode, const void *data, size_t len)
             nea__conn_rearm(c); /* each frame has write_timeout_ms to go out */
         }
     } else {
-        release_frame(c);
         if (copied) {
             nea__arena_rollback(msg->arena, mark); /* the kernel took it: the copy is not kept */
         }
+        release_frame(c); /* may hand an arena on (and so run other handlers) */
     }
-    run(c); /* a phase for what is on the wire now, or the buffer back */
+    if (ws_phase(c) && !s->busy) {
+        /* Nothing else changed: the phase for what is on the wire now, and
+         * the buffer back if that is nothing. */
+        rest(c, false, false);
+        nea__conn_release_work(c);
+        nea__conn_update_reading(c);
+    }
     return 0;
 }
 
@@ -361,7 +368,10 @@ static void on_sent(nea__conn *c, int status)
 
     s->lane = LANE_FREE;
     if (was == LANE_DATA) {
-        release_frame(c);
+        release_frame(c); /* may hand an arena on (and so run other handlers) */
+    }
+    if (!ws_phase(c)) {
+        return;
     }
     if (status < 0) {
         nea__conn_close(c);
@@ -427,8 +437,8 @@ static void start_close(nea__conn *c, unsigned code, const char *reason, bool fi
     if (c->w->req != NULL && s->msg != MSG_HANDLING) {
         nea__req_cancel(c->w->req);
         end_message(c, NEA_OUTCOME_CANCELLED);
-    } else {
-        end_record(c, NEA_OUTCOME_CANCELLED); /* a message that waited for an arena */
+    } else if (c->w->req == NULL) {
+        end_record(c, NEA_OUTCOME_CANCELLED); /* a message that waited for an arena, if any */
     }
     if (reason == NULL) {
         reason = "";

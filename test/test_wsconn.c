@@ -244,6 +244,22 @@ static void flood_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *d
 static const nea_ws_route flood_route = {
     .open = on_open, .message = flood_message, .close = on_close};
 
+/* /ws/many: any message is answered with 20 frames of 1000 bytes, copied
+ * from memory outside the arena. */
+static void many_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data)
+{
+    static char block[1000];
+    (void)msg;
+    (void)m;
+    (void)data;
+    for (int i = 0; i < 20; i++) {
+        memset(block, 'a' + i, sizeof(block));
+        assert_int_equal(nea_ws_send(ws, NEA_WS_BINARY, block, sizeof(block)), 0);
+    }
+}
+
+static const nea_ws_route many_route = {.open = on_open, .message = many_message, .close = on_close};
+
 /* /ws/close: any message is answered with nea_ws_close(4000, "bye"). */
 static void close_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data)
 {
@@ -269,6 +285,7 @@ static void add_routes(h_fixture *f)
     assert_int_equal(nea_server_route_ws(f->srv, "/ws/pieces", &pieces_route, NULL), 0);
     assert_int_equal(nea_server_route_ws(f->srv, "/ws/flood", &flood_route, NULL), 0);
     assert_int_equal(nea_server_route_ws(f->srv, "/ws/close", &close_route, NULL), 0);
+    assert_int_equal(nea_server_route_ws(f->srv, "/ws/many", &many_route, NULL), 0);
 }
 
 /* Every test: message arenas of 256 KiB (messages up to about that are
@@ -722,6 +739,72 @@ static void test_idle_holds_nothing_and_pings(void **state)
     t_ws_drop(&b, false);
 }
 
+static void slow_messages(nea_config *cfg)
+{
+    cfg->body_timeout_ms = 150;
+}
+
+/* A message that stops arriving halfway is closed 1008 once its pace is
+ * lost (body_timeout_ms between reads here); what it held comes back. */
+static void test_slow_message_1008(void **state)
+{
+    h_fixture *f;
+    uint8_t b[256], mask[4] = {3, 1, 4, 1};
+    size_t n;
+    uint64_t t0;
+    t_ws w;
+
+    start(state, slow_messages);
+    f = *state;
+    open_ok(f, &w, "/ws/echo");
+    n = t_ws_build(b, NEA__WS_TEXT, true, "a message that never ends", 25, mask);
+    t_ws_send_raw(&w, b, 10, 0);
+    t0 = h_now_ms();
+    assert_int_equal(t_ws_next(&w, H_DEADLINE_MS), T_WS_CLOSE);
+    assert_int_equal(w.code, 1008);
+    assert_true(h_now_ms() - t0 >= 100);
+    assert_int_equal(t_ws_next(&w, H_DEADLINE_MS), T_WS_EOF);
+    (void)n;
+    t_ws_drop(&w, false);
+    H_WAIT(f, seen.closed == 1);
+    assert_int_equal(seen.close_codes[0], 1008);
+    assert_nothing_held(f);
+}
+
+static void one_buffer(nea_config *cfg)
+{
+    cfg->conn_buffers = 1;
+}
+
+/* With one connection buffer, a connection with a frame half-read holds
+ * it; another that has bytes to read waits in line for it (holding
+ * nothing), and is served once the first frame completes. */
+static void test_waiting_for_a_buffer(void **state)
+{
+    h_fixture *f;
+    uint8_t b[256], mask[4] = {2, 7, 1, 8};
+    size_t n;
+    t_ws a, c;
+
+    start(state, one_buffer);
+    f = *state;
+    open_ok(f, &a, "/ws/echo");
+    open_ok(f, &c, "/ws/echo");
+    H_WAIT(f, h_st(f).conn_buffers_in_use == 0);
+    n = t_ws_build(b, NEA__WS_TEXT, true, "first one", 9, mask);
+    t_ws_send_raw(&a, b, 5, 0);
+    H_WAIT(f, h_slots_in(f, NEA__C_WS_FRAME) == 1);
+    t_ws_frame(&c, NEA__WS_TEXT, true, "second", 6);
+    H_WAIT(f, h_slots_in(f, NEA__C_WS_WAITBUF) == 1);
+    assert_int_equal(h_st(f).buffer_waiters, 1);
+    t_ws_send_raw(&a, b + 5, n - 5, 0);
+    t_ws_expect(&a, NEA__WS_TEXT, "first one", 9);
+    t_ws_expect(&c, NEA__WS_TEXT, "second", 6);
+    H_WAIT(f, h_st(f).conn_buffers_in_use == 0 && h_st(f).buffer_waiters == 0);
+    t_ws_drop(&a, false);
+    t_ws_drop(&c, false);
+}
+
 /* --- slow readers, resets, references ---------------------------------------------------- */
 
 static void slow_writes(nea_config *cfg)
@@ -860,6 +943,27 @@ static void test_oom_fails_the_message_only(void **state)
     assert_int_equal(rs.outcomes[NEA_OUTCOME_COMPLETED], 3); /* the 101 and two messages */
     t_ws_drop(&w, false);
     assert_nothing_held(f);
+}
+
+/* Frames the kernel takes at once leave nothing in the message's arena:
+ * twenty 1000-byte sends from one handler peak at about one frame. */
+static void test_sent_frames_leave_no_copy(void **state)
+{
+    h_fixture *f = *state;
+    nea_route_stats rs;
+    char want[1000];
+    t_ws w;
+
+    open_ok(f, &w, "/ws/many");
+    t_ws_frame(&w, NEA__WS_TEXT, true, "go", 2);
+    for (int i = 0; i < 20; i++) {
+        memset(want, 'a' + i, sizeof(want));
+        t_ws_expect(&w, NEA__WS_BINARY, want, sizeof(want));
+    }
+    route_stats(f, "/ws/many", &rs);
+    assert_true(rs.arena_peak_max < NEA__ROUND_UP(sizeof(nea_req), NEA__ALIGN) + 3000);
+    assert_true(rs.bytes_out >= 20 * 1000);
+    t_ws_drop(&w, false);
 }
 
 static void short_response(nea_config *cfg)
@@ -1001,6 +1105,9 @@ static void test_metrics(void **state)
     assert_int_equal(rs.responses[1], 1);
     assert_int_equal(rs.outcomes[NEA_OUTCOME_COMPLETED], 4);
     assert_int_equal(rs.arena_peak_bytes.count, 4);
+    assert_int_equal(rs.handler_ns.count, 4); /* the upgrade's handler and three messages' */
+    assert_true(rs.handler_ns.sum < 5000000000u);
+    assert_int_equal(rs.bytes_out > 3 * 3, 1);
     assert_true(nea_server_metrics_text(f->srv, text, sizeof(text)) < sizeof(text));
     assert_non_null(strstr(text, "nea_ws_connections_open 1\n"));
     assert_non_null(strstr(text, "nea_ws_messages_received_total 3\n"));
@@ -1116,9 +1223,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unanswered_close_is_cut, setup, h_test_teardown),
         cmocka_unit_test_teardown(test_idle_holds_nothing_and_pings, h_test_teardown),
         cmocka_unit_test_teardown(test_client_stops_reading, h_test_teardown),
+        cmocka_unit_test_teardown(test_slow_message_1008, h_test_teardown),
+        cmocka_unit_test_teardown(test_waiting_for_a_buffer, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_reset_mid_message, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_send_through_reference, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_oom_fails_the_message_only, setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_sent_frames_leave_no_copy, setup, h_test_teardown),
         cmocka_unit_test_teardown(test_kept_messages, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pieces_larger_than_the_arena, setup, h_test_teardown),
         cmocka_unit_test_teardown(test_no_arena_queue_then_1013, h_test_teardown),
