@@ -258,7 +258,8 @@ static void many_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *da
     }
 }
 
-static const nea_ws_route many_route = {.open = on_open, .message = many_message, .close = on_close};
+static const nea_ws_route many_route = {
+    .open = on_open, .message = many_message, .close = on_close};
 
 /* /ws/close: any message is answered with nea_ws_close(4000, "bye"). */
 static void close_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data)
