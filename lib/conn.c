@@ -107,6 +107,9 @@ static const struct phase {
 #undef H
 };
 
+/* Every phase has a deadline list of its own (timers.c). */
+_Static_assert(NEA__C_PHASES <= NEA__TIMER_LISTS, "a deadline list per phase");
+
 nea__conn_list nea__conn_list_of(nea__conn_state st)
 {
     return phases[st].list;
