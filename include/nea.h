@@ -1333,13 +1333,14 @@ int nea_server_route_ws(nea_server *s, const char *path, const nea_ws_route *rou
 
 /*
  * Sends a message of len bytes (opcode NEA_WS_TEXT, which must be UTF-8,
- * or NEA_WS_BINARY) as one frame. data is copied when it must wait (or
- * referenced, when it lies in the arena of the message being handled):
- * it may be transient. One frame is written at a time: a send while the
- * last is still being written returns UV_EAGAIN (wait for nea_ws_on_drain).
- * The frame waits in an arena: the message's while its handler runs or
- * while it is kept, else one taken for this frame and returned once it is
- * written. Returns 0, UV_EAGAIN, NEA_ESTATE (not open: closing, closed),
+ * or NEA_WS_BINARY) as one frame. data may be transient: it is copied into
+ * an arena before it is written (not when it already lies in the arena of
+ * the message being handled), the message's while its handler runs or
+ * while it is kept, else one taken for this frame; the copy is given back
+ * as soon as the kernel has the whole frame, which is at once while the
+ * peer keeps up. One frame is written at a time: a send while the last is
+ * still being written returns UV_EAGAIN (wait for nea_ws_on_drain).
+ * Returns 0, UV_EAGAIN, NEA_ESTATE (not open: closing, closed),
  * UV_EINVAL (another opcode, text that is not UTF-8, data NULL with len >
  * 0), NEA_ENOMEM (the message's arena cannot hold it, or it is larger than
  * an arena), UV_ENOBUFS (no arena or connection buffer free now: try
