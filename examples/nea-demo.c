@@ -39,6 +39,8 @@
  *                    benchmark (only with --libc-routes; N at most 65536)
  *   GET  /ready      readiness for HTTP-only balancers: 200 "ready", 503 once
  *                    draining (NEA_ROUTE_READY: answered without an arena)
+ *   GET  /ws/echo    WebSocket (RFC 6455): every message is sent back as it
+ *                    came, text as text, binary as binary (docs/websocket.md)
  *
  * With --agent-port N, HAProxy's agent-check on port N gets "up ready" or
  * "drain"; with --agent-weight W (the server's weight in HAProxy) also the
@@ -116,6 +118,18 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
     *out = v;
     return 0;
 }
+
+/* GET /ws/echo: a WebSocket route that sends every message back as it
+ * came (text as text, binary as binary). The payload is in the message's
+ * arena, so the echo is written from there without a copy. */
+static void ws_echo_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data)
+{
+    (void)msg;
+    (void)data;
+    (void)nea_ws_send(ws, m->opcode, m->data, m->len);
+}
+
+static const nea_ws_route ws_echo = {.message = ws_echo_message};
 
 static void bad_request(nea_req *req, const char *why)
 {
@@ -401,24 +415,26 @@ static void stats(nea_req *req, void *data)
         ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},\"oom_500\":%" PRIu64
         ",\"shed_503\":%" PRIu64 ",\"shed_no_slot\":%" PRIu64 ",\"shed_no_arena\":%" PRIu64
         ",\"shed_cpu\":%" PRIu64 ",\"shed_fair\":%" PRIu64 ",\"shed_draining\":%" PRIu64
-        ",\"shed_no_buffer\":%" PRIu64 ",\"shedding\":%u,\"shed_transitions\":%" PRIu64 ",\"loop_lag_us\":%" PRIu64
-        ",\"unanswered\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"rejected_400\":%" PRIu64
-        ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"accept_errors\":%" PRIu64
+        ",\"shed_no_buffer\":%" PRIu64 ",\"shedding\":%u,\"shed_transitions\":%" PRIu64
+        ",\"loop_lag_us\":%" PRIu64 ",\"unanswered\":%" PRIu64 ",\"timeouts\":%" PRIu64
+        ",\"rejected_400\":%" PRIu64 ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64
+        ",\"accept_errors\":%" PRIu64
         ",\"connections_open\":%u,\"connections_max\":%u,\"arenas_in_use\":%u,"
         "\"arenas_high_water\":%u,\"arena_count\":%u,\"queue_length\":%u,"
         "\"conn_buffers\":%u,\"conn_buffers_in_use\":%u,\"conn_buffers_high_water\":%u,"
-        "\"buffer_waiters\":%u,"
+        "\"buffer_waiters\":%u,\"ws_open\":%u,\"ws_upgraded\":%" PRIu64
+        ",\"ws_messages_in\":%" PRIu64 ",\"ws_messages_out\":%" PRIu64 ","
         "\"arena_peak_bytes\":%zu,\"reserved\":%zu,\"workers\":%u,"
         "\"worker_accepted\":[%s],\"worker_requests\":[%s],\"pid\":%ld}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
         st.responses[5], st.oom_500, nea_stats_shed(&st), st.shed_no_slot, st.shed_no_arena,
         st.shed_cpu, st.shed_fair, st.shed_draining, st.shed_no_buffer, st.shedding,
-        st.shed_transitions,
-        st.loop_lag_us, st.unanswered, st.timeouts, st.rejected_400, st.accepted, st.evicted,
-        st.accept_errors, st.connections_open, st.connections_max, arenas.in_use, arenas.high_water,
-        arenas.count, st.queue_length, st.conn_buffers, st.conn_buffers_in_use,
-        st.conn_buffers_high_water, st.buffer_waiters, arenas.peak_bytes, nea_server_plan(srv)->total, workers,
-        accepted, requests, (long)getpid());
+        st.shed_transitions, st.loop_lag_us, st.unanswered, st.timeouts, st.rejected_400,
+        st.accepted, st.evicted, st.accept_errors, st.connections_open, st.connections_max,
+        arenas.in_use, arenas.high_water, arenas.count, st.queue_length, st.conn_buffers,
+        st.conn_buffers_in_use, st.conn_buffers_high_water, st.buffer_waiters, st.ws_open,
+        st.ws_upgraded, st.ws_messages_in, st.ws_messages_out, arenas.peak_bytes,
+        nea_server_plan(srv)->total, workers, accepted, requests, (long)getpid());
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
@@ -875,26 +891,27 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     nea_route routes[] = {
-        {"GET", "/hello", hello, NULL, 0, 0, 0, 0},
-        {"GET", "/alloc/", alloc, NULL, 0, 0, 0, 0},
-        {"POST", "/svg", svg, NULL, 0, 0, 0, 0},
-        {"GET", "/static", static_file, NULL, 0, 0, 0, 0},
-        {"GET", "/stream/", stream_route, NULL, 0, 0, 0, 0},
+        {"GET", "/hello", hello, NULL, 0, 0, 0, 0, NULL},
+        {"GET", "/alloc/", alloc, NULL, 0, 0, 0, 0, NULL},
+        {"POST", "/svg", svg, NULL, 0, 0, 0, 0, NULL},
+        {"GET", "/static", static_file, NULL, 0, 0, 0, 0, NULL},
+        {"GET", "/stream/", stream_route, NULL, 0, 0, 0, 0, NULL},
         /* max_body: --max-upload, set after the options */
-        {"POST", "/upload", upload_route, NULL, NEA_ROUTE_STREAM_BODY, 0, 0, 0},
-        {"GET", "/sleep/", sleep_route, NULL, 0, 0, 0, 0},
-        {"GET", "/spin/", spin, NULL, 0, 0, 0, 0},
-        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0},
-        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0},
-        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY, 0, 0, 0},
-        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0},
+        {"POST", "/upload", upload_route, NULL, NEA_ROUTE_STREAM_BODY, 0, 0, 0, NULL},
+        {"GET", "/sleep/", sleep_route, NULL, 0, 0, 0, 0, NULL},
+        {"GET", "/spin/", spin, NULL, 0, 0, 0, 0, NULL},
+        {"GET", "/stats", stats, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0, NULL},
+        {"GET", "/health", health, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0, NULL},
+        {"GET", "/ready", NULL, NULL, NEA_ROUTE_READY, 0, 0, 0, NULL},
+        {"GET", "/metrics", metrics, NULL, NEA_ROUTE_EXEMPT, 0, 0, 0, NULL},
         /* its own response timeout: at most 1 s from one event to the next */
-        {"GET", "/events/", events_route, NULL, 0, 0, 0, 1000},
-        {"GET", "/json/", clib_json, NULL, 0, 0, 0, 0},
-        {"GET", "/gzip/", clib_gzip, NULL, 0, 0, 0, 0},
+        {"GET", "/events/", events_route, NULL, 0, 0, 0, 1000, NULL},
+        {"GET", "/json/", clib_json, NULL, 0, 0, 0, 0, NULL},
+        {"GET", "/gzip/", clib_gzip, NULL, 0, 0, 0, 0, NULL},
+        {"GET", "/ws/echo", NULL, NULL, 0, 0, 0, 0, &ws_echo},
         /* the last two only with --libc-routes */
-        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0, 0, 0, 0},
-        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0, 0, 0, 0},
+        {"GET", "/json-libc/", clib_json, CLIB_LIBC, 0, 0, 0, 0, NULL},
+        {"GET", "/gzip-libc/", clib_gzip, CLIB_LIBC, 0, 0, 0, 0, NULL},
     };
     size_t nroutes = sizeof(routes) / sizeof(routes[0]) - 2;
     size_t max_upload = (size_t)4 << 30;

@@ -328,6 +328,14 @@ typedef struct nea_config {
     const nea_error_body *error_bodies;
     unsigned error_body_count;
 
+    /* WebSocket connections (nea_server_route_ws): one from which nothing
+     * arrived for ws_ping_interval_ms is sent a ping; when nothing arrives
+     * within ws_pong_timeout_ms after it, the connection is closed (its
+     * close callback is told 1006). Both must be > 0. See docs/websocket.md
+     * for the other limits a WebSocket connection meets. */
+    unsigned ws_ping_interval_ms; /* Default 30000 */
+    unsigned ws_pong_timeout_ms;  /* Default 10000 */
+
     /* Refusal when the CPU is the limit (docs/admission.md, "CPU"), always
      * on, decided per request. Handlers run for at most overload_budget_us
      * per loop iteration (the first one of an iteration always runs); a
@@ -765,6 +773,16 @@ typedef struct nea_stats {
     unsigned shedding;         /* 1 while shedding for CPU */
     uint64_t shed_transitions; /* CPU shedding turned on or off */
     uint64_t loop_lag_us;      /* busy time of the loop's last iteration with I/O */
+    /* WebSocket (nea_server_route_ws): */
+    unsigned ws_open;         /* WebSocket connections now (also in connections_open) */
+    uint64_t ws_upgraded;     /* connections switched to WebSocket (their 101 written) */
+    uint64_t ws_messages_in;  /* messages received and handed to a handler */
+    uint64_t ws_messages_out; /* data frames sent (nea_ws_send) */
+    uint64_t ws_failed;       /* connections failed for the peer's protocol error (close
+                                 1002 or 1007) */
+    uint64_t ws_too_big;      /* connections closed 1009: a message over its limit */
+    uint64_t ws_message_oom;  /* messages whose handler ran out of arena (that message
+                                 failed, the connection carried on) */
     unsigned arena_class_count;
     nea_stats_class classes[NEA_ARENA_CLASSES]; /* per arena class, class 0 first */
 } nea_stats;
@@ -1474,6 +1492,184 @@ void nea_body_pause(nea_req *req);
 /* Delivers pieces again, starting with what arrived in the meantime. */
 void nea_body_resume(nea_req *req);
 
+/* --- WebSocket (RFC 6455) ------------------------------------------------
+ *
+ * A WebSocket route (nea_server_route_ws) answers a valid opening
+ * handshake (a GET with Upgrade: websocket) with 101 and then carries
+ * messages on the same connection, in its slot. The route's message
+ * handler is called once per message, with a request of its own for that
+ * message (msg): the payload is in msg's arena, and nea_alloc, defers,
+ * nea_req_protect, nea_req_run, references and the C library adapters work
+ * on msg as in any handler (it gets no HTTP response: nea_respond and
+ * friends return NEA_ESTATE). The arena goes back when the handler returns
+ * (and the frames it sent from it are written), or, after nea_req_keep
+ * (or with a hold, a job or a tracked handle pending), when nea_ws_done is
+ * called. A connection handles one message at a time: the next is not
+ * read before the last one ended. An out-of-memory unwind in the handler
+ * fails that message only (its defers run, it counts as an out-of-memory
+ * outcome, the connection carries on).
+ *
+ * libnea answers pings, runs the close handshake and enforces the
+ * protocol: a client frame that is not masked, reserved bits or opcodes,
+ * bad fragmentation or control frames get close 1002, text that is not
+ * UTF-8 (checked across fragments as it arrives) 1007, a message over the
+ * route's limit 1009 (refused at its frame head, before its payload is
+ * read). Between messages a connection holds its slot and nothing else:
+ * no connection buffer, no arena.
+ *
+ * Everything here runs on the connection's loop thread (it aborts naming
+ * the rule otherwise), and, like references to requests, a nea_ws must not
+ * be kept across callbacks libnea does not run: keep a nea_wsref. See
+ * docs/websocket.md.
+ */
+
+/* One WebSocket connection; lives in its connection slot. */
+typedef struct nea_ws nea_ws;
+
+/* Opcodes of data messages. */
+enum { NEA_WS_TEXT = 1, NEA_WS_BINARY = 2 };
+
+/* Flags of a WebSocket route (nea_ws_route.flags). */
+enum {
+    /* Every message is handed to the handler in pieces as its bytes
+     * arrive, so a message may be larger than the arena: up to
+     * max_message bytes (0: no limit). The message's arena lives from its
+     * first piece to the end of its last. */
+    NEA_WS_PIECES = 1u << 0,
+};
+
+/* A message (with NEA_WS_PIECES, one piece of it) as its handler gets it. */
+typedef struct nea_ws_msg {
+    int opcode; /* NEA_WS_TEXT (valid UTF-8) or NEA_WS_BINARY */
+    /* The whole message, in msg's arena, NUL-terminated (the NUL not
+     * counted in len), valid until msg ends. With NEA_WS_PIECES: this
+     * piece, in the connection's read buffer, valid until the handler
+     * returns (a text piece may end inside a character; the message as a
+     * whole is checked). */
+    const char *data;
+    size_t len;
+    uint64_t offset; /* NEA_WS_PIECES: where this piece starts in its message; else 0 */
+    int last;        /* 1: the whole message, or its last piece */
+} nea_ws_msg;
+
+typedef struct nea_ws_route {
+    /* Optional. A valid handshake arrived (upgrade is its request, in its
+     * own arena, inside a protected frame): check Origin or a token, pick
+     * a subprotocol from Sec-WebSocket-Protocol and name it with
+     * nea_resp_header(upgrade, "Sec-WebSocket-Protocol", name) (headers
+     * added here go out with the 101). Return 0 to accept, or an HTTP
+     * status (400..599; anything else gives 403) to refuse with an empty
+     * body; or answer upgrade yourself with nea_respond (the return value
+     * is then ignored). A refused handshake closes the connection. */
+    int (*accept)(nea_req *upgrade, void *data);
+    /* Optional. The 101 is written: the connection is open. upgrade's
+     * method, path, query and headers can still be read (not allocated
+     * from: it ends when open returns). Runs outside any protected frame;
+     * may send, close, set the connection's data and take a reference. */
+    void (*open)(nea_ws *ws, nea_req *upgrade, void *data);
+    /* Required. One message, or one piece of one (NEA_WS_PIECES), in its
+     * own request msg (see above). m and what it points to are valid as
+     * said in nea_ws_msg. */
+    void (*message)(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data);
+    /* Optional. The connection ended; called exactly once for every
+     * connection that was opened, from the loop, outside any protected
+     * frame. code: the code of the peer's close frame (1005 when it had
+     * none); when none came, the code of libnea's own close (1001 server
+     * draining, 1002 or 1007 the peer broke the protocol, 1008 a message
+     * too slow, 1009 too big, 1011 internal failure, 1013 no capacity for a
+     * message, or nea_ws_close's); else 1006 (the connection dropped: a
+     * reset, the peer's end without a close frame, no answer to a ping, a
+     * write that could not be made). nea_ws_data still works during the
+     * call; sending does not. ws is invalid afterwards. */
+    void (*close)(nea_ws *ws, unsigned code, void *data);
+    /* Payload bytes one message may have; more: close 1009, refused at its
+     * frame head before any of its payload is read. 0: what a message
+     * arena holds (its class's size less the request's bookkeeping and 1 KiB
+     * left to the handler); a larger value needs NEA_WS_PIECES. */
+    uint64_t max_message;
+    unsigned arena_class; /* of the message arenas (see nea_server_route_class) */
+    unsigned flags;       /* NEA_WS_* */
+} nea_ws_route;
+
+/*
+ * Registers a WebSocket route at path (exact, or a prefix when it ends in
+ * '/', as nea_server_route). route is referenced, not copied: it must stay
+ * valid until the server is closed (a static const struct is the usual
+ * case); data is passed to its callbacks. Returns 0, the errors of
+ * nea_server_route_class, or UV_EINVAL (route NULL, no message handler, an
+ * unknown flag, a max_message larger than a message arena holds without
+ * NEA_WS_PIECES; the reason is logged).
+ */
+int nea_server_route_ws(nea_server *s, const char *path, const nea_ws_route *route, void *data);
+
+/*
+ * Sends a message of len bytes (opcode NEA_WS_TEXT, which must be UTF-8,
+ * or NEA_WS_BINARY) as one frame. data may be transient: it is copied into
+ * an arena before it is written (not when it already lies in the arena of
+ * the message being handled), the message's while its handler runs or
+ * while it is kept, else one taken for this frame; the copy is given back
+ * as soon as the kernel has the whole frame, which is at once while the
+ * peer keeps up. One frame is written at a time: a send while the last is
+ * still being written returns UV_EAGAIN (wait for nea_ws_on_drain).
+ * Returns 0, UV_EAGAIN, NEA_ESTATE (not open: closing, closed),
+ * UV_EINVAL (another opcode, text that is not UTF-8, data NULL with len >
+ * 0), NEA_ENOMEM (the message's arena cannot hold it, or it is larger than
+ * an arena), UV_ENOBUFS (no arena or connection buffer free now: try
+ * later), or a write error (the connection is then closed).
+ */
+int nea_ws_send(nea_ws *ws, int opcode, const void *data, size_t len);
+
+/*
+ * After nea_ws_send returned UV_EAGAIN: calls fn(ws, arg) once, from the
+ * loop, when the frame being written is out (fn may send again); not at all
+ * if the connection closes first. A later call replaces an earlier one.
+ * Returns 0, UV_EINVAL (fn NULL), NEA_ESTATE (not open, or no frame being
+ * written: send now).
+ */
+int nea_ws_on_drain(nea_ws *ws, void (*fn)(nea_ws *ws, void *arg), void *arg);
+
+/*
+ * Starts the close handshake: a close frame with code (0: none; else one
+ * RFC 6455 lets an endpoint send: 1000-1003, 1007-1014, 3000-4999) and
+ * reason (NULL or UTF-8; cut to 123 bytes at a character boundary) goes
+ * out after the frame being written, if any; no message is handed to a
+ * handler after it; the connection closes when the peer answers, or
+ * 2 s later. Returns 0, NEA_ESTATE (already closing or closed), UV_EINVAL
+ * (code or reason), UV_ENOBUFS (no connection buffer free to send it).
+ */
+int nea_ws_close(nea_ws *ws, unsigned code, const char *reason);
+
+/*
+ * Ends a message its handler kept (nea_req_keep, or a hold, a job or a
+ * tracked handle pending when it returned): its arena returns (once
+ * frames sent from it are written) and the connection reads its next
+ * message. Nothing for a message already ended or a request that is not a
+ * message. A kept message not ended within response_timeout_ms is
+ * cancelled (its defers run, references read as gone, the connection
+ * carries on). After this msg must not be used.
+ */
+void nea_ws_done(nea_req *msg);
+
+/* The host's pointer for this connection (NULL until set). */
+void nea_ws_set_data(nea_ws *ws, void *data);
+void *nea_ws_data(const nea_ws *ws);
+
+/* A WebSocket connection's name: its slot and the slot's generation. Copy
+ * it freely; a zero-initialised nea_wsref names no connection. */
+typedef struct nea_wsref {
+    const void *slot;
+    uint64_t gen;
+} nea_wsref;
+
+/* The reference to ws. Allocates nothing. */
+nea_wsref nea_ws_ref(nea_ws *ws);
+
+/* The connection ref names while it is open; NULL once it is closing or
+ * closed (also after its slot serves another connection). The pointer is
+ * valid until the callback that asked returns: ask again next time. Not
+ * after the server's close callback ran. */
+nea_ws *nea_ref_ws(nea_wsref ref);
+
 /* --- Convenience ------------------------------------------------------ */
 
 typedef struct nea_route {
@@ -1486,6 +1682,10 @@ typedef struct nea_route {
     uint64_t max_body;    /* with NEA_ROUTE_STREAM_BODY: the route's body limit (0 = none) */
     unsigned response_timeout_ms; /* the route's own (see nea_server_route_timeout);
                                      0 = the config's. 0 when left out */
+    /* Not NULL: a WebSocket route, registered with nea_server_route_ws(s,
+     * path, ws, data); method must be "GET" and fn NULL, and flags,
+     * arena_class and max_body are not read (ws says). */
+    const struct nea_ws_route *ws;
 } nea_route;
 
 /* Registers route with every field it has: flags, arena_class, with

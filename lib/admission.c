@@ -255,12 +255,12 @@ static bool refused_at_once(nea__admission *adm, nea__conn *c)
     }
     if (nea__load_refuse(adm->load, adm->wait_len)) {
         st->shed_cpu++;
-        nea__conn_shed(c, true);
+        nea__conn_refuse(c, true);
         return true;
     }
     if (over_arena_share(adm, c)) {
         st->shed_fair++;
-        nea__conn_shed(c, false);
+        nea__conn_refuse(c, false);
         return true;
     }
     return false;
@@ -274,7 +274,7 @@ static bool refused_at_grant(nea__admission *adm, nea__conn *c)
         return false;
     }
     c->env->stats->shed_fair++;
-    nea__conn_shed(c, false);
+    nea__conn_refuse(c, false);
     return true;
 }
 
@@ -287,7 +287,7 @@ static bool answered_ready(nea__conn *c)
     }
     if (c->env->closing) {
         c->env->stats->shed_draining++;
-        nea__conn_shed(c, false);
+        nea__conn_refuse(c, false);
     } else {
         nea__conn_respond_error(c, NEA__PB_READY);
     }
@@ -315,18 +315,18 @@ static void on_routed(nea__conn *c)
         return;
     }
     if (runs_now(adm, c)) {
-        nea__conn_arena_ready(c, nea__pool_acquire(pool_of(adm, c)));
+        nea__conn_grant(c, nea__pool_acquire(pool_of(adm, c)));
     } else if (arena_free_for(adm, c) && adm->wait_len < adm->wait_max) {
         /* Waits for the loop, not for an arena: the next iteration runs
          * it, whatever queue_timeout_ms says (the CPU target bounds the
          * wait; without one, NEA__LOOP_WAIT_MAX_MS does). */
-        nea__conn_wait(c, NEA__LOOP_WAIT_MAX_MS);
+        nea__conn_queue(c, NEA__LOOP_WAIT_MAX_MS);
         uv_idle_start(&adm->regrant, on_regrant);
     } else if (cfg->queue_timeout_ms > 0 && adm->wait_len < adm->wait_max) {
-        nea__conn_wait(c, cfg->queue_timeout_ms);
+        nea__conn_queue(c, cfg->queue_timeout_ms);
     } else {
         c->env->stats->shed_no_arena++;
-        nea__conn_shed(c, false);
+        nea__conn_refuse(c, false);
     }
 }
 
@@ -383,7 +383,7 @@ static void grant(nea__admission *adm)
         if (!is_exempt(c) && nea__load_spent(adm->load)) {
             if (nea__load_stale(adm->load, nea__conn_waiting_since(c))) {
                 c->env->stats->shed_cpu++;
-                nea__conn_shed(c, true);
+                nea__conn_refuse(c, true);
                 continue; /* it left the queue; the next waiter is looked at */
             }
             uv_idle_start(&adm->regrant, on_regrant);
@@ -392,7 +392,7 @@ static void grant(nea__admission *adm)
         if (refused_at_grant(adm, c)) {
             continue;
         }
-        nea__conn_arena_ready(c, nea__pool_acquire(pool_of(adm, c)));
+        nea__conn_grant(c, nea__pool_acquire(pool_of(adm, c)));
     }
     adm->granting = false;
 }
@@ -571,7 +571,7 @@ static void fair_check(nea__admission *adm, nea__conn *c)
     if (nea__share_over(&adm->share, nea__share_held(&adm->share, &k)) &&
         nea__share_other_waiting(&adm->share, &k)) {
         adm->env->stats->shed_fair++;
-        nea__conn_shed(c, false);
+        nea__conn_refuse(c, false);
     }
 }
 
@@ -689,10 +689,13 @@ void nea__admission_init(nea__admission *adm, nea__conn_env *env, nea__pool *poo
 void nea__admission_drain(nea__admission *adm, bool keep_idle)
 {
     adm->stopped = true;
-    for (unsigned i = 0; i < adm->count && !keep_idle; i++) {
+    for (unsigned i = 0; i < adm->count; i++) {
         nea__conn *c = nea__admission_slot(adm, i);
-        if (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD || c->state == NEA__C_WAITBUF) {
-            nea__conn_close(c);
+        /* Handed off: a successor serves the address, so idle HTTP
+         * connections are answered once more (Connection: close) instead;
+         * WebSocket ones are told the server is going away either way. */
+        if (!keep_idle || nea__conn_owner_of(c->state) != NEA__OWNER_HTTP) {
+            nea__conn_drain(c); /* as its phase's row says */
         }
     }
 }

@@ -6,13 +6,17 @@
  * llhttp parser and its fixed read buffer. Where a connection is in its
  * life is one phase (nea__conn_state); the table below gives every phase
  * its deadline (which config field sets it), what the deadline's expiry
- * does, and the admission list the slot belongs to meanwhile. Every phase
- * change goes through nea__conn_enter, which tells admission and arms the
- * deadline itself. What the phases mean for HTTP is the exchange's
- * (exchange.c), which the slot tells what happened through
- * nea__slot_hooks: bytes arrived or the peer finished sending, a deadline
- * passed, a write finished, the connection is closing. The slot never
- * calls up.
+ * does, the admission list the slot belongs to meanwhile, whose phase it
+ * is, whether the connection buffer may go back in it, and what the
+ * server's drain does to it. Every phase change goes through
+ * nea__conn_enter, which tells admission and arms the deadline itself.
+ * What the phases mean is their owner's: the HTTP exchange's (exchange.c),
+ * or, after a WebSocket upgrade, wsconn.c's. The slot tells the owner of
+ * its current phase what happened through nea__slot_hooks (bytes arrived
+ * or the peer finished sending, a deadline passed, a write finished, the
+ * connection is closing, admission answered), so handing a slot to
+ * another protocol is entering one of that protocol's phases. The slot
+ * never calls up.
  *
  * Deadlines: a slot holds a few words of links, not a libuv timer: the
  * server's deadline lists (timers.c) keep one list per phase, each sorted
@@ -40,30 +44,108 @@ static void close_now(nea__conn *c);
 #define BODY_PACE (SIZE_MAX - 1) /* body.c computes it from the body's progress */
 #define LINGER (SIZE_MAX - 2)    /* NEA__LINGER_MS */
 #define RESPONSE (SIZE_MAX - 3)  /* the route's response timeout, else the config's */
-#define QUEUE (SIZE_MAX - 4)     /* the wait admission chose (nea__conn_wait) */
+#define QUEUE (SIZE_MAX - 4)     /* the wait admission chose (nea__conn_queue) */
 
+/* Deadlines of the WebSocket phases (nea_config fields). */
+#define WS_PING offsetof(nea_config, ws_ping_interval_ms)
+#define WS_PONG offsetof(nea_config, ws_pong_timeout_ms)
+
+/* One row per phase. idle: nothing is under way, so the connection buffer
+ * may go back to the pool. buffer: for an idle phase, the phase a readable
+ * connection waits in when no buffer is free; for such a waiting phase, the
+ * phase it goes back to with one. drain: what the server's drain does. */
 static const struct phase {
     size_t deadline; /* offsetof(nea_config, <field>_ms), or one of the above */
     nea__expiry on_expiry;
     nea__conn_list list;
+    nea__owner owner;
+    bool idle;
+    nea__conn_state buffer;
+    nea__expiry drain;
 } phases[NEA__C_PHASES] = {
-    [NEA__C_FREE] = {NO_DEADLINE, NEA__EXPIRE_NONE, NEA__LIST_NONE},
-    [NEA__C_IDLE] = {offsetof(nea_config, keepalive_timeout_ms), NEA__EXPIRE_CLOSE, NEA__LIST_IDLE},
-    [NEA__C_WAITBUF] = {offsetof(nea_config, header_timeout_ms), NEA__EXPIRE_NO_BUFFER,
-                        NEA__LIST_BUFFER},
-    [NEA__C_HEAD] = {offsetof(nea_config, header_timeout_ms), NEA__EXPIRE_408, NEA__LIST_NONE},
-    [NEA__C_QUEUED] = {QUEUE, NEA__EXPIRE_SHED, NEA__LIST_WAIT},
-    [NEA__C_BODY] = {BODY_PACE, NEA__EXPIRE_408, NEA__LIST_NONE},
-    [NEA__C_HANDLER] = {RESPONSE, NEA__EXPIRE_504, NEA__LIST_NONE},
-    [NEA__C_STREAM] = {RESPONSE, NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE},
-    [NEA__C_WRITING] = {offsetof(nea_config, write_timeout_ms), NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE},
-    [NEA__C_LINGER] = {LINGER, NEA__EXPIRE_CLOSE, NEA__LIST_LINGER},
-    [NEA__C_CLOSING] = {NO_DEADLINE, NEA__EXPIRE_NONE, NEA__LIST_NONE},
+#define H NEA__OWNER_HTTP
+#define W NEA__OWNER_WS
+#define CFG(field) offsetof(nea_config, field)
+    [NEA__C_FREE] = {NO_DEADLINE, NEA__EXPIRE_NONE, NEA__LIST_NONE, H, false, NEA__C_FREE,
+                     NEA__EXPIRE_NONE},
+    [NEA__C_IDLE] = {CFG(keepalive_timeout_ms), NEA__EXPIRE_CLOSE, NEA__LIST_IDLE, H, true,
+                     NEA__C_WAITBUF, NEA__EXPIRE_CLOSE},
+    [NEA__C_WAITBUF] = {CFG(header_timeout_ms), NEA__EXPIRE_NO_BUFFER, NEA__LIST_BUFFER, H, false,
+                        NEA__C_IDLE, NEA__EXPIRE_CLOSE},
+    [NEA__C_HEAD] = {CFG(header_timeout_ms), NEA__EXPIRE_408, NEA__LIST_NONE, H, false, NEA__C_FREE,
+                     NEA__EXPIRE_CLOSE},
+    [NEA__C_QUEUED] = {QUEUE, NEA__EXPIRE_SHED, NEA__LIST_WAIT, H, false,
+                       NEA__C_FREE, NEA__EXPIRE_NONE},
+    [NEA__C_BODY] = {BODY_PACE, NEA__EXPIRE_408, NEA__LIST_NONE, H, false, NEA__C_FREE,
+                     NEA__EXPIRE_NONE},
+    [NEA__C_HANDLER] = {RESPONSE, NEA__EXPIRE_504, NEA__LIST_NONE, H, false,
+                        NEA__C_FREE, NEA__EXPIRE_NONE},
+    [NEA__C_STREAM] = {RESPONSE, NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE, H, false,
+                       NEA__C_FREE, NEA__EXPIRE_NONE},
+    [NEA__C_WRITING] = {CFG(write_timeout_ms), NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE, H, false,
+                        NEA__C_FREE, NEA__EXPIRE_NONE},
+    [NEA__C_LINGER] = {LINGER, NEA__EXPIRE_CLOSE, NEA__LIST_LINGER, H, false, NEA__C_FREE,
+                       NEA__EXPIRE_NONE},
+    [NEA__C_CLOSING] = {NO_DEADLINE, NEA__EXPIRE_NONE, NEA__LIST_NONE, H, false, NEA__C_FREE,
+                        NEA__EXPIRE_NONE},
+    [NEA__C_WS_IDLE] = {WS_PING, NEA__EXPIRE_PING, NEA__LIST_NONE, W, true, NEA__C_WS_WAITBUF,
+                        NEA__EXPIRE_GOING_AWAY},
+    [NEA__C_WS_PINGED] = {WS_PONG, NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE, W, true, NEA__C_WS_WAITBUF,
+                          NEA__EXPIRE_GOING_AWAY},
+    [NEA__C_WS_WAITBUF] = {CFG(header_timeout_ms), NEA__EXPIRE_NO_BUFFER, NEA__LIST_BUFFER, W,
+                           false, NEA__C_WS_IDLE, NEA__EXPIRE_CLOSE},
+    [NEA__C_WS_FRAME] = {BODY_PACE, NEA__EXPIRE_SLOW, NEA__LIST_NONE, W, false, NEA__C_FREE,
+                         NEA__EXPIRE_NONE},
+    [NEA__C_WS_QUEUED] = {QUEUE, NEA__EXPIRE_SHED, NEA__LIST_WAIT, W, false,
+                          NEA__C_FREE, NEA__EXPIRE_NONE},
+    [NEA__C_WS_HANDLER] = {CFG(response_timeout_ms), NEA__EXPIRE_504, NEA__LIST_NONE, W, false,
+                           NEA__C_FREE, NEA__EXPIRE_NONE},
+    [NEA__C_WS_WRITING] = {CFG(write_timeout_ms), NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE, W, false,
+                           NEA__C_FREE, NEA__EXPIRE_NONE},
+    [NEA__C_WS_CLOSING] = {LINGER, NEA__EXPIRE_CLOSE, NEA__LIST_LINGER, W, false, NEA__C_FREE,
+                           NEA__EXPIRE_NONE},
+#undef CFG
+#undef W
+#undef H
 };
+
+/* Every phase has a deadline list of its own (timers.c). */
+_Static_assert(NEA__C_PHASES <= NEA__TIMER_LISTS, "a deadline list per phase");
 
 nea__conn_list nea__conn_list_of(nea__conn_state st)
 {
     return phases[st].list;
+}
+
+nea__owner nea__conn_owner_of(nea__conn_state st)
+{
+    return phases[st].owner;
+}
+
+/* The hooks of whoever runs on c in its current phase. */
+static const nea__slot_hooks *owner(const nea__conn *c)
+{
+    return c->env->owners[phases[c->state].owner];
+}
+
+void nea__conn_grant(nea__conn *c, nea__arena *a)
+{
+    owner(c)->granted(c, a);
+}
+
+void nea__conn_queue(nea__conn *c, unsigned ms)
+{
+    owner(c)->queued(c, ms);
+}
+
+void nea__conn_refuse(nea__conn *c, bool keep)
+{
+    owner(c)->refused(c, keep);
+}
+
+uint64_t nea__conn_waiting_since(const nea__conn *c)
+{
+    return phases[c->state].list == NEA__LIST_WAIT ? c->w->record.t_head : 0;
 }
 
 /* The loop time at which the current phase's deadline passes. */
@@ -135,8 +217,8 @@ void nea__conn_expired(nea__timed *e)
 {
     nea__conn *c = CONN_OF_DEADLINE(e);
     uint64_t now = uv_now(c->env->loop);
-    if (c->state == NEA__C_BODY) {
-        c->due = phase_due(c, now); /* the body moved since: its pace moved the deadline */
+    if (phases[c->state].deadline == BODY_PACE) {
+        c->due = phase_due(c, now); /* the body (or message) moved since: its pace moved the deadline */
     }
     if (now < c->due) {
         /* Set for an earlier deadline: moved to its phase's list, due then. */
@@ -150,7 +232,21 @@ void nea__conn_expired(nea__timed *e)
     case NEA__EXPIRE_NONE:
         break;
     default:
-        c->env->exchange->expired(c, phases[c->state].on_expiry);
+        owner(c)->expired(c, phases[c->state].on_expiry);
+        break;
+    }
+}
+
+void nea__conn_drain(nea__conn *c)
+{
+    switch (phases[c->state].drain) {
+    case NEA__EXPIRE_CLOSE:
+        close_now(c);
+        break;
+    case NEA__EXPIRE_NONE:
+        break;
+    default:
+        owner(c)->expired(c, phases[c->state].drain);
         break;
     }
 }
@@ -164,7 +260,7 @@ static void on_sent(nea__output *o, int status)
 {
     nea__conn *c = CONN_OF(o);
     if (c->state != NEA__C_CLOSING) {
-        c->env->exchange->sent(c, status);
+        owner(c)->sent(c, status);
     }
 }
 
@@ -172,7 +268,7 @@ static void on_piece(nea__output *o, int status)
 {
     nea__conn *c = CONN_OF(o);
     if (c->state != NEA__C_CLOSING) { /* else closed under the write: already cancelled */
-        c->env->exchange->piece(c, status);
+        owner(c)->piece(c, status);
     }
 }
 
@@ -251,18 +347,23 @@ void nea__conn_work_pool_init(nea__conn_env *env, char *first, size_t stride, un
 
 void nea__conn_release_work(nea__conn *c)
 {
-    if (c->w != NULL && c->state == NEA__C_IDLE && c->w->rpos == c->w->rlen &&
-        c->w->req == NULL && nea__out_idle(&c->w->out)) {
+    if (c->w != NULL && phases[c->state].idle && c->w->rpos == c->w->rlen && c->w->req == NULL &&
+        nea__out_idle(&c->w->out)) {
         work_give(c);
     }
 }
 
+bool nea__conn_take_work(nea__conn *c)
+{
+    return c->w != NULL || work_take(c);
+}
+
 bool nea__conn_resume(nea__conn *c)
 {
-    if (c->state != NEA__C_WAITBUF || !work_take(c)) {
+    if (phases[c->state].list != NEA__LIST_BUFFER || !work_take(c)) {
         return false;
     }
-    nea__conn_enter(c, NEA__C_IDLE);
+    nea__conn_enter(c, phases[c->state].buffer);
     nea__conn_update_reading(c);
     return true;
 }
@@ -299,7 +400,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         /* Readable, and no buffer free: stop polling, wait in line. */
         uv_read_stop(st);
         c->reading = false;
-        nea__conn_enter(c, NEA__C_WAITBUF);
+        nea__conn_enter(c, phases[c->state].buffer);
         return;
     }
     if (n == UV_EOF && c->state != NEA__C_LINGER) {
@@ -307,7 +408,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
          * from one yet): what is complete is still answered. */
         c->eof = true;
         nea__conn_update_reading(c);
-        c->env->exchange->input(c);
+        owner(c)->input(c);
         return;
     }
     if (n < 0) {
@@ -317,18 +418,18 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (c->state == NEA__C_LINGER) {
         return;
     }
-    if (c->state == NEA__C_BODY) {
+    if (phases[c->state].deadline == BODY_PACE) {
         nea__body_rx_arrived(&c->w->body, (size_t)n, uv_now(c->env->loop));
     }
     c->w->rlen += (size_t)n;
-    c->env->exchange->input(c);
+    owner(c)->input(c);
 }
 
 void nea__conn_update_reading(nea__conn *c)
 {
     bool want;
-    if (c->state == NEA__C_FREE || c->state == NEA__C_CLOSING || c->state == NEA__C_WAITBUF ||
-        c->eof) {
+    if (c->state == NEA__C_FREE || c->state == NEA__C_CLOSING ||
+        phases[c->state].list == NEA__LIST_BUFFER || c->eof) {
         want = false;
     } else {
         /* Without a buffer the connection waits for readability only. */
@@ -369,11 +470,12 @@ static void on_refused_close(uv_handle_t *h)
 
 static void close_now(nea__conn *c)
 {
+    const nea__slot_hooks *was = owner(c); /* whoever ran on it hears of the close */
     if (c->state == NEA__C_CLOSING || c->state == NEA__C_FREE) {
         return;
     }
     nea__conn_enter(c, NEA__C_CLOSING);
-    c->env->exchange->closing(c);
+    was->closing(c);
     nea__conn_update_reading(c);
     uv_close((uv_handle_t *)&c->tcp, on_tcp_close);
 }
@@ -392,7 +494,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
  * (a body that can no longer arrive) is cancelled by the exchange. */
 void nea__conn_close_lingering(nea__conn *c)
 {
-    c->env->exchange->closing(c);
+    owner(c)->closing(c);
     if (c->w == NULL || nea__out_flush(&c->w->out) < 0 ||
         (c->eof && nea__out_idle(&c->w->out))) {
         close_now(c);
@@ -464,7 +566,10 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     size_t fresh = offsetof(nea__conn, deadline);
     int rc;
 
-    memset((char *)c + fresh, 0, sizeof(*c) - fresh); /* nothing of the last connection */
+    /* Nothing of the last connection survives; references to it read as
+     * gone (its generation is bumped). */
+    memset((char *)c + fresh, 0, sizeof(*c) - fresh);
+    c->gen++;
     uv_tcp_init(env->loop, &c->tcp);
     env->handles_open++;
     c->tcp.data = c;

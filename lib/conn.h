@@ -24,7 +24,9 @@
 #define NEA__LINGER_MS 2000
 
 /* A slot's phases. Each has one row in conn.c's phase table: its deadline,
- * what the deadline's expiry does, and the admission list it belongs to. */
+ * what the deadline's expiry does, the admission list it belongs to, whose
+ * phase it is (the HTTP exchange's or the WebSocket's) and what the
+ * server's drain does to it. */
 typedef enum {
     NEA__C_FREE,    /* no connection */
     NEA__C_IDLE,    /* no partial request; keep-alive deadline */
@@ -37,20 +39,39 @@ typedef enum {
     NEA__C_WRITING, /* a response (or a piece) is being written */
     NEA__C_LINGER,  /* sent the last response, draining input before close */
     NEA__C_CLOSING, /* uv_close called */
+    /* After the handover to WebSocket (wsconn.c): */
+    NEA__C_WS_IDLE,    /* between messages, nothing under way; ping deadline */
+    NEA__C_WS_PINGED,  /* between messages, a ping sent; the peer must say something */
+    NEA__C_WS_WAITBUF, /* readable, waiting in line for a connection buffer */
+    NEA__C_WS_FRAME,   /* a frame or message arriving; its pace */
+    NEA__C_WS_QUEUED,  /* a message's first bytes wait for an arena */
+    NEA__C_WS_HANDLER, /* a message handler kept its message (nea_ws_done ends it) */
+    NEA__C_WS_WRITING, /* between messages, a frame being written */
+    NEA__C_WS_CLOSING, /* our close frame sent, waiting for the peer's */
     NEA__C_PHASES
 } nea__conn_state;
 
 /* What a phase's deadline does when it passes (conn.c's table says which).
- * A plain close is the slot's own; the others are the exchange's. */
+ * A plain close is the slot's own; the others are the phase owner's. */
 typedef enum {
     NEA__EXPIRE_NONE,
-    NEA__EXPIRE_CLOSE,   /* close at once */
-    NEA__EXPIRE_408,     /* answer 408 and close */
-    NEA__EXPIRE_504,     /* the handler's work is abandoned: cancel, answer 504 */
-    NEA__EXPIRE_SHED,    /* no arena in time: 503 and close */
-    NEA__EXPIRE_TIMEOUT, /* a response that cannot be sent: counted, closed */
-    NEA__EXPIRE_NO_BUFFER, /* no connection buffer in time: 503 and close */
+    NEA__EXPIRE_CLOSE,      /* close at once */
+    NEA__EXPIRE_408,        /* answer 408 and close */
+    NEA__EXPIRE_504,        /* the handler's work is abandoned: cancel, answer 504 */
+    NEA__EXPIRE_SHED,       /* no arena in time: 503 and close */
+    NEA__EXPIRE_TIMEOUT,    /* a response that cannot be sent: counted, closed */
+    NEA__EXPIRE_NO_BUFFER,  /* no connection buffer in time: 503 and close */
+    NEA__EXPIRE_PING,       /* WebSocket: silent for a while, send a ping */
+    NEA__EXPIRE_SLOW,       /* WebSocket: a message arrives too slowly: close 1008 */
+    NEA__EXPIRE_GOING_AWAY, /* WebSocket (drain): close 1001 */
 } nea__expiry;
+
+/* Whose a phase is: the hooks in nea__conn_env.owners that hear about it. */
+typedef enum {
+    NEA__OWNER_HTTP, /* the HTTP exchange (exchange.c) */
+    NEA__OWNER_WS,   /* a WebSocket connection (wsconn.c) */
+    NEA__OWNERS
+} nea__owner;
 
 /* The admission list a phase belongs to (conn.c's table says which). */
 typedef enum {
@@ -69,8 +90,10 @@ typedef struct nea__conn_hooks {
     /* The slot entered or left a phase that has an admission list, or
      * began to close (c->state is the new phase). */
     void (*state)(nea__conn *c, nea__conn_state from);
-    /* A head is complete and routed: grant an arena (nea__conn_arena_ready),
-     * queue it (nea__conn_wait) or refuse it (nea__conn_respond_error). */
+    /* A head (or a WebSocket message) is complete and routed: grant an
+     * arena (nea__conn_grant), queue it (nea__conn_queue) or refuse it
+     * (nea__conn_refuse, or nea__conn_respond_error for a readiness
+     * check). */
     void (*routed)(nea__conn *c);
     /* The socket closed: the slot is free again. */
     void (*closed)(nea__conn *c);
@@ -79,8 +102,9 @@ typedef struct nea__conn_hooks {
     void (*buffer_free)(nea__conn_env *env);
 } nea__conn_hooks;
 
-/* How a slot reports to the exchange running on it (exchange.c): the slot
- * never calls up. */
+/* How a slot reports to whoever runs on it in its current phase (the phase
+ * table's owner: exchange.c, or wsconn.c after a WebSocket upgrade): the
+ * slot never calls up. */
 typedef struct nea__slot_hooks {
     /* Bytes arrived in the read buffer, or the peer finished sending
      * (c->eof): run the exchange over what is buffered. */
@@ -94,6 +118,13 @@ typedef struct nea__slot_hooks {
     void (*sent)(nea__conn *c, int status);
     /* A streamed piece was written (status 0) or failed. */
     void (*piece)(nea__conn *c, int status);
+    /* Admission's answers to what the owner asked for with the routed hook
+     * (passed on by nea__conn_grant, nea__conn_queue, nea__conn_refuse):
+     * an arena, a place in the queue for at most ms, or a refusal (keep:
+     * the connection may stay). */
+    void (*granted)(nea__conn *c, nea__arena *a);
+    void (*queued)(nea__conn *c, unsigned ms);
+    void (*refused)(nea__conn *c, bool keep);
 } nea__slot_hooks;
 
 /* The server's connection buffers (nea__work and their read and output
@@ -117,7 +148,7 @@ typedef struct nea__conn_env {
     size_t max_body[NEA_ARENA_CLASSES]; /* the buffered-body limit in force, by class (plan) */
     const nea__conn_hooks *hooks; /* admission's */
     void *hooks_data;
-    const nea__slot_hooks *exchange;
+    const nea__slot_hooks *owners[NEA__OWNERS]; /* by the phase table's owner column */
     nea__fault *fault;
     nea__load *load;         /* touched by every read: the loop's busy time */
     nea__timers timers;      /* every slot's deadline, by phase */
@@ -126,11 +157,17 @@ typedef struct nea__conn_env {
     unsigned handles_open;   /* libuv handles of this server not yet closed */
 } nea__conn_env;
 
+/* Room for a WebSocket connection's working state (wsconn.c checks its
+ * struct fits): it shares the connection buffer with the HTTP exchange's
+ * parser and head, which a connection no longer needs after the 101. */
+#define NEA__WS_STATE_BYTES 640
+
 /* A connection's working state: its read buffer, output side and HTTP
- * exchange. Drawn from the server's pool of connection buffers (conn.c)
- * while the connection has work (a partial request, a request in flight,
- * an answer being written, a lingering close) and given back when it goes
- * idle: an idle connection holds none. */
+ * exchange (or WebSocket state). Drawn from the server's pool of
+ * connection buffers (conn.c) while the connection has work (a partial
+ * request, a request in flight, an answer being written, a lingering
+ * close, a WebSocket frame under way) and given back when it goes idle: an
+ * idle connection holds none. */
 typedef struct nea__work {
     struct nea__work *next_free;
     char *rbuf; /* read_buffer_size bytes, after the struct */
@@ -139,20 +176,28 @@ typedef struct nea__work {
     size_t keep; /* rbuf's first bytes hold the live request's head (views into it) */
     nea__output out; /* its batch buffer is NEA__OBUF bytes after rbuf */
     uv_shutdown_t shut;
-    llhttp_t parser;
-    nea__head head;
     const nea__route *route;
-    nea__body_rx body;
+    nea__body_rx body; /* a body's framing and pace (a WebSocket message's pace) */
     nea__record record;
-    nea_req *req;
+    nea_req *req; /* the request in flight (a WebSocket message) */
     /* Per request: */
     bool keep_alive;   /* the request lets the connection stay open */
     bool must_close;   /* close after the current response */
+    bool upgrade;      /* a 101 is the response: the slot goes to WebSocket once it is written */
     bool peer_closing; /* the peer asked to close and its request was read to the end */
     bool body_unread;  /* a body read in pieces is not over: close after answering */
-    unsigned queue_ms; /* how long a queued head may wait (nea__conn_wait) */
-    char hdrbuf[NEA__HDRBUF]; /* dynamic lines of a pre-built response */
-    uv_buf_t ebufs[3];
+    unsigned queue_ms; /* how long a queued head or message may wait (nea__conn_queue) */
+    union {
+        struct { /* the HTTP exchange's (exchange.c) */
+            llhttp_t parser;
+            nea__head head;
+            char hdrbuf[NEA__HDRBUF]; /* dynamic lines of a pre-built response */
+            uv_buf_t ebufs[3];
+        };
+        /* After the handover to WebSocket: wsconn.c's state, a type of its
+         * own file, checked there to fit. */
+        _Alignas(max_align_t) unsigned char ws[NEA__WS_STATE_BYTES];
+    };
 } nea__work;
 
 /* A connection slot: what a connection keeps while it waits (its socket,
@@ -162,6 +207,7 @@ struct nea__conn {
     uv_tcp_t tcp;
     nea__conn_env *env;
     nea__conn *next, *prev; /* owner's lists: free slots, idle, arena and buffer queues */
+    uint32_t gen;           /* bumped per connection: a WebSocket reference names one */
 
     /* Everything below belongs to one connection: zeroed when a connection
      * is accepted into the slot, so nothing of the previous one survives. */
@@ -177,6 +223,9 @@ struct nea__conn {
     bool peer_known;
     uint8_t listed; /* admission's: which of its lists holds the slot (0: none) */
     struct sockaddr_in6 peer; /* the client's address (an IPv4 one fits), read on first use */
+    /* After the handover to WebSocket (wsconn.c), until its close is reported: */
+    const nea__route *ws_route;
+    void *ws_data; /* the host's (nea_ws_set_data) */
 };
 
 void nea__conn_init(nea__conn *c, nea__conn_env *env);
@@ -184,9 +233,12 @@ void nea__conn_init(nea__conn *c, nea__conn_env *env);
  * its read buffer at rbuf_off and its output buffer at obuf_off. */
 void nea__conn_work_pool_init(nea__conn_env *env, char *first, size_t stride, unsigned count,
                               size_t rbuf_off, size_t obuf_off);
-/* Gives c's buffer back when c is idle with nothing buffered, no request
- * and nothing to write. */
+/* Gives c's buffer back when c is in an idle phase with nothing buffered,
+ * no request and nothing to write. */
 void nea__conn_release_work(nea__conn *c);
+/* Takes a connection buffer for c when it has none (to write, while idle);
+ * false when none is free. */
+bool nea__conn_take_work(nea__conn *c);
 /* c waits for a buffer (NEA__C_WAITBUF): takes one and reads again; false
  * when none is free or c does not wait. */
 bool nea__conn_resume(nea__conn *c);
@@ -219,6 +271,19 @@ void nea__conn_close(nea__conn *c);
 void nea__conn_close_lingering(nea__conn *c);
 /* The admission list phase st belongs to. */
 nea__conn_list nea__conn_list_of(nea__conn_state st);
+/* Whose phase st is. */
+nea__owner nea__conn_owner_of(nea__conn_state st);
+/* Admission's answers, passed on to the owner of c's phase (its granted,
+ * queued and refused hooks). */
+void nea__conn_grant(nea__conn *c, nea__arena *a);
+void nea__conn_queue(nea__conn *c, unsigned ms);
+void nea__conn_refuse(nea__conn *c, bool keep);
+/* uv_hrtime() since which the head or message in c has waited in the
+ * queue (stamped when it was queued), or 0 when it does not wait. */
+uint64_t nea__conn_waiting_since(const nea__conn *c);
+/* The server drains: does to c what its phase's drain column says (close
+ * it, begin a WebSocket close, or nothing: it finishes first). */
+void nea__conn_drain(nea__conn *c);
 /* True when the peer already sent bytes we have not read (a request on its
  * way: such a connection is not evicted). */
 bool nea__conn_input_waiting(nea__conn *c);

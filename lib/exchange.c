@@ -35,6 +35,7 @@
 
 #include "stats.h"
 #include "stream.h"
+#include "wsconn.h"
 
 #include <string.h>
 
@@ -387,6 +388,10 @@ static void dispatch(nea__conn *c)
 static void response_done(nea__conn *c, int status)
 {
     finish_record(c, status < 0 ? NEA_OUTCOME_CANCELLED : NEA_OUTCOME_COMPLETED);
+    if (status >= 0 && c->w->upgrade) {
+        nea__wsconn_start(c); /* the slot is the WebSocket's now; it ends the request */
+        return;
+    }
     end_request(c); /* every branch below sets the next deadline or closes */
     if (status < 0) {
         nea__conn_close(c);
@@ -648,8 +653,9 @@ static void conn_process(nea__conn *c)
         }
     }
     c->in_process = false;
-    if (c->state == NEA__C_CLOSING || c->state == NEA__C_LINGER) {
-        return;
+    if (c->state == NEA__C_CLOSING || c->state == NEA__C_LINGER ||
+        nea__conn_owner_of(c->state) != NEA__OWNER_HTTP) {
+        return; /* closed, or handed over to WebSocket */
     }
     if (nea__out_flush(&c->w->out) < 0) {
         nea__conn_close(c);
@@ -708,10 +714,6 @@ void nea__conn_wait(nea__conn *c, unsigned ms)
     nea__conn_enter(c, NEA__C_QUEUED);
 }
 
-uint64_t nea__conn_waiting_since(const nea__conn *c)
-{
-    return c->state == NEA__C_QUEUED ? c->w->record.t_head : 0;
-}
 
 /* --- the record ----------------------------------------------------------------- */
 
@@ -752,6 +754,9 @@ static const nea__slot_hooks slot_hooks = {
     .closing = on_closing,
     .sent = write_finished,
     .piece = on_piece_written,
+    .granted = nea__conn_arena_ready,
+    .queued = nea__conn_wait,
+    .refused = nea__conn_shed,
 };
 
 /* --- setup ------------------------------------------------------------------- */
@@ -775,7 +780,8 @@ void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *c
     env->reqs.pools = pools;
     env->reqs.date = &env->date;
     env->reqs.hooks = &req_hooks;
-    env->exchange = &slot_hooks;
+    env->owners[NEA__OWNER_HTTP] = &slot_hooks;
+    nea__wsconn_env_init(env);
     env->records.loop = loop;
     env->records.cfg = cfg;
     nea__timers_init(&env->timers, loop, nea__conn_expired);

@@ -18,9 +18,7 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a);
 /* The routed head waits in the queue (for an arena, or for the loop's next
  * iteration) for at most ms (then 503). */
 void nea__conn_wait(nea__conn *c, unsigned ms);
-/* uv_hrtime() since which the routed head in c has waited to run (set by
- * nea__conn_wait), or 0 when it does not wait. */
-uint64_t nea__conn_waiting_since(const nea__conn *c);
+
 /* Answers the current request with a pre-built response. */
 void nea__conn_respond_error(nea__conn *c, nea__prebuilt e);
 /* Answers 503 (counted by the caller's cause); closes after it unless keep,

@@ -287,14 +287,6 @@ static void put_value(nea__text *o, uint64_t v, bool seconds)
     }
 }
 
-typedef struct hist_family {
-    const char *name;
-    const char *help;
-    size_t offset; /* of the histogram in nea_route_stats */
-    unsigned min_log2;
-    bool seconds;
-} hist_family;
-
 /* Record r as the reader gives it; false when it counted no request (its
  * series are left out). */
 static bool fetch(const nea__records *src, unsigned r, nea_route_stats *rec)
@@ -303,155 +295,13 @@ static bool fetch(const nea__records *src, unsigned r, nea_route_stats *rec)
     return rec->requests > 0;
 }
 
-static void put_histogram(nea__text *o, const hist_family *f, const nea__records *src)
-{
-    char series[96];
-    nea_route_stats rec;
-
-    put_family(o, f->name, "histogram", f->help);
-    for (unsigned r = 0; r < src->n; r++) {
-        const nea_histogram *h = (const nea_histogram *)((const char *)&rec + f->offset);
-        uint64_t cum = 0;
-        snprintf(series, sizeof(series), "%s_bucket", f->name);
-        if (!fetch(src, r, &rec)) {
-            continue;
-        }
-        for (unsigned i = 0; i < NEA_HIST_BUCKETS - 1; i++) {
-            cum += h->buckets[i];
-            if (i % EXPO_EVERY == 0) {
-                put_route(o, series, &rec);
-                nea__textf(o, ",le=\"");
-                put_value(o, nea_histogram_edge(f->min_log2, i), f->seconds);
-                nea__textf(o, "\"} %" PRIu64 "\n", cum);
-            }
-        }
-        put_route(o, series, &rec);
-        nea__textf(o, ",le=\"+Inf\"} %" PRIu64 "\n", h->count);
-        snprintf(series, sizeof(series), "%s_sum", f->name);
-        put_route(o, series, &rec);
-        nea__textf(o, "} ");
-        put_value(o, h->sum, f->seconds);
-        snprintf(series, sizeof(series), "%s_count", f->name);
-        nea__textf(o, "\n");
-        put_route(o, series, &rec);
-        nea__textf(o, "} %" PRIu64 "\n", h->count);
-    }
-}
-
-static void put_global(nea__text *o, const char *name, const char *type, const char *help,
-                       uint64_t v)
-{
-    put_family(o, name, type, help);
-    nea__textf(o, "%s %" PRIu64 "\n", name, v);
-}
-
-size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *buf, size_t cap)
-{
-    static const hist_family hists[] = {
-        {"nea_route_arena_peak_bytes", "Most arena bytes a request used.",
-         offsetof(nea_route_stats, arena_peak_bytes), NEA_HIST_BYTES_LOG2, false},
-        {"nea_route_queue_seconds", "Wait from a routed head to its arena.",
-         offsetof(nea_route_stats, queue_ns), NEA_HIST_NS_LOG2, true},
-        {"nea_route_handler_seconds", "Handler start to response issued.",
-         offsetof(nea_route_stats, handler_ns), NEA_HIST_NS_LOG2, true},
-        {"nea_route_duration_seconds", "Request start to end (response written).",
-         offsetof(nea_route_stats, total_ns), NEA_HIST_NS_LOG2, true},
-    };
-    static const struct {
-        const char *name, *help;
-    } class_gauges[] = {
-        {"nea_arena_class_size_bytes", "Usable bytes per arena of a class."},
-        {"nea_arena_class_arenas", "Arenas of a class."},
-        {"nea_arena_class_in_use", "Arenas of a class held by requests now."},
-    };
-    static const char *const causes[] = {"no_slot", "no_arena", "cpu",
-                                         "fair",    "draining", "no_buffer"};
-    const uint64_t shed[] = {st->shed_no_slot, st->shed_no_arena, st->shed_cpu,
-                             st->shed_fair,    st->shed_draining, st->shed_no_buffer};
-    const nea_stats_class arenas = nea_stats_arenas(st);
-    nea__text o = {buf, cap, 0};
-    nea_route_stats rec;
-
-    if (cap > 0) {
-        buf[0] = '\0';
-    }
-    put_global(&o, "nea_requests_total", "counter", "Request heads fully received.", st->requests);
-    put_global(&o, "nea_connections_accepted_total", "counter", "Connections accepted into a slot.",
-               st->accepted);
-    put_global(&o, "nea_connections_open", "gauge", "Connections in a slot now.",
-               st->connections_open);
-    put_global(&o, "nea_arenas", "gauge", "Arenas in the reservation.", arenas.count);
-    put_global(&o, "nea_arenas_in_use", "gauge", "Arenas held by requests now.", arenas.in_use);
-    put_global(&o, "nea_arena_queue_length", "gauge", "Routed heads waiting for an arena now.",
-               st->queue_length);
-    put_global(&o, "nea_conn_buffers", "gauge", "Connection buffers in the reservation.",
-               st->conn_buffers);
-    put_global(&o, "nea_conn_buffers_in_use", "gauge",
-               "Connection buffers held by connections with work now.", st->conn_buffers_in_use);
-    put_global(&o, "nea_conn_buffer_waiters", "gauge",
-               "Connections waiting in line for a connection buffer now.", st->buffer_waiters);
-    put_global(&o, "nea_shedding", "gauge", "1 while shedding for CPU.", st->shedding);
-    for (unsigned g = 0; g < sizeof(class_gauges) / sizeof(class_gauges[0]); g++) {
-        put_family(&o, class_gauges[g].name, "gauge", class_gauges[g].help);
-        for (unsigned k = 0; k < st->arena_class_count; k++) {
-            const nea_stats_class *c = &st->classes[k];
-            uint64_t v = g == 0 ? c->size : g == 1 ? c->count : c->in_use;
-            nea__textf(&o, "%s{class=\"%u\"} %" PRIu64 "\n", class_gauges[g].name, k, v);
-        }
-    }
-    put_family(&o, "nea_shed_total", "counter", "503 answers by cause (no handler ran).");
-    for (unsigned i = 0; i < sizeof(causes) / sizeof(causes[0]); i++) {
-        nea__textf(&o, "nea_shed_total{cause=\"%s\"} %" PRIu64 "\n", causes[i], shed[i]);
-    }
-
-    put_family(&o, "nea_route_requests_total", "counter", "Finished requests by outcome.");
-    for (unsigned r = 0; r < src->n; r++) {
-        if (!fetch(src, r, &rec)) {
-            continue;
-        }
-        for (unsigned k = 0; k < NEA_OUTCOME_COUNT; k++) {
-            put_route(&o, "nea_route_requests_total", &rec);
-            nea__textf(&o, ",outcome=\"%s\"} %" PRIu64 "\n", nea_outcome_name((nea_outcome)k),
-                       rec.outcomes[k]);
-        }
-    }
-    put_family(&o, "nea_route_responses_total", "counter", "Responses by status class.");
-    for (unsigned r = 0; r < src->n; r++) {
-        if (!fetch(src, r, &rec)) {
-            continue;
-        }
-        for (unsigned c = 1; c <= 5; c++) {
-            put_route(&o, "nea_route_responses_total", &rec);
-            nea__textf(&o, ",code=\"%uxx\"} %" PRIu64 "\n", c, rec.responses[c]);
-        }
-    }
-    put_family(&o, "nea_route_received_bytes_total", "counter", "Request head and body bytes.");
-    for (unsigned r = 0; r < src->n; r++) {
-        if (!fetch(src, r, &rec)) {
-            continue;
-        }
-        put_route(&o, "nea_route_received_bytes_total", &rec);
-        nea__textf(&o, "} %" PRIu64 "\n", rec.bytes_in);
-    }
-    put_family(&o, "nea_route_sent_bytes_total", "counter", "Response bytes sent.");
-    for (unsigned r = 0; r < src->n; r++) {
-        if (!fetch(src, r, &rec)) {
-            continue;
-        }
-        put_route(&o, "nea_route_sent_bytes_total", &rec);
-        nea__textf(&o, "} %" PRIu64 "\n", rec.bytes_out);
-    }
-    for (unsigned i = 0; i < sizeof(hists) / sizeof(hists[0]); i++) {
-        put_histogram(&o, &hists[i], src);
-    }
-    return o.len;
-}
-
 /* --- the exposition a piece at a time ------------------------------------------ */
 
-/* The families in nea__metrics_write's order, each with its kind of lines:
+/* The families of the exposition, in order, each with its kind of lines:
  * one value (a server counter), one per arena class, one per shed cause,
- * or, per route that counted a request, ROUTE_LINES[which] lines. */
+ * or, per route that counted a request, ROUTE_LINES[which] lines. The
+ * whole text (nea__metrics_write) and the text a piece at a time
+ * (nea__expo_next) are both written from this one table. */
 enum { K_GLOBAL, K_CLASS, K_SHED, K_ROUTE };
 enum { R_REQUESTS, R_RESPONSES, R_RECEIVED, R_SENT, R_HIST };
 
@@ -483,6 +333,20 @@ static const struct expo_family {
     {"nea_conn_buffer_waiters", "gauge", "Connections waiting in line for a connection buffer now.",
      K_GLOBAL, 8, 0, 0, false},
     {"nea_shedding", "gauge", "1 while shedding for CPU.", K_GLOBAL, 9, 0, 0, false},
+    {"nea_ws_connections_open", "gauge", "WebSocket connections now.", K_GLOBAL, 10, 0, 0, false},
+    {"nea_ws_upgrades_total", "counter", "Connections switched to WebSocket.", K_GLOBAL, 11, 0, 0,
+     false},
+    {"nea_ws_messages_received_total", "counter", "WebSocket messages handed to a handler.",
+     K_GLOBAL, 12, 0, 0, false},
+    {"nea_ws_messages_sent_total", "counter", "WebSocket data frames sent.", K_GLOBAL, 13, 0, 0,
+     false},
+    {"nea_ws_failed_total", "counter",
+     "WebSocket connections failed for the peer's protocol error (1002, 1007).", K_GLOBAL, 14, 0,
+     0, false},
+    {"nea_ws_too_big_total", "counter",
+     "WebSocket connections closed 1009 (a message over its limit).", K_GLOBAL, 15, 0, 0, false},
+    {"nea_ws_message_oom_total", "counter", "WebSocket messages whose handler ran out of arena.",
+     K_GLOBAL, 16, 0, 0, false},
     {"nea_arena_class_size_bytes", "gauge", "Usable bytes per arena of a class.", K_CLASS, 0, 0, 0,
      false},
     {"nea_arena_class_arenas", "gauge", "Arenas of a class.", K_CLASS, 1, 0, 0, false},
@@ -518,7 +382,11 @@ static uint64_t global_value(const nea_stats *st, unsigned which)
                           st->connections_open, arenas.count,
                           arenas.in_use,       st->queue_length,
                           st->conn_buffers,    st->conn_buffers_in_use,
-                          st->buffer_waiters,  st->shedding};
+                          st->buffer_waiters,  st->shedding,
+                          st->ws_open,         st->ws_upgraded,
+                          st->ws_messages_in,  st->ws_messages_out,
+                          st->ws_failed,       st->ws_too_big,
+                          st->ws_message_oom};
     return v[which];
 }
 
@@ -687,6 +555,20 @@ static void expo_advance(nea__expo *x)
     } else {
         x->line++;
     }
+}
+
+size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *buf, size_t cap)
+{
+    nea__text o = {buf, cap, 0};
+    nea__expo x;
+    if (cap > 0) {
+        buf[0] = '\0';
+    }
+    nea__expo_begin(&x);
+    while (expo_line(&o, &x, src, st)) {
+        expo_advance(&x);
+    }
+    return o.len;
 }
 
 size_t nea__expo_next(nea__expo *x, const nea__records *src, const nea_stats *st, char *buf,

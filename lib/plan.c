@@ -67,6 +67,8 @@ void nea_config_init(nea_config *cfg)
     cfg->drain_timeout_ms = 5000;
     cfg->drain_delay_ms = 0;
     cfg->retry_after_s = 1;
+    cfg->ws_ping_interval_ms = 30000;
+    cfg->ws_pong_timeout_ms = 10000;
     cfg->overload_target_ms = 5;
     cfg->overload_interval_ms = 25;
     cfg->overload_budget_us = 1000;
@@ -215,6 +217,8 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
         {"overload_hold_ms", cfg->overload_hold_ms},
         {"overload_budget_us", cfg->overload_budget_us},
         {"drain_timeout_ms", cfg->drain_timeout_ms},
+        {"ws_ping_interval_ms", cfg->ws_ping_interval_ms},
+        {"ws_pong_timeout_ms", cfg->ws_pong_timeout_ms},
     };
 
     if (cfg->port < 0 || cfg->port > 65535) {

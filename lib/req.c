@@ -23,7 +23,9 @@
  * pool work and host callbacks, ref.c): then defers run LIFO, tracked
  * handles close, and the arena returns to the pool once the last close
  * callback has run, so an arena is never reused under code that may still
- * touch it.
+ * touch it. A WebSocket message is a request in phase MESSAGE from its
+ * opening to its detach: it gets no HTTP response, and an out-of-memory
+ * unwind in it fails that message only (its owner, wsconn.c, ends it).
  *
  * Invariants: the unwind path never allocates (the incident is logged from a
  * stack buffer); an unwinding allocation is checked to have its own
@@ -230,6 +232,11 @@ static void oom_incident(nea_req *req)
  * connection closes: no status can be given any more. */
 static void answer_oom(nea_req *req)
 {
+    if (req->phase == NEA__R_MESSAGE) {
+        log_oom(req, "the message fails, the connection carries on");
+        req->oom = true; /* its owner ends it (wsconn.c) */
+        return;
+    }
     if (req->phase == NEA__R_STREAMING) {
         log_oom(req, "closing the connection (streamed response under way)");
         req->oom = true;
@@ -619,8 +626,8 @@ int nea__req_head(nea_req *req, int status, const char *ctype, const void *body,
     size_t needed = 0;
     unsigned n;
 
-    if (!nea__req_live(req) || req->phase == NEA__R_RECEIVING) {
-        return NEA_ESTATE;
+    if (!nea__req_live(req) || req->phase == NEA__R_RECEIVING || req->phase == NEA__R_MESSAGE) {
+        return NEA_ESTATE; /* no handler yet, or a WebSocket message: no HTTP response */
     }
     if (req->phase != NEA__R_HANDLING) {
         return NEA_ERESPONDED;

@@ -89,6 +89,8 @@ typedef struct nea__tracked {
  * phase is at most NEA__R_WRITTEN (nea__req_live). */
 typedef enum {
     NEA__R_RECEIVING, /* its body arrives into the arena; the handler has not run */
+    NEA__R_MESSAGE,   /* a WebSocket message (wsconn.c): no HTTP response, it ends
+                         when its owner says */
     NEA__R_HANDLING,  /* the handler ran (or runs); no response yet */
     NEA__R_STREAMING, /* a streamed response is under way */
     NEA__R_ANSWERED,  /* a whole response was issued and is being written */

@@ -134,6 +134,7 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     rt->flags = flags;
     rt->body_max = UINT64_MAX;
     rt->response_ms = 0;
+    rt->ws = NULL;
     {
         unsigned char k = len > 1 ? (unsigned char)path[1] : 0;
         rt->next = r->chain[k];

@@ -17,9 +17,11 @@ typedef struct nea__route {
     void *data;
     unsigned flags;       /* NEA_ROUTE_* */
     unsigned arena_class; /* its requests take arenas of this class (server.c sets it) */
-    uint64_t body_max;    /* NEA_ROUTE_STREAM_BODY: the route's body limit (UINT64_MAX: none) */
+    uint64_t body_max;    /* NEA_ROUTE_STREAM_BODY: the route's body limit (UINT64_MAX: none);
+                             a WebSocket route: its message limit (0: none) */
     unsigned response_ms; /* its own response_timeout_ms; 0: the config's */
     unsigned next;        /* 1 + the next route whose path has the same second byte; 0: none */
+    const struct nea_ws_route *ws; /* a WebSocket route (wsconn.c), or NULL */
 } nea__route;
 
 /* The response deadline of a request on route r (NULL: not routed): the

@@ -37,9 +37,11 @@
 #include "sockets.h"
 
 #include "log.h"
+#include "wsconn.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -328,9 +330,55 @@ int nea_server_route_flags(nea_server *s, const char *method, const char *path, 
     return nea_server_route_class(s, method, path, fn, data, flags, 0);
 }
 
+int nea_server_route_ws(nea_server *s, const char *path, const nea_ws_route *route, void *data)
+{
+    NEA__NEED(s, "server");
+    uint64_t room, limit;
+    nea__route *rt;
+    int rc;
+    if (route == NULL || route->message == NULL || (route->flags & ~(unsigned)NEA_WS_PIECES) != 0) {
+        nea__log(&s->cfg, NEA_LOG_ERROR, "WebSocket route refused: %s",
+                 route == NULL            ? "no route"
+                 : route->message == NULL ? "no message handler"
+                                          : "unknown flags");
+        return UV_EINVAL;
+    }
+    if (route->arena_class >= s->plan.class_count) {
+        return nea_server_route_class(s, "GET", path, nea__wsconn_upgrade, data, 0,
+                                      route->arena_class); /* refused, and logged, there */
+    }
+    room = nea__wsconn_default_limit(s->plan.classes[route->arena_class].size);
+    limit = route->max_message != 0 ? route->max_message : room;
+    if ((route->flags & NEA_WS_PIECES) != 0) {
+        limit = route->max_message; /* 0: none */
+    } else if (limit > room) {
+        nea__log(&s->cfg, NEA_LOG_ERROR,
+                 "WebSocket route %s refused: max_message %" PRIu64
+                 " is more than a message arena of class %u holds (%" PRIu64
+                 "); use NEA_WS_PIECES or a larger class",
+                 path != NULL ? path : "(null)", route->max_message, route->arena_class, room);
+        return UV_EINVAL;
+    }
+    rc = nea_server_route_class(s, "GET", path, nea__wsconn_upgrade, data, 0, route->arena_class);
+    if (rc == 0) {
+        rt = &s->router.routes[s->router.count - 1]; /* the route just added */
+        rt->ws = route;
+        rt->body_max = limit;
+    }
+    return rc;
+}
+
 int nea_server_add_route(nea_server *s, const nea_route *r)
 {
     NEA__NEED(s, "server");
+    if (r->ws != NULL) {
+        if (r->fn != NULL || r->method == NULL || strcmp(r->method, "GET") != 0) {
+            nea__log(&s->cfg, NEA_LOG_ERROR,
+                     "route refused: a WebSocket route is a GET route without fn");
+            return UV_EINVAL;
+        }
+        return nea_server_route_ws(s, r->path, r->ws, r->data);
+    }
     int rc =
         nea_server_route_class(s, r->method, r->path, r->fn, r->data, r->flags, r->arena_class);
     if (rc == 0 && (r->flags & NEA_ROUTE_STREAM_BODY) != 0 && r->max_body > 0) {

@@ -64,6 +64,13 @@ void nea__stats_add(nea_stats *sum, const nea_stats *one)
     sum->buffer_waiters += one->buffer_waiters;
     sum->shedding += one->shedding;
     sum->shed_transitions += one->shed_transitions;
+    sum->ws_open += one->ws_open;
+    sum->ws_upgraded += one->ws_upgraded;
+    sum->ws_messages_in += one->ws_messages_in;
+    sum->ws_messages_out += one->ws_messages_out;
+    sum->ws_failed += one->ws_failed;
+    sum->ws_too_big += one->ws_too_big;
+    sum->ws_message_oom += one->ws_message_oom;
     if (one->loop_lag_us > sum->loop_lag_us) {
         sum->loop_lag_us = one->loop_lag_us;
     }

@@ -9,7 +9,7 @@
 
 /* How many lists a server keeps: one per kind of deadline (conn.c uses one
  * per phase). */
-#define NEA__TIMER_LISTS 16
+#define NEA__TIMER_LISTS 24
 
 /* A deadline, embedded in what it times (a connection slot). */
 typedef struct nea__timed {

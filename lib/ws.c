@@ -299,6 +299,11 @@ void nea__ws_parser_init(nea__ws_parser *p, bool client, uint64_t max_message)
     nea__utf8_init(&p->utf8);
 }
 
+bool nea__ws_parser_between(const nea__ws_parser *p)
+{
+    return p->state == ST_HEAD && p->head_len == 0 && p->msg_opcode == 0;
+}
+
 void nea__ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t pos)
 {
     uint8_t key[8];

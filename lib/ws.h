@@ -149,6 +149,10 @@ void nea__ws_parser_init(nea__ws_parser *p, bool client, uint64_t max_message);
  */
 size_t nea__ws_parse(nea__ws_parser *p, uint8_t *data, size_t len, nea__ws_event *ev);
 
+/* True between frames with no data message under way: nothing of the
+ * peer's is half-read (a closed or failed parser is not between frames). */
+bool nea__ws_parser_between(const nea__ws_parser *p);
+
 /* XORs len bytes with the mask key, starting at payload offset pos. */
 void nea__ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t pos);
 

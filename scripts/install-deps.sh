@@ -3,7 +3,8 @@
 # (prometheus: its promtool validates the metrics exposition in test_metrics and test_worker;
 # python3-wsproto: a second WebSocket implementation test_ws checks the protocol core against;
 # libbearssl-dev: TLS; openssl and python3: test_tls makes certificates and runs clients;
-# iproute2: ss, for the slots each address holds in test/reliability/slot_flood.py).
+# iproute2: ss, for the slots each address holds in test/reliability/slot_flood.py;
+# python3-websockets: a real WebSocket client test_wsconn runs against WebSocket routes).
 #
 #   scripts/install-deps.sh          build + test toolchain
 #   scripts/install-deps.sh bench    also the benchmark peers and load tools
@@ -17,7 +18,7 @@ packages=(
     libuv1-dev node-llhttp libcmocka-dev
     clang libclang-rt-14-dev valgrind curl haproxy iproute2
     libjansson-dev zlib1g-dev libprotobuf-c-dev
-    prometheus python3-wsproto
+    prometheus python3-wsproto python3-websockets
     libbearssl-dev openssl python3
 )
 bench_packages=(

@@ -21,7 +21,12 @@
  * host timer through a reference (answered, and gone after a reset), a
  * hold released from a host timer (answered, and after a reset), and
  * thread-pool jobs (answered, cut by a reset, cut by the response
- * deadline), and half-closed clients answered. Every request is counted in the per-route
+ * deadline), and half-closed clients answered; and an eighth of WebSocket
+ * connections: handshakes, messages echoed whole and in pieces, sends from
+ * a host timer through a reference, a kept message done later, out of
+ * memory in a message, protocol failures (1002, 1007, 1009), pings, close
+ * handshakes, a reset mid-message, a message refused for want of an arena
+ * (1013), and idle connections pinged. Every request is counted in the per-route
  * metrics and passed to a completion hook, and each round of the first
  * workload scrapes the Prometheus text (GET /metrics, and streamed by
  * nea_respond_metrics on both workers too) and logs rate-limited
@@ -34,6 +39,7 @@
 #include "clib.h"
 #include "e2e.h"
 #include "strict.h"
+#include "wsclient.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -933,6 +939,241 @@ static void test_coming_back_later_allocates_nothing(void **state)
     assert_int_equal(__atomic_load_n(&heap_calls, __ATOMIC_RELAXED), 0);
 }
 
+/* --- WebSocket ------------------------------------------------------------------- */
+
+static nea_wsref ws_last; /* the last connection opened */
+static unsigned ws_closed;
+static uv_timer_t ws_timer;
+static int ws_pushed;
+
+static void ws_open(nea_ws *ws, nea_req *upgrade, void *data)
+{
+    (void)upgrade;
+    (void)data;
+    ws_last = nea_ws_ref(ws);
+}
+
+static void ws_close(nea_ws *ws, unsigned code, void *data)
+{
+    (void)ws;
+    (void)code;
+    (void)data;
+    ws_closed++;
+}
+
+typedef struct ws_keep {
+    nea_req *msg;
+    nea_wsref ref;
+} ws_keep;
+
+static void ws_keep_timer(uv_timer_t *t);
+
+/* Echo; "oom" exhausts the arena; "keep" is answered from a tracked timer
+ * and done there. */
+static void ws_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data)
+{
+    (void)data;
+    if (strcmp(m->data, "oom") == 0) {
+        (void)nea_alloc(msg, (size_t)1 << 40);
+    }
+    if (strcmp(m->data, "keep") == 0) {
+        uv_timer_t *t = nea_req_timer(msg);
+        ws_keep *k = nea_alloc(msg, sizeof(*k));
+        k->msg = msg;
+        k->ref = nea_ws_ref(ws);
+        t->data = k;
+        nea_req_keep(msg);
+        uv_timer_start(t, ws_keep_timer, 1, 0);
+        return;
+    }
+    (void)nea_ws_send(ws, m->opcode, m->data, m->len);
+}
+
+static void ws_keep_answer(nea_req *msg, void *arg)
+{
+    nea_ws *ws = nea_ref_ws(((ws_keep *)arg)->ref);
+    assert_non_null(ws);
+    assert_int_equal(nea_ws_send(ws, NEA_WS_TEXT, "kept", 4), 0);
+    nea_ws_done(msg);
+}
+
+static void ws_keep_timer(uv_timer_t *t)
+{
+    ws_keep *k = t->data;
+    nea_req_run(k->msg, ws_keep_answer, k);
+}
+
+static uint64_t ws_piece_bytes;
+
+static void ws_piece(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data)
+{
+    (void)msg;
+    (void)data;
+    ws_piece_bytes = m->offset + m->len;
+    if (m->last) {
+        char *s = nea_printf(msg, "%llu", (unsigned long long)ws_piece_bytes);
+        assert_int_equal(nea_ws_send(ws, NEA_WS_TEXT, s, strlen(s)), 0);
+    }
+}
+
+static const nea_ws_route ws_echo_route = {
+    .open = ws_open, .message = ws_message, .close = ws_close};
+static const nea_ws_route ws_piece_route = {.open = ws_open,
+                                            .message = ws_piece,
+                                            .close = ws_close,
+                                            .max_message = 1u << 20,
+                                            .flags = NEA_WS_PIECES};
+
+static void ws_push(uv_timer_t *t)
+{
+    nea_ws *ws = nea_ref_ws(ws_last);
+    (void)t;
+    ws_pushed = ws != NULL && nea_ws_send(ws, NEA_WS_BINARY, "push", 4) == 0 ? 1 : 2;
+}
+
+static void ws_open_ok(h_fixture *f, t_ws *w, const char *path)
+{
+    int status;
+    assert_true(t_ws_open(w, &f->loop, f->port, path, NULL, &status, NULL, 0));
+}
+
+static void ws_expect_close(h_fixture *f, const uint8_t *b, size_t n, unsigned code)
+{
+    t_ws w;
+    ws_open_ok(f, &w, "/ws");
+    t_ws_send_raw(&w, b, n, 0);
+    assert_int_equal(t_ws_next(&w, H_DEADLINE_MS), T_WS_CLOSE);
+    assert_int_equal(w.code, code);
+    assert_int_equal(t_ws_next(&w, H_DEADLINE_MS), T_WS_EOF);
+    t_ws_drop(&w, false);
+}
+
+static void ws_workload(h_fixture *f)
+{
+    static uint8_t data[40000], frame[40100];
+    uint8_t mask[4] = {1, 2, 3, 4}, b[64];
+    nea__arena *held[2];
+    size_t n;
+    t_ws w, p;
+
+    for (size_t i = 0; i < sizeof(data); i++) {
+        data[i] = (uint8_t)(i * 7);
+    }
+    ws_open_ok(f, &w, "/ws");
+    t_ws_frame(&w, NEA__WS_TEXT, true, "hello", 5);
+    t_ws_expect(&w, NEA__WS_TEXT, "hello", 5);
+    t_ws_frame(&w, NEA__WS_BINARY, true, data, sizeof(data));
+    t_ws_expect(&w, NEA__WS_BINARY, data, sizeof(data));
+    t_ws_frame(&w, NEA__WS_TEXT, false, "frag", 4);
+    t_ws_frame(&w, NEA__WS_PING, true, "p", 1);
+    t_ws_frame(&w, NEA__WS_CONT, true, "ment", 4);
+    assert_int_equal(t_ws_next(&w, H_DEADLINE_MS), T_WS_PONG);
+    t_ws_expect(&w, NEA__WS_TEXT, "fragment", 8);
+    t_ws_frame(&w, NEA__WS_TEXT, true, "oom", 3);
+    t_ws_frame(&w, NEA__WS_TEXT, true, "keep", 4);
+    t_ws_expect(&w, NEA__WS_TEXT, "kept", 4);
+    /* sent from a host timer through a reference, between messages */
+    ws_pushed = 0;
+    uv_timer_start(&ws_timer, ws_push, 1, 0);
+    H_WAIT(f, ws_pushed != 0);
+    assert_int_equal(ws_pushed, 1);
+    t_ws_expect(&w, NEA__WS_BINARY, "push", 4);
+    assert_int_equal(t_ws_close(&w, 1000, "bye"), 1000);
+    t_ws_drop(&w, false);
+
+    /* messages in pieces, larger than the arena */
+    ws_open_ok(f, &p, "/ws/pieces");
+    for (int i = 0; i < 4; i++) {
+        t_ws_frame(&p, i == 0 ? NEA__WS_BINARY : NEA__WS_CONT, i == 3, data, sizeof(data));
+    }
+    t_ws_expect(&p, NEA__WS_TEXT, "160000", 6);
+    /* a reset halfway through a message */
+    n = t_ws_build(frame, NEA__WS_BINARY, true, data, sizeof(data), mask);
+    t_ws_send_raw(&p, frame, n / 2, 0);
+    H_WAIT(f, f->srv->pools[0].in_use == 1);
+    t_ws_drop(&p, true);
+
+    /* protocol failures */
+    n = t_ws_build(b, NEA__WS_TEXT, true, "plain", 5, NULL);
+    ws_expect_close(f, b, n, 1002);
+    n = t_ws_build(b, NEA__WS_TEXT, true, "bad \xc3", 5, mask);
+    ws_expect_close(f, b, n, 1007);
+    b[0] = 0x82;
+    b[1] = 0x80 | 127;
+    memcpy(b + 2, "\x00\x00\x00\x01\x00\x00\x00\x00", 8);
+    memcpy(b + 10, mask, 4);
+    ws_expect_close(f, b, 14, 1009);
+
+    /* no arena for a message: 1013 */
+    ws_open_ok(f, &w, "/ws");
+    H_WAIT(f, f->srv->pools[0].in_use == 0);
+    held[0] = nea__pool_acquire(&f->srv->pools[0]);
+    held[1] = nea__pool_acquire(&f->srv->pools[0]);
+    t_ws_frame(&w, NEA__WS_TEXT, true, "waits", 5);
+    assert_int_equal(t_ws_next(&w, H_DEADLINE_MS), T_WS_CLOSE);
+    assert_int_equal(w.code, 1013);
+    nea__server_give_back(f->srv, held[0]);
+    nea__server_give_back(f->srv, held[1]);
+    assert_int_equal(t_ws_next(&w, H_DEADLINE_MS), T_WS_EOF);
+    t_ws_drop(&w, false);
+
+    /* an idle connection is pinged, answers, then leaves */
+    ws_open_ok(f, &w, "/ws");
+    w.auto_pong = false;
+    assert_int_equal(t_ws_next(&w, H_DEADLINE_MS), T_WS_PING);
+    t_ws_frame(&w, NEA__WS_PONG, true, w.ctl, w.ctl_len);
+    t_ws_frame(&w, NEA__WS_TEXT, true, "alive", 5);
+    t_ws_expect(&w, NEA__WS_TEXT, "alive", 5);
+    t_ws_drop(&w, true);
+    H_WAIT(f, f->srv->stats.connections_open == 0 && f->srv->pools[0].in_use == 0);
+}
+
+static void test_websocket_allocates_nothing(void **state)
+{
+    h_fixture *f = *state;
+    nea_stats st;
+    if (RUNNING_ON_VALGRIND) {
+        skip();
+    }
+    assert_int_equal(nea_server_route_ws(f->srv, "/ws", &ws_echo_route, NULL), 0);
+    assert_int_equal(nea_server_route_ws(f->srv, "/ws/pieces", &ws_piece_route, NULL), 0);
+    uv_timer_init(&f->loop, &ws_timer);
+    ws_workload(f); /* warm-up */
+    ws_workload(f);
+    set_counting(1);
+    for (int i = 0; i < 10; i++) {
+        ws_workload(f);
+    }
+    set_counting(0);
+    uv_close((uv_handle_t *)&ws_timer, NULL);
+    h_stats(f, &st);
+    assert_int_equal(st.ws_upgraded, 12 * 7);
+    assert_int_equal(ws_closed, 12 * 7);
+    assert_int_equal(st.ws_message_oom, 12);
+    assert_int_equal(__atomic_load_n(&heap_calls, __ATOMIC_RELAXED), 0);
+}
+
+/* Message arenas of 128 KiB (class 0, two of them), pings every 50 ms. */
+static void ws_config(nea_config *c)
+{
+    c->arena_count = 2;
+    c->arena_size = 128u << 10;
+    c->queue_timeout_ms = 20;
+    c->ws_ping_interval_ms = 50;
+    c->ws_pong_timeout_ms = 1000;
+}
+
+static int setup_ws(void **state)
+{
+    static h_fixture f;
+    nea_config cfg;
+    h_config(&cfg);
+    ws_config(&cfg);
+    h_start(&f, &cfg);
+    *state = &f;
+    return 0;
+}
+
 static void later_config(nea_config *c)
 {
     c->arena_count = 1;
@@ -982,6 +1223,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_workers_allocate_nothing, setup_workers, teardown),
         cmocka_unit_test_setup_teardown(test_coming_back_later_allocates_nothing, setup_later,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_websocket_allocates_nothing, setup_ws, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

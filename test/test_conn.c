@@ -85,11 +85,22 @@ static void test_phase_lists(void **state)
     assert_int_equal(nea__conn_list_of(NEA__C_QUEUED), NEA__LIST_WAIT);
     assert_int_equal(nea__conn_list_of(NEA__C_LINGER), NEA__LIST_LINGER);
     assert_int_equal(nea__conn_list_of(NEA__C_WAITBUF), NEA__LIST_BUFFER);
+    /* A WebSocket message waits for an arena in the same queues, and for a
+     * buffer in the same line; a WebSocket close gives way like a linger. */
+    assert_int_equal(nea__conn_list_of(NEA__C_WS_QUEUED), NEA__LIST_WAIT);
+    assert_int_equal(nea__conn_list_of(NEA__C_WS_WAITBUF), NEA__LIST_BUFFER);
+    assert_int_equal(nea__conn_list_of(NEA__C_WS_CLOSING), NEA__LIST_LINGER);
     for (int st = 0; st < NEA__C_PHASES; st++) {
         if (st != NEA__C_IDLE && st != NEA__C_QUEUED && st != NEA__C_LINGER &&
-            st != NEA__C_WAITBUF) {
+            st != NEA__C_WAITBUF && st != NEA__C_WS_QUEUED && st != NEA__C_WS_WAITBUF &&
+            st != NEA__C_WS_CLOSING) {
             assert_int_equal(nea__conn_list_of((nea__conn_state)st), NEA__LIST_NONE);
         }
+    }
+    /* Whose phase each is: the WebSocket phases are wsconn.c's. */
+    for (int st = 0; st < NEA__C_PHASES; st++) {
+        assert_int_equal(nea__conn_owner_of((nea__conn_state)st),
+                         st >= NEA__C_WS_IDLE ? NEA__OWNER_WS : NEA__OWNER_HTTP);
     }
 }
 

@@ -154,7 +154,7 @@ static void on_run_ready(nea_server *s, void *data)
 
 static void test_nea_run_drains_on_sigterm(void **state)
 {
-    static const nea_route routes[] = {{"GET", "/x", NULL, NULL, 0, 0, 0, 0}};
+    static const nea_route routes[] = {{"GET", "/x", NULL, NULL, 0, 0, 0, 0, NULL}};
     nea_config cfg;
     (void)state;
     h_config(&cfg);
@@ -352,9 +352,9 @@ static void on_refused_run_ready(nea_server *s, void *data)
 static void test_run_refuses_bad_route(void **state)
 {
     nea_config cfg;
-    static const nea_route routes[] = {{"GET", "/ok", r_never_called, NULL, 0, 0, 0, 0},
-                                       {"get", "/lower", r_never_called, NULL, 0, 0, 0, 0},
-                                       {"GET", "/after", r_never_called, NULL, 0, 0, 0, 0}};
+    static const nea_route routes[] = {{"GET", "/ok", r_never_called, NULL, 0, 0, 0, 0, NULL},
+                                       {"get", "/lower", r_never_called, NULL, 0, 0, 0, 0, NULL},
+                                       {"GET", "/after", r_never_called, NULL, 0, 0, 0, 0, NULL}};
     (void)state;
     nea_config_init(&cfg);
     cfg.port = 0;

@@ -2,8 +2,8 @@
 # Builds the libFuzzer targets (clang, ASan + UBSan) and fuzzes for a while.
 #
 #   test/fuzz/run.sh [SECONDS] [TARGET]     SECONDS default 600; TARGET conn, server,
-#                                           ws, tls or all (default: every one built,
-#                                           SECONDS split evenly)
+#                                           ws, wsconn, tls or all (default: every one
+#                                           built, SECONDS split evenly)
 #
 #   conn    fuzz_conn: the request reader and connection state machine, one
 #           socketpair per input (corpus/, regressions/)
@@ -11,6 +11,8 @@
 #           of client ops (corpus_server/, regressions_server/)
 #   ws      fuzz_ws: the WebSocket protocol core, no sockets (corpus_ws/,
 #           regressions_ws/)
+#   wsconn  fuzz_wsconn: WebSocket connections, frames over a socketpair driven by a
+#           script (corpus_wsconn/, regressions_wsconn/)
 #   tls     fuzz_tls: the TLS engine's input side (corpus_tls/, regressions_tls/);
 #           only when BearSSL is installed (libbearssl-dev)
 #
@@ -35,13 +37,13 @@ seconds=${1:-600}
 which=${2:-all}
 build=${NEA_FUZZ_BUILD_DIR:-build-fuzz}
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds == 0)); then
-    echo "usage: $0 [SECONDS] [conn|server|ws|tls|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|ws|wsconn|tls|all]" >&2
     exit 2
 fi
 case "$which" in
-conn | server | ws | tls | all) ;;
+conn | server | ws | wsconn | tls | all) ;;
 *)
-    echo "usage: $0 [SECONDS] [conn|server|ws|tls|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|ws|wsconn|tls|all]" >&2
     exit 2
     ;;
 esac
@@ -62,7 +64,7 @@ if grep -qE '^NEA_BEARSSL_LIBRARY:FILEPATH=.*bearssl' "$build/CMakeCache.txt"; t
 fi
 case "$which" in
 all)
-    targets=(conn server ws)
+    targets=(conn server ws wsconn)
     ((have_tls)) && targets+=(tls)
     ;;
 tls)
