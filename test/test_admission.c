@@ -597,7 +597,7 @@ static void test_exempt_route_uses_reserved_arena(void **state)
     b = h_connect(f);
     h_sends(f, a, "GET /sleep/2000 HTTP/1.1\r\nHost: x\r\n\r\n");
     h_sends(f, b, "GET /sleep/2000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    h_pump(f, 20, NULL);
+    H_WAIT(f, h_arenas_in_use(f) == 2);
     /* ... a third gets 503 (the last arena is reserved), the health check
      * gets it. */
     c = h_connect(f);
@@ -652,10 +652,25 @@ static void r_peer(nea_req *req, void *d)
     nea_respond(req, 200, "text/plain", ip, strlen(ip));
 }
 
+/* Requests to /held keep their arena until the test answers them. */
+static nea_req *held_reqs[4];
+static unsigned held_n;
+
+static void r_held(nea_req *req, void *d)
+{
+    (void)d;
+    nea_req_keep(req);
+    held_reqs[held_n++] = req;
+}
+
+static void answer_held(unsigned i)
+{
+    assert_int_equal(nea_respond(held_reqs[i], 200, "text/plain", "held", 4), 0);
+}
+
 static void test_fair_share_only_under_contention(void **state)
 {
-    static const char slow[] = "GET /sleep/200 HTTP/1.1\r\nHost: x\r\n\r\n";
-    static const char slower[] = "GET /sleep/1500 HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char held[] = "GET /held HTTP/1.1\r\nHost: x\r\n\r\n";
     h_fixture *f;
     h_response r;
     nea_stats st;
@@ -663,7 +678,9 @@ static void test_fair_share_only_under_contention(void **state)
 
     h_test_start(state, two_arenas_fair);
     f = *state;
+    held_n = 0;
     assert_int_equal(nea_server_route(f->srv, "GET", "/peer", r_peer, NULL), 0);
+    assert_int_equal(nea_server_route(f->srv, "GET", "/held", r_held, NULL), 0);
     /* The peer address reaches handlers. */
     p = connect_from(f, "127.0.0.3");
     h_sends(f, p, "GET /peer HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -675,25 +692,27 @@ static void test_fair_share_only_under_contention(void **state)
     a1 = connect_from(f, "127.0.0.2");
     a2 = connect_from(f, "127.0.0.2");
     a3 = connect_from(f, "127.0.0.2");
-    h_sends(f, a1, slow);
-    h_sends(f, a2, slower);
-    h_pump(f, 20, NULL);
-    h_sends(f, a3, slow); /* queued: nobody else is waiting */
-    h_pump(f, 20, NULL);
-    h_stats(f, &st);
-    assert_int_equal(st.queue_length, 1);
+    h_sends(f, a1, held);
+    H_WAIT(f, held_n == 1);
+    h_sends(f, a2, held);
+    H_WAIT(f, held_n == 2);
+    h_sends(f, a3, held); /* queued: nobody else is waiting */
+    H_WAIT(f, (h_stats(f, &st), st.queue_length == 1));
     /* B arrives and waits; now A is over its share while B waits: A's next
      * head is refused, and when a1's arena returns (A still holding a2's),
      * A's queued head gives way to B's. */
     b1 = connect_from(f, "127.0.0.5");
     h_sends(f, b1, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-    h_pump(f, 20, NULL);
+    H_WAIT(f, (h_stats(f, &st), st.queue_length == 2));
     a4 = connect_from(f, "127.0.0.2");
-    h_sends(f, a4, slow);
+    h_sends(f, a4, held);
     assert_int_equal(h_read(f, a4, &r, H_DEADLINE_MS), 503);
+    answer_held(0);
     assert_int_equal(h_read(f, a1, &r, H_DEADLINE_MS), 200);
     assert_int_equal(h_read(f, b1, &r, H_DEADLINE_MS), 200);
     assert_int_equal(h_read(f, a3, &r, H_DEADLINE_MS), 503);
+    assert_int_equal(held_n, 2); /* a3 and a4 never ran */
+    answer_held(1);
     assert_int_equal(h_read(f, a2, &r, H_DEADLINE_MS), 200);
     h_stats(f, &st);
     assert_int_equal(st.shed_fair, 2);
