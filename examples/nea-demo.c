@@ -45,6 +45,10 @@
  * same memory limit (target: 0.1% OOM 500s) from the peaks observed on
  * every worker.
  *
+ * With --tls-cert FILE --tls-key FILE it speaks HTTPS (docs/tls.md) and
+ * SIGHUP reloads the certificate and key from the same files (a bad pair
+ * is logged and the one in use stays).
+ *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */
 #include <nea.h>
@@ -66,6 +70,7 @@ static const char *static_path = "LICENSE";
 static nea_config demo_cfg; /* as given to nea_run: the advisor's starting point */
 static bool advise;         /* --advise */
 static uv_signal_t advise_sigint, advise_sigterm;
+static uv_signal_t reload_sighup, reload_sigint, reload_sigterm; /* --tls-cert */
 /* Set once listening; handlers on worker threads read it (demo_server). */
 static nea_server *server;
 
@@ -359,7 +364,7 @@ static void stats(nea_req *req, void *data)
     unsigned workers = nea_server_plan(srv)->workers;
     nea_stats st;
     nea_stats_class arenas;
-    char *json, *accepted = "", *requests = "";
+    char *json, *accepted = "", *requests = "", *tls_failed = "";
     (void)data;
     for (unsigned i = 0; i < workers; i++) {
         nea_stats one;
@@ -369,30 +374,39 @@ static void stats(nea_req *req, void *data)
     }
     nea_server_stats(srv, &st);
     arenas = nea_stats_arenas(&st);
+    for (unsigned i = 0; i < NEA_TLS_REASONS; i++) {
+        if (nea_tls_reason_name(i) != NULL) {
+            tls_failed =
+                nea_printf(req, "%s%s\"%s\":%" PRIu64, tls_failed, *tls_failed != '\0' ? "," : "",
+                           nea_tls_reason_name(i), st.tls_failed[i]);
+        }
+    }
     json = nea_printf(
         req,
         "{\"requests\":%" PRIu64 ",\"responses\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
         ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},\"oom_500\":%" PRIu64
         ",\"shed_503\":%" PRIu64 ",\"shed_no_slot\":%" PRIu64 ",\"shed_no_arena\":%" PRIu64
         ",\"shed_cpu\":%" PRIu64 ",\"shed_fair\":%" PRIu64 ",\"shed_draining\":%" PRIu64
-        ",\"shed_no_buffer\":%" PRIu64 ",\"shedding\":%u,\"shed_transitions\":%" PRIu64 ",\"loop_lag_us\":%" PRIu64
-        ",\"unanswered\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"rejected_400\":%" PRIu64
-        ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"accept_errors\":%" PRIu64
+        ",\"shed_no_buffer\":%" PRIu64 ",\"shedding\":%u,\"shed_transitions\":%" PRIu64
+        ",\"loop_lag_us\":%" PRIu64 ",\"unanswered\":%" PRIu64 ",\"timeouts\":%" PRIu64
+        ",\"rejected_400\":%" PRIu64 ",\"accepted\":%" PRIu64 ",\"evicted\":%" PRIu64
+        ",\"accept_errors\":%" PRIu64
         ",\"connections_open\":%u,\"connections_max\":%u,\"arenas_in_use\":%u,"
         "\"arenas_high_water\":%u,\"arena_count\":%u,\"queue_length\":%u,"
         "\"conn_buffers\":%u,\"conn_buffers_in_use\":%u,\"conn_buffers_high_water\":%u,"
         "\"buffer_waiters\":%u,"
         "\"arena_peak_bytes\":%zu,\"reserved\":%zu,\"workers\":%u,"
-        "\"worker_accepted\":[%s],\"worker_requests\":[%s]}\n",
+        "\"worker_accepted\":[%s],\"worker_requests\":[%s],"
+        "\"tls_handshakes\":%" PRIu64 ",\"tls_resumed\":%" PRIu64 ",\"tls_failed\":{%s}}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
         st.responses[5], st.oom_500, nea_stats_shed(&st), st.shed_no_slot, st.shed_no_arena,
         st.shed_cpu, st.shed_fair, st.shed_draining, st.shed_no_buffer, st.shedding,
-        st.shed_transitions,
-        st.loop_lag_us, st.unanswered, st.timeouts, st.rejected_400, st.accepted, st.evicted,
-        st.accept_errors, st.connections_open, st.connections_max, arenas.in_use, arenas.high_water,
-        arenas.count, st.queue_length, st.conn_buffers, st.conn_buffers_in_use,
-        st.conn_buffers_high_water, st.buffer_waiters, arenas.peak_bytes, nea_server_plan(srv)->total, workers,
-        accepted, requests);
+        st.shed_transitions, st.loop_lag_us, st.unanswered, st.timeouts, st.rejected_400,
+        st.accepted, st.evicted, st.accept_errors, st.connections_open, st.connections_max,
+        arenas.in_use, arenas.high_water, arenas.count, st.queue_length, st.conn_buffers,
+        st.conn_buffers_in_use, st.conn_buffers_high_water, st.buffer_waiters, arenas.peak_bytes,
+        nea_server_plan(srv)->total, workers, accepted, requests, st.tls_handshakes, st.tls_resumed,
+        tls_failed);
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
@@ -509,6 +523,10 @@ static void usage(FILE *to)
             "  --workers N               worker threads, 0 = one per CPU; --arenas and\n"
             "                            --connections are per worker, --memory-limit the\n"
             "                            total (default 1)\n"
+            "  --tls-cert FILE           serve HTTPS with this certificate chain (PEM)\n"
+            "  --tls-key FILE            and this private key (PEM); SIGHUP reloads both\n"
+            "  --tls-sessions N          TLS sessions kept for resumption (default 1024)\n"
+            "  --tls-handshake-ms MS     accept to handshake done (default: header timeout)\n"
             "  --help                    this text\n"
             "SIZE takes a k, M or G suffix (powers of 1024).\n");
 }
@@ -610,6 +628,30 @@ static const char *option_name(const struct option *opts, int val)
     return "?";
 }
 
+/* --tls-cert: SIGHUP reads the same files again. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    const nea_config *cfg = h->data;
+    char err[256];
+    (void)signum;
+    if (nea_server_tls_reload(demo_server(), &cfg->tls, err, sizeof(err)) == 0) {
+        fprintf(stderr, "nea-demo: TLS certificate reloaded\n");
+    } else {
+        fprintf(stderr, "nea-demo: TLS reload failed, the old certificate stays: %s\n", err);
+    }
+}
+
+/* The drain starts (libnea's own handler): the SIGHUP handle goes, so the
+ * loop can end. */
+static void on_stop_reload(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    uv_close((uv_handle_t *)&reload_sighup, NULL);
+    uv_close((uv_handle_t *)&reload_sigint, NULL);
+    uv_close((uv_handle_t *)&reload_sigterm, NULL);
+}
+
 static void on_ready(nea_server *s, void *data)
 {
     const nea_plan *plan = nea_server_plan(s);
@@ -621,12 +663,30 @@ static void on_ready(nea_server *s, void *data)
         uv_signal_start_oneshot(&advise_sigint, print_advice, SIGINT);
         uv_signal_start_oneshot(&advise_sigterm, print_advice, SIGTERM);
     }
+    if (plan->tls_cache_bytes > 0) {
+        uv_loop_t *loop = nea_server_loop(s);
+        uv_signal_init(loop, &reload_sighup);
+        uv_signal_init(loop, &reload_sigint);
+        uv_signal_init(loop, &reload_sigterm);
+        reload_sighup.data = data;
+        uv_signal_start(&reload_sighup, on_sighup, SIGHUP);
+        uv_signal_start_oneshot(&reload_sigint, on_stop_reload, SIGINT);
+        uv_signal_start_oneshot(&reload_sigterm, on_stop_reload, SIGTERM);
+        uv_unref((uv_handle_t *)&reload_sighup);
+        uv_unref((uv_handle_t *)&reload_sigint);
+        uv_unref((uv_handle_t *)&reload_sigterm);
+    }
     /* arenas and connections are per worker; reserved is the total. */
-    printf("listening on http://%s:%d reserved=%zu workers=%u arenas=%u arena_size=%zu "
+    printf("listening on %s://%s:%d reserved=%zu workers=%u arenas=%u arena_size=%zu "
            "connections=%u buffers=%u slot_bytes=%zu buffer_bytes=%zu",
-           cfg->host, nea_server_port(s), plan->total, plan->workers, plan->classes[0].count,
-           plan->classes[0].size, cfg->max_connections, plan->conn_buffers, plan->conn_slot_size,
-           plan->conn_buffer_size);
+           plan->tls_cache_bytes > 0 ? "https" : "http", cfg->host, nea_server_port(s), plan->total,
+           plan->workers, plan->classes[0].count, plan->classes[0].size, cfg->max_connections,
+           plan->conn_buffers, plan->conn_slot_size, plan->conn_buffer_size);
+    if (plan->tls_cache_bytes > 0) {
+        printf(" tls_state_bytes=%zu tls_records_bytes=%zu tls_sessions=%u tls_cache_bytes=%zu",
+               plan->tls_conn_size, plan->tls_records_size, plan->tls_sessions,
+               plan->tls_cache_bytes);
+    }
     if (nea_server_agent_port(s) >= 0) {
         printf(" agent=%d", nea_server_agent_port(s));
     }
@@ -673,6 +733,10 @@ int main(int argc, char **argv)
         O_UPLOAD,
         O_WTO,
         O_WORKERS,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_TLS_SESSIONS,
+        O_TLS_HSTO,
         O_HELP
     };
     static const struct option opts[] = {
@@ -712,6 +776,10 @@ int main(int argc, char **argv)
         {"max-upload", required_argument, NULL, O_UPLOAD},
         {"write-timeout-ms", required_argument, NULL, O_WTO},
         {"workers", required_argument, NULL, O_WORKERS},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"tls-sessions", required_argument, NULL, O_TLS_SESSIONS},
+        {"tls-handshake-ms", required_argument, NULL, O_TLS_HSTO},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -858,6 +926,18 @@ int main(int argc, char **argv)
         case O_WORKERS:
             rc = parse_uint(optarg, 1024, &cfg.workers);
             break;
+        case O_TLS_CERT:
+            cfg.tls.cert_file = optarg;
+            break;
+        case O_TLS_KEY:
+            cfg.tls.key_file = optarg;
+            break;
+        case O_TLS_SESSIONS:
+            rc = parse_uint(optarg, 1u << 24, &cfg.tls_sessions);
+            break;
+        case O_TLS_HSTO:
+            rc = parse_uint(optarg, 86400000, &cfg.tls_handshake_ms);
+            break;
         case O_HELP:
             usage(stdout);
             return 0;
@@ -879,6 +959,10 @@ int main(int argc, char **argv)
     }
     if (optind != argc) {
         usage(stderr);
+        return 2;
+    }
+    if ((cfg.tls.cert_file == NULL) != (cfg.tls.key_file == NULL)) {
+        fprintf(stderr, "nea-demo: --tls-cert and --tls-key go together\n");
         return 2;
     }
     if (static_given && stat(static_path, &sb) != 0) {

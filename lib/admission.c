@@ -408,6 +408,12 @@ static void reject(nea__admission *adm)
             adm->refused_ms = uv_now(env->loop);
         }
     }
+    if (env->tls != NULL) {
+        /* A TLS client cannot read a plain 503: closed, still counted. */
+        note_no_slot(adm);
+        reject_close(r);
+        return;
+    }
     nea__stats_response(env->stats, 503);
     note_no_slot(adm);
     n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__PB_503,
@@ -571,7 +577,8 @@ void nea__admission_drain(nea__admission *adm)
     adm->stopped = true;
     for (unsigned i = 0; i < adm->count; i++) {
         nea__conn *c = nea__admission_slot(adm, i);
-        if (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD || c->state == NEA__C_WAITBUF) {
+        if (c->state == NEA__C_IDLE || c->state == NEA__C_HEAD || c->state == NEA__C_WAITBUF ||
+            c->state == NEA__C_TLS_HANDSHAKE) {
             nea__conn_close(c);
         }
     }
