@@ -306,7 +306,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     nea__conn *c = h->data;
     size_t size = c->env->cfg->read_buffer_size;
     (void)suggested;
-    if (c->w == NULL && !work_take(c)) {
+    if (c->skip_alloc) {
+        *buf = nea__buf(NULL, 0); /* see read_done: on_read lets this one pass */
+    } else if (c->w == NULL && !work_take(c)) {
         *buf = nea__buf(NULL, 0);
     } else if (c->state == NEA__C_LINGER) {
         *buf = nea__buf(c->w->rbuf, size); /* discarded */
@@ -383,19 +385,21 @@ static void tls_settle(nea__conn *c, bool data)
     }
 }
 
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+static void read_in(nea__conn *c, ssize_t n)
 {
-    nea__conn *c = st->data;
-    (void)buf;
-    nea__load_touch(c->env->load);
     if (n == 0) {
+        nea__conn_release_work(c); /* nothing came after all: an idle one needs no buffer */
+        return;
+    }
+    if (n == UV_ENOBUFS && c->skip_alloc) {
+        c->skip_alloc = false;
         return;
     }
     if (n == UV_ENOBUFS) {
         /* Readable, and no buffer free: stop polling, wait in line. With
          * TLS and a buffer, the TLS state cannot take more now: reading
          * resumes when it can (nea__conn_update_reading). */
-        uv_read_stop(st);
+        uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
         if (c->w == NULL) {
             nea__conn_enter(c, NEA__C_WAITBUF);
@@ -435,6 +439,22 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     landed(c, (size_t)n);
     c->env->exchange->input(c);
+}
+
+/* When a read fills its buffer libuv reads again at once, asking for a
+ * buffer first. If this read's work gave the connection buffer back (the
+ * connection is idle now), that request is refused once (skip_alloc):
+ * otherwise the idle connection would take a buffer again just to find
+ * nothing to read. TLS reads fill their buffer every time (a record header,
+ * then its body). */
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    nea__conn *c = st->data;
+    nea__load_touch(c->env->load);
+    read_in(c, n);
+    if (n > 0 && (size_t)n == buf->len && c->w == NULL) {
+        c->skip_alloc = true;
+    }
 }
 
 void nea__conn_update_reading(nea__conn *c)

@@ -182,6 +182,7 @@ struct nea__conn {
     bool in_process; /* the exchange runs over its input (exchange.c) */
     bool served;     /* at least one response completed on this connection */
     bool tls_live;   /* its TLS state is started and not yet ended (tlsio.c) */
+    bool skip_alloc; /* refuse libuv's next buffer request once (conn.c: on_read) */
     bool peer_known;
     struct sockaddr_in6 peer; /* the client's address (an IPv4 one fits), read on first use */
 };
