@@ -403,6 +403,19 @@ size_t nea__metrics_write(const nea__records *src, const nea_stats *st, char *bu
     for (unsigned i = 0; i < sizeof(causes) / sizeof(causes[0]); i++) {
         nea__textf(&o, "nea_shed_total{cause=\"%s\"} %" PRIu64 "\n", causes[i], shed[i]);
     }
+    put_family(&o, "nea_tls_handshakes_total", "counter",
+               "TLS handshakes completed, by whether the session was resumed.");
+    nea__textf(&o, "nea_tls_handshakes_total{resumed=\"false\"} %" PRIu64 "\n",
+               st->tls_handshakes - st->tls_resumed);
+    nea__textf(&o, "nea_tls_handshakes_total{resumed=\"true\"} %" PRIu64 "\n", st->tls_resumed);
+    put_family(&o, "nea_tls_failures_total", "counter",
+               "TLS connections that failed (closed), by reason.");
+    for (unsigned i = 0; i < NEA_TLS_REASONS; i++) {
+        if (nea_tls_reason_name(i) != NULL) {
+            nea__textf(&o, "nea_tls_failures_total{reason=\"%s\"} %" PRIu64 "\n",
+                       nea_tls_reason_name(i), st->tls_failed[i]);
+        }
+    }
 
     put_family(&o, "nea_route_requests_total", "counter", "Finished requests by outcome.");
     for (unsigned r = 0; r < src->n; r++) {

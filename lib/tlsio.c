@@ -36,16 +36,6 @@
 #include <inttypes.h>
 #include <string.h>
 
-_Static_assert(NEA__TLS_R_COUNT <= NEA_TLS_REASONS, "nea_stats.tls_failed is too short");
-
-const char *nea_tls_reason_name(unsigned reason)
-{
-    if (reason == NEA__TLS_R_NONE || reason >= NEA__TLS_R_COUNT) {
-        return NULL;
-    }
-    return nea__tls_reason_name((nea__tls_reason)reason);
-}
-
 int nea__tlsio_admit(void *conn)
 {
     nea__conn *c = conn;
