@@ -5,6 +5,8 @@ certificates not verified (the tests make their own).
 
     tls_client.py MODE PORT [ARGS...]
 
+A mode written wait-MODE first prints "ready" and waits for a line on stdin.
+
   get PATH [N]        one connection, N (default 1) GETs one after another;
                       prints "VERSION CIPHER ALPN" then "STATUS LENGTH" per GET
   pipeline N          N GETs of /hello in one write; prints "ok COUNT"
@@ -124,6 +126,10 @@ def drain_bio(raw, inc, obj):
 
 def main():
     mode, port, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    if mode.startswith('wait-'):
+        mode = mode[5:]
+        print('ready', flush=True)
+        sys.stdin.readline()
     if mode == 'get':
         n = int(args[1]) if len(args) > 1 else 1
         s = conn(ctx(), port)
