@@ -295,6 +295,7 @@ enum { PUMP_IDLE = 1, PUMP_BUSY, PUMP_BATCH, PUMP_RESP };
 void nea__out_tls(nea__output *o, nea__tls_conn *tls)
 {
     o->tls = tls;
+    memset(&o->wbatch, 0, sizeof(o->wbatch)); /* the TLS offsets live there */
 }
 
 /* The batch is the one being handed over now (else the response is). */

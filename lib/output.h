@@ -37,27 +37,34 @@ typedef struct nea__output_hooks {
 struct nea__output {
     uv_stream_t *stream;
     const nea__output_hooks *hooks;
-    char *obuf;           /* NEA__OBUF bytes */
-    size_t olen;          /* bytes gathered in obuf, not yet handed to the kernel */
-    bool batch_writing;   /* obuf's rest is being written by wbatch */
-    bool writing;         /* wreq is queued (a response's rest or a piece) */
-    uv_write_t wreq;      /* a response's rest, or a streamed piece */
-    uv_write_t wbatch;    /* the gathered batch's rest (and a cut 100 Continue) */
-    uv_buf_t rest[4];     /* what wreq writes (libuv copies them; kept for clarity); with
-                             TLS, the response's plaintext not yet handed over */
+    char *obuf;         /* NEA__OBUF bytes */
+    size_t olen;        /* bytes gathered in obuf, not yet handed to the kernel */
+    bool batch_writing; /* obuf's rest is being written by wbatch (TLS: queued) */
+    bool writing;       /* wreq is queued (a response's rest or a piece; TLS: queued) */
     /* With TLS (tls set): the batch and the response are plaintext handed
-     * to the TLS state in order, and wreq alone writes its ciphertext. */
-    nea__tls_conn *tls;
-    size_t boff;    /* of the batch, bytes handed over */
-    size_t wlen;    /* ciphertext bytes of the write queued on wreq */
-    uint8_t rfirst; /* rest[rfirst .. rfirst + rcount): the response's plaintext left */
-    uint8_t rcount;
+     * to the TLS state in order, and wreq alone writes its ciphertext. The
+     * flags fill what would be padding, the offsets share wbatch's place
+     * (TLS never uses it): a connection buffer is no larger for them. */
     bool piece;         /* the response is a streamed piece (reported by the piece hook) */
     bool resp_first;    /* with both queued, the response goes before the batch */
     bool flushed;       /* the current one's last record is sealed */
     bool wbusy;         /* wreq is queued with ciphertext */
     bool close_pending; /* a close_notify goes out after everything queued */
     bool reporting;     /* a completion is being reported: new writes only queue */
+    nea__tls_conn *tls;
+    uv_write_t wreq; /* a response's rest, or a streamed piece; TLS: ciphertext */
+    union {
+        uv_write_t wbatch; /* the gathered batch's rest (and a cut 100 Continue) */
+        struct {
+            size_t boff;    /* of the batch, bytes handed over */
+            size_t wlen;    /* ciphertext bytes of the write queued on wreq */
+            uint8_t rfirst; /* rest[rfirst .. rfirst + rcount): the response's plaintext
+                               not yet handed over */
+            uint8_t rcount;
+        };
+    };
+    uv_buf_t rest[4]; /* what wreq writes (libuv copies them; kept for clarity); with
+                         TLS, the response's plaintext */
 };
 
 /* Starts the output of a new connection on stream, with obuf as its batch
