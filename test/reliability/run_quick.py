@@ -33,7 +33,7 @@ import neatools as T  # noqa: E402
 # run_quick kills it (and what it started) 30 s after this, as the backstop.
 BOUNDS = {"hog_mix": 120, "fair_share": 60, "overload_sweep": 150, "recovery_pulse": 90, "slow_clients": 120,
           "fd_flood": 60, "ceiling": 90, "soak": 90, "haproxy_cluster": 90,
-          "metrics_scrape": 60, "idle_connections": 90}
+          "metrics_scrape": 60, "idle_connections": 90, "tls_connections": 90}
 
 
 def say(msg):
