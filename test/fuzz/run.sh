@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets (clang, ASan + UBSan) and fuzzes for a while.
 #
 #   test/fuzz/run.sh [SECONDS] [TARGET]     SECONDS default 600; TARGET conn, server,
-#                                           ws, tls or all (default: every one built,
+#                                           ws, tls, https or all (default: every one built,
 #                                           SECONDS split evenly)
 #
 #   conn    fuzz_conn: the request reader and connection state machine, one
@@ -13,6 +13,8 @@
 #           regressions_ws/)
 #   tls     fuzz_tls: the TLS engine's input side (corpus_tls/, regressions_tls/);
 #           only when BearSSL is installed (libbearssl-dev)
+#   https   fuzz_https: the TLS front of a whole server (corpus_https/,
+#           regressions_https/); only when BearSSL is installed
 #
 # Build directory: build-fuzz/ at the top of the checkout (NEA_FUZZ_BUILD_DIR
 # overrides). Each fuzzer works on a copy of its target's corpus (plus its
@@ -35,13 +37,13 @@ seconds=${1:-600}
 which=${2:-all}
 build=${NEA_FUZZ_BUILD_DIR:-build-fuzz}
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds == 0)); then
-    echo "usage: $0 [SECONDS] [conn|server|ws|tls|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|ws|tls|https|all]" >&2
     exit 2
 fi
 case "$which" in
-conn | server | ws | tls | all) ;;
+conn | server | ws | tls | https | all) ;;
 *)
-    echo "usage: $0 [SECONDS] [conn|server|ws|tls|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|ws|tls|https|all]" >&2
     exit 2
     ;;
 esac
@@ -63,14 +65,14 @@ fi
 case "$which" in
 all)
     targets=(conn server ws)
-    ((have_tls)) && targets+=(tls)
+    ((have_tls)) && targets+=(tls https)
     ;;
-tls)
+tls | https)
     if ((!have_tls)); then
-        echo "fuzz tls: BearSSL not found (apt-get install libbearssl-dev)" >&2
+        echo "fuzz $which: BearSSL not found (apt-get install libbearssl-dev)" >&2
         exit 2
     fi
-    targets=(tls)
+    targets=("$which")
     ;;
 *) targets=("$which") ;;
 esac
