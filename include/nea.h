@@ -182,7 +182,8 @@ typedef struct nea_config {
     unsigned arena_count;     /* in-flight requests; 0 = as many as memory_limit allows.
                                  Default 0 */
     unsigned max_connections; /* connection slots: what an idle connection costs is one
-                                 slot (conn_slot_size in the plan, <= 512 bytes).
+                                 slot (conn_slot_size in the plan, <= 512 bytes; with
+                                 TLS 4,224 more for its TLS state).
                                  Default 16384 */
     unsigned conn_buffers;    /* connection buffers: a connection holds one (its read
                                  buffer, output buffer and exchange state) only while

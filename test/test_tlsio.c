@@ -578,6 +578,37 @@ static void test_no_slot_closes(void **state)
     check_clean(f);
 }
 
+/* A connection that waits for a buffer longer than header_timeout_ms is
+ * closed without the plain 503 (counted in shed_no_buffer). */
+static void one_buffer_short_wait(nea_config *cfg)
+{
+    cfg->conn_buffers = 1;
+    cfg->header_timeout_ms = HANDSHAKE_MS / 3;
+}
+
+static int setup_short_wait(void **state)
+{
+    start(state, one_buffer_short_wait);
+    return 0;
+}
+
+static void test_no_buffer_in_time_closes(void **state)
+{
+    h_fixture *f = *state;
+    char args[128];
+    snprintf(args, sizeof(args), "pre %d 160303010001000100", f->port); /* holds the buffer */
+    py_start(f, &proc, args);
+    H_WAIT(f, h_st(f).conn_buffers_in_use == 1);
+    snprintf(args, sizeof(args), "get %d /hello", f->port);
+    py_start(f, &other, args);
+    assert_int_equal(t_proc_finish(&other, LONG_MS), 1);
+    assert_true(strstr(other.output, "error") != NULL);
+    assert_int_equal(h_st(f).shed_no_buffer, 1);
+    assert_int_equal(h_st(f).responses[5], 0);
+    (void)t_proc_finish(&proc, LONG_MS);
+    check_clean(f);
+}
+
 static void test_reload(void **state)
 {
     h_fixture *f = *state;
@@ -836,6 +867,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handshake_waits_for_a_buffer, setup_one_buffer,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_no_slot_closes, setup_two_slots, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_no_buffer_in_time_closes, setup_short_wait,
+                                        h_test_teardown),
         cmocka_unit_test_setup_teardown(test_reload, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_metrics_and_stats, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_plain_http_gets_400, setup, h_test_teardown),

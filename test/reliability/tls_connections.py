@@ -20,14 +20,20 @@ nginx (one worker, the same certificate, TLS 1.2, session cache off) holds
 the same connections and its worker's RSS growth per idle TLS connection is
 reported too.
 
+Then a new certificate and key are written to the same files and the demo
+gets SIGHUP: a new connection must be served the new certificate.
+
 Hard invariants: every connection served at first and still open after,
 the 100 served again, no connection buffer held by the idle connections,
-VmHWM <= reserved + 2 MiB, the process alive and exit 0 after SIGTERM.
+VmHWM <= reserved + 2 MiB, SIGHUP reloading the certificate, the process
+alive and exit 0 after SIGTERM.
 Target (WARN in --quick): the TLS state is at most 1 KiB beyond a plain
 idle connection (it is not: BearSSL's context is 4,208 bytes; reported).
 """
+import hashlib
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -52,6 +58,30 @@ def make_cert(d):
     subprocess.run(["openssl", "req", "-x509", "-new", "-key", key, "-subj", "/CN=localhost",
                     "-days", "2", "-out", crt], check=True, capture_output=True)
     return crt, key
+
+
+def fingerprint_of(crt):
+    der = subprocess.run(["openssl", "x509", "-in", crt, "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    return hashlib.sha256(der).hexdigest()
+
+
+def served_fingerprint(port, ctx):
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as s:
+        return hashlib.sha256(s.getpeercert(True)).hexdigest()
+
+
+def reload_on_sighup(demo, crt, key, ctx):
+    """A new certificate and key in the same files, SIGHUP: new connections
+    get the new one. Returns (before, after, expected) fingerprints."""
+    before = served_fingerprint(demo.port, ctx)
+    os.rename(crt, crt + ".old")
+    os.rename(key, key + ".old")
+    make_cert(os.path.dirname(crt))
+    want = fingerprint_of(crt)
+    os.kill(demo.pid, signal.SIGHUP)
+    C.wait_for(lambda: "TLS certificate reloaded" in demo.stderr_text(), 5.0)
+    return before, served_fingerprint(demo.port, ctx), want
 
 
 def context():
@@ -220,6 +250,7 @@ def run(args, rep):
     hwm_kib = demo.status()["VmHWM"] if alive else None
     for s in socks:
         s.close()
+    fp_before, fp_after, fp_want = reload_on_sighup(demo, crt, key, ctx)
     exit_code = demo.stop()
 
     plain = start_demo(demo_bin, crt, key, False, "demo-noprefault")
@@ -272,6 +303,9 @@ def run(args, rep):
     rep.hard("VmHWM within the printed reservation + 2 MiB",
              hwm_kib is not None and hwm_kib <= limit_kib, f"{hwm_kib} KiB",
              f"<= {limit_kib} KiB")
+    rep.hard("SIGHUP reloads the certificate (new connections get the new one)",
+             fp_after == fp_want and fp_before != fp_want, f"{fp_after[:16]}",
+             f"{fp_want[:16]}")
     rep.hard("processes alive, exit 0 after SIGTERM", alive and exit_code == 0 and plain_exit == 0,
              f"alive={alive} exit={exit_code},{plain_exit}", "alive, 0")
     rep.target("active TLS connection's TLS part <= 24 KiB of the bound",
