@@ -251,6 +251,17 @@ static void py_start(h_fixture *f, t_proc *p, const char *args)
     t_proc_shell(p, &f->loop, cmd);
 }
 
+/* Starts the python client in wait- mode and waits until it is ready: a
+ * race against a deadline then starts only when it says go (python's own
+ * start-up can take longer than a short deadline on a busy machine). */
+static void py_ready(h_fixture *f, t_proc *p, const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "exec python3 %s wait-%s", client_py, args);
+    t_proc_shell(p, &f->loop, cmd);
+    assert_true(t_proc_wait_output(p, "ready", LONG_MS));
+}
+
 static const char *shell(h_fixture *f, const char *cmd)
 {
     (void)t_proc_run_shell(&proc, &f->loop, cmd, LONG_MS);
@@ -527,13 +538,16 @@ static void test_handshake_waits_for_a_buffer(void **state)
 {
     h_fixture *f = *state;
     char args[128];
-    uint64_t t0 = h_now_ms();
+    uint64_t t0;
+    snprintf(args, sizeof(args), "get %d /hello", f->port);
+    py_ready(f, &other, args);
     /* the first 9 bytes of a ClientHello record, and no more */
     snprintf(args, sizeof(args), "pre %d 160303010001000100", f->port);
-    py_start(f, &proc, args);
+    py_ready(f, &proc, args);
+    t0 = h_now_ms();
+    t_proc_say(&proc, "go\n");
     H_WAIT(f, h_st(f).conn_buffers_in_use == 1);
-    snprintf(args, sizeof(args), "get %d /hello", f->port);
-    py_start(f, &other, args);
+    t_proc_say(&other, "go\n");
     H_WAIT(f, h_st(f).buffer_waiters == 1);
     assert_int_equal(t_proc_finish(&other, LONG_MS), 0);
     must_contain(other.output, "200 13");
@@ -562,12 +576,15 @@ static void test_no_slot_closes(void **state)
     h_fixture *f = *state;
     static t_proc third;
     char args[128];
-    snprintf(args, sizeof(args), "pre %d 160303010001000100", f->port);
-    py_start(f, &proc, args);
-    py_start(f, &other, args);
-    H_WAIT(f, h_st(f).connections_open == 2);
     snprintf(args, sizeof(args), "get %d /hello", f->port);
-    py_start(f, &third, args);
+    py_ready(f, &third, args);
+    snprintf(args, sizeof(args), "pre %d 160303010001000100", f->port);
+    py_ready(f, &proc, args);
+    py_ready(f, &other, args);
+    t_proc_say(&proc, "go\n");
+    t_proc_say(&other, "go\n");
+    H_WAIT(f, h_st(f).connections_open == 2);
+    t_proc_say(&third, "go\n");
     assert_int_equal(t_proc_finish(&third, LONG_MS), 1);
     assert_true(strstr(third.output, "error") != NULL);
     assert_int_equal(h_st(f).shed_no_slot, 1);
@@ -596,11 +613,13 @@ static void test_no_buffer_in_time_closes(void **state)
 {
     h_fixture *f = *state;
     char args[128];
-    snprintf(args, sizeof(args), "pre %d 160303010001000100", f->port); /* holds the buffer */
-    py_start(f, &proc, args);
-    H_WAIT(f, h_st(f).conn_buffers_in_use == 1);
     snprintf(args, sizeof(args), "get %d /hello", f->port);
-    py_start(f, &other, args);
+    py_ready(f, &other, args);
+    snprintf(args, sizeof(args), "pre %d 160303010001000100", f->port); /* holds the buffer */
+    py_ready(f, &proc, args);
+    t_proc_say(&proc, "go\n");
+    H_WAIT(f, h_st(f).conn_buffers_in_use == 1);
+    t_proc_say(&other, "go\n");
     assert_int_equal(t_proc_finish(&other, LONG_MS), 1);
     assert_true(strstr(other.output, "error") != NULL);
     assert_int_equal(h_st(f).shed_no_buffer, 1);
