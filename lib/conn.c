@@ -307,7 +307,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     size_t size = c->env->cfg->read_buffer_size;
     (void)suggested;
     if (c->skip_alloc) {
-        *buf = nea__buf(NULL, 0); /* see read_done: on_read lets this one pass */
+        *buf = nea__buf(NULL, 0); /* see on_read: read_in lets this one pass */
     } else if (c->w == NULL && !work_take(c)) {
         *buf = nea__buf(NULL, 0);
     } else if (c->state == NEA__C_LINGER) {
@@ -403,7 +403,7 @@ static void read_in(nea__conn *c, ssize_t n)
         c->reading = false;
         if (c->w == NULL) {
             nea__conn_enter(c, NEA__C_WAITBUF);
-        } else {
+        } else if (c->env->tls != NULL) {
             tls_settle(c, false);
         }
         return;

@@ -213,6 +213,16 @@ static void on_wake(uv_timer_t *t)
     (void)t;
 }
 
+/* At exit: the server closes, so its certificate (heap) is freed. */
+static void close_server(void)
+{
+    if (nea_server_close(srv, NULL, NULL) == 0) {
+        uv_close((uv_handle_t *)&wake, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        (void)uv_loop_close(&loop);
+    }
+}
+
 static void setup(void)
 {
     static char crt[96], key[96];
@@ -265,6 +275,7 @@ static void setup(void)
         fprintf(stderr, "fuzz_https: nea_server_new: %s\n", nea_strerror(rc));
         abort();
     }
+    atexit(close_server);
     if (nea_server_route(srv, "GET", "/hello", h_hello, NULL) != 0 ||
         nea_server_route(srv, "POST", "/echo", h_echo, NULL) != 0 ||
         nea_server_route(srv, "GET", "/big", h_big, NULL) != 0) {
