@@ -67,6 +67,10 @@
  * and exits 0. Replace the binary file, then send SIGUSR2: no connection
  * is refused on the way.
  *
+ * With --tls-cert FILE --tls-key FILE it speaks HTTPS (docs/tls.md) and
+ * SIGHUP reloads the certificate and key from the same files (a bad pair
+ * is logged and the one in use stays).
+ *
  * Prints one line when listening, drains and exits 0 on SIGINT/SIGTERM.
  */
 #include <nea.h>
@@ -94,6 +98,7 @@ static uv_signal_t upgrade_sigusr2;
 static char self_path[4096]; /* this binary, read at start: what an upgrade runs */
 static char **self_argv;
 static nea_listen_fds inherited; /* sockets handed to this process, if any */
+static uv_signal_t reload_sighup, reload_sigint, reload_sigterm; /* --tls-cert */
 /* Set once listening; handlers on worker threads read it (demo_server). */
 static nea_server *server;
 
@@ -399,7 +404,7 @@ static void stats(nea_req *req, void *data)
     unsigned workers = nea_server_plan(srv)->workers;
     nea_stats st;
     nea_stats_class arenas;
-    char *json, *accepted = "", *requests = "";
+    char *json, *accepted = "", *requests = "", *tls_failed = "";
     (void)data;
     for (unsigned i = 0; i < workers; i++) {
         nea_stats one;
@@ -409,6 +414,13 @@ static void stats(nea_req *req, void *data)
     }
     nea_server_stats(srv, &st);
     arenas = nea_stats_arenas(&st);
+    for (unsigned i = 0; i < NEA_TLS_REASONS; i++) {
+        if (nea_tls_reason_name(i) != NULL) {
+            tls_failed =
+                nea_printf(req, "%s%s\"%s\":%" PRIu64, tls_failed, *tls_failed != '\0' ? "," : "",
+                           nea_tls_reason_name(i), st.tls_failed[i]);
+        }
+    }
     json = nea_printf(
         req,
         "{\"requests\":%" PRIu64 ",\"responses\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
@@ -425,7 +437,8 @@ static void stats(nea_req *req, void *data)
         "\"buffer_waiters\":%u,\"ws_open\":%u,\"ws_upgraded\":%" PRIu64
         ",\"ws_messages_in\":%" PRIu64 ",\"ws_messages_out\":%" PRIu64 ","
         "\"arena_peak_bytes\":%zu,\"reserved\":%zu,\"workers\":%u,"
-        "\"worker_accepted\":[%s],\"worker_requests\":[%s],\"pid\":%ld}\n",
+        "\"worker_accepted\":[%s],\"worker_requests\":[%s],\"pid\":%ld,"
+        "\"tls_handshakes\":%" PRIu64 ",\"tls_resumed\":%" PRIu64 ",\"tls_failed\":{%s}}\n",
         st.requests, st.responses[1], st.responses[2], st.responses[3], st.responses[4],
         st.responses[5], st.oom_500, nea_stats_shed(&st), st.shed_no_slot, st.shed_no_arena,
         st.shed_cpu, st.shed_fair, st.shed_draining, st.shed_no_buffer, st.shedding,
@@ -434,7 +447,8 @@ static void stats(nea_req *req, void *data)
         arenas.in_use, arenas.high_water, arenas.count, st.queue_length, st.conn_buffers,
         st.conn_buffers_in_use, st.conn_buffers_high_water, st.buffer_waiters, st.ws_open,
         st.ws_upgraded, st.ws_messages_in, st.ws_messages_out, arenas.peak_bytes,
-        nea_server_plan(srv)->total, workers, accepted, requests, (long)getpid());
+        nea_server_plan(srv)->total, workers, accepted, requests, (long)getpid(), st.tls_handshakes,
+        st.tls_resumed, tls_failed);
     nea_respond_static(req, 200, "application/json", json, strlen(json));
 }
 
@@ -638,6 +652,10 @@ static void usage(FILE *to)
             "                            --connections are per worker, --memory-limit the\n"
             "                            total (default 1)\n"
             "  --json-errors             libnea's own errors with {\"error\":...} bodies\n"
+            "  --tls-cert FILE           serve HTTPS with this certificate chain (PEM)\n"
+            "  --tls-key FILE            and this private key (PEM); SIGHUP reloads both\n"
+            "  --tls-sessions N          TLS sessions kept for resumption (default 1024)\n"
+            "  --tls-handshake-ms MS     accept to handshake done (default: header timeout)\n"
             "  --help                    this text\n"
             "SIZE takes a k, M or G suffix (powers of 1024).\n");
 }
@@ -765,6 +783,30 @@ static void on_sigusr2(uv_signal_t *h, int signum)
     }
 }
 
+/* --tls-cert: SIGHUP reads the same files again. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    const nea_config *cfg = h->data;
+    char err[256];
+    (void)signum;
+    if (nea_server_tls_reload(demo_server(), &cfg->tls, err, sizeof(err)) == 0) {
+        fprintf(stderr, "nea-demo: TLS certificate reloaded\n");
+    } else {
+        fprintf(stderr, "nea-demo: TLS reload failed, the old certificate stays: %s\n", err);
+    }
+}
+
+/* The drain starts (libnea's own handler): the SIGHUP handle goes, so the
+ * loop can end. */
+static void on_stop_reload(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    uv_close((uv_handle_t *)&reload_sighup, NULL);
+    uv_close((uv_handle_t *)&reload_sigint, NULL);
+    uv_close((uv_handle_t *)&reload_sigterm, NULL);
+}
+
 static void on_ready(nea_server *s, void *data)
 {
     const nea_plan *plan = nea_server_plan(s);
@@ -776,6 +818,19 @@ static void on_ready(nea_server *s, void *data)
         uv_signal_start_oneshot(&advise_sigint, print_advice, SIGINT);
         uv_signal_start_oneshot(&advise_sigterm, print_advice, SIGTERM);
     }
+    if (plan->tls_cache_bytes > 0) {
+        uv_loop_t *loop = nea_server_loop(s);
+        uv_signal_init(loop, &reload_sighup);
+        uv_signal_init(loop, &reload_sigint);
+        uv_signal_init(loop, &reload_sigterm);
+        reload_sighup.data = data;
+        uv_signal_start(&reload_sighup, on_sighup, SIGHUP);
+        uv_signal_start_oneshot(&reload_sigint, on_stop_reload, SIGINT);
+        uv_signal_start_oneshot(&reload_sigterm, on_stop_reload, SIGTERM);
+        uv_unref((uv_handle_t *)&reload_sighup);
+        uv_unref((uv_handle_t *)&reload_sigint);
+        uv_unref((uv_handle_t *)&reload_sigterm);
+    }
     if (upgrade_on_usr2) {
         uv_signal_init(nea_server_loop(s), &upgrade_sigusr2);
         uv_signal_start(&upgrade_sigusr2, on_sigusr2, SIGUSR2);
@@ -785,7 +840,8 @@ static void on_ready(nea_server *s, void *data)
     if (nea_server_port(s) < 0) {
         printf("listening on unix:%s", cfg->unix_path != NULL ? cfg->unix_path : "(inherited)");
     } else {
-        printf("listening on http://%s:%d", cfg->host, nea_server_port(s));
+        printf("listening on %s://%s:%d", plan->tls_cache_bytes > 0 ? "https" : "http", cfg->host,
+               nea_server_port(s));
     }
     printf(" reserved=%zu workers=%u arenas=%u arena_size=%zu connections=%u buffers=%u "
            "slot_bytes=%zu buffer_bytes=%zu",
@@ -793,6 +849,11 @@ static void on_ready(nea_server *s, void *data)
            cfg->max_connections, plan->conn_buffers, plan->conn_slot_size, plan->conn_buffer_size);
     if (inherited.http_count > 0) {
         printf(" inherited=%u", inherited.http_count);
+    }
+    if (plan->tls_cache_bytes > 0) {
+        printf(" tls_state_bytes=%zu tls_records_bytes=%zu tls_sessions=%u tls_cache_bytes=%zu",
+               plan->tls_conn_size, plan->tls_records_size, plan->tls_sessions,
+               plan->tls_cache_bytes);
     }
     if (nea_server_agent_port(s) >= 0) {
         printf(" agent=%d", nea_server_agent_port(s));
@@ -844,6 +905,10 @@ int main(int argc, char **argv)
         O_UNIX,
         O_UPGRADE,
         O_AWEIGHT,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_TLS_SESSIONS,
+        O_TLS_HSTO,
         O_HELP
     };
     static const struct option opts[] = {
@@ -887,6 +952,10 @@ int main(int argc, char **argv)
         {"unix", required_argument, NULL, O_UNIX},
         {"upgrade-on-sigusr2", no_argument, NULL, O_UPGRADE},
         {"agent-weight", required_argument, NULL, O_AWEIGHT},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"tls-sessions", required_argument, NULL, O_TLS_SESSIONS},
+        {"tls-handshake-ms", required_argument, NULL, O_TLS_HSTO},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -1049,6 +1118,18 @@ int main(int argc, char **argv)
         case O_AWEIGHT:
             rc = parse_uint(optarg, 256, &cfg.agent_weight);
             break;
+        case O_TLS_CERT:
+            cfg.tls.cert_file = optarg;
+            break;
+        case O_TLS_KEY:
+            cfg.tls.key_file = optarg;
+            break;
+        case O_TLS_SESSIONS:
+            rc = parse_uint(optarg, 1u << 24, &cfg.tls_sessions);
+            break;
+        case O_TLS_HSTO:
+            rc = parse_uint(optarg, 86400000, &cfg.tls_handshake_ms);
+            break;
         case O_HELP:
             usage(stdout);
             return 0;
@@ -1070,6 +1151,10 @@ int main(int argc, char **argv)
     }
     if (optind != argc) {
         usage(stderr);
+        return 2;
+    }
+    if ((cfg.tls.cert_file == NULL) != (cfg.tls.key_file == NULL)) {
+        fprintf(stderr, "nea-demo: --tls-cert and --tls-key go together\n");
         return 2;
     }
     if (static_given && stat(static_path, &sb) != 0) {

@@ -268,7 +268,8 @@ typedef struct nea_config {
     unsigned arena_count;     /* in-flight requests; 0 = as many as memory_limit allows.
                                  Default 0 */
     unsigned max_connections; /* connection slots: what an idle connection costs is one
-                                 slot (conn_slot_size in the plan, <= 512 bytes).
+                                 slot (conn_slot_size in the plan, <= 512 bytes; with
+                                 TLS 4,224 more for its TLS state).
                                  Default 16384 */
     unsigned conn_buffers;    /* connection buffers: a connection holds one (its read
                                  buffer, output buffer and exchange state) only while
@@ -477,20 +478,30 @@ typedef struct nea_completion {
  * accounted for. The terms below are one worker's; the mapping holds one
  * such slab per worker:
  *
- *   total        = workers * worker_bytes
+ *   total        = workers * worker_bytes + tls_cache_bytes
  *   worker_bytes = fixed_overhead + connections_bytes + buffers_bytes + arenas_bytes
  *   connections_bytes = max_connections * conn_slot_size   (page-rounded)
  *   conn_slot_size    = what a waiting connection keeps: its socket handle, its
  *                       deadline's links, its list links, its peer (<= 512)
+ *                       + tls_conn_size
  *   buffers_bytes     = conn_buffers * conn_buffer_size    (page-rounded)
  *   conn_buffer_size  = exchange state (parser, write requests, ...)
  *                       + read_buffer_size + output buffer (2 KiB)
+ *                       + tls_records_size
  *   arenas_bytes      = the sum over the classes of count * stride
  *   stride            = size rounded up to a page + guard page (if enabled)
  *
  * A connection holds a buffer only while it has work (a request under way,
  * an answer being written): an idle keep-alive connection costs
  * conn_slot_size, nothing more.
+ *
+ * TLS (a certificate in nea_config.tls) adds three terms, 0 otherwise: the
+ * TLS state every connection keeps for its whole life (tls_conn_size, in
+ * each slot), the TLS record buffers a connection needs only while it has
+ * work (tls_records_size, in each connection buffer, so they are drawn
+ * from the same pool and an idle TLS connection holds none), and the
+ * session cache, once for the whole server (tls_cache_bytes, shared by
+ * every worker).
  *
  * classes[] lists every arena class, class 0 (arena_size x arena_count, the
  * default) first; counts are per worker.
@@ -520,12 +531,17 @@ typedef struct nea_plan {
     size_t arenas_bytes;     /* the sum of classes[].bytes */
     size_t request_overhead; /* bytes of each arena libnea uses before the handler runs,
                                 not counting the request head and body */
+    size_t tls_conn_size;    /* of conn_slot_size: a connection's TLS state (0: no TLS) */
+    size_t tls_records_size; /* of conn_buffer_size: TLS record buffers (0: no TLS) */
+    unsigned tls_sessions;   /* TLS sessions kept for resumption (0: no TLS) */
+    size_t tls_cache_bytes;  /* the TLS server object and its session cache, once per
+                                server, page-rounded (0: no TLS) */
     unsigned class_count;    /* 1 + arena_class_count */
     unsigned arena_total;    /* arenas of every class */
     nea_plan_class classes[NEA_ARENA_CLASSES];
     unsigned workers;    /* resolved (never 0) */
     size_t worker_bytes; /* one worker's slab: fixed + connections + buffers + arenas */
-    size_t total;        /* the whole reservation: workers * worker_bytes */
+    size_t total;        /* the whole reservation: workers * worker_bytes + tls_cache_bytes */
 } nea_plan;
 
 /* Fills cfg with the documented defaults (always a valid configuration). */
@@ -741,6 +757,17 @@ typedef struct nea_stats_class {
     size_t peak_bytes;   /* the largest use any of its requests reached */
 } nea_stats_class;
 
+/* The reasons a TLS connection fails, as indexes of nea_stats.tls_failed
+ * (docs/tls.md has the table): 1 plain_http, 2 not_tls, 3 version,
+ * 4 no_shared, 5 handshake, 6 record_too_large, 7 bad_record,
+ * 8 renegotiation, 9 peer_alert, 10 truncated, 11 shed, 12 timeout,
+ * 13 internal; the rest are unused. */
+#define NEA_TLS_REASONS 16
+
+/* The short, stable name of a TLS failure reason ("plain_http", ...), for
+ * logs and metrics; NULL for an index no reason uses. A static string. */
+const char *nea_tls_reason_name(unsigned reason);
+
 /* Server counters since nea_server_new, copied into *out. Totals that are
  * sums of other fields are not stored: nea_stats_shed and nea_stats_arenas
  * compute them from the copy. */
@@ -763,6 +790,12 @@ typedef struct nea_stats {
     uint64_t evicted;       /* silent (never sent a byte) or idle keep-alive connections
                                closed to make room for a newcomer */
     uint64_t accept_errors; /* failed accepts, e.g. at the process fd limit */
+    uint64_t tls_handshakes; /* TLS handshakes completed (full and resumed) */
+    uint64_t tls_resumed;    /*   of them resumed: an abbreviated handshake, no public-key
+                                work */
+    uint64_t tls_failed[NEA_TLS_REASONS]; /* TLS connections that failed, by reason (see
+                                             nea_tls_reason_name; [0] unused); each was
+                                             closed, nothing else affected */
     unsigned connections_open;
     unsigned connections_max;
     unsigned queue_length;     /* requests waiting for an arena now */

@@ -464,6 +464,12 @@ static void reject(nea__admission *adm)
         nea__peer_key k = nea__share_key((const struct sockaddr *)&peer);
         nea__share_asked(&adm->share, &k, true);
     }
+    if (env->tls != NULL) {
+        /* A TLS client cannot read a plain 503: closed, still counted. */
+        note_no_slot(adm, &peer);
+        nea__oneshot_close(&r->o);
+        return;
+    }
     nea__stats_response(env->stats, 503);
     note_no_slot(adm, &peer);
     n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__PB_503,

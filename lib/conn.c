@@ -22,20 +22,35 @@
  * server's deadline lists (timers.c) keep one list per phase, each sorted
  * because its deadlines are now plus that phase's constant.
  *
+ * TLS (a server with a certificate): a connection starts in
+ * NEA__C_TLS_HANDSHAKE and moves to IDLE when the handshake is done;
+ * libuv reads ciphertext into the TLS state (tlsio.c), and the decrypted
+ * bytes land in the read buffer where plain bytes land, so the exchange
+ * sees the same bytes either way; what it writes goes through the TLS
+ * state (output.c). Reading stops while the TLS state cannot take more
+ * (decrypted bytes wait for room in the read buffer, or its answer waits
+ * to be sent), and the exchange pulls waiting bytes in as it makes room
+ * (nea__conn_refill). An idle connection's TLS state gives its record
+ * buffers back with the connection buffer. A failed TLS connection is
+ * counted and closed (plain HTTP sent to the TLS port gets a plain 400
+ * first); a close sends close_notify when it can.
+ *
  * Invariants: a slot is on at most one deadline list, the one of its
  * phase (none while free or closing); reading stops while the read buffer
  * is full and after the peer's end; nothing of one connection survives into
  * the next connection in the same slot (the per-connection part is zeroed
- * at accept).
+ * at accept, the TLS state wiped when the connection ends).
  */
 #include "conn.h"
 
 #include "stats.h"
+#include "tlsio.h"
 
 #include <string.h>
 #include <sys/socket.h>
 
 static void close_now(nea__conn *c);
+static void on_shutdown(uv_shutdown_t *req, int status);
 
 /* --- the phase table ------------------------------------------------------- */
 
@@ -45,6 +60,7 @@ static void close_now(nea__conn *c);
 #define LINGER (SIZE_MAX - 2)    /* NEA__LINGER_MS */
 #define RESPONSE (SIZE_MAX - 3)  /* the route's response timeout, else the config's */
 #define QUEUE (SIZE_MAX - 4)     /* the wait admission chose (nea__conn_queue) */
+#define HANDSHAKE (SIZE_MAX - 5) /* tls_handshake_ms, else header_timeout_ms */
 
 /* Deadlines of the WebSocket phases (nea_config fields). */
 #define WS_PING offsetof(nea_config, ws_ping_interval_ms)
@@ -68,6 +84,8 @@ static const struct phase {
 #define CFG(field) offsetof(nea_config, field)
     [NEA__C_FREE] = {NO_DEADLINE, NEA__EXPIRE_NONE, NEA__LIST_NONE, H, false, NEA__C_FREE,
                      NEA__EXPIRE_NONE},
+    [NEA__C_TLS_HANDSHAKE] = {HANDSHAKE, NEA__EXPIRE_TLS, NEA__LIST_NONE, H, false, NEA__C_WAITBUF,
+                              NEA__EXPIRE_CLOSE},
     [NEA__C_IDLE] = {CFG(keepalive_timeout_ms), NEA__EXPIRE_CLOSE, NEA__LIST_IDLE, H, true,
                      NEA__C_WAITBUF, NEA__EXPIRE_CLOSE},
     [NEA__C_WAITBUF] = {CFG(header_timeout_ms), NEA__EXPIRE_NO_BUFFER, NEA__LIST_BUFFER, H, false,
@@ -163,6 +181,10 @@ static uint64_t phase_due(const nea__conn *c, uint64_t now)
         return now + nea__route_response_ms(c->w->route, c->env->cfg);
     case QUEUE:
         return now + c->w->queue_ms;
+    case HANDSHAKE: {
+        const nea_config *cfg = c->env->cfg;
+        return now + (cfg->tls_handshake_ms != 0 ? cfg->tls_handshake_ms : cfg->header_timeout_ms);
+    }
     default:
         return now + *(const unsigned *)(const void *)((const char *)c->env->cfg + d);
     }
@@ -231,6 +253,10 @@ void nea__conn_expired(nea__timed *e)
         break;
     case NEA__EXPIRE_NONE:
         break;
+    case NEA__EXPIRE_TLS:
+        nea__tlsio_timeout(c);
+        close_now(c);
+        break;
     default:
         owner(c)->expired(c, phases[c->state].on_expiry);
         break;
@@ -272,6 +298,8 @@ static void on_piece(nea__output *o, int status)
     }
 }
 
+static void tls_settle(nea__conn *c, bool data);
+
 static void on_drained(nea__output *o, int status)
 {
     nea__conn *c = CONN_OF(o);
@@ -280,6 +308,16 @@ static void on_drained(nea__output *o, int status)
     }
     if (status < 0) {
         close_now(c);
+    } else if (c->state == NEA__C_LINGER) {
+        /* TLS: the close_notify is out, the FIN follows it. */
+        if (c->w->shut_pending && nea__out_idle(o)) {
+            c->w->shut_pending = false;
+            if (uv_shutdown(&c->w->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+                close_now(c);
+            }
+        }
+    } else if (c->env->tls != NULL) {
+        tls_settle(c, false); /* the TLS state may take input, or be done, now */
     } else if (c->eof && c->state == NEA__C_IDLE) {
         close_now(c); /* the peer finished sending while the batch drained */
     } else {
@@ -294,6 +332,13 @@ static const nea__output_hooks out_hooks = {
 };
 
 /* --- connection buffers ----------------------------------------------------- */
+
+/* A TLS connection whose handshake is not done yet. */
+static bool tls_handshaking(const nea__conn *c)
+{
+    return c->env->tls != NULL &&
+           (!c->tls_live || (nea__tls_status(nea__conn_tls(c)) & NEA__TLS_OPEN) == 0);
+}
 
 /* Takes a buffer from the server's pool for c; false when none is free. */
 static bool work_take(nea__conn *c)
@@ -315,6 +360,9 @@ static bool work_take(nea__conn *c)
     nea__out_start(&w->out, (uv_stream_t *)&c->tcp, rbuf + pool->obuf_off, &out_hooks);
     w->shut.data = c;
     c->w = w;
+    if (c->env->tls != NULL) {
+        nea__tlsio_attach(c); /* the TLS state takes the buffer's record buffers */
+    }
     return true;
 }
 
@@ -331,12 +379,13 @@ static void work_give(nea__conn *c)
 }
 
 void nea__conn_work_pool_init(nea__conn_env *env, char *first, size_t stride, unsigned count,
-                              size_t rbuf_off, size_t obuf_off)
+                              size_t rbuf_off, size_t obuf_off, size_t tls_off)
 {
     nea__work_pool *pool = &env->works;
     memset(pool, 0, sizeof(*pool));
     pool->count = count;
     pool->obuf_off = obuf_off - rbuf_off;
+    pool->tls_off = tls_off - rbuf_off;
     for (unsigned i = count; i-- > 0;) {
         nea__work *w = (nea__work *)(void *)(first + (size_t)i * stride);
         w->rbuf = (char *)w + rbuf_off;
@@ -348,7 +397,7 @@ void nea__conn_work_pool_init(nea__conn_env *env, char *first, size_t stride, un
 void nea__conn_release_work(nea__conn *c)
 {
     if (c->w != NULL && phases[c->state].idle && c->w->rpos == c->w->rlen && c->w->req == NULL &&
-        nea__out_idle(&c->w->out)) {
+        nea__out_idle(&c->w->out) && (c->env->tls == NULL || nea__tlsio_detach(c))) {
         work_give(c);
     }
 }
@@ -360,10 +409,14 @@ bool nea__conn_take_work(nea__conn *c)
 
 bool nea__conn_resume(nea__conn *c)
 {
+    nea__conn_state next;
     if (phases[c->state].list != NEA__LIST_BUFFER || !work_take(c)) {
         return false;
     }
-    nea__conn_enter(c, phases[c->state].buffer);
+    /* A TLS connection may have waited for its first buffer, before its
+     * handshake. */
+    next = phases[c->state].buffer;
+    nea__conn_enter(c, next == NEA__C_IDLE && tls_handshaking(c) ? NEA__C_TLS_HANDSHAKE : next);
     nea__conn_update_reading(c);
     return true;
 }
@@ -379,28 +432,120 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     nea__conn *c = h->data;
     size_t size = c->env->cfg->read_buffer_size;
     (void)suggested;
-    if (c->w == NULL && !work_take(c)) {
+    if (c->skip_alloc) {
+        *buf = nea__buf(NULL, 0); /* see on_read: read_in lets this one pass */
+    } else if (c->w == NULL && !work_take(c)) {
         *buf = nea__buf(NULL, 0);
     } else if (c->state == NEA__C_LINGER) {
         *buf = nea__buf(c->w->rbuf, size); /* discarded */
+    } else if (c->env->tls != NULL) {
+        *buf = nea__tlsio_recv_buf(c); /* ciphertext, straight into the TLS state */
     } else {
         *buf = nea__buf(c->w->rbuf + c->w->rlen, size - c->w->rlen);
     }
 }
 
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+/* Decrypted bytes land in the read buffer (TLS), or n plain bytes did. */
+static void landed(nea__conn *c, size_t n)
 {
-    nea__conn *c = st->data;
-    (void)buf;
-    nea__load_touch(c->env->load);
+    if (c->state == NEA__C_BODY) {
+        nea__body_rx_arrived(&c->w->body, n, uv_now(c->env->loop));
+    }
+    c->w->rlen += n;
+}
+
+bool nea__conn_refill(nea__conn *c)
+{
+    size_t room, n;
+    if (c->env->tls == NULL || c->w == NULL || !c->tls_live) {
+        return false;
+    }
+    room = c->env->cfg->read_buffer_size - c->w->rlen;
+    n = room > 0 ? nea__tlsio_take(c, c->w->rbuf + c->w->rlen, room) : 0;
+    if (n > 0) {
+        landed(c, n);
+    }
+    return n > 0;
+}
+
+static void refuse_plain_http(nea__conn *c);
+
+/* After the TLS state moved (bytes received, ciphertext sent, the peer's
+ * end): what it means for the connection. data: the exchange has news
+ * (decrypted bytes, the peer's end) even if nothing more lands now. */
+static void tls_settle(nea__conn *c, bool data)
+{
+    switch (nea__tlsio_check(c)) {
+    case NEA__TLSIO_FAILED:
+        if (nea__tlsio_reason(c) == NEA__TLS_R_PLAIN_HTTP) {
+            refuse_plain_http(c);
+        } else {
+            close_now(c);
+        }
+        return;
+    case NEA__TLSIO_CLOSED:
+        close_now(c); /* close_notify exchanged, or nothing was ever sent */
+        return;
+    case NEA__TLSIO_HANDSHAKE:
+        nea__conn_update_reading(c);
+        return;
+    case NEA__TLSIO_OPENED:
+        nea__conn_enter(c, NEA__C_IDLE);
+        data = true; /* the first request may be here already; else the buffer goes back */
+        break;
+    case NEA__TLSIO_OPEN:
+        break;
+    }
+    if (!c->eof && nea__tlsio_peer_done(c)) {
+        c->eof = true; /* a half-close between records: what is complete is answered */
+        data = true;
+    }
+    if (nea__conn_refill(c)) {
+        data = true;
+    }
+    if (data) {
+        owner(c)->input(c);
+    } else {
+        nea__conn_release_work(c);
+        nea__conn_update_reading(c);
+    }
+}
+
+static void read_in(nea__conn *c, ssize_t n)
+{
     if (n == 0) {
+        nea__conn_release_work(c); /* nothing came after all: an idle one needs no buffer */
+        return;
+    }
+    if (n == UV_ENOBUFS && c->skip_alloc) {
+        c->skip_alloc = false;
         return;
     }
     if (n == UV_ENOBUFS) {
-        /* Readable, and no buffer free: stop polling, wait in line. */
-        uv_read_stop(st);
+        /* Readable, and no buffer free: stop polling, wait in line. With
+         * TLS and a buffer, the TLS state cannot take more now: reading
+         * resumes when it can (nea__conn_update_reading). */
+        uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
-        nea__conn_enter(c, phases[c->state].buffer);
+        if (c->w == NULL) {
+            nea__conn_enter(c, phases[c->state].buffer);
+        } else if (c->env->tls != NULL) {
+            tls_settle(c, false);
+        }
+        return;
+    }
+    if (c->env->tls != NULL && c->state != NEA__C_LINGER) {
+        if (n == UV_EOF && !c->tls_live) {
+            close_now(c); /* nothing was ever read */
+            return;
+        }
+        if (n == UV_EOF) {
+            nea__tlsio_eof(c); /* between records: a half-close; else a truncation */
+        } else if (n < 0 || nea__tlsio_received(c, (size_t)n) < 0) {
+            close_now(c); /* a reset, or the answer cannot be sent */
+            return;
+        }
+        tls_settle(c, false);
         return;
     }
     if (n == UV_EOF && c->state != NEA__C_LINGER) {
@@ -418,11 +563,24 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (c->state == NEA__C_LINGER) {
         return;
     }
-    if (phases[c->state].deadline == BODY_PACE) {
-        nea__body_rx_arrived(&c->w->body, (size_t)n, uv_now(c->env->loop));
-    }
-    c->w->rlen += (size_t)n;
+    landed(c, (size_t)n);
     owner(c)->input(c);
+}
+
+/* When a read fills its buffer libuv reads again at once, asking for a
+ * buffer first. If this read's work gave the connection buffer back (the
+ * connection is idle now), that request is refused once (skip_alloc):
+ * otherwise the idle connection would take a buffer again just to find
+ * nothing to read. TLS reads fill their buffer every time (a record header,
+ * then its body). */
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    nea__conn *c = st->data;
+    nea__load_touch(c->env->load);
+    read_in(c, n);
+    if (n > 0 && (size_t)n == buf->len && c->w == NULL) {
+        c->skip_alloc = true;
+    }
 }
 
 void nea__conn_update_reading(nea__conn *c)
@@ -431,10 +589,14 @@ void nea__conn_update_reading(nea__conn *c)
     if (c->state == NEA__C_FREE || c->state == NEA__C_CLOSING ||
         phases[c->state].list == NEA__LIST_BUFFER || c->eof) {
         want = false;
+    } else if (c->state == NEA__C_LINGER || c->w == NULL) {
+        want = true; /* without a buffer the connection waits for readability only */
+    } else if (c->env->tls != NULL) {
+        /* The TLS state takes ciphertext while its decrypted bytes are not
+         * waiting for room in the read buffer and its answer is out. */
+        want = c->tls_live && (nea__tls_status(nea__conn_tls(c)) & NEA__TLS_RECV) != 0;
     } else {
-        /* Without a buffer the connection waits for readability only. */
-        want = c->state == NEA__C_LINGER || c->w == NULL ||
-               c->w->rlen < c->env->cfg->read_buffer_size;
+        want = c->w->rlen < c->env->cfg->read_buffer_size;
     }
     if (want && !c->reading) {
         c->reading = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0;
@@ -450,6 +612,9 @@ static void on_tcp_close(uv_handle_t *h)
 {
     nea__conn *c = h->data;
     nea__conn_env *env = c->env;
+    if (env->tls != NULL) {
+        nea__tlsio_end(c); /* before its record buffers go back with the buffer */
+    }
     if (c->w != NULL) {
         work_give(c); /* every write's callback ran (cancelled) before this one */
     }
@@ -477,6 +642,14 @@ static void close_now(nea__conn *c)
     nea__conn_enter(c, NEA__C_CLOSING);
     was->closing(c);
     nea__conn_update_reading(c);
+    if (c->tls_live) {
+        /* close_notify, if it can go now; an idle connection borrows a
+         * buffer for it (it goes back when the socket has closed). */
+        if (c->w == NULL && c->env->works.free != NULL) {
+            (void)work_take(c);
+        }
+        nea__tlsio_goodbye(c);
+    }
     uv_close((uv_handle_t *)&c->tcp, on_tcp_close);
 }
 
@@ -500,12 +673,43 @@ void nea__conn_close_lingering(nea__conn *c)
         close_now(c);
         return;
     }
+    if (c->env->tls != NULL) {
+        /* close_notify after what is queued; the FIN once it is out. */
+        if (nea__out_tls_close(&c->w->out) < 0) {
+            close_now(c);
+            return;
+        }
+        if (!nea__out_idle(&c->w->out)) {
+            c->w->shut_pending = true; /* on_drained sends the FIN */
+            nea__conn_enter(c, NEA__C_LINGER);
+            nea__conn_update_reading(c);
+            return;
+        }
+    }
     if (uv_shutdown(&c->w->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         close_now(c);
         return;
     }
     nea__conn_enter(c, NEA__C_LINGER);
     nea__conn_update_reading(c);
+}
+
+/* Plain HTTP sent to the TLS port: a plain 400 (the client can read it)
+ * with Connection: close, then the lingering close. Counted as a 400 and
+ * in the unrouted record, like any malformed request. */
+static void refuse_plain_http(nea__conn *c)
+{
+    nea__conn_env *env = c->env;
+    nea__sample sample = {.status = 400, .outcome = NEA_OUTCOME_COMPLETED};
+    char hdrbuf[NEA__HDRBUF];
+    uv_buf_t bufs[3];
+    unsigned n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__PB_400,
+                                  "Connection: close\r\n", "", 0, false, hdrbuf, bufs);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    env->stats->rejected_400++;
+    nea__stats_response(env->stats, 400);
+    nea__metrics_record(env->records.metrics, &sample);
+    nea__conn_close_lingering(c);
 }
 
 void nea__conn_close(nea__conn *c)
@@ -594,7 +798,7 @@ int nea__conn_accept(nea__conn *c, uv_stream_t *listener, uv_os_sock_t fd)
     if (listener == NULL) {
         uv_tcp_nodelay(&c->tcp, 1); /* accepted ones inherit it from the listener */
     }
-    nea__conn_enter(c, NEA__C_IDLE);
+    nea__conn_enter(c, env->tls != NULL ? NEA__C_TLS_HANDSHAKE : NEA__C_IDLE);
     nea__conn_update_reading(c);
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "response.h"
 #include "router.h"
 #include "timers.h"
+#include "tls.h"
 
 /* How long a closing connection keeps draining input before the final close
  * (so the peer reads our last response instead of a reset). */
@@ -29,6 +30,7 @@
  * server's drain does to it. */
 typedef enum {
     NEA__C_FREE,    /* no connection */
+    NEA__C_TLS_HANDSHAKE, /* TLS: accepted, handshake not done; tls_handshake_ms */
     NEA__C_IDLE,    /* no partial request; keep-alive deadline */
     NEA__C_WAITBUF, /* readable, waiting in line for a connection buffer */
     NEA__C_HEAD,    /* receiving a head; header deadline */
@@ -61,6 +63,7 @@ typedef enum {
     NEA__EXPIRE_SHED,       /* no arena in time: 503 and close */
     NEA__EXPIRE_TIMEOUT,    /* a response that cannot be sent: counted, closed */
     NEA__EXPIRE_NO_BUFFER,  /* no connection buffer in time: 503 and close */
+    NEA__EXPIRE_TLS,        /* a TLS handshake too slow: counted (timeout), closed */
     NEA__EXPIRE_PING,       /* WebSocket: silent for a while, send a ping */
     NEA__EXPIRE_SLOW,       /* WebSocket: a message arrives too slowly: close 1008 */
     NEA__EXPIRE_GOING_AWAY, /* WebSocket (drain): close 1001 */
@@ -132,6 +135,7 @@ typedef struct nea__slot_hooks {
 typedef struct nea__work_pool {
     struct nea__work *free;
     size_t obuf_off; /* a buffer's output buffer, from its read buffer */
+    size_t tls_off;  /* with TLS: a buffer's TLS record buffers, from its read buffer */
     unsigned count, in_use, high_water;
 } nea__work_pool;
 
@@ -155,6 +159,12 @@ typedef struct nea__conn_env {
     nea__work_pool works;    /* connection buffers, taken while there is work */
     bool closing;            /* the server drains: every response closes its connection */
     unsigned handles_open;   /* libuv handles of this server not yet closed */
+    /* TLS (tlsio.c): the server's certificate and session cache, shared by
+     * every worker; NULL when the server speaks plain HTTP. */
+    nea__tls_server *tls;
+    size_t tls_off;                           /* a slot's TLS state, from the slot's start */
+    nea__log_limit tls_log[NEA__TLS_R_COUNT]; /* failures logged at most once a second, per
+                                                 reason */
 } nea__conn_env;
 
 /* Room for a WebSocket connection's working state (wsconn.c checks its
@@ -187,6 +197,7 @@ typedef struct nea__work {
     bool peer_closing; /* the peer asked to close and its request was read to the end */
     bool body_unread;  /* a body read in pieces is not over: close after answering */
     unsigned queue_ms; /* how long a queued head or message may wait (nea__conn_queue) */
+    bool shut_pending; /* TLS, lingering: FIN once the close_notify is out */
     union {
         struct { /* the HTTP exchange's (exchange.c) */
             llhttp_t parser;
@@ -220,6 +231,8 @@ struct nea__conn {
     bool eof;        /* the peer finished sending (half-close or close) */
     bool in_process; /* the exchange runs over its input (exchange.c) */
     bool served;     /* at least one response completed on this connection */
+    bool tls_live;   /* its TLS state is started and not yet ended (tlsio.c) */
+    bool skip_alloc; /* refuse libuv's next buffer request once (conn.c: on_read) */
     bool peer_known;
     uint8_t listed; /* admission's: which of its lists holds the slot (0: none) */
     struct sockaddr_in6 peer; /* the client's address (an IPv4 one fits), read on first use */
@@ -230,11 +243,12 @@ struct nea__conn {
 
 void nea__conn_init(nea__conn *c, nea__conn_env *env);
 /* Sets up count connection buffers of stride bytes from first, each with
- * its read buffer at rbuf_off and its output buffer at obuf_off. */
+ * its read buffer at rbuf_off, its output buffer at obuf_off and (with TLS)
+ * its TLS record buffers at tls_off. */
 void nea__conn_work_pool_init(nea__conn_env *env, char *first, size_t stride, unsigned count,
-                              size_t rbuf_off, size_t obuf_off);
+                              size_t rbuf_off, size_t obuf_off, size_t tls_off);
 /* Gives c's buffer back when c is in an idle phase with nothing buffered,
- * no request and nothing to write. */
+ * no request and nothing to write (with TLS: once its state is parked). */
 void nea__conn_release_work(nea__conn *c);
 /* Takes a connection buffer for c when it has none (to write, while idle);
  * false when none is free. */
@@ -247,6 +261,17 @@ static inline const nea__route *nea__conn_route(const nea__conn *c)
 {
     return c->w != NULL ? c->w->route : NULL;
 }
+/* c's TLS state (in the slot, after the struct), or NULL when the server
+ * speaks plain HTTP. Started once the connection has a buffer (tls_live). */
+static inline nea__tls_conn *nea__conn_tls(const nea__conn *c)
+{
+    return c->env->tls != NULL ? (nea__tls_conn *)(void *)((char *)(uintptr_t)c + c->env->tls_off)
+                               : NULL;
+}
+/* With TLS: moves decrypted bytes waiting in the TLS state into the read
+ * buffer, as reading would; true when some moved. Always false for plain
+ * HTTP (bytes land in the read buffer as they are read). */
+bool nea__conn_refill(nea__conn *c);
 /* c holds a request (and so an arena). */
 static inline bool nea__conn_has_request(const nea__conn *c)
 {

@@ -230,8 +230,17 @@ static void refuse_without_buffer(nea__conn *c)
     nea__sample sample = {.status = 503, .outcome = NEA_OUTCOME_SHED};
     char hdrbuf[NEA__HDRBUF];
     uv_buf_t bufs[3];
-    unsigned n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__PB_503,
-                                  "Connection: close\r\n", "", 0, false, hdrbuf, bufs);
+    unsigned n;
+    if (env->tls != NULL) {
+        /* A TLS client cannot read a plain 503: it is closed (still counted
+         * by its cause, and as a shed in the unrouted record). */
+        sample.status = 0;
+        nea__metrics_record(env->records.metrics, &sample);
+        nea__conn_close(c);
+        return;
+    }
+    n = nea__static_bufs(env->statics, &env->date, uv_now(env->loop), NEA__PB_503,
+                         "Connection: close\r\n", "", 0, false, hdrbuf, bufs);
     (void)uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
     nea__stats_response(env->stats, 503);
     nea__metrics_record(env->records.metrics, &sample);
@@ -634,18 +643,28 @@ static void conn_process(nea__conn *c)
             begin_head(c);
             if (process_head(c)) {
                 nea__conn_enter(c, NEA__C_HEAD);
-                break;
+                if (!nea__conn_refill(c)) { /* TLS: decrypted bytes may be waiting */
+                    break;
+                }
             }
             continue;
         }
         if (c->state == NEA__C_HEAD) {
-            if (process_head(c)) {
+            if (process_head(c) && !nea__conn_refill(c)) {
                 break; /* needs more bytes */
             }
         } else if (c->state == NEA__C_BODY && c->w->rpos < c->w->rlen &&
                    !nea__stream_body_paused(c->w->req)) {
             process_body(c);
-            if (c->state == NEA__C_BODY) {
+            if (c->state == NEA__C_BODY && (!needs_input(c) || !nea__conn_refill(c))) {
+                break;
+            }
+        } else if (needs_input(c) && c->env->tls != NULL) {
+            /* TLS: decrypted bytes may wait for the room made above. */
+            if (c->state == NEA__C_IDLE) {
+                c->w->rpos = c->w->rlen = 0;
+            }
+            if (!nea__conn_refill(c)) {
                 break;
             }
         } else {

@@ -164,6 +164,11 @@ bool nea__load_stale(nea__load *l, uint64_t since)
     return refused(l);
 }
 
+bool nea__load_saturated(const nea__load *l)
+{
+    return l->shedding && nea__load_spent(l);
+}
+
 void nea__load_close(nea__load *l, uv_close_cb cb, void *data)
 {
     l->prepare.data = data;

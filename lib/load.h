@@ -50,6 +50,9 @@ bool nea__load_refuse(nea__load *l, unsigned ahead);
  * refused instead of run now: while shedding, once it waited
  * overload_interval_ms (counted like nea__load_refuse). */
 bool nea__load_stale(nea__load *l, uint64_t since);
+/* Shedding is on and this iteration's budget is spent: work that may be
+ * refused and costs a lot (a full TLS handshake) should be refused now. */
+bool nea__load_saturated(const nea__load *l);
 void nea__load_close(nea__load *l, uv_close_cb cb, void *data);
 
 #endif /* NEA_LOAD_H */

@@ -302,7 +302,7 @@ static bool fetch(const nea__records *src, unsigned r, nea_route_stats *rec)
  * or, per route that counted a request, ROUTE_LINES[which] lines. The
  * whole text (nea__metrics_write) and the text a piece at a time
  * (nea__expo_next) are both written from this one table. */
-enum { K_GLOBAL, K_CLASS, K_SHED, K_ROUTE };
+enum { K_GLOBAL, K_CLASS, K_SHED, K_TLS_HANDSHAKES, K_TLS_FAILURES, K_ROUTE };
 enum { R_REQUESTS, R_RESPONSES, R_RECEIVED, R_SENT, R_HIST };
 
 /* Lines per histogram and route: every EXPO_EVERY-th bucket edge, +Inf,
@@ -353,6 +353,11 @@ static const struct expo_family {
     {"nea_arena_class_in_use", "gauge", "Arenas of a class held by requests now.", K_CLASS, 2, 0, 0,
      false},
     {"nea_shed_total", "counter", "503 answers by cause (no handler ran).", K_SHED, 0, 0, 0, false},
+    {"nea_tls_handshakes_total", "counter",
+     "TLS handshakes completed, by whether the session was resumed.", K_TLS_HANDSHAKES, 0, 0, 0,
+     false},
+    {"nea_tls_failures_total", "counter", "TLS connections that failed (closed), by reason.",
+     K_TLS_FAILURES, 0, 0, 0, false},
     {"nea_route_requests_total", "counter", "Finished requests by outcome.", K_ROUTE, R_REQUESTS, 0,
      0, false},
     {"nea_route_responses_total", "counter", "Responses by status class.", K_ROUTE, R_RESPONSES, 0,
@@ -412,6 +417,10 @@ static unsigned expo_lines(const struct expo_family *f, const nea_stats *st)
         return st->arena_class_count;
     case K_SHED:
         return SHED_CAUSES;
+    case K_TLS_HANDSHAKES:
+        return 2;
+    case K_TLS_FAILURES:
+        return NEA_TLS_REASONS;
     default:
         return per_route[f->which];
     }
@@ -468,6 +477,16 @@ static void expo_body_line(nea__text *o, const struct expo_family *f, const nea_
     case K_SHED:
         nea__textf(o, "%s{cause=\"%s\"} %" PRIu64 "\n", f->name, shed_causes[line],
                    shed_value(st, line));
+        return;
+    case K_TLS_HANDSHAKES:
+        nea__textf(o, "%s{resumed=\"%s\"} %" PRIu64 "\n", f->name, line == 0 ? "false" : "true",
+                   line == 0 ? st->tls_handshakes - st->tls_resumed : st->tls_resumed);
+        return;
+    case K_TLS_FAILURES:
+        if (nea_tls_reason_name(line) != NULL) { /* reasons without a name have no series */
+            nea__textf(o, "%s{reason=\"%s\"} %" PRIu64 "\n", f->name, nea_tls_reason_name(line),
+                       st->tls_failed[line]);
+        }
         return;
     default:
         break;

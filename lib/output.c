@@ -19,6 +19,22 @@
  * (its window full) the interim answer is simply left out, which RFC 9110
  * allows.
  *
+ * With TLS every byte goes through the connection's TLS state instead: the
+ * batch and the response (or piece) are plaintext, handed over in the
+ * order they were queued (at most one of each, as in plain text); each one
+ * ends with its record sealed, and it is complete once that record's
+ * ciphertext is out. Ciphertext leaves with uv_try_write, else on wreq, the
+ * only write request then, from the TLS state's own output buffer; its
+ * callback hands over more and sends on. The TLS state holds one record
+ * (2 KiB of plaintext) at a time, so a long response goes out record by
+ * record without being copied anywhere else. A piece's last record always
+ * goes through wreq, so that its report comes from the loop. A completion
+ * reported from the loop while another write is still queued keeps that
+ * one's flag set, so the connection cannot give its buffer (and this
+ * struct) back under the report; writes started from inside a report are
+ * only queued, and sent once it returns. sendfile cannot encrypt: over TLS
+ * nea__out_file answers UV_EAGAIN and files go out in buffered pieces.
+ *
  * Invariants: every write is at most four buffers (libuv keeps those
  * inline, without allocating); completions are reported through
  * nea__output_hooks from the loop, never from inside the call that
@@ -45,9 +61,16 @@ void nea__out_start(nea__output *o, uv_stream_t *stream, char *obuf,
 
 bool nea__out_idle(const nea__output *o)
 {
+    if (o->tls != NULL &&
+        (o->wbusy || o->close_pending || (nea__tls_status(o->tls) & NEA__TLS_SEND) != 0)) {
+        return false;
+    }
     return o->olen == 0 && !o->batch_writing && !o->writing &&
            uv_stream_get_write_queue_size(o->stream) == 0;
 }
+
+static int tls_flush(nea__output *o);
+static int tls_send(nea__output *o, uv_buf_t *bufs, unsigned n, bool piece);
 
 static void on_batch_written(uv_write_t *w, int status)
 {
@@ -106,6 +129,9 @@ int nea__out_flush(nea__output *o)
 
     if (o->olen == 0 || o->batch_writing) {
         return 0;
+    }
+    if (o->tls != NULL) {
+        return tls_flush(o);
     }
     r = try_write(o, &b, 1);
     if (r < 0) {
@@ -176,6 +202,9 @@ int nea__out_send(nea__output *o, uv_buf_t *bufs, unsigned n)
     if (o->writing) {
         return UV_EBUSY; /* one response or piece at a time */
     }
+    if (o->tls != NULL) {
+        return tls_send(o, bufs, n, false);
+    }
     took = write_now(o, bufs, n);
     if (took < 0) {
         return (int)took;
@@ -203,7 +232,11 @@ int nea__out_send(nea__output *o, uv_buf_t *bufs, unsigned n)
 
 int nea__out_piece(nea__output *o, uv_buf_t *bufs, unsigned n)
 {
-    int r = o->writing ? UV_EBUSY : nea__out_flush(o); /* earlier responses go first */
+    int r;
+    if (o->tls != NULL) {
+        return o->writing ? UV_EBUSY : tls_send(o, bufs, n, true);
+    }
+    r = o->writing ? UV_EBUSY : nea__out_flush(o); /* earlier responses go first */
     if (r == 0) {
         r = uv_write(&o->wreq, o->stream, bufs, n, on_piece);
     }
@@ -219,8 +252,8 @@ int64_t nea__out_file(nea__output *o, int fd, uint64_t off, size_t len)
     uv_os_fd_t sock;
     ssize_t n;
 
-    if (!nea__out_idle(o) || uv_fileno((uv_handle_t *)o->stream, &sock) != 0) {
-        return UV_EAGAIN; /* bytes already queued go first */
+    if (o->tls != NULL || !nea__out_idle(o) || uv_fileno((uv_handle_t *)o->stream, &sock) != 0) {
+        return UV_EAGAIN; /* bytes already queued go first; TLS cannot use sendfile */
     }
     do {
         n = sendfile(sock, fd, &at, len);
@@ -239,6 +272,11 @@ int nea__out_continue(nea__output *o)
     if (!nea__out_idle(o)) {
         return 0; /* something is pending: the interim answer is left out */
     }
+    if (o->tls != NULL) {
+        memcpy(o->obuf, continue_line, b.len); /* the batch is empty: idle */
+        o->olen = b.len;
+        return tls_flush(o);
+    }
     r = try_write(o, &b, 1);
     if (r < 0 || (size_t)r == b.len) {
         return r < 0 ? r : 0;
@@ -247,4 +285,284 @@ int nea__out_continue(nea__output *o)
     o->olen = b.len - (size_t)r;
     memcpy(o->obuf, continue_line + r, o->olen);
     return batch_rest(o, 0);
+}
+
+/* --- TLS ------------------------------------------------------------------------- */
+
+/* What one run of tls_pump ended with (besides a UV_E* error). */
+enum { PUMP_IDLE = 1, PUMP_BUSY, PUMP_BATCH, PUMP_RESP };
+
+void nea__out_tls(nea__output *o, nea__tls_conn *tls)
+{
+    o->tls = tls;
+    memset(&o->wbatch, 0, sizeof(o->wbatch)); /* the TLS offsets live there */
+}
+
+/* The batch is the one being handed over now (else the response is). */
+static bool batch_current(const nea__output *o)
+{
+    return o->batch_writing && !(o->writing && o->resp_first);
+}
+
+static void on_tls_written(uv_write_t *w, int status);
+
+/* Sends the sealed record in the TLS state: what the kernel takes now,
+ * the rest on wreq. A piece's last record skips the try (defer), so its
+ * completion is reported from wreq's callback. */
+static int tls_send_record(nea__output *o, const unsigned char *rec, size_t len, bool defer)
+{
+    uv_buf_t b = nea__buf(rec, len);
+    int r = defer ? 0 : try_write(o, &b, 1);
+    if (r < 0) {
+        return r;
+    }
+    if (r > 0) {
+        nea__tls_send_ack(o->tls, (size_t)r);
+        if ((size_t)r == len) {
+            return 0;
+        }
+        rec = nea__tls_send_buf(o->tls, &len);
+        b = nea__buf(rec, len);
+    }
+    r = uv_write(&o->wreq, o->stream, &b, 1, on_tls_written);
+    if (r < 0) {
+        return r;
+    }
+    o->wbusy = true;
+    o->wlen = len;
+    return PUMP_BUSY;
+}
+
+/* Moves plaintext of what is queued into the TLS state and ciphertext to
+ * the socket, until a write is queued on wreq (PUMP_BUSY), nothing is left
+ * (PUMP_IDLE), the batch or the response is complete (PUMP_BATCH,
+ * PUMP_RESP: the caller clears its flag), or an error. from_loop: run
+ * from wreq's callback, where completions may be reported. */
+static int tls_pump(nea__output *o, bool from_loop)
+{
+    for (;;) {
+        const unsigned char *rec;
+        size_t len;
+        bool batch;
+        int r;
+
+        if (o->wbusy) {
+            return PUMP_BUSY;
+        }
+        batch = batch_current(o);
+        rec = nea__tls_send_buf(o->tls, &len);
+        if (rec != NULL) {
+            bool defer = !from_loop && !batch && o->writing && o->piece && o->rcount == 0;
+            r = tls_send_record(o, rec, len, defer);
+            if (r != 0) {
+                return r;
+            }
+            continue;
+        }
+        if (!o->batch_writing && !o->writing) {
+            if (o->close_pending) {
+                o->close_pending = false;
+                nea__tls_close(o->tls);
+                continue;
+            }
+            return PUMP_IDLE;
+        }
+        if (batch ? o->boff < o->olen : o->rcount > 0) {
+            uv_buf_t *b = &o->rest[o->rfirst];
+            const char *p = batch ? o->obuf + o->boff : b->base;
+            size_t n = batch ? o->olen - o->boff : b->len;
+            size_t took = n > 0 ? nea__tls_write(o->tls, p, n) : 0;
+            if (took == 0 && n > 0) {
+                return UV_EPROTO; /* the TLS state ended: nothing more can be sent */
+            }
+            if (batch) {
+                o->boff += took;
+            } else if ((b->len -= took) == 0) {
+                o->rfirst++;
+                o->rcount--;
+            } else {
+                b->base += took;
+            }
+            continue;
+        }
+        /* All of it is handed over. A batch followed by a response in the
+         * same call shares the response's record: nothing reports the
+         * batch alone then. */
+        if (!o->flushed && !(batch && o->writing && !from_loop)) {
+            nea__tls_flush(o->tls);
+            o->flushed = true;
+            continue;
+        }
+        o->flushed = false;
+        return batch ? PUMP_BATCH : PUMP_RESP;
+    }
+}
+
+static void tls_batch_done(nea__output *o)
+{
+    o->batch_writing = false;
+    o->olen = o->boff = 0;
+}
+
+/* What an error leaves: nothing queued. */
+static void tls_drop(nea__output *o)
+{
+    tls_batch_done(o);
+    o->writing = o->flushed = o->close_pending = false;
+    o->rcount = 0;
+}
+
+/* Runs the pump from a call of this file's API: what completes now is not
+ * reported (the call's own return says it). While a write is queued, or a
+ * completion is being reported, it only queues: the loop goes on. */
+static int tls_run_now(nea__output *o)
+{
+    if (o->wbusy || o->reporting) {
+        return 0;
+    }
+    for (;;) {
+        int r = tls_pump(o, false);
+        if (r == PUMP_BATCH) {
+            tls_batch_done(o);
+        } else if (r == PUMP_RESP) {
+            o->writing = false;
+        } else if (r < 0) {
+            tls_drop(o);
+            return r;
+        } else {
+            return 0;
+        }
+    }
+}
+
+static void report(nea__output *o, int kind, int status)
+{
+    if (kind == PUMP_BATCH) {
+        o->hooks->drained(o, status);
+    } else if (o->piece) {
+        o->hooks->piece(o, status);
+    } else {
+        o->hooks->sent(o, status);
+    }
+}
+
+/* Reports a failure to what is queued, first to last; the one still queued
+ * keeps its flag during the first report (o stays valid). */
+static void tls_fail(nea__output *o, int status)
+{
+    bool both = o->batch_writing && o->writing;
+    int first = batch_current(o) ? PUMP_BATCH : PUMP_RESP;
+
+    o->close_pending = o->flushed = false;
+    o->rcount = 0;
+    o->olen = o->boff = 0;
+    if (!o->batch_writing && !o->writing) {
+        o->hooks->drained(o, status);
+        return;
+    }
+    if (first == PUMP_BATCH) {
+        o->batch_writing = false;
+    } else {
+        o->writing = false;
+    }
+    if (!both) {
+        report(o, first, status);
+        return;
+    }
+    o->reporting = true;
+    report(o, first, status);
+    o->reporting = false;
+    o->batch_writing = o->writing = false;
+    report(o, first == PUMP_BATCH ? PUMP_RESP : PUMP_BATCH, status);
+}
+
+/* The pump from wreq's callback: each completion is reported as it comes,
+ * the last one as the last touch of o (the connection may give its buffer
+ * back from inside it). */
+static void tls_run_loop(nea__output *o)
+{
+    for (;;) {
+        int r = tls_pump(o, true);
+        if (r == PUMP_BUSY) {
+            return;
+        }
+        if (r < 0) {
+            tls_fail(o, r);
+            return;
+        }
+        if (r == PUMP_IDLE) {
+            o->hooks->drained(o, 0); /* what the TLS state made on its own is out */
+            return;
+        }
+        if (r == PUMP_BATCH) {
+            tls_batch_done(o);
+        } else {
+            o->writing = false;
+        }
+        if (!o->batch_writing && !o->writing && !o->close_pending) {
+            report(o, r, 0);
+            return;
+        }
+        o->reporting = true;
+        report(o, r, 0);
+        o->reporting = false;
+        if (uv_is_closing((uv_handle_t *)o->stream)) {
+            return; /* closed from the report: the close ends what is left */
+        }
+    }
+}
+
+static void on_tls_written(uv_write_t *w, int status)
+{
+    nea__output *o = w->data;
+    o->wbusy = false;
+    if (status < 0) {
+        tls_fail(o, status);
+        return;
+    }
+    nea__tls_send_ack(o->tls, o->wlen);
+    tls_run_loop(o);
+}
+
+static int tls_flush(nea__output *o)
+{
+    o->batch_writing = true;
+    o->boff = 0;
+    o->resp_first = o->writing; /* behind a response already queued */
+    return tls_run_now(o);
+}
+
+/* A response (or piece) behind the batch, if any. */
+static int tls_send(nea__output *o, uv_buf_t *bufs, unsigned n, bool piece)
+{
+    int r;
+    if (n > 4) {
+        return UV_EINVAL;
+    }
+    if (o->olen > 0 && !o->batch_writing) {
+        o->batch_writing = true;
+        o->boff = 0;
+    }
+    memcpy(o->rest, bufs, n * sizeof(*bufs));
+    o->rfirst = 0;
+    o->rcount = (uint8_t)n;
+    o->piece = piece;
+    o->resp_first = false;
+    o->writing = true;
+    r = tls_run_now(o);
+    if (r < 0) {
+        return r;
+    }
+    return piece || o->writing ? 0 : 1;
+}
+
+int nea__out_tls_kick(nea__output *o)
+{
+    return tls_run_now(o);
+}
+
+int nea__out_tls_close(nea__output *o)
+{
+    o->close_pending = true;
+    return tls_run_now(o);
 }

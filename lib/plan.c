@@ -17,14 +17,23 @@
  *
  *   metrics_bytes  = round64((max_routes + 1) * sizeof(nea_route_stats))
  *   error_bodies_bytes = round64(sum of error_bodies[i].len)
- *   conn_slot_size   = round64(sizeof(nea__conn))
+ *   conn_slot_size   = round64(sizeof(nea__conn)) + tls_conn_size
  *   conn_buffer_size = round64(sizeof(nea__work)) + round64(read_buffer_size) + NEA__OBUF
+ *                      + tls_records_size
  *   stride         = round_page(size) + (guard_pages ? page : 0), per class
  *
  * That is one worker's slab (worker_bytes, a whole number of pages). With
  * workers > 1 the mapping holds that many identical slabs back to back,
- * total = workers * worker_bytes <= memory_limit, and arena_count 0 fits
- * each worker's arenas into memory_limit / workers.
+ * total = workers * worker_bytes + tls_cache_bytes <= memory_limit, and
+ * arena_count 0 fits each worker's arenas into
+ * (memory_limit - tls_cache_bytes) / workers.
+ *
+ * With TLS (a certificate configured) a slot carries the connection's TLS
+ * state for its whole life, a connection buffer carries the TLS record
+ * buffers (so they come and go with the buffer), and the TLS server object
+ * (certificate pointer and session cache) follows the last slab, once for
+ * the whole server: every worker resumes every other worker's sessions, so
+ * the cache is one, not one per slab. Without TLS the three terms are 0.
  *
  * The struct sizes come in as nea__sizes (server.c fills them), so this file
  * is pure arithmetic over the config. Validation refuses instead of
@@ -170,10 +179,22 @@ static size_t conn_bytes(const nea_plan *p)
     return p->connections_bytes + p->buffers_bytes;
 }
 
-/* One worker's share of memory_limit. */
-static size_t worker_share(const nea_config *cfg, unsigned workers)
+/* One worker's share of memory_limit, once the server-wide part (the TLS
+ * session cache) is set aside. */
+static size_t worker_share(const nea_config *cfg, unsigned workers, size_t shared)
 {
-    return cfg->memory_limit / workers;
+    return cfg->memory_limit > shared ? (cfg->memory_limit - shared) / workers : 0;
+}
+
+bool nea__plan_tls(const nea_config *cfg)
+{
+    const nea_tls_cert *t = &cfg->tls;
+    return t->cert_file != NULL || t->key_file != NULL || t->cert_pem != NULL || t->key_pem != NULL;
+}
+
+unsigned nea__plan_tls_sessions(const nea_config *cfg)
+{
+    return cfg->tls_sessions != 0 ? cfg->tls_sessions : 1024;
 }
 
 size_t nea__plan_min_arena(const nea_config *cfg, const nea__sizes *sz)
@@ -280,6 +301,9 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
                       "one)",
                       cfg->conn_buffers, cfg->max_connections);
     }
+    if (cfg->tls_sessions > (1u << 24)) {
+        return refuse(E, errbuf, errlen, "tls_sessions %u is above 16777216", cfg->tls_sessions);
+    }
     if (cfg->queue_length > cfg->max_connections) {
         return refuse(E, errbuf, errlen,
                       "queue_length %u is above max_connections %u (a queued request holds a "
@@ -304,7 +328,13 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
     }
     memset(&p, 0, sizeof(p));
     p.workers = resolve_workers(cfg);
-    limit = worker_share(cfg, p.workers);
+    if (nea__plan_tls(cfg) && sz->tls_server != NULL) {
+        p.tls_sessions = nea__plan_tls_sessions(cfg);
+        p.tls_conn_size = NEA__ROUND_UP(sz->tls_conn, 64);
+        p.tls_records_size = NEA__ROUND_UP(sz->tls_records, 64);
+        p.tls_cache_bytes = NEA__ROUND_UP(sz->tls_server(p.tls_sessions), page);
+    }
+    limit = worker_share(cfg, p.workers, p.tls_cache_bytes);
     /* A request needs its struct and room for the handler (its head stays
      * in the connection's read buffer). */
     p.request_overhead = NEA__ROUND_UP(sz->request, NEA__ALIGN);
@@ -373,14 +403,14 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
             return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_classes[%u] overflow", i - 1);
         }
     }
-    p.conn_slot_size = conn_struct_bytes(sz);
+    p.conn_slot_size = conn_struct_bytes(sz) + p.tls_conn_size;
     if (!mul_add(cfg->max_connections, p.conn_slot_size, page - 1, &p.connections_bytes)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "max_connections * slot size overflows");
     }
     p.connections_bytes &= ~(page - 1);
     p.conn_buffers = resolve_buffers(cfg);
-    p.conn_buffer_size =
-        work_struct_bytes(sz) + NEA__ROUND_UP(cfg->read_buffer_size, 64) + sz->conn_obuf;
+    p.conn_buffer_size = work_struct_bytes(sz) + NEA__ROUND_UP(cfg->read_buffer_size, 64) +
+                         sz->conn_obuf + p.tls_records_size;
     if (!mul_add(p.conn_buffers, p.conn_buffer_size, page - 1, &p.buffers_bytes)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "conn_buffers * buffer size overflows");
     }
@@ -434,17 +464,17 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         !mul_add(1, p.worker_bytes, p.fixed_overhead, &p.worker_bytes)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_count * arena stride overflows");
     }
-    if (!mul_add(p.workers, p.worker_bytes, 0, &p.total)) {
+    if (!mul_add(p.workers, p.worker_bytes, p.tls_cache_bytes, &p.total)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "workers * worker slab overflows");
     }
     if (p.total > cfg->memory_limit) {
         return refuse(NEA_EOVERLIMIT, errbuf, errlen,
                       "plan needs %zu bytes (workers %u x (fixed %zu + connections %u x %zu + "
-                      "buffers %u x %zu + arenas %u x %zu + other classes %zu)) but "
-                      "memory_limit is %zu",
+                      "buffers %u x %zu + arenas %u x %zu + other classes %zu) + TLS session "
+                      "cache %zu) but memory_limit is %zu",
                       p.total, p.workers, p.fixed_overhead, cfg->max_connections, p.conn_slot_size,
                       p.conn_buffers, p.conn_buffer_size, c0->count, c0->stride, more_bytes,
-                      cfg->memory_limit);
+                      p.tls_cache_bytes, cfg->memory_limit);
     }
     *plan = p;
     return 0;
@@ -466,6 +496,9 @@ void nea__plan_layout(const nea_config *cfg, const nea__sizes *sz, const nea_pla
     out->buffers_off = plan->fixed_overhead + plan->connections_bytes;
     out->buf_rbuf_off = work_struct_bytes(sz);
     out->buf_obuf_off = out->buf_rbuf_off + NEA__ROUND_UP(cfg->read_buffer_size, 64);
+    out->buf_tls_off = out->buf_obuf_off + sz->conn_obuf;
+    out->conn_tls_off = conn_struct_bytes(sz);
+    out->tls_server_off = (size_t)plan->workers * plan->worker_bytes;
     for (unsigned i = 0; i < plan->class_count; i++) {
         out->classes[i].off = off;
         out->classes[i].first = first;
@@ -499,7 +532,7 @@ size_t nea__plan_span(const nea_plan *plan, size_t size)
 size_t nea__plan_arena_budget(const nea_config *cfg, const nea_plan *plan)
 {
     size_t rest = plan->fixed_overhead + conn_bytes(plan);
-    size_t share = worker_share(cfg, plan->workers);
+    size_t share = worker_share(cfg, plan->workers, plan->tls_cache_bytes);
     return share > rest ? share - rest : 0;
 }
 
@@ -520,5 +553,12 @@ void nea_plan_format(const nea_plan *p, char *buf, size_t len)
     for (unsigned i = 0; i < p->class_count && n > 0 && (size_t)n < len; i++) {
         n += snprintf(buf + n, len - (size_t)n, " class%u=%ux%zu(%zu)", i, p->classes[i].count,
                       p->classes[i].stride, p->classes[i].size);
+    }
+    /* TLS: the state in every slot, the record buffers in every connection
+     * buffer (both already in the sizes above), the session cache once. */
+    if (p->tls_cache_bytes > 0 && n > 0 && (size_t)n < len) {
+        snprintf(buf + n, len - (size_t)n,
+                 " tls=state %zu/slot + records %zu/buffer + session cache %zu (%u sessions)",
+                 p->tls_conn_size, p->tls_records_size, p->tls_cache_bytes, p->tls_sessions);
     }
 }

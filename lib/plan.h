@@ -26,6 +26,10 @@ typedef struct nea__layout {
                                follow each other plan.conn_buffer_size apart */
     size_t buf_rbuf_off;    /* a buffer's read buffer, from the buffer's start */
     size_t buf_obuf_off;    /* a buffer's output buffer, from the buffer's start */
+    size_t buf_tls_off;     /* with TLS: a buffer's TLS record buffers, from its start */
+    size_t conn_tls_off;    /* with TLS: a slot's TLS state, from the slot's start */
+    size_t tls_server_off;  /* with TLS: the server's certificate and session cache, from
+                               the mapping's base, after every worker's slab */
     struct nea__layout_class {
         size_t off;               /* the class's first arena */
         unsigned first;           /* its first descriptor in the arena table */
@@ -54,7 +58,17 @@ typedef struct nea__sizes {
     size_t min_handler; /* arena bytes a handler is guaranteed */
     size_t min_head;    /* the shortest request head */
     size_t host_max;    /* room for the host literal, NUL included */
+    size_t tls_conn;    /* one connection's TLS state (0 without TLS support) */
+    size_t tls_records; /* one connection's TLS record buffers, while active */
+    size_t (*tls_server)(unsigned sessions); /* the TLS server object with its session
+                                                cache; NULL without TLS support */
 } nea__sizes;
+
+/* Whether cfg asks for TLS: a certificate or a key is given, from a file or
+ * from memory. */
+bool nea__plan_tls(const nea_config *cfg);
+/* The TLS sessions cfg keeps for resumption (tls_sessions resolved). */
+unsigned nea__plan_tls_sessions(const nea_config *cfg);
 
 /* nea_config_plan with the struct sizes given; cfg's error bodies must have
  * passed nea__error_bodies_check (response.c) first. */

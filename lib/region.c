@@ -93,6 +93,9 @@ static int each_usable_range(nea__region *r, const nea_plan *p, const nea__layou
             }
         }
     }
+    if (rc == 0 && p->tls_cache_bytes > 0) {
+        rc = fn(r, r->base + l->tls_server_off, p->tls_cache_bytes, fault); /* after the slabs */
+    }
     return rc;
 }
 

@@ -38,6 +38,7 @@
 
 #include "log.h"
 #include "wsconn.h"
+#include "tlsio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,18 +76,33 @@ static const nea__sizes sizes = {
     .min_handler = NEA__MIN_HANDLER_BYTES,
     .min_head = NEA__MIN_HEAD_BYTES,
     .host_max = NEA__HOST_MAX,
+#if NEA_HAVE_TLS
+    .tls_server = nea__tls_server_size, /* and the per-connection sizes: fill_sizes */
+#endif
 };
 
+static nea__sizes all_sizes;
+static uv_once_t sizes_once = UV_ONCE_INIT;
+
+static void fill_sizes(void)
+{
+    all_sizes = sizes;
+    all_sizes.tls_conn = nea__tls_conn_size();
+    all_sizes.tls_records = nea__tls_records_size();
+}
+
+/* The sizes, with the TLS engine's (functions of tls.c, not constants). */
 const nea__sizes *nea__server_sizes(void)
 {
-    return &sizes;
+    uv_once(&sizes_once, fill_sizes);
+    return &all_sizes;
 }
 
 int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t errlen)
 {
     /* The error bodies first: the plan sums their lengths. */
     int rc = nea__error_bodies_check(cfg, errbuf, errlen);
-    return rc != 0 ? rc : nea__plan(cfg, &sizes, plan, errbuf, errlen);
+    return rc != 0 ? rc : nea__plan(cfg, nea__server_sizes(), plan, errbuf, errlen);
 }
 
 /* Worker i's server, at the start of its slab. */
@@ -157,7 +173,8 @@ static void pool_warmed(uv_work_t *w, int status)
 /* Carves one worker's slab (s is its start) exactly as the plan laid it
  * out and wires the modules together on loop. */
 static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loop_t *loop,
-                        const nea_config *cfg, const nea_plan *plan, const nea__layout *layout)
+                        const nea_config *cfg, const nea_plan *plan, const nea__layout *layout,
+                        nea__tls_server *tls)
 {
     char *base = (char *)s;
     s->cfg = *cfg;
@@ -203,8 +220,11 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     nea__load_init(&s->load, loop, cfg->overload_target_ms, cfg->overload_interval_ms,
                    cfg->overload_budget_us, cfg->overload_hold_ms);
     s->env.handles_open++;
+    s->env.tls = tls;
+    s->env.tls_off = layout->conn_tls_off;
     nea__conn_work_pool_init(&s->env, base + layout->buffers_off, plan->conn_buffer_size,
-                             plan->conn_buffers, layout->buf_rbuf_off, layout->buf_obuf_off);
+                             plan->conn_buffers, layout->buf_rbuf_off, layout->buf_obuf_off,
+                             layout->buf_tls_off);
     nea__admission_init(&s->admission, &s->env, s->pools, plan->class_count, &s->load,
                         base + layout->conns_off, plan->conn_slot_size, cfg->max_connections,
                         on_admission_changed, s);
@@ -232,8 +252,9 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     nea__layout layout;
     nea__region region;
     nea__fault *fault = NULL;
+    nea__tls_server *tls = NULL;
     nea_server *s;
-    char err[256];
+    char err[256], line[512];
     unsigned i;
     int rc;
 
@@ -247,7 +268,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
                  strlen(cfg->unix_path), NEA__UNIX_PATH_MAX - 1);
         return UV_ENAMETOOLONG;
     }
-    nea__plan_layout(cfg, &sizes, &plan, &layout);
+    nea__plan_layout(cfg, nea__server_sizes(), &plan, &layout);
 #ifdef NEA_FAULT_INJECTION
     fault = nea__fault_next_server();
 #endif
@@ -256,6 +277,18 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
         return rc;
     }
     s = slab_server(region.base, &plan, 0);
+    /* TLS: the certificate is read and checked now, into the server object
+     * after the slabs (shared by every worker). */
+    if (nea__plan_tls(cfg)) {
+        rc = nea__tls_server_init(region.base + layout.tls_server_off, plan.tls_sessions, &cfg->tls,
+                                  nea__tlsio_admit, &tls, err, sizeof(err));
+        if (rc != 0) {
+            nea__log(cfg, NEA_LOG_ERROR, "TLS refused: %s",
+                     rc == NEA_ETLS_CERT || rc == NEA_ENOTLS ? err : nea_strerror(rc));
+            nea__region_unmap(&region);
+            return rc;
+        }
+    }
     /* The workers' loops first: the only step here that can fail. */
     for (i = 1, rc = 0; i < plan.workers && rc == 0; i++) {
         nea_server *w = slab_server(region.base, &plan, i);
@@ -269,6 +302,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
             uv_close((uv_handle_t *)&w->worker.wake, NULL);
             nea__worker_run_here(&w->worker);
         }
+        nea__tls_server_destroy(tls);
         nea__region_unmap(&region);
         return rc;
     }
@@ -279,7 +313,7 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
 #endif
     for (i = 0; i < plan.workers; i++) {
         nea_server *w = slab_server(region.base, &plan, i);
-        server_init(w, s, i, i == 0 ? loop : &w->worker.loop, cfg, &plan, &layout);
+        server_init(w, s, i, i == 0 ? loop : &w->worker.loop, cfg, &plan, &layout, tls);
     }
     if (cfg->inherit != NULL) {
         s->inherit = *cfg->inherit;
@@ -291,8 +325,8 @@ int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out)
     s->env.handles_open++;
 
     ignore_default_sigpipe(cfg);
-    nea_plan_format(&plan, err, sizeof(err));
-    nea__log(&s->cfg, NEA_LOG_INFO, "%s", err);
+    nea_plan_format(&plan, line, sizeof(line));
+    nea__log(&s->cfg, NEA_LOG_INFO, "%s", line);
     *out = s;
     return 0;
 }
@@ -659,6 +693,34 @@ void nea__server_give_back(nea_server *s, nea__arena *a)
 }
 #endif
 
+int nea_server_tls_reload(nea_server *s, const nea_tls_cert *cert, char *errbuf, size_t errlen)
+{
+    char err[256];
+    int rc;
+    NEA__NEED(s, "server");
+    if (cert == NULL) {
+        return UV_EINVAL;
+    }
+    if (s->env.tls == NULL) {
+        return NEA_HAVE_TLS ? NEA_ESTATE : NEA_ENOTLS;
+    }
+    /* The server object serialises this against every worker's handshakes. */
+    rc = nea__tls_server_reload(s->env.tls, cert, err, sizeof(err));
+    if (rc != 0) {
+        if (rc != NEA_ETLS_CERT) {
+            snprintf(err, sizeof(err), "%s", nea_strerror(rc));
+        }
+        nea__log(&s->cfg, NEA_LOG_ERROR, "TLS reload refused (the certificate in use stays): %s",
+                 err);
+        if (errbuf != NULL && errlen > 0) {
+            snprintf(errbuf, errlen, "%s", err);
+        }
+        return rc;
+    }
+    nea__log(&s->cfg, NEA_LOG_INFO, "TLS certificate reloaded");
+    return 0;
+}
+
 /* --- closing -------------------------------------------------------------- */
 
 static void on_handle_closed(uv_handle_t *h)
@@ -668,6 +730,10 @@ static void on_handle_closed(uv_handle_t *h)
         void (*cb)(nea_server *, void *) = s->close_cb;
         void *data = s->close_data;
         nea__region region = s->region;
+        if (s->index == 0) {
+            /* Every worker's connections have ended: the certificates go. */
+            nea__tls_server_destroy(s->env.tls);
+        }
         nea__region_unmap(&region); /* s itself lives in the region */
         if (cb != NULL) {
             cb(s, data); /* s is unmapped: the pointer identifies, nothing more */

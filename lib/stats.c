@@ -55,6 +55,11 @@ void nea__stats_add(nea_stats *sum, const nea_stats *one)
     sum->accepted += one->accepted;
     sum->evicted += one->evicted;
     sum->accept_errors += one->accept_errors;
+    sum->tls_handshakes += one->tls_handshakes;
+    sum->tls_resumed += one->tls_resumed;
+    for (int i = 0; i < NEA_TLS_REASONS; i++) {
+        sum->tls_failed[i] += one->tls_failed[i];
+    }
     sum->connections_open += one->connections_open;
     sum->connections_max += one->connections_max;
     sum->queue_length += one->queue_length;

@@ -60,6 +60,16 @@ const char *nea__tls_reason_name(nea__tls_reason r)
     return (unsigned)r < NEA__TLS_R_COUNT ? names[r] : "unknown";
 }
 
+_Static_assert(NEA__TLS_R_COUNT <= NEA_TLS_REASONS, "nea_stats.tls_failed is too short");
+
+const char *nea_tls_reason_name(unsigned reason)
+{
+    if (reason == NEA__TLS_R_NONE || reason >= NEA__TLS_R_COUNT) {
+        return NULL;
+    }
+    return nea__tls_reason_name((nea__tls_reason)reason);
+}
+
 #if NEA_HAVE_TLS
 
 #include <bearssl.h>

@@ -26,7 +26,8 @@
  * a host timer through a reference, a kept message done later, out of
  * memory in a message, protocol failures (1002, 1007, 1009), pings, close
  * handshakes, a reset mid-message, a message refused for want of an arena
- * (1013), and idle connections pinged. Every request is counted in the per-route
+ * (1013), and idle connections pinged; and a ninth of 300 new HTTPS
+ * connections (handshakes, half of them resumed). Every request is counted in the per-route
  * metrics and passed to a completion hook, and each round of the first
  * workload scrapes the Prometheus text (GET /metrics, and streamed by
  * nea_respond_metrics on both workers too) and logs rate-limited
@@ -38,6 +39,7 @@
  */
 #include "clib.h"
 #include "e2e.h"
+#include "proc.h"
 #include "strict.h"
 #include "wsclient.h"
 
@@ -1191,6 +1193,111 @@ static int setup_later(void **state)
     return 0;
 }
 
+/* --- HTTPS ---------------------------------------------------------------------- */
+
+#if NEA_HAVE_TLS
+static char tls_dir[64], tls_crt[96], tls_key[96];
+
+/* 300 new TLS connections from python3's ssl (every other one resuming the
+ * session before it), each a handshake, a GET and a close, after a warm-up
+ * of 20: no heap call in this process meanwhile (the clients are other
+ * processes). Beside them a connection with 100 pipelined requests and
+ * one with three streamed responses of 1 MiB. */
+static void tls_client(h_fixture *f, t_proc *p, const char *args)
+{
+    char cmd[512];
+    const char *src = getenv("NEA_TEST_SOURCE_DIR");
+    snprintf(cmd, sizeof(cmd), "exec python3 %s/support/tls_client.py %s",
+             src != NULL ? src : NEA_TEST_SOURCE_DIR, args);
+    t_proc_shell(p, &f->loop, cmd); /* spawning allocates: before counting */
+    assert_true(t_proc_wait_output(p, "ready", 3 * H_DEADLINE_MS));
+}
+
+static void expect_output(t_proc *p, const char *needle)
+{
+    assert_int_equal(t_proc_finish(p, 3 * H_DEADLINE_MS), 0);
+    if (strstr(p->output, needle) == NULL) {
+        fail_msg("expected \"%s\" from the client: %s", needle, p->output);
+    }
+}
+
+static void run_tls_clients(h_fixture *f, unsigned n, bool count)
+{
+    static t_proc loop, pipe, stream;
+    char args[128], done[64];
+    snprintf(args, sizeof(args), "loop %d %u", f->port, n);
+    tls_client(f, &loop, args);
+    snprintf(args, sizeof(args), "wait-pipeline %d 100", f->port);
+    tls_client(f, &pipe, args);
+    snprintf(args, sizeof(args), "wait-get %d /st 3", f->port);
+    tls_client(f, &stream, args);
+    if (count) {
+        set_counting(1);
+    }
+    t_proc_say(&loop, "go\n");
+    t_proc_say(&pipe, "go\n");
+    t_proc_say(&stream, "go\n");
+    assert_true(t_proc_wait_output(&loop, "done", 20 * H_DEADLINE_MS));
+    assert_true(t_proc_wait_output(&pipe, "ok", 20 * H_DEADLINE_MS));
+    assert_true(
+        t_proc_wait_output(&stream, "200 1048576\n200 1048576\n200 1048576", 20 * H_DEADLINE_MS));
+    H_WAIT(f, f->srv->stats.connections_open == 0);
+    set_counting(0);
+    snprintf(done, sizeof(done), "done %u %u", n, n / 2);
+    expect_output(&loop, done);
+    expect_output(&pipe, "ok 100");
+    expect_output(&stream, "TLSv1.2");
+}
+
+static void test_tls_allocates_nothing(void **state)
+{
+    h_fixture *f = *state;
+    nea_stats st;
+    if (RUNNING_ON_VALGRIND) {
+        skip();
+    }
+    run_tls_clients(f, 20, false); /* warm-up */
+    run_tls_clients(f, 300, true);
+    h_stats(f, &st);
+    assert_int_equal(st.tls_handshakes, 320 + 4);
+    assert_int_equal(st.tls_resumed, 160);
+    if (heap_calls != 0) {
+        fail_msg("%lu heap calls during 300 TLS connections", heap_calls);
+    }
+}
+
+static int setup_tls(void **state)
+{
+    static h_fixture f;
+    nea_config cfg;
+    char cmd[256];
+    snprintf(tls_dir, sizeof(tls_dir), "/tmp/nea-alloc-tls-XXXXXX");
+    assert_non_null(mkdtemp(tls_dir));
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl ecparam -name prime256v1 -genkey -noout -out k.pem && "
+             "openssl req -x509 -new -key k.pem -subj /CN=localhost -days 2 -out c.pem",
+             tls_dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(tls_crt, sizeof(tls_crt), "%s/c.pem", tls_dir);
+    snprintf(tls_key, sizeof(tls_key), "%s/k.pem", tls_dir);
+    h_config(&cfg);
+    cfg.tls.cert_file = tls_crt;
+    cfg.tls.key_file = tls_key;
+    h_start(&f, &cfg);
+    assert_int_equal(nea_server_route(f.srv, "GET", "/st", r_stream, NULL), 0);
+    *state = &f;
+    return 0;
+}
+
+static int teardown_tls(void **state)
+{
+    char cmd[128];
+    h_stop(*state);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+#endif
+
 static int setup(void **state)
 {
     static h_fixture f;
@@ -1224,6 +1331,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_coming_back_later_allocates_nothing, setup_later,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_websocket_allocates_nothing, setup_ws, teardown),
+#if NEA_HAVE_TLS
+        cmocka_unit_test_setup_teardown(test_tls_allocates_nothing, setup_tls, teardown_tls),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tls.h"
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * 1024)
@@ -56,7 +57,7 @@ static void check_plan_identities(const nea_config *cfg, const nea_plan *p)
     assert_int_equal(p->worker_bytes, p->fixed_overhead + p->connections_bytes +
                                           p->buffers_bytes + p->arenas_bytes);
     assert_true(p->workers >= 1);
-    assert_int_equal(p->total, (size_t)p->workers * p->worker_bytes);
+    assert_int_equal(p->total, (size_t)p->workers * p->worker_bytes + p->tls_cache_bytes);
     assert_int_equal(p->class_count, 1 + cfg->arena_class_count);
     {
         size_t sum = 0;
@@ -76,8 +77,8 @@ static void check_plan_identities(const nea_config *cfg, const nea_plan *p)
     /* Connection slots: what an idle connection costs, at most 512 bytes, the
      * slot struct rounded to 64; page-rounded in all. */
     assert_int_equal(p->connections_bytes % page, 0);
-    assert_int_equal(p->conn_slot_size, round_up(sizeof(nea__conn), 64));
-    assert_true(p->conn_slot_size <= 512);
+    assert_int_equal(p->conn_slot_size, round_up(sizeof(nea__conn), 64) + p->tls_conn_size);
+    assert_true(p->conn_slot_size - p->tls_conn_size <= 512);
     assert_int_equal(p->connections_bytes, round_up(p->conn_slot_size * cfg->max_connections, page));
     /* Connection buffers: the working state, the read buffer and the output
      * buffer, each rounded to 64; page-rounded in all. */
@@ -85,7 +86,8 @@ static void check_plan_identities(const nea_config *cfg, const nea_plan *p)
                                       : cfg->max_connections < 1024 ? cfg->max_connections
                                                                     : 1024);
     assert_int_equal(p->conn_buffer_size, round_up(sizeof(nea__work), 64) +
-                                              round_up(cfg->read_buffer_size, 64) + NEA__OBUF);
+                                              round_up(cfg->read_buffer_size, 64) + NEA__OBUF +
+                                              p->tls_records_size);
     assert_int_equal(p->buffers_bytes % page, 0);
     assert_int_equal(p->buffers_bytes, round_up(p->conn_buffer_size * p->conn_buffers, page));
     /* The descriptor table for every arena is inside the fixed part. */
@@ -798,6 +800,94 @@ static void test_plan_places_every_part(void **state)
     assert_int_equal(nea__plan_slab(&p, p.workers), p.total);
 }
 
+/* TLS: the state in every slot, the record buffers in every connection
+ * buffer, the session cache once after the slabs (shared by the workers),
+ * and each of them in the budget, the limit check, the layout and the
+ * plan line. */
+static void tls_config(nea_config *cfg)
+{
+    small_config(cfg);
+    cfg->tls.cert_file = "server.crt"; /* the plan does not read it */
+    cfg->tls.key_file = "server.key";
+}
+
+static void test_plan_tls(void **state)
+{
+    const nea__sizes *sz = nea__server_sizes();
+    nea_config cfg;
+    nea_plan plain, p;
+    nea__layout l;
+    size_t page = page_size();
+    char line[1024], want[160];
+    (void)state;
+
+    if (sz->tls_server == NULL) {
+        skip(); /* built without TLS: every TLS term is 0 */
+    }
+    small_config(&cfg);
+    assert_int_equal(nea_config_plan(&cfg, &plain, NULL, 0), 0);
+    assert_int_equal(plain.tls_conn_size + plain.tls_records_size + plain.tls_cache_bytes, 0);
+    assert_int_equal(plain.tls_sessions, 0);
+
+    tls_config(&cfg);
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    check_plan_identities(&cfg, &p);
+    assert_int_equal(p.tls_conn_size, round_up(nea__tls_conn_size(), 64));
+    assert_int_equal(p.tls_records_size, round_up(nea__tls_records_size(), 64));
+    assert_int_equal(p.tls_sessions, 1024);
+    assert_int_equal(p.tls_cache_bytes, round_up(nea__tls_server_size(1024), page));
+    assert_int_equal(p.conn_slot_size, plain.conn_slot_size + p.tls_conn_size);
+    assert_int_equal(p.conn_buffer_size, plain.conn_buffer_size + p.tls_records_size);
+    assert_int_equal(p.connections_bytes,
+                     round_up((size_t)cfg.max_connections * p.conn_slot_size, page));
+    assert_int_equal(p.total, p.worker_bytes + p.tls_cache_bytes);
+    /* an active TLS connection within 24 KiB of the bound: its state and
+     * its record buffers (the plain slot and buffer come on top) */
+    assert_true(p.tls_conn_size + p.tls_records_size <= 24 * KIB);
+
+    cfg.tls_sessions = 10;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    assert_int_equal(p.tls_cache_bytes, round_up(nea__tls_server_size(10), page));
+    cfg.tls_sessions = (1u << 24) + 1;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), NEA_EINVAL_CONFIG);
+
+    /* with workers the cache is counted once, outside the slabs, and the
+     * arenas fit what memory_limit leaves after it */
+    tls_config(&cfg);
+    cfg.workers = 3;
+    cfg.arena_count = 0;
+    cfg.memory_limit = 32 * MIB;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    check_plan_identities(&cfg, &p);
+    assert_int_equal(p.total, 3 * p.worker_bytes + p.tls_cache_bytes);
+    assert_int_equal(nea__plan_arena_budget(&cfg, &p), (cfg.memory_limit - p.tls_cache_bytes) / 3 -
+                                                           p.fixed_overhead - p.connections_bytes -
+                                                           p.buffers_bytes);
+    nea__plan_layout(&cfg, sz, &p, &l);
+    assert_int_equal(l.tls_server_off, 3 * p.worker_bytes);
+    assert_int_equal(l.tls_server_off + p.tls_cache_bytes, p.total);
+    assert_int_equal(l.conn_tls_off, round_up(sizeof(nea__conn), 64));
+    assert_int_equal(l.conn_tls_off + p.tls_conn_size, p.conn_slot_size);
+    assert_int_equal(l.buf_tls_off, l.buf_obuf_off + NEA__OBUF);
+    assert_int_equal(l.buf_tls_off + p.tls_records_size, p.conn_buffer_size);
+    assert_int_equal(l.buf_tls_off % alignof(max_align_t), 0);
+
+    /* the limit counts the cache: one byte less than the plan is refused */
+    tls_config(&cfg);
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    cfg.memory_limit = p.total - 1;
+    assert_int_equal(nea_config_plan(&cfg, &p, line, sizeof(line)), NEA_EOVERLIMIT);
+    assert_non_null(strstr(line, "TLS session cache"));
+
+    tls_config(&cfg);
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    nea_plan_format(&p, line, sizeof(line));
+    snprintf(want, sizeof(want),
+             " tls=state %zu/slot + records %zu/buffer + session cache %zu (1024 sessions)",
+             p.tls_conn_size, p.tls_records_size, p.tls_cache_bytes);
+    assert_non_null(strstr(line, want));
+}
+
 /* The advisor's floor and budget are the plan's own figures: the smallest
  * arena is the one nea_config_plan still accepts, and one worker's arena
  * budget is its share less what its slab holds besides arenas (the fixed
@@ -1080,6 +1170,7 @@ int main(void)
         cmocka_unit_test(test_plan_format),
         cmocka_unit_test(test_classes_sum_in_the_plan),
         cmocka_unit_test(test_plan_places_every_part),
+        cmocka_unit_test(test_plan_tls),
         cmocka_unit_test(test_plan_min_arena_and_budget),
         cmocka_unit_test(test_classes_auto_default_class),
         cmocka_unit_test(test_classes_refused),

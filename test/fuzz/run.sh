@@ -2,8 +2,8 @@
 # Builds the libFuzzer targets (clang, ASan + UBSan) and fuzzes for a while.
 #
 #   test/fuzz/run.sh [SECONDS] [TARGET]     SECONDS default 600; TARGET conn, server,
-#                                           ws, wsconn, tls or all (default: every one
-#                                           built, SECONDS split evenly)
+#                                           ws, wsconn, tls, https or all (default: every
+#                                           one built, SECONDS split evenly)
 #
 #   conn    fuzz_conn: the request reader and connection state machine, one
 #           socketpair per input (corpus/, regressions/)
@@ -15,6 +15,8 @@
 #           script (corpus_wsconn/, regressions_wsconn/)
 #   tls     fuzz_tls: the TLS engine's input side (corpus_tls/, regressions_tls/);
 #           only when BearSSL is installed (libbearssl-dev)
+#   https   fuzz_https: the TLS front of a whole server (corpus_https/,
+#           regressions_https/); only when BearSSL is installed
 #
 # Build directory: build-fuzz/ at the top of the checkout (NEA_FUZZ_BUILD_DIR
 # overrides). Each fuzzer works on a copy of its target's corpus (plus its
@@ -37,13 +39,13 @@ seconds=${1:-600}
 which=${2:-all}
 build=${NEA_FUZZ_BUILD_DIR:-build-fuzz}
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds == 0)); then
-    echo "usage: $0 [SECONDS] [conn|server|ws|wsconn|tls|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|ws|wsconn|tls|https|all]" >&2
     exit 2
 fi
 case "$which" in
-conn | server | ws | wsconn | tls | all) ;;
+conn | server | ws | wsconn | tls | https | all) ;;
 *)
-    echo "usage: $0 [SECONDS] [conn|server|ws|wsconn|tls|all]" >&2
+    echo "usage: $0 [SECONDS] [conn|server|ws|wsconn|tls|https|all]" >&2
     exit 2
     ;;
 esac
@@ -65,14 +67,14 @@ fi
 case "$which" in
 all)
     targets=(conn server ws wsconn)
-    ((have_tls)) && targets+=(tls)
+    ((have_tls)) && targets+=(tls https)
     ;;
-tls)
+tls | https)
     if ((!have_tls)); then
-        echo "fuzz tls: BearSSL not found (apt-get install libbearssl-dev)" >&2
+        echo "fuzz $which: BearSSL not found (apt-get install libbearssl-dev)" >&2
         exit 2
     fi
-    targets=(tls)
+    targets=("$which")
     ;;
 *) targets=("$which") ;;
 esac

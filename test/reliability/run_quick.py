@@ -34,7 +34,7 @@ import neatools as T  # noqa: E402
 BOUNDS = {"hog_mix": 120, "fair_share": 60, "overload_sweep": 150, "recovery_pulse": 90, "slow_clients": 120,
           "fd_flood": 60, "ceiling": 90, "soak": 90, "haproxy_cluster": 90,
           "metrics_scrape": 60, "idle_connections": 90, "upgrade": 90, "two_processes": 60,
-          "slot_flood": 100}
+          "slot_flood": 100, "tls_connections": 90}
 
 
 def say(msg):
