@@ -85,32 +85,24 @@ extern "C" {
 /* The version as one number, 0xMMmmpp, for comparisons at compile time. */
 #define NEA_VERSION_HEX ((NEA_VERSION_MAJOR << 16) | (NEA_VERSION_MINOR << 8) | NEA_VERSION_PATCH)
 
-/* libnea's own error codes: one list (like libuv's UV_ERRNO_MAP) from which
- * the enum below and nea_strerror / nea_err_name are generated. libuv uses
- * -1 .. -4095 (errno range) and a few values near -3000/-4000; libnea's codes
- * live at -30000 and below. XX(name, value, description). */
-#define NEA_ERRNO_MAP(XX)                                                                          \
-    XX(EINVAL_CONFIG, -30001, "invalid configuration")                                             \
-    XX(EOVERFLOW, -30002, "memory plan overflows size_t")                                          \
-    XX(EOVERLIMIT, -30003, "memory plan exceeds memory_limit")                                     \
-    XX(EARENA_SMALL, -30004, "arena_size too small for a request head")                            \
-    XX(ENOMEM, -30005, "request arena exhausted")                                                  \
-    XX(EMLOCK, -30006, "cannot lock the reservation in memory (RLIMIT_MEMLOCK too low?)")          \
-    XX(EROUTES, -30007, "route table full (raise max_routes)")                                     \
-    XX(ESTATE, -30008, "operation not valid in the current state")                                 \
-    XX(ERESPONDED, -30009, "request already has a response")                                       \
-    XX(EROUTE_DUP, -30010, "a route with this method and path is already registered")              \
-    XX(EROUTE_METHOD, -30011, "route method is not one libnea can route")                          \
-    XX(EROUTE_PATH, -30012, "route path can never match a request")                                \
-    XX(ESUCCESSOR, -30013, "the successor process ended or gave up before it listened")            \
-    XX(ETLS_CERT, -30040, "TLS certificate or private key cannot be used")                         \
-    XX(ENOTLS, -30041, "libnea was built without TLS support")
+/* The version of the libnea a program runs with (which, with a shared
+ * library, may differ from the NEA_VERSION_* it was compiled against):
+ * nea_version() as NEA_VERSION_HEX encodes it, nea_version_string() as
+ * "MAJOR.MINOR.PATCH" (a static string). */
+unsigned nea_version(void);
+const char *nea_version_string(void);
 
-enum {
-#define NEA__ERRNO_ENUM(name, value, text) NEA_##name = (value),
-    NEA_ERRNO_MAP(NEA__ERRNO_ENUM)
-#undef NEA__ERRNO_ENUM
-};
+/* =========================================================================
+ * Configuration and the memory plan
+ * =========================================================================
+ *
+ * What a server is made from. Fill a nea_config with nea_config_init, change
+ * what you need, and nea_config_plan says, before anything is mapped, the
+ * exact reservation the configuration costs (every term in bytes, nea_plan)
+ * or which field it refuses and why. The types the config's fields use come
+ * first. Every field with its default: docs/memory.md, "Configuration
+ * reference"; the arithmetic worked through: docs/memory.md.
+ */
 
 /* Scrub policy applied to the used part of an arena when it is released. */
 enum {
@@ -121,19 +113,6 @@ enum {
 
 /* Log levels passed to nea_config.log. */
 enum { NEA_LOG_ERROR = 0, NEA_LOG_WARN = 1, NEA_LOG_INFO = 2 };
-
-/* How a request ended. */
-typedef enum nea_outcome {
-    NEA_OUTCOME_COMPLETED = 0, /* a response was written (any status but those below) */
-    NEA_OUTCOME_OOM,           /* the request's arena ran out: 500 (or a close) */
-    NEA_OUTCOME_SHED,          /* 503: the handler never started */
-    NEA_OUTCOME_TIMEOUT,       /* 408, 504, or a response that could not be written in time */
-    NEA_OUTCOME_CANCELLED,     /* the client went away (or the drain deadline passed) */
-    NEA_OUTCOME_COUNT
-} nea_outcome;
-
-/* "completed", "oom", "shed", "timeout", "cancelled"; "unknown" otherwise. */
-const char *nea_outcome_name(nea_outcome outcome);
 
 struct nea_completion; /* below: what the completion hook is told */
 
@@ -223,20 +202,6 @@ typedef struct nea_listen_fds {
                   it (a predecessor waits for it before it stops accepting); closed
                   without a byte when listening failed. -1 = none */
 } nea_listen_fds;
-
-/*
- * Fills *out from the environment: LISTEN_PID and LISTEN_FDS (systemd's
- * protocol: LISTEN_FDS sockets from descriptor 3 on, for the process whose
- * pid is LISTEN_PID) with LISTEN_FDNAMES, where a socket named "nea-agent"
- * is the agent's and every other one is for HTTP; and NEA_READY_FD (set by
- * nea_server_upgrade). The variables are removed from the environment (so
- * child processes do not take them for theirs) and the descriptors marked
- * close-on-exec. Returns the number of HTTP sockets (0: nothing was handed
- * over, *out is empty: http_count 0, agent and ready -1), or UV_EINVAL
- * when the variables are malformed or name more than NEA_LISTEN_FDS_MAX
- * sockets (*out is then empty too).
- */
-int nea_listen_fds_from_env(nea_listen_fds *out);
 
 /*
  * Server configuration. Fill with nea_config_init, change what you need,
@@ -449,30 +414,6 @@ typedef struct nea_config {
     void *on_complete_data;
 } nea_config;
 
-/* What the completion hook is told about one request. Strings are not
- * NUL-terminated: use the lengths (printf "%.*s"). */
-typedef struct nea_completion {
-    const char *method; /* as received; "" (length 0) when the head was malformed */
-    size_t method_len;
-    const char *path; /* without the query; "" when the head was malformed */
-    size_t path_len;
-    const char *route; /* the registered path of the route, or NULL (unrouted) */
-    int status;        /* status sent; 0 when no response was (cancelled) */
-    nea_outcome outcome;
-    uint64_t bytes_in;       /* head and body bytes */
-    uint64_t bytes_out;      /* response bytes handed to the socket */
-    uint64_t queue_ns;       /* routed head to arena granted (0 when granted at once) */
-    uint64_t handler_ns;     /* handler start to response issued; for a handler that
-                                answers before returning, to the moment its return or its
-                                response's write completed, whichever came first
-                                (0: no handler ran) */
-    uint64_t total_ns;       /* the request's start to its end; it starts when it first waits
-                                (for an arena or its body), is answered by libnea, or
-                                its handler starts, whichever comes first */
-    size_t arena_peak_bytes; /* the most arena the request used; 0 when it took none */
-    const struct sockaddr_storage *peer; /* the client; ss_family AF_UNSPEC when unknown */
-} nea_completion;
-
 /*
  * The reservation, term by term, in bytes. Every byte of the one mapping is
  * accounted for. The terms below are one worker's; the mapping holds one
@@ -517,27 +458,27 @@ typedef struct nea_plan_class {
 
 typedef struct nea_plan {
     size_t page_size;
-    size_t fixed_overhead; /* server struct, route table, per-route metrics, arena and
-                              queue tables */
-    size_t metrics_bytes;  /* of fixed_overhead: (max_routes + 1) per-route metrics
-                              records (see nea_route_stats) */
+    size_t fixed_overhead;     /* server struct, route table, per-route metrics, arena and
+                                  queue tables */
+    size_t metrics_bytes;      /* of fixed_overhead: (max_routes + 1) per-route metrics
+                                  records (see nea_route_stats) */
     size_t error_bodies_bytes; /* of fixed_overhead: the copies of nea_config.error_bodies'
                                   bodies, their lengths summed, rounded up to 64 */
-    size_t conn_slot_size;   /* one connection slot: all an idle connection costs */
-    size_t connections_bytes; /* max_connections slots */
-    unsigned conn_buffers;    /* connection buffers (conn_buffers resolved, never 0) */
-    size_t conn_buffer_size;  /* one: exchange state, read buffer, output buffer */
-    size_t buffers_bytes;     /* conn_buffers of them */
-    size_t arenas_bytes;     /* the sum of classes[].bytes */
-    size_t request_overhead; /* bytes of each arena libnea uses before the handler runs,
-                                not counting the request head and body */
-    size_t tls_conn_size;    /* of conn_slot_size: a connection's TLS state (0: no TLS) */
-    size_t tls_records_size; /* of conn_buffer_size: TLS record buffers (0: no TLS) */
-    unsigned tls_sessions;   /* TLS sessions kept for resumption (0: no TLS) */
-    size_t tls_cache_bytes;  /* the TLS server object and its session cache, once per
-                                server, page-rounded (0: no TLS) */
-    unsigned class_count;    /* 1 + arena_class_count */
-    unsigned arena_total;    /* arenas of every class */
+    size_t conn_slot_size;     /* one connection slot: all an idle connection costs */
+    size_t connections_bytes;  /* max_connections slots */
+    unsigned conn_buffers;     /* connection buffers (conn_buffers resolved, never 0) */
+    size_t conn_buffer_size;   /* one: exchange state, read buffer, output buffer */
+    size_t buffers_bytes;      /* conn_buffers of them */
+    size_t arenas_bytes;       /* the sum of classes[].bytes */
+    size_t request_overhead;   /* bytes of each arena libnea uses before the handler runs,
+                                  not counting the request head and body */
+    size_t tls_conn_size;      /* of conn_slot_size: a connection's TLS state (0: no TLS) */
+    size_t tls_records_size;   /* of conn_buffer_size: TLS record buffers (0: no TLS) */
+    unsigned tls_sessions;     /* TLS sessions kept for resumption (0: no TLS) */
+    size_t tls_cache_bytes;    /* the TLS server object and its session cache, once per
+                                  server, page-rounded (0: no TLS) */
+    unsigned class_count;      /* 1 + arena_class_count */
+    unsigned arena_total;      /* arenas of every class */
     nea_plan_class classes[NEA_ARENA_CLASSES];
     unsigned workers;    /* resolved (never 0) */
     size_t worker_bytes; /* one worker's slab: fixed + connections + buffers + arenas */
@@ -558,11 +499,21 @@ int nea_config_plan(const nea_config *cfg, nea_plan *plan, char *errbuf, size_t 
  * truncated to len bytes including the NUL. */
 void nea_plan_format(const nea_plan *plan, char *buf, size_t len);
 
+/* =========================================================================
+ * The server
+ * =========================================================================
+ *
+ * One server per loop. nea_server_new makes the one mapping and carves
+ * everything from it; nea_server_listen starts accepting (on host:port, a
+ * Unix domain socket, or listening sockets handed over by systemd or by a
+ * predecessor); nea_server_close drains and unmaps; nea_server_upgrade hands
+ * the listening sockets to a new binary without refusing a connection
+ * (docs/listeners.md). nea_run, which does all of this on a loop of its own,
+ * takes a route table, so it is declared with the routes below.
+ */
+
 typedef struct nea_server nea_server; /* opaque; lives inside its reservation */
 typedef struct nea_req nea_req;       /* opaque; lives inside its arena */
-
-/* A request handler. data is the pointer given to nea_server_route. */
-typedef void (*nea_handler_fn)(nea_req *req, void *data);
 
 /*
  * Creates a server on the host's loop: validates cfg, makes the one mapping
@@ -574,6 +525,111 @@ typedef void (*nea_handler_fn)(nea_req *req, void *data);
  * The failure reason is also logged through cfg->log.
  */
 int nea_server_new(uv_loop_t *loop, const nea_config *cfg, nea_server **out);
+
+/* Binds and listens on cfg->host:cfg->port, and on the agent port when
+ * cfg->agent_port >= 0. Returns 0, NEA_ESTATE (already listening, or
+ * closing), or a UV_E* error from bind/listen (logged; nothing listens then,
+ * close the server). With workers > 1 every worker binds its own socket to
+ * that address (the port worker 0 got, when cfg->port is 0), then the other
+ * workers' threads start; from then on nea_server_route returns NEA_ESTATE. */
+int nea_server_listen(nea_server *s);
+
+/* The bound port (useful after port 0), or -1 when not listening or not on
+ * TCP (a Unix domain socket). */
+int nea_server_port(const nea_server *s);
+
+/* The bound agent port, or -1 when there is no agent or it is not listening. */
+int nea_server_agent_port(const nea_server *s);
+
+/* The loop the server runs on (the host's, or nea_run's own). */
+uv_loop_t *nea_server_loop(const nea_server *s);
+
+/* The plan the server was created with. */
+const nea_plan *nea_server_plan(const nea_server *s);
+
+/*
+ * Graceful drain. First the announcement: the agent answers "drain",
+ * NEA_ROUTE_READY routes answer 503, and every response carries
+ * Connection: close (a keep-alive client's next request is still served);
+ * new connections are still accepted for drain_delay_ms. Then it stops
+ * accepting, closes idle connections and those caught mid-head, lets
+ * in-flight and queued requests finish for up to drain_timeout_ms (then
+ * cancels them), closes every handle, unmaps the reservation and calls
+ * cb(s, data) from the loop, exactly once. After cb, s is invalid. The loop
+ * may then be closed with uv_loop_close.
+ *
+ * May be called from inside a handler: the handler's own request is in
+ * flight and finishes normally (its response carries Connection: close).
+ * May be called from any thread: from a thread other than the one that
+ * created the server (a handler on another worker, a host thread) the
+ * close is handed to the server's loop and begins there in its next
+ * iteration. With workers > 1 every worker drains on its own thread under
+ * the same rules and its own drain_timeout_ms, the threads end, and only
+ * then is the reservation unmapped and cb called, on the loop given to
+ * nea_server_new. Jobs of nea_req_work still running are waited for.
+ * Returns 0, or NEA_ESTATE when the server is already closing (cb is then
+ * never called; the first call's callback still runs).
+ */
+int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data);
+
+/*
+ * A zero-downtime upgrade, the way nginx's binary upgrade does it: starts
+ * argv[0] (a path; no PATH search) with argv, this process's environment,
+ * and the server's listening sockets (one per worker, then the agent's)
+ * handed over as systemd's socket activation hands them (descriptors 3 on,
+ * LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES), plus NEA_READY_FD. The new
+ * program takes them with nea_listen_fds_from_env (nea_config.inherit) and, once
+ * its nea_server_listen succeeded, says so on NEA_READY_FD. Until then
+ * both processes accept on the same sockets, so nothing is refused while
+ * the successor starts. Then cb(s, 0, data) runs on s's loop, and the
+ * host closes this server (nea_server_close): with a successor serving,
+ * the close skips the drain's announcement (drain_delay_ms; the agent's
+ * listening socket is now the successor's and stays quiet here), stops
+ * accepting at once, answers the next request on each idle keep-alive
+ * connection with Connection: close instead of closing it under the
+ * client, and leaves a Unix socket's file in place. If the successor ends
+ * or closes NEA_READY_FD without listening, cb(s, NEA_ESUCCESSOR, data)
+ * runs and this server goes on as before (the failure is logged).
+ * Call it on the thread of the loop given to nea_server_new, while
+ * listening. Returns 0 (cb will run exactly once, unless the server is
+ * closed first), NEA_ESTATE (not listening, closing, or an upgrade already
+ * under way), UV_EINVAL (argv empty), or a UV_E* error from pipe or fork
+ * (cb is then never called). Starting the successor allocates and forks:
+ * do it from a signal handler of the loop (SIGUSR2 is customary), not per
+ * request.
+ */
+int nea_server_upgrade(nea_server *s, char *const argv[],
+                       void (*cb)(nea_server *s, int status, void *data), void *data);
+
+/*
+ * Fills *out from the environment: LISTEN_PID and LISTEN_FDS (systemd's
+ * protocol: LISTEN_FDS sockets from descriptor 3 on, for the process whose
+ * pid is LISTEN_PID) with LISTEN_FDNAMES, where a socket named "nea-agent"
+ * is the agent's and every other one is for HTTP; and NEA_READY_FD (set by
+ * nea_server_upgrade). The variables are removed from the environment (so
+ * child processes do not take them for theirs) and the descriptors marked
+ * close-on-exec. Returns the number of HTTP sockets (0: nothing was handed
+ * over, *out is empty: http_count 0, agent and ready -1), or UV_EINVAL
+ * when the variables are malformed or name more than NEA_LISTEN_FDS_MAX
+ * sockets (*out is then empty too).
+ */
+int nea_listen_fds_from_env(nea_listen_fds *out);
+
+/* =========================================================================
+ * Routes
+ * =========================================================================
+ *
+ * What the server answers. A route maps a method and a path (exact, or a
+ * prefix ending in '/') to a handler; flags make it exempt from refusal, a
+ * readiness check libnea answers itself, or a reader of its body in pieces;
+ * it may name an arena class and a response timeout of its own. A WebSocket
+ * route answers the opening handshake and then calls its handler once per
+ * message. nea_route and nea_run register a whole table at once. With
+ * workers > 1, routes are registered before nea_server_listen.
+ */
+
+/* A request handler. data is the pointer given to nea_server_route. */
+typedef void (*nea_handler_fn)(nea_req *req, void *data);
 
 /*
  * Registers a handler. method: "GET", "POST", ... (exact, case-sensitive).
@@ -656,55 +712,706 @@ int nea_server_route_stream(nea_server *s, const char *method, const char *path,
 int nea_server_route_timeout(nea_server *s, const char *method, const char *path,
                              unsigned response_timeout_ms);
 
-/* Binds and listens on cfg->host:cfg->port, and on the agent port when
- * cfg->agent_port >= 0. Returns 0, NEA_ESTATE (already listening, or
- * closing), or a UV_E* error from bind/listen (logged; nothing listens then,
- * close the server). With workers > 1 every worker binds its own socket to
- * that address (the port worker 0 got, when cfg->port is 0), then the other
- * workers' threads start; from then on nea_server_route returns NEA_ESTATE. */
-int nea_server_listen(nea_server *s);
+/* --- WebSocket routes (RFC 6455) -----------------------------------------
+ *
+ * A WebSocket route (nea_server_route_ws) answers a valid opening
+ * handshake (a GET with Upgrade: websocket) with 101 and then carries
+ * messages on the same connection, in its slot. The route's message
+ * handler is called once per message, with a request of its own for that
+ * message (msg): the payload is in msg's arena, and nea_alloc, defers,
+ * nea_req_protect, nea_req_run, references and the C library adapters work
+ * on msg as in any handler (it gets no HTTP response: nea_respond and
+ * friends return NEA_ESTATE). The arena goes back when the handler returns
+ * (and the frames it sent from it are written), or, after nea_req_keep
+ * (or with a hold, a job or a tracked handle pending), when nea_ws_done is
+ * called. A connection handles one message at a time: the next is not
+ * read before the last one ended. An out-of-memory unwind in the handler
+ * fails that message only (its defers run, it counts as an out-of-memory
+ * outcome, the connection carries on).
+ *
+ * libnea answers pings, runs the close handshake and enforces the
+ * protocol: a client frame that is not masked, reserved bits or opcodes,
+ * bad fragmentation or control frames get close 1002, text that is not
+ * UTF-8 (checked across fragments as it arrives) 1007, a message over the
+ * route's limit 1009 (refused at its frame head, before its payload is
+ * read). Between messages a connection holds its slot and nothing else:
+ * no connection buffer, no arena.
+ *
+ * Everything here runs on the connection's loop thread (it aborts naming
+ * the rule otherwise), and, like references to requests, a nea_ws must not
+ * be kept across callbacks libnea does not run: keep a nea_wsref. See
+ * docs/websocket.md.
+ */
 
-/* The bound port (useful after port 0), or -1 when not listening or not on
- * TCP (a Unix domain socket). */
-int nea_server_port(const nea_server *s);
+/* One WebSocket connection; lives in its connection slot. */
+typedef struct nea_ws nea_ws;
+
+/* Opcodes of data messages. */
+enum { NEA_WS_TEXT = 1, NEA_WS_BINARY = 2 };
+
+/* Flags of a WebSocket route (nea_ws_route.flags). */
+enum {
+    /* Every message is handed to the handler in pieces as its bytes
+     * arrive, so a message may be larger than the arena: up to
+     * max_message bytes (0: no limit). The message's arena lives from its
+     * first piece to the end of its last. */
+    NEA_WS_PIECES = 1u << 0,
+};
+
+/* A message (with NEA_WS_PIECES, one piece of it) as its handler gets it. */
+typedef struct nea_ws_msg {
+    int opcode; /* NEA_WS_TEXT (valid UTF-8) or NEA_WS_BINARY */
+    /* The whole message, in msg's arena, NUL-terminated (the NUL not
+     * counted in len), valid until msg ends. With NEA_WS_PIECES: this
+     * piece, in the connection's read buffer, valid until the handler
+     * returns (a text piece may end inside a character; the message as a
+     * whole is checked). */
+    const char *data;
+    size_t len;
+    uint64_t offset; /* NEA_WS_PIECES: where this piece starts in its message; else 0 */
+    int last;        /* 1: the whole message, or its last piece */
+} nea_ws_msg;
+
+typedef struct nea_ws_route {
+    /* Optional. A valid handshake arrived (upgrade is its request, in its
+     * own arena, inside a protected frame): check Origin or a token, pick
+     * a subprotocol from Sec-WebSocket-Protocol and name it with
+     * nea_resp_header(upgrade, "Sec-WebSocket-Protocol", name) (headers
+     * added here go out with the 101). Return 0 to accept, or an HTTP
+     * status (400..599; anything else gives 403) to refuse with an empty
+     * body; or answer upgrade yourself with nea_respond (the return value
+     * is then ignored). A refused handshake closes the connection. */
+    int (*accept)(nea_req *upgrade, void *data);
+    /* Optional. The 101 is written: the connection is open. upgrade's
+     * method, path, query and headers can still be read (not allocated
+     * from: it ends when open returns). Runs outside any protected frame;
+     * may send, close, set the connection's data and take a reference. */
+    void (*open)(nea_ws *ws, nea_req *upgrade, void *data);
+    /* Required. One message, or one piece of one (NEA_WS_PIECES), in its
+     * own request msg (see above). m and what it points to are valid as
+     * said in nea_ws_msg. */
+    void (*message)(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data);
+    /* Optional. The connection ended; called exactly once for every
+     * connection that was opened, from the loop, outside any protected
+     * frame. code: the code of the peer's close frame (1005 when it had
+     * none); when none came, the code of libnea's own close (1001 server
+     * draining, 1002 or 1007 the peer broke the protocol, 1008 a message
+     * too slow, 1009 too big, 1011 internal failure, 1013 no capacity for a
+     * message, or nea_ws_close's); else 1006 (the connection dropped: a
+     * reset, the peer's end without a close frame, no answer to a ping, a
+     * write that could not be made). nea_ws_data still works during the
+     * call; sending does not. ws is invalid afterwards. */
+    void (*close)(nea_ws *ws, unsigned code, void *data);
+    /* Payload bytes one message may have; more: close 1009, refused at its
+     * frame head before any of its payload is read. 0: what a message
+     * arena holds (its class's size less the request's bookkeeping and 1 KiB
+     * left to the handler); a larger value needs NEA_WS_PIECES. */
+    uint64_t max_message;
+    unsigned arena_class; /* of the message arenas (see nea_server_route_class) */
+    unsigned flags;       /* NEA_WS_* */
+} nea_ws_route;
 
 /*
- * A zero-downtime upgrade, the way nginx's binary upgrade does it: starts
- * argv[0] (a path; no PATH search) with argv, this process's environment,
- * and the server's listening sockets (one per worker, then the agent's)
- * handed over as systemd's socket activation hands them (descriptors 3 on,
- * LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES), plus NEA_READY_FD. The new
- * program takes them with nea_listen_fds_from_env (nea_config.inherit) and, once
- * its nea_server_listen succeeded, says so on NEA_READY_FD. Until then
- * both processes accept on the same sockets, so nothing is refused while
- * the successor starts. Then cb(s, 0, data) runs on s's loop, and the
- * host closes this server (nea_server_close): with a successor serving,
- * the close skips the drain's announcement (drain_delay_ms; the agent's
- * listening socket is now the successor's and stays quiet here), stops
- * accepting at once, answers the next request on each idle keep-alive
- * connection with Connection: close instead of closing it under the
- * client, and leaves a Unix socket's file in place. If the successor ends
- * or closes NEA_READY_FD without listening, cb(s, NEA_ESUCCESSOR, data)
- * runs and this server goes on as before (the failure is logged).
- * Call it on the thread of the loop given to nea_server_new, while
- * listening. Returns 0 (cb will run exactly once, unless the server is
- * closed first), NEA_ESTATE (not listening, closing, or an upgrade already
- * under way), UV_EINVAL (argv empty), or a UV_E* error from pipe or fork
- * (cb is then never called). Starting the successor allocates and forks:
- * do it from a signal handler of the loop (SIGUSR2 is customary), not per
- * request.
+ * Registers a WebSocket route at path (exact, or a prefix when it ends in
+ * '/', as nea_server_route). route is referenced, not copied: it must stay
+ * valid until the server is closed (a static const struct is the usual
+ * case); data is passed to its callbacks. Returns 0, the errors of
+ * nea_server_route_class, or UV_EINVAL (route NULL, no message handler, an
+ * unknown flag, a max_message larger than a message arena holds without
+ * NEA_WS_PIECES; the reason is logged).
  */
-int nea_server_upgrade(nea_server *s, char *const argv[],
-                       void (*cb)(nea_server *s, int status, void *data), void *data);
+int nea_server_route_ws(nea_server *s, const char *path, const nea_ws_route *route, void *data);
 
-/* The bound agent port, or -1 when there is no agent or it is not listening. */
-int nea_server_agent_port(const nea_server *s);
+typedef struct nea_route {
+    const char *method;
+    const char *path;
+    nea_handler_fn fn;
+    void *data;
+    unsigned flags;       /* NEA_ROUTE_*; 0 when left out of an initializer */
+    unsigned arena_class; /* see nea_server_route_class; 0 when left out */
+    uint64_t max_body;    /* with NEA_ROUTE_STREAM_BODY: the route's body limit (0 = none) */
+    unsigned response_timeout_ms; /* the route's own (see nea_server_route_timeout);
+                                     0 = the config's. 0 when left out */
+    /* Not NULL: a WebSocket route, registered with nea_server_route_ws(s,
+     * path, ws, data); method must be "GET" and fn NULL, and flags,
+     * arena_class and max_body are not read (ws says). */
+    const struct nea_ws_route *ws;
+} nea_route;
 
-/* The loop the server runs on (the host's, or nea_run's own). */
-uv_loop_t *nea_server_loop(const nea_server *s);
+/* Registers route with every field it has: flags, arena_class, with
+ * NEA_ROUTE_STREAM_BODY max_body, and response_timeout_ms (what nea_run
+ * does for each route). The same errors as nea_server_route_class. */
+int nea_server_add_route(nea_server *s, const nea_route *route);
 
-/* The plan the server was created with. */
-const nea_plan *nea_server_plan(const nea_server *s);
+/*
+ * Owns a loop: creates a server from cfg, registers routes[0..n), listens,
+ * prints nothing (ready_cb, if not NULL, is called once listening), runs
+ * until SIGINT or SIGTERM, drains gracefully and returns 0, or an error.
+ * It also returns once the host closed the server itself (nea_server_close
+ * from a handler or a callback on the loop, e.g. after nea_server_upgrade).
+ */
+int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
+            void (*ready_cb)(nea_server *s, void *data), void *data);
+
+/* =========================================================================
+ * The request
+ * =========================================================================
+ *
+ * What a handler reads: method, path, query, headers, body and peer, the
+ * path and query decoded, and the request's loop, server and host data. The
+ * head stays in the connection's read buffer and the body is in the arena:
+ * all of it is valid until the request ends.
+ */
+
+/* Request data. The head's strings (method, path, query, headers) are
+ * read where they were received, in the connection's read buffer, and the
+ * body is in the arena: all of it is valid while the request is live, that
+ * is until its response is written or it is cancelled (a reference's
+ * nea_ref_req says which). Copy what a hold's later callback needs into the
+ * arena (nea_strdup) first. Strings are NUL-terminated. */
+const char *nea_req_method(const nea_req *req);
+const char *nea_req_path(const nea_req *req);  /* without the query; not decoded */
+const char *nea_req_query(const nea_req *req); /* after '?', or "" */
+/* The part of the path after a prefix route's prefix ("" for exact routes). */
+const char *nea_req_path_tail(const nea_req *req);
+/* First header with that name, case-insensitive; NULL when absent. */
+const char *nea_req_header(const nea_req *req, const char *name);
+/* Number of header fields, and the i-th one (0-based), for iteration:
+ * nea_req_header_at sets *name and *value and returns 0, or returns
+ * UV_EINVAL (leaving both unchanged) when i >= nea_req_header_count(req). */
+size_t nea_req_header_count(const nea_req *req);
+int nea_req_header_at(const nea_req *req, size_t i, const char **name, const char **value);
+/* The body (NUL-terminated for convenience, not counted in *len). */
+const char *nea_req_body(const nea_req *req, size_t *len);
+/* The client's address, copied into *addr (sockaddr_in or sockaddr_in6).
+ * Returns 0, or UV_ENOTCONN when it is unknown (e.g. a socket adopted for
+ * tests, or the request was detached from its connection). */
+int nea_req_peer(const nea_req *req, struct sockaddr_storage *addr);
+/* HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
+int nea_req_http_minor(const nea_req *req);
+
+/* --- Percent-decoding and query parameters ------------------------------
+ *
+ * nea_req_path and nea_req_query are the raw bytes the client sent. These
+ * helpers decode them (RFC 3986 percent-encoding; with NEA_DECODE_PLUS,
+ * '+' as a space, the form encoding of query strings). Decoding is strict:
+ * a '%' not followed by two hex digits is an error (UV_EINVAL), not copied
+ * through, and so is %00 unless NEA_DECODE_NUL is given. Nothing here uses
+ * the heap. See docs/files.md for the routing rule: routes match the path
+ * with every escape decoded except %2F, %25 and %00.
+ */
+/* '+' decodes to a space (query strings, forms). */
+#define NEA_DECODE_PLUS 0x1u
+/* %00 is accepted: the result may contain NUL bytes, so use its length,
+ * not strlen. */
+#define NEA_DECODE_NUL 0x2u
+
+/*
+ * Decodes len bytes of src into dst, which must have room for len + 1
+ * bytes (decoding never lengthens); dst may be src (in place). The result
+ * is NUL-terminated and its length (without the NUL) stored in *out_len
+ * unless out_len is NULL. Needs no request. Returns 0, or UV_EINVAL (a
+ * malformed escape, %00 without NEA_DECODE_NUL, an unknown flag, dst NULL);
+ * dst's contents are then unspecified.
+ */
+int nea_url_decode_into(char *dst, const char *src, size_t len, unsigned flags, size_t *out_len);
+
+/*
+ * Decodes len bytes of src into a new NUL-terminated string in req's arena
+ * (valid until the request ends), of exactly the decoded length plus the
+ * NUL; *out_len (unless NULL) gets that length. On arena exhaustion it
+ * unwinds like nea_alloc. Returns 0, or UV_EINVAL as nea_url_decode_into
+ * (nothing was allocated then, *out is unchanged).
+ */
+int nea_url_decode(nea_req *req, const char *src, size_t len, unsigned flags, char **out,
+                   size_t *out_len);
+
+/* Like nea_url_decode, but returns NEA_ENOMEM on arena exhaustion instead
+ * of unwinding (*out unchanged). */
+NEA_WARN_UNUSED int nea_try_url_decode(nea_req *req, const char *src, size_t len, unsigned flags,
+                                       char **out, size_t *out_len);
+
+/*
+ * Finds a parameter of a query string (as nea_req_query returns it):
+ * '&'-separated pairs "name=value" or "name" (empty value), whose name,
+ * decoded with NEA_DECODE_PLUS, equals name exactly (case-sensitive; a
+ * name with a malformed escape or %00 equals nothing). Search starts at
+ * offset *pos (0 for the first call) and *pos is set past the pair found,
+ * so calling again finds the next pair with the same name. *value (unless
+ * NULL) points at the raw, still encoded value inside query, *value_len
+ * (unless NULL) gets its length; it is not NUL-terminated. Allocates
+ * nothing. Returns 0, UV_ENOENT (no more such pairs; *pos is then the end
+ * of query), or UV_EINVAL (query, name or pos NULL).
+ */
+int nea_query_find(const char *query, const char *name, size_t *pos, const char **value,
+                   size_t *value_len);
+
+/*
+ * The value of the first query parameter called name (see nea_query_find),
+ * decoded with NEA_DECODE_PLUS into req's arena as nea_url_decode does
+ * (valid until the request ends; unwinds on arena exhaustion). *len (unless
+ * NULL) gets the decoded length. Returns 0, UV_ENOENT (no such parameter),
+ * or UV_EINVAL (its value has a malformed escape or %00).
+ */
+int nea_query_param(nea_req *req, const char *name, char **value, size_t *len);
+
+/* The loop the request runs on (the server's). */
+uv_loop_t *nea_req_loop(const nea_req *req);
+
+/*
+ * The server the request belongs to: the handle nea_server_new returned,
+ * also with workers > 1 (worker 0's, whichever worker's thread runs the
+ * request). From a handler on any worker it may be given to the functions
+ * documented as callable from any worker's thread (nea_server_stats,
+ * nea_server_worker_stats, the route stats, nea_server_metrics_text,
+ * nea_respond_metrics, nea_server_close) and to the read-only
+ * nea_server_plan and nea_server_port; the rest (nea_server_loop among
+ * them) belong to worker 0's thread. Never NULL; allocates nothing.
+ */
+nea_server *nea_req_server(const nea_req *req);
+
+/*
+ * Per-request user data: one pointer the host attaches to req (a session,
+ * a parsed token, the state a handler shares with its continuations) and
+ * reads back wherever it holds the request: the handler, functions run by
+ * nea_req_run and nea_req_protect, stream and body callbacks, nea_req_work's
+ * done and nea_hold_release's fn (with a live request). NULL until set; set
+ * again, it is replaced. libnea never dereferences nor frees it, and
+ * forgets it when the request ends: what it points at must live at least
+ * that long, so point it at arena memory (which dies with the request), or
+ * at host memory released by a nea_req_defer. Loop thread only, like
+ * everything on a request.
+ */
+void nea_req_set_data(nea_req *req, void *data);
+void *nea_req_data(const nea_req *req);
+
+/* =========================================================================
+ * Memory: the request's arena
+ * =========================================================================
+ *
+ * A handler allocates only from its request's arena, which is freed all at
+ * once when the request ends. Two tiers: nea_alloc and friends never return
+ * NULL (exhaustion unwinds to the innermost protected frame and the request
+ * gets a 500), nea_try_alloc and nea_try_grow return NULL. What lives outside
+ * the arena is released by a defer; libuv handles in the arena are tracked
+ * and closed by libnea; nea_req_protect runs a part of a handler so that
+ * its exhaustion fails that part alone.
+ */
+
+/*
+ * Arena allocation. All memory returned below belongs to req's arena and is
+ * valid until the request ends. Alignment is alignof(max_align_t).
+ *
+ * nea_alloc never returns NULL: when the arena is exhausted it records an
+ * incident (method, path, bytes asked, arena used and size), logs it, and
+ * unwinds to the innermost protected frame (the handler entry, nea_req_run
+ * or nea_req_protect). Calling it outside such a frame aborts the process:
+ * that is a handler-rule violation.
+ */
+void *nea_alloc(nea_req *req, size_t n);
+void *nea_calloc(nea_req *req, size_t count, size_t size);
+/* align must be a power of two. */
+void *nea_alloc_aligned(nea_req *req, size_t n, size_t align);
+char *nea_strdup(nea_req *req, const char *s);
+char *nea_strndup(nea_req *req, const char *s, size_t n);
+/* Formats straight into the arena (no heap). */
+char *nea_printf(nea_req *req, const char *fmt, ...) NEA_PRINTF(2, 3);
+char *nea_vprintf(nea_req *req, const char *fmt, va_list ap) NEA_PRINTF(2, 0);
+
+/* Like nea_alloc, but returns NULL on exhaustion and never unwinds. */
+NEA_WARN_UNUSED void *nea_try_alloc(nea_req *req, size_t n);
+
+/*
+ * Grows (or shrinks) p, which must be the most recent allocation of req, to
+ * n bytes in place. Returns p, or NULL when the arena cannot hold n bytes
+ * (p is then unchanged). The usual way to build a buffer of unknown size.
+ */
+NEA_WARN_UNUSED void *nea_try_grow(nea_req *req, void *p, size_t n);
+
+/* Bytes req's arena can still give (before alignment padding). */
+size_t nea_arena_available(const nea_req *req);
+
+/*
+ * Registers fn(arg) to run when the request ends, on every path: after the
+ * response is written, on out-of-memory unwind, on cancel. Defers run LIFO.
+ * Returns 0 or NEA_ENOMEM (the defer is then not registered: release the
+ * resource yourself).
+ */
+int nea_req_defer(nea_req *req, void (*fn)(void *arg), void *arg);
+
+/*
+ * Tracks a libuv handle that lives in req's arena and was initialised by the
+ * handler. When the request ends libnea stops and closes it (overwriting
+ * handle->data) and returns the arena only after its close callback ran.
+ * Returns 0 or NEA_ENOMEM (the handle was not tracked; nothing was closed).
+ */
+int nea_req_track(nea_req *req, uv_handle_t *handle);
+
+/* Allocates, initialises and tracks a timer in req's arena; unwinds on OOM.
+ * Set timer->data yourself; start it with uv_timer_start as usual. */
+uv_timer_t *nea_req_timer(nea_req *req);
+
+/*
+ * Runs fn(req, arg) in a nested protected frame. If fn exhausts the arena,
+ * the defers it registered run, the arena is rolled back to where it was
+ * before the call, and NEA_ENOMEM is returned; the request carries on.
+ * Returns 0 when fn returned normally.
+ */
+int nea_req_protect(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg);
+
+/* =========================================================================
+ * Responses
+ * =========================================================================
+ *
+ * Exactly one answer per request: nea_respond (the body copied into the
+ * arena), nea_respond_static (the body referenced), a streamed response or a
+ * file (next section). Headers are added before it.
+ */
+
+/*
+ * Adds a response header (copied into the arena). Call before nea_respond
+ * (or nea_stream_start).
+ * Content-Length, Date and Connection are managed by libnea; setting them
+ * returns UV_EINVAL. Returns 0, NEA_ENOMEM, NEA_ERESPONDED, UV_EINVAL (name
+ * or value with CR, LF or NUL).
+ */
+int nea_resp_header(nea_req *req, const char *name, const char *value);
+
+/*
+ * Sends the response: status line, Date, Content-Type (if not NULL),
+ * Content-Length, Connection when needed, added headers, then len bytes of
+ * body, which are copied into the arena (body may be transient). For HEAD the
+ * body is omitted but its length is announced. The request ends when the
+ * write completes. If the arena cannot hold the response, the pre-built 500
+ * is sent instead and NEA_ENOMEM returned. Returns 0, NEA_ENOMEM,
+ * NEA_ERESPONDED, or UV_EINVAL for a status outside 200..599.
+ */
+int nea_respond(nea_req *req, int status, const char *content_type, const void *body, size_t len);
+
+/* Like nea_respond, but body is referenced, not copied: it must stay valid
+ * and unchanged until the request ends (static or server-lifetime data, or
+ * memory from this request's own arena). */
+int nea_respond_static(nea_req *req, int status, const char *content_type, const void *body,
+                       size_t len);
+
+/* =========================================================================
+ * Streaming
+ * =========================================================================
+ *
+ * Bodies larger than the arena, both ways, through a bounded part of it: a
+ * response written one piece at a time, a file (ranges, validators,
+ * sendfile), and a request body read in pieces by a route registered with
+ * nea_server_route_stream.
+ */
+
+/*
+ * Streaming responses: a body of any size through a bounded part of the
+ * arena. nea_stream_start lays out the head; each nea_stream_write hands
+ * one piece to the socket, and when the piece is written libnea calls
+ * more(req, arg) inside a protected frame (like nea_req_run): the handler
+ * may write the next piece then, reusing the same memory. Exactly one
+ * piece is in flight at a time, so the arena memory a stream holds is what
+ * the handler chose for its buffer, whatever the body's size. more is
+ * always called from the loop, never from inside nea_stream_write.
+ *
+ * Timeouts: a piece must be written within write_timeout_ms, and the
+ * handler must write the next piece (or end) within response_timeout_ms
+ * (the route's own, if it has one) of the previous one being written;
+ * otherwise the connection is closed and the request cancelled (defers
+ * run, tracked handles close, more is not called). The same happens when
+ * the client goes away or a drain times out. An out-of-memory unwind after
+ * nea_stream_start closes the connection (the status line may already be
+ * on the wire, so no 500).
+ */
+
+/* nea_stream_start length for a body whose size is not known in advance:
+ * chunked for HTTP/1.1, delimited by closing the connection for HTTP/1.0. */
+#define NEA_LENGTH_UNKNOWN UINT64_MAX
+
+/* Called when the previous piece was written: write the next, or end. */
+typedef void (*nea_stream_fn)(nea_req *req, void *arg);
+
+/*
+ * Starts a streamed response with status, Content-Type (if not NULL), the
+ * headers added with nea_resp_header, and Content-Length: length, or
+ * chunked framing for NEA_LENGTH_UNKNOWN. The head is sent with the first
+ * piece (or by nea_stream_end). For HEAD, 204 and 304 the head is the whole
+ * response: it is sent at once and the request ends with it; later
+ * nea_stream_write and nea_stream_end calls return NEA_ESTATE, so a
+ * producer that stops on any error is correct for both. If the arena
+ * cannot hold the head the pre-built 500 is sent and NEA_ENOMEM returned.
+ * Returns 0, NEA_ENOMEM, NEA_ERESPONDED, NEA_ESTATE (cancelled), UV_EINVAL
+ * (status outside 200..599, or a Content-Type with CR or LF).
+ */
+int nea_stream_start(nea_req *req, int status, const char *content_type, uint64_t length);
+
+/*
+ * Writes len bytes (len > 0) of the body. data is referenced, not copied:
+ * it must stay valid and unchanged until more runs (the usual choice is one
+ * buffer from the arena, refilled in more). Returns 0 (more will be called
+ * exactly once, unless the request is cancelled first), or NEA_ESTATE (not
+ * streaming, a piece still in flight, already ended or cancelled: stop
+ * producing), UV_EINVAL (len 0, more NULL, or beyond the announced
+ * Content-Length).
+ */
+int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn more, void *arg);
+
+/*
+ * Ends the body (the chunked terminator for chunked framing); the request
+ * ends when everything is written. A body shorter than the announced
+ * Content-Length cannot be framed: the connection is closed and UV_EINVAL
+ * returned. Returns 0, NEA_ESTATE or UV_EINVAL.
+ */
+int nea_stream_end(nea_req *req);
+
+/*
+ * Serves the file at path (see docs/files.md) with Content-Length,
+ * Last-Modified, an ETag derived from the modification time (ns) and the
+ * size, and Accept-Ranges: bytes. The request's conditions are evaluated
+ * in RFC 9110's order: If-Match, else If-Unmodified-Since, failing -> 412;
+ * If-None-Match (weak comparison), else If-Modified-Since, matching -> 304
+ * for GET and HEAD (412 for other methods). Then, for GET and HEAD, one
+ * byte range (Range, honoured only while If-Range names the current ETag
+ * or the exact Last-Modified) -> 206 with Content-Range; a range starting
+ * past the end (or "-0") -> 416, whose Content-Range gives only the size; a
+ * Range of several ranges, another unit, bad syntax or an inverted range
+ * is ignored: 200 with the whole file. HEAD gets the head GET would get.
+ * Offsets and lengths are 64-bit. The file is read into buf_size bytes of
+ * the arena (0: half of what the arena has left, at most 256 KiB; none for
+ * HEAD) and sent from there and by sendfile, streamed as above; its
+ * descriptor is closed on every path (a defer). Opening, fstat and reads
+ * run on the loop thread. Returns 0 (a response is under way, whatever its
+ * status), UV_ENOENT / other UV_E* from open or fstat (nothing was sent:
+ * answer it yourself, e.g. 404), UV_EISDIR for a directory, NEA_ENOMEM
+ * (the arena cannot hold the state, a header or the buffer; nothing sent),
+ * or what nea_stream_start returns.
+ */
+int nea_respond_file(nea_req *req, const char *path, const char *content_type, size_t buf_size);
+
+/*
+ * Streaming request bodies (routes registered with nea_server_route_stream):
+ * the handler calls nea_body_read when it is ready to receive; only then is
+ * "Expect: 100-continue" answered and the body read. fn(req, data, len,
+ * arg) is called inside a protected frame for each piece as it arrives
+ * (possibly before nea_body_read returns, for bytes already received), and
+ * once more with data NULL and len 0 at the end of the body. A piece is
+ * valid until fn returns, or, if fn called nea_body_pause, until
+ * nea_body_resume. Pieces are never stored in the arena: the body may be
+ * far larger than it. A request without a body gets the end call at once.
+ *
+ * The handler responds as usual, normally from the end call. A response
+ * before the end closes the connection after it (the rest of the body is
+ * not read). The body is bounded by body_timeout_ms between reads and by
+ * body_min_rate (not by body_deadline_ms); a paused body counts as idle.
+ * Returns 0, NEA_ESTATE (not a streaming route, already reading, or
+ * responded), NEA_ENOMEM (no arena room for the reader state).
+ */
+typedef void (*nea_body_fn)(nea_req *req, const char *data, size_t len, void *arg);
+int nea_body_read(nea_req *req, nea_body_fn fn, void *arg);
+/* Stops delivering pieces (reading stops when the read buffer is full). */
+void nea_body_pause(nea_req *req);
+/* Delivers pieces again, starting with what arrived in the meantime. */
+void nea_body_resume(nea_req *req);
+
+/* =========================================================================
+ * Asynchronous work: coming back later (references, holds, thread-pool work)
+ * =========================================================================
+ *
+ * A handler that waits for something (a timer, a database, the thread pool)
+ * returns, and the answer is given later from another callback. By then the
+ * request may be gone (the client left, a deadline passed, the server
+ * drains), and its arena may already serve another request: a bare
+ * nea_req * kept across a callback libnea does not run can name a
+ * stranger. So host code keeps a reference instead, and asks for the
+ * request when it comes back:
+ *
+ *     nea_ref ref = nea_req_ref(req);             // in the handler
+ *     ...
+ *     nea_req *r = nea_ref_req(ref);              // in the later callback
+ *     if (r != NULL) nea_req_run(r, answer, arg); // NULL: it is gone
+ *
+ * Everything here runs on the request's loop thread only: called from
+ * another thread (another worker, the thread pool, a host thread) it aborts
+ * with a message naming the rule. A reference must not be used after the
+ * server's close callback ran.
+ */
+
+/*
+ * Tells libnea the handler will respond later from code libnea cannot see
+ * (another request's handler, a host callback reached through a reference).
+ * Without it, a handler that returns without responding and without a
+ * tracked handle or a hold is a bug: the request gets a 500 at once, logged
+ * with its route. Either way response_timeout_ms bounds the wait.
+ */
+void nea_req_keep(nea_req *req);
+
+/* A request's name: its arena and that arena's generation. Copy it freely;
+ * a zero-initialised nea_ref names no request. */
+typedef struct nea_ref {
+    const void *slot;
+    uint64_t gen;
+} nea_ref;
+
+/* The reference to req. Allocates nothing. */
+nea_ref nea_req_ref(nea_req *req);
+
+/*
+ * The request ref names, while it is that same request and it has neither
+ * ended nor been cancelled; NULL afterwards, also once its arena serves
+ * another request. The pointer returned is valid until the callback that
+ * asked for it returns: ask again next time.
+ */
+nea_req *nea_ref_req(nea_ref ref);
+
+/* A reference that keeps its request's arena reserved (see nea_req_hold). */
+typedef struct nea_hold {
+    nea_ref ref;
+} nea_hold;
+
+/*
+ * Keeps req's arena, and everything in it, reserved until nea_hold_release
+ * is called for the returned hold, whatever happens to the request
+ * meanwhile: a client that leaves cancels the request (it can no longer be
+ * answered) but its defers do not run and its arena is not reused until
+ * every hold is released. The way to give a host callback libnea does not
+ * run (a database client's, uv_fs_*) memory in the arena that outlives a
+ * cancel. A held request counts as answered later (like nea_req_keep).
+ * Allocates nothing.
+ */
+nea_hold nea_req_hold(nea_req *req);
+
+/*
+ * Releases hold, exactly once (releasing a request's last hold twice
+ * aborts). First calls fn(req, arg) when fn is not NULL: inside the
+ * request's protected frame while it is live (fn may allocate and
+ * respond), or with req NULL once it was cancelled (fn then only releases
+ * what the host owns; it must not allocate from the request). Then, when
+ * this was the last hold of a request that is over, the request ends:
+ * defers run and the arena returns. Nothing in the arena may be used after
+ * this returns.
+ */
+void nea_hold_release(nea_hold hold, void (*fn)(nea_req *req, void *arg), void *arg);
+
+/*
+ * Runs work(arg) on libuv's thread pool, then done on the request's loop:
+ * done(req, arg) inside the request's protected frame while the request is
+ * live (it may allocate and respond), or done(NULL, arg) once it was
+ * cancelled meanwhile (client gone, deadline, drain), so the host can
+ * release what it owns. done is called exactly once. The arena, and
+ * anything in it (including arg), stays reserved until done returns: a
+ * cancel while work runs does not release it. work must not touch the
+ * request (it runs on another thread): give it what it needs in arg.
+ * The work request takes a few bytes of the arena; no heap allocation.
+ * Returns 0, UV_EINVAL (work or done NULL), NEA_ESTATE (the request is not
+ * live), NEA_ENOMEM (the arena is full) or uv_queue_work's error; on an
+ * error neither function is ever called.
+ *
+ * A server's close waits for its running jobs: after drain_timeout_ms the
+ * requests are cancelled, but a job still running keeps its arena, and the
+ * close callback runs only after its done returned (with NULL).
+ */
+int nea_req_work(nea_req *req, void (*work)(void *arg), void (*done)(nea_req *req, void *arg),
+                 void *arg);
+
+/*
+ * Runs fn(req, arg) inside a protected frame: the way back into handler code
+ * from a libuv callback. An out-of-memory unwind inside fn ends the request
+ * with a 500 (or closes the connection if response bytes were already
+ * sent). Does nothing once the request was cancelled. Give it only a
+ * request from the frame you are in (a handler's own req, the request of a
+ * timer it tracks) or one nea_ref_req just returned in this same callback:
+ * never a pointer kept across callbacks.
+ */
+void nea_req_run(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg);
+
+/* =========================================================================
+ * WebSocket messages
+ * =========================================================================
+ *
+ * What a WebSocket route's callbacks (see "WebSocket routes" above) do with
+ * their connection: send messages, one frame in flight at a time; close;
+ * end a message that was kept; keep the host's pointer; and name the
+ * connection across callbacks libnea does not run (nea_wsref). See
+ * docs/websocket.md.
+ */
+
+/*
+ * Sends a message of len bytes (opcode NEA_WS_TEXT, which must be UTF-8,
+ * or NEA_WS_BINARY) as one frame. data may be transient: it is copied into
+ * an arena before it is written (not when it already lies in the arena of
+ * the message being handled), the message's while its handler runs or
+ * while it is kept, else one taken for this frame; the copy is given back
+ * as soon as the kernel has the whole frame, which is at once while the
+ * peer keeps up. One frame is written at a time: a send while the last is
+ * still being written returns UV_EAGAIN (wait for nea_ws_on_drain).
+ * Returns 0, UV_EAGAIN, NEA_ESTATE (not open: closing, closed),
+ * UV_EINVAL (another opcode, text that is not UTF-8, data NULL with len >
+ * 0), NEA_ENOMEM (the message's arena cannot hold it, or it is larger than
+ * an arena), UV_ENOBUFS (no arena or connection buffer free now: try
+ * later), or a write error (the connection is then closed).
+ */
+int nea_ws_send(nea_ws *ws, int opcode, const void *data, size_t len);
+
+/*
+ * After nea_ws_send returned UV_EAGAIN: calls fn(ws, arg) once, from the
+ * loop, when the frame being written is out (fn may send again); not at all
+ * if the connection closes first. A later call replaces an earlier one.
+ * Returns 0, UV_EINVAL (fn NULL), NEA_ESTATE (not open, or no frame being
+ * written: send now).
+ */
+int nea_ws_on_drain(nea_ws *ws, void (*fn)(nea_ws *ws, void *arg), void *arg);
+
+/*
+ * Starts the close handshake: a close frame with code (0: none; else one
+ * RFC 6455 lets an endpoint send: 1000-1003, 1007-1014, 3000-4999) and
+ * reason (NULL or UTF-8; cut to 123 bytes at a character boundary) goes
+ * out after the frame being written, if any; no message is handed to a
+ * handler after it; the connection closes when the peer answers, or
+ * 2 s later. Returns 0, NEA_ESTATE (already closing or closed), UV_EINVAL
+ * (code or reason), UV_ENOBUFS (no connection buffer free to send it).
+ */
+int nea_ws_close(nea_ws *ws, unsigned code, const char *reason);
+
+/*
+ * Ends a message its handler kept (nea_req_keep, or a hold, a job or a
+ * tracked handle pending when it returned): its arena returns (once
+ * frames sent from it are written) and the connection reads its next
+ * message. Nothing for a message already ended or a request that is not a
+ * message. A kept message not ended within response_timeout_ms is
+ * cancelled (its defers run, references read as gone, the connection
+ * carries on). After this msg must not be used.
+ */
+void nea_ws_done(nea_req *msg);
+
+/* The host's pointer for this connection (NULL until set). */
+void nea_ws_set_data(nea_ws *ws, void *data);
+void *nea_ws_data(const nea_ws *ws);
+
+/* A WebSocket connection's name: its slot and the slot's generation. Copy
+ * it freely; a zero-initialised nea_wsref names no connection. */
+typedef struct nea_wsref {
+    const void *slot;
+    uint64_t gen;
+} nea_wsref;
+
+/* The reference to ws. Allocates nothing. */
+nea_wsref nea_ws_ref(nea_ws *ws);
+
+/* The connection ref names while it is open; NULL once it is closing or
+ * closed (also after its slot serves another connection). The pointer is
+ * valid until the callback that asked returns: ask again next time. Not
+ * after the server's close callback ran. */
+nea_ws *nea_ref_ws(nea_wsref ref);
+
+/* =========================================================================
+ * TLS
+ * =========================================================================
+ *
+ * HTTPS on BearSSL: a certificate in nea_config.tls (above) makes every
+ * connection speak TLS 1.2 inside the same printed bound. Here: replacing the
+ * certificate without a restart, and the reasons a TLS connection fails, as
+ * nea_stats counts them. See docs/tls.md.
+ */
 
 /*
  * Replaces the TLS certificate and key without a restart (for example on
@@ -723,40 +1430,6 @@ const nea_plan *nea_server_plan(const nea_server *s);
  */
 int nea_server_tls_reload(nea_server *s, const nea_tls_cert *cert, char *errbuf, size_t errlen);
 
-/*
- * Graceful drain. First the announcement: the agent answers "drain",
- * NEA_ROUTE_READY routes answer 503, and every response carries
- * Connection: close (a keep-alive client's next request is still served);
- * new connections are still accepted for drain_delay_ms. Then it stops
- * accepting, closes idle connections and those caught mid-head, lets
- * in-flight and queued requests finish for up to drain_timeout_ms (then
- * cancels them), closes every handle, unmaps the reservation and calls
- * cb(s, data) from the loop, exactly once. After cb, s is invalid. The loop
- * may then be closed with uv_loop_close.
- *
- * May be called from inside a handler: the handler's own request is in
- * flight and finishes normally (its response carries Connection: close).
- * May be called from any thread: from a thread other than the one that
- * created the server (a handler on another worker, a host thread) the
- * close is handed to the server's loop and begins there in its next
- * iteration. With workers > 1 every worker drains on its own thread under
- * the same rules and its own drain_timeout_ms, the threads end, and only
- * then is the reservation unmapped and cb called, on the loop given to
- * nea_server_new. Jobs of nea_req_work still running are waited for.
- * Returns 0, or NEA_ESTATE when the server is already closing (cb is then
- * never called; the first call's callback still runs).
- */
-int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void *data);
-
-/* One arena class's figures (nea_stats.classes). */
-typedef struct nea_stats_class {
-    size_t size;         /* usable bytes per arena */
-    unsigned count;      /* arenas */
-    unsigned in_use;     /* held by requests now */
-    unsigned high_water; /* the most ever held at once */
-    size_t peak_bytes;   /* the largest use any of its requests reached */
-} nea_stats_class;
-
 /* The reasons a TLS connection fails, as indexes of nea_stats.tls_failed
  * (docs/tls.md has the table): 1 plain_http, 2 not_tls, 3 version,
  * 4 no_shared, 5 handshake, 6 record_too_large, 7 bad_record,
@@ -768,28 +1441,86 @@ typedef struct nea_stats_class {
  * logs and metrics; NULL for an index no reason uses. A static string. */
 const char *nea_tls_reason_name(unsigned reason);
 
+/* =========================================================================
+ * Observability: outcomes, counters, metrics, the advisor
+ * =========================================================================
+ *
+ * What a server tells about itself, all of it kept in the reservation and
+ * counted without allocation: how each request ended (nea_outcome) and the
+ * completion hook's record of it, the server's counters (nea_stats), per-route
+ * metrics with histograms and their Prometheus text, and the sizing advisor,
+ * which turns the arena peaks observed into arena classes. See
+ * docs/operations.md.
+ */
+
+/* How a request ended. */
+typedef enum nea_outcome {
+    NEA_OUTCOME_COMPLETED = 0, /* a response was written (any status but those below) */
+    NEA_OUTCOME_OOM,           /* the request's arena ran out: 500 (or a close) */
+    NEA_OUTCOME_SHED,          /* 503: the handler never started */
+    NEA_OUTCOME_TIMEOUT,       /* 408, 504, or a response that could not be written in time */
+    NEA_OUTCOME_CANCELLED,     /* the client went away (or the drain deadline passed) */
+    NEA_OUTCOME_COUNT
+} nea_outcome;
+
+/* "completed", "oom", "shed", "timeout", "cancelled"; "unknown" otherwise. */
+const char *nea_outcome_name(nea_outcome outcome);
+
+/* What the completion hook is told about one request. Strings are not
+ * NUL-terminated: use the lengths (printf "%.*s"). */
+typedef struct nea_completion {
+    const char *method; /* as received; "" (length 0) when the head was malformed */
+    size_t method_len;
+    const char *path; /* without the query; "" when the head was malformed */
+    size_t path_len;
+    const char *route; /* the registered path of the route, or NULL (unrouted) */
+    int status;        /* status sent; 0 when no response was (cancelled) */
+    nea_outcome outcome;
+    uint64_t bytes_in;       /* head and body bytes */
+    uint64_t bytes_out;      /* response bytes handed to the socket */
+    uint64_t queue_ns;       /* routed head to arena granted (0 when granted at once) */
+    uint64_t handler_ns;     /* handler start to response issued; for a handler that
+                                answers before returning, to the moment its return or its
+                                response's write completed, whichever came first
+                                (0: no handler ran) */
+    uint64_t total_ns;       /* the request's start to its end; it starts when it first waits
+                                (for an arena or its body), is answered by libnea, or
+                                its handler starts, whichever comes first */
+    size_t arena_peak_bytes; /* the most arena the request used; 0 when it took none */
+    const struct sockaddr_storage *peer; /* the client; ss_family AF_UNSPEC when unknown */
+} nea_completion;
+
+/* One arena class's figures (nea_stats.classes). */
+typedef struct nea_stats_class {
+    size_t size;         /* usable bytes per arena */
+    unsigned count;      /* arenas */
+    unsigned in_use;     /* held by requests now */
+    unsigned high_water; /* the most ever held at once */
+    size_t peak_bytes;   /* the largest use any of its requests reached */
+} nea_stats_class;
+
 /* Server counters since nea_server_new, copied into *out. Totals that are
  * sums of other fields are not stored: nea_stats_shed and nea_stats_arenas
  * compute them from the copy. */
 typedef struct nea_stats {
-    uint64_t requests;      /* request heads fully received */
-    uint64_t responses[6];  /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
-    uint64_t oom_500;       /* 500s from arena exhaustion */
-                            /* 503s (the handler never started), by cause: */
-    uint64_t shed_no_slot;  /*   no connection slot (and none to evict) */
-    uint64_t shed_no_arena; /*   no arena within queue_timeout_ms, or the queue full */
-    uint64_t shed_cpu;      /*   the loop overloaded (overload_target_ms) */
-    uint64_t shed_fair;     /*   the client's address over fair_share_pct */
-    uint64_t shed_draining; /*   a NEA_ROUTE_READY check while the server drains */
+    uint64_t requests;       /* request heads fully received */
+    uint64_t responses[6];   /* by status class: [1]=1xx .. [5]=5xx; [0] unused */
+    uint64_t oom_500;        /* 500s from arena exhaustion */
+                             /* 503s (the handler never started), by cause: */
+    uint64_t shed_no_slot;   /*   no connection slot (and none to evict) */
+    uint64_t shed_no_arena;  /*   no arena within queue_timeout_ms, or the queue full */
+    uint64_t shed_cpu;       /*   the loop overloaded (overload_target_ms) */
+    uint64_t shed_fair;      /*   the client's address over fair_share_pct */
+    uint64_t shed_draining;  /*   a NEA_ROUTE_READY check while the server drains */
     uint64_t shed_no_buffer; /*  no connection buffer within header_timeout_ms */
-    uint64_t timeouts;      /* header, body (idle, deadline, rate), response and write */
-    uint64_t unanswered;    /* handlers that never responded: 500 when one returned with
-                               nothing pending, 504 at response_timeout_ms */
-    uint64_t rejected_400;  /* malformed or smuggling-shaped requests */
-    uint64_t accepted;      /* connections accepted into a slot */
-    uint64_t evicted;       /* silent (never sent a byte) or idle keep-alive connections
-                               closed to make room for a newcomer */
-    uint64_t accept_errors; /* failed accepts, e.g. at the process fd limit */
+    uint64_t timeouts;       /* header, body (idle, deadline, rate), response and write */
+    uint64_t unanswered;     /* handlers that never responded: 500 when one returned with
+                                nothing pending, 504 at response_timeout_ms */
+    uint64_t rejected_400;   /* malformed or smuggling-shaped requests */
+    uint64_t accepted;       /* connections accepted into a slot */
+    uint64_t evicted;        /* silent (never sent a byte) or idle keep-alive connections
+                                closed to make room for a newcomer */
+    uint64_t accept_errors;  /* failed accepts, e.g. at the process fd limit */
     uint64_t tls_handshakes; /* TLS handshakes completed (full and resumed) */
     uint64_t tls_resumed;    /*   of them resumed: an abbreviated handshake, no public-key
                                 work */
@@ -798,11 +1529,11 @@ typedef struct nea_stats {
                                              closed, nothing else affected */
     unsigned connections_open;
     unsigned connections_max;
-    unsigned queue_length;     /* requests waiting for an arena now */
-    unsigned conn_buffers;         /* connection buffers (plan.conn_buffers) */
-    unsigned conn_buffers_in_use;  /* held by connections with work now */
+    unsigned queue_length;        /* requests waiting for an arena now */
+    unsigned conn_buffers;        /* connection buffers (plan.conn_buffers) */
+    unsigned conn_buffers_in_use; /* held by connections with work now */
     unsigned conn_buffers_high_water;
-    unsigned buffer_waiters;       /* connections waiting in line for a buffer now */
+    unsigned buffer_waiters;   /* connections waiting in line for a buffer now */
     unsigned shedding;         /* 1 while shedding for CPU */
     uint64_t shed_transitions; /* CPU shedding turned on or off */
     uint64_t loop_lag_us;      /* busy time of the loop's last iteration with I/O */
@@ -1026,330 +1757,9 @@ int nea_advise(const nea_config *cfg, const nea_route_stats *routes, unsigned n,
 size_t nea_advice_format(const nea_advice *a, const nea_route_stats *routes, unsigned n,
                          const unsigned *route_class, char *buf, size_t cap);
 
-/* --- Requests --------------------------------------------------------- */
-
-/*
- * Arena allocation. All memory returned below belongs to req's arena and is
- * valid until the request ends. Alignment is alignof(max_align_t).
- *
- * nea_alloc never returns NULL: when the arena is exhausted it records an
- * incident (method, path, bytes asked, arena used and size), logs it, and
- * unwinds to the innermost protected frame (the handler entry, nea_req_run
- * or nea_req_protect). Calling it outside such a frame aborts the process:
- * that is a handler-rule violation.
- */
-void *nea_alloc(nea_req *req, size_t n);
-void *nea_calloc(nea_req *req, size_t count, size_t size);
-/* align must be a power of two. */
-void *nea_alloc_aligned(nea_req *req, size_t n, size_t align);
-char *nea_strdup(nea_req *req, const char *s);
-char *nea_strndup(nea_req *req, const char *s, size_t n);
-/* Formats straight into the arena (no heap). */
-char *nea_printf(nea_req *req, const char *fmt, ...) NEA_PRINTF(2, 3);
-char *nea_vprintf(nea_req *req, const char *fmt, va_list ap) NEA_PRINTF(2, 0);
-
-/* Like nea_alloc, but returns NULL on exhaustion and never unwinds. */
-NEA_WARN_UNUSED void *nea_try_alloc(nea_req *req, size_t n);
-
-/*
- * Grows (or shrinks) p, which must be the most recent allocation of req, to
- * n bytes in place. Returns p, or NULL when the arena cannot hold n bytes
- * (p is then unchanged). The usual way to build a buffer of unknown size.
- */
-NEA_WARN_UNUSED void *nea_try_grow(nea_req *req, void *p, size_t n);
-
-/* Bytes req's arena can still give (before alignment padding). */
-size_t nea_arena_available(const nea_req *req);
-
-/*
- * Registers fn(arg) to run when the request ends, on every path: after the
- * response is written, on out-of-memory unwind, on cancel. Defers run LIFO.
- * Returns 0 or NEA_ENOMEM (the defer is then not registered: release the
- * resource yourself).
- */
-int nea_req_defer(nea_req *req, void (*fn)(void *arg), void *arg);
-
-/*
- * Tracks a libuv handle that lives in req's arena and was initialised by the
- * handler. When the request ends libnea stops and closes it (overwriting
- * handle->data) and returns the arena only after its close callback ran.
- * Returns 0 or NEA_ENOMEM (the handle was not tracked; nothing was closed).
- */
-int nea_req_track(nea_req *req, uv_handle_t *handle);
-
-/* Allocates, initialises and tracks a timer in req's arena; unwinds on OOM.
- * Set timer->data yourself; start it with uv_timer_start as usual. */
-uv_timer_t *nea_req_timer(nea_req *req);
-
-/*
- * Tells libnea the handler will respond later from code libnea cannot see
- * (another request's handler, a host callback reached through a reference).
- * Without it, a handler that returns without responding and without a
- * tracked handle or a hold is a bug: the request gets a 500 at once, logged
- * with its route. Either way response_timeout_ms bounds the wait.
- */
-void nea_req_keep(nea_req *req);
-
-/*
- * --- Coming back later: references, holds, thread-pool work ---------------
- *
- * A handler that waits for something (a timer, a database, the thread pool)
- * returns, and the answer is given later from another callback. By then the
- * request may be gone (the client left, a deadline passed, the server
- * drains), and its arena may already serve another request: a bare
- * nea_req * kept across a callback libnea does not run can name a
- * stranger. So host code keeps a reference instead, and asks for the
- * request when it comes back:
- *
- *     nea_ref ref = nea_req_ref(req);             // in the handler
- *     ...
- *     nea_req *r = nea_ref_req(ref);              // in the later callback
- *     if (r != NULL) nea_req_run(r, answer, arg); // NULL: it is gone
- *
- * Everything here runs on the request's loop thread only: called from
- * another thread (another worker, the thread pool, a host thread) it aborts
- * with a message naming the rule. A reference must not be used after the
- * server's close callback ran.
- */
-
-/* A request's name: its arena and that arena's generation. Copy it freely;
- * a zero-initialised nea_ref names no request. */
-typedef struct nea_ref {
-    const void *slot;
-    uint64_t gen;
-} nea_ref;
-
-/* The reference to req. Allocates nothing. */
-nea_ref nea_req_ref(nea_req *req);
-
-/*
- * The request ref names, while it is that same request and it has neither
- * ended nor been cancelled; NULL afterwards, also once its arena serves
- * another request. The pointer returned is valid until the callback that
- * asked for it returns: ask again next time.
- */
-nea_req *nea_ref_req(nea_ref ref);
-
-/* A reference that keeps its request's arena reserved (see nea_req_hold). */
-typedef struct nea_hold {
-    nea_ref ref;
-} nea_hold;
-
-/*
- * Keeps req's arena, and everything in it, reserved until nea_hold_release
- * is called for the returned hold, whatever happens to the request
- * meanwhile: a client that leaves cancels the request (it can no longer be
- * answered) but its defers do not run and its arena is not reused until
- * every hold is released. The way to give a host callback libnea does not
- * run (a database client's, uv_fs_*) memory in the arena that outlives a
- * cancel. A held request counts as answered later (like nea_req_keep).
- * Allocates nothing.
- */
-nea_hold nea_req_hold(nea_req *req);
-
-/*
- * Releases hold, exactly once (releasing a request's last hold twice
- * aborts). First calls fn(req, arg) when fn is not NULL: inside the
- * request's protected frame while it is live (fn may allocate and
- * respond), or with req NULL once it was cancelled (fn then only releases
- * what the host owns; it must not allocate from the request). Then, when
- * this was the last hold of a request that is over, the request ends:
- * defers run and the arena returns. Nothing in the arena may be used after
- * this returns.
- */
-void nea_hold_release(nea_hold hold, void (*fn)(nea_req *req, void *arg), void *arg);
-
-/*
- * Runs work(arg) on libuv's thread pool, then done on the request's loop:
- * done(req, arg) inside the request's protected frame while the request is
- * live (it may allocate and respond), or done(NULL, arg) once it was
- * cancelled meanwhile (client gone, deadline, drain), so the host can
- * release what it owns. done is called exactly once. The arena, and
- * anything in it (including arg), stays reserved until done returns: a
- * cancel while work runs does not release it. work must not touch the
- * request (it runs on another thread): give it what it needs in arg.
- * The work request takes a few bytes of the arena; no heap allocation.
- * Returns 0, UV_EINVAL (work or done NULL), NEA_ESTATE (the request is not
- * live), NEA_ENOMEM (the arena is full) or uv_queue_work's error; on an
- * error neither function is ever called.
- *
- * A server's close waits for its running jobs: after drain_timeout_ms the
- * requests are cancelled, but a job still running keeps its arena, and the
- * close callback runs only after its done returned (with NULL).
- */
-int nea_req_work(nea_req *req, void (*work)(void *arg), void (*done)(nea_req *req, void *arg),
-                 void *arg);
-
-/*
- * Runs fn(req, arg) inside a protected frame: the way back into handler code
- * from a libuv callback. An out-of-memory unwind inside fn ends the request
- * with a 500 (or closes the connection if response bytes were already
- * sent). Does nothing once the request was cancelled. Give it only a
- * request from the frame you are in (a handler's own req, the request of a
- * timer it tracks) or one nea_ref_req just returned in this same callback:
- * never a pointer kept across callbacks.
- */
-void nea_req_run(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg);
-
-/*
- * Runs fn(req, arg) in a nested protected frame. If fn exhausts the arena,
- * the defers it registered run, the arena is rolled back to where it was
- * before the call, and NEA_ENOMEM is returned; the request carries on.
- * Returns 0 when fn returned normally.
- */
-int nea_req_protect(nea_req *req, void (*fn)(nea_req *req, void *arg), void *arg);
-
-/* The loop the request runs on (the server's). */
-uv_loop_t *nea_req_loop(const nea_req *req);
-
-/*
- * The server the request belongs to: the handle nea_server_new returned,
- * also with workers > 1 (worker 0's, whichever worker's thread runs the
- * request). From a handler on any worker it may be given to the functions
- * documented as callable from any worker's thread (nea_server_stats,
- * nea_server_worker_stats, the route stats, nea_server_metrics_text,
- * nea_respond_metrics, nea_server_close) and to the read-only
- * nea_server_plan and nea_server_port; the rest (nea_server_loop among
- * them) belong to worker 0's thread. Never NULL; allocates nothing.
- */
-nea_server *nea_req_server(const nea_req *req);
-
-/*
- * Per-request user data: one pointer the host attaches to req (a session,
- * a parsed token, the state a handler shares with its continuations) and
- * reads back wherever it holds the request: the handler, functions run by
- * nea_req_run and nea_req_protect, stream and body callbacks, nea_req_work's
- * done and nea_hold_release's fn (with a live request). NULL until set; set
- * again, it is replaced. libnea never dereferences nor frees it, and
- * forgets it when the request ends: what it points at must live at least
- * that long, so point it at arena memory (which dies with the request), or
- * at host memory released by a nea_req_defer. Loop thread only, like
- * everything on a request.
- */
-void nea_req_set_data(nea_req *req, void *data);
-void *nea_req_data(const nea_req *req);
-
-/* Request data. The head's strings (method, path, query, headers) are
- * read where they were received, in the connection's read buffer, and the
- * body is in the arena: all of it is valid while the request is live, that
- * is until its response is written or it is cancelled (a reference's
- * nea_ref_req says which). Copy what a hold's later callback needs into the
- * arena (nea_strdup) first. Strings are NUL-terminated. */
-const char *nea_req_method(const nea_req *req);
-const char *nea_req_path(const nea_req *req);  /* without the query; not decoded */
-const char *nea_req_query(const nea_req *req); /* after '?', or "" */
-/* The part of the path after a prefix route's prefix ("" for exact routes). */
-const char *nea_req_path_tail(const nea_req *req);
-/* First header with that name, case-insensitive; NULL when absent. */
-const char *nea_req_header(const nea_req *req, const char *name);
-/* Number of header fields, and the i-th one (0-based), for iteration:
- * nea_req_header_at sets *name and *value and returns 0, or returns
- * UV_EINVAL (leaving both unchanged) when i >= nea_req_header_count(req). */
-size_t nea_req_header_count(const nea_req *req);
-int nea_req_header_at(const nea_req *req, size_t i, const char **name, const char **value);
-/* The body (NUL-terminated for convenience, not counted in *len). */
-const char *nea_req_body(const nea_req *req, size_t *len);
-/* The client's address, copied into *addr (sockaddr_in or sockaddr_in6).
- * Returns 0, or UV_ENOTCONN when it is unknown (e.g. a socket adopted for
- * tests, or the request was detached from its connection). */
-int nea_req_peer(const nea_req *req, struct sockaddr_storage *addr);
-/* HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
-int nea_req_http_minor(const nea_req *req);
-
-/* --- Percent-decoding and query parameters ------------------------------
- *
- * nea_req_path and nea_req_query are the raw bytes the client sent. These
- * helpers decode them (RFC 3986 percent-encoding; with NEA_DECODE_PLUS,
- * '+' as a space, the form encoding of query strings). Decoding is strict:
- * a '%' not followed by two hex digits is an error (UV_EINVAL), not copied
- * through, and so is %00 unless NEA_DECODE_NUL is given. Nothing here uses
- * the heap. See docs/files.md for the routing rule: routes match the path
- * with every escape decoded except %2F, %25 and %00.
- */
-/* '+' decodes to a space (query strings, forms). */
-#define NEA_DECODE_PLUS 0x1u
-/* %00 is accepted: the result may contain NUL bytes, so use its length,
- * not strlen. */
-#define NEA_DECODE_NUL 0x2u
-
-/*
- * Decodes len bytes of src into dst, which must have room for len + 1
- * bytes (decoding never lengthens); dst may be src (in place). The result
- * is NUL-terminated and its length (without the NUL) stored in *out_len
- * unless out_len is NULL. Needs no request. Returns 0, or UV_EINVAL (a
- * malformed escape, %00 without NEA_DECODE_NUL, an unknown flag, dst NULL);
- * dst's contents are then unspecified.
- */
-int nea_url_decode_into(char *dst, const char *src, size_t len, unsigned flags, size_t *out_len);
-
-/*
- * Decodes len bytes of src into a new NUL-terminated string in req's arena
- * (valid until the request ends), of exactly the decoded length plus the
- * NUL; *out_len (unless NULL) gets that length. On arena exhaustion it
- * unwinds like nea_alloc. Returns 0, or UV_EINVAL as nea_url_decode_into
- * (nothing was allocated then, *out is unchanged).
- */
-int nea_url_decode(nea_req *req, const char *src, size_t len, unsigned flags, char **out,
-                   size_t *out_len);
-
-/* Like nea_url_decode, but returns NEA_ENOMEM on arena exhaustion instead
- * of unwinding (*out unchanged). */
-NEA_WARN_UNUSED int nea_try_url_decode(nea_req *req, const char *src, size_t len, unsigned flags,
-                                       char **out, size_t *out_len);
-
-/*
- * Finds a parameter of a query string (as nea_req_query returns it):
- * '&'-separated pairs "name=value" or "name" (empty value), whose name,
- * decoded with NEA_DECODE_PLUS, equals name exactly (case-sensitive; a
- * name with a malformed escape or %00 equals nothing). Search starts at
- * offset *pos (0 for the first call) and *pos is set past the pair found,
- * so calling again finds the next pair with the same name. *value (unless
- * NULL) points at the raw, still encoded value inside query, *value_len
- * (unless NULL) gets its length; it is not NUL-terminated. Allocates
- * nothing. Returns 0, UV_ENOENT (no more such pairs; *pos is then the end
- * of query), or UV_EINVAL (query, name or pos NULL).
- */
-int nea_query_find(const char *query, const char *name, size_t *pos, const char **value,
-                   size_t *value_len);
-
-/*
- * The value of the first query parameter called name (see nea_query_find),
- * decoded with NEA_DECODE_PLUS into req's arena as nea_url_decode does
- * (valid until the request ends; unwinds on arena exhaustion). *len (unless
- * NULL) gets the decoded length. Returns 0, UV_ENOENT (no such parameter),
- * or UV_EINVAL (its value has a malformed escape or %00).
- */
-int nea_query_param(nea_req *req, const char *name, char **value, size_t *len);
-
-/* --- Responses ---------------------------------------------------------- */
-
-/*
- * Adds a response header (copied into the arena). Call before nea_respond
- * (or nea_stream_start).
- * Content-Length, Date and Connection are managed by libnea; setting them
- * returns UV_EINVAL. Returns 0, NEA_ENOMEM, NEA_ERESPONDED, UV_EINVAL (name
- * or value with CR, LF or NUL).
- */
-int nea_resp_header(nea_req *req, const char *name, const char *value);
-
-/*
- * Sends the response: status line, Date, Content-Type (if not NULL),
- * Content-Length, Connection when needed, added headers, then len bytes of
- * body, which are copied into the arena (body may be transient). For HEAD the
- * body is omitted but its length is announced. The request ends when the
- * write completes. If the arena cannot hold the response, the pre-built 500
- * is sent instead and NEA_ENOMEM returned. Returns 0, NEA_ENOMEM,
- * NEA_ERESPONDED, or UV_EINVAL for a status outside 200..599.
- */
-int nea_respond(nea_req *req, int status, const char *content_type, const void *body, size_t len);
-
-/* Like nea_respond, but body is referenced, not copied: it must stay valid
- * and unchanged until the request ends (static or server-lifetime data, or
- * memory from this request's own arena). */
-int nea_respond_static(nea_req *req, int status, const char *content_type, const void *body,
-                       size_t len);
-
-/* --- Using C libraries inside handlers --------------------------------------
+/* =========================================================================
+ * C-library adapters: using C libraries inside handlers
+ * =========================================================================
  *
  * Adapters that make a library's allocations come from the request's arena
  * (see docs/guide.md, "Using C libraries inside handlers", for each
@@ -1414,334 +1824,41 @@ void *nea_pbc_alloc(void *req, size_t n);
 void *nea_try_pbc_alloc(void *req, size_t n);
 void nea_pbc_free(void *req, void *p);
 
-/* --- Streaming --------------------------------------------------------- */
-
-/*
- * Streaming responses: a body of any size through a bounded part of the
- * arena. nea_stream_start lays out the head; each nea_stream_write hands
- * one piece to the socket, and when the piece is written libnea calls
- * more(req, arg) inside a protected frame (like nea_req_run): the handler
- * may write the next piece then, reusing the same memory. Exactly one
- * piece is in flight at a time, so the arena memory a stream holds is what
- * the handler chose for its buffer, whatever the body's size. more is
- * always called from the loop, never from inside nea_stream_write.
+/* =========================================================================
+ * Errors
+ * =========================================================================
  *
- * Timeouts: a piece must be written within write_timeout_ms, and the
- * handler must write the next piece (or end) within response_timeout_ms
- * (the route's own, if it has one) of the previous one being written;
- * otherwise the connection is closed and the request cancelled (defers
- * run, tracked handles close, more is not called). The same happens when
- * the client goes away or a drain times out. An out-of-memory unwind after
- * nea_stream_start closes the connection (the status line may already be
- * on the wire, so no 500).
+ * Functions return 0 or a negative errno-compatible int: libuv's UV_E* codes
+ * pass through unchanged, libnea's own are the NEA_E* below.
+ * nea_strerror and nea_err_name name any of them.
  */
 
-/* nea_stream_start length for a body whose size is not known in advance:
- * chunked for HTTP/1.1, delimited by closing the connection for HTTP/1.0. */
-#define NEA_LENGTH_UNKNOWN UINT64_MAX
+/* libnea's own error codes: one list (like libuv's UV_ERRNO_MAP) from which
+ * the enum below and nea_strerror / nea_err_name are generated. libuv uses
+ * -1 .. -4095 (errno range) and a few values near -3000/-4000; libnea's codes
+ * live at -30000 and below. XX(name, value, description). */
+#define NEA_ERRNO_MAP(XX)                                                                          \
+    XX(EINVAL_CONFIG, -30001, "invalid configuration")                                             \
+    XX(EOVERFLOW, -30002, "memory plan overflows size_t")                                          \
+    XX(EOVERLIMIT, -30003, "memory plan exceeds memory_limit")                                     \
+    XX(EARENA_SMALL, -30004, "arena_size too small for a request head")                            \
+    XX(ENOMEM, -30005, "request arena exhausted")                                                  \
+    XX(EMLOCK, -30006, "cannot lock the reservation in memory (RLIMIT_MEMLOCK too low?)")          \
+    XX(EROUTES, -30007, "route table full (raise max_routes)")                                     \
+    XX(ESTATE, -30008, "operation not valid in the current state")                                 \
+    XX(ERESPONDED, -30009, "request already has a response")                                       \
+    XX(EROUTE_DUP, -30010, "a route with this method and path is already registered")              \
+    XX(EROUTE_METHOD, -30011, "route method is not one libnea can route")                          \
+    XX(EROUTE_PATH, -30012, "route path can never match a request")                                \
+    XX(ESUCCESSOR, -30013, "the successor process ended or gave up before it listened")            \
+    XX(ETLS_CERT, -30040, "TLS certificate or private key cannot be used")                         \
+    XX(ENOTLS, -30041, "libnea was built without TLS support")
 
-/* Called when the previous piece was written: write the next, or end. */
-typedef void (*nea_stream_fn)(nea_req *req, void *arg);
-
-/*
- * Starts a streamed response with status, Content-Type (if not NULL), the
- * headers added with nea_resp_header, and Content-Length: length, or
- * chunked framing for NEA_LENGTH_UNKNOWN. The head is sent with the first
- * piece (or by nea_stream_end). For HEAD, 204 and 304 the head is the whole
- * response: it is sent at once and the request ends with it; later
- * nea_stream_write and nea_stream_end calls return NEA_ESTATE, so a
- * producer that stops on any error is correct for both. If the arena
- * cannot hold the head the pre-built 500 is sent and NEA_ENOMEM returned.
- * Returns 0, NEA_ENOMEM, NEA_ERESPONDED, NEA_ESTATE (cancelled), UV_EINVAL
- * (status outside 200..599, or a Content-Type with CR or LF).
- */
-int nea_stream_start(nea_req *req, int status, const char *content_type, uint64_t length);
-
-/*
- * Writes len bytes (len > 0) of the body. data is referenced, not copied:
- * it must stay valid and unchanged until more runs (the usual choice is one
- * buffer from the arena, refilled in more). Returns 0 (more will be called
- * exactly once, unless the request is cancelled first), or NEA_ESTATE (not
- * streaming, a piece still in flight, already ended or cancelled: stop
- * producing), UV_EINVAL (len 0, more NULL, or beyond the announced
- * Content-Length).
- */
-int nea_stream_write(nea_req *req, const void *data, size_t len, nea_stream_fn more, void *arg);
-
-/*
- * Ends the body (the chunked terminator for chunked framing); the request
- * ends when everything is written. A body shorter than the announced
- * Content-Length cannot be framed: the connection is closed and UV_EINVAL
- * returned. Returns 0, NEA_ESTATE or UV_EINVAL.
- */
-int nea_stream_end(nea_req *req);
-
-/*
- * Serves the file at path (see docs/files.md) with Content-Length,
- * Last-Modified, an ETag derived from the modification time (ns) and the
- * size, and Accept-Ranges: bytes. The request's conditions are evaluated
- * in RFC 9110's order: If-Match, else If-Unmodified-Since, failing -> 412;
- * If-None-Match (weak comparison), else If-Modified-Since, matching -> 304
- * for GET and HEAD (412 for other methods). Then, for GET and HEAD, one
- * byte range (Range, honoured only while If-Range names the current ETag
- * or the exact Last-Modified) -> 206 with Content-Range; a range starting
- * past the end (or "-0") -> 416, whose Content-Range gives only the size; a
- * Range of several ranges, another unit, bad syntax or an inverted range
- * is ignored: 200 with the whole file. HEAD gets the head GET would get.
- * Offsets and lengths are 64-bit. The file is read into buf_size bytes of
- * the arena (0: half of what the arena has left, at most 256 KiB; none for
- * HEAD) and sent from there and by sendfile, streamed as above; its
- * descriptor is closed on every path (a defer). Opening, fstat and reads
- * run on the loop thread. Returns 0 (a response is under way, whatever its
- * status), UV_ENOENT / other UV_E* from open or fstat (nothing was sent:
- * answer it yourself, e.g. 404), UV_EISDIR for a directory, NEA_ENOMEM
- * (the arena cannot hold the state, a header or the buffer; nothing sent),
- * or what nea_stream_start returns.
- */
-int nea_respond_file(nea_req *req, const char *path, const char *content_type, size_t buf_size);
-
-/*
- * Streaming request bodies (routes registered with nea_server_route_stream):
- * the handler calls nea_body_read when it is ready to receive; only then is
- * "Expect: 100-continue" answered and the body read. fn(req, data, len,
- * arg) is called inside a protected frame for each piece as it arrives
- * (possibly before nea_body_read returns, for bytes already received), and
- * once more with data NULL and len 0 at the end of the body. A piece is
- * valid until fn returns, or, if fn called nea_body_pause, until
- * nea_body_resume. Pieces are never stored in the arena: the body may be
- * far larger than it. A request without a body gets the end call at once.
- *
- * The handler responds as usual, normally from the end call. A response
- * before the end closes the connection after it (the rest of the body is
- * not read). The body is bounded by body_timeout_ms between reads and by
- * body_min_rate (not by body_deadline_ms); a paused body counts as idle.
- * Returns 0, NEA_ESTATE (not a streaming route, already reading, or
- * responded), NEA_ENOMEM (no arena room for the reader state).
- */
-typedef void (*nea_body_fn)(nea_req *req, const char *data, size_t len, void *arg);
-int nea_body_read(nea_req *req, nea_body_fn fn, void *arg);
-/* Stops delivering pieces (reading stops when the read buffer is full). */
-void nea_body_pause(nea_req *req);
-/* Delivers pieces again, starting with what arrived in the meantime. */
-void nea_body_resume(nea_req *req);
-
-/* --- WebSocket (RFC 6455) ------------------------------------------------
- *
- * A WebSocket route (nea_server_route_ws) answers a valid opening
- * handshake (a GET with Upgrade: websocket) with 101 and then carries
- * messages on the same connection, in its slot. The route's message
- * handler is called once per message, with a request of its own for that
- * message (msg): the payload is in msg's arena, and nea_alloc, defers,
- * nea_req_protect, nea_req_run, references and the C library adapters work
- * on msg as in any handler (it gets no HTTP response: nea_respond and
- * friends return NEA_ESTATE). The arena goes back when the handler returns
- * (and the frames it sent from it are written), or, after nea_req_keep
- * (or with a hold, a job or a tracked handle pending), when nea_ws_done is
- * called. A connection handles one message at a time: the next is not
- * read before the last one ended. An out-of-memory unwind in the handler
- * fails that message only (its defers run, it counts as an out-of-memory
- * outcome, the connection carries on).
- *
- * libnea answers pings, runs the close handshake and enforces the
- * protocol: a client frame that is not masked, reserved bits or opcodes,
- * bad fragmentation or control frames get close 1002, text that is not
- * UTF-8 (checked across fragments as it arrives) 1007, a message over the
- * route's limit 1009 (refused at its frame head, before its payload is
- * read). Between messages a connection holds its slot and nothing else:
- * no connection buffer, no arena.
- *
- * Everything here runs on the connection's loop thread (it aborts naming
- * the rule otherwise), and, like references to requests, a nea_ws must not
- * be kept across callbacks libnea does not run: keep a nea_wsref. See
- * docs/websocket.md.
- */
-
-/* One WebSocket connection; lives in its connection slot. */
-typedef struct nea_ws nea_ws;
-
-/* Opcodes of data messages. */
-enum { NEA_WS_TEXT = 1, NEA_WS_BINARY = 2 };
-
-/* Flags of a WebSocket route (nea_ws_route.flags). */
 enum {
-    /* Every message is handed to the handler in pieces as its bytes
-     * arrive, so a message may be larger than the arena: up to
-     * max_message bytes (0: no limit). The message's arena lives from its
-     * first piece to the end of its last. */
-    NEA_WS_PIECES = 1u << 0,
+#define NEA__ERRNO_ENUM(name, value, text) NEA_##name = (value),
+    NEA_ERRNO_MAP(NEA__ERRNO_ENUM)
+#undef NEA__ERRNO_ENUM
 };
-
-/* A message (with NEA_WS_PIECES, one piece of it) as its handler gets it. */
-typedef struct nea_ws_msg {
-    int opcode; /* NEA_WS_TEXT (valid UTF-8) or NEA_WS_BINARY */
-    /* The whole message, in msg's arena, NUL-terminated (the NUL not
-     * counted in len), valid until msg ends. With NEA_WS_PIECES: this
-     * piece, in the connection's read buffer, valid until the handler
-     * returns (a text piece may end inside a character; the message as a
-     * whole is checked). */
-    const char *data;
-    size_t len;
-    uint64_t offset; /* NEA_WS_PIECES: where this piece starts in its message; else 0 */
-    int last;        /* 1: the whole message, or its last piece */
-} nea_ws_msg;
-
-typedef struct nea_ws_route {
-    /* Optional. A valid handshake arrived (upgrade is its request, in its
-     * own arena, inside a protected frame): check Origin or a token, pick
-     * a subprotocol from Sec-WebSocket-Protocol and name it with
-     * nea_resp_header(upgrade, "Sec-WebSocket-Protocol", name) (headers
-     * added here go out with the 101). Return 0 to accept, or an HTTP
-     * status (400..599; anything else gives 403) to refuse with an empty
-     * body; or answer upgrade yourself with nea_respond (the return value
-     * is then ignored). A refused handshake closes the connection. */
-    int (*accept)(nea_req *upgrade, void *data);
-    /* Optional. The 101 is written: the connection is open. upgrade's
-     * method, path, query and headers can still be read (not allocated
-     * from: it ends when open returns). Runs outside any protected frame;
-     * may send, close, set the connection's data and take a reference. */
-    void (*open)(nea_ws *ws, nea_req *upgrade, void *data);
-    /* Required. One message, or one piece of one (NEA_WS_PIECES), in its
-     * own request msg (see above). m and what it points to are valid as
-     * said in nea_ws_msg. */
-    void (*message)(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data);
-    /* Optional. The connection ended; called exactly once for every
-     * connection that was opened, from the loop, outside any protected
-     * frame. code: the code of the peer's close frame (1005 when it had
-     * none); when none came, the code of libnea's own close (1001 server
-     * draining, 1002 or 1007 the peer broke the protocol, 1008 a message
-     * too slow, 1009 too big, 1011 internal failure, 1013 no capacity for a
-     * message, or nea_ws_close's); else 1006 (the connection dropped: a
-     * reset, the peer's end without a close frame, no answer to a ping, a
-     * write that could not be made). nea_ws_data still works during the
-     * call; sending does not. ws is invalid afterwards. */
-    void (*close)(nea_ws *ws, unsigned code, void *data);
-    /* Payload bytes one message may have; more: close 1009, refused at its
-     * frame head before any of its payload is read. 0: what a message
-     * arena holds (its class's size less the request's bookkeeping and 1 KiB
-     * left to the handler); a larger value needs NEA_WS_PIECES. */
-    uint64_t max_message;
-    unsigned arena_class; /* of the message arenas (see nea_server_route_class) */
-    unsigned flags;       /* NEA_WS_* */
-} nea_ws_route;
-
-/*
- * Registers a WebSocket route at path (exact, or a prefix when it ends in
- * '/', as nea_server_route). route is referenced, not copied: it must stay
- * valid until the server is closed (a static const struct is the usual
- * case); data is passed to its callbacks. Returns 0, the errors of
- * nea_server_route_class, or UV_EINVAL (route NULL, no message handler, an
- * unknown flag, a max_message larger than a message arena holds without
- * NEA_WS_PIECES; the reason is logged).
- */
-int nea_server_route_ws(nea_server *s, const char *path, const nea_ws_route *route, void *data);
-
-/*
- * Sends a message of len bytes (opcode NEA_WS_TEXT, which must be UTF-8,
- * or NEA_WS_BINARY) as one frame. data may be transient: it is copied into
- * an arena before it is written (not when it already lies in the arena of
- * the message being handled), the message's while its handler runs or
- * while it is kept, else one taken for this frame; the copy is given back
- * as soon as the kernel has the whole frame, which is at once while the
- * peer keeps up. One frame is written at a time: a send while the last is
- * still being written returns UV_EAGAIN (wait for nea_ws_on_drain).
- * Returns 0, UV_EAGAIN, NEA_ESTATE (not open: closing, closed),
- * UV_EINVAL (another opcode, text that is not UTF-8, data NULL with len >
- * 0), NEA_ENOMEM (the message's arena cannot hold it, or it is larger than
- * an arena), UV_ENOBUFS (no arena or connection buffer free now: try
- * later), or a write error (the connection is then closed).
- */
-int nea_ws_send(nea_ws *ws, int opcode, const void *data, size_t len);
-
-/*
- * After nea_ws_send returned UV_EAGAIN: calls fn(ws, arg) once, from the
- * loop, when the frame being written is out (fn may send again); not at all
- * if the connection closes first. A later call replaces an earlier one.
- * Returns 0, UV_EINVAL (fn NULL), NEA_ESTATE (not open, or no frame being
- * written: send now).
- */
-int nea_ws_on_drain(nea_ws *ws, void (*fn)(nea_ws *ws, void *arg), void *arg);
-
-/*
- * Starts the close handshake: a close frame with code (0: none; else one
- * RFC 6455 lets an endpoint send: 1000-1003, 1007-1014, 3000-4999) and
- * reason (NULL or UTF-8; cut to 123 bytes at a character boundary) goes
- * out after the frame being written, if any; no message is handed to a
- * handler after it; the connection closes when the peer answers, or
- * 2 s later. Returns 0, NEA_ESTATE (already closing or closed), UV_EINVAL
- * (code or reason), UV_ENOBUFS (no connection buffer free to send it).
- */
-int nea_ws_close(nea_ws *ws, unsigned code, const char *reason);
-
-/*
- * Ends a message its handler kept (nea_req_keep, or a hold, a job or a
- * tracked handle pending when it returned): its arena returns (once
- * frames sent from it are written) and the connection reads its next
- * message. Nothing for a message already ended or a request that is not a
- * message. A kept message not ended within response_timeout_ms is
- * cancelled (its defers run, references read as gone, the connection
- * carries on). After this msg must not be used.
- */
-void nea_ws_done(nea_req *msg);
-
-/* The host's pointer for this connection (NULL until set). */
-void nea_ws_set_data(nea_ws *ws, void *data);
-void *nea_ws_data(const nea_ws *ws);
-
-/* A WebSocket connection's name: its slot and the slot's generation. Copy
- * it freely; a zero-initialised nea_wsref names no connection. */
-typedef struct nea_wsref {
-    const void *slot;
-    uint64_t gen;
-} nea_wsref;
-
-/* The reference to ws. Allocates nothing. */
-nea_wsref nea_ws_ref(nea_ws *ws);
-
-/* The connection ref names while it is open; NULL once it is closing or
- * closed (also after its slot serves another connection). The pointer is
- * valid until the callback that asked returns: ask again next time. Not
- * after the server's close callback ran. */
-nea_ws *nea_ref_ws(nea_wsref ref);
-
-/* --- Convenience ------------------------------------------------------ */
-
-typedef struct nea_route {
-    const char *method;
-    const char *path;
-    nea_handler_fn fn;
-    void *data;
-    unsigned flags;       /* NEA_ROUTE_*; 0 when left out of an initializer */
-    unsigned arena_class; /* see nea_server_route_class; 0 when left out */
-    uint64_t max_body;    /* with NEA_ROUTE_STREAM_BODY: the route's body limit (0 = none) */
-    unsigned response_timeout_ms; /* the route's own (see nea_server_route_timeout);
-                                     0 = the config's. 0 when left out */
-    /* Not NULL: a WebSocket route, registered with nea_server_route_ws(s,
-     * path, ws, data); method must be "GET" and fn NULL, and flags,
-     * arena_class and max_body are not read (ws says). */
-    const struct nea_ws_route *ws;
-} nea_route;
-
-/* Registers route with every field it has: flags, arena_class, with
- * NEA_ROUTE_STREAM_BODY max_body, and response_timeout_ms (what nea_run
- * does for each route). The same errors as nea_server_route_class. */
-int nea_server_add_route(nea_server *s, const nea_route *route);
-
-/*
- * Owns a loop: creates a server from cfg, registers routes[0..n), listens,
- * prints nothing (ready_cb, if not NULL, is called once listening), runs
- * until SIGINT or SIGTERM, drains gracefully and returns 0, or an error.
- * It also returns once the host closed the server itself (nea_server_close
- * from a handler or a callback on the loop, e.g. after nea_server_upgrade).
- */
-int nea_run(const nea_config *cfg, const nea_route *routes, size_t n,
-            void (*ready_cb)(nea_server *s, void *data), void *data);
-
-/* The version of the libnea a program runs with (which, with a shared
- * library, may differ from the NEA_VERSION_* it was compiled against):
- * nea_version() as NEA_VERSION_HEX encodes it, nea_version_string() as
- * "MAJOR.MINOR.PATCH" (a static string). */
-unsigned nea_version(void);
-const char *nea_version_string(void);
 
 /* Static name and description of any error code libnea returns. */
 const char *nea_strerror(int err);
