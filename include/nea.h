@@ -1528,7 +1528,7 @@ typedef struct nea_stats {
                                              nea_tls_reason_name; [0] unused); each was
                                              closed, nothing else affected */
     unsigned connections_open;
-    unsigned connections_max;
+    unsigned connections_max;     /* the most connections open at once so far (high water) */
     unsigned queue_length;        /* requests waiting for an arena now */
     unsigned conn_buffers;        /* connection buffers (plan.conn_buffers) */
     unsigned conn_buffers_in_use; /* held by connections with work now */
@@ -1560,8 +1560,8 @@ uint64_t nea_stats_shed(const nea_stats *st);
 nea_stats_class nea_stats_arenas(const nea_stats *st);
 
 /* Copies the counters into *out. With workers > 1 they are summed across
- * the workers (capacities such as each class's count and connections_max
- * add up; each class's peak_bytes and loop_lag_us are the largest of any
+ * the workers (capacities such as each class's count add up, and high
+ * waters such as connections_max are the sum of each worker's; each class's peak_bytes and loop_lag_us are the largest of any
  * worker; shedding is the number of workers shedding for CPU). Each worker's figures are
  * live for the worker running on the calling thread and, for the others, as
  * that worker published them before its loop last waited for I/O (so at

@@ -21,10 +21,12 @@
  * Counting: a finished handshake once (resumed or not), a failure once per
  * connection by reason (nea_stats.tls_failed), logged at most once a
  * second per reason with the number of others since. The CPU a handshake
- * step costs goes to the loop's load as handler time, so that a flood of
- * handshakes turns CPU shedding on like a flood of expensive requests
- * would; while it sheds, the admit hook refuses full handshakes before
- * their public-key work (the engine then fails them with "shed").
+ * step costs goes to the loop's load as handler time: it spends the
+ * iteration's handler budget and raises the handlers' average, so requests
+ * behind a flood of handshakes are refused sooner (load.c). While the loop
+ * sheds and the iteration's budget is spent, the admit hook refuses full
+ * handshakes before their public-key work (the engine then fails them with
+ * "shed").
  *
  * Invariants: the state has record buffers exactly while the slot holds a
  * connection buffer (c->w) and the state is live; nothing here changes the
