@@ -465,7 +465,8 @@ typedef struct nea_plan {
     size_t error_bodies_bytes; /* of fixed_overhead: the copies of nea_config.error_bodies'
                                   bodies, their lengths summed, rounded up to 64 */
     size_t conn_slot_size;     /* one connection slot: all an idle connection costs */
-    size_t connections_bytes;  /* max_connections slots */
+    unsigned connections;      /* connection slots (max_connections), per worker */
+    size_t connections_bytes;  /* those slots, page-rounded */
     unsigned conn_buffers;     /* connection buffers (conn_buffers resolved, never 0) */
     size_t conn_buffer_size;   /* one: exchange state, read buffer, output buffer */
     size_t buffers_bytes;      /* conn_buffers of them */

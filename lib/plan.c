@@ -404,6 +404,7 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         }
     }
     p.conn_slot_size = conn_struct_bytes(sz) + p.tls_conn_size;
+    p.connections = cfg->max_connections;
     if (!mul_add(cfg->max_connections, p.conn_slot_size, page - 1, &p.connections_bytes)) {
         return refuse(NEA_EOVERFLOW, errbuf, errlen, "max_connections * slot size overflows");
     }
@@ -544,7 +545,7 @@ void nea_plan_format(const nea_plan *p, char *buf, size_t len)
                      "arena_size=%zu",
                      p->total, p->workers, p->worker_bytes, p->fixed_overhead, p->metrics_bytes,
                      p->connections_bytes, p->buffers_bytes, p->arenas_bytes,
-                     (unsigned)(p->connections_bytes / p->conn_slot_size), p->conn_slot_size,
+                     p->connections, p->conn_slot_size,
                      p->conn_buffers, p->conn_buffer_size, p->classes[0].size);
     if (p->error_bodies_bytes > 0 && n > 0 && (size_t)n < len) {
         n += snprintf(buf + n, len - (size_t)n, " error_bodies=%zu", p->error_bodies_bytes);

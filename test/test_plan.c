@@ -697,6 +697,16 @@ static void test_plan_format(void **state)
     assert_non_null(strstr(buf, num));
     snprintf(num, sizeof(num), "%zu", p.classes[0].stride);
     assert_non_null(strstr(buf, num));
+    /* The slot count is the configured one, whatever the page rounding of
+     * their bytes leaves over. */
+    cfg.max_connections = 100000;
+    cfg.memory_limit = (size_t)256 << 20;
+    assert_int_equal(nea_config_plan(&cfg, &p, NULL, 0), 0);
+    assert_int_equal(p.connections, 100000);
+    assert_true(p.connections_bytes > (size_t)100000 * p.conn_slot_size);
+    nea_plan_format(&p, buf, sizeof(buf));
+    snprintf(num, sizeof(num), " connections=100000x%zu ", p.conn_slot_size);
+    assert_non_null(strstr(buf, num));
 }
 
 /* --- arena size classes ------------------------------------------------------- */
