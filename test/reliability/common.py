@@ -30,6 +30,7 @@ import math
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,29 @@ def server_sockets(port):
                 st = names.get(parts[3], parts[3])
                 counts[st] = counts.get(st, 0) + 1
     return counts
+
+
+def stats_pid(port, timeout=5):
+    """The pid of the process that answered one `GET /stats` on a fresh
+    connection (`Connection: close`), or None when the answer was not a 200
+    with a JSON body carrying "pid". Raises OSError when the connection fails."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    if not data.startswith(b"HTTP/1.1 200"):
+        return None
+    try:
+        return int(json.loads(data.split(b"\r\n\r\n", 1)[1])["pid"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
 
 
 # --------------------------------------------------------------------------

@@ -19,7 +19,6 @@ max latency, new connections answered 200 after the flood and how long after
 the flood's end the first one succeeded, /stats afterwards.
 """
 import asyncio
-import os
 import socket
 import time
 

@@ -12,7 +12,6 @@ sleepers finish, the access log (stdout) has one line per request, and the
 import shutil
 import socket
 import subprocess
-import time
 
 import common as C
 

@@ -17,7 +17,6 @@ with connections replaced as fast as they are closed, many slots are
 changing hands at any moment). Invariants: the server stays up and
 exits 0.
 """
-import os
 import selectors
 import socket
 import subprocess

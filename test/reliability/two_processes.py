@@ -13,28 +13,10 @@ the second one stops and the first deals round-robin again (its log says so
 within NEA__BALANCE_CHECK_MS plus a margin; only where the program can be
 loaded).
 """
-import socket
-import time
 
 import common as C
 
 CONNECTIONS = 200
-
-
-def ask_pid(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    try:
-        s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    i = data.find(b'"pid":')
-    return int(data[i + 6:].split(b"}")[0]) if data.startswith(b"HTTP/1.1 200") and i >= 0 else None
 
 
 def run(args, rep):
@@ -47,7 +29,7 @@ def run(args, rep):
         raise SystemExit("two_processes: the second demo did not start on the first one's port")
     got = {a.pid: 0, b.pid: 0, None: 0}
     for _ in range(CONNECTIONS):
-        who = ask_pid(a.port)
+        who = C.stats_pid(a.port)
         got[who if who in got else None] += 1
     first_sees = C.wait_for(lambda: a.stderr_count("another server or process listens") > 0, 3)
     code_b = b.stop()

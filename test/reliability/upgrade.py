@@ -16,7 +16,6 @@ Reported: requests, upgrade times (SIGUSR2 to the old process's exit).
 """
 import os
 import signal
-import socket
 import threading
 import time
 
@@ -42,22 +41,10 @@ class FreshClient:
         self.t.start()
 
     def one(self):
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        try:
-            s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            s.close()
-        if not data.startswith(b"HTTP/1.1 200"):
-            raise OSError(f"answer {data[:40]!r}")
-        i = data.find(b'"pid":')
-        if i >= 0:
-            self.pids.add(int(data[i + 6:].split(b"}")[0]))
+        pid = C.stats_pid(self.port)
+        if pid is None:
+            raise OSError("no 200 with a pid from /stats")
+        self.pids.add(pid)
 
     def loop(self):
         while not self.stop:
