@@ -582,5 +582,5 @@ def run(args, rep):
 
 
 if __name__ == "__main__":
-    raise SystemExit(C.main("haproxy_cluster", __doc__.split("\n\n")[0], run, 90, 240,
+    raise SystemExit(C.main("haproxy_cluster", __doc__.split("\n\n")[0], run, 150, 240,
                             add_args))
