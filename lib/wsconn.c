@@ -194,6 +194,26 @@ static void rest(nea__conn *c, bool heard, bool boundary)
     }
 }
 
+/* With TLS: moves decrypted bytes waiting in the TLS state into the room
+ * the parser made in the read buffer (closing the gap before them first,
+ * unless a piece waits in place for its arena); true when some moved.
+ * A record holds up to 16 KiB, more than a read buffer may: without this
+ * the rest of a record would wait for a read that never comes, since the
+ * TLS state takes no ciphertext while its plaintext waits. */
+static bool refill(nea__conn *c)
+{
+    nea__work *w = c->w;
+    if (c->env->tls == NULL) {
+        return false;
+    }
+    if (!nea__wsc_of(c)->pending && w->rpos > 0) {
+        memmove(w->rbuf, w->rbuf + w->rpos, w->rlen - w->rpos);
+        w->rlen -= w->rpos;
+        w->rpos = 0;
+    }
+    return nea__conn_refill(c);
+}
+
 /* Runs over the input and settles the phase; gives the buffer back when
  * idle. The one entry for everything that may let the connection go on. */
 static void run(nea__conn *c)
@@ -234,7 +254,10 @@ static void run(nea__conn *c)
         }
         before = c->state;
         rest(c, heard, boundary);
-        if (c->state == before || !takes_input(c) || (w->rpos == w->rlen && !s->pending)) {
+        if (c->state != before && takes_input(c) && (w->rpos < w->rlen || s->pending)) {
+            continue; /* the new phase takes what is buffered */
+        }
+        if (!refill(c)) {
             break;
         }
     }

@@ -15,8 +15,11 @@
  * renegotiation, an oversized record, a client that stops reading, a
  * reset, and a handshake flood while the loop sheds for CPU.
  *
- * WebSocket over TLS (wss://): a client that resets in the middle of a
- * frame, whose arena and slot come back.
+ * WebSocket over TLS (wss://), with Debian's python3-websockets: messages
+ * echoed (one larger than a TLS record), the idle connection holding no
+ * buffer, pinged and answering over TLS, the close handshake with 1000;
+ * and a client that resets in the middle of a frame, whose arena and slot
+ * come back.
  */
 #include "e2e.h"
 #include "proc.h"
@@ -917,6 +920,20 @@ static void test_handshake_flood_while_shedding(void **state)
 
 /* --- WebSocket over TLS ----------------------------------------------------------------- */
 
+/* Pings after a short silence, so an idle client is pinged within the
+ * test; a ping not answered closes the connection soon. */
+static void quick_pings(nea_config *cfg)
+{
+    cfg->ws_ping_interval_ms = RUNNING_ON_VALGRIND ? 1000 : 250;
+    cfg->ws_pong_timeout_ms = RUNNING_ON_VALGRIND ? 5000 : 1000;
+}
+
+static int setup_quick_pings(void **state)
+{
+    start(state, quick_pings);
+    return 0;
+}
+
 /* Runs the loop until p's output holds needle; fails showing the output. */
 static void expect_output(t_proc *p, const char *needle)
 {
@@ -927,6 +944,56 @@ static void expect_output(t_proc *p, const char *needle)
         (void)t_proc_finish(p, LONG_MS); /* its handles closed: the loop can close */
         fail_msg("expected \"%s\" from the client; it said:\n%s", needle, p->output);
     }
+}
+
+/* The WebSocket connection is open and idle, and holds its slot only: its
+ * connection buffer (with the TLS record buffers) went back to the pool. */
+static bool wss_idle_holds_nothing(h_fixture *f)
+{
+    nea_stats st = h_st(f);
+    return st.connections_open == 1 && st.ws_open == 1 && st.conn_buffers_in_use == 0 &&
+           h_arenas_in_use(f) == 0 && h_slots_in(f, NEA__C_WS_IDLE) == 1;
+}
+
+/* python3-websockets over TLS: text and binary messages echoed exactly
+ * (the binary one, 40,000 bytes, spans three TLS records and ten read
+ * buffers); idle, the connection gives its buffer back, is pinged over
+ * TLS and answers (a second ping comes only after the first was
+ * answered); the client's close with 1000 is echoed and reported. */
+static void test_wss_echo_pings_and_close(void **state)
+{
+    h_fixture *f = *state;
+    char cmd[512];
+    nea_stats st;
+
+    if (system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") != 0) {
+        print_message("python3-websockets is not installed (scripts/install-deps.sh): skipped\n");
+        skip();
+    }
+    snprintf(cmd, sizeof(cmd), "exec /usr/bin/python3 %s echo %d", wss_py, f->port);
+    t_proc_shell(&proc, &f->loop, cmd);
+    expect_output(&proc, "echoed 5");
+    assert_int_equal(wss.opened, 1);
+    assert_int_equal(wss.messages, 5);
+    H_WAIT(f, wss_idle_holds_nothing(f));
+    expect_output(&proc, "pong 2");
+    H_WAIT(f, wss_idle_holds_nothing(f)); /* after the pings too */
+    t_proc_say(&proc, "close\n");
+    if (t_proc_finish(&proc, LONG_MS) != 0) {
+        fail_msg("the client failed:\n%s", proc.output);
+    }
+    must_contain(proc.output, "closed 1000");
+    H_WAIT(f, wss.closed == 1);
+    assert_int_equal(wss.close_code, 1000);
+    st = h_st(f);
+    assert_int_equal(st.ws_upgraded, 1);
+    assert_int_equal(st.ws_messages_in, 5);
+    assert_int_equal(st.ws_messages_out, 5);
+    assert_int_equal(st.ws_failed, 0);
+    assert_int_equal(st.tls_handshakes, 1);
+    assert_int_equal(failed_total(f), 0);
+    check_clean(f);
+    assert_int_equal(h_st(f).ws_open, 0);
 }
 
 /* A client that sends a frame's masked head and part of its payload over
@@ -996,6 +1063,8 @@ int main(void)
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_reset_cancels_the_request, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_handshake_flood_while_shedding, setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_wss_echo_pings_and_close, setup_quick_pings,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_wss_reset_mid_frame, setup, h_test_teardown),
     };
