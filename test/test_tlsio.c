@@ -934,17 +934,38 @@ static int setup_quick_pings(void **state)
     return 0;
 }
 
+/* Ends the client (killed if it still runs), so that a failed test leaves
+ * no handle open on the loop. */
+static void stop_client(t_proc *p)
+{
+    if (!p->exited) {
+        uv_process_kill(&p->proc, SIGKILL);
+    }
+    (void)t_proc_finish(p, LONG_MS);
+}
+
 /* Runs the loop until p's output holds needle; fails showing the output. */
 static void expect_output(t_proc *p, const char *needle)
 {
     if (!t_proc_wait_output(p, needle, LONG_MS)) {
-        if (!p->exited) {
-            uv_process_kill(&p->proc, SIGKILL);
-        }
-        (void)t_proc_finish(p, LONG_MS); /* its handles closed: the loop can close */
+        stop_client(p);
         fail_msg("expected \"%s\" from the client; it said:\n%s", needle, p->output);
     }
 }
+
+/* H_WAIT while the client p runs: a failure ends the client first. */
+#define CLIENT_WAIT(f, p, cond)                                                                    \
+    do {                                                                                           \
+        uint64_t end_ = h_now_ms() + H_DEADLINE_MS;                                                \
+        while (!(cond) && h_now_ms() < end_) {                                                     \
+            h_step((f), 5);                                                                        \
+        }                                                                                          \
+        if (!(cond)) {                                                                             \
+            stop_client(p);                                                                        \
+            fail_msg("not within %u ms: %s; the client said:\n%s", H_DEADLINE_MS, #cond,           \
+                     (p)->output);                                                                 \
+        }                                                                                          \
+    } while (0)
 
 /* The WebSocket connection is open and idle, and holds its slot only: its
  * connection buffer (with the TLS record buffers) went back to the pool. */
@@ -973,16 +994,16 @@ static void test_wss_echo_pings_and_close(void **state)
     snprintf(cmd, sizeof(cmd), "exec /usr/bin/python3 %s echo %d", wss_py, f->port);
     t_proc_shell(&proc, &f->loop, cmd);
     expect_output(&proc, "echoed 5");
-    assert_int_equal(wss.opened, 1);
-    assert_int_equal(wss.messages, 5);
-    H_WAIT(f, wss_idle_holds_nothing(f));
+    CLIENT_WAIT(f, &proc, wss_idle_holds_nothing(f));
     expect_output(&proc, "pong 2");
-    H_WAIT(f, wss_idle_holds_nothing(f)); /* after the pings too */
+    CLIENT_WAIT(f, &proc, wss_idle_holds_nothing(f)); /* after the pings too */
     t_proc_say(&proc, "close\n");
     if (t_proc_finish(&proc, LONG_MS) != 0) {
         fail_msg("the client failed:\n%s", proc.output);
     }
     must_contain(proc.output, "closed 1000");
+    assert_int_equal(wss.opened, 1);
+    assert_int_equal(wss.messages, 5);
     H_WAIT(f, wss.closed == 1);
     assert_int_equal(wss.close_code, 1000);
     st = h_st(f);
@@ -1007,9 +1028,9 @@ static void test_wss_reset_mid_frame(void **state)
     snprintf(cmd, sizeof(cmd), "exec /usr/bin/python3 %s reset %d", wss_py, f->port);
     t_proc_shell(&proc, &f->loop, cmd);
     expect_output(&proc, "sent");
-    H_WAIT(f, h_arenas_in_use(f) == 1 && h_slots_in(f, NEA__C_WS_FRAME) == 1);
-    assert_int_equal(h_st(f).ws_open, 1);
-    assert_int_equal(h_st(f).conn_buffers_in_use, 1);
+    CLIENT_WAIT(f, &proc,
+                h_arenas_in_use(f) == 1 && h_slots_in(f, NEA__C_WS_FRAME) == 1 &&
+                    h_st(f).ws_open == 1 && h_st(f).conn_buffers_in_use == 1);
     t_proc_say(&proc, "reset\n");
     if (t_proc_finish(&proc, LONG_MS) != 0) {
         fail_msg("the client failed:\n%s", proc.output);
