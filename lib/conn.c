@@ -445,10 +445,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     }
 }
 
-/* Decrypted bytes land in the read buffer (TLS), or n plain bytes did. */
+/* Decrypted bytes land in the read buffer (TLS), or n plain bytes did. In
+ * a phase timed by its pace (a request body, a WebSocket message) they
+ * count as its progress: its deadline runs from the last read. */
 static void landed(nea__conn *c, size_t n)
 {
-    if (c->state == NEA__C_BODY) {
+    if (phases[c->state].deadline == BODY_PACE) {
         nea__body_rx_arrived(&c->w->body, n, uv_now(c->env->loop));
     }
     c->w->rlen += n;

@@ -1,8 +1,9 @@
 /*
- * tls.h - the TLS engine: a server's certificate (swappable) and session
- * cache, and per-connection TLS state in memory the caller provides (see
- * tls.c). No socket, no loop, no allocation per connection: the caller moves
- * bytes between its socket and the engine.
+ * tls.h - one TLS connection's engine: its state in memory the caller
+ * provides, ciphertext in and out, plaintext in and out (see tls.c); the
+ * server object every connection shares is tlsserver.h's, the failure
+ * reasons tlsreason.h's. No socket, no loop, no allocation per
+ * connection: the caller moves bytes between its socket and the engine.
  *
  * Memory, per connection (exact, for the plan):
  *
@@ -28,82 +29,11 @@
 #ifndef NEA_TLS_H
 #define NEA_TLS_H
 
-#include "nea.h"
+#include "tlsreason.h"
+#include "tlsserver.h"
 
 #include <stdbool.h>
 #include <stddef.h>
-
-/* Why a TLS connection failed: counted per reason, logged by name. */
-typedef enum nea__tls_reason {
-    NEA__TLS_R_NONE = 0,
-    NEA__TLS_R_PLAIN_HTTP,       /* "plain_http": an HTTP request sent to the TLS port */
-    NEA__TLS_R_NOT_TLS,          /* "not_tls": the first bytes are no TLS handshake record */
-    NEA__TLS_R_VERSION,          /* "version": no TLS 1.2 in common (a TLS 1.3-only client,
-                                    SSL 3.0, an SSLv2-style hello) */
-    NEA__TLS_R_NO_SHARED,        /* "no_shared": no cipher suite, curve or signature hash in
-                                    common with the certificate */
-    NEA__TLS_R_HANDSHAKE,        /* "handshake": a malformed or out-of-order handshake */
-    NEA__TLS_R_RECORD_TOO_LARGE, /* "record_too_large": a record longer than TLS allows for
-                                    the suites offered, so longer than the input buffer */
-    NEA__TLS_R_BAD_RECORD,       /* "bad_record": a record that fails authentication, or of
-                                    an unknown type or bad length */
-    NEA__TLS_R_RENEGOTIATION,    /* "renegotiation": a handshake message after the handshake
-                                    (renegotiation is refused) */
-    NEA__TLS_R_PEER_ALERT,       /* "peer_alert": the client sent a fatal alert (for example
-                                    it does not trust the certificate) */
-    NEA__TLS_R_TRUNCATED,        /* "truncated": the stream ended inside the handshake or a
-                                    record */
-    NEA__TLS_R_SHED,             /* "shed": a full handshake refused before its public-key
-                                    work because the admit hook said no */
-    NEA__TLS_R_TIMEOUT,          /* "timeout": the caller's handshake deadline
-                                    (nea__tls_abort) */
-    NEA__TLS_R_INTERNAL,         /* "internal": the engine could not start (no randomness) */
-    NEA__TLS_R_COUNT
-} nea__tls_reason;
-
-/* Short stable name of a reason ("plain_http", ...), for logs and metrics. */
-const char *nea__tls_reason_name(nea__tls_reason r);
-
-/* --- The server side: certificate and session cache ---------------------- */
-
-typedef struct nea__tls_server nea__tls_server;
-
-/* Called at the start of every full handshake, before any public-key work,
- * with the data given to nea__tls_conn_start: nonzero admits it, zero
- * refuses it (reason NEA__TLS_R_SHED). Resumed handshakes (no public-key
- * work) are not asked. Runs on the connection's thread. */
-typedef int (*nea__tls_admit_fn)(void *conn_data);
-
-/* Bytes of a server object with a cache of `sessions` resumable sessions
- * (0: no resumption). 0 without TLS support. */
-size_t nea__tls_server_size(unsigned sessions);
-
-/* Builds a server object in mem (nea__tls_server_size(sessions) bytes,
- * NEA__ALIGN-aligned) with the certificate chain and key of cert (PEM files
- * or memory). admit may be NULL (admit all). Returns 0 and *out, or
- * NEA_ETLS_CERT (the reason in errbuf: unreadable file, no certificate, no
- * key or an unsupported one, key and certificate that do not match),
- * NEA_ENOTLS (built without TLS), UV_EINVAL, UV_ENOMEM. Allocates the
- * certificate from the heap; nothing else. */
-int nea__tls_server_init(void *mem, unsigned sessions, const nea_tls_cert *cert,
-                         nea__tls_admit_fn admit, nea__tls_server **out, char *errbuf,
-                         size_t errlen);
-
-/* Loads cert and makes it the certificate of every handshake that starts
- * from now on; handshakes in progress finish with the certificate they
- * began with, established connections are not affected. On error nothing
- * changes. Errors as nea__tls_server_init. Any thread. */
-int nea__tls_server_reload(nea__tls_server *s, const nea_tls_cert *cert, char *errbuf,
-                           size_t errlen);
-
-/* Frees the certificates. Every connection must have ended first. */
-void nea__tls_server_destroy(nea__tls_server *s);
-
-/* Certificates still allocated (the current one and any that handshakes in
- * progress hold), and their bytes. Any thread. */
-unsigned nea__tls_server_certs(nea__tls_server *s, size_t *bytes);
-
-/* --- One connection ------------------------------------------------------ */
 
 typedef struct nea__tls_conn nea__tls_conn;
 

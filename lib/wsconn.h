@@ -1,7 +1,8 @@
 /*
  * wsconn.h - a connection slot after a WebSocket upgrade: the route's
- * handshake, frames in, one message at a time to its handler in an arena
- * of its own, frames out, pings and the close handshake (see wsconn.c).
+ * handshake, the handover from the HTTP exchange, and the connection's
+ * phases (see wsconn.c; its messages are wsmsg.c's, its frames out and the
+ * close handshake wsout.c's).
  */
 #ifndef NEA_WSCONN_H
 #define NEA_WSCONN_H

@@ -14,6 +14,12 @@
  * garbage, a truncated ClientHello, a slow handshake (the deadline), a
  * renegotiation, an oversized record, a client that stops reading, a
  * reset, and a handshake flood while the loop sheds for CPU.
+ *
+ * WebSocket over TLS (wss://), with Debian's python3-websockets: messages
+ * echoed (one larger than a TLS record), the idle connection holding no
+ * buffer, pinged and answering over TLS, the close handshake with 1000;
+ * and a client that resets in the middle of a frame, whose arena and slot
+ * come back.
  */
 #include "e2e.h"
 #include "proc.h"
@@ -23,6 +29,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +51,7 @@
 static char dir[64];
 static char cert_one[128], key_one[128], cert_two[128], key_two[128], key_enc[128];
 static char fp_one[80], fp_two[80];
-static char client_py[256];
+static char client_py[256], wss_py[256];
 
 static void read_first_word(const char *path, char *out, size_t len)
 {
@@ -61,6 +68,8 @@ static int make_certs(void **state)
     const char *src = getenv("NEA_TEST_SOURCE_DIR");
     (void)state;
     snprintf(client_py, sizeof(client_py), "%s/support/tls_client.py",
+             src != NULL ? src : NEA_TEST_SOURCE_DIR);
+    snprintf(wss_py, sizeof(wss_py), "%s/support/wss_client.py",
              src != NULL ? src : NEA_TEST_SOURCE_DIR);
     snprintf(dir, sizeof(dir), "/tmp/nea-tlsio-XXXXXX");
     if (mkdtemp(dir) == NULL) {
@@ -177,6 +186,39 @@ static void r_file(nea_req *req, void *d)
     assert_int_equal(nea_respond_file(req, path, "application/octet-stream", 0), 0);
 }
 
+/* /ws/echo: a WebSocket route that sends every message back as it came,
+ * and what it saw. */
+static struct {
+    unsigned opened, messages, closed, close_code;
+} wss;
+
+static void wss_open(nea_ws *ws, nea_req *upgrade, void *data)
+{
+    (void)ws;
+    (void)upgrade;
+    (void)data;
+    wss.opened++;
+}
+
+static void wss_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data)
+{
+    (void)msg;
+    (void)data;
+    wss.messages++;
+    assert_true(m->last);
+    assert_int_equal(nea_ws_send(ws, m->opcode, m->data, m->len), 0);
+}
+
+static void wss_close(nea_ws *ws, unsigned code, void *data)
+{
+    (void)ws;
+    (void)data;
+    wss.closed++;
+    wss.close_code = code;
+}
+
+static const nea_ws_route wss_echo = {.open = wss_open, .message = wss_message, .close = wss_close};
+
 /* --- the fixture ----------------------------------------------------------------------- */
 
 static void (*extra_tweak)(nea_config *);
@@ -222,6 +264,8 @@ static void start(void **state, void (*tweak)(nea_config *))
     assert_int_equal(nea_server_route(f->srv, "GET", "/stream/", r_stream, NULL), 0);
     assert_int_equal(nea_server_route_stream(f->srv, "POST", "/upload", r_upload, NULL, 0, 0), 0);
     assert_int_equal(nea_server_route(f->srv, "GET", "/file", r_file, NULL), 0);
+    assert_int_equal(nea_server_route_ws(f->srv, "/ws/echo", &wss_echo, NULL), 0);
+    memset(&wss, 0, sizeof(wss));
     assert_int_equal(nea_server_listen(f->srv), 0);
     f->port = nea_server_port(f->srv);
     *state = f;
@@ -874,6 +918,134 @@ static void test_handshake_flood_while_shedding(void **state)
     check_clean(f);
 }
 
+/* --- WebSocket over TLS ----------------------------------------------------------------- */
+
+/* Pings after a short silence, so an idle client is pinged within the
+ * test; a ping not answered closes the connection soon. */
+static void quick_pings(nea_config *cfg)
+{
+    cfg->ws_ping_interval_ms = RUNNING_ON_VALGRIND ? 1000 : 250;
+    cfg->ws_pong_timeout_ms = RUNNING_ON_VALGRIND ? 5000 : 1000;
+}
+
+static int setup_quick_pings(void **state)
+{
+    start(state, quick_pings);
+    return 0;
+}
+
+/* Ends the client (killed if it still runs), so that a failed test leaves
+ * no handle open on the loop. */
+static void stop_client(t_proc *p)
+{
+    if (!p->exited) {
+        uv_process_kill(&p->proc, SIGKILL);
+    }
+    (void)t_proc_finish(p, LONG_MS);
+}
+
+/* Runs the loop until p's output holds needle; fails showing the output. */
+static void expect_output(t_proc *p, const char *needle)
+{
+    if (!t_proc_wait_output(p, needle, LONG_MS)) {
+        stop_client(p);
+        fail_msg("expected \"%s\" from the client; it said:\n%s", needle, p->output);
+    }
+}
+
+/* H_WAIT while the client p runs: a failure ends the client first. */
+#define CLIENT_WAIT(f, p, cond)                                                                    \
+    do {                                                                                           \
+        uint64_t end_ = h_now_ms() + H_DEADLINE_MS;                                                \
+        while (!(cond) && h_now_ms() < end_) {                                                     \
+            h_step((f), 5);                                                                        \
+        }                                                                                          \
+        if (!(cond)) {                                                                             \
+            stop_client(p);                                                                        \
+            fail_msg("not within %u ms: %s; the client said:\n%s", H_DEADLINE_MS, #cond,           \
+                     (p)->output);                                                                 \
+        }                                                                                          \
+    } while (0)
+
+/* The WebSocket connection is open and idle, and holds its slot only: its
+ * connection buffer (with the TLS record buffers) went back to the pool. */
+static bool wss_idle_holds_nothing(h_fixture *f)
+{
+    nea_stats st = h_st(f);
+    return st.connections_open == 1 && st.ws_open == 1 && st.conn_buffers_in_use == 0 &&
+           h_arenas_in_use(f) == 0 && h_slots_in(f, NEA__C_WS_IDLE) == 1;
+}
+
+/* python3-websockets over TLS: text and binary messages echoed exactly
+ * (the binary one, 40,000 bytes, spans three TLS records and ten read
+ * buffers); idle, the connection gives its buffer back, is pinged over
+ * TLS and answers (a second ping comes only after the first was
+ * answered); the client's close with 1000 is echoed and reported. */
+static void test_wss_echo_pings_and_close(void **state)
+{
+    h_fixture *f = *state;
+    char cmd[512];
+    nea_stats st;
+
+    if (system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") != 0) {
+        print_message("python3-websockets is not installed (scripts/install-deps.sh): skipped\n");
+        skip();
+    }
+    snprintf(cmd, sizeof(cmd), "exec /usr/bin/python3 %s echo %d", wss_py, f->port);
+    t_proc_shell(&proc, &f->loop, cmd);
+    expect_output(&proc, "echoed 5");
+    CLIENT_WAIT(f, &proc, wss_idle_holds_nothing(f));
+    expect_output(&proc, "pong 2");
+    CLIENT_WAIT(f, &proc, wss_idle_holds_nothing(f)); /* after the pings too */
+    t_proc_say(&proc, "close\n");
+    if (t_proc_finish(&proc, LONG_MS) != 0) {
+        fail_msg("the client failed:\n%s", proc.output);
+    }
+    must_contain(proc.output, "closed 1000");
+    assert_int_equal(wss.opened, 1);
+    assert_int_equal(wss.messages, 5);
+    H_WAIT(f, wss.closed == 1);
+    assert_int_equal(wss.close_code, 1000);
+    st = h_st(f);
+    assert_int_equal(st.ws_upgraded, 1);
+    assert_int_equal(st.ws_messages_in, 5);
+    assert_int_equal(st.ws_messages_out, 5);
+    assert_int_equal(st.ws_failed, 0);
+    assert_int_equal(st.tls_handshakes, 1);
+    assert_int_equal(failed_total(f), 0);
+    check_clean(f);
+    assert_int_equal(h_st(f).ws_open, 0);
+}
+
+/* A client that sends a frame's masked head and part of its payload over
+ * TLS, then resets the TCP connection: the message's arena, the buffer
+ * and the slot come back; the route hears 1006; no handler ran. */
+static void test_wss_reset_mid_frame(void **state)
+{
+    h_fixture *f = *state;
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd), "exec /usr/bin/python3 %s reset %d", wss_py, f->port);
+    t_proc_shell(&proc, &f->loop, cmd);
+    expect_output(&proc, "sent");
+    CLIENT_WAIT(f, &proc,
+                h_arenas_in_use(f) == 1 && h_slots_in(f, NEA__C_WS_FRAME) == 1 &&
+                    h_st(f).ws_open == 1 && h_st(f).conn_buffers_in_use == 1);
+    t_proc_say(&proc, "reset\n");
+    if (t_proc_finish(&proc, LONG_MS) != 0) {
+        fail_msg("the client failed:\n%s", proc.output);
+    }
+    must_contain(proc.output, "reset sent");
+    H_WAIT(f, wss.closed == 1);
+    assert_int_equal(wss.close_code, 1006);
+    assert_int_equal(wss.messages, 0);
+    H_WAIT(f, h_st(f).connections_open == 0 && h_st(f).ws_open == 0 &&
+                  h_st(f).conn_buffers_in_use == 0 && h_arenas_in_use(f) == 0 &&
+                  f->srv->env.reqs.live == 0);
+    assert_int_equal(h_st(f).ws_messages_in, 0);
+    check_clean(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -913,6 +1085,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reset_cancels_the_request, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_handshake_flood_while_shedding, setup,
                                         h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_wss_echo_pings_and_close, setup_quick_pings,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_wss_reset_mid_frame, setup, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, make_certs, remove_certs);
 }

@@ -11,12 +11,13 @@
  * (masking, reserved bits, UTF-8 across fragments, 1009 before the payload
  * is read); pings answered, the close handshake both ways; what an idle
  * connection holds (its slot: no buffer, no arena); the ping and pong
- * deadlines; a client that stops reading while the server sends
- * (UV_EAGAIN, on_drain, then the write deadline); a reset mid-message; a
- * send through a reference after the client left; out of memory in a
- * message; kept messages and their deadline; messages in pieces larger
- * than the arena; no arena for a message (queued, then 1013); the drain
- * (1001); the metrics.
+ * deadlines; a message's pace (too slow: 1008; slow but steady: served);
+ * a client that stops reading while the server sends (UV_EAGAIN,
+ * on_drain, then the write deadline); a reset mid-message; a send through
+ * a reference after the client left; out of memory in a message; kept
+ * messages and their deadline; messages in pieces larger than the arena;
+ * no arena for a message (queued, then 1013); the drain (1001); the
+ * metrics.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -772,6 +773,48 @@ static void test_slow_message_1008(void **state)
     assert_nothing_held(f);
 }
 
+static void paced_messages(nea_config *cfg)
+{
+    cfg->body_timeout_ms = 500;
+}
+
+/* A message that arrives slowly but steadily - a piece every 100 ms, each
+ * read well within body_timeout_ms of the one before, the whole taking
+ * more than twice that - is served: the pace counts from the last read, not
+ * from the message's first byte. */
+static void test_slow_steady_message_served(void **state)
+{
+    h_fixture *f;
+    static uint8_t data[15000], b[15100];
+    uint8_t mask[4] = {7, 1, 8, 2};
+    size_t n, step;
+    uint64_t t0;
+    t_ws w;
+
+    start(state, paced_messages);
+    f = *state;
+    for (size_t i = 0; i < sizeof(data); i++) {
+        data[i] = (uint8_t)(i * 11 + 5);
+    }
+    open_ok(f, &w, "/ws/echo");
+    n = t_ws_build(b, NEA__WS_BINARY, true, data, sizeof(data), mask);
+    step = n / 15 + 1;
+    t0 = h_now_ms();
+    for (size_t off = 0; off < n; off += step) {
+        t_ws_send_raw(&w, b + off, off + step < n ? step : n - off, 0);
+        if (off + step < n) {
+            h_pump(f, 100, NULL);
+            assert_int_equal(seen.closed, 0);
+        }
+    }
+    t_ws_expect(&w, NEA__WS_BINARY, data, sizeof(data));
+    assert_true(h_now_ms() - t0 >= 2 * 500u);
+    assert_int_equal(h_st(f).timeouts, 0);
+    t_ws_drop(&w, false);
+    H_WAIT(f, seen.closed == 1);
+    assert_nothing_held(f);
+}
+
 static void one_buffer(nea_config *cfg)
 {
     cfg->conn_buffers = 1;
@@ -1225,6 +1268,7 @@ int main(void)
         cmocka_unit_test_teardown(test_idle_holds_nothing_and_pings, h_test_teardown),
         cmocka_unit_test_teardown(test_client_stops_reading, h_test_teardown),
         cmocka_unit_test_teardown(test_slow_message_1008, h_test_teardown),
+        cmocka_unit_test_teardown(test_slow_steady_message_served, h_test_teardown),
         cmocka_unit_test_teardown(test_waiting_for_a_buffer, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_reset_mid_message, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_send_through_reference, setup, h_test_teardown),
