@@ -221,6 +221,37 @@ static void test_pipelined_batch_is_one_write(void **state)
     close(fd);
 }
 
+/* Pipelined: a small answer gathered in the batch, then one too large for
+ * it, which leaves in the same writev and is cut by the kernel, then a HEAD
+ * of the same resource and a small answer again. Each arrives whole and in
+ * order: the large body is exactly its Content-Length (not one byte of the
+ * batch counted as its own), the HEAD carries the GET's Content-Length and
+ * no body. */
+static void test_pipelined_small_large_head_small(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    char v[32], want[32];
+    int fd = h_connect(f);
+    h_sends(f, fd,
+            "GET /p/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+            "HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /p/4 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "1");
+    assert_true(s_drain(&f->loop, fd, t_big_len, H_DEADLINE_MS));
+    f->head_request = true;
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    f->head_request = false;
+    snprintf(want, sizeof(want), "%zu", t_big_len);
+    assert_string_equal(h_header(&r, "content-length", v, sizeof(v)), want);
+    assert_int_equal(r.body_len, 0);
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "4");
+    close(fd);
+}
+
 static void test_half_close_answers_buffered_requests(void **state)
 {
     /* The first response (8 MiB) is still being written when the client
@@ -1322,6 +1353,8 @@ int main(void)
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pipelining_in_order, h_test_setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_batch_is_one_write, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_small_large_head_small, h_test_setup,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_half_close_answers_buffered_requests, h_test_setup,
                                         h_test_teardown),
