@@ -1,7 +1,8 @@
 /*
  * test_conn.c - the connection slot (conn.c) over real sockets: every
  * phase's deadline comes from its own row of the phase table, the
- * admission list each phase belongs to, lingering after a last answer,
+ * admission list each phase belongs to, a paused body's deadline moving
+ * with the bytes that still arrive, lingering after a last answer,
  * the peer's address, a fresh connection's independence from the slot's
  * last one, and the connection buffers: an idle connection holds none,
  * newcomers wait for one in line (served in order, 503 at the deadline),
@@ -107,6 +108,87 @@ static void test_phase_lists(void **state)
         assert_int_equal(nea__conn_owner_of((nea__conn_state)st),
                          st >= NEA__C_WS_IDLE ? NEA__OWNER_WS : NEA__OWNER_HTTP);
     }
+}
+
+/* --- the body's deadline moves with its bytes ------------------------------------- */
+
+/* POST /held-body: takes its body in pieces and pauses on the first one
+ * for HELD_MS (a tracked timer), then answers "bytes=N". */
+#define HELD_MS 600
+
+typedef struct held_body {
+    nea_req *req;
+    uv_timer_t *timer;
+    size_t bytes;
+    bool paused_once;
+} held_body;
+
+static void held_resume(uv_timer_t *t)
+{
+    held_body *h = t->data;
+    nea_body_resume(h->req);
+}
+
+static void held_piece(nea_req *req, const char *data, size_t len, void *arg)
+{
+    held_body *h = arg;
+    if (data == NULL) {
+        char *answer = nea_printf(req, "bytes=%zu", h->bytes);
+        assert_int_equal(nea_respond(req, 200, "text/plain", answer, strlen(answer)), 0);
+        return;
+    }
+    h->bytes += len;
+    if (!h->paused_once) {
+        h->paused_once = true;
+        nea_body_pause(req);
+        uv_timer_start(h->timer, held_resume, HELD_MS, 0);
+    }
+}
+
+static void r_held_body(nea_req *req, void *data)
+{
+    held_body *h = nea_alloc(req, sizeof(*h));
+    (void)data;
+    memset(h, 0, sizeof(*h));
+    h->req = req;
+    h->timer = nea_req_timer(req);
+    h->timer->data = h;
+    assert_int_equal(nea_body_read(req, held_piece, h), 0);
+}
+
+static void short_body_idle(nea_config *cfg)
+{
+    cfg->body_timeout_ms = 250;
+}
+
+/* The handler pauses its body for 600 ms while the client goes on sending
+ * a byte every 100 ms: the body is never idle for body_timeout_ms (250),
+ * so its deadline, re-read from the bytes that arrived when it comes due,
+ * keeps moving, and the whole body is answered. */
+static void test_paused_body_of_a_sending_client_is_not_cut(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int fd, status = -1;
+    h_test_start(state, short_body_idle);
+    f = *state;
+    assert_int_equal(
+        nea_server_route_stream(f->srv, "POST", "/held-body", r_held_body, NULL, 0, 1u << 20), 0);
+    fd = h_connect(f);
+    h_sends(f, fd, "POST /held-body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\na");
+    for (int i = 0; i < 9 && status < 0; i++) {
+        status = h_read(f, fd, &r, 100);
+        if (status < 0) {
+            h_send(f, fd, "b", 1);
+        }
+    }
+    if (status < 0) {
+        status = h_read(f, fd, &r, H_DEADLINE_MS);
+    }
+    assert_int_equal(status, 200);
+    assert_string_equal(r.body, "bytes=10");
+    assert_int_equal(h_st(f).timeouts, 0);
+    close(fd);
 }
 
 /* --- per-route response timeouts ------------------------------------------------- */
@@ -486,6 +568,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_each_phase_has_its_own_deadline, h_test_teardown),
         cmocka_unit_test(test_phase_lists),
+        cmocka_unit_test_teardown(test_paused_body_of_a_sending_client_is_not_cut, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_requests_leave_the_deadline_entry_in_place,
                                         h_test_setup, h_test_teardown),
         cmocka_unit_test_teardown(test_route_response_timeout, h_test_teardown),

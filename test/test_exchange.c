@@ -221,6 +221,37 @@ static void test_pipelined_batch_is_one_write(void **state)
     close(fd);
 }
 
+/* Pipelined: a small answer gathered in the batch, then one too large for
+ * it, which leaves in the same writev and is cut by the kernel, then a HEAD
+ * of the same resource and a small answer again. Each arrives whole and in
+ * order: the large body is exactly its Content-Length (not one byte of the
+ * batch counted as its own), the HEAD carries the GET's Content-Length and
+ * no body. */
+static void test_pipelined_small_large_head_small(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    char v[32], want[32];
+    int fd = h_connect(f);
+    h_sends(f, fd,
+            "GET /p/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+            "HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /p/4 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "1");
+    assert_true(s_drain(&f->loop, fd, t_big_len, H_DEADLINE_MS));
+    f->head_request = true;
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    f->head_request = false;
+    snprintf(want, sizeof(want), "%zu", t_big_len);
+    assert_string_equal(h_header(&r, "content-length", v, sizeof(v)), want);
+    assert_int_equal(r.body_len, 0);
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "4");
+    close(fd);
+}
+
 static void test_half_close_answers_buffered_requests(void **state)
 {
     /* The first response (8 MiB) is still being written when the client
@@ -380,6 +411,32 @@ static void test_close_asked_by_peer_needs_no_linger(void **state)
                   404);
 }
 
+/* A request asking to switch protocols on a route that does not: it is
+ * answered with Connection: close, and the server lingers rather than
+ * closing at once (the client asked for a new protocol, not for the end,
+ * and what it sends next must not reset the answer). */
+static void test_upgrade_request_answered_then_closed(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    char v[32];
+    int fd = h_connect(f);
+    h_sends(f, fd,
+            "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(h_header(&r, "connection", v, sizeof(v)), "close");
+    H_WAIT(f, lingering_or_gone(f));
+    assert_int_equal(h_slots_in(f, NEA__C_LINGER), 1);
+    h_sends(f, fd,
+            "\x81\x85"
+            "abcd"
+            "xxxxx"); /* a frame: drained, not parsed */
+    assert_true(h_closed(f, fd, H_DEADLINE_MS));
+    close(fd);
+    H_WAIT(f, h_st(f).connections_open == 0);
+    assert_int_equal(h_st(f).rejected_400, 0);
+}
+
 static void test_expect_continue(void **state)
 {
     h_fixture *f = *state;
@@ -399,6 +456,61 @@ static void test_expect_continue(void **state)
         f, fd,
         "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\nExpect: 100-continue\r\n\r\n");
     assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 413);
+    close(fd);
+}
+
+/* 100 Continue goes only to an HTTP/1.1 client that waits for it: a
+ * chunked body asked for with Expect gets it, then its echo; on the same
+ * connection (kept alive), a body that arrived with its head gets no
+ * interim answer; an HTTP/1.0 client (which does not know 1xx answers)
+ * gets none either, only its answer once the body arrives. */
+static void test_expect_continue_only_when_it_helps(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    int fd = h_connect(f);
+
+    h_sends(f, fd,
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            "Expect: 100-continue\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 100);
+    h_sends(f, fd, "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "abcde");
+
+    h_sends(f, fd,
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+            "hello");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "hello");
+    close(fd);
+
+    fd = h_connect(f);
+    h_sends(f, fd, "POST /echo HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    H_WAIT(f, h_slots_in(f, NEA__C_BODY) == 1); /* the head was taken up, the body awaited */
+    h_sends(f, fd, "hello");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "hello");
+    close(fd);
+}
+
+/* A method the path does not know, on a target with a query: 405 with
+ * the path's Allow (the query is no part of the path), and the connection
+ * stays open for the next request. */
+static void test_405_for_a_target_with_a_query(void **state)
+{
+    h_fixture *f = *state;
+    h_response r;
+    char v[64];
+    int fd = h_connect(f);
+    h_sends(f, fd, "DELETE /big?x=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 405);
+    assert_non_null(h_header(&r, "allow", v, sizeof(v)));
+    assert_string_equal(v, "GET, HEAD");
+    assert_null(h_header(&r, "connection", v, sizeof(v)));
+    h_sends(f, fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(h_read(f, fd, &r, H_DEADLINE_MS), 200);
+    assert_string_equal(r.body, "Hello, World!");
     close(fd);
 }
 
@@ -1323,12 +1435,20 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pipelining_in_order, h_test_setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_batch_is_one_write, h_test_setup,
                                         h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_small_large_head_small, h_test_setup,
+                                        h_test_teardown),
         cmocka_unit_test_setup_teardown(test_half_close_answers_buffered_requests, h_test_setup,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_flood_is_bounded, h_test_setup,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_http10_keepalive_rules, h_test_setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue, h_test_setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_expect_continue_only_when_it_helps, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_405_for_a_target_with_a_query, h_test_setup,
+                                        h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_request_answered_then_closed, h_test_setup,
+                                        h_test_teardown),
         cmocka_unit_test_setup_teardown(test_chunked_body, h_test_setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_chunked_too_large, h_test_setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_bad_chunk_framing, h_test_setup, h_test_teardown),

@@ -262,6 +262,57 @@ static void test_batch_goes_ahead_of_the_response(void **state)
     assert_memory_equal(buf, "one|two", 7);
 }
 
+/* A gathered batch and a response behind it, with the kernel stopping at
+ * every byte in turn (inside the batch, at its end, inside the response's
+ * head or body, and nowhere): the reader gets every byte exactly once, in
+ * order, and the response is reported only when its rest was queued. */
+static void test_batch_and_response_cut_at_every_byte(void **state)
+{
+    fx *f = *state;
+    static char body[300], want[512], got[CAP + 512];
+    const char batch[] = "HTTP/1.1 200 OK\r\n\r\none|", head[] = "HEAD|";
+    size_t total = 0;
+
+    for (size_t i = 0; i < sizeof(body); i++) {
+        body[i] = (char)('a' + i % 26);
+    }
+    memcpy(want, batch, sizeof(batch) - 1);
+    total += sizeof(batch) - 1;
+    memcpy(want + total, head, sizeof(head) - 1);
+    total += sizeof(head) - 1;
+    memcpy(want + total, body, sizeof(body));
+    total += sizeof(body);
+
+    for (size_t cut = 0; cut <= total; cut++) {
+        uv_buf_t a = uv_buf_init((char *)batch, sizeof(batch) - 1);
+        uv_buf_t bufs[2] = {uv_buf_init((char *)head, sizeof(head) - 1),
+                            uv_buf_init(body, sizeof(body))};
+        size_t n;
+        int rc;
+
+        nea__out_start(&f->out, (uv_stream_t *)&f->pipe, f->obuf, &hooks);
+        f->sent = f->drained = 0;
+        assert_true(nea__out_gather(&f->out, &a, 1));
+        fill_to(f, cut);
+        rc = nea__out_send(&f->out, bufs, 2);
+        assert_true(rc == 0 || rc == 1);
+        assert_int_equal(rc == 1, cut == total); /* written in the call only when all fit */
+        n = drain(f, got, sizeof(got));
+        assert_int_equal(n, cut);
+        take_all();
+        for (int i = 0; i < 50 && !nea__out_idle(&f->out); i++) {
+            run_once(f);
+            n += drain(f, got + n, sizeof(got) - n);
+        }
+        n += drain(f, got + n, sizeof(got) - n);
+        assert_true(nea__out_idle(&f->out));
+        assert_int_equal(n, total);
+        assert_memory_equal(got, want, total);
+        assert_int_equal(f->sent, rc == 0 ? 1 : 0);
+        assert_int_equal(f->last_status, 0);
+    }
+}
+
 /* Nothing is gathered while the batch's rest is being written. */
 static void test_no_gathering_while_the_batch_drains(void **state)
 {
@@ -284,15 +335,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_continue_when_idle_goes_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_continue_is_left_out_while_anything_is_pending,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cut_continue_rest_is_queued_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_response_rest_is_queued_and_reported, setup,
+        cmocka_unit_test_setup_teardown(test_continue_is_left_out_while_anything_is_pending, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_cut_continue_rest_is_queued_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_response_rest_is_queued_and_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_that_fits_is_written_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_goes_ahead_of_the_response, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_gathering_while_the_batch_drains, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_batch_and_response_cut_at_every_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_gathering_while_the_batch_drains, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

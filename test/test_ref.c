@@ -374,6 +374,9 @@ static void test_hold_keeps_the_arena_past_a_cancel(void **state)
     H_WAIT(f, h_st(f).connections_open == 0); /* the connection is gone */
     assert_int_equal(h_arenas_in_use(f), 1);  /* the hold keeps the arena */
     assert_int_equal(defers, 0);              /* and its defers wait */
+    /* Reserved, but no longer live: a reference (the hold's own too) reads
+     * it as gone, so host code cannot answer a client that left. */
+    assert_null(nea_ref_req(laters[0].hold.ref));
     H_WAIT(f, release_nulls == 1);
     assert_int_equal(release_answers, 0);
     assert_true(h_arenas_settle(f));
