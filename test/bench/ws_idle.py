@@ -16,7 +16,6 @@ idle, no connection buffer and no arena held by the idle connections.
 """
 import argparse
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -25,26 +24,16 @@ import time
 
 import websockets
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+import neatools as T  # noqa: E402
+
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return T.proc_status(pid).get("VmRSS", 0)
 
 
 def stats(port):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    buf = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        buf += d
-    s.close()
-    return json.loads(buf.partition(b"\r\n\r\n")[2])
+    return T.http_get_json(port, "/stats")
 
 
 def hold_http(port, n):

@@ -30,7 +30,6 @@ import math
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -119,24 +118,12 @@ def server_sockets(port):
 
 def stats_pid(port, timeout=5):
     """The pid of the process that answered one `GET /stats` on a fresh
-    connection (`Connection: close`), or None when the answer was not a 200
-    with a JSON body carrying "pid". Raises OSError when the connection fails."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    connection, or None when the connection failed or the answer was not a
+    200 whose JSON body carries "pid"."""
+    status, body = T.http_get(port, "/stats", timeout=timeout)
     try:
-        s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    if not data.startswith(b"HTTP/1.1 200"):
-        return None
-    try:
-        return int(json.loads(data.split(b"\r\n\r\n", 1)[1])["pid"])
-    except (IndexError, ValueError, KeyError, TypeError):
+        return int(json.loads(body)["pid"]) if status == 200 else None
+    except (ValueError, KeyError, TypeError):
         return None
 
 
