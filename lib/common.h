@@ -67,4 +67,9 @@ _Noreturn void nea__null_arg(const char *fn, const char *what);
         }                                                                                          \
     } while (0)
 
+/* A configuration or input refused: formats the reason into errbuf (when
+ * it is not NULL and errlen > 0) and returns err, so a check reads
+ * `return nea__refuse(NEA_EINVAL_CONFIG, errbuf, errlen, "...", ...);`. */
+int nea__refuse(int err, char *errbuf, size_t errlen, const char *fmt, ...) NEA_PRINTF(4, 5);
+
 #endif /* NEA_COMMON_H */

@@ -6,11 +6,15 @@
  * functions are generated from NEA_ERRNO_MAP in nea.h, return static strings
  * and never allocate.
  *
+ * nea__refuse formats the reason a configuration or input is refused into
+ * the caller's buffer, for every file that checks one.
+ *
  * Host bugs that no error code can report (a NULL request or server given
  * to a public function) abort here with a message naming the function.
  */
 #include "common.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,17 @@ void nea__null_arg(const char *fn, const char *what)
 {
     fprintf(stderr, "libnea: %s called with a NULL %s\n", fn, what);
     abort();
+}
+
+int nea__refuse(int err, char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    if (errbuf != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errbuf, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return err;
 }
 
 /* libuv returns static strings for its own codes but allocates (and leaks)

@@ -94,19 +94,6 @@ void nea_config_init(nea_config *cfg)
     cfg->scrub = NEA_SCRUB_NONE;
 }
 
-static int refuse(int err, char *errbuf, size_t errlen, const char *fmt, ...) NEA_PRINTF(4, 5);
-
-static int refuse(int err, char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (errbuf != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 /* a*b+c with overflow detection. */
 static bool mul_add(size_t a, size_t b, size_t c, size_t *out)
 {
@@ -243,72 +230,78 @@ static int check_fields(const nea_config *cfg, const nea__sizes *sz, char *errbu
     };
 
     if (cfg->port < 0 || cfg->port > 65535) {
-        return refuse(E, errbuf, errlen, "port %d is outside 0..65535", cfg->port);
+        return nea__refuse(E, errbuf, errlen, "port %d is outside 0..65535", cfg->port);
     }
     if (cfg->host == NULL || strlen(cfg->host) >= sz->host_max || !is_ip_literal(cfg->host)) {
-        return refuse(E, errbuf, errlen, "host \"%s\" is not an IPv4 or IPv6 literal",
-                      cfg->host != NULL ? cfg->host : "(null)");
+        return nea__refuse(E, errbuf, errlen, "host \"%s\" is not an IPv4 or IPv6 literal",
+                           cfg->host != NULL ? cfg->host : "(null)");
     }
     if (cfg->agent_port < -1 || cfg->agent_port > 65535) {
-        return refuse(E, errbuf, errlen, "agent_port %d is outside -1..65535", cfg->agent_port);
+        return nea__refuse(E, errbuf, errlen, "agent_port %d is outside -1..65535",
+                           cfg->agent_port);
     }
     if (cfg->agent_host != NULL &&
         (strlen(cfg->agent_host) >= sz->host_max || !is_ip_literal(cfg->agent_host))) {
-        return refuse(E, errbuf, errlen, "agent_host \"%s\" is not an IPv4 or IPv6 literal",
-                      cfg->agent_host);
+        return nea__refuse(E, errbuf, errlen, "agent_host \"%s\" is not an IPv4 or IPv6 literal",
+                           cfg->agent_host);
     }
     if (cfg->backlog <= 0) {
-        return refuse(E, errbuf, errlen, "backlog %d must be > 0", cfg->backlog);
+        return nea__refuse(E, errbuf, errlen, "backlog %d must be > 0", cfg->backlog);
     }
     if (cfg->memory_limit == 0) {
-        return refuse(E, errbuf, errlen, "memory_limit must be > 0");
+        return nea__refuse(E, errbuf, errlen, "memory_limit must be > 0");
     }
     if (cfg->arena_size == 0) {
-        return refuse(E, errbuf, errlen, "arena_size must be > 0");
+        return nea__refuse(E, errbuf, errlen, "arena_size must be > 0");
     }
     if (cfg->max_connections == 0 || cfg->max_connections > (1u << 22)) {
-        return refuse(E, errbuf, errlen, "max_connections %u is outside 1..4194304",
-                      cfg->max_connections);
+        return nea__refuse(E, errbuf, errlen, "max_connections %u is outside 1..4194304",
+                           cfg->max_connections);
     }
     if (cfg->max_routes == 0 || cfg->max_routes > (1u << 16)) {
-        return refuse(E, errbuf, errlen, "max_routes %u is outside 1..65536", cfg->max_routes);
+        return nea__refuse(E, errbuf, errlen, "max_routes %u is outside 1..65536", cfg->max_routes);
     }
     if (cfg->read_buffer_size < 256 || cfg->read_buffer_size > (size_t)1 << 30) {
-        return refuse(E, errbuf, errlen, "read_buffer_size %zu is outside 256 B..1 GiB",
-                      cfg->read_buffer_size);
+        return nea__refuse(E, errbuf, errlen, "read_buffer_size %zu is outside 256 B..1 GiB",
+                           cfg->read_buffer_size);
     }
     for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++) {
         if (timeouts[i].value == 0) {
-            return refuse(E, errbuf, errlen, "%s must be > 0", timeouts[i].name);
+            return nea__refuse(E, errbuf, errlen, "%s must be > 0", timeouts[i].name);
         }
     }
     if (cfg->retry_after_s > 86400) {
-        return refuse(E, errbuf, errlen, "retry_after_s %u is above 86400", cfg->retry_after_s);
+        return nea__refuse(E, errbuf, errlen, "retry_after_s %u is above 86400",
+                           cfg->retry_after_s);
     }
     if (cfg->scrub < NEA_SCRUB_NONE || cfg->scrub > NEA_SCRUB_POISON) {
-        return refuse(E, errbuf, errlen, "scrub %d is not NEA_SCRUB_NONE, _ZERO or _POISON",
-                      cfg->scrub);
+        return nea__refuse(E, errbuf, errlen, "scrub %d is not NEA_SCRUB_NONE, _ZERO or _POISON",
+                           cfg->scrub);
     }
     if (cfg->fair_share_pct > 100) {
-        return refuse(E, errbuf, errlen, "fair_share_pct %u is above 100", cfg->fair_share_pct);
+        return nea__refuse(E, errbuf, errlen, "fair_share_pct %u is above 100",
+                           cfg->fair_share_pct);
     }
     if (cfg->workers > NEA__WORKERS_MAX) {
-        return refuse(E, errbuf, errlen, "workers %u is above %u", cfg->workers, NEA__WORKERS_MAX);
+        return nea__refuse(E, errbuf, errlen, "workers %u is above %u", cfg->workers,
+                           NEA__WORKERS_MAX);
     }
     if (cfg->conn_buffers > cfg->max_connections) {
-        return refuse(E, errbuf, errlen,
-                      "conn_buffers %u is above max_connections %u (a connection holds at most "
-                      "one)",
-                      cfg->conn_buffers, cfg->max_connections);
+        return nea__refuse(
+            E, errbuf, errlen,
+            "conn_buffers %u is above max_connections %u (a connection holds at most "
+            "one)",
+            cfg->conn_buffers, cfg->max_connections);
     }
     if (cfg->tls_sessions > (1u << 24)) {
-        return refuse(E, errbuf, errlen, "tls_sessions %u is above 16777216", cfg->tls_sessions);
+        return nea__refuse(E, errbuf, errlen, "tls_sessions %u is above 16777216",
+                           cfg->tls_sessions);
     }
     if (cfg->queue_length > cfg->max_connections) {
-        return refuse(E, errbuf, errlen,
-                      "queue_length %u is above max_connections %u (a queued request holds a "
-                      "connection slot)",
-                      cfg->queue_length, cfg->max_connections);
+        return nea__refuse(E, errbuf, errlen,
+                           "queue_length %u is above max_connections %u (a queued request holds a "
+                           "connection slot)",
+                           cfg->queue_length, cfg->max_connections);
     }
     return 0;
 }
@@ -340,34 +333,34 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
     p.request_overhead = NEA__ROUND_UP(sz->request, NEA__ALIGN);
     min_arena = nea__plan_min_arena(cfg, sz);
     if (cfg->arena_size < min_arena) {
-        return refuse(NEA_EARENA_SMALL, errbuf, errlen,
-                      "arena_size %zu is below %zu (request struct %zu + %zu for the handler)",
-                      cfg->arena_size, min_arena, p.request_overhead, sz->min_handler);
+        return nea__refuse(NEA_EARENA_SMALL, errbuf, errlen,
+                           "arena_size %zu is below %zu (request struct %zu + %zu for the handler)",
+                           cfg->arena_size, min_arena, p.request_overhead, sz->min_handler);
     }
     if (cfg->arena_size > ((size_t)1 << 40)) {
-        return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_size %zu is above 1 TiB",
-                      cfg->arena_size);
+        return nea__refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_size %zu is above 1 TiB",
+                           cfg->arena_size);
     }
     if (cfg->arena_class_count > NEA_ARENA_CLASSES - 1) {
-        return refuse(NEA_EINVAL_CONFIG, errbuf, errlen, "arena_class_count %u is above %d",
-                      cfg->arena_class_count, NEA_ARENA_CLASSES - 1);
+        return nea__refuse(NEA_EINVAL_CONFIG, errbuf, errlen, "arena_class_count %u is above %d",
+                           cfg->arena_class_count, NEA_ARENA_CLASSES - 1);
     }
     for (unsigned i = 0; i < cfg->arena_class_count; i++) {
         const nea_arena_class *k = &cfg->arena_classes[i];
         if (k->size < min_arena) {
-            return refuse(NEA_EARENA_SMALL, errbuf, errlen,
-                          "arena_classes[%u].size %zu is below %zu (as arena_size)", i, k->size,
-                          min_arena);
+            return nea__refuse(NEA_EARENA_SMALL, errbuf, errlen,
+                               "arena_classes[%u].size %zu is below %zu (as arena_size)", i,
+                               k->size, min_arena);
         }
         if (k->size > ((size_t)1 << 40)) {
-            return refuse(NEA_EOVERFLOW, errbuf, errlen,
-                          "arena_classes[%u].size %zu is above 1 TiB", i, k->size);
+            return nea__refuse(NEA_EOVERFLOW, errbuf, errlen,
+                               "arena_classes[%u].size %zu is above 1 TiB", i, k->size);
         }
         if (k->count == 0) {
-            return refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
-                          "arena_classes[%u].count must be > 0 (only the default class sizes "
-                          "itself from memory_limit)",
-                          i);
+            return nea__refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
+                               "arena_classes[%u].count must be > 0 (only the default class sizes "
+                               "itself from memory_limit)",
+                               i);
         }
     }
     /* The most body an arena can ever hold: everything after the request
@@ -384,10 +377,10 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         body_room = room > body_room ? room : body_room;
     }
     if (cfg->max_body_size > body_room) {
-        return refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
-                      "max_body_size %zu can never fit: the largest arena holds at most %zu "
-                      "(0 = as large as the arena allows)",
-                      cfg->max_body_size, body_room);
+        return nea__refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
+                           "max_body_size %zu can never fit: the largest arena holds at most %zu "
+                           "(0 = as large as the arena allows)",
+                           cfg->max_body_size, body_room);
     }
 
     p.page_size = page;
@@ -400,20 +393,20 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         if (!mul_add(p.classes[i].count, p.classes[i].stride, 0, &p.classes[i].bytes) ||
             !mul_add(1, p.classes[i].bytes, more_bytes, &more_bytes) ||
             __builtin_add_overflow(more_count, p.classes[i].count, &more_count)) {
-            return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_classes[%u] overflow", i - 1);
+            return nea__refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_classes[%u] overflow", i - 1);
         }
     }
     p.conn_slot_size = conn_struct_bytes(sz) + p.tls_conn_size;
     p.connections = cfg->max_connections;
     if (!mul_add(cfg->max_connections, p.conn_slot_size, page - 1, &p.connections_bytes)) {
-        return refuse(NEA_EOVERFLOW, errbuf, errlen, "max_connections * slot size overflows");
+        return nea__refuse(NEA_EOVERFLOW, errbuf, errlen, "max_connections * slot size overflows");
     }
     p.connections_bytes &= ~(page - 1);
     p.conn_buffers = resolve_buffers(cfg);
     p.conn_buffer_size = work_struct_bytes(sz) + NEA__ROUND_UP(cfg->read_buffer_size, 64) +
                          sz->conn_obuf + p.tls_records_size;
     if (!mul_add(p.conn_buffers, p.conn_buffer_size, page - 1, &p.buffers_bytes)) {
-        return refuse(NEA_EOVERFLOW, errbuf, errlen, "conn_buffers * buffer size overflows");
+        return nea__refuse(NEA_EOVERFLOW, errbuf, errlen, "conn_buffers * buffer size overflows");
     }
     p.buffers_bytes &= ~(page - 1);
 
@@ -440,21 +433,21 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
             c0->count--;
         }
         if (c0->count == 0) {
-            return refuse(NEA_EOVERLIMIT, errbuf, errlen,
-                          "memory_limit %zu (%zu per worker of %u) leaves no room for one arena "
-                          "(fixed %zu + connections %zu + other classes %zu + one arena %zu)",
-                          cfg->memory_limit, limit, p.workers,
-                          fixed_bytes(cfg, sz, 1 + more_count, page), conn_bytes(&p),
-                          more_bytes, c0->stride);
+            return nea__refuse(
+                NEA_EOVERLIMIT, errbuf, errlen,
+                "memory_limit %zu (%zu per worker of %u) leaves no room for one arena "
+                "(fixed %zu + connections %zu + other classes %zu + one arena %zu)",
+                cfg->memory_limit, limit, p.workers, fixed_bytes(cfg, sz, 1 + more_count, page),
+                conn_bytes(&p), more_bytes, c0->stride);
         }
     }
     if (cfg->reserved_arenas >= c0->count) {
-        return refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
-                      "reserved_arenas %u leaves none of the %u arenas for ordinary routes",
-                      cfg->reserved_arenas, c0->count);
+        return nea__refuse(NEA_EINVAL_CONFIG, errbuf, errlen,
+                           "reserved_arenas %u leaves none of the %u arenas for ordinary routes",
+                           cfg->reserved_arenas, c0->count);
     }
     if (__builtin_add_overflow(c0->count, more_count, &p.arena_total)) {
-        return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena count overflows");
+        return nea__refuse(NEA_EOVERFLOW, errbuf, errlen, "arena count overflows");
     }
     p.fixed_overhead = fixed_bytes(cfg, sz, p.arena_total, page);
     p.metrics_bytes = metrics_bytes(cfg, sz);
@@ -463,19 +456,19 @@ int nea__plan(const nea_config *cfg, const nea__sizes *sz, nea_plan *plan, char 
         !mul_add(1, c0->bytes, more_bytes, &p.arenas_bytes) ||
         !mul_add(1, p.arenas_bytes, conn_bytes(&p), &p.worker_bytes) ||
         !mul_add(1, p.worker_bytes, p.fixed_overhead, &p.worker_bytes)) {
-        return refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_count * arena stride overflows");
+        return nea__refuse(NEA_EOVERFLOW, errbuf, errlen, "arena_count * arena stride overflows");
     }
     if (!mul_add(p.workers, p.worker_bytes, p.tls_cache_bytes, &p.total)) {
-        return refuse(NEA_EOVERFLOW, errbuf, errlen, "workers * worker slab overflows");
+        return nea__refuse(NEA_EOVERFLOW, errbuf, errlen, "workers * worker slab overflows");
     }
     if (p.total > cfg->memory_limit) {
-        return refuse(NEA_EOVERLIMIT, errbuf, errlen,
-                      "plan needs %zu bytes (workers %u x (fixed %zu + connections %u x %zu + "
-                      "buffers %u x %zu + arenas %u x %zu + other classes %zu) + TLS session "
-                      "cache %zu) but memory_limit is %zu",
-                      p.total, p.workers, p.fixed_overhead, cfg->max_connections, p.conn_slot_size,
-                      p.conn_buffers, p.conn_buffer_size, c0->count, c0->stride, more_bytes,
-                      p.tls_cache_bytes, cfg->memory_limit);
+        return nea__refuse(NEA_EOVERLIMIT, errbuf, errlen,
+                           "plan needs %zu bytes (workers %u x (fixed %zu + connections %u x %zu + "
+                           "buffers %u x %zu + arenas %u x %zu + other classes %zu) + TLS session "
+                           "cache %zu) but memory_limit is %zu",
+                           p.total, p.workers, p.fixed_overhead, cfg->max_connections,
+                           p.conn_slot_size, p.conn_buffers, p.conn_buffer_size, c0->count,
+                           c0->stride, more_bytes, p.tls_cache_bytes, cfg->memory_limit);
     }
     *plan = p;
     return 0;
@@ -544,9 +537,8 @@ void nea_plan_format(const nea_plan *p, char *buf, size_t len)
                      "%zu + buffers %zu + arenas %zu) connections=%ux%zu buffers=%ux%zu "
                      "arena_size=%zu",
                      p->total, p->workers, p->worker_bytes, p->fixed_overhead, p->metrics_bytes,
-                     p->connections_bytes, p->buffers_bytes, p->arenas_bytes,
-                     p->connections, p->conn_slot_size,
-                     p->conn_buffers, p->conn_buffer_size, p->classes[0].size);
+                     p->connections_bytes, p->buffers_bytes, p->arenas_bytes, p->connections,
+                     p->conn_slot_size, p->conn_buffers, p->conn_buffer_size, p->classes[0].size);
     if (p->error_bodies_bytes > 0 && n > 0 && (size_t)n < len) {
         n += snprintf(buf + n, len - (size_t)n, " error_bodies=%zu", p->error_bodies_bytes);
     }

@@ -53,17 +53,6 @@ static bool method_known(const char *method)
     return false;
 }
 
-static int refuse(int err, char *why, size_t why_len, const char *fmt, ...) NEA_PRINTF(4, 5);
-
-static int refuse(int err, char *why, size_t why_len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, why_len, fmt, ap);
-    va_end(ap);
-    return err;
-}
-
 int nea__router_add(nea__router *r, const char *method, const char *path, nea_handler_fn fn,
                     void *data, unsigned flags, char *why, size_t why_len)
 {
@@ -74,53 +63,55 @@ int nea__router_add(nea__router *r, const char *method, const char *path, nea_ha
     size_t len, mlen;
 
     if ((flags & ~(unsigned)(NEA_ROUTE_EXEMPT | NEA_ROUTE_READY | NEA_ROUTE_STREAM_BODY)) != 0) {
-        return refuse(UV_EINVAL, why, why_len, "unknown route flags 0x%x", flags);
+        return nea__refuse(UV_EINVAL, why, why_len, "unknown route flags 0x%x", flags);
     }
     /* A readiness route is answered by libnea itself: it takes no handler. */
     if (method == NULL || path == NULL || (fn == NULL) != ((flags & NEA_ROUTE_READY) != 0)) {
-        return refuse(UV_EINVAL, why, why_len,
-                      "route needs a method, a path and a handler (none for NEA_ROUTE_READY)");
+        return nea__refuse(UV_EINVAL, why, why_len,
+                           "route needs a method, a path and a handler (none for NEA_ROUTE_READY)");
     }
     mlen = strlen(method);
     for (size_t i = 0; i < mlen; i++) {
         if (method[i] < 'A' || method[i] > 'Z') {
             if (method[i] != '-') {
-                return refuse(NEA_EROUTE_METHOD, why, why_len,
-                              "method \"%s\" is not an uppercase method name (methods are "
-                              "case-sensitive)",
-                              method);
+                return nea__refuse(NEA_EROUTE_METHOD, why, why_len,
+                                   "method \"%s\" is not an uppercase method name (methods are "
+                                   "case-sensitive)",
+                                   method);
             }
         }
     }
     if (mlen == 0 || !method_known(method)) {
-        return refuse(NEA_EROUTE_METHOD, why, why_len,
-                      "method \"%s\" is answered 501 before routing (not a method the parser "
-                      "knows)",
-                      method);
+        return nea__refuse(NEA_EROUTE_METHOD, why, why_len,
+                           "method \"%s\" is answered 501 before routing (not a method the parser "
+                           "knows)",
+                           method);
     }
     len = strlen(path);
     if (path[0] != '/') {
-        return refuse(NEA_EROUTE_PATH, why, why_len, "path \"%s\" does not start with '/'", path);
+        return nea__refuse(NEA_EROUTE_PATH, why, why_len, "path \"%s\" does not start with '/'",
+                           path);
     }
     if (!nea__url_route_ok(path, len)) {
-        return refuse(NEA_EROUTE_PATH, why, why_len,
-                      "path \"%s\" has a '%%' other than %%2F, %%25 or %%00: routes are matched "
-                      "with every other escape decoded, so write the character itself",
-                      path);
+        return nea__refuse(
+            NEA_EROUTE_PATH, why, why_len,
+            "path \"%s\" has a '%%' other than %%2F, %%25 or %%00: routes are matched "
+            "with every other escape decoded, so write the character itself",
+            path);
     }
     if (len + mlen + framing > r->head_max) {
-        return refuse(NEA_EROUTE_PATH, why, why_len,
-                      "path of %zu bytes cannot fit a request head of read_buffer_size %zu", len,
-                      r->head_max);
+        return nea__refuse(NEA_EROUTE_PATH, why, why_len,
+                           "path of %zu bytes cannot fit a request head of read_buffer_size %zu",
+                           len, r->head_max);
     }
     for (unsigned i = 0; i < r->count; i++) {
         if (strcmp(r->routes[i].method, method) == 0 && strcmp(r->routes[i].path, path) == 0) {
-            return refuse(NEA_EROUTE_DUP, why, why_len, "%s %s is already registered", method,
-                          path);
+            return nea__refuse(NEA_EROUTE_DUP, why, why_len, "%s %s is already registered", method,
+                               path);
         }
     }
     if (r->count == r->cap) {
-        return refuse(NEA_EROUTES, why, why_len, "route table full (max_routes %u)", r->cap);
+        return nea__refuse(NEA_EROUTES, why, why_len, "route table full (max_routes %u)", r->cap);
     }
     rt = &r->routes[r->count++];
     rt->method = method;

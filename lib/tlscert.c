@@ -18,7 +18,6 @@
 #if NEA_HAVE_TLS
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,17 +32,6 @@ void nea__tls_wipe(void *p, size_t n)
     __asm__ __volatile__("" : : "r"(p) : "memory");
 }
 
-NEA_PRINTF(3, 4) static int cert_error(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (errbuf != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return NEA_ETLS_CERT;
-}
-
 /* Reads a whole file (at most PEM_FILE_MAX bytes) into a heap block. */
 static int read_file(const char *path, unsigned char **out, size_t *len, char *errbuf,
                      size_t errlen)
@@ -53,7 +41,8 @@ static int read_file(const char *path, unsigned char **out, size_t *len, char *e
     size_t n;
 
     if (f == NULL) {
-        return cert_error(errbuf, errlen, "cannot open %s: %s", path, strerror(errno));
+        return nea__refuse(NEA_ETLS_CERT, errbuf, errlen, "cannot open %s: %s", path,
+                           strerror(errno));
     }
     buf = malloc(PEM_FILE_MAX);
     if (buf == NULL) {
@@ -64,7 +53,8 @@ static int read_file(const char *path, unsigned char **out, size_t *len, char *e
     if (ferror(f) || !feof(f)) {
         fclose(f);
         free(buf);
-        return cert_error(errbuf, errlen, "cannot read %s (unreadable, or over 1 MiB)", path);
+        return nea__refuse(NEA_ETLS_CERT, errbuf, errlen,
+                           "cannot read %s (unreadable, or over 1 MiB)", path);
     }
     fclose(f);
     *out = buf;
@@ -279,7 +269,8 @@ static int source_text(const char *file, const void *mem, size_t mem_len, const 
         return read_file(file, text, len, errbuf, errlen);
     }
     if (mem == NULL || mem_len == 0) {
-        return cert_error(errbuf, errlen, "no TLS %s given (a file or PEM in memory)", what);
+        return nea__refuse(NEA_ETLS_CERT, errbuf, errlen,
+                           "no TLS %s given (a file or PEM in memory)", what);
     }
     *text = (unsigned char *)(uintptr_t)mem;
     *len = mem_len;
@@ -307,7 +298,7 @@ static int key_decode(const unsigned char *text, size_t len, br_skey_decoder_con
     }
     if (n < 0) {
         free(der.buf);
-        return cert_error(errbuf, errlen, "the TLS key is not valid PEM");
+        return nea__refuse(NEA_ETLS_CERT, errbuf, errlen, "the TLS key is not valid PEM");
     }
     for (i = 0; i < n && !is_key_name(objs[i].name); i++) {
         if (strcmp(objs[i].name, "ENCRYPTED PRIVATE KEY") == 0) {
@@ -315,16 +306,17 @@ static int key_decode(const unsigned char *text, size_t len, br_skey_decoder_con
         }
     }
     if (i == n || !is_key_name(objs[i].name)) {
-        rc = cert_error(errbuf, errlen, "%s",
-                        i < n ? "the TLS key is encrypted (give it unencrypted)"
-                              : "no private key in the TLS key PEM");
+        rc = nea__refuse(NEA_ETLS_CERT, errbuf, errlen, "%s",
+                         i < n ? "the TLS key is encrypted (give it unencrypted)"
+                               : "no private key in the TLS key PEM");
     } else {
         br_skey_decoder_init(kd);
         br_skey_decoder_push(kd, der.buf + objs[i].off, objs[i].len);
         if (br_skey_decoder_last_error(kd) != 0) {
-            rc = cert_error(errbuf, errlen, "the TLS private key cannot be decoded");
+            rc =
+                nea__refuse(NEA_ETLS_CERT, errbuf, errlen, "the TLS private key cannot be decoded");
         } else if (key_unsupported(kd) != NULL) {
-            rc = cert_error(errbuf, errlen, "%s", key_unsupported(kd));
+            rc = nea__refuse(NEA_ETLS_CERT, errbuf, errlen, "%s", key_unsupported(kd));
         }
     }
     if (der.buf != NULL) {
@@ -351,7 +343,8 @@ static int cert_build(const pem_out *der, const pem_obj *objs, int n,
         }
     }
     if (certs == 0) {
-        return cert_error(errbuf, errlen, "no CERTIFICATE in the TLS certificate PEM");
+        return nea__refuse(NEA_ETLS_CERT, errbuf, errlen,
+                           "no CERTIFICATE in the TLS certificate PEM");
     }
     bytes = sizeof(*c) + certs * sizeof(br_x509_certificate) + der_bytes + key_bytes(kd);
     c = calloc(1, bytes);
@@ -372,7 +365,7 @@ static int cert_build(const pem_out *der, const pem_obj *objs, int n,
     if (!key_matches(c, &why)) {
         nea__tls_wipe(c, c->bytes);
         free(c);
-        return cert_error(errbuf, errlen, "%s", why);
+        return nea__refuse(NEA_ETLS_CERT, errbuf, errlen, "%s", why);
     }
     *out = c;
     return 0;
@@ -402,7 +395,7 @@ int nea__tls_cert_load(const nea_tls_cert *src, nea__tls_cert **out, char *errbu
         if (n == -2) {
             rc = UV_ENOMEM;
         } else if (n < 0) {
-            rc = cert_error(errbuf, errlen, "the TLS certificate is not valid PEM");
+            rc = nea__refuse(NEA_ETLS_CERT, errbuf, errlen, "the TLS certificate is not valid PEM");
         } else {
             rc = cert_build(&der, objs, n, &kd, out, errbuf, errlen);
         }
