@@ -8,7 +8,7 @@
 #ifndef NEA_TLSIO_H
 #define NEA_TLSIO_H
 
-#include "conn.h"
+#include "slot.h"
 
 /* What the TLS state means for the connection (nea__tlsio_check). */
 typedef enum {
