@@ -34,11 +34,12 @@
  * (metrics.c); nea__server_figures reads one worker's counters from any
  * thread, and totals.c sums the workers for the public readers.
  */
-#include "sockets.h"
+#include "server.h"
 
 #include "log.h"
-#include "wsconn.h"
+#include "sockets.h"
 #include "tlsio.h"
+#include "wsconn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,6 +63,14 @@ static void ignore_default_sigpipe(const nea_config *cfg)
 }
 
 static void on_admission_changed(void *data);
+static void on_connection(void *data, uv_stream_t *listener);
+static void maybe_finish_close(void *data);
+
+/* What the listening sockets report (sockets.c), on every worker. */
+static const nea__sockets_hooks sockets_hooks = {
+    .connection = on_connection,
+    .closed = maybe_finish_close,
+};
 
 /* What the reservation holds, for the arithmetic in plan.c. */
 static const nea__sizes sizes = {
@@ -111,12 +120,6 @@ static nea_server *slab_server(char *base, const nea_plan *plan, unsigned i)
     return (nea_server *)(base + nea__plan_slab(plan, i));
 }
 
-nea_server *nea__server_worker(const nea_server *s, unsigned i)
-{
-    const nea_server *g = s->group;
-    return slab_server(g->region.base, &g->plan, i);
-}
-
 static void own_stats(const nea_server *s, nea_stats *out);
 
 static void on_publish(uv_prepare_t *h)
@@ -151,7 +154,7 @@ static void on_notify(uv_async_t *h)
     if (__atomic_exchange_n(&s->close_posted, false, __ATOMIC_ACQUIRE)) {
         begin_close(s, s->close_cb, s->close_data);
     }
-    nea__server_maybe_finish_close(s);
+    maybe_finish_close(s);
 }
 
 /* libuv starts its thread pool (threads, and their heap) on the first
@@ -167,7 +170,7 @@ static void pool_warmed(uv_work_t *w, int status)
     nea_server *s = w->data;
     (void)status;
     s->pool_warming = false;
-    nea__server_maybe_finish_close(s);
+    maybe_finish_close(s);
 }
 
 /* Carves one worker's slab (s is its start) exactly as the plan laid it
@@ -191,6 +194,7 @@ static void server_init(nea_server *s, nea_server *group, unsigned index, uv_loo
     s->index = index;
     s->group = group;
     s->flags_map = -1;
+    s->hooks = &sockets_hooks;
     s->balance.flags_map = s->balance.socks_map = -1;
     nea__router_init(&s->router, (nea__route *)(base + layout->routes_off), cfg->max_routes,
                      cfg->read_buffer_size);
@@ -538,7 +542,8 @@ static void report_full(nea_server *s)
     }
 }
 
-void nea__server_on_connection(void *data, uv_stream_t *listener)
+/* A connection is pending on one of the worker's listeners. */
+static void on_connection(void *data, uv_stream_t *listener)
 {
     nea_server *s = data;
     nea__admission_on_connection(&s->admission, listener);
@@ -549,7 +554,7 @@ void nea__server_on_connection(void *data, uv_stream_t *listener)
 static void on_admission_changed(void *data)
 {
     report_full(data);
-    nea__server_maybe_finish_close(data);
+    maybe_finish_close(data);
 }
 
 int nea_server_agent_port(const nea_server *s)
@@ -638,7 +643,7 @@ static int start_agent(nea_server *s)
     on.fd = s->inherit.agent;
     s->inherit.agent = -1; /* the agent's listener owns it now */
     return nea__agent_start(&s->agent, s->loop, &s->cfg, &on, &s->stats, &s->env.handles_open,
-                            read_capacity, nea__server_maybe_finish_close, s);
+                            read_capacity, maybe_finish_close, s);
 }
 
 int nea_server_listen(nea_server *s)
@@ -742,8 +747,9 @@ static void on_handle_closed(uv_handle_t *h)
 }
 
 /* Once nothing is in use any more, closes the always-open timers; the last
- * close callback unmaps. */
-void nea__server_maybe_finish_close(void *data)
+ * close callback unmaps. Every handle that closes while the server closes
+ * comes back here. */
+static void maybe_finish_close(void *data)
 {
     nea_server *s = data;
     if (!s->closing || s->env.handles_open == 0 || uv_is_closing((uv_handle_t *)&s->drain_timer) ||
@@ -803,7 +809,7 @@ static void stop_accepting(nea_server *s)
     nea__listener_close(&s->listener);
     nea__admission_drain(&s->admission, nea__server_handed_off(s));
     uv_timer_start(&s->drain_timer, on_drain_deadline, s->cfg.drain_timeout_ms, 0);
-    nea__server_maybe_finish_close(s);
+    maybe_finish_close(s);
 }
 
 static void on_drain_delay(uv_timer_t *t)

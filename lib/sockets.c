@@ -71,8 +71,7 @@ int nea__sockets_listen(nea_server *w)
         return rc;
     }
     return nea__listener_start(&w->listener, w->loop, &w->cfg, &on, &w->stats, &w->env.handles_open,
-                               &w->fault, nea__server_on_connection, nea__server_maybe_finish_close,
-                               w);
+                               &w->fault, w->hooks->connection, w->hooks->closed, w);
 }
 
 /* Inherited descriptors nobody took (an error stopped the listen). */
@@ -140,7 +139,7 @@ static void on_balance_check_closed(uv_handle_t *h)
     nea_server *s = h->data;
     s->balance_check_open = false;
     s->env.handles_open--;
-    nea__server_maybe_finish_close(s);
+    s->hooks->closed(s);
 }
 
 /* With workers on one TCP address, each with a socket of its own: the
@@ -208,13 +207,6 @@ bool nea__sockets_check_open(nea_server *s)
     return true;
 }
 
-/* A successor serves on these sockets, or not: with workers, read on
- * every worker's thread while closing. */
-bool nea__server_handed_off(const nea_server *s)
-{
-    return __atomic_load_n(&s->group->handed_off, __ATOMIC_ACQUIRE);
-}
-
 static void on_upgrade_done(void *data, int status)
 {
     nea_server *s = data;
@@ -256,7 +248,7 @@ int nea_server_upgrade(nea_server *s, char *const argv[],
     s->upgrade_cb = cb;
     s->upgrade_data = data;
     rc = nea__upgrade_start(&s->upgrade, s->loop, &s->cfg, &s->env.handles_open, argv, fds, names,
-                            n, on_upgrade_done, nea__server_maybe_finish_close, s);
+                            n, on_upgrade_done, s->hooks->closed, s);
     if (rc != 0) {
         nea__log(&s->cfg, NEA_LOG_ERROR, "upgrade: cannot start %s: %s", argv[0], uv_strerror(rc));
     }

@@ -5,7 +5,7 @@
 #ifndef NEA_SOCKETS_H
 #define NEA_SOCKETS_H
 
-#include "server.h"
+#include "serverstate.h"
 
 /* Worker w starts listening where the group's config says (worker 0 is
  * listening already when w is another). Returns 0 or a UV_E* error
@@ -20,7 +20,7 @@ void nea__sockets_balance(nea_server *s);
 /* A single server that joined a group others hold detaches their program. */
 void nea__sockets_join(nea_server *s);
 /* Closing: true while the group check's timer is open (its close callback
- * then calls nea__server_maybe_finish_close). */
+ * then calls the closed hook). */
 bool nea__sockets_check_open(nea_server *s);
 
 #endif /* NEA_SOCKETS_H */
