@@ -510,7 +510,9 @@ static void own_stats(const nea_server *s, nea_stats *out)
     out->loop_lag_us = s->load.lag / 1000u;
 }
 
-bool nea__server_on_thread(const nea_server *w)
+/* True when worker w runs on the calling thread (worker 0: the thread that
+ * created the server), so its live state may be touched directly. */
+static bool runs_here(const nea_server *w)
 {
     const nea__worker *cur = nea__worker_current();
     uv_thread_t self;
@@ -523,7 +525,7 @@ bool nea__server_on_thread(const nea_server *w)
 
 void nea__server_figures(const nea_server *w, nea_stats *out)
 {
-    if (w->plan.workers == 1 || nea__server_on_thread(w)) {
+    if (w->plan.workers == 1 || runs_here(w)) {
         own_stats(w, out);
     } else {
         nea__stats_read(&w->snapshot, out);
@@ -878,7 +880,7 @@ int nea_server_close(nea_server *s, void (*cb)(nea_server *s, void *data), void 
     if (__atomic_exchange_n(&s->close_asked, true, __ATOMIC_ACQ_REL)) {
         return NEA_ESTATE;
     }
-    if (!nea__server_on_thread(s)) {
+    if (!runs_here(s)) {
         /* Another thread (a handler on another worker, a host thread):
          * the close begins on the server's loop, from its next iteration. */
         s->close_cb = cb;

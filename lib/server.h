@@ -7,9 +7,6 @@
 
 #include "serverstate.h"
 
-/* True when worker w runs on the calling thread (worker 0: the thread that
- * created the server), so its live state may be touched directly. */
-bool nea__server_on_thread(const nea_server *w);
 /* The sizes of the structs the reservation holds, for plan.c's arithmetic. */
 const nea__sizes *nea__server_sizes(void);
 /* Worker w's counters with its pools', queue's and load's figures: live
