@@ -10,6 +10,10 @@
  * report to the lifecycle only through the hooks server.c sets
  * (nea__sockets_hooks). Worker 0 is the server the host holds and speaks
  * for the group; fields marked (0) are used by worker 0 only.
+ *
+ * Invariants: every worker's struct sits at the start of its own slab of
+ * the one reservation (nea__server_worker finds it from any worker), and
+ * its hooks are set when the slab is carved, before any socket opens.
  */
 #ifndef NEA_SERVERSTATE_H
 #define NEA_SERVERSTATE_H

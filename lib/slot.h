@@ -14,6 +14,12 @@
  * reports to the files above it only through the hooks in its env
  * (nea__conn_hooks to admission, nea__slot_hooks to the owner of its
  * phase), never by calling them.
+ *
+ * Invariants: what follows a slot's own fields is zeroed whenever a
+ * connection is accepted into it, so nothing of the previous one survives;
+ * a slot holds a connection buffer (w) only while it has work, so an idle
+ * connection holds none; with TLS, its TLS state sits tls_off bytes after
+ * the slot's start for the connection's whole life.
  */
 #ifndef NEA_SLOT_H
 #define NEA_SLOT_H
