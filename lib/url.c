@@ -1,6 +1,6 @@
 /*
  * url.c - percent-encoding (RFC 3986 2.1): the routing view of a request
- * path, decoding into a buffer or a request's arena, and query parameters.
+ * path, decoding into a buffer, and finding query parameters.
  *
  * The routing view of a path decodes every escape "%XY" except those of
  * '/', '%' and NUL, which stay three bytes (hex digits compared in either
@@ -12,12 +12,11 @@
  * "/a%2Fb" matches only an encoded slash. Matching walks the raw path and
  * the route together; nothing is decoded into memory.
  *
- * Decoding (nea_url_decode*) is strict where the view is lenient: a '%'
- * not followed by two hex digits is an error, as is %00 unless the caller
- * accepts NUL bytes. Output is never longer than input, so it may be done
- * in place. The request forms take exactly the decoded length (plus a NUL)
- * from the request's arena, through the public allocation calls a handler
- * would use (nea_alloc unwinds, nea_try_alloc returns NULL).
+ * Decoding (nea_url_decode_into) is strict where the view is lenient: a
+ * '%' not followed by two hex digits is an error, as is %00 unless the
+ * caller accepts NUL bytes. Output is never longer than input, so it may be
+ * done in place. The request forms, which decode into a request's arena,
+ * are urlreq.c's: they measure here first (nea__url_decoded_len).
  */
 #include "url.h"
 
@@ -147,36 +146,9 @@ int nea_url_decode_into(char *dst, const char *src, size_t len, unsigned flags, 
     return decode(dst, src, len, flags, out_len);
 }
 
-static int decode_alloc(nea_req *req, bool unwind, const char *src, size_t len, unsigned flags,
-                        char **out, size_t *out_len)
+int nea__url_decoded_len(const char *src, size_t len, unsigned flags, size_t *out_len)
 {
-    size_t n;
-    char *dst;
-    int rc = decode(NULL, src, len, flags, &n);
-    if (rc != 0) {
-        return rc;
-    }
-    dst = unwind ? nea_alloc(req, n + 1) : nea_try_alloc(req, n + 1);
-    if (dst == NULL) {
-        return NEA_ENOMEM;
-    }
-    (void)decode(dst, src, len, flags, out_len);
-    *out = dst;
-    return 0;
-}
-
-int nea_url_decode(nea_req *req, const char *src, size_t len, unsigned flags, char **out,
-                   size_t *out_len)
-{
-    NEA__NEED(req, "request");
-    return decode_alloc(req, true, src, len, flags, out, out_len);
-}
-
-int nea_try_url_decode(nea_req *req, const char *src, size_t len, unsigned flags, char **out,
-                       size_t *out_len)
-{
-    NEA__NEED(req, "request");
-    return decode_alloc(req, false, src, len, flags, out, out_len);
+    return decode(NULL, src, len, flags, out_len);
 }
 
 /* Whether the encoded parameter name enc[0..len) decodes (form rules) to
@@ -230,16 +202,4 @@ int nea_query_find(const char *query, const char *name, size_t *pos, const char 
     }
     *pos = len;
     return UV_ENOENT;
-}
-
-int nea_query_param(nea_req *req, const char *name, char **value, size_t *len)
-{
-    NEA__NEED(req, "request");
-    size_t pos = 0, raw_len;
-    const char *raw;
-    int rc = nea_query_find(nea_req_query(req), name, &pos, &raw, &raw_len);
-    if (rc != 0) {
-        return rc;
-    }
-    return nea_url_decode(req, raw, raw_len, NEA_DECODE_PLUS, value, len);
 }

@@ -1,9 +1,10 @@
 /*
- * test_url.c - percent-encoding (url.c): strict decoding into a buffer, in
- * place and into a request's arena (both allocation tiers, exhaustion
- * included), query parameters found by decoded name and iterated, the
- * routing view of a path and where a prefix route's tail starts in the
- * raw path, and nea_query_param answering real requests.
+ * test_url.c - percent-encoding (url.c, and urlreq.c for a request):
+ * strict decoding into a buffer, in place and into a request's arena (both
+ * allocation tiers, exhaustion included), query parameters found by
+ * decoded name and iterated, the routing view of a path and where a prefix
+ * route's tail starts in the raw path, and nea_query_param answering real
+ * requests.
  */
 #include <stdarg.h>
 #include <stddef.h>
