@@ -92,14 +92,14 @@ static const struct phase {
                         NEA__C_IDLE, NEA__EXPIRE_CLOSE},
     [NEA__C_HEAD] = {CFG(header_timeout_ms), NEA__EXPIRE_408, NEA__LIST_NONE, H, false, NEA__C_FREE,
                      NEA__EXPIRE_CLOSE},
-    [NEA__C_QUEUED] = {QUEUE, NEA__EXPIRE_SHED, NEA__LIST_WAIT, H, false,
-                       NEA__C_FREE, NEA__EXPIRE_NONE},
+    [NEA__C_QUEUED] = {QUEUE, NEA__EXPIRE_SHED, NEA__LIST_WAIT, H, false, NEA__C_FREE,
+                       NEA__EXPIRE_NONE},
     [NEA__C_BODY] = {BODY_PACE, NEA__EXPIRE_408, NEA__LIST_NONE, H, false, NEA__C_FREE,
                      NEA__EXPIRE_NONE},
-    [NEA__C_HANDLER] = {RESPONSE, NEA__EXPIRE_504, NEA__LIST_NONE, H, false,
-                        NEA__C_FREE, NEA__EXPIRE_NONE},
-    [NEA__C_STREAM] = {RESPONSE, NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE, H, false,
-                       NEA__C_FREE, NEA__EXPIRE_NONE},
+    [NEA__C_HANDLER] = {RESPONSE, NEA__EXPIRE_504, NEA__LIST_NONE, H, false, NEA__C_FREE,
+                        NEA__EXPIRE_NONE},
+    [NEA__C_STREAM] = {RESPONSE, NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE, H, false, NEA__C_FREE,
+                       NEA__EXPIRE_NONE},
     [NEA__C_WRITING] = {CFG(write_timeout_ms), NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE, H, false,
                         NEA__C_FREE, NEA__EXPIRE_NONE},
     [NEA__C_LINGER] = {LINGER, NEA__EXPIRE_CLOSE, NEA__LIST_LINGER, H, false, NEA__C_FREE,
@@ -114,8 +114,8 @@ static const struct phase {
                            false, NEA__C_WS_IDLE, NEA__EXPIRE_CLOSE},
     [NEA__C_WS_FRAME] = {BODY_PACE, NEA__EXPIRE_SLOW, NEA__LIST_NONE, W, false, NEA__C_FREE,
                          NEA__EXPIRE_NONE},
-    [NEA__C_WS_QUEUED] = {QUEUE, NEA__EXPIRE_SHED, NEA__LIST_WAIT, W, false,
-                          NEA__C_FREE, NEA__EXPIRE_NONE},
+    [NEA__C_WS_QUEUED] = {QUEUE, NEA__EXPIRE_SHED, NEA__LIST_WAIT, W, false, NEA__C_FREE,
+                          NEA__EXPIRE_NONE},
     [NEA__C_WS_HANDLER] = {CFG(response_timeout_ms), NEA__EXPIRE_504, NEA__LIST_NONE, W, false,
                            NEA__C_FREE, NEA__EXPIRE_NONE},
     [NEA__C_WS_WRITING] = {CFG(write_timeout_ms), NEA__EXPIRE_TIMEOUT, NEA__LIST_NONE, W, false,
@@ -240,7 +240,8 @@ void nea__conn_expired(nea__timed *e)
     nea__conn *c = CONN_OF_DEADLINE(e);
     uint64_t now = uv_now(c->env->loop);
     if (phases[c->state].deadline == BODY_PACE) {
-        c->due = phase_due(c, now); /* the body (or message) moved since: its pace moved the deadline */
+        c->due =
+            phase_due(c, now); /* the body (or message) moved since: its pace moved the deadline */
     }
     if (now < c->due) {
         /* Set for an earlier deadline: moved to its phase's list, due then. */
@@ -355,7 +356,15 @@ static bool work_take(nea__conn *c)
         pool->high_water = pool->in_use;
     }
     rbuf = w->rbuf;
-    memset(w, 0, sizeof(*w)); /* nothing of the last connection that held it */
+    /* Nothing of the last connection that held it, cleared where it is
+     * read before it is written: the counters and flags, the route, the
+     * body, the record, the parser and the head. Not cleared, each written before
+     * use: the output side (nea__out_start), the shutdown request
+     * (uv_shutdown), the response's header lines, and the rest of the
+     * WebSocket state (cleared at the handover). A buffer is taken for
+     * every request of a keep-alive connection: this is on its path. */
+    memset(w, 0, offsetof(nea__work, out));
+    memset(&w->route, 0, offsetof(nea__work, hdrbuf) - offsetof(nea__work, route));
     w->rbuf = rbuf;
     nea__out_start(&w->out, (uv_stream_t *)&c->tcp, rbuf + pool->obuf_off, &out_hooks);
     w->shut.data = c;
@@ -365,6 +374,15 @@ static bool work_take(nea__conn *c)
     }
     return true;
 }
+
+/* work_take clears two runs of nea__work; they must stay in this order. */
+_Static_assert(offsetof(nea__work, out) + sizeof(nea__output) <= offsetof(nea__work, shut) &&
+                   offsetof(nea__work, shut) < offsetof(nea__work, route) &&
+                   offsetof(nea__work, route) < offsetof(nea__work, body) &&
+                   offsetof(nea__work, body) < offsetof(nea__work, record) &&
+                   offsetof(nea__work, record) < offsetof(nea__work, parser) &&
+                   offsetof(nea__work, head) < offsetof(nea__work, hdrbuf),
+               "nea__work's fields moved: check work_take's clearing");
 
 /* c's buffer goes back; the first connection waiting for one gets it. */
 static void work_give(nea__conn *c)
@@ -670,8 +688,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 void nea__conn_close_lingering(nea__conn *c)
 {
     owner(c)->closing(c);
-    if (c->w == NULL || nea__out_flush(&c->w->out) < 0 ||
-        (c->eof && nea__out_idle(&c->w->out))) {
+    if (c->w == NULL || nea__out_flush(&c->w->out) < 0 || (c->eof && nea__out_idle(&c->w->out))) {
         close_now(c);
         return;
     }

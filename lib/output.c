@@ -51,7 +51,10 @@ static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 void nea__out_start(nea__output *o, uv_stream_t *stream, char *obuf,
                     const nea__output_hooks *hooks)
 {
-    memset(o, 0, sizeof(*o));
+    /* The state and flags; the write requests are filled by uv_write (and
+     * wbatch's TLS offsets by nea__out_tls), rest by each response. This
+     * runs once per request of a keep-alive connection. */
+    memset(o, 0, offsetof(nea__output, wreq));
     o->stream = stream;
     o->obuf = obuf;
     o->hooks = hooks;
