@@ -390,7 +390,10 @@ static void pump_wait(int fd, unsigned ms)
 {
     uint64_t now = now_ms(), end = now + ms;
     while (now < end && !(fd >= 0 && server_fin)) {
-        uv_timer_start(&wake, on_wake, end - now, 0);
+        /* Repeating once due: a run whose only timer fired before it
+         * polled would otherwise block until the server's next deadline. */
+        uv_update_time(&loop);
+        uv_timer_start(&wake, on_wake, end - now, 1);
         uv_run(&loop, UV_RUN_ONCE);
         uv_timer_stop(&wake);
         if (fd >= 0) {

@@ -102,6 +102,16 @@ static void fail(const char *what)
             what, st.connections_open, st.conn_buffers_in_use, nea_stats_arenas(&st).in_use,
             srv->env.reqs.live, (unsigned long long)st.tls_handshakes, rx_len,
             (int)(rx_len < 2048 ? rx_len : 2048), rx);
+    fprintf(stderr, "  shed: no_slot=%llu no_buffer=%llu cpu=%llu; tls failed:",
+            (unsigned long long)st.shed_no_slot, (unsigned long long)st.shed_no_buffer,
+            (unsigned long long)st.shed_cpu);
+    for (unsigned i = 1; i < NEA_TLS_REASONS; i++) {
+        if (st.tls_failed[i] > 0) {
+            fprintf(stderr, " %s=%llu", nea_tls_reason_name(i),
+                    (unsigned long long)st.tls_failed[i]);
+        }
+    }
+    fprintf(stderr, "\n");
     abort();
 }
 
@@ -266,7 +276,7 @@ static void setup(void)
     cfg.keepalive_timeout_ms = TIMEOUT_MS;
     cfg.write_timeout_ms = 5 * TIMEOUT_MS;
     cfg.tls_handshake_ms = HANDSHAKE_MS; /* a real handshake has to fit */
-    cfg.overload_target_ms = 0;  /* handshakes under ASan would turn CPU shedding on */
+    cfg.overload_target_ms = 0;          /* handshakes under ASan would turn CPU shedding on */
     cfg.tls.cert_file = crt;
     cfg.tls.key_file = key;
     cfg.log = on_log;
@@ -292,8 +302,13 @@ static void step(unsigned ms)
         uv_run(&loop, UV_RUN_NOWAIT);
         return;
     }
-    uv_update_time(&loop); /* else the wake-up may be due at once, and the poll wait long */
-    uv_timer_start(&wake, on_wake, ms, 0);
+    /* The wake-up repeats every millisecond once due: a UV_RUN_ONCE whose
+     * only timer fired before it polled (libuv reads the loop time at the
+     * start of a run, so a millisecond may be gone by then) would otherwise
+     * block in the poll until the server's next deadline, with the client,
+     * which has bytes to send, never getting its turn. */
+    uv_update_time(&loop);
+    uv_timer_start(&wake, on_wake, ms, 1);
     uv_run(&loop, UV_RUN_ONCE);
     uv_timer_stop(&wake);
 }

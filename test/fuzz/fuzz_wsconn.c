@@ -110,10 +110,9 @@ static void fail(const char *what)
     for (unsigned i = 0; i < srv->admission.count; i++) {
         const nea__conn *c = nea__admission_slot(&srv->admission, i);
         if (c->state != NEA__C_FREE) {
-            fprintf(stderr, "  slot %u: phase %d due %llu (now %llu) linked %d reading %d eof %d\n", i,
-                    (int)c->state, (unsigned long long)c->due,
-                    (unsigned long long)uv_now(&loop), (int)c->deadline.linked, (int)c->reading,
-                    (int)c->eof);
+            fprintf(stderr, "  slot %u: phase %d due %llu (now %llu) linked %d reading %d eof %d\n",
+                    i, (int)c->state, (unsigned long long)c->due, (unsigned long long)uv_now(&loop),
+                    (int)c->deadline.linked, (int)c->reading, (int)c->eof);
         }
     }
     abort();
@@ -369,7 +368,10 @@ static void pump_wait(int fd, unsigned ms)
 {
     uint64_t now = now_ms(), end = now + ms;
     while (now < end && !(fd >= 0 && rx_eof)) {
-        uv_timer_start(&wake, on_wake, end - now, 0);
+        /* Repeating once due: a run whose only timer fired before it
+         * polled would otherwise block until the server's next deadline. */
+        uv_update_time(&loop);
+        uv_timer_start(&wake, on_wake, end - now, 1);
         uv_run(&loop, UV_RUN_ONCE);
         uv_timer_stop(&wake);
         drain(fd);
