@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "utf8_ref.h"
 #include "ws.h"
 
 /* --- SHA-1 and base64 -------------------------------------------------------------- */
@@ -332,44 +333,6 @@ static void test_accept_head(void **state)
 }
 
 /* --- UTF-8 ------------------------------------------------------------------------- */
-
-/* The definition, decoded the slow way: no overlongs, no surrogates,
- * nothing above U+10FFFF. */
-static bool ref_utf8(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint32_t c = s[i], min;
-        size_t k;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if ((c & 0xE0) == 0xC0) {
-            k = 1, c &= 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            k = 2, c &= 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            k = 3, c &= 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i <= k) {
-            return false;
-        }
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80) {
-                return false;
-            }
-            c = c << 6 | (s[i + j] & 0x3F);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
-            return false;
-        }
-        i += k + 1;
-    }
-    return true;
-}
 
 static bool utf8_whole(const uint8_t *s, size_t n)
 {
