@@ -44,6 +44,7 @@
  * target fuzz_conn), and with any compiler together with replay.c (target
  * fuzz_replay_conn, run by ctest over corpus/ and regressions/).
  */
+#include "fuzzloop.h"
 #include "server.h"
 
 #include "responses.h"
@@ -120,13 +121,6 @@ static void fail(const char *what)
             defers_registered);
     fprintf(stderr, "  received: %.*s\n", (int)(rx_len < 2048 ? rx_len : 2048), rx);
     abort();
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* --- handlers ------------------------------------------------------------ */
@@ -278,11 +272,6 @@ static void h_defer(nea_req *req, void *d)
     fail("nea_alloc returned after exhausting the arena");
 }
 
-static void on_wake(uv_timer_t *t)
-{
-    (void)t;
-}
-
 static void setup(void)
 {
     nea_config cfg;
@@ -388,18 +377,13 @@ static void pump(int fd, unsigned n)
  * With a client fd, returns as soon as the server has closed its end. */
 static void pump_wait(int fd, unsigned ms)
 {
-    uint64_t now = now_ms(), end = now + ms;
+    uint64_t now = fuzz_now_ms(), end = now + ms;
     while (now < end && !(fd >= 0 && server_fin)) {
-        /* Repeating once due: a run whose only timer fired before it
-         * polled would otherwise block until the server's next deadline. */
-        uv_update_time(&loop);
-        uv_timer_start(&wake, on_wake, end - now, 1);
-        uv_run(&loop, UV_RUN_ONCE);
-        uv_timer_stop(&wake);
+        fuzz_turn(&loop, &wake, end - now);
         if (fd >= 0) {
             drain(fd);
         }
-        now = now_ms();
+        now = fuzz_now_ms();
     }
 }
 
@@ -476,7 +460,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0) {
         return 0;
     }
-    started = now_ms();
+    started = fuzz_now_ms();
     mode = (enum split_mode)((data[0] >> 1) & 7);
     slow = (data[0] & 0x10) != 0;
     fault_nth = (unsigned)(data[0] >> 5);
@@ -571,8 +555,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The client is gone: the slot, and the arena, must come back. */
     pump(-1, 4);
     if (!settled(held != NULL)) {
-        uint64_t deadline = now_ms() + SETTLE_LIMIT_MS;
-        while (!settled(held != NULL) && now_ms() < deadline) {
+        uint64_t deadline = fuzz_now_ms() + SETTLE_LIMIT_MS;
+        while (!settled(held != NULL) && fuzz_now_ms() < deadline) {
             pump_wait(-1, 1);
         }
         if (!settled(held != NULL)) {
@@ -598,7 +582,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (verbose) {
         fprintf(stderr, "fuzz_conn: %zu bytes, split mode %d%s%s, fault %u: %llu ms\n", size - 1,
                 (int)mode, held != NULL ? ", arena held" : "", slow ? ", slow reader" : "",
-                fault_nth, (unsigned long long)(now_ms() - started));
+                fault_nth, (unsigned long long)(fuzz_now_ms() - started));
     }
     return 0;
 }

@@ -38,6 +38,7 @@
  * (fuzz_replay_https, run by ctest over corpus_https/ and
  * regressions_https/).
  */
+#include "fuzzloop.h"
 #include "server.h"
 
 #include "responses.h"
@@ -120,13 +121,6 @@ static void check(bool ok, const char *what)
     if (!ok) {
         fail(what);
     }
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void on_log(void *data, int level, const char *msg)
@@ -218,11 +212,6 @@ static void load_public_key(const char *path)
     pub.qlen = pk->key.ec.qlen;
 }
 
-static void on_wake(uv_timer_t *t)
-{
-    (void)t;
-}
-
 /* At exit: the server closes, so its certificate (heap) is freed. */
 static void close_server(void)
 {
@@ -302,15 +291,7 @@ static void step(unsigned ms)
         uv_run(&loop, UV_RUN_NOWAIT);
         return;
     }
-    /* The wake-up repeats every millisecond once due: a UV_RUN_ONCE whose
-     * only timer fired before it polled (libuv reads the loop time at the
-     * start of a run, so a millisecond may be gone by then) would otherwise
-     * block in the poll until the server's next deadline, with the client,
-     * which has bytes to send, never getting its turn. */
-    uv_update_time(&loop);
-    uv_timer_start(&wake, on_wake, ms, 1);
-    uv_run(&loop, UV_RUN_ONCE);
-    uv_timer_stop(&wake);
+    fuzz_turn(&loop, &wake, ms);
 }
 
 /* Bytes the server sent: into the in-process client (tls), else dropped. */
@@ -395,7 +376,7 @@ static void shuttle(int fd, bool tls, bool reads)
 
 static bool handshake(int fd)
 {
-    uint64_t end = now_ms() + 2 * HANDSHAKE_MS;
+    uint64_t end = fuzz_now_ms() + 2 * HANDSHAKE_MS;
     br_ssl_client_init_full(&client, &minimal, NULL, 0);
     br_x509_knownkey_init_ec(&known, &pub, BR_KEYTYPE_KEYX | BR_KEYTYPE_SIGN);
     br_ssl_engine_set_x509(&client.eng, &known.vtable);
@@ -405,7 +386,7 @@ static bool handshake(int fd)
     if (!br_ssl_client_reset(&client, "fuzz", 0)) {
         abort();
     }
-    while (now_ms() < end && !server_closed) {
+    while (fuzz_now_ms() < end && !server_closed) {
         unsigned st = br_ssl_engine_current_state(&client.eng);
         if (st == BR_SSL_CLOSED) {
             return false;
@@ -517,16 +498,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((flags & 32) == 0) {
         shutdown(sv[1], SHUT_WR);
         /* Reads until the server closes, the deadlines bounding it. */
-        end = now_ms() + SETTLE_MS;
-        while (!server_closed && now_ms() < end) {
+        end = fuzz_now_ms() + SETTLE_MS;
+        while (!server_closed && fuzz_now_ms() < end) {
             shuttle(sv[1], tls, true);
             step(2);
         }
         check(server_closed, "the server closed the connection");
     }
     close(sv[1]);
-    end = now_ms() + SETTLE_MS;
-    while (!settled() && now_ms() < end) {
+    end = fuzz_now_ms() + SETTLE_MS;
+    while (!settled() && fuzz_now_ms() < end) {
         step(2);
     }
     check(settled(), "nothing held once the client is gone");

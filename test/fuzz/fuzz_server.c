@@ -174,6 +174,7 @@
  * regressions_server/). FUZZ_SERVER_VERBOSE=1 traces every op (with the
  * phase of the slot serving the client a SHUT or CLOSE hits).
  */
+#include "fuzzloop.h"
 #include "server.h"
 
 #include "responses.h"
@@ -273,7 +274,8 @@ static unsigned long late_found, late_gone, jobs_live, jobs_gone;
 static unsigned char rx_memo[RX_CAP + 1]; /* scratch for fz_responses_valid */
 
 static const char *const phase_names[NEA__C_PHASES] = {
-    "free", "idle", "waitbuf", "head", "queued", "body", "handler", "stream", "writing", "linger", "closing",
+    "free",    "idle",   "waitbuf", "head",   "queued",  "body",
+    "handler", "stream", "writing", "linger", "closing",
 };
 
 static void fail(const char *what, const client *cl)
@@ -326,13 +328,6 @@ static void dump_server(const char *when)
                 clients[i].fd, clients[i].rx_len, (int)clients[i].eof, (int)clients[i].reset,
                 (int)clients[i].shut, (int)clients[i].deaf);
     }
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* --- handlers ------------------------------------------------------------ */
@@ -1032,11 +1027,6 @@ static void h_work(nea_req *req, void *d)
     }
 }
 
-static void on_wake(uv_timer_t *t)
-{
-    (void)t;
-}
-
 static void setup(void)
 {
     nea_config cfg;
@@ -1125,12 +1115,12 @@ static bool stalled;
 
 static void run_loop(uv_run_mode mode, uint64_t due)
 {
-    uint64_t t0 = now_ms();
+    uint64_t t0 = fuzz_now_ms();
     if (last_run_end != 0 && t0 - last_run_end > STALL_MS) {
         stalled = true;
     }
     uv_run(&loop, mode);
-    last_run_end = now_ms();
+    last_run_end = fuzz_now_ms();
     if (last_run_end > due + STALL_MS) {
         stalled = true;
     }
@@ -1139,25 +1129,21 @@ static void run_loop(uv_run_mode mode, uint64_t due)
 static void pump(unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        run_loop(UV_RUN_NOWAIT, now_ms());
+        run_loop(UV_RUN_NOWAIT, fuzz_now_ms());
     }
 }
 
 /* Lets up to ms of real time pass on the loop, so timers due by then fire;
- * returns early when done() says so (checked after every iteration). The
- * wake-up timer repeats every millisecond once due: a UV_RUN_ONCE whose
- * only timer fired before it polled would otherwise block until some I/O
- * came (libuv's loop time is read at the start of a run, so a timer armed
- * after a pause can be due at once). */
+ * returns early when done() says so (checked after every iteration). Each
+ * turn is bounded as fuzzloop.h's, through run_loop's stall check. */
 static void pump_wait(unsigned ms, bool (*done)(void))
 {
-    uint64_t now = now_ms(), end = now + ms;
+    uint64_t now = fuzz_now_ms(), end = now + ms;
     while (now < end && (done == NULL || !done())) {
-        uv_update_time(&loop);
-        uv_timer_start(&wake, on_wake, end - now, 1);
+        fuzz_wake_in(&loop, &wake, end - now);
         run_loop(UV_RUN_ONCE, end);
         uv_timer_stop(&wake);
-        now = now_ms();
+        now = fuzz_now_ms();
     }
 }
 
@@ -1727,11 +1713,11 @@ static bool settled(void)
  * the server if that takes longer than SLOW_MS. Returns cond(). */
 static bool wait_until(bool (*cond)(void), const char *what)
 {
-    uint64_t start = now_ms(), deadline = start + SETTLE_LIMIT_MS;
+    uint64_t start = fuzz_now_ms(), deadline = start + SETTLE_LIMIT_MS;
     bool reported = false;
-    while (!cond() && now_ms() < deadline) {
+    while (!cond() && fuzz_now_ms() < deadline) {
         pump_wait(1, cond);
-        if (!reported && now_ms() - start > SLOW_MS) {
+        if (!reported && fuzz_now_ms() - start > SLOW_MS) {
             dump_server(what);
             dump_late();
             reported = true;
@@ -1819,12 +1805,12 @@ static const uint8_t *run_extended(unsigned sub, const uint8_t *p, const uint8_t
         break;
     case 4:   /* AWAIT */
     case 5: { /* LATE */
-        uint64_t t0 = now_ms();
+        uint64_t t0 = fuzz_now_ms();
         unsigned ms = AWAIT_MS < *wait_budget ? AWAIT_MS : *wait_budget, spent;
         await_client = c;
         await_phase = (nea__conn_state)(b % NEA__C_PHASES);
         pump_wait(ms, sub == 4 ? await_reached : nothing_late);
-        spent = (unsigned)(now_ms() - t0);
+        spent = (unsigned)(fuzz_now_ms() - t0);
         *wait_budget -= spent < *wait_budget ? spent : *wait_budget;
         if (verbose && sub == 4) {
             fprintf(stderr, "fuzz_server: client %d awaited %s: %s\n", (int)(c - clients),
@@ -1973,9 +1959,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     next_id = 0;
     faulted = stalled = false;
     last_run_end = 0;
-    started = now_ms();
+    started = fuzz_now_ms();
     run_script(data, data + size);
-    t_script = now_ms();
+    t_script = fuzz_now_ms();
 
     /* Back to a server nobody else uses. */
     for (unsigned i = 0; i < ARENAS; i++) {
@@ -2001,7 +1987,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned i = 0; i < CLIENTS; i++) {
         client_close(&clients[i], true);
     }
-    t_finish = now_ms();
+    t_finish = fuzz_now_ms();
 
     /* The clients are gone: every slot and arena must come back, every
      * host timer and job finish. */
@@ -2009,21 +1995,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("the server was not quiescent 3 s after its clients left", NULL);
     }
     check_idle();
-    t_settle = now_ms();
+    t_settle = fuzz_now_ms();
     probe();
-    t_probe = now_ms();
+    t_probe = fuzz_now_ms();
     if (!wait_until(settled, "slow to settle after the probe")) {
         fail("the server was not quiescent 3 s after the probe", NULL);
     }
     check_idle();
-    if (now_ms() - started > 1000) {
+    if (fuzz_now_ms() - started > 1000) {
         fprintf(stderr,
                 "fuzz_server: slow input (%zu bytes): script %llu ms, finish %llu, settle %llu, "
                 "probe %llu, settle again %llu\n",
                 size, (unsigned long long)(t_script - started),
                 (unsigned long long)(t_finish - t_script),
                 (unsigned long long)(t_settle - t_finish), (unsigned long long)(t_probe - t_settle),
-                (unsigned long long)(now_ms() - t_probe));
+                (unsigned long long)(fuzz_now_ms() - t_probe));
     }
     if (verbose) {
         nea_stats st;
@@ -2032,7 +2018,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 "fuzz_server: %zu bytes: %llu ms%s; so far accepted %llu, evicted %llu, shed_503 "
                 "%llu (fair %llu), timeouts %llu, unanswered %llu, oom_500 %llu; references "
                 "found %lu, gone %lu; jobs done live %lu, cancelled %lu\n",
-                size, (unsigned long long)(now_ms() - started), stalled ? " (stalled)" : "",
+                size, (unsigned long long)(fuzz_now_ms() - started), stalled ? " (stalled)" : "",
                 (unsigned long long)st.accepted, (unsigned long long)st.evicted,
                 (unsigned long long)nea_stats_shed(&st), (unsigned long long)st.shed_fair,
                 (unsigned long long)st.timeouts, (unsigned long long)st.unanswered,

@@ -58,6 +58,7 @@
  * fuzz_replay_wsconn, run by ctest over corpus_wsconn/ and
  * regressions_wsconn/). FUZZ_WSCONN_VERBOSE=1 traces each input.
  */
+#include "fuzzloop.h"
 #include "server.h"
 
 #include "ws.h"
@@ -116,13 +117,6 @@ static void fail(const char *what)
         }
     }
     abort();
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* --- the routes ------------------------------------------------------------ */
@@ -279,11 +273,6 @@ static const nea_ws_route routes[4] = {
 };
 static const char *const paths[4] = {"/echo", "/pieces", "/keep", "/oom"};
 
-static void on_wake(uv_timer_t *t)
-{
-    (void)t;
-}
-
 static void setup(void)
 {
     nea_config cfg;
@@ -366,16 +355,11 @@ static void pump(int fd, unsigned n)
 
 static void pump_wait(int fd, unsigned ms)
 {
-    uint64_t now = now_ms(), end = now + ms;
+    uint64_t now = fuzz_now_ms(), end = now + ms;
     while (now < end && !(fd >= 0 && rx_eof)) {
-        /* Repeating once due: a run whose only timer fired before it
-         * polled would otherwise block until the server's next deadline. */
-        uv_update_time(&loop);
-        uv_timer_start(&wake, on_wake, end - now, 1);
-        uv_run(&loop, UV_RUN_ONCE);
-        uv_timer_stop(&wake);
+        fuzz_turn(&loop, &wake, end - now);
         drain(fd);
-        now = now_ms();
+        now = fuzz_now_ms();
     }
 }
 
@@ -651,7 +635,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0) {
         return 0;
     }
-    started = now_ms();
+    started = fuzz_now_ms();
     route = data[0] & 3u;
     greet = (data[0] & 4u) != 0;
     slow = (data[0] & 8u) != 0;
@@ -681,7 +665,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("the server did not take the handshake");
     }
     /* The 101 first (read before the script can hold the arenas). */
-    for (uint64_t end = now_ms() + 1000; now_ms() < end && !rx_eof;) {
+    for (uint64_t end = fuzz_now_ms() + 1000; fuzz_now_ms() < end && !rx_eof;) {
         pump_wait(sv[1], 1);
         if (memmem(rx, rx_len, "\r\n\r\n", 4) != NULL) {
             break;
@@ -728,8 +712,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     pump(-1, 4);
     if (!settled()) {
-        uint64_t deadline = now_ms() + SETTLE_LIMIT_MS;
-        while (!settled() && now_ms() < deadline) {
+        uint64_t deadline = fuzz_now_ms() + SETTLE_LIMIT_MS;
+        while (!settled() && fuzz_now_ms() < deadline) {
             pump_wait(-1, 1);
         }
         if (!settled()) {
@@ -753,7 +737,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (verbose) {
         fprintf(stderr, "fuzz_wsconn: %zu bytes, route %s%s%s%s, fault %u: %llu ms, rx %zu\n",
                 size - 1, paths[route], greet ? ", greeting" : "", slow ? ", slow reader" : "",
-                reset ? ", reset" : "", fault_nth, (unsigned long long)(now_ms() - started),
+                reset ? ", reset" : "", fault_nth, (unsigned long long)(fuzz_now_ms() - started),
                 rx_len);
     }
     return 0;
