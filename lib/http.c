@@ -524,6 +524,9 @@ int nea__body_append(nea__body *b, const char *p, size_t n)
 size_t nea__target_path(const char *url, size_t len)
 {
     static const char *const schemes[] = {"http://", "https://"};
+    if (len > 0 && url[0] == '/') {
+        return 0; /* origin-form, the common case: no scheme to look for */
+    }
     for (size_t i = 0; i < 2; i++) {
         size_t n = strlen(schemes[i]);
         if (len > n && strncasecmp(url, schemes[i], n) == 0) {
@@ -561,15 +564,19 @@ int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, s
         m->query = q + 1;
     } else {
         m->query = sp; /* "" */
+        q = sp;
     }
     if (m->path[0] == '\0') {
         m->path = "/"; /* absolute-form without a path */
+        q = (char *)m->path + 1;
     }
     /* A prefix route's tail is what follows the prefix in the raw path (the
-     * route matched its routing view, url.c); an exact route has none. */
-    m->tail =
-        prefix ? m->path + nea__url_raw_prefix(m->path, prefix_len) : m->path + strlen(m->path);
-    p = (char *)memchr(sp + 1, '\n', (size_t)(end - sp - 1)) + 1;
+     * route matched its routing view, url.c); an exact route has none (the
+     * path's end, q). */
+    m->tail = prefix ? m->path + nea__url_raw_prefix(m->path, prefix_len) : q;
+    /* The version is exactly "HTTP/" DIGIT "." DIGIT and the line ends in
+     * CRLF (nea__head_parse checked both). */
+    p = sp + 1 + 8 + 2;
 
     m->hdrs = nea__arena_alloc(a, (h->lines + 1) * sizeof(nea__hdr), NEA__ALIGN);
     if (m->hdrs == NULL) {
@@ -578,8 +585,8 @@ int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, s
     /* Field lines: name ':' OWS value OWS CRLF (validated by the scanner). */
     while (p < end && *p != '\r') {
         char *colon = memchr(p, ':', (size_t)(end - p));
-        char *eol = (char *)memchr(colon, '\n', (size_t)(end - colon)) - 1; /* at CR */
-        char *v = colon + 1;
+        char *cr = (char *)memchr(colon, '\n', (size_t)(end - colon)) - 1;
+        char *eol = cr, *v = colon + 1;
         *colon = '\0';
         while (v < eol && (*v == ' ' || *v == '\t')) {
             v++;
@@ -591,7 +598,7 @@ int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, s
         m->hdrs[n].name = p;
         m->hdrs[n].value = v;
         n++;
-        p = (char *)memchr(eol + 1, '\n', (size_t)(end - eol - 1)) + 1;
+        p = cr + 2; /* past the line's CRLF */
     }
     m->nhdrs = n;
     return 0;
