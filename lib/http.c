@@ -154,10 +154,27 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* The n bytes at s equal lower (lower-case ASCII) but for ASCII case, as
+ * strncasecmp in the C locale: the names and tokens compared are a few
+ * bytes long, shorter than a call to it. */
+static bool ascii_ieq(const char *s, const char *lower, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (unsigned char)(c + ('a' - 'A'));
+        }
+        if (c != (unsigned char)lower[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool name_is(const nea__head *h, const char *name)
 {
     size_t n = strlen(name);
-    return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+    return h->name_len == n && ascii_ieq(h->name, name, n);
 }
 
 static void trim(const char **v, size_t *len)
@@ -173,7 +190,7 @@ static void trim(const char **v, size_t *len)
 
 static bool token_eq(const char *v, size_t len, const char *token)
 {
-    return len == strlen(token) && strncasecmp(v, token, len) == 0;
+    return len == strlen(token) && ascii_ieq(v, token, len);
 }
 
 /* The next element of a comma-separated list value (RFC 9110 5.6.1): OWS
