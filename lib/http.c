@@ -39,14 +39,30 @@ static bool is_alnum(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* Any of x's eight bytes a control byte (below 0x20, or 0x7f)? Bytes of
- * 0x80 and above (obs-text) are not: the borrow trick flags a byte below n
- * exactly when its top bit is clear. */
-static bool has_control(uint64_t x)
+/* Which of x's eight bytes are control bytes (below 0x20, or 0x7f): the
+ * top bit of each such byte is set, and no bit when there is none. Bytes
+ * of 0x80 and above (obs-text) are not: the borrow trick flags a byte
+ * below n exactly when its top bit is clear. A borrow only runs upward,
+ * so a byte may be flagged wrongly only above a control byte: the lowest
+ * flag is always exact. */
+static uint64_t control_mask(uint64_t x)
 {
     const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
     uint64_t del = x ^ (ones * 0x7f);
     return (((x - ones * 0x20) & ~x) | ((del - ones) & ~del)) & high;
+}
+
+/* How many of the eight bytes a non-zero control_mask was taken from
+ * come before the first control byte (on a big-endian machine none are
+ * skipped: the byte loop after it finds the control byte). */
+static size_t plain_before(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (size_t)__builtin_ctzll(m) / 8; /* the first byte read is the lowest */
+#else
+    (void)m;
+    return 0;
+#endif
 }
 
 nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len)
@@ -102,10 +118,12 @@ nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len)
         }
         /* The request line or a field value: only a control byte (CR and
          * LF among them) needs a look, so the others are stepped over here,
-         * eight at a time while no control byte is among them. */
-        for (uint64_t x; i + 9 <= len; i += 8) {
+         * eight at a time while no control byte is among them, then
+         * straight up to the first one. */
+        for (uint64_t x, m; i + 9 <= len; i += 8) {
             memcpy(&x, buf + i + 1, sizeof(x));
-            if (has_control(x)) {
+            if ((m = control_mask(x)) != 0) {
+                i += plain_before(m);
                 break;
             }
         }
