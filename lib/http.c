@@ -446,7 +446,7 @@ void nea__head_begin(nea__head *h, llhttp_t *parser)
  * each (llhttp's loose build also takes runs of spaces), the version exactly
  * "HTTP/" DIGIT "." DIGIT (505 when well-formed but not 1.0 or 1.1), the
  * target's bytes within RFC 3986 and its form matching the method. */
-static int check_request_line(const char *line, size_t len)
+static int check_request_line(nea__head *h, const char *line, size_t len)
 {
     const char *end = memchr(line, '\r', len), *sp1, *sp2, *t, *ver;
     size_t tlen;
@@ -464,6 +464,8 @@ static int check_request_line(const char *line, size_t len)
         return 400;
     }
     tlen = (size_t)(sp2 - t);
+    h->method_len = (size_t)(sp1 - line);
+    h->target_len = tlen;
     ver = sp2 + 1;
     if (end - ver != 8 || memcmp(ver, "HTTP/", 5) != 0 || ver[5] < '0' || ver[5] > '9' ||
         ver[6] != '.' || ver[7] < '0' || ver[7] > '9') {
@@ -493,7 +495,7 @@ static int check_request_line(const char *line, size_t len)
 int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
 {
     const char *line = buf + h->start;
-    int status = check_request_line(line, h->end - h->start);
+    int status = check_request_line(h, line, h->end - h->start);
     llhttp_errno_t err;
 
     if (status != 0) {
@@ -513,7 +515,7 @@ int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
     if (h->hosts > 1 || (parser->http_minor == 1 && h->hosts == 0)) {
         return 400;
     }
-    if (h->url == NULL || h->url != (const char *)memchr(line, ' ', h->end - h->start) + 1) {
+    if (h->url == NULL || h->url != line + h->method_len + 1) {
         return 400;
     }
     return 0;
@@ -584,12 +586,13 @@ int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, s
     char *p, *sp, *q;
     size_t n = 0;
 
-    /* Request line: METHOD SP target SP version CRLF (validated by llhttp). */
+    /* Request line: METHOD SP target SP version CRLF (checked by
+     * nea__head_parse, which measured the method and the target). */
     m->method = p = copy;
-    sp = memchr(p, ' ', (size_t)(end - p));
+    sp = p + h->method_len;
     *sp = '\0';
     p = sp + 1;
-    sp = memchr(p, ' ', (size_t)(end - p));
+    sp = p + h->target_len;
     *sp = '\0';
     p += nea__target_path(p, (size_t)(sp - p));
     m->path = p;

@@ -27,6 +27,9 @@ typedef struct nea__head {
     unsigned lines;    /* header lines seen (request line not counted) */
     bool line_done;    /* the request line is complete */
     bool in_name;      /* scanner is inside a field name */
+    /* Set by nea__head_parse once the request line is well-formed: the
+     * method's and the target's lengths (each followed by one space). */
+    size_t method_len, target_len;
     /* Filled by llhttp callbacks while the complete head is parsed: */
     const char *name;
     size_t name_len;
@@ -79,11 +82,12 @@ typedef struct nea__msg {
     size_t nhdrs;
 } nea__msg;
 
-/* Indexes the complete head h in place: its separators in buf become NULs
- * and out's views point into buf, which must stay put while they are read;
- * the index of its fields goes into the arena. prefix_len is the matched
- * prefix route's length (0 for exact routes). Returns 0, or 431 when the
- * arena cannot hold the index. */
+/* Indexes the complete head h, which nea__head_parse accepted (the
+ * lengths it measured are relied on), in place: its separators in buf
+ * become NULs and out's views point into buf, which must stay put while
+ * they are read; the index of its fields goes into the arena. prefix_len
+ * is the matched prefix route's length (0 for exact routes). Returns 0,
+ * or 431 when the arena cannot hold the index. */
 int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, size_t prefix_len,
                     nea__msg *out);
 
