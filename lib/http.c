@@ -558,12 +558,9 @@ int nea__body_append(nea__body *b, const char *p, size_t n)
     return 0;
 }
 
-size_t nea__target_path(const char *url, size_t len)
+size_t nea__target_path_abs(const char *url, size_t len)
 {
     static const char *const schemes[] = {"http://", "https://"};
-    if (len > 0 && url[0] == '/') {
-        return 0; /* origin-form, the common case: no scheme to look for */
-    }
     for (size_t i = 0; i < 2; i++) {
         size_t n = strlen(schemes[i]);
         if (len > n && strncasecmp(url, schemes[i], n) == 0) {

@@ -61,7 +61,12 @@ int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf);
 bool nea__head_keep_alive(const nea__head *h, const llhttp_t *parser);
 /* Where the path starts in a request target: past "http://authority" for
  * absolute-form (RFC 9112 3.2.2), else 0. */
-size_t nea__target_path(const char *url, size_t len);
+size_t nea__target_path_abs(const char *url, size_t len);
+static inline size_t nea__target_path(const char *url, size_t len)
+{
+    /* origin-form, the common case, without a call: no scheme to look for */
+    return len > 0 && url[0] == '/' ? 0 : nea__target_path_abs(url, len);
+}
 
 /* Starts a body in a (len bytes known, or 0 for chunked, which grows with
  * nea__body_append). Returns 0, or 413 when the arena cannot hold it. */
