@@ -449,21 +449,21 @@ static void head_done(nea__conn *c)
     nea__conn_env *env = c->env;
     nea__head *h = &c->w->head;
     const char *method = c->w->rbuf + h->start;
-    const char *space = memchr(method, ' ', h->end - h->start);
-    size_t method_len = space != NULL ? (size_t)(space - method) : 0;
     const char *q;
-    size_t path_len;
+    size_t method_len, path_len;
     int status;
 
     env->stats->requests++;
     nea__record_begin(&c->w->record, h->end - h->start);
     c->w->record.method = method; /* named in the refusal log even when the head is bad */
-    c->w->record.method_len = method_len;
     status = nea__head_parse(h, &c->w->parser, c->w->rbuf);
     if (status != 0) {
+        const char *space = memchr(method, ' ', h->end - h->start);
+        c->w->record.method_len = space != NULL ? (size_t)(space - method) : 0;
         nea__conn_respond_error(c, nea__prebuilt_for_status(status));
         return;
     }
+    method_len = c->w->record.method_len = h->method_len; /* a token: up to the first space */
     c->w->rpos = h->end; /* whatever answers this head, the next request starts after it */
     c->w->keep_alive = nea__head_keep_alive(h, &c->w->parser);
     if (c->w->parser.upgrade) {

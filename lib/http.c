@@ -39,14 +39,30 @@ static bool is_alnum(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* Any of x's eight bytes a control byte (below 0x20, or 0x7f)? Bytes of
- * 0x80 and above (obs-text) are not: the borrow trick flags a byte below n
- * exactly when its top bit is clear. */
-static bool has_control(uint64_t x)
+/* Which of x's eight bytes are control bytes (below 0x20, or 0x7f): the
+ * top bit of each such byte is set, and no bit when there is none. Bytes
+ * of 0x80 and above (obs-text) are not: the borrow trick flags a byte
+ * below n exactly when its top bit is clear. A borrow only runs upward,
+ * so a byte may be flagged wrongly only above a control byte: the lowest
+ * flag is always exact. */
+static uint64_t control_mask(uint64_t x)
 {
     const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
     uint64_t del = x ^ (ones * 0x7f);
     return (((x - ones * 0x20) & ~x) | ((del - ones) & ~del)) & high;
+}
+
+/* How many of the eight bytes a non-zero control_mask was taken from
+ * come before the first control byte (on a big-endian machine none are
+ * skipped: the byte loop after it finds the control byte). */
+static size_t plain_before(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (size_t)__builtin_ctzll(m) / 8; /* the first byte read is the lowest */
+#else
+    (void)m;
+    return 0;
+#endif
 }
 
 nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len)
@@ -102,10 +118,12 @@ nea__scan_result nea__head_scan(nea__head *h, const char *buf, size_t len)
         }
         /* The request line or a field value: only a control byte (CR and
          * LF among them) needs a look, so the others are stepped over here,
-         * eight at a time while no control byte is among them. */
-        for (uint64_t x; i + 9 <= len; i += 8) {
+         * eight at a time while no control byte is among them, then
+         * straight up to the first one. */
+        for (uint64_t x, m; i + 9 <= len; i += 8) {
             memcpy(&x, buf + i + 1, sizeof(x));
-            if (has_control(x)) {
+            if ((m = control_mask(x)) != 0) {
+                i += plain_before(m);
                 break;
             }
         }
@@ -154,10 +172,27 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* The n bytes at s equal lower (lower-case ASCII) but for ASCII case, as
+ * strncasecmp in the C locale: the names and tokens compared are a few
+ * bytes long, shorter than a call to it. */
+static bool ascii_ieq(const char *s, const char *lower, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (unsigned char)(c + ('a' - 'A'));
+        }
+        if (c != (unsigned char)lower[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool name_is(const nea__head *h, const char *name)
 {
     size_t n = strlen(name);
-    return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+    return h->name_len == n && ascii_ieq(h->name, name, n);
 }
 
 static void trim(const char **v, size_t *len)
@@ -173,7 +208,7 @@ static void trim(const char **v, size_t *len)
 
 static bool token_eq(const char *v, size_t len, const char *token)
 {
-    return len == strlen(token) && strncasecmp(v, token, len) == 0;
+    return len == strlen(token) && ascii_ieq(v, token, len);
 }
 
 /* The next element of a comma-separated list value (RFC 9110 5.6.1): OWS
@@ -411,7 +446,7 @@ void nea__head_begin(nea__head *h, llhttp_t *parser)
  * each (llhttp's loose build also takes runs of spaces), the version exactly
  * "HTTP/" DIGIT "." DIGIT (505 when well-formed but not 1.0 or 1.1), the
  * target's bytes within RFC 3986 and its form matching the method. */
-static int check_request_line(const char *line, size_t len)
+static int check_request_line(nea__head *h, const char *line, size_t len)
 {
     const char *end = memchr(line, '\r', len), *sp1, *sp2, *t, *ver;
     size_t tlen;
@@ -429,6 +464,8 @@ static int check_request_line(const char *line, size_t len)
         return 400;
     }
     tlen = (size_t)(sp2 - t);
+    h->method_len = (size_t)(sp1 - line);
+    h->target_len = tlen;
     ver = sp2 + 1;
     if (end - ver != 8 || memcmp(ver, "HTTP/", 5) != 0 || ver[5] < '0' || ver[5] > '9' ||
         ver[6] != '.' || ver[7] < '0' || ver[7] > '9') {
@@ -458,7 +495,7 @@ static int check_request_line(const char *line, size_t len)
 int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
 {
     const char *line = buf + h->start;
-    int status = check_request_line(line, h->end - h->start);
+    int status = check_request_line(h, line, h->end - h->start);
     llhttp_errno_t err;
 
     if (status != 0) {
@@ -478,7 +515,7 @@ int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf)
     if (h->hosts > 1 || (parser->http_minor == 1 && h->hosts == 0)) {
         return 400;
     }
-    if (h->url == NULL || h->url != (const char *)memchr(line, ' ', h->end - h->start) + 1) {
+    if (h->url == NULL || h->url != line + h->method_len + 1) {
         return 400;
     }
     return 0;
@@ -521,7 +558,7 @@ int nea__body_append(nea__body *b, const char *p, size_t n)
     return 0;
 }
 
-size_t nea__target_path(const char *url, size_t len)
+size_t nea__target_path_abs(const char *url, size_t len)
 {
     static const char *const schemes[] = {"http://", "https://"};
     for (size_t i = 0; i < 2; i++) {
@@ -546,12 +583,13 @@ int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, s
     char *p, *sp, *q;
     size_t n = 0;
 
-    /* Request line: METHOD SP target SP version CRLF (validated by llhttp). */
+    /* Request line: METHOD SP target SP version CRLF (checked by
+     * nea__head_parse, which measured the method and the target). */
     m->method = p = copy;
-    sp = memchr(p, ' ', (size_t)(end - p));
+    sp = p + h->method_len;
     *sp = '\0';
     p = sp + 1;
-    sp = memchr(p, ' ', (size_t)(end - p));
+    sp = p + h->target_len;
     *sp = '\0';
     p += nea__target_path(p, (size_t)(sp - p));
     m->path = p;
@@ -561,15 +599,19 @@ int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, s
         m->query = q + 1;
     } else {
         m->query = sp; /* "" */
+        q = sp;
     }
     if (m->path[0] == '\0') {
         m->path = "/"; /* absolute-form without a path */
+        q = (char *)m->path + 1;
     }
     /* A prefix route's tail is what follows the prefix in the raw path (the
-     * route matched its routing view, url.c); an exact route has none. */
-    m->tail =
-        prefix ? m->path + nea__url_raw_prefix(m->path, prefix_len) : m->path + strlen(m->path);
-    p = (char *)memchr(sp + 1, '\n', (size_t)(end - sp - 1)) + 1;
+     * route matched its routing view, url.c); an exact route has none (the
+     * path's end, q). */
+    m->tail = prefix ? m->path + nea__url_raw_prefix(m->path, prefix_len) : q;
+    /* The version is exactly "HTTP/" DIGIT "." DIGIT and the line ends in
+     * CRLF (nea__head_parse checked both). */
+    p = sp + 1 + 8 + 2;
 
     m->hdrs = nea__arena_alloc(a, (h->lines + 1) * sizeof(nea__hdr), NEA__ALIGN);
     if (m->hdrs == NULL) {
@@ -578,8 +620,8 @@ int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, s
     /* Field lines: name ':' OWS value OWS CRLF (validated by the scanner). */
     while (p < end && *p != '\r') {
         char *colon = memchr(p, ':', (size_t)(end - p));
-        char *eol = (char *)memchr(colon, '\n', (size_t)(end - colon)) - 1; /* at CR */
-        char *v = colon + 1;
+        char *cr = (char *)memchr(colon, '\n', (size_t)(end - colon)) - 1;
+        char *eol = cr, *v = colon + 1;
         *colon = '\0';
         while (v < eol && (*v == ' ' || *v == '\t')) {
             v++;
@@ -591,7 +633,7 @@ int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, s
         m->hdrs[n].name = p;
         m->hdrs[n].value = v;
         n++;
-        p = (char *)memchr(eol + 1, '\n', (size_t)(end - eol - 1)) + 1;
+        p = cr + 2; /* past the line's CRLF */
     }
     m->nhdrs = n;
     return 0;

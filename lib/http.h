@@ -27,6 +27,9 @@ typedef struct nea__head {
     unsigned lines;    /* header lines seen (request line not counted) */
     bool line_done;    /* the request line is complete */
     bool in_name;      /* scanner is inside a field name */
+    /* Set by nea__head_parse once the request line is well-formed: the
+     * method's and the target's lengths (each followed by one space). */
+    size_t method_len, target_len;
     /* Filled by llhttp callbacks while the complete head is parsed: */
     const char *name;
     size_t name_len;
@@ -58,7 +61,12 @@ int nea__head_parse(nea__head *h, llhttp_t *parser, const char *buf);
 bool nea__head_keep_alive(const nea__head *h, const llhttp_t *parser);
 /* Where the path starts in a request target: past "http://authority" for
  * absolute-form (RFC 9112 3.2.2), else 0. */
-size_t nea__target_path(const char *url, size_t len);
+size_t nea__target_path_abs(const char *url, size_t len);
+static inline size_t nea__target_path(const char *url, size_t len)
+{
+    /* origin-form, the common case, without a call: no scheme to look for */
+    return len > 0 && url[0] == '/' ? 0 : nea__target_path_abs(url, len);
+}
 
 /* Starts a body in a (len bytes known, or 0 for chunked, which grows with
  * nea__body_append). Returns 0, or 413 when the arena cannot hold it. */
@@ -79,11 +87,12 @@ typedef struct nea__msg {
     size_t nhdrs;
 } nea__msg;
 
-/* Indexes the complete head h in place: its separators in buf become NULs
- * and out's views point into buf, which must stay put while they are read;
- * the index of its fields goes into the arena. prefix_len is the matched
- * prefix route's length (0 for exact routes). Returns 0, or 431 when the
- * arena cannot hold the index. */
+/* Indexes the complete head h, which nea__head_parse accepted (the
+ * lengths it measured are relied on), in place: its separators in buf
+ * become NULs and out's views point into buf, which must stay put while
+ * they are read; the index of its fields goes into the arena. prefix_len
+ * is the matched prefix route's length (0 for exact routes). Returns 0,
+ * or 431 when the arena cannot hold the index. */
 int nea__head_index(nea__arena *a, const nea__head *h, char *buf, bool prefix, size_t prefix_len,
                     nea__msg *out);
 

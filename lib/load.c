@@ -134,9 +134,12 @@ static bool refused(nea__load *l)
  * stall of the machine. */
 static bool sustained(const nea__load *l)
 {
-    uint64_t now = uv_hrtime();
-    return l->shedding && now - l->last_shed <= l->interval_ns &&
-           l->last_shed - l->run_since >= l->interval_ns;
+    uint64_t now;
+    if (!l->shedding) {
+        return false; /* the common case reads no clock */
+    }
+    now = uv_hrtime();
+    return now - l->last_shed <= l->interval_ns && l->last_shed - l->run_since >= l->interval_ns;
 }
 
 bool nea__load_refuse(nea__load *l, unsigned ahead)

@@ -22,83 +22,98 @@
 #include <strings.h>
 #include <time.h>
 
-const char *nea__reason(int status)
+/* The reason phrase of status, and its length (no strlen per response). */
+static const char *reason_of(int status, size_t *len)
 {
+#define REASON(text) return (*len = sizeof(text) - 1, text)
     switch (status) {
     case 100:
-        return "Continue";
+        REASON("Continue");
     case 200:
-        return "OK";
+        REASON("OK");
     case 201:
-        return "Created";
+        REASON("Created");
     case 202:
-        return "Accepted";
+        REASON("Accepted");
     case 204:
-        return "No Content";
+        REASON("No Content");
     case 206:
-        return "Partial Content";
+        REASON("Partial Content");
     case 301:
-        return "Moved Permanently";
+        REASON("Moved Permanently");
     case 302:
-        return "Found";
+        REASON("Found");
     case 303:
-        return "See Other";
+        REASON("See Other");
     case 304:
-        return "Not Modified";
+        REASON("Not Modified");
     case 307:
-        return "Temporary Redirect";
+        REASON("Temporary Redirect");
     case 308:
-        return "Permanent Redirect";
+        REASON("Permanent Redirect");
     case 400:
-        return "Bad Request";
+        REASON("Bad Request");
     case 401:
-        return "Unauthorized";
+        REASON("Unauthorized");
     case 403:
-        return "Forbidden";
+        REASON("Forbidden");
     case 404:
-        return "Not Found";
+        REASON("Not Found");
     case 405:
-        return "Method Not Allowed";
+        REASON("Method Not Allowed");
     case 408:
-        return "Request Timeout";
+        REASON("Request Timeout");
     case 409:
-        return "Conflict";
+        REASON("Conflict");
     case 410:
-        return "Gone";
+        REASON("Gone");
     case 411:
-        return "Length Required";
+        REASON("Length Required");
     case 413:
-        return "Content Too Large";
+        REASON("Content Too Large");
     case 414:
-        return "URI Too Long";
+        REASON("URI Too Long");
     case 415:
-        return "Unsupported Media Type";
+        REASON("Unsupported Media Type");
     case 417:
-        return "Expectation Failed";
+        REASON("Expectation Failed");
     case 422:
-        return "Unprocessable Content";
+        REASON("Unprocessable Content");
     case 429:
-        return "Too Many Requests";
+        REASON("Too Many Requests");
     case 431:
-        return "Request Header Fields Too Large";
+        REASON("Request Header Fields Too Large");
     case 500:
-        return "Internal Server Error";
+        REASON("Internal Server Error");
     case 501:
-        return "Not Implemented";
+        REASON("Not Implemented");
     case 502:
-        return "Bad Gateway";
+        REASON("Bad Gateway");
     case 503:
-        return "Service Unavailable";
+        REASON("Service Unavailable");
     case 504:
-        return "Gateway Timeout";
+        REASON("Gateway Timeout");
     case 505:
-        return "HTTP Version Not Supported";
+        REASON("HTTP Version Not Supported");
     default:
-        return status < 300   ? "OK"
-               : status < 400 ? "Redirect"
-               : status < 500 ? "Client Error"
-                              : "Server Error";
+        if (status < 300) {
+            REASON("OK");
+        }
+        if (status < 400) {
+            REASON("Redirect");
+        }
+        if (status < 500) {
+            REASON("Client Error");
+        }
+        REASON("Server Error");
     }
+#undef REASON
+}
+
+const char *nea__reason(int status)
+{
+    size_t len;
+    return reason_of(status, &len);
 }
 
 static const struct prebuilt_row {
@@ -419,21 +434,28 @@ static char *put(char *p, const char *s, size_t n)
     return p + n;
 }
 
-/* v in decimal at p (no NUL); returns the end. Every response formats its
- * status and Content-Length, and snprintf cost more than the rest of the
- * serialisation together. */
-static char *put_decimal(char *p, size_t v)
+/* The digits of v in decimal. */
+static size_t decimal_len(size_t v)
 {
-    char tmp[24];
-    size_t n = 0;
+    size_t n = 1;
+    for (; v >= 10; v /= 10) {
+        n++;
+    }
+    return n;
+}
+
+/* v in decimal, its digits counted already (digits = decimal_len(v)), at
+ * p (no NUL); returns the end. Every response formats its Content-Length,
+ * and snprintf cost more than the rest of the serialisation together. */
+static char *put_decimal(char *p, size_t v, size_t digits)
+{
+    char *end = p + digits;
+    p = end;
     do {
-        tmp[n++] = (char)('0' + v % 10);
+        *--p = (char)('0' + v % 10);
         v /= 10;
     } while (v != 0);
-    while (n > 0) {
-        *p++ = tmp[--n];
-    }
-    return p;
+    return end;
 }
 
 unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *bufs, size_t *needed)
@@ -441,33 +463,24 @@ unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *b
     static const char chunked_line[] = "Transfer-Encoding: chunked\r\n";
     bool no_body = r->status == 204 || r->status == 304;
     bool send_body = !no_body && !r->is_head;
+    bool length = !no_body && r->framing != NEA__FRAME_CHUNKED && r->framing != NEA__FRAME_CLOSE;
     size_t ctype_len = r->content_type != NULL ? strlen(r->content_type) : 0;
     size_t conn_len = strlen(r->conn_line);
-    size_t head_len, copy_len;
-    const char *reason = nea__reason(r->status);
-    char cl[48], status_line[96], *buf, *p;
-    size_t cl_len = 0, sl_len, reason_len = strlen(reason);
+    size_t head_len, copy_len, reason_len, cl_len = 0, digits = 0;
+    const char *reason = reason_of(r->status, &reason_len);
+    char *buf, *p;
     unsigned n = 1;
 
-    /* "HTTP/1.1 " status(3) " " reason CRLF; status is 200..599. */
-    p = put(status_line, "HTTP/1.1 ", 9);
-    p = put_decimal(p, (size_t)r->status);
-    *p++ = ' ';
-    p = put(p, reason, reason_len);
-    p = put(p, "\r\n", 2);
-    sl_len = (size_t)(p - status_line);
-    if (!no_body) {
-        if (r->framing == NEA__FRAME_CHUNKED) {
-            cl_len = sizeof(chunked_line) - 1;
-            memcpy(cl, chunked_line, cl_len);
-        } else if (r->framing != NEA__FRAME_CLOSE) {
-            p = put(cl, "Content-Length: ", 16);
-            p = put_decimal(p, r->len);
-            p = put(p, "\r\n", 2);
-            cl_len = (size_t)(p - cl);
-        }
+    /* Every line is laid out where it goes: the arena's block is sized
+     * exactly first, so nothing is formatted twice. */
+    if (!no_body && r->framing == NEA__FRAME_CHUNKED) {
+        cl_len = sizeof(chunked_line) - 1;
+    } else if (length) {
+        digits = decimal_len(r->len);
+        cl_len = 16 + digits + 2; /* "Content-Length: " digits CRLF */
     }
-    head_len = sl_len + r->date_len + cl_len + conn_len + r->hdrs->len + 2 +
+    /* "HTTP/1.1 " status(3) " " reason CRLF; status is 100..599. */
+    head_len = 9 + 3 + 1 + reason_len + 2 + r->date_len + cl_len + conn_len + r->hdrs->len + 2 +
                (r->content_type != NULL ? ctype_len + 16 : 0);
     copy_len = r->copy && send_body ? r->len : 0;
     buf = nea__arena_alloc(a, head_len + copy_len, 1);
@@ -475,14 +488,26 @@ unsigned nea__resp_serialize(nea__arena *a, const nea__resp_spec *r, uv_buf_t *b
         *needed = head_len + copy_len;
         return 0;
     }
-    p = put(buf, status_line, sl_len);
+    p = put(buf, "HTTP/1.1 ", 9);
+    p[0] = (char)('0' + r->status / 100 % 10);
+    p[1] = (char)('0' + r->status / 10 % 10);
+    p[2] = (char)('0' + r->status % 10);
+    p[3] = ' ';
+    p = put(p + 4, reason, reason_len);
+    p = put(p, "\r\n", 2);
     p = put(p, r->date_line, r->date_len);
     if (r->content_type != NULL) {
         p = put(p, "Content-Type: ", 14);
         p = put(p, r->content_type, ctype_len);
         p = put(p, "\r\n", 2);
     }
-    p = put(p, cl, cl_len);
+    if (length) {
+        p = put(p, "Content-Length: ", 16);
+        p = put_decimal(p, r->len, digits);
+        p = put(p, "\r\n", 2);
+    } else if (cl_len > 0) {
+        p = put(p, chunked_line, cl_len);
+    }
     p = put(p, r->conn_line, conn_len);
     for (const nea__resp_hdr *h = r->hdrs->first; h != NULL; h = h->next) {
         p = put(p, h->line, h->len);
