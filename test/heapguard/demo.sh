@@ -26,6 +26,7 @@ cleanup() {
 trap cleanup EXIT
 
 printf 'libnea demo static body\n' >"$tmp/static"
+: >"$tmp/out" # the demo starts in the background: sed must find the file even before it writes
 LD_PRELOAD=$guard NEA_HEAPGUARD=abort "$demo" --port 0 --arena-size 512k \
     --static "$tmp/static" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
