@@ -1119,7 +1119,10 @@ static void peer_start(peer *p, const char *mode)
         dup2(in[0], 0);
         dup2(out[1], 1);
         close(in[0]), close(in[1]), close(out[0]), close(out[1]);
-        execl("/usr/bin/python3", "python3", "-c", py_peer, mode, (char *)NULL);
+        /* argv[0] is the path: Python finds its prefix (and Debian's
+         * dist-packages, where wsproto is) from it, and a bare "python3"
+         * would be looked up on PATH, where another Python may come first. */
+        execl("/usr/bin/python3", "/usr/bin/python3", "-c", py_peer, mode, (char *)NULL);
         _exit(127);
     }
     close(in[0]);
