@@ -5,7 +5,8 @@
  * 1.3 only is refused) and openssl s_client. Certificates are made with the
  * openssl command in a temporary directory when the program starts.
  *
- * What a user would see: responses over TLS with keep-alive, pipelining,
+ * What a user would see: responses over TLS with keep-alive, pipelining
+ * (distinct answers each once, in order),
  * streamed responses and uploads, 100-continue, a file; session
  * resumption, also across workers; an idle connection holding no buffer;
  * handshakes waiting in line for a buffer; certificate reload; and every
@@ -454,6 +455,21 @@ static void test_pipelined(void **state)
     char args[64];
     snprintf(args, sizeof(args), "pipeline %d 200", f->port);
     must_contain(py(f, args), "ok 200");
+    check_clean(f);
+}
+
+/* Pipelined answers each distinct: every one in its place, each once (the
+ * gathered batch ahead of the response that does not join it, and not
+ * sent again), and nothing stray before the next request's answer. */
+static void test_pipelined_in_order_once(void **state)
+{
+    h_fixture *f = *state;
+    char args[64];
+    const char *out;
+    snprintf(args, sizeof(args), "ordered %d 50", f->port);
+    out = py(f, args);
+    must_contain(out, "in order 50\n");
+    must_contain(out, "then 200 Hello, World!\n");
     check_clean(f);
 }
 
@@ -1055,6 +1071,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_python_tls12_and_tls13, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_openssl_resumption, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pipelined, setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_in_order_once, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_streamed_response_and_file, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_streamed_upload_and_continue, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_resumption_across_workers, setup_workers,
