@@ -811,6 +811,19 @@ static void test_oversized_record(void **state)
     check_clean(f);
 }
 
+/* After the handshake the stream ends inside a record (its header
+ * announces 64 bytes, 3 came): a truncation, closed and counted as such,
+ * not taken for a half-close between records. */
+static void test_truncated_record(void **state)
+{
+    h_fixture *f = *state;
+    char args[128];
+    snprintf(args, sizeof(args), "raw %d 1703030040aabbcc shut", f->port);
+    must_contain(py(f, args), "closed");
+    H_WAIT(f, failed(f, "truncated") == 1);
+    check_clean(f);
+}
+
 static void short_write_timeout(nea_config *cfg)
 {
     cfg->write_timeout_ms = 300;
@@ -1094,6 +1107,7 @@ int main(void)
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_renegotiation_refused, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_oversized_record, setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_record, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_client_stops_reading, setup_write_timeout,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_half_close_is_answered, setup, h_test_teardown),

@@ -29,8 +29,8 @@ A mode written wait-MODE first prints "ready" and waits for a line on stdin.
   stall PATH N        N GETs of PATH in one write, reads nothing; prints
                       "sent", then waits for a line on stdin
   reset PATH          a GET, then a reset (SO_LINGER 0) without reading
-  raw HEX             after the handshake sends HEX as raw bytes; prints
-                      "closed", "reset" or "data"
+  raw HEX [shut]      after the handshake sends HEX as raw bytes (shut: then
+                      half-closes); prints "closed", "reset" or "data"
   pre HEX [shut]      sends HEX before any handshake (shut: then half-closes);
                       prints what came back: its first line, "closed" or
                       "reset"
@@ -226,6 +226,8 @@ def main():
     elif mode == 'raw':
         raw, inc, out, obj = bio_handshake(port)
         raw.sendall(bytes.fromhex(args[0]))
+        if args[1:] == ['shut']:
+            raw.shutdown(socket.SHUT_WR)
         try:
             print('closed' if raw.recv(100) == b'' else 'data')
         except ConnectionResetError:
