@@ -1,6 +1,7 @@
 /*
  * test_metrics.c - per-route metrics (metrics.c and its recording points in
- * conn.c): histogram bucket edges and quantiles, summing records, each
+ * conn.c): histogram bucket edges and quantiles (ranks rounded up),
+ * summing records, each
  * outcome counted in its route's record (completed, OOM, shed, timeout,
  * cancelled) and refusals before routing in the unrouted one, the
  * completion hook, rate-limited refusal logs, and the Prometheus exposition
@@ -53,7 +54,7 @@ static void test_bucket_edges(void **state)
 
 static void test_quantile_and_sum(void **state)
 {
-    nea_histogram h;
+    nea_histogram h, g;
     nea_route_stats a, b;
     (void)state;
 
@@ -73,6 +74,15 @@ static void test_quantile_and_sum(void **state)
     assert_int_equal(nea_histogram_quantile(&h, 10, 1.0), 112 << 10);
     nea__hist_add(&h, 10, (uint64_t)1 << 40); /* beyond the highest edge */
     assert_true(nea_histogram_quantile(&h, 10, 1.0) == UINT64_MAX);
+    /* A rank that falls between two values rounds up: of ten values, p90
+     * is the ninth and p95 the tenth (at least 95% of them are no larger). */
+    memset(&g, 0, sizeof(g));
+    for (int i = 0; i < 9; i++) {
+        nea__hist_add(&g, 10, 3000);
+    }
+    nea__hist_add(&g, 10, 100 << 10);
+    assert_int_equal(nea_histogram_quantile(&g, 10, 0.9), 3072);
+    assert_int_equal(nea_histogram_quantile(&g, 10, 0.95), 112 << 10);
 
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));

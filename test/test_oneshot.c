@@ -1,10 +1,10 @@
 /*
  * test_oneshot.c - a connection accepted only to be answered once and
  * closed (oneshot.c), over real sockets on 127.0.0.1: the answer arrives
- * whole and then EOF; what the peer sends is read and dropped (no reset
- * that could discard the answer); a peer that never closes is closed after
- * the linger time; closed() is called once per connection; the handle is
- * used again.
+ * whole and then EOF (the half-close, while the handle still lingers);
+ * what the peer sends is read and dropped (no reset that could discard
+ * the answer); a peer that never closes is closed after the linger time;
+ * closed() is called once per connection; the handle is used again.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -149,6 +149,10 @@ static void test_linger_is_bounded_and_handle_reused(void **state)
     t0 = s_now_ms();
     assert_int_equal(s_read_all(&f->loop, fd, buf, sizeof(buf), S_DEADLINE_MS),
                      (int)sizeof(answer) - 1); /* EOF: the half-close */
+    /* The EOF came from the FIN after the answer, not from the close: the
+     * handle still lingers, reading what the peer might send. */
+    assert_int_equal(f->closed, 0);
+    assert_true(f->o.in_use);
     while (f->closed == 0 && s_now_ms() - t0 < S_DEADLINE_MS) {
         s_step(&f->loop, 10);
     }

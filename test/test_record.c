@@ -2,7 +2,8 @@
  * test_record.c - the per-request record (record.c) as the completion hook
  * sees it over real sockets: each request of a pipeline is counted with
  * its own bytes and its own times, starting at its own head, not at the
- * head of the request before it on the same connection.
+ * head of the request before it on the same connection; the refusal log
+ * limits 400s and 503s each on its own.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -86,10 +87,30 @@ static void test_pipelined_request_counts_from_its_own_head(void **state)
     assert_true(seen[1].total_ns < seen[0].total_ns / 2);
 }
 
+/* The refusal log keeps one rate limit per status: a 400 right after a
+ * 503 still gets its line (each names its status, method and path). */
+static void test_refusal_log_limits_each_status_apart(void **state)
+{
+    h_fixture *f;
+    h_response r;
+    int fd;
+
+    h_test_start(state, NULL);
+    f = *state;
+    fd = h_connect(f);
+    h_expect(f, fd, "GET /status/503 HTTP/1.1\r\nHost: x\r\n\r\n", 503, &r);
+    close(fd);
+    H_WAIT(f, strstr(f->log.all, "503 for GET /status/503") != NULL);
+    h_expect_close(f, "GET /bad path HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    H_WAIT(f, strstr(f->log.all, "400 for ") != NULL);
+    assert_true(t_log_has(&f->log, "503 for GET /status/503"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_pipelined_request_counts_from_its_own_head, h_test_teardown),
+        cmocka_unit_test_teardown(test_refusal_log_limits_each_status_apart, h_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,8 @@
  * 1.3 only is refused) and openssl s_client. Certificates are made with the
  * openssl command in a temporary directory when the program starts.
  *
- * What a user would see: responses over TLS with keep-alive, pipelining,
+ * What a user would see: responses over TLS with keep-alive, pipelining
+ * (distinct answers each once, in order),
  * streamed responses and uploads, 100-continue, a file; session
  * resumption, also across workers; an idle connection holding no buffer;
  * handshakes waiting in line for a buffer; certificate reload; and every
@@ -457,6 +458,21 @@ static void test_pipelined(void **state)
     check_clean(f);
 }
 
+/* Pipelined answers each distinct: every one in its place, each once (the
+ * gathered batch ahead of the response that does not join it, and not
+ * sent again), and nothing stray before the next request's answer. */
+static void test_pipelined_in_order_once(void **state)
+{
+    h_fixture *f = *state;
+    char args[64];
+    const char *out;
+    snprintf(args, sizeof(args), "ordered %d 50", f->port);
+    out = py(f, args);
+    must_contain(out, "in order 50\n");
+    must_contain(out, "then 200 Hello, World!\n");
+    check_clean(f);
+}
+
 static void test_streamed_response_and_file(void **state)
 {
     h_fixture *f = *state;
@@ -795,6 +811,19 @@ static void test_oversized_record(void **state)
     check_clean(f);
 }
 
+/* After the handshake the stream ends inside a record (its header
+ * announces 64 bytes, 3 came): a truncation, closed and counted as such,
+ * not taken for a half-close between records. */
+static void test_truncated_record(void **state)
+{
+    h_fixture *f = *state;
+    char args[128];
+    snprintf(args, sizeof(args), "raw %d 1703030040aabbcc shut", f->port);
+    must_contain(py(f, args), "closed");
+    H_WAIT(f, failed(f, "truncated") == 1);
+    check_clean(f);
+}
+
 static void short_write_timeout(nea_config *cfg)
 {
     /* Long enough that the test sees the stalled write before it times out:
@@ -1058,6 +1087,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_python_tls12_and_tls13, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_openssl_resumption, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pipelined, setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_in_order_once, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_streamed_response_and_file, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_streamed_upload_and_continue, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_resumption_across_workers, setup_workers,
@@ -1080,6 +1110,7 @@ int main(void)
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_renegotiation_refused, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_oversized_record, setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_record, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_client_stops_reading, setup_write_timeout,
                                         h_test_teardown),
         cmocka_unit_test_setup_teardown(test_half_close_is_answered, setup, h_test_teardown),

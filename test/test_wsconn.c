@@ -15,8 +15,9 @@
  * a client that stops reading while the server sends (UV_EAGAIN,
  * on_drain, then the write deadline); a reset mid-message; a send through
  * a reference after the client left; out of memory in a message; kept
- * messages and their deadline; messages in pieces larger than the arena;
- * no arena for a message (queued, then 1013); the drain (1001); the
+ * messages and their deadline; messages in pieces larger than the arena
+ * (one message however many pieces; out of memory at a piece drops the
+ * rest of its message only); no arena for a message (queued, then 1013); the drain (1001); the
  * metrics.
  */
 #include <stdarg.h>
@@ -80,7 +81,8 @@ static void on_open(nea_ws *ws, nea_req *upgrade, void *data)
     seen.ref = nea_ws_ref(ws);
 }
 
-/* /ws/echo: every message back as it came. */
+/* /ws/echo: every message back as it came (a binary one after trying to
+ * send text that is not UTF-8). */
 static void echo_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data)
 {
     (void)data;
@@ -89,6 +91,10 @@ static void echo_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *da
     assert_true(m->last);
     assert_int_equal(m->data[m->len], '\0');
     assert_int_equal(nea_respond(msg, 200, NULL, NULL, 0), NEA_ESTATE);
+    if (m->opcode == NEA_WS_BINARY) {
+        /* Text that is not UTF-8 is refused, and nothing is sent. */
+        assert_int_equal(nea_ws_send(ws, NEA_WS_TEXT, "ok\xc3", 3), UV_EINVAL);
+    }
     assert_int_equal(nea_ws_send(ws, m->opcode, m->data, m->len), 0);
 }
 
@@ -190,11 +196,15 @@ static const nea_ws_route keep_route = {
     .open = on_open, .message = keep_message, .close = on_close};
 
 /* /ws/pieces: messages in pieces (up to 8 MiB), answered with their size,
- * piece count and FNV-1a at the last piece. */
+ * piece count and FNV-1a at the last piece; a first piece starting "oom"
+ * asks for more than the arena. */
 static void pieces_message(nea_ws *ws, nea_req *msg, const nea_ws_msg *m, void *data)
 {
     (void)data;
-    (void)msg;
+    if (m->offset == 0 && m->len >= 3 && memcmp(m->data, "oom", 3) == 0) {
+        (void)nea_alloc(msg, (size_t)1 << 40); /* the rest of this message is dropped */
+        fail_msg("nea_alloc returned after exhausting the arena");
+    }
     if (m->offset == 0) {
         seen.piece_bytes = seen.pieces = 0;
         seen.piece_fnv = 2166136261u;
@@ -651,11 +661,16 @@ static void test_oversize_1009_at_the_head(void **state)
 static void test_close_handshakes(void **state)
 {
     h_fixture *f = *state;
+    uint64_t t0;
     t_ws w;
 
-    /* the client closes without a code: the echo has none, the host is told 1005 */
+    /* the client closes without a code: the echo has none, the host is told
+     * 1005; the TCP connection closes right after the echo (the handshake
+     * is complete), not at the linger deadline */
     open_ok(f, &w, "/ws/echo");
+    t0 = h_now_ms();
     assert_int_equal(t_ws_close(&w, 0, NULL), 1005);
+    assert_true(h_now_ms() - t0 < NEA__LINGER_MS / 2);
     t_ws_drop(&w, false);
     H_WAIT(f, seen.closed == 1);
     assert_int_equal(seen.close_codes[0], 1005);
@@ -1067,6 +1082,33 @@ static void test_pieces_larger_than_the_arena(void **state)
     snprintf(want, sizeof(want), "bytes=%zu fnv=%08x", sizeof(data), fnv);
     t_ws_expect(&w, NEA__WS_TEXT, want, strlen(want));
     assert_true(seen.pieces > 10);
+    assert_int_equal(h_st(f).ws_messages_in, 1); /* one message, however many pieces */
+    t_ws_drop(&w, false);
+    assert_nothing_held(f);
+}
+
+/* A message in pieces whose handler runs out of memory at its first piece:
+ * the rest of that message is dropped, not handed over as a new message;
+ * the next message is served. */
+static void test_pieces_oom_drops_the_rest(void **state)
+{
+    h_fixture *f = *state;
+    uint32_t fnv = 2166136261u;
+    char want[64];
+    t_ws w;
+
+    for (const char *p = "hello"; *p != '\0'; p++) {
+        fnv = (fnv ^ (uint8_t)*p) * 16777619u;
+    }
+    open_ok(f, &w, "/ws/pieces");
+    t_ws_frame(&w, NEA__WS_TEXT, false, "oom!", 4);
+    t_ws_frame(&w, NEA__WS_CONT, false, "rest", 4);
+    t_ws_frame(&w, NEA__WS_CONT, true, "end", 3);
+    t_ws_frame(&w, NEA__WS_TEXT, true, "hello", 5);
+    snprintf(want, sizeof(want), "bytes=5 fnv=%08x", fnv);
+    t_ws_expect(&w, NEA__WS_TEXT, want, strlen(want));
+    assert_int_equal(h_st(f).ws_message_oom, 1);
+    assert_int_equal(h_st(f).ws_messages_in, 1); /* the one that completed */
     t_ws_drop(&w, false);
     assert_nothing_held(f);
 }
@@ -1276,6 +1318,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sent_frames_leave_no_copy, setup, h_test_teardown),
         cmocka_unit_test_teardown(test_kept_messages, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_pieces_larger_than_the_arena, setup, h_test_teardown),
+        cmocka_unit_test_setup_teardown(test_pieces_oom_drops_the_rest, setup, h_test_teardown),
         cmocka_unit_test_teardown(test_no_arena_queue_then_1013, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_drain_going_away, setup, h_test_teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, h_test_teardown),

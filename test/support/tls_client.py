@@ -10,6 +10,9 @@ A mode written wait-MODE first prints "ready" and waits for a line on stdin.
   get PATH [N]        one connection, N (default 1) GETs one after another;
                       prints "VERSION CIPHER ALPN" then "STATUS LENGTH" per GET
   pipeline N          N GETs of /hello in one write; prints "ok COUNT"
+  ordered N           N GETs of /p/I (I = 0..N-1) in one write, then, once all
+                      are read, one GET of /hello; prints "in order COUNT" (the
+                      answers with body I, in place) and "then STATUS BODY"
   tls13               TLS 1.3 only: prints "refused REASON" or "connected"
   loop N              prints "ready", waits for a line on stdin, then N new
                       connections with one GET each, every other one resuming
@@ -26,8 +29,8 @@ A mode written wait-MODE first prints "ready" and waits for a line on stdin.
   stall PATH N        N GETs of PATH in one write, reads nothing; prints
                       "sent", then waits for a line on stdin
   reset PATH          a GET, then a reset (SO_LINGER 0) without reading
-  raw HEX             after the handshake sends HEX as raw bytes; prints
-                      "closed", "reset" or "data"
+  raw HEX [shut]      after the handshake sends HEX as raw bytes (shut: then
+                      half-closes); prints "closed", "reset" or "data"
   pre HEX [shut]      sends HEX before any handshake (shut: then half-closes);
                       prints what came back: its first line, "closed" or
                       "reset"
@@ -148,6 +151,18 @@ def main():
             st, body, rest = read_response(s, rest)
             ok += st == 200 and body == b'Hello, World!'
         print('ok', ok)
+    elif mode == 'ordered':
+        n = int(args[0])
+        s = conn(ctx(), port)
+        s.sendall(b''.join(request('/p/%d' % i) for i in range(n)))
+        rest, ok = b'', 0
+        for i in range(n):
+            st, body, rest = read_response(s, rest)
+            ok += st == 200 and body == str(i).encode()
+        print('in order', ok)
+        s.sendall(request('/hello'))
+        st, body, rest = read_response(s, rest)
+        print('then', st, body.decode(errors='replace'), flush=True)
     elif mode == 'tls13':
         try:
             conn(ctx(ssl.TLSVersion.TLSv1_3), port)
@@ -211,6 +226,8 @@ def main():
     elif mode == 'raw':
         raw, inc, out, obj = bio_handshake(port)
         raw.sendall(bytes.fromhex(args[0]))
+        if args[1:] == ['shut']:
+            raw.shutdown(socket.SHUT_WR)
         try:
             print('closed' if raw.recv(100) == b'' else 'data')
         except ConnectionResetError:
