@@ -586,8 +586,8 @@ static void process_body(nea__conn *c)
     for (;;) {
         const char *data = NULL;
         size_t used = 0, len = 0;
-        nea__body_step step =
-            nea__body_rx_feed(&c->w->body, c->w->rbuf + c->w->rpos, c->w->rlen - c->w->rpos, &used, &data, &len);
+        nea__body_step step = nea__body_rx_feed(&c->w->body, c->w->rbuf + c->w->rpos,
+                                                c->w->rlen - c->w->rpos, &used, &data, &len);
         c->w->rpos += used;
         switch (step) {
         case NEA__BODY_DATA:
@@ -693,7 +693,7 @@ static void conn_process(nea__conn *c)
 
 /* --- admission's answers -------------------------------------------------------- */
 
-void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
+static void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
 {
     nea__conn_env *env = c->env;
     nea_req *req = nea__req_open(&env->reqs, a, c);
@@ -712,8 +712,8 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
     req->http_minor = c->w->parser.http_minor;
     req->is_head = c->w->parser.method == HTTP_HEAD;
     c->w->keep = c->w->head.end; /* the request's views point into the head */
-    if (nea__head_index(req->arena, &c->w->head, c->w->rbuf, c->w->route->prefix, c->w->route->path_len,
-                        &req->msg) != 0) {
+    if (nea__head_index(req->arena, &c->w->head, c->w->rbuf, c->w->route->prefix,
+                        c->w->route->path_len, &req->msg) != 0) {
         nea__conn_respond_error(c, NEA__PB_431);
         return;
     }
@@ -726,13 +726,12 @@ void nea__conn_arena_ready(nea__conn *c, nea__arena *a)
     conn_process(c); /* body bytes or pipelined requests already buffered */
 }
 
-void nea__conn_wait(nea__conn *c, unsigned ms)
+static void nea__conn_wait(nea__conn *c, unsigned ms)
 {
     nea__record_stamp(&c->w->record);
     c->w->queue_ms = ms;
     nea__conn_enter(c, NEA__C_QUEUED);
 }
-
 
 /* --- the record ----------------------------------------------------------------- */
 
@@ -809,4 +808,3 @@ void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *c
      * happen now, not inside the first handler's frame. */
     (void)nea__date_line(&env->date, uv_now(loop), &date_len);
 }
-

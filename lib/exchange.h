@@ -13,11 +13,6 @@
 void nea__conn_env_init(nea__conn_env *env, uv_loop_t *loop, const nea_config *cfg,
                         nea_stats *stats, const nea__router *router, const nea__statics *statics,
                         nea__pool *pools, const nea_plan *plan);
-/* An arena for the routed head waiting in c. */
-void nea__conn_arena_ready(nea__conn *c, nea__arena *a);
-/* The routed head waits in the queue (for an arena, or for the loop's next
- * iteration) for at most ms (then 503). */
-void nea__conn_wait(nea__conn *c, unsigned ms);
 
 /* Answers the current request with a pre-built response. */
 void nea__conn_respond_error(nea__conn *c, nea__prebuilt e);

@@ -253,26 +253,6 @@ static int learn_address(nea__listener *l)
     return 0;
 }
 
-void nea__listener_name(const nea__listener *l, char *buf, size_t len)
-{
-    char ip[64] = "";
-    any_addr addr;
-    int alen = sizeof(addr);
-    if (l->family == AF_UNIX || (l->family == 0 && l->path[0] != '\0')) {
-        snprintf(buf, len, "unix:%s", l->path);
-        return;
-    }
-    if (uv_tcp_getsockname(&l->tcp, &addr.sa, &alen) == 0) {
-        if (addr.sa.sa_family == AF_INET6) {
-            (void)uv_ip6_name(&addr.in6, ip, sizeof(ip));
-            snprintf(buf, len, "[%s]:%d", ip, l->port);
-            return;
-        }
-        (void)uv_ip4_name(&addr.in4, ip, sizeof(ip));
-    }
-    snprintf(buf, len, "%s:%d", ip, l->port);
-}
-
 /* The address being set up, for a failure's log line. */
 static void describe(const nea__listen_on *on, char *buf, size_t len)
 {

@@ -56,8 +56,6 @@ int nea__listener_start(nea__listener *l, uv_loop_t *loop, const nea_config *cfg
                         void (*on_closed)(void *data), void *data);
 /* The listening socket's descriptor, or -1 when there is none. */
 int nea__listener_fd(const nea__listener *l);
-/* The address to name in logs: "host:port", "unix:PATH", into buf. */
-void nea__listener_name(const nea__listener *l, char *buf, size_t len);
 /* Stops accepting; on_closed is called once the handle has closed. A Unix
  * socket path this listener bound is unlinked then, unless keep_path. */
 void nea__listener_close(nea__listener *l);

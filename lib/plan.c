@@ -179,7 +179,7 @@ bool nea__plan_tls(const nea_config *cfg)
     return t->cert_file != NULL || t->key_file != NULL || t->cert_pem != NULL || t->key_pem != NULL;
 }
 
-unsigned nea__plan_tls_sessions(const nea_config *cfg)
+static unsigned nea__plan_tls_sessions(const nea_config *cfg)
 {
     return cfg->tls_sessions != 0 ? cfg->tls_sessions : 1024;
 }

@@ -67,8 +67,6 @@ typedef struct nea__sizes {
 /* Whether cfg asks for TLS: a certificate or a key is given, from a file or
  * from memory. */
 bool nea__plan_tls(const nea_config *cfg);
-/* The TLS sessions cfg keeps for resumption (tls_sessions resolved). */
-unsigned nea__plan_tls_sessions(const nea_config *cfg);
 
 /* nea_config_plan with the struct sizes given; cfg's error bodies must have
  * passed nea__error_bodies_check (response.c) first. */

@@ -110,7 +110,7 @@ static const char *reason_of(int status, size_t *len)
 #undef REASON
 }
 
-const char *nea__reason(int status)
+static const char *nea__reason(int status)
 {
     size_t len;
     return reason_of(status, &len);

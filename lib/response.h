@@ -67,7 +67,6 @@ typedef struct nea__date {
  * Connection (<= 24), CRLF. */
 #define NEA__HDRBUF 192
 
-const char *nea__reason(int status);
 /* Checks cfg's error bodies (see nea_error_body): 0, or NEA_EINVAL_CONFIG
  * with a one-line reason naming the entry in errbuf (when not NULL). */
 int nea__error_bodies_check(const nea_config *cfg, char *errbuf, size_t errlen);

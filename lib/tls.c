@@ -448,7 +448,7 @@ void nea__tls_read_ack(nea__tls_conn *c, size_t n)
     }
 }
 
-unsigned char *nea__tls_write_buf(nea__tls_conn *c, size_t *len)
+static unsigned char *nea__tls_write_buf(nea__tls_conn *c, size_t *len)
 {
     unsigned char *p = NULL;
     *len = 0;
@@ -461,7 +461,7 @@ unsigned char *nea__tls_write_buf(nea__tls_conn *c, size_t *len)
     return p;
 }
 
-void nea__tls_write_ack(nea__tls_conn *c, size_t n)
+static void nea__tls_write_ack(nea__tls_conn *c, size_t n)
 {
     if (live(c) && n > 0) {
         br_ssl_engine_sendapp_ack(&c->sc.eng, n);
@@ -663,19 +663,6 @@ const unsigned char *nea__tls_read_buf(nea__tls_conn *c, size_t *len)
 }
 
 void nea__tls_read_ack(nea__tls_conn *c, size_t n)
-{
-    (void)c;
-    (void)n;
-}
-
-unsigned char *nea__tls_write_buf(nea__tls_conn *c, size_t *len)
-{
-    (void)c;
-    *len = 0;
-    return NULL;
-}
-
-void nea__tls_write_ack(nea__tls_conn *c, size_t n)
 {
     (void)c;
     (void)n;

@@ -93,12 +93,10 @@ size_t nea__tls_feed(nea__tls_conn *c, const void *data, size_t len);
 const unsigned char *nea__tls_read_buf(nea__tls_conn *c, size_t *len);
 void nea__tls_read_ack(nea__tls_conn *c, size_t n);
 
-/* Plaintext in: room in the current record (NULL when none: handshake not
- * done, or a record waits to be sent). write_ack: n bytes were stored; a
- * full record is sealed at once. write: copies as much as fits. flush: seals
- * the current record so it can be sent. */
-unsigned char *nea__tls_write_buf(nea__tls_conn *c, size_t *len);
-void nea__tls_write_ack(nea__tls_conn *c, size_t n);
+/* Plaintext in. write: copies as much as fits in the current record (none
+ * before the handshake is done, or while a record waits to be sent); a full
+ * record is sealed at once. flush: seals the current record so it can be
+ * sent. */
 size_t nea__tls_write(nea__tls_conn *c, const void *data, size_t len);
 void nea__tls_flush(nea__tls_conn *c);
 
